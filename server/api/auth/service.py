@@ -1,0 +1,127 @@
+"""Registration, login, token refresh, logout. Sessions are rows: logout and reuse detection revoke them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from outputhub.common.errors import AuthenticationError, DuplicateError
+from outputhub.common.schemas import RegisterRequest, TokenPair
+from outputhub.server.security import (
+    TokenSigner,
+    digest,
+    hash_password,
+    needs_rehash,
+    new_secret,
+    verify_password,
+)
+from outputhub.server.storage.tables import AuthSession, User
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    signer: TokenSigner
+    refresh_ttl: timedelta
+
+
+def register(session: Session, *, data: RegisterRequest, now: datetime) -> User:
+    email = data.email.lower()
+    if session.execute(select(User.id).where(User.email == email)).first():
+        raise DuplicateError("body.email", email)
+    user = User(
+        id=uuid.uuid4(),
+        email=email,
+        display_name=data.display_name,
+        password_hash=hash_password(data.password),
+        is_active=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def _issue(session: Session, *, user: User, policy: AuthPolicy, now: datetime) -> TokenPair:
+    refresh = new_secret()
+    auth_session = AuthSession(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        refresh_hash=digest(refresh),
+        created_at=now,
+        expires_at=now + policy.refresh_ttl,
+        last_used_at=now,
+    )
+    session.add(auth_session)
+    session.flush()
+    return TokenPair(
+        access_token=policy.signer.issue(user_id=user.id, session_id=auth_session.id, now=now),
+        refresh_token=f"{auth_session.id.hex}.{refresh}",
+        expires_in=int(policy.signer.ttl.total_seconds()),
+    )
+
+
+def login(session: Session, *, email: str, password: str, policy: AuthPolicy, now: datetime) -> TokenPair:
+    user = session.execute(select(User).where(User.email == email.lower())).scalar_one_or_none()
+    if (
+        not verify_password(user.password_hash if user else None, password)
+        or user is None
+        or not user.is_active
+    ):
+        raise AuthenticationError("wrong email or password")
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return _issue(session, user=user, policy=policy, now=now)
+
+
+def refresh(session: Session, *, refresh_token: str, policy: AuthPolicy, now: datetime) -> TokenPair:
+    """Rotate the refresh token. Presenting an already-rotated token revokes the session (token theft)."""
+    session_hex, _, secret = refresh_token.partition(".")
+    try:
+        session_id = uuid.UUID(hex=session_hex)
+    except ValueError as exc:
+        raise AuthenticationError("invalid refresh token") from exc
+    auth_session = session.get(AuthSession, session_id)
+    if auth_session is None or auth_session.revoked_at is not None or auth_session.expires_at <= now:
+        raise AuthenticationError("refresh token expired or revoked; log in again")
+    hashed = digest(secret)
+    if hashed == auth_session.previous_refresh_hash:
+        auth_session.revoked_at = now
+        raise AuthenticationError("refresh token was already used; the session is revoked, log in again")
+    if hashed != auth_session.refresh_hash:
+        raise AuthenticationError("invalid refresh token")
+    user = session.get(User, auth_session.user_id)
+    if user is None or not user.is_active:
+        raise AuthenticationError("account disabled")
+    new_refresh = new_secret()
+    auth_session.previous_refresh_hash = auth_session.refresh_hash
+    auth_session.refresh_hash = digest(new_refresh)
+    auth_session.last_used_at = now
+    return TokenPair(
+        access_token=policy.signer.issue(user_id=user.id, session_id=auth_session.id, now=now),
+        refresh_token=f"{auth_session.id.hex}.{new_refresh}",
+        expires_in=int(policy.signer.ttl.total_seconds()),
+    )
+
+
+def logout(session: Session, *, session_id: uuid.UUID, now: datetime) -> None:
+    auth_session = session.get(AuthSession, session_id)
+    if auth_session is not None and auth_session.revoked_at is None:
+        auth_session.revoked_at = now
+
+
+def active_user(session: Session, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> User:
+    """The user behind a verified access token, if its session is still live (logout revokes at once)."""
+    auth_session = session.get(AuthSession, session_id)
+    if auth_session is None or auth_session.user_id != user_id or auth_session.revoked_at is not None:
+        raise AuthenticationError("session revoked; log in again")
+    if auth_session.expires_at <= now:
+        raise AuthenticationError("session expired; log in again")
+    user = session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise AuthenticationError("account disabled")
+    return user

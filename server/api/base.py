@@ -1,0 +1,252 @@
+"""What every domain service shares: the tenant context, revisions, reference checks, links, paging."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, delete, insert, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from outputhub.common.errors import InvalidInputError, UnknownReferenceError
+from outputhub.common.roles import Role
+from outputhub.server.security import b64url, b64url_decode
+from outputhub.server.storage.tables import Base, OrgRevision, ReplicatedRow
+
+M = TypeVar("M", bound=Base)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """The caller inside one organization: who acts, with which role. Every service call takes one."""
+
+    org_id: uuid.UUID
+    role: Role
+    actor: str
+    """``user:<uuid>`` or ``apikey:<uuid>``: recorded as created_by / updated_by."""
+    user_id: uuid.UUID | None = None
+
+
+def allocate_revisions(session: Session, *, org_id: uuid.UUID, count: int = 1) -> int:
+    """Reserve ``count`` consecutive revisions for this organization; returns the first.
+
+    The counter row stays locked until the transaction ends, so revisions become visible in order:
+    a pull that has seen revision N will never later find a row committed with a revision below N.
+    """
+    last = session.execute(
+        update(OrgRevision)
+        .where(OrgRevision.org_id == org_id)
+        .values(revision=OrgRevision.revision + count)
+        .returning(OrgRevision.revision)
+    ).scalar_one()
+    return int(last) - count + 1
+
+
+def stamp_new(row: ReplicatedRow, *, tenant: Tenant, revision: int, now: datetime) -> None:
+    row.org_id = tenant.org_id
+    row.revision = revision
+    row.deleted = False
+    row.created_at = row.updated_at = now
+    row.created_by = row.updated_by = tenant.actor
+
+
+def stamp_changed(row: ReplicatedRow, *, tenant: Tenant, revision: int, now: datetime) -> None:
+    row.revision = revision
+    row.updated_at = now
+    row.updated_by = tenant.actor
+
+
+def get_live(session: Session, model: type[M], *, tenant: Tenant, ident: uuid.UUID) -> M | None:
+    """The row with this id in the caller's organization, unless deleted. Never another tenant's."""
+    return session.execute(
+        select(model).where(
+            model.id == ident,  # type: ignore[attr-defined]
+            model.org_id == tenant.org_id,  # type: ignore[attr-defined]
+            model.deleted.is_(False),  # type: ignore[attr-defined]
+        )
+    ).scalar_one_or_none()
+
+
+def check_refs(
+    session: Session, model: type[Base], *, tenant: Tenant, ids: Iterable[uuid.UUID | None], field: str
+) -> None:
+    """Every id must name a live row of ``model`` in the caller's organization (else 422 naming ``field``)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return
+    found = set(
+        session.execute(
+            select(model.id).where(  # type: ignore[attr-defined]
+                model.org_id == tenant.org_id,  # type: ignore[attr-defined]
+                model.deleted.is_(False),  # type: ignore[attr-defined]
+                model.id.in_(wanted),  # type: ignore[attr-defined]
+            )
+        ).scalars()
+    )
+    missing = sorted(wanted - found, key=str)
+    if missing:
+        raise UnknownReferenceError(field, missing[0])
+
+
+@dataclass(frozen=True)
+class Link:
+    """A many-to-many link table: ``parent`` column -> ``child`` column, carrying org_id."""
+
+    table: type[Base]
+    parent: str
+    child: str
+
+    def parent_col(self) -> InstrumentedAttribute[uuid.UUID]:
+        return getattr(self.table, self.parent)
+
+    def child_col(self) -> InstrumentedAttribute[uuid.UUID]:
+        return getattr(self.table, self.child)
+
+
+def replace_links(
+    session: Session, link: Link, *, tenant: Tenant, parent_id: uuid.UUID, child_ids: Sequence[uuid.UUID]
+) -> None:
+    session.execute(
+        delete(link.table).where(
+            link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
+            link.parent_col() == parent_id,
+        )
+    )
+    unique = list(dict.fromkeys(child_ids))
+    if unique:
+        session.execute(
+            insert(link.table),
+            [{"org_id": tenant.org_id, link.parent: parent_id, link.child: c} for c in unique],
+        )
+
+
+def insert_links(
+    session: Session, link: Link, *, tenant: Tenant, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
+) -> None:
+    rows = [{"org_id": tenant.org_id, link.parent: p, link.child: c} for p, c in dict.fromkeys(pairs)]
+    if rows:
+        session.execute(insert(link.table), rows)
+
+
+def load_links(
+    session: Session, link: Link, *, tenant: Tenant, parent_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    result: dict[uuid.UUID, list[uuid.UUID]] = {p: [] for p in parent_ids}
+    if not parent_ids:
+        return result
+    rows = session.execute(
+        select(link.parent_col(), link.child_col())
+        .where(link.table.org_id == tenant.org_id, link.parent_col().in_(parent_ids))  # type: ignore[attr-defined]
+        .order_by(link.parent_col(), link.child_col())
+    )
+    for parent_id, child_id in rows:
+        result[parent_id].append(child_id)
+    return result
+
+
+def has_all_links(
+    parent_id_col: Any, link: Link, child_ids: Sequence[uuid.UUID]
+) -> list[ColumnElement[bool]]:
+    """One EXISTS per wanted child: the parent must carry every one of them."""
+    return [
+        select(link.parent_col())
+        .where(link.parent_col() == parent_id_col, link.child_col() == child_id)
+        .exists()
+        for child_id in dict.fromkeys(child_ids)
+    ]
+
+
+def reject_nulls(data: dict[str, Any], fields: Iterable[str]) -> None:
+    for name in fields:
+        if name in data and data[name] is None:
+            raise InvalidInputError(f"body.{name}", "may not be null")
+
+
+# --- keyset pagination --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """A sortable column; ``descending`` from a leading ``-`` in the ``sort`` parameter."""
+
+    name: str
+    column: InstrumentedAttribute[Any]
+    descending: bool
+
+
+def parse_sort(value: str, *, model: type[Base], allowed: Sequence[str]) -> SortKey:
+    descending = value.startswith("-")
+    name = value.lstrip("-")
+    if name not in allowed:
+        raise InvalidInputError(
+            "query.sort", f"must be one of {', '.join(allowed)} (prefix with - to reverse)"
+        )
+    return SortKey(name=name, column=getattr(model, name), descending=descending)
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"t": value.isoformat()}
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and "t" in value:
+        return datetime.fromisoformat(value["t"])
+    return value
+
+
+def encode_cursor(sort: SortKey, row: Any) -> str:
+    payload = {
+        "s": sort.name,
+        "d": sort.descending,
+        "v": _encode_value(getattr(row, sort.name)),
+        "i": str(row.id),
+    }
+    return b64url(json.dumps(payload, separators=(",", ":")).encode())
+
+
+def apply_page(
+    stmt: Select[Any], *, model: type[Base], sort: SortKey, cursor: str | None, limit: int
+) -> Select[Any]:
+    """Order by the sort key then id, start after the cursor, fetch one extra row to detect a next page."""
+    id_col = model.id  # type: ignore[attr-defined]
+    if cursor:
+        try:
+            payload = json.loads(b64url_decode(cursor))
+            last_value = _decode_value(payload["v"])
+            last_id = uuid.UUID(payload["i"])
+            if payload["s"] != sort.name or payload["d"] != sort.descending:
+                raise ValueError("sort changed")
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise InvalidInputError(
+                "query.cursor", "invalid cursor (it must come from next_cursor of the same query)"
+            ) from exc
+        col = sort.column
+        if sort.descending:
+            stmt = stmt.where(or_(col < last_value, and_(col == last_value, id_col < last_id)))
+        else:
+            stmt = stmt.where(or_(col > last_value, and_(col == last_value, id_col > last_id)))
+    if sort.descending:
+        stmt = stmt.order_by(sort.column.desc(), id_col.desc())
+    else:
+        stmt = stmt.order_by(sort.column.asc(), id_col.asc())
+    return stmt.limit(limit + 1)
+
+
+def page_rows(rows: Sequence[M], *, sort: SortKey, limit: int) -> tuple[list[M], str | None]:
+    items = list(rows[:limit])
+    next_cursor = encode_cursor(sort, items[-1]) if len(rows) > limit and items else None
+    return items, next_cursor
+
+
+def new_id(given: uuid.UUID | None) -> uuid.UUID:
+    return given or uuid.uuid4()

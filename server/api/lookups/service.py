@@ -1,0 +1,284 @@
+"""The per-organization lookups: tags, knowledge types, accuracy levels, development stages, GPT models and
+agent groups. One generic service, parametrized by the lookup's table; deleting a lookup detaches it from
+every record that used it (those records get a new revision, so the change replicates)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from outputhub.common.errors import DuplicateError, NotFoundError
+from outputhub.server.api.base import (
+    Link,
+    Tenant,
+    allocate_revisions,
+    apply_page,
+    get_live,
+    new_id,
+    page_rows,
+    parse_sort,
+    reject_nulls,
+    stamp_changed,
+    stamp_new,
+)
+from outputhub.server.storage.tables import (
+    AccuracyLevel,
+    AgentGroup,
+    CustomGpt,
+    CustomGptAgentGroup,
+    DevelopmentStage,
+    GptModel,
+    KnowledgeType,
+    LookupRow,
+    Output,
+    OutputKnowledgeType,
+    OutputTag,
+    Prompt,
+    PromptTag,
+    ReplicatedRow,
+    Tag,
+)
+
+
+@dataclass(frozen=True)
+class ColumnRef:
+    """A record's scalar reference to a lookup (set to null when the lookup is deleted)."""
+
+    table: type[ReplicatedRow]
+    column: str
+
+
+@dataclass(frozen=True)
+class LinkRef:
+    """A many-to-many link to a lookup (the link is removed when the lookup is deleted)."""
+
+    link: Link
+    parent_table: type[ReplicatedRow]
+
+
+@dataclass(frozen=True)
+class LookupKind:
+    slug: str  # URL segment, e.g. "accuracy-levels"
+    label: str  # singular, human: "accuracy level"
+    table: type[LookupRow]
+    ordered: bool = False
+    extra_fields: tuple[str, ...] = ()
+    references: tuple[ColumnRef | LinkRef, ...] = field(default=())
+
+
+PROMPT_TAGS = Link(PromptTag, "prompt_id", "tag_id")
+OUTPUT_TAGS = Link(OutputTag, "output_id", "tag_id")
+OUTPUT_KNOWLEDGE_TYPES = Link(OutputKnowledgeType, "output_id", "knowledge_type_id")
+CUSTOM_GPT_AGENT_GROUPS = Link(CustomGptAgentGroup, "custom_gpt_id", "agent_group_id")
+
+KINDS: tuple[LookupKind, ...] = (
+    LookupKind("tags", "tag", Tag, references=(LinkRef(PROMPT_TAGS, Prompt), LinkRef(OUTPUT_TAGS, Output))),
+    LookupKind(
+        "knowledge-types",
+        "knowledge type",
+        KnowledgeType,
+        references=(LinkRef(OUTPUT_KNOWLEDGE_TYPES, Output),),
+    ),
+    LookupKind(
+        "accuracy-levels",
+        "accuracy level",
+        AccuracyLevel,
+        ordered=True,
+        extra_fields=("score",),
+        references=(ColumnRef(Output, "accuracy_level_id"),),
+    ),
+    LookupKind(
+        "development-stages",
+        "development stage",
+        DevelopmentStage,
+        ordered=True,
+        references=(ColumnRef(Prompt, "development_stage_id"),),
+    ),
+    LookupKind(
+        "gpt-models",
+        "GPT model",
+        GptModel,
+        extra_fields=("provider",),
+        references=(ColumnRef(CustomGpt, "gpt_model_id"), ColumnRef(Output, "gpt_model_id")),
+    ),
+    LookupKind(
+        "agent-groups", "agent group", AgentGroup, references=(LinkRef(CUSTOM_GPT_AGENT_GROUPS, CustomGpt),)
+    ),
+)
+KIND_BY_TABLE: dict[type[LookupRow], LookupKind] = {k.table: k for k in KINDS}
+
+DEFAULTS: dict[type[LookupRow], list[dict[str, Any]]] = {
+    AccuracyLevel: [
+        {"name": "Incorrect", "score": 0, "description": "Wrong or misleading."},
+        {"name": "Partially correct", "score": 40, "description": "Useful parts, significant errors."},
+        {"name": "Mostly correct", "score": 75, "description": "Minor errors or omissions."},
+        {"name": "Accurate", "score": 100, "description": "Correct and complete."},
+    ],
+    DevelopmentStage: [
+        {"name": "Idea"},
+        {"name": "Draft"},
+        {"name": "Testing"},
+        {"name": "Production"},
+        {"name": "Retired"},
+    ],
+    KnowledgeType: [
+        {"name": "Factual"},
+        {"name": "Procedural"},
+        {"name": "Conceptual"},
+        {"name": "Creative"},
+        {"name": "Code"},
+    ],
+    GptModel: [
+        {"name": "GPT-4o", "provider": "OpenAI"},
+        {"name": "GPT-4o mini", "provider": "OpenAI"},
+        {"name": "GPT-4.1", "provider": "OpenAI"},
+        {"name": "o3", "provider": "OpenAI"},
+    ],
+    AgentGroup: [{"name": "General", "description": "Custom GPTs for everyday work."}],
+}
+
+
+def name_key(name: str) -> str:
+    return name.strip().casefold()
+
+
+def _ensure_unique(
+    session: Session, kind: LookupKind, *, tenant: Tenant, name: str, exclude: uuid.UUID | None
+) -> None:
+    table = kind.table
+    stmt = select(table.id).where(
+        table.org_id == tenant.org_id, table.deleted.is_(False), table.name_key == name_key(name)
+    )
+    if exclude is not None:
+        stmt = stmt.where(table.id != exclude)
+    if session.execute(stmt).first():
+        raise DuplicateError("body.name", name)
+
+
+def _next_position(session: Session, kind: LookupKind, *, tenant: Tenant) -> int:
+    table = kind.table
+    current = session.execute(
+        select(func.max(table.position)).where(table.org_id == tenant.org_id, table.deleted.is_(False))
+    ).scalar_one()
+    return 0 if current is None else int(current) + 1
+
+
+def create(
+    session: Session, kind: LookupKind, *, tenant: Tenant, data: dict[str, Any], now: datetime
+) -> LookupRow:
+    _ensure_unique(session, kind, tenant=tenant, name=data["name"], exclude=None)
+    row = kind.table(id=new_id(data.get("id")), name=data["name"], name_key=name_key(data["name"]))
+    row.description = data.get("description") or ""
+    row.position = (
+        data["position"] if data.get("position") is not None else _next_position(session, kind, tenant=tenant)
+    )
+    for extra in kind.extra_fields:
+        if data.get(extra) is not None:
+            setattr(row, extra, data[extra])
+    stamp_new(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def seed_defaults(session: Session, *, tenant: Tenant, now: datetime) -> None:
+    for table, rows in DEFAULTS.items():
+        kind = KIND_BY_TABLE[table]
+        for position, values in enumerate(rows):
+            create(session, kind, tenant=tenant, data={**values, "position": position}, now=now)
+
+
+def get(session: Session, kind: LookupKind, *, tenant: Tenant, ident: uuid.UUID) -> LookupRow:
+    row = get_live(session, kind.table, tenant=tenant, ident=ident)
+    if row is None:
+        raise NotFoundError(kind.label, ident)
+    return row
+
+
+def update_one(
+    session: Session,
+    kind: LookupKind,
+    *,
+    tenant: Tenant,
+    ident: uuid.UUID,
+    data: dict[str, Any],
+    now: datetime,
+) -> LookupRow:
+    reject_nulls(data, ("name", "description", "position", *kind.extra_fields))
+    row = get(session, kind, tenant=tenant, ident=ident)
+    if "name" in data and data["name"] != row.name:
+        _ensure_unique(session, kind, tenant=tenant, name=data["name"], exclude=row.id)
+        row.name = data["name"]
+        row.name_key = name_key(data["name"])
+    for name in ("description", "position", *kind.extra_fields):
+        if name in data:
+            setattr(row, name, data[name])
+    stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
+    session.flush()
+    return row
+
+
+def delete_one(
+    session: Session, kind: LookupKind, *, tenant: Tenant, ident: uuid.UUID, now: datetime
+) -> None:
+    row = get(session, kind, tenant=tenant, ident=ident)
+    revision = allocate_revisions(session, org_id=tenant.org_id)
+    for ref in kind.references:
+        if isinstance(ref, ColumnRef):
+            col = getattr(ref.table, ref.column)
+            session.execute(
+                update(ref.table)
+                .where(ref.table.org_id == tenant.org_id, col == row.id)
+                .values(
+                    {ref.column: None, "revision": revision, "updated_at": now, "updated_by": tenant.actor}
+                )
+                .execution_options(synchronize_session=False)
+            )
+        else:
+            parents = select(ref.link.parent_col()).where(
+                ref.link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
+                ref.link.child_col() == row.id,
+            )
+            session.execute(
+                update(ref.parent_table)
+                .where(ref.parent_table.org_id == tenant.org_id, ref.parent_table.id.in_(parents))
+                .values(revision=revision, updated_at=now, updated_by=tenant.actor)
+                .execution_options(synchronize_session=False)
+            )
+            session.execute(
+                delete(ref.link.table).where(
+                    ref.link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
+                    ref.link.child_col() == row.id,
+                )
+            )
+    row.deleted = True
+    stamp_changed(row, tenant=tenant, revision=revision, now=now)
+    session.flush()
+
+
+def list_page(
+    session: Session,
+    kind: LookupKind,
+    *,
+    tenant: Tenant,
+    q: str | None,
+    sort: str,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[LookupRow], str | None]:
+    table = kind.table
+    sort_key = parse_sort(sort, model=table, allowed=("position", "name", "created_at", "updated_at"))
+    stmt = select(table).where(table.org_id == tenant.org_id, table.deleted.is_(False))
+    if q:
+        stmt = stmt.where(table.name.icontains(q, autoescape=True))
+    rows = (
+        session.execute(apply_page(stmt, model=table, sort=sort_key, cursor=cursor, limit=limit))
+        .scalars()
+        .all()
+    )
+    return page_rows(rows, sort=sort_key, limit=limit)

@@ -1,0 +1,254 @@
+"""Prompt outputs: content produced by a custom GPT or model for a prompt, rated and classified."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from outputhub.common.errors import InvalidInputError, NotFoundError, UnknownReferenceError
+from outputhub.common.schemas import OutputCreate, OutputRead
+from outputhub.server.api.base import (
+    Tenant,
+    allocate_revisions,
+    apply_page,
+    get_live,
+    has_all_links,
+    insert_links,
+    load_links,
+    page_rows,
+    parse_sort,
+    reject_nulls,
+    replace_links,
+    stamp_changed,
+)
+from outputhub.server.api.lookups.service import CUSTOM_GPT_AGENT_GROUPS, OUTPUT_KNOWLEDGE_TYPES, OUTPUT_TAGS
+from outputhub.server.storage.tables import (
+    AccuracyLevel,
+    CustomGpt,
+    GptModel,
+    KnowledgeType,
+    Output,
+    Prompt,
+    Tag,
+)
+
+SCALARS = (
+    "prompt_id",
+    "content",
+    "notes",
+    "custom_gpt_id",
+    "gpt_model_id",
+    "accuracy_level_id",
+    "produced_at",
+)
+REFERENCES: tuple[tuple[str, type[Any]], ...] = (
+    ("prompt_id", Prompt),
+    ("custom_gpt_id", CustomGpt),
+    ("gpt_model_id", GptModel),
+    ("accuracy_level_id", AccuracyLevel),
+)
+SET_REFERENCES: tuple[tuple[str, type[Any]], ...] = (("knowledge_type_ids", KnowledgeType), ("tag_ids", Tag))
+COLUMNS = [c.key for c in Output.__table__.columns]
+
+
+def to_read(session: Session, *, tenant: Tenant, rows: Sequence[Output]) -> list[OutputRead]:
+    ids = [r.id for r in rows]
+    kinds = load_links(session, OUTPUT_KNOWLEDGE_TYPES, tenant=tenant, parent_ids=ids)
+    tags = load_links(session, OUTPUT_TAGS, tenant=tenant, parent_ids=ids)
+    return [
+        OutputRead.model_validate(
+            {**{k: getattr(r, k) for k in COLUMNS}, "knowledge_type_ids": kinds[r.id], "tag_ids": tags[r.id]}
+        )
+        for r in rows
+    ]
+
+
+def _check_many(session: Session, *, tenant: Tenant, items: Sequence[dict[str, Any]], prefix: str) -> None:
+    """Check every reference of every item in one query per relation; errors name ``items.N.field``."""
+    for field, model in (*REFERENCES, *SET_REFERENCES):
+        wanted: dict[uuid.UUID, int] = {}
+        for index, item in enumerate(items):
+            value = item.get(field)
+            for ident in value if isinstance(value, list) else [value]:
+                if ident is not None:
+                    wanted.setdefault(ident, index)
+        if not wanted:
+            continue
+        found = set(
+            session.execute(
+                select(model.id).where(
+                    model.org_id == tenant.org_id, model.deleted.is_(False), model.id.in_(wanted)
+                )
+            ).scalars()
+        )
+        for ident, index in wanted.items():
+            if ident not in found:
+                raise UnknownReferenceError(f"{prefix}{index}.{field}" if prefix else f"body.{field}", ident)
+
+
+def _inherit_model(session: Session, *, tenant: Tenant, items: list[dict[str, Any]]) -> None:
+    """An output made by a custom GPT was made by that GPT's model, unless the caller says otherwise."""
+    gpt_ids = {
+        i["custom_gpt_id"]
+        for i in items
+        if i.get("custom_gpt_id") and "gpt_model_id" not in i.get("_set", ())
+    }
+    if not gpt_ids:
+        return
+    models = dict(
+        session.execute(
+            select(CustomGpt.id, CustomGpt.gpt_model_id).where(
+                CustomGpt.org_id == tenant.org_id, CustomGpt.id.in_(gpt_ids)
+            )
+        ).all()
+    )
+    for item in items:
+        if item.get("custom_gpt_id") in models and "gpt_model_id" not in item.get("_set", ()):
+            item["gpt_model_id"] = models[item["custom_gpt_id"]]
+
+
+def create_many(
+    session: Session, *, tenant: Tenant, data: Sequence[OutputCreate], now: datetime, bulk: bool
+) -> list[Output]:
+    """Insert outputs in one go: all or none (any bad item fails the whole request, naming the item)."""
+    items = [{**d.model_dump(), "_set": d.model_fields_set} for d in data]
+    _check_many(session, tenant=tenant, items=items, prefix="body.items." if bulk else "")
+    _inherit_model(session, tenant=tenant, items=items)
+    first = allocate_revisions(session, org_id=tenant.org_id, count=len(items))
+    rows: list[dict[str, Any]] = []
+    for offset, item in enumerate(items):
+        rows.append(
+            {
+                **{k: item[k] for k in SCALARS},
+                "id": item.get("id") or uuid.uuid4(),
+                "org_id": tenant.org_id,
+                "revision": first + offset,
+                "deleted": False,
+                "created_at": now,
+                "updated_at": now,
+                "created_by": tenant.actor,
+                "updated_by": tenant.actor,
+            }
+        )
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise InvalidInputError("body.items", "two items have the same id")
+    session.execute(insert(Output), rows)
+    insert_links(
+        session,
+        OUTPUT_KNOWLEDGE_TYPES,
+        tenant=tenant,
+        pairs=[(r["id"], k) for r, i in zip(rows, items, strict=True) for k in i["knowledge_type_ids"]],
+    )
+    insert_links(
+        session,
+        OUTPUT_TAGS,
+        tenant=tenant,
+        pairs=[(r["id"], t) for r, i in zip(rows, items, strict=True) for t in i["tag_ids"]],
+    )
+    return list(
+        session.execute(select(Output).where(Output.org_id == tenant.org_id, Output.id.in_(ids))).scalars()
+    )
+
+
+def get(session: Session, *, tenant: Tenant, ident: uuid.UUID) -> Output:
+    row = get_live(session, Output, tenant=tenant, ident=ident)
+    if row is None:
+        raise NotFoundError("output", ident)
+    return row
+
+
+def update_one(
+    session: Session, *, tenant: Tenant, ident: uuid.UUID, data: dict[str, Any], now: datetime
+) -> Output:
+    reject_nulls(data, ("prompt_id", "content", "notes", "knowledge_type_ids", "tag_ids"))
+    row = get(session, tenant=tenant, ident=ident)
+    _check_many(session, tenant=tenant, items=[data], prefix="")
+    for name in SCALARS:
+        if name in data:
+            setattr(row, name, data[name])
+    if "knowledge_type_ids" in data:
+        replace_links(
+            session,
+            OUTPUT_KNOWLEDGE_TYPES,
+            tenant=tenant,
+            parent_id=row.id,
+            child_ids=data["knowledge_type_ids"],
+        )
+    if "tag_ids" in data:
+        replace_links(session, OUTPUT_TAGS, tenant=tenant, parent_id=row.id, child_ids=data["tag_ids"])
+    stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
+    session.flush()
+    return row
+
+
+def delete_one(session: Session, *, tenant: Tenant, ident: uuid.UUID, now: datetime) -> None:
+    row = get(session, tenant=tenant, ident=ident)
+    row.deleted = True
+    stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
+    session.flush()
+
+
+def list_page(
+    session: Session,
+    *,
+    tenant: Tenant,
+    q: str | None,
+    prompt_ids: Sequence[uuid.UUID],
+    tag_ids: Sequence[uuid.UUID],
+    knowledge_type_ids: Sequence[uuid.UUID],
+    accuracy_level_ids: Sequence[uuid.UUID],
+    custom_gpt_ids: Sequence[uuid.UUID],
+    gpt_model_ids: Sequence[uuid.UUID],
+    agent_group_ids: Sequence[uuid.UUID],
+    development_stage_ids: Sequence[uuid.UUID],
+    created_after: datetime | None,
+    created_before: datetime | None,
+    sort: str,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Output], str | None]:
+    sort_key = parse_sort(sort, model=Output, allowed=("created_at", "updated_at"))
+    stmt = select(Output).where(Output.org_id == tenant.org_id, Output.deleted.is_(False))
+    if q:
+        stmt = stmt.where(
+            Output.content.icontains(q, autoescape=True) | Output.notes.icontains(q, autoescape=True)
+        )
+    for column, wanted in (
+        (Output.prompt_id, prompt_ids),
+        (Output.accuracy_level_id, accuracy_level_ids),
+        (Output.custom_gpt_id, custom_gpt_ids),
+        (Output.gpt_model_id, gpt_model_ids),
+    ):
+        if wanted:
+            stmt = stmt.where(column.in_(wanted))
+    for condition in (
+        *has_all_links(Output.id, OUTPUT_TAGS, tag_ids),
+        *has_all_links(Output.id, OUTPUT_KNOWLEDGE_TYPES, knowledge_type_ids),
+    ):
+        stmt = stmt.where(condition)
+    if agent_group_ids:
+        in_group = select(CUSTOM_GPT_AGENT_GROUPS.parent_col()).where(
+            CUSTOM_GPT_AGENT_GROUPS.child_col().in_(agent_group_ids)
+        )
+        stmt = stmt.where(Output.custom_gpt_id.in_(in_group))
+    if development_stage_ids:
+        staged = select(Prompt.id).where(
+            Prompt.org_id == tenant.org_id, Prompt.development_stage_id.in_(development_stage_ids)
+        )
+        stmt = stmt.where(Output.prompt_id.in_(staged))
+    if created_after:
+        stmt = stmt.where(Output.created_at >= created_after)
+    if created_before:
+        stmt = stmt.where(Output.created_at < created_before)
+    rows = (
+        session.execute(apply_page(stmt, model=Output, sort=sort_key, cursor=cursor, limit=limit))
+        .scalars()
+        .all()
+    )
+    return page_rows(rows, sort=sort_key, limit=limit)

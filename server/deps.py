@@ -1,0 +1,176 @@
+"""Request dependencies, declared once as ``Annotated`` aliases: the unit of work, the caller, the tenant."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from outputhub.common.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+)
+from outputhub.common.roles import Action, allows
+from outputhub.server.api.auth import service as auth_service
+from outputhub.server.api.auth.service import AuthPolicy
+from outputhub.server.api.base import Tenant, utcnow
+from outputhub.server.api.orgs import service as orgs_service
+from outputhub.server.security import API_KEY_KIND, AccessClaims
+from outputhub.server.settings import Settings
+from outputhub.server.storage.database import unit_of_work
+from outputhub.server.storage.tables import User
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the composition root (``create_app``) builds once and hands to every request."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    auth: AuthPolicy
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    with unit_of_work(services.session_factory) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+"""One transaction per request, committed when the endpoint returns (before the response is sent)."""
+
+
+def get_now() -> datetime:
+    return utcnow()
+
+
+NowDep = Annotated[datetime, Depends(get_now)]
+
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/v1/auth/token",
+    auto_error=False,
+    description="Log in with email and password (the /docs Authorize button).",
+)
+api_key_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An organization API key (ohk_...) or an access token, as `Authorization: Bearer ...`.",
+)
+
+
+def get_bearer(
+    oauth_token: Annotated[str | None, Depends(oauth2_scheme)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
+) -> str:
+    token = oauth_token or (credentials.credentials if credentials else None)
+    if not token:
+        raise AuthenticationError("missing Authorization: Bearer token")
+    return token
+
+
+BearerDep = Annotated[str, Depends(get_bearer)]
+
+
+def _claims(services: Services, token: str) -> AccessClaims:
+    if token.startswith(API_KEY_KIND + "_"):
+        raise AuthenticationError("this endpoint needs a user's access token, not an API key")
+    return services.auth.signer.verify(token)
+
+
+def get_access_claims(services: ServicesDep, token: BearerDep) -> AccessClaims:
+    return _claims(services, token)
+
+
+ClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
+
+
+def get_current_user(session: SessionDep, claims: ClaimsDep, now: NowDep) -> User:
+    return auth_service.active_user(session, user_id=claims.user_id, session_id=claims.session_id, now=now)
+
+
+CurrentUserDep = Annotated[User, Depends(get_current_user)]
+
+
+def get_tenant(
+    org_id: Annotated[uuid.UUID, Path(description="The organization (tenant) id.")],
+    session: SessionDep,
+    services: ServicesDep,
+    token: BearerDep,
+    now: NowDep,
+) -> Tenant:
+    """Who calls, inside the organization in the URL. Not a member (or another org's API key): 404."""
+    if token.startswith(API_KEY_KIND + "_"):
+        return orgs_service.tenant_for_api_key(session, org_id=org_id, token=token, now=now)
+    claims = _claims(services, token)
+    user = auth_service.active_user(session, user_id=claims.user_id, session_id=claims.session_id, now=now)
+    role = orgs_service.resolve_membership(session, org_id=org_id, user_id=user.id)
+    if role is None:
+        raise NotFoundError("organization", org_id)
+    return Tenant(org_id=org_id, role=role, actor=f"user:{user.id}", user_id=user.id)
+
+
+def require(action: Action) -> Callable[[Tenant], Tenant]:
+    def check(tenant: Annotated[Tenant, Depends(get_tenant)]) -> Tenant:
+        if not allows(tenant.role, action):
+            raise PermissionDeniedError(
+                f"the {tenant.role.value} role may not {action.value.replace('_', ' ')}"
+            )
+        return tenant
+
+    check.__name__ = f"require_{action.value}"
+    return check
+
+
+Reader = Annotated[Tenant, Depends(require(Action.READ))]
+Writer = Annotated[Tenant, Depends(require(Action.WRITE))]
+MemberManager = Annotated[Tenant, Depends(require(Action.MANAGE_MEMBERS))]
+KeyManager = Annotated[Tenant, Depends(require(Action.MANAGE_API_KEYS))]
+OrgManager = Annotated[Tenant, Depends(require(Action.MANAGE_ORG))]
+OrgDeleter = Annotated[Tenant, Depends(require(Action.DELETE_ORG))]
+
+
+def get_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match", description="The ETag (revision) you edited from; 412 if the record moved on."
+        ),
+    ] = None,
+) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise InvalidInputError("header.If-Match", 'must be an ETag such as "42"')
+    return int(value)
+
+
+IfMatchDep = Annotated[int | None, Depends(get_if_match)]
+
+
+def check_if_match(expected: int | None, *, revision: int) -> None:
+    if expected is not None and expected != revision:
+        raise PreconditionFailedError(
+            f"the record is at revision {revision}, not {expected}; reload and retry"
+        )
+
+
+def etag(revision: int) -> str:
+    return f'"{revision}"'

@@ -1,0 +1,191 @@
+"""Every error as an RFC 9457 ``application/problem+json`` response that names the offending field."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from outputhub.common.errors import AuthenticationError, FieldError, OutputHubError, Problem
+
+log = logging.getLogger("outputhub.server")
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://outputhub.dev/problems/"
+
+
+def problem_response(problem: Problem, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.to_json(), status_code=problem.status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OutputHubError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
+    return problem_response(
+        Problem(
+            status=exc.status,
+            title=exc.title,
+            detail=exc.detail,
+            type=TYPE_BASE + exc.type_slug,
+            instance=request.url.path,
+            errors=exc.errors,
+        ),
+        headers=headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [FieldError(_loc(e.get("loc", ())), e.get("msg", "invalid")) for e in exc.errors()]
+    malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+    if malformed:
+        return problem_response(
+            Problem(
+                status=400,
+                title="Malformed JSON",
+                detail="the request body is not valid JSON",
+                type=TYPE_BASE + "malformed-json",
+                instance=request.url.path,
+                errors=[FieldError("body", "not valid JSON")],
+            )
+        )
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+    return problem_response(
+        Problem(
+            status=422,
+            title="Invalid input",
+            detail=detail,
+            type=TYPE_BASE + "invalid-input",
+            instance=request.url.path,
+            errors=errors,
+        )
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem_response(
+        Problem(
+            status=exc.status_code, title=str(exc.detail), detail=str(exc.detail), instance=request.url.path
+        ),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+CONSTRAINT_FIELDS = {"pk_": "body.id", "_org_name": "body.name", "uq_users_email": "body.email"}
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    message = str(getattr(exc, "orig", exc))
+    field = next((f for marker, f in CONSTRAINT_FIELDS.items() if marker in message), None)
+    if field is None and "UNIQUE constraint failed" in message and ".id" in message:
+        field = "body.id"
+    errors = [FieldError(field, "conflicts with an existing record")] if field else []
+    return problem_response(
+        Problem(
+            status=409,
+            title="Conflict",
+            detail="the change conflicts with existing data" + (f" ({field})" if field else ""),
+            type=TYPE_BASE + "conflict",
+            instance=request.url.path,
+            errors=errors,
+        )
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        Problem(
+            status=500,
+            title="Internal error",
+            detail="an unexpected error occurred",
+            instance=request.url.path,
+        )
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OutputHubError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, whether or not Content-Length is declared."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(scope, send)
+            return
+        seen = 0
+        too_big = False
+        replaced = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, too_big
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    too_big = True
+                    raise _BodyTooLargeError
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            # The framework turns the receive error into its own error response: replace it with a 413.
+            nonlocal replaced
+            if too_big:
+                if not replaced:
+                    replaced = True
+                    await self._reject(scope, send)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _BodyTooLargeError:
+            if not replaced:
+                await self._reject(scope, send)
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        response = problem_response(
+            Problem(
+                status=413,
+                title="Request body too large",
+                detail=f"the request body exceeds {self.max_bytes} bytes",
+                type=TYPE_BASE + "too-large",
+                instance=scope.get("path"),
+                errors=[FieldError("body", f"larger than {self.max_bytes} bytes")],
+            )
+        )
+        await response(scope, _noop_receive, send)
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+async def _noop_receive() -> Message:
+    return {"type": "http.disconnect"}

@@ -1,0 +1,140 @@
+"""Passwords (argon2id), access tokens (signed JWT), and opaque secrets (hashed at rest)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from outputhub.common.errors import AuthenticationError
+
+# OWASP Password Storage Cheat Sheet, argon2id: m=19 MiB, t=2, p=1.
+PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_DUMMY_HASH = PASSWORD_HASHER.hash("timing-equaliser-not-a-password")
+
+
+def hash_password(password: str) -> str:
+    return PASSWORD_HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant work whether or not the user exists (hash a dummy when there is no stored hash)."""
+    try:
+        return PASSWORD_HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return PASSWORD_HASHER.check_needs_rehash(password_hash)
+
+
+def digest(secret: str) -> str:
+    """SHA-256 of a high-entropy secret (API keys, refresh tokens, invitations): enough, and fast."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class TenantSecret:
+    """A secret that names its organization: ``<kind>_<org id hex>_<random>``.
+
+    Naming the organization lets the server set the tenant *before* looking the secret up, so the lookup
+    itself runs under row-level security.
+    """
+
+    kind: str
+    org_id: uuid.UUID
+    secret: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}_{self.org_id.hex}_{self.secret}"
+
+    @classmethod
+    def new(cls, *, kind: str, org_id: uuid.UUID) -> TenantSecret:
+        return cls(kind=kind, org_id=org_id, secret=new_secret())
+
+    @classmethod
+    def parse(cls, value: str, *, kind: str) -> TenantSecret | None:
+        parts = value.split("_", 2)
+        if len(parts) != 3 or parts[0] != kind:
+            return None
+        try:
+            org_id = uuid.UUID(hex=parts[1])
+        except ValueError:
+            return None
+        return cls(kind=kind, org_id=org_id, secret=parts[2])
+
+
+API_KEY_KIND = "ohk"
+INVITATION_KIND = "ohi"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    expires_at: datetime
+
+
+class TokenSigner:
+    def __init__(self, *, secret: str, ttl: timedelta) -> None:
+        self._secret = secret
+        self.ttl = ttl
+
+    def issue(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> str:
+        payload = {
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "iat": int(now.timestamp()),
+            "exp": int((now + self.ttl).timestamp()),
+            "typ": "access",
+        }
+        return jwt.encode(payload, self._secret, algorithm="HS256")
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            payload = jwt.decode(
+                token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub", "sid"]}
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("access token expired; refresh it") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("invalid access token") from exc
+        if payload.get("typ") != "access":
+            raise AuthenticationError("invalid access token")
+        try:
+            return AccessClaims(
+                user_id=uuid.UUID(payload["sub"]),
+                session_id=uuid.UUID(payload["sid"]),
+                expires_at=datetime.fromtimestamp(payload["exp"]).astimezone(),
+            )
+        except (ValueError, TypeError) as exc:
+            raise AuthenticationError("invalid access token") from exc
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

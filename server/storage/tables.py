@@ -1,0 +1,342 @@
+"""ORM tables: the server's storage (PostgreSQL is the system of record; SQLite the embedded default).
+
+These are storage types only. API schemas live in ``outputhub.common.schemas``; services translate.
+Every tenant-scoped table carries ``org_id``; on PostgreSQL row-level security enforces it a second time
+(see the initial migration).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.types import TypeDecorator, Uuid
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite stores them naive; we re-attach UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TS = UTCDateTime()
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class AuthSession(Base):
+    """A login: the refresh token (hashed, rotated on use) and the revocation switch for its access tokens."""
+
+    __tablename__ = "auth_sessions"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    refresh_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    previous_refresh_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    expires_at: Mapped[datetime] = mapped_column(TS)
+    last_used_at: Mapped[datetime] = mapped_column(TS)
+    revoked_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class OrgRevision(Base):
+    """The per-tenant monotonic revision counter: the sync cursor and the ETag of every row at once."""
+
+    __tablename__ = "org_revisions"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TS)
+    expires_at: Mapped[datetime] = mapped_column(TS)
+    accepted_at: Mapped[datetime | None] = mapped_column(TS)
+    revoked_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(TS)
+    last_used_at: Mapped[datetime | None] = mapped_column(TS)
+    revoked_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class ReplicatedRow:
+    """Columns every replicated, tenant-scoped row carries (see ARCHITECTURE.md rule 2)."""
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+
+    @declared_attr
+    @classmethod
+    def org_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+
+    revision: Mapped[int] = mapped_column(BigInteger)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[object, ...]:
+        return (
+            Index(f"ix_{cls.__tablename__}_org_revision", "org_id", "revision"),  # type: ignore[attr-defined]
+            Index(f"ix_{cls.__tablename__}_org_created", "org_id", "created_at", "id"),  # type: ignore[attr-defined]
+            *cls.extra_table_args(),
+        )
+
+    @classmethod
+    def extra_table_args(cls) -> tuple[object, ...]:
+        return ()
+
+
+class LookupRow(ReplicatedRow):
+    """A per-organization lookup: tags, knowledge types, accuracy levels, development stages, ..."""
+
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    @classmethod
+    def extra_table_args(cls) -> tuple[object, ...]:
+        name = cls.__tablename__  # type: ignore[attr-defined]
+        where = text("deleted = false")
+        return (
+            Index(
+                f"uq_{name}_org_name",
+                "org_id",
+                "name_key",
+                unique=True,
+                postgresql_where=where,
+                sqlite_where=where,
+            ),
+        )
+
+    name_key: Mapped[str] = mapped_column(String(200))
+    """Case-folded name: names are unique per organization regardless of case."""
+
+
+class Tag(LookupRow, Base):
+    __tablename__ = "tags"
+
+
+class KnowledgeType(LookupRow, Base):
+    __tablename__ = "knowledge_types"
+
+
+class AccuracyLevel(LookupRow, Base):
+    __tablename__ = "accuracy_levels"
+    score: Mapped[int] = mapped_column(Integer, default=0)
+    """0 (wrong) .. 100 (fully accurate); the analytics accuracy alerts compare against it."""
+
+
+class DevelopmentStage(LookupRow, Base):
+    __tablename__ = "development_stages"
+
+
+class GptModel(LookupRow, Base):
+    __tablename__ = "gpt_models"
+    provider: Mapped[str] = mapped_column(String(100), default="")
+
+
+class AgentGroup(LookupRow, Base):
+    __tablename__ = "agent_groups"
+
+
+class CustomGpt(ReplicatedRow, Base):
+    __tablename__ = "custom_gpts"
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    gpt_model_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("gpt_models.id"), index=True)
+
+
+class CustomGptAgentGroup(Base):
+    __tablename__ = "custom_gpt_agent_groups"
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    custom_gpt_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("custom_gpts.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("agent_groups.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Prompt(ReplicatedRow, Base):
+    __tablename__ = "prompts"
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    development_stage_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("development_stages.id"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class PromptVersion(Base):
+    """An immutable snapshot, written whenever a prompt's title or text changes."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (UniqueConstraint("prompt_id", "version"),)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    prompt_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class PromptTag(Base):
+    __tablename__ = "prompt_tags"
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    prompt_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Output(ReplicatedRow, Base):
+    __tablename__ = "outputs"
+    prompt_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prompts.id"), index=True)
+    content: Mapped[str] = mapped_column(Text)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    custom_gpt_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("custom_gpts.id"), index=True)
+    gpt_model_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("gpt_models.id"), index=True)
+    accuracy_level_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accuracy_levels.id"), index=True)
+    produced_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class OutputTag(Base):
+    __tablename__ = "output_tags"
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    output_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("outputs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class OutputKnowledgeType(Base):
+    __tablename__ = "output_knowledge_types"
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    output_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("outputs.id", ondelete="CASCADE"), primary_key=True
+    )
+    knowledge_type_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("knowledge_types.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+TENANT_TABLES: tuple[str, ...] = (
+    "org_revisions",
+    "memberships",
+    "invitations",
+    "api_keys",
+    "tags",
+    "knowledge_types",
+    "accuracy_levels",
+    "development_stages",
+    "gpt_models",
+    "agent_groups",
+    "custom_gpts",
+    "custom_gpt_agent_groups",
+    "prompts",
+    "prompt_versions",
+    "prompt_tags",
+    "outputs",
+    "output_tags",
+    "output_knowledge_types",
+)
+"""Tables under row-level security on PostgreSQL (all carry ``org_id``)."""
