@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Output Hub developer entry point: installs what the project needs, then serves or tests.
+#   bash packaging/dev.sh serve [--host H] [--port P]   install, then run the server on the embedded default
+#   bash packaging/dev.sh test [pytest args]              install, then ruff + the whole test suite
+#   bash packaging/dev.sh setup                           install only
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${OUTPUTHUB_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+apt_install() {
+  # Debian packages the tests need; installed only when missing.
+  local missing=()
+  if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+  fi
+  if ! command -v redis-server >/dev/null; then missing+=(redis-server); fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null; then
+      echo "installing Debian packages: ${missing[*]}"
+      as_root apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+      echo "warning: please install ${missing[*]} (needed by the tests)" >&2
+    fi
+  fi
+}
+
+setup() {
+  local extras="$1"
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.outputhub-installed-$extras"
+  # reinstall when pyproject.toml changed since the last install
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
+    touch "$stamp"
+  fi
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  serve)
+    setup server
+    exec "$VENV/bin/outputhub" serve "$@"
+    ;;
+  test)
+    apt_install
+    setup test
+    cd "$ROOT"
+    "$VENV/bin/ruff" check .
+    export QT_QPA_PLATFORM=offscreen
+    exec "$VENV/bin/python" -m pytest -q "$@"
+    ;;
+  setup)
+    apt_install
+    setup test
+    ;;
+  *)
+    sed -n '2,6p' "${BASH_SOURCE[0]}"
+    exit 2
+    ;;
+esac

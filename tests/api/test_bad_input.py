@@ -1,0 +1,130 @@
+"""Bad input gets a 4xx problem document naming the field, never a 500, and changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.support.client import new_org, seed_library
+
+MISSING = str(uuid.uuid4())
+
+
+@pytest.fixture(scope="module")
+def world(client):
+    org = new_org(client)
+    ids = seed_library(org)
+    return org, ids
+
+
+def cases(ids):
+    long_name = "x" * 201
+    return [
+        # (method, path under the org, body or params, status, field)
+        ("POST", "/prompts", {"title": "t"}, 422, "body.body"),
+        ("POST", "/prompts", {"title": "", "body": "b"}, 422, "body.title"),
+        ("POST", "/prompts", {"title": "t", "body": "b", "tag_ids": "python"}, 422, "body.tag_ids"),
+        ("POST", "/prompts", {"title": "t", "body": "b", "tag_ids": [MISSING]}, 422, "body.tag_ids"),
+        ("POST", "/prompts", {"title": "t", "body": "b", "development_stage_id": ids["tag"]}, 422,
+         "body.development_stage_id"),
+        ("POST", "/prompts", {"title": "t", "body": "b", "colour": "red"}, 422, "body.colour"),
+        ("POST", "/prompts", {"id": "not-a-uuid", "title": "t", "body": "b"}, 422, "body.id"),
+        ("POST", "/prompts", {"id": ids["prompt"], "title": "t", "body": "b"}, 409, "body.id"),
+        ("PATCH", f"/prompts/{ids['prompt']}", {"title": None}, 422, "body.title"),
+        ("PATCH", f"/prompts/{ids['prompt']}", {"body": 42}, 422, "body.body"),
+        ("PATCH", f"/prompts/{MISSING}", {"title": "x"}, 404, None),
+        ("GET", "/prompts/not-a-uuid", None, 422, "path.prompt_id"),
+        ("GET", "/prompts", {"cursor": "bm90IGEgY3Vyc29y"}, 422, "query.cursor"),
+        ("GET", "/prompts", {"sort": "password"}, 422, "query.sort"),
+        ("GET", "/prompts", {"limit": 0}, 422, "query.limit"),
+        ("GET", "/prompts", {"tag_id": "abc"}, 422, "query.tag_id.0"),
+        ("GET", f"/prompts/{ids['prompt']}/diff", {"from": 1, "to": 99}, 404, "query.to"),
+        ("GET", f"/prompts/{ids['prompt']}/diff", {"from": 1}, 422, "query.to"),
+        ("POST", "/outputs", {"prompt_id": ids["prompt"]}, 422, "body.content"),
+        ("POST", "/outputs", {"prompt_id": MISSING, "content": "c"}, 422, "body.prompt_id"),
+        ("POST", "/outputs", {"prompt_id": ids["prompt"], "content": "c", "accuracy_level_id": ids["knowledge"]}, 422,
+         "body.accuracy_level_id"),
+        ("POST", "/outputs", {"prompt_id": ids["prompt"], "content": "c", "knowledge_type_ids": [MISSING]}, 422,
+         "body.knowledge_type_ids"),
+        ("POST", "/outputs", {"prompt_id": ids["prompt"], "content": "c", "produced_at": "yesterday"}, 422,
+         "body.produced_at"),
+        ("POST", "/outputs/bulk", {"items": []}, 422, "body.items"),
+        ("POST", "/outputs/bulk", {"items": [{"prompt_id": ids["prompt"], "content": "c"}] * 1001}, 422, "body.items"),
+        ("POST", "/outputs/bulk", {"items": [{"id": MISSING, "prompt_id": ids["prompt"], "content": "c"}] * 2}, 422,
+         "body.items"),
+        ("PATCH", f"/outputs/{ids['output']}", {"custom_gpt_id": ids["prompt"]}, 422, "body.custom_gpt_id"),
+        ("POST", "/custom-gpts", {"name": long_name}, 422, "body.name"),
+        ("POST", "/custom-gpts", {"name": "g", "gpt_model_id": ids["agent_group"]}, 422, "body.gpt_model_id"),
+        ("POST", "/custom-gpts", {"name": "g", "agent_group_ids": [ids["gpt_model"]]}, 422, "body.agent_group_ids"),
+        ("POST", "/tags", {"name": "PYTHON"}, 409, "body.name"),
+        ("POST", "/tags", {"name": "   "}, 422, "body.name"),
+        ("POST", "/accuracy-levels", {"name": "Great", "score": 101}, 422, "body.score"),
+        ("POST", "/accuracy-levels", {"name": "Great", "position": -1}, 422, "body.position"),
+        ("PATCH", f"/tags/{ids['tag']}", {"name": None}, 422, "body.name"),
+        ("POST", "/api-keys", {"name": "k", "scope": "admin"}, 422, "body.scope"),
+        ("POST", "/invitations", {"email": "not-an-email", "role": "viewer"}, 422, "body.email"),
+        ("POST", "/invitations", {"email": "a@example.com", "role": "king"}, 422, "body.role"),
+        ("PATCH", "", {"name": ""}, 422, "body.name"),
+    ]
+
+
+def test_bad_input_is_a_problem_naming_the_field(client, world):
+    org, ids = world
+    o = org.owner
+    before = o.get(f"{org.base}/prompts", params={"limit": 500}).json()
+    outputs_before = o.get(f"{org.base}/outputs", params={"limit": 500}).json()
+    for method, path, payload, status, field in cases(ids):
+        kwargs = {"params": payload} if method == "GET" else {"json": payload}
+        r = o.request(method, f"{org.base}{path}", **kwargs)
+        label = f"{method} {path} {str(payload)[:80]}"
+        assert r.status_code == status, f"{label}: {r.status_code} {r.text[:300]}"
+        assert r.headers["content-type"] == "application/problem+json", label
+        problem = r.json()
+        assert problem["status"] == status and problem["title"] and problem["detail"], label
+        if field:
+            assert field in [e["field"] for e in problem.get("errors", [])], f"{label}: {problem}"
+    assert o.get(f"{org.base}/prompts", params={"limit": 500}).json() == before
+    assert o.get(f"{org.base}/outputs", params={"limit": 500}).json() == outputs_before
+
+
+def test_malformed_and_oversized_bodies(client, world):
+    org, _ = world
+    h = {**org.owner.headers, "content-type": "application/json"}
+    r = client.post(f"{org.base}/prompts", content=b'{"title": "t", "body": ', headers=h)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "body"
+    r = client.post(f"{org.base}/prompts", content=b"[1, 2]", headers=h)
+    assert r.status_code == 422
+    big = b'{"title": "t", "body": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    r = client.post(f"{org.base}/prompts", content=big, headers=h)
+    assert r.status_code == 413 and r.json()["errors"][0]["field"] == "body"
+
+    def chunks():
+        yield b'{"title": "t", "body": "'
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b'"}'
+
+    r = client.post(f"{org.base}/prompts", content=chunks(), headers=h)
+    assert r.status_code == 413
+
+
+def test_auth_errors_are_problems(client, world):
+    org, _ = world
+    for headers in ({}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Bearer a.b.c"},
+                    {"Authorization": "Bearer ohk_zz_zz"}):
+        r = client.get(f"{org.base}/prompts", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.headers["www-authenticate"] == "Bearer"
+    r = client.post("/api/v1/auth/register", json={"email": "weak@example.com", "password": "short", "display_name": "W"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.password"
+    r = client.post("/api/v1/auth/register", json={"email": org.owner.email, "password": "long enough pw",
+                                                   "display_name": "Dup"})
+    assert r.status_code == 409 and r.json()["errors"][0]["field"] == "body.email"
+    r = client.post("/api/v1/auth/refresh", json={"refresh_token": "garbage"})
+    assert r.status_code == 401
+    r = client.get("/api/v1/no-such-route")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    r = client.put(f"{org.base}/prompts")
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"

@@ -1,0 +1,60 @@
+"""Shared fixtures: the app on each storage backend (embedded SQLite and a real PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
+
+from outputhub.server.main import create_app
+from outputhub.server.settings import Settings
+from tests.support.postgres import PgServer, app_database, postgres_server
+
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("long", max_examples=1000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("OUTPUTHUB_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    with app_database(pg_server) as url:
+        yield url
+
+
+def make_settings(backend: str, *, tmp: Path, pg_url: str | None) -> Settings:
+    return Settings(
+        data_dir=tmp,
+        database_url=pg_url if backend == "postgres" else None,
+        secret_key="test-secret-key-with-enough-length-for-hs256",
+        max_body_bytes=1024 * 1024,
+    )
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def app(backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[FastAPI]:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    application = create_app(make_settings(backend, tmp=tmp_path_factory.mktemp(f"data-{backend}"), pg_url=url))
+    yield application
+    application.state.services.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
