@@ -47,9 +47,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def app(backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[FastAPI]:
+def app(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[FastAPI]:
     url = request.getfixturevalue("pg_url") if backend == "postgres" else None
-    application = create_app(make_settings(backend, tmp=tmp_path_factory.mktemp(f"data-{backend}"), pg_url=url))
+    application = create_app(
+        make_settings(backend, tmp=tmp_path_factory.mktemp(f"data-{backend}"), pg_url=url)
+    )
     yield application
     application.state.services.engine.dispose()
 

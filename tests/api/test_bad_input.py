@@ -26,8 +26,13 @@ def cases(ids):
         ("POST", "/prompts", {"title": "", "body": "b"}, 422, "body.title"),
         ("POST", "/prompts", {"title": "t", "body": "b", "tag_ids": "python"}, 422, "body.tag_ids"),
         ("POST", "/prompts", {"title": "t", "body": "b", "tag_ids": [MISSING]}, 422, "body.tag_ids"),
-        ("POST", "/prompts", {"title": "t", "body": "b", "development_stage_id": ids["tag"]}, 422,
-         "body.development_stage_id"),
+        (
+            "POST",
+            "/prompts",
+            {"title": "t", "body": "b", "development_stage_id": ids["tag"]},
+            422,
+            "body.development_stage_id",
+        ),
         ("POST", "/prompts", {"title": "t", "body": "b", "colour": "red"}, 422, "body.colour"),
         ("POST", "/prompts", {"id": "not-a-uuid", "title": "t", "body": "b"}, 422, "body.id"),
         ("POST", "/prompts", {"id": ids["prompt"], "title": "t", "body": "b"}, 409, "body.id"),
@@ -43,20 +48,52 @@ def cases(ids):
         ("GET", f"/prompts/{ids['prompt']}/diff", {"from": 1}, 422, "query.to"),
         ("POST", "/outputs", {"prompt_id": ids["prompt"]}, 422, "body.content"),
         ("POST", "/outputs", {"prompt_id": MISSING, "content": "c"}, 422, "body.prompt_id"),
-        ("POST", "/outputs", {"prompt_id": ids["prompt"], "content": "c", "accuracy_level_id": ids["knowledge"]}, 422,
-         "body.accuracy_level_id"),
-        ("POST", "/outputs", {"prompt_id": ids["prompt"], "content": "c", "knowledge_type_ids": [MISSING]}, 422,
-         "body.knowledge_type_ids"),
-        ("POST", "/outputs", {"prompt_id": ids["prompt"], "content": "c", "produced_at": "yesterday"}, 422,
-         "body.produced_at"),
+        (
+            "POST",
+            "/outputs",
+            {"prompt_id": ids["prompt"], "content": "c", "accuracy_level_id": ids["knowledge"]},
+            422,
+            "body.accuracy_level_id",
+        ),
+        (
+            "POST",
+            "/outputs",
+            {"prompt_id": ids["prompt"], "content": "c", "knowledge_type_ids": [MISSING]},
+            422,
+            "body.knowledge_type_ids",
+        ),
+        (
+            "POST",
+            "/outputs",
+            {"prompt_id": ids["prompt"], "content": "c", "produced_at": "yesterday"},
+            422,
+            "body.produced_at",
+        ),
         ("POST", "/outputs/bulk", {"items": []}, 422, "body.items"),
-        ("POST", "/outputs/bulk", {"items": [{"prompt_id": ids["prompt"], "content": "c"}] * 1001}, 422, "body.items"),
-        ("POST", "/outputs/bulk", {"items": [{"id": MISSING, "prompt_id": ids["prompt"], "content": "c"}] * 2}, 422,
-         "body.items"),
+        (
+            "POST",
+            "/outputs/bulk",
+            {"items": [{"prompt_id": ids["prompt"], "content": "c"}] * 1001},
+            422,
+            "body.items",
+        ),
+        (
+            "POST",
+            "/outputs/bulk",
+            {"items": [{"id": MISSING, "prompt_id": ids["prompt"], "content": "c"}] * 2},
+            422,
+            "body.items",
+        ),
         ("PATCH", f"/outputs/{ids['output']}", {"custom_gpt_id": ids["prompt"]}, 422, "body.custom_gpt_id"),
         ("POST", "/custom-gpts", {"name": long_name}, 422, "body.name"),
         ("POST", "/custom-gpts", {"name": "g", "gpt_model_id": ids["agent_group"]}, 422, "body.gpt_model_id"),
-        ("POST", "/custom-gpts", {"name": "g", "agent_group_ids": [ids["gpt_model"]]}, 422, "body.agent_group_ids"),
+        (
+            "POST",
+            "/custom-gpts",
+            {"name": "g", "agent_group_ids": [ids["gpt_model"]]},
+            422,
+            "body.agent_group_ids",
+        ),
         ("POST", "/tags", {"name": "PYTHON"}, 409, "body.name"),
         ("POST", "/tags", {"name": "   "}, 422, "body.name"),
         ("POST", "/accuracy-levels", {"name": "Great", "score": 101}, 422, "body.score"),
@@ -111,16 +148,24 @@ def test_malformed_and_oversized_bodies(client, world):
 
 def test_auth_errors_are_problems(client, world):
     org, _ = world
-    for headers in ({}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Bearer a.b.c"},
-                    {"Authorization": "Bearer ohk_zz_zz"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nonsense"},
+        {"Authorization": "Bearer a.b.c"},
+        {"Authorization": "Bearer ohk_zz_zz"},
+    ):
         r = client.get(f"{org.base}/prompts", headers=headers)
         assert r.status_code == 401, headers
         assert r.headers["content-type"] == "application/problem+json"
         assert r.headers["www-authenticate"] == "Bearer"
-    r = client.post("/api/v1/auth/register", json={"email": "weak@example.com", "password": "short", "display_name": "W"})
+    r = client.post(
+        "/api/v1/auth/register", json={"email": "weak@example.com", "password": "short", "display_name": "W"}
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.password"
-    r = client.post("/api/v1/auth/register", json={"email": org.owner.email, "password": "long enough pw",
-                                                   "display_name": "Dup"})
+    r = client.post(
+        "/api/v1/auth/register",
+        json={"email": org.owner.email, "password": "long enough pw", "display_name": "Dup"},
+    )
     assert r.status_code == 409 and r.json()["errors"][0]["field"] == "body.email"
     r = client.post("/api/v1/auth/refresh", json={"refresh_token": "garbage"})
     assert r.status_code == 401

@@ -39,13 +39,19 @@ def test_register_org_prompt_versions_outputs_filters_and_viewer(client):
     # filters by each relation
     other = o.post(f"{org.base}/prompts", json={"title": "Other", "body": "unrelated"}).json()
     o.post(f"{org.base}/outputs", json={"prompt_id": other["id"], "content": "plain"})
+
     def prompt_titles(**params):
         return {p["title"] for p in o.get(f"{org.base}/prompts", params=params).json()["items"]}
+
     assert prompt_titles() == {"Linux Terminal", "Other"}
     for key in ("tag", "stage", "accuracy", "knowledge", "custom_gpt", "gpt_model", "agent_group"):
         param = {
-            "tag": "tag_id", "stage": "development_stage_id", "accuracy": "accuracy_level_id",
-            "knowledge": "knowledge_type_id", "custom_gpt": "custom_gpt_id", "gpt_model": "gpt_model_id",
+            "tag": "tag_id",
+            "stage": "development_stage_id",
+            "accuracy": "accuracy_level_id",
+            "knowledge": "knowledge_type_id",
+            "custom_gpt": "custom_gpt_id",
+            "gpt_model": "gpt_model_id",
             "agent_group": "agent_group_id",
         }[key]
         assert prompt_titles(**{param: ids[key]}) == {"Linux Terminal"}, key
@@ -66,7 +72,10 @@ def test_register_org_prompt_versions_outputs_filters_and_viewer(client):
 def test_cursor_pagination_visits_every_row_once(client):
     org = new_org(client)
     o = org.owner
-    created = {o.post(f"{org.base}/prompts", json={"title": f"P{i:02d}", "body": "b"}).json()["id"] for i in range(23)}
+    created = {
+        o.post(f"{org.base}/prompts", json={"title": f"P{i:02d}", "body": "b"}).json()["id"]
+        for i in range(23)
+    }
     for sort in ("-created_at", "created_at", "title", "-title", "updated_at"):
         seen: list[str] = []
         cursor = None
@@ -78,7 +87,9 @@ def test_cursor_pagination_visits_every_row_once(client):
             if not cursor:
                 break
         assert len(seen) == len(set(seen)) == 23 and set(seen) == created, sort
-    titles = [p["title"] for p in o.get(f"{org.base}/prompts", params={"sort": "title", "limit": 3}).json()["items"]]
+    titles = [
+        p["title"] for p in o.get(f"{org.base}/prompts", params={"sort": "title", "limit": 3}).json()["items"]
+    ]
     assert titles == ["P00", "P01", "P02"]
 
 
@@ -91,7 +102,7 @@ def test_bulk_outputs_all_or_nothing(client):
     assert r.status_code == 201 and r.json()["created"] == 50
     assert all(item["tag_ids"] == [ids["tag"]] for item in r.json()["items"])
     before = len(o.get(f"{org.base}/outputs", params={"limit": 500}).json()["items"])
-    bad = good[:3] + [{"prompt_id": ids["prompt"], "content": "x", "accuracy_level_id": ids["tag"]}]
+    bad = [*good[:3], {"prompt_id": ids["prompt"], "content": "x", "accuracy_level_id": ids["tag"]}]
     r = o.post(f"{org.base}/outputs/bulk", json={"items": bad})
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "body.items.3.accuracy_level_id"
@@ -136,21 +147,35 @@ def test_deleting_lookup_detaches_it_and_prompt_delete_guard(client):
 
 def test_sessions_refresh_rotation_and_logout(client):
     user = register(client, name="sess")
-    login = client.post("/api/v1/auth/login", json={"email": user.email, "password": "correct horse battery"}).json()
+    login = client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": "correct horse battery"}
+    ).json()
     access, refresh = login["access_token"], login["refresh_token"]
     rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
     assert rotated.status_code == 200
     # reusing a rotated refresh token revokes the whole session
     assert client.post("/api/v1/auth/refresh", json={"refresh_token": refresh}).status_code == 401
-    assert client.post("/api/v1/auth/refresh", json={"refresh_token": rotated.json()["refresh_token"]}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
+        ).status_code
+        == 401
+    )
     assert client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {access}"}).status_code == 401
     # logout revokes at once
-    fresh = client.post("/api/v1/auth/login", json={"email": user.email, "password": "correct horse battery"}).json()
+    fresh = client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": "correct horse battery"}
+    ).json()
     h = {"Authorization": f"Bearer {fresh['access_token']}"}
     assert client.get("/api/v1/auth/me", headers=h).status_code == 200
     assert client.post("/api/v1/auth/logout", headers=h).status_code == 204
     assert client.get("/api/v1/auth/me", headers=h).status_code == 401
-    assert client.post("/api/v1/auth/login", json={"email": user.email, "password": "wrong password!"}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/auth/login", json={"email": user.email, "password": "wrong password!"}
+        ).status_code
+        == 401
+    )
 
 
 def test_api_keys_scoped_hashed_revocable(client, app):
@@ -166,8 +191,12 @@ def test_api_keys_scoped_hashed_revocable(client, app):
     r_h = {"Authorization": f"Bearer {read['key']}"}
     w_h = {"Authorization": f"Bearer {write['key']}"}
     assert client.get(f"{org.base}/prompts", headers=r_h).status_code == 200
-    assert client.post(f"{org.base}/prompts", headers=r_h, json={"title": "t", "body": "b"}).status_code == 403
-    made = client.post(f"{org.base}/outputs", headers=w_h, json={"prompt_id": ids["prompt"], "content": "via key"})
+    assert (
+        client.post(f"{org.base}/prompts", headers=r_h, json={"title": "t", "body": "b"}).status_code == 403
+    )
+    made = client.post(
+        f"{org.base}/outputs", headers=w_h, json={"prompt_id": ids["prompt"], "content": "via key"}
+    )
     assert made.status_code == 201 and made.json()["created_by"] == f"apikey:{write['id']}"
     listed = o.get(f"{org.base}/api-keys").json()
     assert all("key" not in k for k in listed)
@@ -183,4 +212,7 @@ def test_api_keys_scoped_hashed_revocable(client, app):
     assert client.get(f"{org.base}/prompts", headers=w_h).status_code == 401
     # an API key cannot manage the org's users
     assert client.get(f"{org.base}/members", headers=r_h).status_code == 200
-    assert client.post(f"{org.base}/invitations", headers=r_h, json={"email": "x@example.com"}).status_code == 403
+    assert (
+        client.post(f"{org.base}/invitations", headers=r_h, json={"email": "x@example.com"}).status_code
+        == 403
+    )

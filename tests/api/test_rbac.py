@@ -16,13 +16,27 @@ def attempts(org, ids):
         "read output": (Action.READ, lambda a: a.get(f"{b}/outputs/{ids['output']}"), 200),
         "read versions": (Action.READ, lambda a: a.get(f"{b}/prompts/{ids['prompt']}/versions"), 200),
         "list members": (Action.READ, lambda a: a.get(f"{b}/members"), 200),
-        "create prompt": (Action.WRITE, lambda a: a.post(f"{b}/prompts", json={"title": "t", "body": "b"}), 201),
-        "edit prompt": (Action.WRITE, lambda a: a.patch(f"{b}/prompts/{ids['prompt']}", json={"body": "new"}), 200),
+        "create prompt": (
+            Action.WRITE,
+            lambda a: a.post(f"{b}/prompts", json={"title": "t", "body": "b"}),
+            201,
+        ),
+        "edit prompt": (
+            Action.WRITE,
+            lambda a: a.patch(f"{b}/prompts/{ids['prompt']}", json={"body": "new"}),
+            200,
+        ),
         "create output": (
-            Action.WRITE, lambda a: a.post(f"{b}/outputs", json={"prompt_id": ids["prompt"], "content": "c"}), 201
+            Action.WRITE,
+            lambda a: a.post(f"{b}/outputs", json={"prompt_id": ids["prompt"], "content": "c"}),
+            201,
         ),
         "create tag": (Action.WRITE, lambda a: a.post(f"{b}/tags", json={"name": f"t-{a.email}"}), 201),
-        "create custom GPT": (Action.WRITE, lambda a: a.post(f"{b}/custom-gpts", json={"name": f"g-{a.email}"}), 201),
+        "create custom GPT": (
+            Action.WRITE,
+            lambda a: a.post(f"{b}/custom-gpts", json={"name": f"g-{a.email}"}),
+            201,
+        ),
         "invite": (
             Action.MANAGE_MEMBERS,
             lambda a: a.post(f"{b}/invitations", json={"email": f"x-{a.email}", "role": "viewer"}),
@@ -30,7 +44,11 @@ def attempts(org, ids):
         ),
         "list invitations": (Action.MANAGE_MEMBERS, lambda a: a.get(f"{b}/invitations"), 200),
         "list API keys": (Action.MANAGE_API_KEYS, lambda a: a.get(f"{b}/api-keys"), 200),
-        "create API key": (Action.MANAGE_API_KEYS, lambda a: a.post(f"{b}/api-keys", json={"name": "k"}), 201),
+        "create API key": (
+            Action.MANAGE_API_KEYS,
+            lambda a: a.post(f"{b}/api-keys", json={"name": "k"}),
+            201,
+        ),
         "rename org": (Action.MANAGE_ORG, lambda a: a.patch(b, json={"name": "Renamed"}), 200),
     }
 
@@ -64,14 +82,19 @@ def test_admin_limits_and_last_owner(client):
     assert admin.patch(f"{org.base}/members/{editor.user_id}", json={"role": "viewer"}).status_code == 200
     assert admin.patch(f"{org.base}/members/{editor.user_id}", json={"role": "owner"}).status_code == 403
     assert admin.patch(f"{org.base}/members/{org.owner.user_id}", json={"role": "viewer"}).status_code == 403
-    assert admin.post(f"{org.base}/invitations", json={"email": "boss@example.com", "role": "owner"}).status_code == 403
+    assert (
+        admin.post(f"{org.base}/invitations", json={"email": "boss@example.com", "role": "owner"}).status_code
+        == 403
+    )
     # the last owner cannot be demoted or removed
     r = org.owner.patch(f"{org.base}/members/{org.owner.user_id}", json={"role": "admin"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.role"
     assert org.owner.delete(f"{org.base}/members/{org.owner.user_id}").status_code == 422
     # promote a second owner; then the first can step down
     assert org.owner.patch(f"{org.base}/members/{admin.user_id}", json={"role": "owner"}).status_code == 200
-    assert org.owner.patch(f"{org.base}/members/{org.owner.user_id}", json={"role": "admin"}).status_code == 200
+    assert (
+        org.owner.patch(f"{org.base}/members/{org.owner.user_id}", json={"role": "admin"}).status_code == 200
+    )
     # removed members lose access at once
     assert admin.delete(f"{org.base}/members/{editor.user_id}").status_code == 204
     assert editor.get(f"{org.base}/prompts").status_code == 404
@@ -80,11 +103,15 @@ def test_admin_limits_and_last_owner(client):
 def test_invitation_rules(client):
     org = new_org(client)
     stranger = register(client, name="stranger")
-    inv = org.owner.post(f"{org.base}/invitations", json={"email": "someone-else@example.com", "role": "editor"})
+    inv = org.owner.post(
+        f"{org.base}/invitations", json={"email": "someone-else@example.com", "role": "editor"}
+    )
     token = inv.json()["token"]
     assert stranger.post("/api/v1/invitations/accept", json={"token": token}).status_code == 403
     assert stranger.post("/api/v1/invitations/accept", json={"token": "ohi_nothex_secret"}).status_code == 422
-    revoked = org.owner.post(f"{org.base}/invitations", json={"email": stranger.email, "role": "viewer"}).json()
+    revoked = org.owner.post(
+        f"{org.base}/invitations", json={"email": stranger.email, "role": "viewer"}
+    ).json()
     assert org.owner.delete(f"{org.base}/invitations/{revoked['id']}").status_code == 204
     assert stranger.post("/api/v1/invitations/accept", json={"token": revoked["token"]}).status_code == 404
     assert stranger.get(f"{org.base}/prompts").status_code == 404

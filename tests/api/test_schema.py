@@ -15,10 +15,14 @@ def describe(engine) -> dict[str, object]:
         if name == "alembic_version":
             continue
         tables[name] = {
-            "columns": {c["name"]: (c["nullable"], type(c["type"]).__name__ in ("UUID", "Uuid", "CHAR", "NUMERIC"))
-                        for c in insp.get_columns(name)},
+            "columns": {
+                c["name"]: (c["nullable"], type(c["type"]).__name__ in ("UUID", "Uuid", "CHAR", "NUMERIC"))
+                for c in insp.get_columns(name)
+            },
             "pk": sorted(insp.get_pk_constraint(name)["constrained_columns"]),
-            "fks": sorted((tuple(f["constrained_columns"]), f["referred_table"]) for f in insp.get_foreign_keys(name)),
+            "fks": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"]) for f in insp.get_foreign_keys(name)
+            ),
             "uniques": sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(name)),
             # PostgreSQL also lists the index behind each unique constraint; compare the declared indexes
             "indexes": sorted(

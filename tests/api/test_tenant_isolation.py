@@ -32,10 +32,18 @@ def org_routes(app) -> list[tuple[str, str]]:
 def fill(path: str, org_id: str, ids: dict[str, str], member_id: str, key_id: str, invitation_id: str) -> str:
     """Point every path parameter at a real row of the victim organization."""
     by_segment = {
-        "prompts": ids["prompt"], "outputs": ids["output"], "custom-gpts": ids["custom_gpt"], "tags": ids["tag"],
-        "knowledge-types": ids["knowledge"], "accuracy-levels": ids["accuracy"], "development-stages": ids["stage"],
-        "gpt-models": ids["gpt_model"], "agent-groups": ids["agent_group"], "members": member_id,
-        "api-keys": key_id, "invitations": invitation_id,
+        "prompts": ids["prompt"],
+        "outputs": ids["output"],
+        "custom-gpts": ids["custom_gpt"],
+        "tags": ids["tag"],
+        "knowledge-types": ids["knowledge"],
+        "accuracy-levels": ids["accuracy"],
+        "development-stages": ids["stage"],
+        "gpt-models": ids["gpt_model"],
+        "agent-groups": ids["agent_group"],
+        "members": member_id,
+        "api-keys": key_id,
+        "invitations": invitation_id,
     }
     parts = path.split("/")
     for i, part in enumerate(parts):
@@ -54,9 +62,20 @@ def fill(path: str, org_id: str, ids: dict[str, str], member_id: str, key_id: st
 
 def snapshot(org) -> dict[str, object]:
     o = org.owner
-    paths = ["prompts", "outputs", "custom-gpts", "tags", "knowledge-types", "accuracy-levels",
-             "development-stages", "gpt-models", "agent-groups"]
-    state: dict[str, object] = {p: o.get(f"{org.base}/{p}", params={"limit": 500}).json()["items"] for p in paths}
+    paths = [
+        "prompts",
+        "outputs",
+        "custom-gpts",
+        "tags",
+        "knowledge-types",
+        "accuracy-levels",
+        "development-stages",
+        "gpt-models",
+        "agent-groups",
+    ]
+    state: dict[str, object] = {
+        p: o.get(f"{org.base}/{p}", params={"limit": 500}).json()["items"] for p in paths
+    }
     state["members"] = o.get(f"{org.base}/members").json()
     state["api-keys"] = o.get(f"{org.base}/api-keys").json()
     state["invitations"] = o.get(f"{org.base}/invitations").json()
@@ -73,7 +92,9 @@ def test_every_org_route_hides_other_tenants(client, app):
     before = snapshot(victim)
 
     attacker_org = new_org(client, name="Attacker")
-    attacker_key = attacker_org.owner.post(f"{attacker_org.base}/api-keys", json={"name": "k", "scope": "write"})
+    attacker_key = attacker_org.owner.post(
+        f"{attacker_org.base}/api-keys", json={"name": "k", "scope": "write"}
+    )
     attackers = {
         "owner of another org": attacker_org.owner,
         "write API key of another org": type(attacker_org.owner)(
@@ -116,7 +137,9 @@ def test_row_level_security_hides_rows_from_an_unfiltered_query(pg_url, tmp_path
     seed_library(b)
     factory = app.state.services.session_factory
     with factory() as session, session.begin():
-        role = session.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")).one()
+        role = session.execute(
+            text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        ).one()
         assert not role.rolsuper and not role.rolbypassrls
         set_tenant(session, org_id=uuid.UUID(a.id))
         # the query "forgot" its tenant filter
@@ -136,9 +159,11 @@ def test_row_level_security_hides_rows_from_an_unfiltered_query(pg_url, tmp_path
                 text("UPDATE org_revisions SET revision = revision WHERE org_id = :b"), {"b": b.id}
             )
             session.execute(
-                text("INSERT INTO tags (id, org_id, revision, deleted, created_at, updated_at, created_by, "
-                     "updated_by, name, name_key, description, position) VALUES (:id, :b, 1, false, now(), now(), "
-                     "'x', 'x', 'evil', 'evil', '', 0)"),
+                text(
+                    "INSERT INTO tags (id, org_id, revision, deleted, created_at, updated_at, created_by, "
+                    "updated_by, name, name_key, description, position) "
+                    "VALUES (:id, :b, 1, false, now(), now(), 'x', 'x', 'evil', 'evil', '', 0)"
+                ),
                 {"id": uuid.uuid4(), "b": b.id},
             )
     with factory() as session, session.begin():

@@ -40,7 +40,9 @@ class Actor:
 
 def register(client: TestClient, *, name: str = "user") -> Actor:
     email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
-    r = client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": name})
+    r = client.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": name}
+    )
     assert r.status_code == 201, r.text
     login = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert login.status_code == 200, login.text
@@ -100,15 +102,25 @@ def seed_library(org: Org) -> dict[str, str]:
     ids["custom_gpt"] = gpt.json()["id"]
     prompt = o.post(
         f"{org.base}/prompts",
-        json={"title": "Linux Terminal", "body": "act as a terminal", "development_stage_id": ids["stage"],
-              "tag_ids": [ids["tag"]]},
+        json={
+            "title": "Linux Terminal",
+            "body": "act as a terminal",
+            "development_stage_id": ids["stage"],
+            "tag_ids": [ids["tag"]],
+        },
     )
     assert prompt.status_code == 201, prompt.text
     ids["prompt"] = prompt.json()["id"]
     out = o.post(
         f"{org.base}/outputs",
-        json={"prompt_id": ids["prompt"], "content": "/home/user", "custom_gpt_id": ids["custom_gpt"],
-              "accuracy_level_id": ids["accuracy"], "knowledge_type_ids": [ids["knowledge"]], "tag_ids": [ids["tag"]]},
+        json={
+            "prompt_id": ids["prompt"],
+            "content": "/home/user",
+            "custom_gpt_id": ids["custom_gpt"],
+            "accuracy_level_id": ids["accuracy"],
+            "knowledge_type_ids": [ids["knowledge"]],
+            "tag_ids": [ids["tag"]],
+        },
     )
     assert out.status_code == 201, out.text
     ids["output"] = out.json()["id"]

@@ -44,9 +44,13 @@ def _reachable(url: str) -> bool:
 
 
 def _binary(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
     if not found:
-        raise RuntimeError(f"PostgreSQL binary {name!r} not found: install postgresql (packaging/dev.sh does)")
+        raise RuntimeError(
+            f"PostgreSQL binary {name!r} not found: install postgresql (packaging/dev.sh does)"
+        )
     return found
 
 
@@ -65,18 +69,35 @@ def _throwaway_cluster() -> Iterator[PgServer]:
         shutil.chown(workdir, user="postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
     data = workdir / "data"
-    subprocess.run([*prefix, _binary("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"], check=True,
-                   capture_output=True)
     subprocess.run(
-        [*prefix, _binary("pg_ctl"), "-D", str(data), "-l", str(workdir / "log"), "-w", "-o",
-         f"-p {port} -k {workdir} -h 127.0.0.1", "start"],
+        [*prefix, _binary("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            _binary("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(workdir / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {workdir} -h 127.0.0.1",
+            "start",
+        ],
         check=True,
         capture_output=True,
     )
     try:
-        yield PgServer(admin_url=f"postgresql://postgres@127.0.0.1:{port}/postgres", host="127.0.0.1", port=port)
+        yield PgServer(
+            admin_url=f"postgresql://postgres@127.0.0.1:{port}/postgres", host="127.0.0.1", port=port
+        )
     finally:
-        subprocess.run([*prefix, _binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*prefix, _binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -85,7 +106,9 @@ def postgres_server() -> Iterator[PgServer]:
     url = os.environ.get("OUTPUTHUB_TEST_DATABASE_URL")
     if url:
         info = psycopg.conninfo.conninfo_to_dict(url)
-        yield PgServer(admin_url=url, host=str(info.get("host", "127.0.0.1")), port=int(info.get("port", 5432)))
+        yield PgServer(
+            admin_url=url, host=str(info.get("host", "127.0.0.1")), port=int(info.get("port", 5432))
+        )
         return
     local = "postgresql://postgres@127.0.0.1:5432/postgres"
     if _reachable(local):
@@ -107,7 +130,9 @@ def app_database(server: PgServer) -> Iterator[str]:
                     sql.Identifier(APP_ROLE), sql.Literal(APP_PASSWORD)
                 )
             )
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(APP_ROLE)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(APP_ROLE))
+        )
     try:
         yield f"postgresql://{APP_ROLE}:{APP_PASSWORD}@{server.host}:{server.port}/{name}"
     finally:
