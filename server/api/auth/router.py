@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from outputhub.common.schemas import LoginRequest, RefreshRequest, RegisterRequest, TokenPair, UserRead
 from outputhub.server.api.auth import service
 from outputhub.server.deps import ClaimsDep, CurrentUserDep, NowDep, ServicesDep, SessionDep
+from outputhub.server.storage.database import unit_of_work
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -36,8 +37,16 @@ def token(
 
 
 @router.post("/refresh")
-def refresh(data: RefreshRequest, session: SessionDep, services: ServicesDep, now: NowDep) -> TokenPair:
-    return service.refresh(session, refresh_token=data.refresh_token, policy=services.auth, now=now)
+def refresh(data: RefreshRequest, services: ServicesDep, now: NowDep) -> TokenPair:
+    """Swap a refresh token for a new pair (rotation). Replaying an old refresh token revokes the login."""
+    try:
+        with unit_of_work(services.session_factory) as session:
+            return service.refresh(session, refresh_token=data.refresh_token, policy=services.auth, now=now)
+    except service.RefreshTokenReusedError as exc:
+        # the failed attempt rolled back; the revocation gets a transaction of its own
+        with unit_of_work(services.session_factory) as session:
+            service.logout(session, session_id=exc.session_id, now=now)
+        raise
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)

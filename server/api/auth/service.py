@@ -22,6 +22,14 @@ from outputhub.server.security import (
 from outputhub.server.storage.tables import AuthSession, User
 
 
+class RefreshTokenReusedError(AuthenticationError):
+    """A rotated refresh token came back: someone holds a copy. The caller revokes the session for good."""
+
+    def __init__(self, session_id: uuid.UUID) -> None:
+        super().__init__("refresh token was already used; the session is revoked, log in again")
+        self.session_id = session_id
+
+
 @dataclass(frozen=True)
 class AuthPolicy:
     signer: TokenSigner
@@ -90,8 +98,7 @@ def refresh(session: Session, *, refresh_token: str, policy: AuthPolicy, now: da
         raise AuthenticationError("refresh token expired or revoked; log in again")
     hashed = digest(secret)
     if hashed == auth_session.previous_refresh_hash:
-        auth_session.revoked_at = now
-        raise AuthenticationError("refresh token was already used; the session is revoked, log in again")
+        raise RefreshTokenReusedError(auth_session.id)
     if hashed != auth_session.refresh_hash:
         raise AuthenticationError("invalid refresh token")
     user = session.get(User, auth_session.user_id)
