@@ -31,7 +31,7 @@ apt_install() {
 setup() {
   local extras="$1"
   if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
+    "$PYTHON" -m venv "$VENV" || { as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null && "$PYTHON" -m venv "$VENV"; }
   fi
   local stamp="$VENV/.outputhub-installed-$extras"
   # reinstall when pyproject.toml changed since the last install
