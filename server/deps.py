@@ -48,8 +48,12 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    with unit_of_work(services.session_factory) as session:
+def get_session(request: Request, services: ServicesDep) -> Iterator[Session]:
+    # API-key reads may record the key's last use, so only token-authenticated reads are read-only
+    read_only = request.method in ("GET", "HEAD") and not request.headers.get("authorization", "").startswith(
+        f"Bearer {API_KEY_KIND}_"
+    )
+    with unit_of_work(services.session_factory, read_only=read_only) as session:
         yield session
 
 

@@ -47,7 +47,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # readers start deferred and run beside the writer (WAL); writers queue for the lock up front
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+READ_ONLY_OPTION = "outputhub_read_only"
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -72,11 +77,16 @@ def set_tenant(session: Session, *, org_id: uuid.UUID | None, user_id: uuid.UUID
 
 
 @contextmanager
-def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One transaction: commit when the block ends normally, roll back on any error."""
+def unit_of_work(factory: sessionmaker[Session], *, read_only: bool = False) -> Iterator[Session]:
+    """One transaction: commit when the block ends normally, roll back on any error.
+
+    ``read_only`` lets SQLite start the transaction deferred, so readers do not queue behind writers.
+    """
     session = factory()
     try:
         with session.begin():
+            if read_only:
+                session.connection(execution_options={READ_ONLY_OPTION: True})
             yield session
     except OperationalError as exc:
         raise StorageError(f"database unavailable: {exc.orig.__class__.__name__}") from exc
