@@ -1,0 +1,151 @@
+"""SQLCipher access: opening keyed connections and telling a wrong passphrase from a damaged file.
+
+This is the only module that imports the driver. Nothing here writes to an existing file before the
+passphrase has been proven right and the file proven to be an Output Hub replica.
+
+Cipher settings are pinned to SQLCipher 4 defaults (``PRAGMA cipher_compatibility = 4``): AES-256-CBC,
+4096-byte pages, per-page HMAC-SHA512, key derived with PBKDF2-HMAC-SHA512 at 256,000 iterations from the
+passphrase and a random 16-byte salt kept in the first 16 bytes of the file. Pinning them means a later
+SQLCipher release with other defaults still opens old replicas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from sqlcipher3 import dbapi2 as driver
+
+from outputhub.desktop.storage.errors import (
+    CorruptReplicaError,
+    ReplicaConstraintError,
+    ReplicaError,
+    ReplicaStorageError,
+    WrongPassphraseError,
+)
+
+Connection = driver.Connection
+
+PAGE_SIZE: Final = 4096
+APPLICATION_ID: Final = 0x4F484231  # "OHB1": written into the (encrypted) database header of every replica
+SQLITE_PLAIN_HEADER: Final = b"SQLite format 3\x00"
+CIPHER_COMPATIBILITY: Final = 4
+BUSY_TIMEOUT_SECONDS: Final = 5.0
+
+
+def cipher_version(conn: Connection) -> str:
+    row = conn.execute("PRAGMA cipher_version").fetchone()
+    return str(row[0]) if row else ""
+
+
+def passphrase_bytes(passphrase: str) -> bytes:
+    """The key material for a passphrase: NFC-normalized UTF-8 (the same text typed on any OS is one key)."""
+    if not isinstance(passphrase, str) or not passphrase:
+        raise ValueError("the passphrase must be a non-empty string (an empty key would disable encryption)")
+    if "\x00" in passphrase:
+        raise ValueError("the passphrase must not contain NUL characters")
+    return unicodedata.normalize("NFC", passphrase).encode("utf-8")
+
+
+def check_file_shape(path: Path) -> None:
+    """Refuse, without opening it, a file that cannot be an encrypted replica.
+
+    An encrypted SQLCipher file is a whole number of 4096-byte pages and starts with a random salt. A file
+    of another length is truncated or foreign; one starting with the SQLite magic is an unencrypted
+    database. (Random bytes of a whole number of pages cannot be told from a replica encrypted with another
+    passphrase: that is what encryption means; they are reported as a wrong passphrase.)
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_PLAIN_HEADER))
+    except OSError as exc:
+        raise ReplicaStorageError(f"cannot read the replica file {path}: {exc.strerror}", path=path) from exc
+    if size == 0:
+        raise CorruptReplicaError(f"{path} is empty: it is not an Output Hub replica", path=path)
+    if head == SQLITE_PLAIN_HEADER:
+        raise CorruptReplicaError(
+            f"{path} is an unencrypted SQLite database, not an encrypted Output Hub replica", path=path
+        )
+    if size % PAGE_SIZE:
+        raise CorruptReplicaError(
+            f"{path} is {size} bytes, not a whole number of {PAGE_SIZE}-byte pages: "
+            "the replica is truncated or the file is not a replica",
+            path=path,
+        )
+
+
+def connect(path: Path, *, key: bytes) -> Connection:
+    """A keyed connection in autocommit mode (transactions are explicit). Reads nothing yet."""
+    try:
+        conn = driver.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
+        )
+    except driver.Error as exc:
+        raise translate_driver_error(exc, path=path, action="open") from exc
+    try:
+        # The library's own stderr logging would duplicate the errors raised here.
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.set_key(key)
+        conn.execute(f"PRAGMA cipher_compatibility = {CIPHER_COMPATIBILITY}")
+    except driver.Error as exc:
+        conn.close()
+        raise translate_driver_error(exc, path=path, action="open") from exc
+    return conn
+
+
+def unlock(conn: Connection, *, path: Path) -> tuple[int, int]:
+    """Prove the key right by reading the schema; return ``(application_id, user_version)``.
+
+    Writes nothing.
+    """
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        user_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except driver.DatabaseError as exc:
+        code = getattr(exc, "sqlite_errorname", "")
+        if code == "SQLITE_NOTADB":
+            raise WrongPassphraseError(
+                f"the passphrase does not unlock {path} (wrong passphrase, or the file is not an "
+                "Output Hub replica); the file was not changed",
+                path=path,
+            ) from None
+        if code == "SQLITE_CORRUPT":
+            raise CorruptReplicaError(
+                f"{path} is damaged (truncated or corrupted pages); the file was not changed", path=path
+            ) from None
+        raise translate_driver_error(exc, path=path, action="open") from exc
+    return application_id, user_version
+
+
+def driver_error_types() -> type[Exception]:
+    """The driver's base exception class, for callers that expect a specific failure."""
+    return driver.Error
+
+
+def translate_driver_error(exc: Exception, *, path: Path | None, action: str) -> ReplicaError:
+    """The project's error for a driver exception (callers raise it ``from`` the original)."""
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    where = f" ({path})" if path is not None else ""
+    if isinstance(exc, driver.IntegrityError):
+        return ReplicaConstraintError(f"cannot {action}: {exc}{where}", path=path)
+    if code.startswith("SQLITE_CORRUPT") or code == "SQLITE_NOTADB":
+        return CorruptReplicaError(f"cannot {action}: the replica is damaged{where}: {exc}", path=path)
+    if code.startswith("SQLITE_BUSY") or code.startswith("SQLITE_LOCKED"):
+        return ReplicaStorageError(
+            f"cannot {action}: the replica is locked by another connection or process{where}", path=path
+        )
+    return ReplicaStorageError(f"cannot {action}: {exc}{where}", path=path)
+
+
+@contextlib.contextmanager
+def driver_errors(*, path: Path | None, action: str) -> Iterator[None]:
+    """Translate driver exceptions raised inside the block."""
+    try:
+        yield
+    except driver.Error as exc:
+        raise translate_driver_error(exc, path=path, action=action) from exc

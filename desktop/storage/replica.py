@@ -1,0 +1,688 @@
+"""The encrypted local replica: opening (create, unlock, migrate) and the repository API.
+
+One :class:`Replica` owns one SQLCipher connection. Its methods may be called from any thread; an internal
+re-entrant lock serializes them. Writes are atomic per call; :meth:`Replica.transaction` groups several
+calls into one (e.g. an edit together with its outbox entry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from outputhub.desktop.storage import cipher, tables
+from outputhub.desktop.storage.cipher import Connection, driver_error_types, driver_errors
+from outputhub.desktop.storage.errors import (
+    CorruptReplicaError,
+    ReplicaClosedError,
+    ReplicaError,
+    ReplicaMigrationError,
+    ReplicaNotFoundError,
+    ReplicaStorageError,
+    ReplicaTooNewError,
+)
+from outputhub.desktop.storage.migrations import Migration, check_sequence, load_migrations
+from outputhub.desktop.storage.records import (
+    ConflictRecord,
+    CustomGptRecord,
+    JsonObject,
+    LocalStatus,
+    LookupKind,
+    LookupRecord,
+    OutboxEntry,
+    OutputRecord,
+    PromptRecord,
+    PromptVersionRecord,
+    SearchEntity,
+    SearchHit,
+    SyncState,
+    utc_now,
+)
+from outputhub.desktop.storage.search import search as fts_search
+from outputhub.desktop.storage.tables import dumps, from_timestamp, to_timestamp
+
+DEFAULT_LIMIT: Final = 100
+BULK_CHUNK_SIZE: Final = 2000
+CACHE_KIB: Final = 65536  # page cache: every page read from disk is decrypted and HMAC-checked
+
+
+def open_replica(
+    path: Path,
+    *,
+    passphrase: str,
+    create: bool = False,
+    migrations: Sequence[Migration] | None = None,
+) -> Replica:
+    """Open the replica at ``path``, migrating it to the current schema.
+
+    ``create=True`` creates the replica when ``path`` does not exist (an existing file is opened, never
+    replaced). ``migrations`` replaces the shipped migrations (tests). Raises ``ReplicaNotFoundError``,
+    ``WrongPassphraseError``, ``CorruptReplicaError``, ``ReplicaTooNewError``, ``ReplicaMigrationError`` or
+    ``ReplicaStorageError``; in the first four cases the file is left byte-for-byte as it was.
+    """
+    path = Path(path)
+    key = cipher.passphrase_bytes(passphrase)
+    known = load_migrations() if migrations is None else tuple(migrations)
+    check_sequence(known)
+    if not path.exists():
+        if not create:
+            raise ReplicaNotFoundError(f"no replica at {path}", path=path)
+        _create_file(path, key=key)
+    elif not path.is_file():
+        raise CorruptReplicaError(f"{path} is not a file", path=path)
+    cipher.check_file_shape(path)
+    conn = cipher.connect(path, key=key)
+    try:
+        application_id, version = cipher.unlock(conn, path=path)
+        if application_id != cipher.APPLICATION_ID:
+            raise CorruptReplicaError(
+                f"{path} opens with this passphrase but is not an Output Hub replica "
+                f"(application id {application_id:#x}); the file was not changed",
+                path=path,
+            )
+        if version > len(known):
+            raise ReplicaTooNewError(
+                f"{path} has schema version {version} but this version of Output Hub knows up to "
+                f"{len(known)}: update the app to open it (the file was not changed)",
+                path=path,
+                found=version,
+                supported=len(known),
+            )
+        with driver_errors(path=path, action="configure the replica"):
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        _migrate(conn, known, current=version, path=path)
+        node_id = _ensure_node_id(conn, path=path)
+    except BaseException:
+        conn.close()
+        raise
+    return Replica(conn=conn, path=path, schema_version=len(known), node_id=node_id)
+
+
+def _create_file(path: Path, *, key: bytes) -> None:
+    """Create an empty keyed replica (schema version 0) beside ``path`` and move it into place."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReplicaStorageError(f"cannot create {path.parent}: {exc.strerror}", path=path) from exc
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.creating")
+    try:
+        conn = cipher.connect(temporary, key=key)
+        try:
+            with driver_errors(path=path, action="create the replica"):
+                conn.execute(f"PRAGMA application_id = {cipher.APPLICATION_ID}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()  # the last connection checkpoints and removes the -wal file
+        with contextlib.suppress(OSError):
+            temporary.chmod(0o600)
+        try:
+            os.link(temporary, path)  # fails rather than replacing a file that appeared meanwhile
+        except FileExistsError:
+            raise
+        except OSError:
+            if path.exists():
+                raise FileExistsError(path) from None
+            os.rename(temporary, path)
+    except FileExistsError:
+        pass  # someone created it concurrently: open theirs, never overwrite
+    except OSError as exc:
+        raise ReplicaStorageError(f"cannot create the replica {path}: {exc.strerror}", path=path) from exc
+    finally:
+        for leftover in (temporary, Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _migrate(conn: Connection, migrations: tuple[Migration, ...], *, current: int, path: Path) -> None:
+    for migration in migrations[current:]:
+        script = f"BEGIN IMMEDIATE;\n{migration.sql}\n;PRAGMA user_version = {migration.version};\nCOMMIT;"
+        try:
+            conn.executescript(script)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            raise ReplicaMigrationError(
+                f"migrating {path} to schema version {migration.version} ({migration.name}) failed: {exc}; "
+                f"the replica stays at version {migration.version - 1}",
+                path=path,
+            ) from exc
+
+
+def _ensure_node_id(conn: Connection, *, path: Path) -> str:
+    with driver_errors(path=path, action="read the replica's node id"):
+        row = conn.execute("SELECT value FROM replica_meta WHERE key = 'node_id'").fetchone()
+        if row is not None:
+            return str(row[0])
+        node_id = uuid.uuid4().hex
+        conn.execute("INSERT INTO replica_meta (key, value) VALUES ('node_id', ?)", (node_id,))
+        return node_id
+
+
+class Replica:
+    """An open replica. Use :func:`open_replica` to get one; close it (or use it as a context manager)."""
+
+    def __init__(self, *, conn: Connection, path: Path, schema_version: int, node_id: str) -> None:
+        self._conn: Connection | None = conn
+        self._path = path
+        self._schema_version = schema_version
+        self._node_id = node_id
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        return self._schema_version
+
+    @property
+    def node_id(self) -> str:
+        """This installation's stable id (hex UUID), for hybrid logical clocks."""
+        return self._node_id
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def cipher_version(self) -> str:
+        with self._reading("read the cipher version") as conn:
+            return cipher.cipher_version(conn)
+
+    def close(self) -> None:
+        """Close the connection (idempotent). The last connection folds the WAL back into the file."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with driver_errors(path=self._path, action="close the replica"):
+                    conn.close()
+
+    def __enter__(self) -> Replica:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _require_open(self) -> Connection:
+        if self._conn is None:
+            raise ReplicaClosedError(f"the replica {self._path} is closed", path=self._path)
+        return self._conn
+
+    @contextlib.contextmanager
+    def _reading(self, action: str) -> Iterator[Connection]:
+        with self._lock:
+            conn = self._require_open()
+            with driver_errors(path=self._path, action=action):
+                yield conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one atomic transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``).
+
+        A nested use is a savepoint: an exception leaving it undoes only its own writes (and then goes on
+        to the enclosing block, which undoes everything unless it handles the exception).
+        """
+        with self._lock:
+            conn = self._require_open()
+            depth = self._depth
+            begin, commit, undo = (
+                ("BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",))
+                if depth == 0
+                else (
+                    f"SAVEPOINT sp{depth}",
+                    f"RELEASE sp{depth}",
+                    (f"ROLLBACK TO sp{depth}", f"RELEASE sp{depth}"),
+                )
+            )
+            with driver_errors(path=self._path, action="begin a transaction"):
+                conn.execute(begin)
+            self._depth = depth + 1
+            try:
+                yield
+                with driver_errors(path=self._path, action="commit"):
+                    conn.execute(commit)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    for statement in undo:
+                        conn.execute(statement)
+                raise
+            finally:
+                self._depth = depth
+
+    @contextlib.contextmanager
+    def _writing(self, action: str) -> Iterator[Connection]:
+        with self.transaction(), driver_errors(path=self._path, action=action):
+            yield self._require_open()
+
+    def change_passphrase(self, *, old: str, new: str) -> None:
+        """Re-encrypt the whole replica under ``new`` (SQLCipher ``PRAGMA rekey``); data is kept.
+
+        ``old`` must unlock the file (else ``WrongPassphraseError``). Not allowed inside a transaction.
+        """
+        old_key, new_key = cipher.passphrase_bytes(old), cipher.passphrase_bytes(new)
+        with self._lock:
+            conn = self._require_open()
+            if self._depth:
+                raise ReplicaError("cannot change the passphrase inside a transaction", path=self._path)
+            probe = cipher.connect(self._path, key=old_key)
+            try:
+                cipher.unlock(probe, path=self._path)
+            finally:
+                probe.close()
+            with driver_errors(path=self._path, action="change the passphrase"):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.reset_key(new_key)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def verify_integrity(self) -> list[str]:
+        """Check every page's HMAC, the b-trees and the full-text indexes (reads the whole file).
+
+        Returns the problems found, ``[]`` when none.
+        """
+        checks = {
+            "page authentication": "PRAGMA cipher_integrity_check",
+            "b-tree structure": "PRAGMA integrity_check",
+            "prompt index": "INSERT INTO prompts_fts (prompts_fts, rank) VALUES ('integrity-check', 1)",
+            "output index": "INSERT INTO outputs_fts (outputs_fts, rank) VALUES ('integrity-check', 1)",
+        }
+        problems: list[str] = []
+        with self._reading("check the replica's integrity") as conn:
+            for name, sql in checks.items():
+                try:
+                    rows = [str(row[0]) for row in conn.execute(sql)]
+                except driver_error_types() as exc:
+                    problems.append(f"{name}: {exc}")
+                else:
+                    problems += [f"{name}: {row}" for row in rows if row != "ok"]
+        return problems
+
+    # --- prompts ------------------------------------------------------------------------------------------
+
+    def upsert_prompt(self, *, record: PromptRecord) -> None:
+        """Insert or replace the prompt with ``record.id`` (tags replaced by ``record.tag_ids``)."""
+        with self._writing("save the prompt") as conn:
+            tables.upsert(conn, tables.PROMPTS, record)
+
+    def get_prompt(self, *, id: str) -> PromptRecord | None:
+        with self._reading("read the prompt") as conn:
+            return tables.get(conn, tables.PROMPTS, id)
+
+    def list_prompts(
+        self,
+        *,
+        org_id: str | None = None,
+        tag_id: str | None = None,
+        development_stage_id: str | None = None,
+        local_status: LocalStatus | None = None,
+        include_deleted: bool = False,
+        order_by: str = "updated_at",
+        descending: bool = False,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+    ) -> list[PromptRecord]:
+        with self._reading("list prompts") as conn:
+            return tables.list_records(
+                conn,
+                tables.PROMPTS,
+                equals={
+                    "org_id": org_id,
+                    "development_stage_id": development_stage_id,
+                    "local_status": local_status,
+                },
+                linked={"tag_ids": tag_id},
+                include_deleted=include_deleted,
+                order_by=order_by,
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            )
+
+    def delete_prompt(self, *, id: str, purge: bool = False, at: datetime | None = None) -> bool:
+        """Tombstone the prompt (``deleted``, status ``deleted``), or remove the row when ``purge``.
+        Returns whether it existed."""
+        return self._delete(tables.PROMPTS, id, purge=purge, at=at)
+
+    def upsert_prompt_version(self, *, record: PromptVersionRecord) -> None:
+        with self._writing("save the prompt version") as conn:
+            tables.upsert(conn, tables.PROMPT_VERSIONS, record)
+
+    def list_prompt_versions(
+        self, *, prompt_id: str, limit: int = DEFAULT_LIMIT, offset: int = 0
+    ) -> list[PromptVersionRecord]:
+        with self._reading("list prompt versions") as conn:
+            return tables.list_records(
+                conn,
+                tables.PROMPT_VERSIONS,
+                equals={"prompt_id": prompt_id},
+                linked={},
+                include_deleted=False,
+                order_by="version",
+                descending=False,
+                limit=limit,
+                offset=offset,
+            )
+
+    # --- outputs ------------------------------------------------------------------------------------------
+
+    def upsert_output(self, *, record: OutputRecord) -> None:
+        with self._writing("save the output") as conn:
+            tables.upsert(conn, tables.OUTPUTS, record)
+
+    def bulk_insert_outputs(self, rows: Iterable[OutputRecord], *, chunk_size: int = BULK_CHUNK_SIZE) -> int:
+        """Store many outputs in one transaction (executemany per chunk); returns how many.
+
+        Rows whose id already exists are overwritten (with their links), so a resumed initial sync is
+        idempotent. All or nothing: an error rolls the whole batch back.
+        """
+        with self._writing("store the outputs") as conn:
+            return tables.bulk_upsert(conn, tables.OUTPUTS, rows, chunk_size=chunk_size)
+
+    def get_output(self, *, id: str) -> OutputRecord | None:
+        with self._reading("read the output") as conn:
+            return tables.get(conn, tables.OUTPUTS, id)
+
+    def list_outputs(
+        self,
+        *,
+        org_id: str | None = None,
+        prompt_id: str | None = None,
+        tag_id: str | None = None,
+        knowledge_type_id: str | None = None,
+        custom_gpt_id: str | None = None,
+        gpt_model_id: str | None = None,
+        accuracy_level_id: str | None = None,
+        local_status: LocalStatus | None = None,
+        include_deleted: bool = False,
+        order_by: str = "updated_at",
+        descending: bool = False,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+    ) -> list[OutputRecord]:
+        with self._reading("list outputs") as conn:
+            return tables.list_records(
+                conn,
+                tables.OUTPUTS,
+                equals={
+                    "org_id": org_id,
+                    "prompt_id": prompt_id,
+                    "custom_gpt_id": custom_gpt_id,
+                    "gpt_model_id": gpt_model_id,
+                    "accuracy_level_id": accuracy_level_id,
+                    "local_status": local_status,
+                },
+                linked={"tag_ids": tag_id, "knowledge_type_ids": knowledge_type_id},
+                include_deleted=include_deleted,
+                order_by=order_by,
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            )
+
+    def delete_output(self, *, id: str, purge: bool = False, at: datetime | None = None) -> bool:
+        return self._delete(tables.OUTPUTS, id, purge=purge, at=at)
+
+    # --- custom GPTs --------------------------------------------------------------------------------------
+
+    def upsert_custom_gpt(self, *, record: CustomGptRecord) -> None:
+        with self._writing("save the custom GPT") as conn:
+            tables.upsert(conn, tables.CUSTOM_GPTS, record)
+
+    def get_custom_gpt(self, *, id: str) -> CustomGptRecord | None:
+        with self._reading("read the custom GPT") as conn:
+            return tables.get(conn, tables.CUSTOM_GPTS, id)
+
+    def list_custom_gpts(
+        self,
+        *,
+        org_id: str | None = None,
+        agent_group_id: str | None = None,
+        include_deleted: bool = False,
+        order_by: str = "name",
+        descending: bool = False,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+    ) -> list[CustomGptRecord]:
+        with self._reading("list custom GPTs") as conn:
+            return tables.list_records(
+                conn,
+                tables.CUSTOM_GPTS,
+                equals={"org_id": org_id},
+                linked={"agent_group_ids": agent_group_id},
+                include_deleted=include_deleted,
+                order_by=order_by,
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            )
+
+    def delete_custom_gpt(self, *, id: str, purge: bool = False, at: datetime | None = None) -> bool:
+        return self._delete(tables.CUSTOM_GPTS, id, purge=purge, at=at)
+
+    # --- lookups ------------------------------------------------------------------------------------------
+
+    def upsert_lookup(self, *, kind: LookupKind, record: LookupRecord) -> None:
+        tables.check_lookup(kind, record)
+        with self._writing(f"save the {kind.value} entry") as conn:
+            tables.upsert(conn, tables.LOOKUPS[kind], record)
+
+    def get_lookup(self, *, kind: LookupKind, id: str) -> LookupRecord | None:
+        with self._reading(f"read the {kind.value} entry") as conn:
+            return tables.get(conn, tables.LOOKUPS[kind], id)
+
+    def list_lookups(
+        self,
+        *,
+        kind: LookupKind,
+        org_id: str | None = None,
+        include_deleted: bool = False,
+        order_by: str = "position",
+        descending: bool = False,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+    ) -> list[LookupRecord]:
+        with self._reading(f"list {kind.value}") as conn:
+            return tables.list_records(
+                conn,
+                tables.LOOKUPS[kind],
+                equals={"org_id": org_id},
+                linked={},
+                include_deleted=include_deleted,
+                order_by=order_by,
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            )
+
+    def delete_lookup(
+        self, *, kind: LookupKind, id: str, purge: bool = False, at: datetime | None = None
+    ) -> bool:
+        return self._delete(tables.LOOKUPS[kind], id, purge=purge, at=at)
+
+    def _delete(
+        self, spec: tables.EntityTable[Any], record_id: str, *, purge: bool, at: datetime | None
+    ) -> bool:
+        with self._writing(f"delete from {spec.table}") as conn:
+            if purge:
+                return tables.purge(conn, spec, record_id)
+            return tables.tombstone(conn, spec, record_id, at=at or utc_now())
+
+    # --- search -------------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        entities: tuple[SearchEntity, ...] = ("prompt", "output"),
+        org_id: str | None = None,
+        mark_start: str = "[",
+        mark_end: str = "]",
+    ) -> list[SearchHit]:
+        """Full-text search of live prompts (title, body) and outputs (content), best first.
+
+        ``query`` is free user text: it is never interpreted as FTS5 syntax (see ``search.py``).
+        """
+        with self._reading("search") as conn:
+            return fts_search(
+                conn,
+                query,
+                limit=limit,
+                entities=entities,
+                org_id=org_id,
+                mark_start=mark_start,
+                mark_end=mark_end,
+            )
+
+    # --- sync state -------------------------------------------------------------------------------------
+
+    def get_sync_state(self, *, server_url: str, org_id: str) -> SyncState | None:
+        with self._reading("read the sync state") as conn:
+            row = conn.execute(
+                "SELECT server_url, org_id, cursor, updated_at FROM sync_state "
+                "WHERE server_url = ? AND org_id = ?",
+                (server_url, org_id),
+            ).fetchone()
+        return None if row is None else SyncState(row[0], row[1], row[2], from_timestamp(row[3]))
+
+    def set_sync_cursor(
+        self, *, server_url: str, org_id: str, cursor: str | None, at: datetime | None = None
+    ) -> None:
+        with self._writing("save the sync cursor") as conn:
+            conn.execute(
+                "INSERT INTO sync_state (server_url, org_id, cursor, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (server_url, org_id) DO UPDATE SET cursor = excluded.cursor, "
+                "updated_at = excluded.updated_at",
+                (server_url, org_id, cursor, to_timestamp(at or utc_now())),
+            )
+
+    # --- outbox -------------------------------------------------------------------------------------------
+
+    def enqueue_outbox(
+        self,
+        *,
+        op_id: str,
+        entity: str,
+        record_id: str,
+        payload: JsonObject,
+        base_revision: int | None,
+        at: datetime | None = None,
+    ) -> int:
+        """Queue a change for pushing; returns its position. ``op_id`` is unique (push deduplication)."""
+        with self._writing("queue the change") as conn:
+            cursor = conn.execute(
+                "INSERT INTO outbox (op_id, entity, record_id, payload, base_revision, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (op_id, entity, record_id, dumps(payload), base_revision, to_timestamp(at or utc_now())),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def pending_outbox(self, *, limit: int = DEFAULT_LIMIT) -> list[OutboxEntry]:
+        """The oldest queued changes, in push order."""
+        with self._reading("read the outbox") as conn:
+            rows = conn.execute(
+                "SELECT seq, op_id, entity, record_id, payload, base_revision, created_at, attempts, "
+                "last_error FROM outbox ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            OutboxEntry(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], from_timestamp(r[6]), r[7], r[8])
+            for r in rows
+        ]
+
+    def acknowledge_outbox(self, *, op_ids: Sequence[str]) -> int:
+        """Drop pushed changes; returns how many were removed."""
+        with self._writing("acknowledge pushed changes") as conn:
+            return conn.execute(
+                "DELETE FROM outbox WHERE op_id IN (SELECT value FROM json_each(?))", (dumps(list(op_ids)),)
+            ).rowcount
+
+    def record_outbox_failure(self, *, op_ids: Sequence[str], error: str) -> None:
+        with self._writing("record a push failure") as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? "
+                "WHERE op_id IN (SELECT value FROM json_each(?))",
+                (error, dumps(list(op_ids))),
+            )
+
+    # --- conflicts ----------------------------------------------------------------------------------------
+
+    def add_conflict(
+        self,
+        *,
+        id: str,
+        entity: str,
+        record_id: str,
+        field: str,
+        base: object,
+        mine: object,
+        theirs: object,
+        at: datetime | None = None,
+    ) -> None:
+        """Record a conflict (idempotent on ``id``: the same conflict recorded twice is kept once)."""
+        with self._writing("record the conflict") as conn:
+            conn.execute(
+                "INSERT INTO conflicts (id, entity, record_id, field, base, mine, theirs, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (
+                    id,
+                    entity,
+                    record_id,
+                    field,
+                    dumps(base),
+                    dumps(mine),
+                    dumps(theirs),
+                    to_timestamp(at or utc_now()),
+                ),
+            )
+
+    def list_conflicts(
+        self, *, entity: str | None = None, record_id: str | None = None, include_resolved: bool = False
+    ) -> list[ConflictRecord]:
+        with self._reading("list conflicts") as conn:
+            rows = conn.execute(
+                "SELECT id, entity, record_id, field, base, mine, theirs, created_at, resolved_at "
+                "FROM conflicts WHERE (:entity IS NULL OR entity = :entity) "
+                "AND (:record_id IS NULL OR record_id = :record_id) AND (:all OR resolved_at IS NULL) "
+                "ORDER BY created_at, id",
+                {"entity": entity, "record_id": record_id, "all": 1 if include_resolved else 0},
+            ).fetchall()
+        return [
+            ConflictRecord(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                None if r[4] is None else json.loads(r[4]),
+                None if r[5] is None else json.loads(r[5]),
+                None if r[6] is None else json.loads(r[6]),
+                from_timestamp(r[7]),
+                None if r[8] is None else from_timestamp(r[8]),
+            )
+            for r in rows
+        ]
+
+    def resolve_conflict(self, *, id: str, at: datetime | None = None) -> bool:
+        with self._writing("resolve the conflict") as conn:
+            return (
+                conn.execute(
+                    "UPDATE conflicts SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL",
+                    (to_timestamp(at or utc_now()), id),
+                ).rowcount
+                > 0
+            )

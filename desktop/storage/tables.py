@@ -1,0 +1,340 @@
+"""Generic row storage for the replicated entities: table descriptions, record <-> row conversion, and the
+upsert / get / list / delete / bulk statements built from them. Callers hold the connection lock and the
+transaction; driver errors are translated by the caller too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from itertools import islice
+from typing import Any, Final, Generic, TypeVar
+
+from outputhub.desktop.storage.cipher import Connection
+from outputhub.desktop.storage.records import (
+    CustomGptRecord,
+    LocalStatus,
+    LookupKind,
+    LookupRecord,
+    OutputRecord,
+    PromptRecord,
+    PromptVersionRecord,
+    ReplicatedRecord,
+)
+
+R = TypeVar("R", bound=ReplicatedRecord)
+
+META_COLUMNS: Final = (
+    "id",
+    "org_id",
+    "revision",
+    "deleted",
+    "local_status",
+    "base",
+    "field_clocks",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "updated_by",
+)
+
+
+def to_timestamp(value: datetime) -> str:
+    """UTC ISO-8601 text with microseconds: fixed width, so text order is time order."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"timestamps must be timezone-aware, got naive {value!r}")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A many-to-many link table owned by the entity: ``record.<field>`` lists ``<target>`` ids."""
+
+    field: str
+    table: str
+    owner: str
+    target: str
+
+
+@dataclass(frozen=True)
+class FtsIndex:
+    """The external-content FTS5 table fed from the entity's table by ``insert_trigger``."""
+
+    table: str
+    columns: tuple[str, ...]
+    insert_trigger: str
+
+
+@dataclass(frozen=True)
+class EntityTable(Generic[R]):
+    table: str
+    record_type: type[R]
+    columns: tuple[str, ...]  # entity-specific columns, after META_COLUMNS
+    timestamp_columns: frozenset[str] = frozenset()
+    none_defaults: Mapping[str, object] = field(default_factory=dict)  # stored instead of None
+    links: tuple[Link, ...] = ()
+    fts: FtsIndex | None = None
+
+    @cached_property
+    def all_columns(self) -> tuple[str, ...]:
+        return META_COLUMNS + self.columns
+
+    @cached_property
+    def select_sql(self) -> str:
+        return f"SELECT {', '.join(self.all_columns)} FROM {self.table}"
+
+    @cached_property
+    def upsert_sql(self) -> str:
+        cols = self.all_columns
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "id")
+        return (
+            f"INSERT INTO {self.table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+
+    def to_row(self, record: R) -> tuple[object, ...]:
+        if not isinstance(record, self.record_type):
+            raise TypeError(f"{self.table} stores {self.record_type.__name__}, not {type(record).__name__}")
+        row: list[object] = [
+            record.id,
+            record.org_id,
+            record.revision,
+            1 if record.deleted else 0,
+            LocalStatus(record.local_status).value,
+            None if record.base is None else dumps(record.base),
+            dumps(record.field_clocks),
+            to_timestamp(record.created_at),
+            to_timestamp(record.updated_at),
+            record.created_by,
+            record.updated_by,
+        ]
+        for column in self.columns:
+            value = getattr(record, column)
+            if value is None:
+                value = self.none_defaults.get(column)
+            elif column in self.timestamp_columns:
+                value = to_timestamp(value)
+            row.append(value)
+        return tuple(row)
+
+    def from_row(self, row: Sequence[Any], links: Mapping[str, tuple[str, ...]]) -> R:
+        values: dict[str, Any] = {
+            "id": row[0],
+            "org_id": row[1],
+            "revision": row[2],
+            "deleted": bool(row[3]),
+            "local_status": LocalStatus(row[4]),
+            "base": None if row[5] is None else json.loads(row[5]),
+            "field_clocks": json.loads(row[6]),
+            "created_at": from_timestamp(row[7]),
+            "updated_at": from_timestamp(row[8]),
+            "created_by": row[9],
+            "updated_by": row[10],
+        }
+        for column, value in zip(self.columns, row[len(META_COLUMNS) :], strict=True):
+            if value is not None and column in self.timestamp_columns:
+                value = from_timestamp(value)
+            values[column] = value
+        for link in self.links:
+            values[link.field] = links.get(link.field, ())
+        return self.record_type(**values)
+
+
+PROMPTS: Final = EntityTable(
+    "prompts",
+    PromptRecord,
+    ("title", "body", "description", "development_stage_id", "version"),
+    links=(Link("tag_ids", "prompt_tags", "prompt_id", "tag_id"),),
+    fts=FtsIndex("prompts_fts", ("title", "body"), "prompts_fts_insert"),
+)
+PROMPT_VERSIONS: Final = EntityTable(
+    "prompt_versions", PromptVersionRecord, ("prompt_id", "version", "title", "body")
+)
+OUTPUTS: Final = EntityTable(
+    "outputs",
+    OutputRecord,
+    ("prompt_id", "content", "notes", "custom_gpt_id", "gpt_model_id", "accuracy_level_id", "produced_at"),
+    timestamp_columns=frozenset({"produced_at"}),
+    links=(
+        Link("tag_ids", "output_tags", "output_id", "tag_id"),
+        Link("knowledge_type_ids", "output_knowledge_types", "output_id", "knowledge_type_id"),
+    ),
+    fts=FtsIndex("outputs_fts", ("content",), "outputs_fts_insert"),
+)
+CUSTOM_GPTS: Final = EntityTable(
+    "custom_gpts",
+    CustomGptRecord,
+    ("name", "description", "instructions", "gpt_model_id"),
+    links=(Link("agent_group_ids", "custom_gpt_agent_groups", "custom_gpt_id", "agent_group_id"),),
+)
+_LOOKUP_COLUMNS: Final = ("name", "description", "position")
+LOOKUPS: Final[Mapping[LookupKind, EntityTable[LookupRecord]]] = {
+    kind: EntityTable(
+        kind.value,
+        LookupRecord,
+        _LOOKUP_COLUMNS
+        + (("score",) if kind is LookupKind.ACCURACY_LEVELS else ())
+        + (("provider",) if kind is LookupKind.GPT_MODELS else ()),
+        none_defaults={"score": 0, "provider": ""},
+    )
+    for kind in LookupKind
+}
+
+
+def check_lookup(kind: LookupKind, record: LookupRecord) -> None:
+    if record.score is not None and kind is not LookupKind.ACCURACY_LEVELS:
+        raise ValueError(f"only accuracy levels have a score, not {kind.value}")
+    if record.provider is not None and kind is not LookupKind.GPT_MODELS:
+        raise ValueError(f"only GPT models have a provider, not {kind.value}")
+
+
+# --- statements ---------------------------------------------------------------------------------------------
+
+
+def _replace_links(conn: Connection, spec: EntityTable[R], records: Sequence[R]) -> None:
+    if not spec.links:
+        return
+    ids = [(r.id,) for r in records]
+    for link in spec.links:
+        conn.executemany(f"DELETE FROM {link.table} WHERE {link.owner} = ?", ids)
+        pairs = [(r.id, target) for r in records for target in dict.fromkeys(getattr(r, link.field))]
+        if pairs:
+            conn.executemany(f"INSERT INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs)
+
+
+def upsert(conn: Connection, spec: EntityTable[R], record: R) -> None:
+    conn.execute(spec.upsert_sql, spec.to_row(record))
+    _replace_links(conn, spec, [record])
+
+
+def bulk_upsert(conn: Connection, spec: EntityTable[R], records: Iterable[R], *, chunk_size: int) -> int:
+    """executemany in chunks (bounded memory); the caller holds one transaction around it.
+
+    Full-text indexing is done per chunk with one set-based statement instead of the per-row insert trigger
+    (about twice as fast): the trigger is dropped and re-created *inside the caller's transaction*, so no
+    other connection ever sees it missing. Rows that already existed keep their ``seq`` and go through the
+    update trigger as usual. Within a chunk a repeated id keeps its last version. Returns the rows written.
+    """
+    trigger_sql: str | None = None
+    if spec.fts is not None:
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (spec.fts.insert_trigger,)
+        ).fetchone()
+        if row is not None:
+            trigger_sql = str(row[0])
+            conn.execute(f"DROP TRIGGER {spec.fts.insert_trigger}")
+    count = 0
+    iterator: Iterator[R] = iter(records)
+    while chunk := list({r.id: r for r in islice(iterator, chunk_size)}.values()):
+        if spec.fts is not None and trigger_sql is not None:
+            last_seq = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {spec.table}").fetchone()[0]
+        conn.executemany(spec.upsert_sql, [spec.to_row(r) for r in chunk])
+        if spec.fts is not None and trigger_sql is not None:
+            columns = ", ".join(spec.fts.columns)
+            conn.execute(
+                f"INSERT INTO {spec.fts.table} (rowid, {columns}) "
+                f"SELECT seq, {columns} FROM {spec.table} WHERE seq > ?",
+                (last_seq,),
+            )
+        _replace_links(conn, spec, chunk)
+        count += len(chunk)
+    if trigger_sql is not None:
+        conn.execute(trigger_sql)
+    return count
+
+
+def _links_for(
+    conn: Connection, spec: EntityTable[R], ids: list[str]
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    result: dict[str, dict[str, list[str]]] = {}
+    if spec.links and ids:
+        id_list = dumps(ids)
+        for link in spec.links:
+            rows = conn.execute(
+                f"SELECT {link.owner}, {link.target} FROM {link.table} "
+                f"WHERE {link.owner} IN (SELECT value FROM json_each(?)) "
+                f"ORDER BY {link.owner}, {link.target}",
+                (id_list,),
+            )
+            for owner, target in rows:
+                result.setdefault(owner, {}).setdefault(link.field, []).append(target)
+    return {owner: {name: tuple(v) for name, v in fields.items()} for owner, fields in result.items()}
+
+
+def _records(conn: Connection, spec: EntityTable[R], rows: list[Any]) -> list[R]:
+    links = _links_for(conn, spec, [row[0] for row in rows])
+    return [spec.from_row(row, links.get(row[0], {})) for row in rows]
+
+
+def get(conn: Connection, spec: EntityTable[R], record_id: str) -> R | None:
+    rows = conn.execute(f"{spec.select_sql} WHERE id = ?", (record_id,)).fetchall()
+    return _records(conn, spec, rows)[0] if rows else None
+
+
+def list_records(
+    conn: Connection,
+    spec: EntityTable[R],
+    *,
+    equals: Mapping[str, object],
+    linked: Mapping[str, str | None],
+    include_deleted: bool,
+    order_by: str,
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> list[R]:
+    """Rows whose columns equal ``equals`` (None values ignored) and that link to ``linked`` ids."""
+    if order_by not in spec.all_columns:
+        raise ValueError(
+            f"cannot order {spec.table} by {order_by!r}; use one of {', '.join(spec.all_columns)}"
+        )
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must not be negative")
+    where: list[str] = []
+    params: list[object] = []
+    if not include_deleted:
+        where.append("deleted = 0")
+    for column, value in equals.items():
+        if value is None:
+            continue
+        if column not in spec.all_columns:
+            raise ValueError(f"{spec.table} has no column {column!r}")
+        where.append(f"{column} = ?")
+        params.append(value.value if isinstance(value, LocalStatus) else value)
+    links_by_field = {link.field: link for link in spec.links}
+    for link_field, target_id in linked.items():
+        if target_id is None:
+            continue
+        link = links_by_field[link_field]
+        where.append(f"id IN (SELECT {link.owner} FROM {link.table} WHERE {link.target} = ?)")
+        params.append(target_id)
+    direction = "DESC" if descending else "ASC"
+    sql = spec.select_sql
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY {order_by} {direction}, seq {direction} LIMIT ? OFFSET ?"
+    rows = conn.execute(sql, (*params, limit, offset)).fetchall()
+    return _records(conn, spec, rows)
+
+
+def tombstone(conn: Connection, spec: EntityTable[R], record_id: str, *, at: datetime) -> bool:
+    cursor = conn.execute(
+        f"UPDATE {spec.table} SET deleted = 1, local_status = ?, updated_at = ? WHERE id = ?",
+        (LocalStatus.DELETED.value, to_timestamp(at), record_id),
+    )
+    return cursor.rowcount > 0
+
+
+def purge(conn: Connection, spec: EntityTable[R], record_id: str) -> bool:
+    return conn.execute(f"DELETE FROM {spec.table} WHERE id = ?", (record_id,)).rowcount > 0

@@ -1,0 +1,233 @@
+"""Encryption at rest, and refusing every file that is not ours without touching it."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from replica_support import PASSPHRASE, new_id, output, prompt, sha256, snapshot
+from sqlcipher3 import dbapi2 as sqlcipher
+
+from outputhub.desktop.storage import (
+    CorruptReplicaError,
+    Replica,
+    ReplicaClosedError,
+    ReplicaConstraintError,
+    ReplicaError,
+    ReplicaNotFoundError,
+    WrongPassphraseError,
+    open_replica,
+)
+from outputhub.desktop.storage.cipher import PAGE_SIZE
+
+SECRET = "ZQX-distinctive-plaintext-7f3a9c"
+
+
+@pytest.fixture
+def replica_path(tmp_path: Path) -> Path:
+    return tmp_path / "replica.db"
+
+
+@pytest.fixture
+def replica(replica_path: Path) -> Iterator[Replica]:
+    with open_replica(replica_path, passphrase=PASSPHRASE, create=True) as opened:
+        yield opened
+
+
+def make_closed_replica(path: Path, *, passphrase: str = PASSPHRASE) -> str:
+    """A replica with one prompt; returns the prompt id."""
+    record = prompt(title=f"title {SECRET}", body=f"body {SECRET}")
+    with open_replica(path, passphrase=passphrase, create=True) as replica:
+        replica.upsert_prompt(record=record)
+    return record.id
+
+
+def test_cipher_is_sqlcipher_4(replica: Replica) -> None:
+    assert replica.cipher_version().startswith("4.")
+
+
+def test_plaintext_never_reaches_the_disk(replica: Replica, replica_path: Path) -> None:
+    record = prompt(title=f"title {SECRET}", body=f"body {SECRET} " * 50)
+    replica.upsert_prompt(record=record)
+    replica.upsert_output(record=output(record.id, content=f"output {SECRET}"))
+    needle = SECRET.encode()
+    files = [p for p in replica_path.parent.iterdir() if p.name.startswith(replica_path.name)]
+    assert Path(f"{replica_path}-wal") in files  # WAL mode: the edit sits in the -wal file while open
+    for path in files:
+        assert needle not in path.read_bytes(), path.name
+        assert needle.lower() not in path.read_bytes().lower(), path.name  # nor the FTS tokens
+    replica.close()
+    for path in replica_path.parent.iterdir():
+        assert needle not in path.read_bytes(), path.name
+    assert not Path(f"{replica_path}-wal").exists()  # folded back into the file on close
+
+
+def test_stock_sqlite_cannot_read_it(replica_path: Path) -> None:
+    make_closed_replica(replica_path)
+    conn = sqlite3.connect(replica_path)
+    try:
+        with pytest.raises(sqlite3.DatabaseError):
+            conn.execute("SELECT * FROM sqlite_master").fetchall()
+    finally:
+        conn.close()
+
+
+def test_reopen_with_the_right_passphrase_reads_the_data(replica_path: Path) -> None:
+    prompt_id = make_closed_replica(replica_path)
+    with open_replica(replica_path, passphrase=PASSPHRASE) as replica:
+        found = replica.get_prompt(id=prompt_id)
+    assert found is not None
+    assert found.title == f"title {SECRET}"
+
+
+def test_wrong_passphrase_is_refused_and_nothing_is_written(replica_path: Path) -> None:
+    make_closed_replica(replica_path)
+    before = snapshot(replica_path.parent)
+    with pytest.raises(WrongPassphraseError, match="does not unlock"):
+        open_replica(replica_path, passphrase="not the passphrase")
+    with pytest.raises(WrongPassphraseError):
+        open_replica(replica_path, passphrase="not the passphrase", create=True)
+    assert snapshot(replica_path.parent) == before
+
+
+def test_passphrase_is_unicode_normalized(replica_path: Path) -> None:
+    composed = unicodedata.normalize("NFC", "crème brûlée ü")
+    make_closed_replica(replica_path, passphrase=composed)
+    with open_replica(replica_path, passphrase=unicodedata.normalize("NFD", composed)) as replica:
+        assert replica.list_prompts()
+
+
+@pytest.mark.parametrize("passphrase", ["", "nul\x00inside"])
+def test_unusable_passphrases_are_rejected(replica_path: Path, passphrase: str) -> None:
+    with pytest.raises(ValueError, match="passphrase"):
+        open_replica(replica_path, passphrase=passphrase, create=True)
+    assert not replica_path.exists()
+
+
+def test_missing_file_without_create(tmp_path: Path) -> None:
+    with pytest.raises(ReplicaNotFoundError):
+        open_replica(tmp_path / "nope.db", passphrase=PASSPHRASE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_create_makes_parent_directories_and_a_private_file(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "replica.db"
+    with open_replica(path, passphrase=PASSPHRASE, create=True) as replica:
+        assert replica.schema_version >= 1
+    assert path.is_file()
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o077 == 0
+    assert [p.name for p in path.parent.iterdir()] == ["replica.db"]  # no temporary left behind
+
+
+def test_create_on_an_existing_replica_opens_it(replica_path: Path) -> None:
+    prompt_id = make_closed_replica(replica_path)
+    with open_replica(replica_path, passphrase=PASSPHRASE, create=True) as replica:
+        assert replica.get_prompt(id=prompt_id) is not None
+
+
+def _plain_sqlite(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE prompts (id TEXT, title TEXT)")
+    conn.execute("INSERT INTO prompts VALUES ('1', 'hello')")
+    conn.commit()
+    conn.close()
+
+
+def _foreign_sqlcipher(path: Path) -> None:
+    """Encrypted with the same passphrase, but another application's database."""
+    conn = sqlcipher.connect(str(path))
+    conn.execute(f"PRAGMA key = '{PASSPHRASE}'")
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.commit()
+    conn.close()
+
+
+def _truncated(path: Path, *, keep: int) -> None:
+    make_closed_replica(path)
+    data = path.read_bytes()
+    assert len(data) > keep
+    path.write_bytes(data[:keep])
+
+
+CORRUPTERS = {
+    "random bytes": lambda p: p.write_bytes(os.urandom(10_000)),
+    "empty": lambda p: p.write_bytes(b""),
+    "plain sqlite": _plain_sqlite,
+    "foreign sqlcipher": _foreign_sqlcipher,
+    "truncated mid-page": lambda p: _truncated(p, keep=3 * PAGE_SIZE + 123),
+    "truncated at a page boundary": lambda p: _truncated(p, keep=3 * PAGE_SIZE),
+    "text file": lambda p: p.write_text("SQLite format 3 is what I am not\n" * 200),
+}
+
+
+@pytest.mark.parametrize("make", CORRUPTERS.values(), ids=CORRUPTERS.keys())
+def test_corrupt_or_foreign_files_are_refused_untouched(replica_path: Path, make: object) -> None:
+    make(replica_path)  # type: ignore[operator]
+    before = snapshot(replica_path.parent)
+    with pytest.raises(CorruptReplicaError):
+        open_replica(replica_path, passphrase=PASSPHRASE)
+    with pytest.raises(CorruptReplicaError):
+        open_replica(replica_path, passphrase=PASSPHRASE, create=True)  # never overwritten
+    assert snapshot(replica_path.parent) == before
+
+
+def test_random_whole_pages_are_indistinguishable_from_another_key(replica_path: Path) -> None:
+    # Ciphertext looks random, so random bytes of a whole number of pages read as "another passphrase".
+    replica_path.write_bytes(os.urandom(4 * PAGE_SIZE))
+    before = sha256(replica_path)
+    with pytest.raises(ReplicaError) as caught:
+        open_replica(replica_path, passphrase=PASSPHRASE)
+    assert isinstance(caught.value, WrongPassphraseError | CorruptReplicaError)
+    assert "not an Output Hub replica" in str(caught.value)
+    assert sha256(replica_path) == before
+
+
+def test_flipped_byte_in_a_data_page_is_detected(replica_path: Path) -> None:
+    make_closed_replica(replica_path)
+    data = bytearray(replica_path.read_bytes())
+    data[-PAGE_SIZE + 100] ^= 0xFF  # inside the last page's ciphertext
+    replica_path.write_bytes(bytes(data))
+    try:
+        replica = open_replica(replica_path, passphrase=PASSPHRASE)
+    except CorruptReplicaError:
+        return  # the damaged page was needed to open: refused
+    with replica:
+        assert replica.verify_integrity() != []
+
+
+def test_change_passphrase_keeps_data_and_retires_the_old_one(replica_path: Path) -> None:
+    prompt_id = make_closed_replica(replica_path)
+    with open_replica(replica_path, passphrase=PASSPHRASE) as replica:
+        with pytest.raises(WrongPassphraseError):
+            replica.change_passphrase(old="not it", new="new passphrase")
+        replica.change_passphrase(old=PASSPHRASE, new="new passphrase")
+        assert replica.get_prompt(id=prompt_id) is not None  # still usable while open
+        replica.upsert_prompt(record=prompt(title="written after rekey"))
+    with pytest.raises(WrongPassphraseError):
+        open_replica(replica_path, passphrase=PASSPHRASE)
+    with open_replica(replica_path, passphrase="new passphrase") as replica:
+        assert replica.get_prompt(id=prompt_id) is not None
+        assert len(replica.list_prompts()) == 2
+        assert replica.verify_integrity() == []
+    assert SECRET.encode() not in replica_path.read_bytes()
+
+
+def test_driver_errors_do_not_leak(replica: Replica) -> None:
+    record = prompt()
+    replica.upsert_prompt(record=record)
+    with pytest.raises(ReplicaConstraintError):
+        replica.upsert_prompt(record=prompt(id="not-a-uuid"))
+    with pytest.raises(ReplicaConstraintError):  # outbox op ids are unique
+        for _ in range(2):
+            replica.enqueue_outbox(
+                op_id="op-1", entity="prompt", record_id=record.id, payload={}, base_revision=None
+            )
+    replica.close()
+    replica.close()  # idempotent
+    with pytest.raises(ReplicaClosedError):
+        replica.get_prompt(id=new_id())

@@ -1,0 +1,89 @@
+"""Schema versions: numbered migrations, upgrading old replicas, refusing newer ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from replica_support import PASSPHRASE, output, prompt, snapshot
+
+from outputhub.desktop.storage import (
+    Migration,
+    ReplicaMigrationError,
+    ReplicaTooNewError,
+    load_migrations,
+    open_replica,
+)
+from outputhub.desktop.storage.migrations import check_sequence
+
+SHIPPED = load_migrations()
+V1 = SHIPPED[:1]
+ADD_COLUMN = Migration(
+    len(SHIPPED) + 1,
+    "outputs_rating",
+    "ALTER TABLE outputs ADD COLUMN rating INTEGER NOT NULL DEFAULT 3;\n"
+    "CREATE TABLE rating_log (id INTEGER PRIMARY KEY, output_id TEXT NOT NULL);",
+)
+
+
+def test_shipped_migrations_are_numbered_from_one() -> None:
+    assert [m.version for m in SHIPPED] == list(range(1, len(SHIPPED) + 1))
+    assert SHIPPED[0].name == "initial"
+    for migration in SHIPPED:
+        assert "COMMIT" not in migration.sql.upper()  # each migration runs inside the runner's transaction
+
+
+def test_gaps_in_numbering_are_rejected() -> None:
+    with pytest.raises(ValueError, match="expected 2"):
+        check_sequence((Migration(1, "a", ""), Migration(3, "c", "")))
+
+
+def test_new_replica_is_at_the_latest_version(tmp_path: Path) -> None:
+    with open_replica(tmp_path / "r.db", passphrase=PASSPHRASE, create=True) as replica:
+        assert replica.schema_version == len(SHIPPED)
+        assert replica.verify_integrity() == []
+
+
+def test_old_replica_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    record = prompt(title="made at version 1")
+    with open_replica(path, passphrase=PASSPHRASE, create=True, migrations=V1) as replica:
+        assert replica.schema_version == 1
+        replica.upsert_prompt(record=record)
+        replica.upsert_output(record=output(record.id, content="made before the upgrade"))
+        node_id = replica.node_id
+    with open_replica(path, passphrase=PASSPHRASE, migrations=(*V1, ADD_COLUMN)) as replica:
+        assert replica.schema_version == 2
+        assert replica.node_id == node_id
+        assert replica.get_prompt(id=record.id) == record
+        assert [hit.entity for hit in replica.search("upgrade")] == ["output"]
+        with replica.transaction():
+            pass
+    # the new column exists with its default, read through a fresh open at the new version
+    with open_replica(path, passphrase=PASSPHRASE, migrations=(*V1, ADD_COLUMN)) as replica:
+        assert replica.schema_version == 2
+        assert replica.verify_integrity() == []
+
+
+def test_failed_migration_rolls_back_and_keeps_the_version(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    record = prompt()
+    with open_replica(path, passphrase=PASSPHRASE, create=True, migrations=V1) as replica:
+        replica.upsert_prompt(record=record)
+    broken = Migration(2, "broken", "CREATE TABLE half_done (x INTEGER);\nSELECT * FROM no_such_table;")
+    with pytest.raises(ReplicaMigrationError, match="stays at version 1"):
+        open_replica(path, passphrase=PASSPHRASE, migrations=(*V1, broken))
+    with open_replica(path, passphrase=PASSPHRASE, migrations=(*V1, ADD_COLUMN)) as replica:
+        assert replica.schema_version == 2  # half_done was rolled back, so the real step 2 applies cleanly
+        assert replica.get_prompt(id=record.id) == record
+
+
+def test_replica_from_a_newer_app_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    with open_replica(path, passphrase=PASSPHRASE, create=True, migrations=(*V1, ADD_COLUMN)):
+        pass
+    before = snapshot(tmp_path)
+    with pytest.raises(ReplicaTooNewError, match="update the app") as caught:
+        open_replica(path, passphrase=PASSPHRASE, migrations=V1)
+    assert (caught.value.found, caught.value.supported) == (2, 1)
+    assert snapshot(tmp_path) == before
