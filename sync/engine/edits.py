@@ -1,0 +1,166 @@
+"""Turning user intent into changes: create, edit, delete, restore, and conflict resolution.
+
+These functions compute each change's base from the replica's current state, which is what makes the
+merge rules sound: a write supersedes exactly what its author had on screen. The caller supplies the node,
+a fresh HLC (``outputhub.common.clock.tick``) and a fresh op id; nothing here reads a clock or makes ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from outputhub.common.clock import HLC
+from outputhub.sync.engine.errors import InvalidChangeError
+from outputhub.sync.engine.model import Change, ChangeKind, Conflict, ConflictKind, FieldBase, RecordState
+from outputhub.sync.engine.schema import (
+    TOMBSTONE,
+    EntitySchema,
+    FieldKind,
+    FieldValue,
+    check_value,
+    same_value,
+)
+
+
+def coerce_value(schema: EntitySchema, entity: str, name: str, value: object) -> FieldValue:
+    """Validate a value for its field; set fields also accept any iterable of str (made a frozenset)."""
+    kind = schema.kind(entity, name)
+    if kind is FieldKind.SET and not isinstance(value, frozenset | str) and isinstance(value, Iterable):
+        value = frozenset(value)
+    return check_value(entity, name, kind, value)
+
+
+def make_create(
+    entity: str,
+    record_id: str,
+    values: Mapping[str, object],
+    *,
+    schema: EntitySchema,
+    node: str,
+    hlc: HLC,
+    op_id: str,
+) -> Change:
+    """A new record with its initial values (unset fields keep their kind's default)."""
+    coerced = {name: coerce_value(schema, entity, name, v) for name, v in sorted(values.items())}
+    change = Change(entity, record_id, node, hlc, op_id, ChangeKind.CREATE, coerced)
+    change.validate(schema)
+    return change
+
+
+def make_edit(
+    state: RecordState,
+    values: Mapping[str, object],
+    *,
+    schema: EntitySchema,
+    node: str,
+    hlc: HLC,
+    op_id: str,
+) -> Change | None:
+    """An update of the fields whose value differs from what ``state`` shows; ``None`` if none does.
+
+    The base of each field is the displayed value and the versions it is made of; an open conflict's losing
+    value is not part of the display, so an ordinary edit leaves the conflict open (only :func:`resolve`
+    closes it).
+    """
+    if state.deleted:
+        raise InvalidChangeError(f"{state.entity} {state.record_id} is deleted: restore it before editing")
+    changed: dict[str, FieldValue] = {}
+    for name, raw in sorted(values.items()):
+        value = coerce_value(schema, state.entity, name, raw)
+        if not same_value(value, state.values[name]):
+            changed[name] = value
+    if not changed:
+        return None
+    base = {name: FieldBase(state.values[name], state.value_versions[name]) for name in changed}
+    change = Change(state.entity, state.record_id, node, hlc, op_id, ChangeKind.UPDATE, changed, base)
+    change.validate(schema)
+    return change
+
+
+def make_delete(state: RecordState, *, schema: EntitySchema, node: str, hlc: HLC, op_id: str) -> Change:
+    """Tombstone a record. The base lists every field version on this replica: an edit not among them is
+    concurrent, and it will restore the record."""
+    if state.deleted:
+        raise InvalidChangeError(f"{state.entity} {state.record_id} is already deleted")
+    base = {name: FieldBase(None, fs.versions) for name, fs in state.fields.items() if fs.heads}
+    base[TOMBSTONE] = FieldBase(False, state.tombstone.versions)
+    change = Change(state.entity, state.record_id, node, hlc, op_id, ChangeKind.DELETE, {}, base)
+    change.validate(schema)
+    return change
+
+
+def make_restore(state: RecordState, *, schema: EntitySchema, node: str, hlc: HLC, op_id: str) -> Change:
+    """Undo the deletes this replica has seen."""
+    if not state.deleted:
+        raise InvalidChangeError(f"{state.entity} {state.record_id} is not deleted")
+    base = {TOMBSTONE: FieldBase(True, state.tombstone.versions)}
+    change = Change(state.entity, state.record_id, node, hlc, op_id, ChangeKind.RESTORE, {}, base)
+    change.validate(schema)
+    return change
+
+
+class Resolution(StrEnum):
+    KEEP_MINE = "keep_mine"
+    KEEP_THEIRS = "keep_theirs"
+
+
+@dataclass(frozen=True)
+class Merged:
+    """Resolve with a new value (typically a hand merge of both sides)."""
+
+    value: FieldValue
+
+
+def sides(conflict: Conflict, node: str) -> tuple[str, str]:
+    """Which side is "mine" for ``node``: ``("winner", "loser")`` or ``("loser", "winner")``.
+
+    Mine is the side ``node`` wrote; when ``node`` wrote both or neither, mine is the winner -- the value in
+    place on the resolving replica.
+    """
+    if conflict.loser.node == node and conflict.winner.node != node:
+        return "loser", "winner"
+    return "winner", "loser"
+
+
+def resolve(
+    conflict: Conflict,
+    choice: Resolution | Merged,
+    *,
+    node: str,
+    hlc: HLC,
+    op_id: str,
+) -> Change:
+    """A change that closes ``conflict`` (it supersedes both sides); it replicates like any edit.
+
+    For a DELETE conflict, keeping the delete yields a new delete (covering every version the conflict saw)
+    and keeping the edit yields a restore; ``Merged`` is not allowed there.
+    """
+    resolves = dict(conflict.resolves)
+    if isinstance(choice, Merged):
+        if conflict.kind is ConflictKind.DELETE:
+            raise InvalidChangeError("a delete conflict is resolved by keeping the record or the delete")
+        value = choice.value
+    else:
+        mine, theirs = sides(conflict, node)
+        keep = mine if choice is Resolution.KEEP_MINE else theirs
+        value = (conflict.winner if keep == "winner" else conflict.loser).value
+    if conflict.kind is ConflictKind.DELETE:
+        if value is True:  # the delete side
+            base = {name: FieldBase(None, versions) for name, versions in resolves.items()}
+            base[TOMBSTONE] = FieldBase(False, resolves[TOMBSTONE])
+            return Change(conflict.entity, conflict.record_id, node, hlc, op_id, ChangeKind.DELETE, {}, base)
+        base = {TOMBSTONE: FieldBase(True, resolves[TOMBSTONE])}
+        return Change(conflict.entity, conflict.record_id, node, hlc, op_id, ChangeKind.RESTORE, {}, base)
+    base = {conflict.field: FieldBase(conflict.winner.value, resolves[conflict.field])}
+    return Change(
+        conflict.entity,
+        conflict.record_id,
+        node,
+        hlc,
+        op_id,
+        ChangeKind.UPDATE,
+        {conflict.field: value},
+        base,
+    )
