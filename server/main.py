@@ -19,6 +19,7 @@ from outputhub.server.api.lookups.router import build_routers as lookup_routers
 from outputhub.server.api.orgs.router import router as orgs_router
 from outputhub.server.api.outputs.router import router as outputs_router
 from outputhub.server.api.prompts.router import router as prompts_router
+from outputhub.server.api.sync.router import router as sync_router
 from outputhub.server.deps import Services
 from outputhub.server.problems import BodySizeLimit, install_problem_handlers
 from outputhub.server.security import TokenSigner
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         custom_gpts_router,
         prompts_router,
         outputs_router,
+        sync_router,
         *lookup_routers(),
     ):
         app.include_router(router, prefix=API_PREFIX)
