@@ -5,11 +5,12 @@ every record that used it (those records get a new revision, so the change repli
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import DuplicateError, NotFoundError
@@ -75,6 +76,14 @@ PROMPT_TAGS = Link(PromptTag, "prompt_id", "tag_id")
 OUTPUT_TAGS = Link(OutputTag, "output_id", "tag_id")
 OUTPUT_KNOWLEDGE_TYPES = Link(OutputKnowledgeType, "output_id", "knowledge_type_id")
 CUSTOM_GPT_AGENT_GROUPS = Link(CustomGptAgentGroup, "custom_gpt_id", "agent_group_id")
+
+
+def custom_gpts_in_groups(agent_group_ids: Sequence[uuid.UUID]) -> Select[tuple[uuid.UUID]]:
+    """The ids of custom GPTs belonging to any of these agent groups (a subquery)."""
+    return select(CUSTOM_GPT_AGENT_GROUPS.parent_col()).where(
+        CUSTOM_GPT_AGENT_GROUPS.child_col().in_(agent_group_ids)
+    )
+
 
 KINDS: tuple[LookupKind, ...] = (
     LookupKind("tags", "tag", Tag, references=(LinkRef(PROMPT_TAGS, Prompt), LinkRef(OUTPUT_TAGS, Output))),

@@ -26,7 +26,7 @@ from outputhub.server.api.base import (
     replace_links,
     stamp_changed,
 )
-from outputhub.server.api.lookups.service import CUSTOM_GPT_AGENT_GROUPS, OUTPUT_KNOWLEDGE_TYPES, OUTPUT_TAGS
+from outputhub.server.api.lookups.service import OUTPUT_KNOWLEDGE_TYPES, OUTPUT_TAGS, custom_gpts_in_groups
 from outputhub.server.storage.tables import (
     AccuracyLevel,
     CustomGpt,
@@ -233,10 +233,7 @@ def list_page(
     ):
         stmt = stmt.where(condition)
     if agent_group_ids:
-        in_group = select(CUSTOM_GPT_AGENT_GROUPS.parent_col()).where(
-            CUSTOM_GPT_AGENT_GROUPS.child_col().in_(agent_group_ids)
-        )
-        stmt = stmt.where(Output.custom_gpt_id.in_(in_group))
+        stmt = stmt.where(Output.custom_gpt_id.in_(custom_gpts_in_groups(agent_group_ids)))
     if development_stage_ids:
         staged = select(Prompt.id).where(
             Prompt.org_id == tenant.org_id, Prompt.development_stage_id.in_(development_stage_ids)

@@ -29,7 +29,11 @@ from outputhub.server.api.base import (
     stamp_changed,
     stamp_new,
 )
-from outputhub.server.api.lookups.service import CUSTOM_GPT_AGENT_GROUPS, OUTPUT_KNOWLEDGE_TYPES, PROMPT_TAGS
+from outputhub.server.api.lookups.service import (
+    OUTPUT_KNOWLEDGE_TYPES,
+    PROMPT_TAGS,
+    custom_gpts_in_groups,
+)
 from outputhub.server.storage.tables import DevelopmentStage, Output, Prompt, PromptVersion, Tag
 
 SCALARS = ("title", "body", "description", "development_stage_id")
@@ -178,10 +182,7 @@ def list_page(
         for condition in has_all_links(Output.id, OUTPUT_KNOWLEDGE_TYPES, knowledge_type_ids):
             outputs = outputs.where(condition)
         if agent_group_ids:
-            in_group = select(CUSTOM_GPT_AGENT_GROUPS.parent_col()).where(
-                CUSTOM_GPT_AGENT_GROUPS.child_col().in_(agent_group_ids)
-            )
-            outputs = outputs.where(Output.custom_gpt_id.in_(in_group))
+            outputs = outputs.where(Output.custom_gpt_id.in_(custom_gpts_in_groups(agent_group_ids)))
         stmt = stmt.where(outputs.exists())
     rows = (
         session.execute(apply_page(stmt, model=Prompt, sort=sort_key, cursor=cursor, limit=limit))
