@@ -18,7 +18,6 @@ from outputhub.common.errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
-    PreconditionFailedError,
 )
 from outputhub.common.roles import Action, allows
 from outputhub.server.api.auth import service as auth_service
@@ -167,13 +166,6 @@ def get_if_match(
 
 
 IfMatchDep = Annotated[int | None, Depends(get_if_match)]
-
-
-def check_if_match(expected: int | None, *, revision: int) -> None:
-    if expected is not None and expected != revision:
-        raise PreconditionFailedError(
-            f"the record is at revision {revision}, not {expected}; reload and retry"
-        )
 
 
 def etag(revision: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -122,14 +121,6 @@ class TokenSigner:
             )
         except (ValueError, TypeError) as exc:
             raise AuthenticationError("invalid access token") from exc
-
-
-def looks_like_jwt(token: str) -> bool:
-    return token.count(".") == 2
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def b64url(data: bytes) -> str:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, and_, delete, insert, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from outputhub.common.errors import InvalidInputError, UnknownReferenceError
+from outputhub.common.errors import InvalidInputError, PreconditionFailedError, UnknownReferenceError
 from outputhub.common.roles import Role
 from outputhub.server.security import b64url, b64url_decode
 from outputhub.server.storage.tables import Base, OrgRevision, ReplicatedRow
@@ -75,14 +75,22 @@ def get_live(session: Session, model: type[M], *, tenant: Tenant, ident: uuid.UU
     ).scalar_one_or_none()
 
 
-def check_refs(
-    session: Session, model: type[Base], *, tenant: Tenant, ids: Iterable[uuid.UUID | None], field: str
-) -> None:
-    """Every id must name a live row of ``model`` in the caller's organization (else 422 naming ``field``)."""
-    wanted = {i for i in ids if i is not None}
+def check_revision(row: ReplicatedRow, *, if_match: int | None) -> None:
+    """``If-Match`` precondition: the caller edited from this revision, or the record moved on (412)."""
+    if if_match is not None and if_match != row.revision:
+        raise PreconditionFailedError(
+            f"the record is at revision {row.revision}, not {if_match}; reload and retry"
+        )
+
+
+def live_ids(
+    session: Session, model: type[Base], *, tenant: Tenant, ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of ``ids`` name a live (not deleted) row of ``model`` in the caller's organization."""
+    wanted = set(ids)
     if not wanted:
-        return
-    found = set(
+        return set()
+    return set(
         session.execute(
             select(model.id).where(  # type: ignore[attr-defined]
                 model.org_id == tenant.org_id,  # type: ignore[attr-defined]
@@ -91,7 +99,14 @@ def check_refs(
             )
         ).scalars()
     )
-    missing = sorted(wanted - found, key=str)
+
+
+def check_refs(
+    session: Session, model: type[Base], *, tenant: Tenant, ids: Iterable[uuid.UUID | None], field: str
+) -> None:
+    """Every id must name a live row of ``model`` in the caller's organization (else 422 naming ``field``)."""
+    wanted = {i for i in ids if i is not None}
+    missing = sorted(wanted - live_ids(session, model, tenant=tenant, ids=wanted), key=str)
     if missing:
         raise UnknownReferenceError(field, missing[0])
 

@@ -125,6 +125,12 @@ def test_client_generated_ids_and_etags(client):
     assert stale.status_code == 412
     assert o.get(f"{org.base}/prompts/{pid}").json()["title"] == "Edited"
     assert int(moved.headers["etag"].strip('"')) > int(etag.strip('"'))
+    # the same precondition guards deletes, on every kind of record
+    tag = o.post(f"{org.base}/tags", json={"name": "guarded"})
+    o.patch(f"{org.base}/tags/{tag.json()['id']}", json={"description": "moved on"})
+    stale_delete = o.delete(f"{org.base}/tags/{tag.json()['id']}", headers={"If-Match": tag.headers["etag"]})
+    assert stale_delete.status_code == 412
+    assert o.get(f"{org.base}/tags/{tag.json()['id']}").status_code == 200
 
 
 def test_deleting_lookup_detaches_it_and_prompt_delete_guard(client):

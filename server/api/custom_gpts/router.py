@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from outputhub.common.schemas import CustomGptCreate, CustomGptRead, CustomGptUpdate, Page
 from outputhub.server.api.custom_gpts import service
 from outputhub.server.api.filters import AgentGroupFilter, Cursor, GptModelFilter, Limit, Text
-from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, check_if_match, etag
+from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, etag
 
 router = APIRouter(prefix="/orgs/{org_id}/custom-gpts", tags=["custom GPTs"])
 
@@ -69,9 +69,13 @@ def update_custom_gpt(
     if_match: IfMatchDep,
     response: Response,
 ) -> CustomGptRead:
-    check_if_match(if_match, revision=service.get(session, tenant=tenant, ident=custom_gpt_id).revision)
     row = service.update_one(
-        session, tenant=tenant, ident=custom_gpt_id, data=data.model_dump(exclude_unset=True), now=now
+        session,
+        tenant=tenant,
+        ident=custom_gpt_id,
+        data=data.model_dump(exclude_unset=True),
+        now=now,
+        if_match=if_match,
     )
     response.headers["ETag"] = etag(row.revision)
     return service.to_read(session, tenant=tenant, rows=[row])[0]
@@ -81,5 +85,4 @@ def update_custom_gpt(
 def delete_custom_gpt(
     custom_gpt_id: uuid.UUID, tenant: Writer, session: SessionDep, now: NowDep, if_match: IfMatchDep
 ) -> None:
-    check_if_match(if_match, revision=service.get(session, tenant=tenant, ident=custom_gpt_id).revision)
-    service.delete_one(session, tenant=tenant, ident=custom_gpt_id, now=now)
+    service.delete_one(session, tenant=tenant, ident=custom_gpt_id, now=now, if_match=if_match)

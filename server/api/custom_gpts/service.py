@@ -17,6 +17,7 @@ from outputhub.server.api.base import (
     allocate_revisions,
     apply_page,
     check_refs,
+    check_revision,
     get_live,
     has_all_links,
     load_links,
@@ -73,10 +74,17 @@ def create(session: Session, *, tenant: Tenant, data: CustomGptCreate, now: date
 
 
 def update_one(
-    session: Session, *, tenant: Tenant, ident: uuid.UUID, data: dict[str, Any], now: datetime
+    session: Session,
+    *,
+    tenant: Tenant,
+    ident: uuid.UUID,
+    data: dict[str, Any],
+    now: datetime,
+    if_match: int | None = None,
 ) -> CustomGpt:
     reject_nulls(data, ("name", "description", "instructions", "agent_group_ids"))
     row = get(session, tenant=tenant, ident=ident)
+    check_revision(row, if_match=if_match)
     _check(session, tenant=tenant, data=data)
     for name in SCALARS:
         if name in data:
@@ -94,8 +102,11 @@ def update_one(
     return row
 
 
-def delete_one(session: Session, *, tenant: Tenant, ident: uuid.UUID, now: datetime) -> None:
+def delete_one(
+    session: Session, *, tenant: Tenant, ident: uuid.UUID, now: datetime, if_match: int | None = None
+) -> None:
     row = get(session, tenant=tenant, ident=ident)
+    check_revision(row, if_match=if_match)
     used = session.execute(
         select(Output.id)
         .where(Output.org_id == tenant.org_id, Output.custom_gpt_id == row.id, Output.deleted.is_(False))

@@ -23,7 +23,7 @@ from outputhub.common.schemas import (
 )
 from outputhub.server.api.lookups import service
 from outputhub.server.api.lookups.service import KINDS, LookupKind
-from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, check_if_match, etag
+from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, etag
 
 SCHEMAS: dict[str, tuple[type[BaseModel], type[BaseModel], type[BaseModel]]] = {
     "accuracy-levels": (AccuracyLevelCreate, AccuracyLevelUpdate, AccuracyLevelRead),
@@ -83,9 +83,14 @@ def build_router(kind: LookupKind) -> APIRouter:
         if_match: IfMatchDep,
         response: Response,
     ) -> Any:
-        check_if_match(if_match, revision=service.get(session, kind, tenant=tenant, ident=item_id).revision)
         row = service.update_one(
-            session, kind, tenant=tenant, ident=item_id, data=data.model_dump(exclude_unset=True), now=now
+            session,
+            kind,
+            tenant=tenant,
+            ident=item_id,
+            data=data.model_dump(exclude_unset=True),
+            now=now,
+            if_match=if_match,
         )
         response.headers["ETag"] = etag(row.revision)
         return to_read(row)
@@ -93,8 +98,7 @@ def build_router(kind: LookupKind) -> APIRouter:
     def delete_item(
         item_id: uuid.UUID, tenant: Writer, session: SessionDep, now: NowDep, if_match: IfMatchDep
     ) -> None:
-        check_if_match(if_match, revision=service.get(session, kind, tenant=tenant, ident=item_id).revision)
-        service.delete_one(session, kind, tenant=tenant, ident=item_id, now=now)
+        service.delete_one(session, kind, tenant=tenant, ident=item_id, now=now, if_match=if_match)
 
     page_schema = Page[read_schema]  # type: ignore[valid-type]
     router.add_api_route(

@@ -19,6 +19,7 @@ from outputhub.server.api.base import (
     Tenant,
     allocate_revisions,
     apply_page,
+    check_revision,
     get_live,
     new_id,
     page_rows,
@@ -217,9 +218,11 @@ def update_one(
     ident: uuid.UUID,
     data: dict[str, Any],
     now: datetime,
+    if_match: int | None = None,
 ) -> LookupRow:
     reject_nulls(data, ("name", "description", "position", *kind.extra_fields))
     row = get(session, kind, tenant=tenant, ident=ident)
+    check_revision(row, if_match=if_match)
     if "name" in data and data["name"] != row.name:
         _ensure_unique(session, kind, tenant=tenant, name=data["name"], exclude=row.id)
         row.name = data["name"]
@@ -233,9 +236,16 @@ def update_one(
 
 
 def delete_one(
-    session: Session, kind: LookupKind, *, tenant: Tenant, ident: uuid.UUID, now: datetime
+    session: Session,
+    kind: LookupKind,
+    *,
+    tenant: Tenant,
+    ident: uuid.UUID,
+    now: datetime,
+    if_match: int | None = None,
 ) -> None:
     row = get(session, kind, tenant=tenant, ident=ident)
+    check_revision(row, if_match=if_match)
     revision = allocate_revisions(session, org_id=tenant.org_id)
     for ref in kind.references:
         if isinstance(ref, ColumnRef):

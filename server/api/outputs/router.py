@@ -30,7 +30,7 @@ from outputhub.server.api.filters import (
     Text,
 )
 from outputhub.server.api.outputs import service
-from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, check_if_match, etag
+from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, etag
 
 router = APIRouter(prefix="/orgs/{org_id}/outputs", tags=["outputs"])
 
@@ -112,9 +112,13 @@ def update_output(
     if_match: IfMatchDep,
     response: Response,
 ) -> OutputRead:
-    check_if_match(if_match, revision=service.get(session, tenant=tenant, ident=output_id).revision)
     row = service.update_one(
-        session, tenant=tenant, ident=output_id, data=data.model_dump(exclude_unset=True), now=now
+        session,
+        tenant=tenant,
+        ident=output_id,
+        data=data.model_dump(exclude_unset=True),
+        now=now,
+        if_match=if_match,
     )
     response.headers["ETag"] = etag(row.revision)
     return service.to_read(session, tenant=tenant, rows=[row])[0]
@@ -124,5 +128,4 @@ def update_output(
 def delete_output(
     output_id: uuid.UUID, tenant: Writer, session: SessionDep, now: NowDep, if_match: IfMatchDep
 ) -> None:
-    check_if_match(if_match, revision=service.get(session, tenant=tenant, ident=output_id).revision)
-    service.delete_one(session, tenant=tenant, ident=output_id, now=now)
+    service.delete_one(session, tenant=tenant, ident=output_id, now=now, if_match=if_match)

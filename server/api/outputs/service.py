@@ -16,9 +16,11 @@ from outputhub.server.api.base import (
     Tenant,
     allocate_revisions,
     apply_page,
+    check_revision,
     get_live,
     has_all_links,
     insert_links,
+    live_ids,
     load_links,
     page_rows,
     parse_sort,
@@ -79,13 +81,7 @@ def _check_many(session: Session, *, tenant: Tenant, items: Sequence[dict[str, A
                     wanted.setdefault(ident, index)
         if not wanted:
             continue
-        found = set(
-            session.execute(
-                select(model.id).where(
-                    model.org_id == tenant.org_id, model.deleted.is_(False), model.id.in_(wanted)
-                )
-            ).scalars()
-        )
+        found = live_ids(session, model, tenant=tenant, ids=wanted)
         for ident, index in wanted.items():
             if ident not in found:
                 raise UnknownReferenceError(f"{prefix}{index}.{field}" if prefix else f"body.{field}", ident)
@@ -164,10 +160,17 @@ def get(session: Session, *, tenant: Tenant, ident: uuid.UUID) -> Output:
 
 
 def update_one(
-    session: Session, *, tenant: Tenant, ident: uuid.UUID, data: dict[str, Any], now: datetime
+    session: Session,
+    *,
+    tenant: Tenant,
+    ident: uuid.UUID,
+    data: dict[str, Any],
+    now: datetime,
+    if_match: int | None = None,
 ) -> Output:
     reject_nulls(data, ("prompt_id", "content", "notes", "knowledge_type_ids", "tag_ids"))
     row = get(session, tenant=tenant, ident=ident)
+    check_revision(row, if_match=if_match)
     _check_many(session, tenant=tenant, items=[data], prefix="")
     for name in SCALARS:
         if name in data:
@@ -187,8 +190,11 @@ def update_one(
     return row
 
 
-def delete_one(session: Session, *, tenant: Tenant, ident: uuid.UUID, now: datetime) -> None:
+def delete_one(
+    session: Session, *, tenant: Tenant, ident: uuid.UUID, now: datetime, if_match: int | None = None
+) -> None:
     row = get(session, tenant=tenant, ident=ident)
+    check_revision(row, if_match=if_match)
     row.deleted = True
     stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.flush()

@@ -28,7 +28,7 @@ from outputhub.server.api.filters import (
     Text,
 )
 from outputhub.server.api.prompts import service
-from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, check_if_match, etag
+from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, etag
 
 router = APIRouter(prefix="/orgs/{org_id}/prompts", tags=["prompts"])
 
@@ -96,9 +96,13 @@ def update_prompt(
     response: Response,
 ) -> PromptRead:
     """Change the fields given. A new title or text adds an immutable version."""
-    check_if_match(if_match, revision=service.get(session, tenant=tenant, ident=prompt_id).revision)
     row = service.update_one(
-        session, tenant=tenant, ident=prompt_id, data=data.model_dump(exclude_unset=True), now=now
+        session,
+        tenant=tenant,
+        ident=prompt_id,
+        data=data.model_dump(exclude_unset=True),
+        now=now,
+        if_match=if_match,
     )
     response.headers["ETag"] = etag(row.revision)
     return service.to_read(session, tenant=tenant, rows=[row])[0]
@@ -113,8 +117,7 @@ def delete_prompt(
     if_match: IfMatchDep,
     cascade: Annotated[bool, Query(description="Also delete the prompt's outputs.")] = False,
 ) -> None:
-    check_if_match(if_match, revision=service.get(session, tenant=tenant, ident=prompt_id).revision)
-    service.delete_one(session, tenant=tenant, ident=prompt_id, cascade=cascade, now=now)
+    service.delete_one(session, tenant=tenant, ident=prompt_id, cascade=cascade, now=now, if_match=if_match)
 
 
 @router.get("/{prompt_id}/versions")

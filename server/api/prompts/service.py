@@ -18,6 +18,7 @@ from outputhub.server.api.base import (
     allocate_revisions,
     apply_page,
     check_refs,
+    check_revision,
     get_live,
     has_all_links,
     load_links,
@@ -97,11 +98,18 @@ def create(session: Session, *, tenant: Tenant, data: PromptCreate, now: datetim
 
 
 def update_one(
-    session: Session, *, tenant: Tenant, ident: uuid.UUID, data: dict[str, Any], now: datetime
+    session: Session,
+    *,
+    tenant: Tenant,
+    ident: uuid.UUID,
+    data: dict[str, Any],
+    now: datetime,
+    if_match: int | None = None,
 ) -> Prompt:
     """Apply the fields present in ``data``; a change of title or text adds an immutable version."""
     reject_nulls(data, ("title", "body", "description", "tag_ids"))
     row = get(session, tenant=tenant, ident=ident)
+    check_revision(row, if_match=if_match)
     _check(session, tenant=tenant, data=data)
     text_changed = any(name in data and data[name] != getattr(row, name) for name in ("title", "body"))
     for name in SCALARS:
@@ -117,9 +125,18 @@ def update_one(
     return row
 
 
-def delete_one(session: Session, *, tenant: Tenant, ident: uuid.UUID, cascade: bool, now: datetime) -> int:
+def delete_one(
+    session: Session,
+    *,
+    tenant: Tenant,
+    ident: uuid.UUID,
+    cascade: bool,
+    now: datetime,
+    if_match: int | None = None,
+) -> int:
     """Tombstone the prompt; its outputs too only with ``cascade``, else a prompt with outputs stays (409)."""
     row = get(session, tenant=tenant, ident=ident)
+    check_revision(row, if_match=if_match)
     live_outputs = select(Output.id).where(
         Output.org_id == tenant.org_id, Output.prompt_id == row.id, Output.deleted.is_(False)
     )
