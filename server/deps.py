@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
@@ -24,6 +24,8 @@ from outputhub.server.api.auth import service as auth_service
 from outputhub.server.api.auth.service import AuthPolicy
 from outputhub.server.api.base import Tenant, utcnow
 from outputhub.server.api.orgs import service as orgs_service
+from outputhub.server.cache import Cache, InProcessCache
+from outputhub.server.events import DomainEvent, EventHandler, take_events
 from outputhub.server.security import API_KEY_KIND, AccessClaims
 from outputhub.server.settings import Settings
 from outputhub.server.storage.database import unit_of_work
@@ -38,6 +40,16 @@ class Services:
     engine: Engine
     session_factory: sessionmaker[Session]
     auth: AuthPolicy
+    cache: Cache = field(default_factory=InProcessCache)
+    event_handlers: list[EventHandler] = field(default_factory=list)
+
+    def publish(self, events: list[DomainEvent], touched: set[uuid.UUID]) -> None:
+        """After a commit: invalidate the touched organizations' cache entries, then run the handlers."""
+        for org_id in touched:
+            self.cache.bump(org_id)
+        if events:
+            for handler in self.event_handlers:
+                handler(events)
 
 
 def get_services(request: Request) -> Services:
@@ -54,6 +66,8 @@ def get_session(request: Request, services: ServicesDep) -> Iterator[Session]:
     )
     with unit_of_work(services.session_factory, read_only=read_only) as session:
         yield session
+        events, touched = take_events(session)
+    services.publish(events, touched)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

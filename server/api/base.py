@@ -14,6 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from outputhub.common.errors import InvalidInputError, PreconditionFailedError, UnknownReferenceError
 from outputhub.common.roles import Role
+from outputhub.server.events import touch_org
 from outputhub.server.security import b64url, b64url_decode
 from outputhub.server.storage.tables import Base, OrgRevision, ReplicatedRow
 
@@ -41,6 +42,7 @@ def allocate_revisions(session: Session, *, org_id: uuid.UUID, count: int = 1) -
     The counter row stays locked until the transaction ends, so revisions become visible in order:
     a pull that has seen revision N will never later find a row committed with a revision below N.
     """
+    touch_org(session, org_id)
     last = session.execute(
         update(OrgRevision)
         .where(OrgRevision.org_id == org_id)
