@@ -138,3 +138,11 @@ class InUseError(OutputHubError):
     status = 409
     title = "In use"
     type_slug = "in-use"
+
+
+class CursorExpiredError(OutputHubError):
+    """A sync cursor is older than the tombstone retention: the client must resynchronize from zero."""
+
+    status = 410
+    title = "Sync cursor expired"
+    type_slug = "cursor-expired"

@@ -19,6 +19,9 @@ class PulledRecord(BaseModel):
     data: dict[str, Any] = Field(
         description="The record as the entity's read schema has it (relations included)."
     )
+    state: dict[str, Any] | None = Field(
+        default=None, description="The sync engine's per-field state (registers and versions), for merging."
+    )
 
 
 class PullPage(BaseModel):
@@ -28,3 +31,89 @@ class PullPage(BaseModel):
         description="Pass as `since` for the next page; store it as the replica's cursor."
     )
     has_more: bool
+    remaps: list[Remap] = Field(
+        default_factory=list, description="Duplicate lookups merged since `since`: rewrite references."
+    )
+
+
+class PushRequest(BaseModel):
+    protocol: int
+    device: str = Field(min_length=1, max_length=64, description="The replica's node id.")
+    changes: list[dict[str, Any]] = Field(
+        max_length=1000,
+        description="Operations, oldest first: {op_id, entity, id, kind, node, hlc, values, base, "
+        "base_revision} (see docs/sync-protocol.md).",
+    )
+
+
+class OpError(BaseModel):
+    code: str = Field(
+        description="permission-denied, invalid, unknown-reference, name-taken, clock-drift, ..."
+    )
+    detail: str
+    field: str | None = None
+
+
+class OpResult(BaseModel):
+    op_id: str
+    status: str = Field(description="applied | merged | conflict | noop | refused")
+    entity: str | None = None
+    id: str | None = None
+    revision: int | None = Field(default=None, description="The record's revision after the operation.")
+    conflicts: list[str] = Field(default_factory=list, description="Conflict ids this operation opened.")
+    resolved: list[str] = Field(default_factory=list, description="Conflict ids this operation closed.")
+    remapped_to: str | None = Field(
+        default=None, description="A duplicate lookup: the id of the existing one it was merged into."
+    )
+    error: OpError | None = None
+    replayed: bool = Field(default=False, description="The op id was seen before; this is the first answer.")
+
+
+class PushResult(BaseModel):
+    protocol: int
+    results: list[OpResult]
+
+
+class Remap(BaseModel):
+    entity: str
+    from_id: uuid.UUID
+    to_id: uuid.UUID
+    revision: int
+
+
+class ConflictRead(BaseModel):
+    id: uuid.UUID
+    entity: str
+    record_id: uuid.UUID
+    field: str
+    kind: str = Field(description="value | text | delete")
+    winner: dict[str, Any] = Field(description="The side in place: {version, node, value}.")
+    loser: dict[str, Any] = Field(description="The side that did not make it: {version, node, value}.")
+    base: Any = Field(description="The value both sides were edited from.")
+    opened_at: str
+    resolved_at: str | None = None
+    resolved_by: str | None = None
+
+
+class ConflictResolve(BaseModel):
+    keep: str | None = Field(
+        default=None,
+        description="winner | loser (for a delete conflict: winner keeps the record, loser keeps the delete)",
+    )
+    value: Any = Field(
+        default=None, description="An edited merge (instead of keep); not for delete conflicts."
+    )
+
+
+class TableChecksum(BaseModel):
+    count: int
+    digest: str
+
+
+class Checksums(BaseModel):
+    protocol: int
+    revision: int
+    tables: dict[str, TableChecksum]
+
+
+PullPage.model_rebuild()

@@ -319,6 +319,88 @@ class OutputKnowledgeType(Base):
     )
 
 
+class SyncRecordState(Base):
+    """The replication state of one record (the sync engine's per-field registers, as JSON).
+
+    ``revision`` is the row revision the state was stored at; a row edited through the REST API since then
+    has a newer revision, and the sync layer derives the server's edit from the difference.
+    """
+
+    __tablename__ = "sync_record_states"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    record_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(Text)
+
+
+class SyncOp(Base):
+    """A pushed operation the server has handled: replaying its op id returns this result."""
+
+    __tablename__ = "sync_ops"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    op_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+
+class SyncConflict(Base):
+    """An open (or resolved) merge conflict, mirrored from the record states for listing."""
+
+    __tablename__ = "sync_conflicts"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    field: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(TS)
+    opened_revision: Mapped[int] = mapped_column(BigInteger)
+    resolved_at: Mapped[datetime | None] = mapped_column(TS)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class SyncRemap(Base):
+    """A lookup created twice offline (same name): ``from_id`` was merged into ``to_id``."""
+
+    __tablename__ = "sync_remaps"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    from_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    to_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    entity: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class SyncHorizon(Base):
+    """Tombstones at or below ``revision`` have been purged: older cursors must resynchronize."""
+
+    __tablename__ = "sync_horizons"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+SYNC_TABLES: tuple[str, ...] = (
+    "sync_record_states",
+    "sync_ops",
+    "sync_conflicts",
+    "sync_remaps",
+    "sync_horizons",
+)
+
 TENANT_TABLES: tuple[str, ...] = (
     "org_revisions",
     "memberships",
@@ -338,5 +420,6 @@ TENANT_TABLES: tuple[str, ...] = (
     "outputs",
     "output_tags",
     "output_knowledge_types",
+    *SYNC_TABLES,
 )
 """Tables under row-level security on PostgreSQL (all carry ``org_id``)."""

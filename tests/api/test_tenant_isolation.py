@@ -45,6 +45,12 @@ def fill(path: str, org_id: str, ids: dict[str, str], member_id: str, key_id: st
         "api-keys": key_id,
         "invitations": invitation_id,
     }
+    by_name = {
+        # sync: one of the victim's records (its merge state), and a conflict id no one has
+        "entity": "prompts",
+        "record_id": ids["prompt"],
+        "conflict_id": "00000000-0000-4000-8000-000000000000",
+    }
     parts = path.split("/")
     for i, part in enumerate(parts):
         match = PARAM.fullmatch(part)
@@ -55,6 +61,8 @@ def fill(path: str, org_id: str, ids: dict[str, str], member_id: str, key_id: st
             parts[i] = org_id
         elif name == "version":
             parts[i] = "1"
+        elif name in by_name:
+            parts[i] = by_name[name]
         else:
             parts[i] = by_segment[parts[i - 1]]
     return "/".join(parts)

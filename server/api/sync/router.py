@@ -1,17 +1,36 @@
-"""/api/v1/orgs/{org_id}/sync: the replication feed."""
+"""/api/v1/orgs/{org_id}/sync: the replication feed, push, conflicts and checksums."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from outputhub.common.errors import InvalidInputError
-from outputhub.common.sync import SUPPORTED_PROTOCOLS, PullPage
+from outputhub.common.sync import (
+    SUPPORTED_PROTOCOLS,
+    Checksums,
+    ConflictRead,
+    ConflictResolve,
+    OpResult,
+    PulledRecord,
+    PullPage,
+    PushRequest,
+    PushResult,
+)
+from outputhub.server.api.sync import push as push_service
 from outputhub.server.api.sync import service
-from outputhub.server.deps import Reader, SessionDep
+from outputhub.server.deps import NowDep, Reader, SessionDep, Writer
 
 router = APIRouter(prefix="/orgs/{org_id}/sync", tags=["sync"])
+
+
+def _check_protocol(protocol: int, field: str) -> None:
+    if protocol not in SUPPORTED_PROTOCOLS:
+        raise InvalidInputError(
+            field, f"unsupported sync protocol {protocol}; this server speaks {sorted(SUPPORTED_PROTOCOLS)}"
+        )
 
 
 @router.get("/changes")
@@ -23,10 +42,55 @@ def pull_changes(
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> PullPage:
     """Every record changed after `since`, tombstones included, in revision order (lookups before the
-    records that reference them). Pages never split a revision."""
-    if protocol not in SUPPORTED_PROTOCOLS:
-        raise InvalidInputError(
-            "query.protocol",
-            f"unsupported sync protocol {protocol}; this server speaks {sorted(SUPPORTED_PROTOCOLS)}",
-        )
+    records that reference them), with each record's merge state. Pages never split a revision. A cursor
+    older than the tombstone retention gets 410 `cursor-expired`: pull again from 0."""
+    _check_protocol(protocol, "query.protocol")
     return service.pull(session, tenant=tenant, since=since, limit=limit)
+
+
+@router.post("/push")
+def push_changes(tenant: Reader, session: SessionDep, body: PushRequest, now: NowDep) -> PushResult:
+    """Merge a batch of offline operations. Each is answered on its own (`applied`, `merged`, `conflict`,
+    `noop` or `refused` with a reason); a refused one does not stop the others; replaying an op id returns
+    its first answer and changes nothing."""
+    _check_protocol(body.protocol, "body.protocol")
+    results = push_service.push(session, tenant=tenant, device=body.device, changes=body.changes, now=now)
+    return PushResult(protocol=body.protocol, results=results)
+
+
+@router.get("/records/{entity}/{record_id}")
+def get_record(tenant: Reader, session: SessionDep, entity: str, record_id: uuid.UUID) -> PulledRecord:
+    """One record with its merge state, as the feed delivers it."""
+    return service.record_state(session, tenant=tenant, entity=entity, ident=record_id)
+
+
+@router.get("/checksums")
+def get_checksums(tenant: Reader, session: SessionDep) -> Checksums:
+    """Per table: record count and a digest of (id, revision) pairs, for the client's post-sync check."""
+    return service.checksums(session, tenant=tenant)
+
+
+@router.get("/conflicts")
+def list_conflicts(
+    tenant: Reader,
+    session: SessionDep,
+    include_resolved: bool = False,
+    record_id: uuid.UUID | None = None,
+) -> list[ConflictRead]:
+    """Open merge conflicts (losing values kept until someone resolves them)."""
+    return service.list_conflicts(
+        session, tenant=tenant, include_resolved=include_resolved, record_id=record_id
+    )
+
+
+@router.get("/conflicts/{conflict_id}")
+def get_conflict(tenant: Reader, session: SessionDep, conflict_id: uuid.UUID) -> ConflictRead:
+    return service.get_conflict(session, tenant=tenant, ident=conflict_id)
+
+
+@router.post("/conflicts/{conflict_id}/resolve")
+def resolve_conflict(
+    tenant: Writer, session: SessionDep, conflict_id: uuid.UUID, body: ConflictResolve, now: NowDep
+) -> OpResult:
+    """Keep the winner, the loser, or an edited value; the resolution replicates like any edit."""
+    return service.resolve_conflict(session, tenant=tenant, ident=conflict_id, body=body, now=now)

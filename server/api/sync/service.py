@@ -1,22 +1,58 @@
-"""The pull half of replication: every change of an organization since a revision, tombstones included."""
+"""Replication on the server: the pull feed, conflicts, checksums and tombstone retention.
+
+The push half is in ``push.py``; the row <-> engine state mapping in ``records.py``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
+from outputhub.common.clock import HLC
+from outputhub.common.errors import CursorExpiredError, InvalidInputError, NotFoundError
 from outputhub.common.schemas import AccuracyLevelRead, GptModelRead, LookupRead
-from outputhub.common.sync import PROTOCOL_VERSION, PulledRecord, PullPage
+from outputhub.common.sync import (
+    PROTOCOL_VERSION,
+    Checksums,
+    ConflictRead,
+    ConflictResolve,
+    OpResult,
+    PulledRecord,
+    PullPage,
+    Remap,
+    TableChecksum,
+)
 from outputhub.server.api.base import Tenant
 from outputhub.server.api.custom_gpts import service as custom_gpts
 from outputhub.server.api.lookups.service import KINDS
 from outputhub.server.api.outputs import service as outputs
 from outputhub.server.api.prompts import service as prompts
-from outputhub.server.storage.tables import AccuracyLevel, CustomGpt, GptModel, Output, Prompt, ReplicatedRow
+from outputhub.server.api.sync.push import OpRefusedError, apply_change
+from outputhub.server.api.sync.records import SERVER_NODE, SPEC_BY_TABLE, SPECS, load_states
+from outputhub.server.storage.tables import (
+    AccuracyLevel,
+    CustomGpt,
+    GptModel,
+    OrgRevision,
+    Output,
+    Prompt,
+    PromptVersion,
+    ReplicatedRow,
+    SyncConflict,
+    SyncHorizon,
+    SyncRecordState,
+    SyncRemap,
+)
+from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, Resolution, resolve, sides
+from outputhub.sync.protocol import TABLE_ENTITIES, state_to_wire
 
 Serializer = Callable[[Session, Tenant, Sequence[Any]], list[BaseModel]]
 
@@ -40,9 +76,20 @@ ENTITIES: tuple[tuple[str, type[ReplicatedRow], Serializer], ...] = (
 ENTITY_ORDER = {name: i for i, (name, _, _) in enumerate(ENTITIES)}
 
 
-def pull(session: Session, *, tenant: Tenant, since: int, limit: int) -> PullPage:
+def horizon(session: Session, *, org_id: uuid.UUID) -> int:
+    value = session.execute(select(SyncHorizon.revision).where(SyncHorizon.org_id == org_id)).scalar()
+    return int(value or 0)
+
+
+def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state: bool = True) -> PullPage:
     """Changes with revision > ``since`` in revision order. A page never splits one revision, so
     ``next_since`` (the highest revision on the page) is always a safe cursor for the next call."""
+    purged = horizon(session, org_id=tenant.org_id)
+    if 0 < since < purged:
+        raise CursorExpiredError(
+            f"deleted records up to revision {purged} have been purged; this replica last synced at revision "
+            f"{since}: pull again from 0 (local edits are kept and pushed)"
+        )
     found: list[tuple[int, int, str, Any]] = []
     for name, table, _ in ENTITIES:
         rows = session.execute(
@@ -70,14 +117,242 @@ def pull(session: Session, *, tenant: Tenant, since: int, limit: int) -> PullPag
                 page.extend((last, ENTITY_ORDER[name], str(r.id), r) for r in extra if str(r.id) not in seen)
             page.sort(key=lambda item: item[:3])
     records: list[PulledRecord] = []
-    for name, _, serialize in ENTITIES:
+    for name, table, serialize in ENTITIES:
         rows = [item[3] for item in page if item[1] == ENTITY_ORDER[name]]
+        states = (
+            load_states(session, org_id=tenant.org_id, spec=SPEC_BY_TABLE[table], rows=rows)
+            if with_state
+            else {}
+        )
         for row, data in zip(rows, serialize(session, tenant, rows), strict=True):
+            state = states.get(row.id)
             records.append(
                 PulledRecord(
-                    entity=name, id=row.id, revision=row.revision, deleted=row.deleted, data=data.model_dump()
+                    entity=name,
+                    id=row.id,
+                    revision=row.revision,
+                    deleted=row.deleted,
+                    data=data.model_dump(mode="json"),
+                    state=state_to_wire(state) if state is not None else None,
                 )
             )
     records.sort(key=lambda r: (r.revision, ENTITY_ORDER[r.entity], str(r.id)))
     next_since = records[-1].revision if records else since
-    return PullPage(protocol=PROTOCOL_VERSION, records=records, next_since=next_since, has_more=has_more)
+    remaps = [
+        Remap(entity=r.entity, from_id=r.from_id, to_id=r.to_id, revision=r.revision)
+        for r in session.execute(
+            select(SyncRemap)
+            .where(
+                SyncRemap.org_id == tenant.org_id,
+                SyncRemap.revision > since,
+                SyncRemap.revision <= next_since,
+            )
+            .order_by(SyncRemap.revision)
+        ).scalars()
+    ]
+    return PullPage(
+        protocol=PROTOCOL_VERSION, records=records, next_since=next_since, has_more=has_more, remaps=remaps
+    )
+
+
+def record_state(session: Session, *, tenant: Tenant, entity: str, ident: uuid.UUID) -> PulledRecord:
+    """One record as the pull feed would deliver it (used to repair a replica after a refused edit)."""
+    spec = SPECS.get(entity) or SPECS.get(TABLE_ENTITIES.get(entity, ""), None)
+    if spec is None:
+        raise InvalidInputError("path.entity", f"unknown entity {entity!r}")
+    row = session.execute(
+        select(spec.table).where(spec.table.org_id == tenant.org_id, spec.table.id == ident)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(spec.entity, ident)
+    table_name = spec.table.__tablename__
+    serialize = next(s for n, _, s in ENTITIES if n == table_name)
+    state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[row.id]
+    data = serialize(session, tenant, [row])[0]
+    return PulledRecord(
+        entity=table_name,
+        id=row.id,
+        revision=row.revision,
+        deleted=row.deleted,
+        data=data.model_dump(mode="json"),
+        state=state_to_wire(state),
+    )
+
+
+def checksums(session: Session, *, tenant: Tenant) -> Checksums:
+    """Per table: how many records (tombstones included) and a digest of their (id, revision) pairs.
+
+    A replica with nothing pending computes the same from its rows; a mismatch means it missed or mangled
+    something, and it repairs itself by pulling from zero."""
+    revision = session.execute(
+        select(OrgRevision.revision).where(OrgRevision.org_id == tenant.org_id)
+    ).scalar_one_or_none()
+    tables: dict[str, TableChecksum] = {}
+    for name, table, _ in ENTITIES:
+        digest = hashlib.sha256()
+        count = 0
+        for ident, rev in session.execute(
+            select(table.id, table.revision).where(table.org_id == tenant.org_id).order_by(table.id)
+        ):
+            digest.update(f"{ident}:{rev}\n".encode())
+            count += 1
+        tables[name] = TableChecksum(count=count, digest=digest.hexdigest())
+    return Checksums(protocol=PROTOCOL_VERSION, revision=int(revision or 0), tables=tables)
+
+
+# -- conflicts -----------------------------------------------------------------------------------------------
+
+
+def _conflict_read(item: SyncConflict) -> ConflictRead:
+    data = json.loads(item.data)
+    return ConflictRead(
+        id=item.id,
+        entity=item.entity,
+        record_id=item.record_id,
+        field=item.field,
+        kind=item.kind,
+        winner=data["winner"],
+        loser=data["loser"],
+        base=data["base"],
+        opened_at=item.opened_at.isoformat(),
+        resolved_at=item.resolved_at.isoformat() if item.resolved_at else None,
+        resolved_by=item.resolved_by,
+    )
+
+
+def list_conflicts(
+    session: Session, *, tenant: Tenant, include_resolved: bool = False, record_id: uuid.UUID | None = None
+) -> list[ConflictRead]:
+    query = select(SyncConflict).where(SyncConflict.org_id == tenant.org_id)
+    if not include_resolved:
+        query = query.where(SyncConflict.resolved_at.is_(None))
+    if record_id is not None:
+        query = query.where(SyncConflict.record_id == record_id)
+    return [
+        _conflict_read(c)
+        for c in session.execute(query.order_by(SyncConflict.opened_at, SyncConflict.id)).scalars()
+    ]
+
+
+def get_conflict(session: Session, *, tenant: Tenant, ident: uuid.UUID) -> ConflictRead:
+    item = session.get(SyncConflict, (tenant.org_id, ident))
+    if item is None:
+        raise NotFoundError("conflict", ident)
+    return _conflict_read(item)
+
+
+def resolve_conflict(
+    session: Session, *, tenant: Tenant, ident: uuid.UUID, body: ConflictResolve, now: datetime
+) -> OpResult:
+    """Close a conflict from the server side (API or CLI): keep the winner, the loser, or an edited value.
+
+    The resolution is an ordinary change by node ``server``; it replicates to every device like any edit."""
+    item = session.get(SyncConflict, (tenant.org_id, ident))
+    if item is None:
+        raise NotFoundError("conflict", ident)
+    if item.resolved_at is not None:
+        raise InvalidInputError("path.conflict_id", "this conflict is already resolved")
+    spec = SPECS[item.entity]
+    row = session.execute(
+        select(spec.table).where(spec.table.org_id == tenant.org_id, spec.table.id == item.record_id)
+    ).scalar_one()
+    state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[row.id]
+    conflict = state.conflict(str(ident))
+    if conflict is None:  # closed by an edit that replicated meanwhile
+        item.resolved_at, item.resolved_by = now, tenant.actor
+        return OpResult(op_id="", status="noop", entity=spec.entity, id=str(row.id), revision=row.revision)
+    if (body.keep is None) == (body.value is None):
+        raise InvalidInputError("body.keep", "give either keep (winner or loser) or value")
+    if body.keep is not None and body.keep not in ("winner", "loser"):
+        raise InvalidInputError("body.keep", "must be winner or loser")
+    if body.value is not None:
+        if conflict.kind.value == "delete":
+            raise InvalidInputError("body.value", "a delete conflict is resolved with keep (winner or loser)")
+        kind = DEFAULT_SCHEMA.kind(spec.entity, conflict.field)
+        value: Any = (
+            frozenset(body.value) if kind.value == "set" and isinstance(body.value, list) else body.value
+        )
+        if kind.value == "text" and not isinstance(value, str):
+            raise InvalidInputError("body.value", "must be text")
+        choice = Merged(value)
+    else:
+        side = conflict.winner if body.keep == "winner" else conflict.loser
+        choice = Merged(side.value)
+    top = max(state.known_versions)
+    now_ms = int(now.timestamp() * 1000)
+    hlc = (
+        HLC(now_ms, 0, SERVER_NODE)
+        if now_ms > top.wall_ms
+        else HLC(top.wall_ms, top.counter + 1, SERVER_NODE)
+    )
+    op_id = f"server:resolve:{ident}:{hlc.encode()}"
+    if conflict.kind.value == "delete":
+        # winner = the surviving record; loser = the overridden delete
+        target = "loser" if body.keep == "loser" else "winner"
+        mine, _theirs = sides(conflict, SERVER_NODE)
+        pick = Resolution.KEEP_MINE if target == mine else Resolution.KEEP_THEIRS
+        change = resolve(conflict, pick, node=SERVER_NODE, hlc=hlc, op_id=op_id)
+    else:
+        change = resolve(conflict, choice, node=SERVER_NODE, hlc=hlc, op_id=op_id)
+    try:
+        applied = apply_change(session, tenant=tenant, change=change, now=now, source="api")
+    except OpRefusedError as refused:
+        raise InvalidInputError(f"body.{refused.error.field or 'value'}", refused.error.detail) from None
+    item.resolved_at, item.resolved_by = now, tenant.actor
+    return OpResult(
+        op_id=op_id,
+        status=applied.outcome.value,
+        entity=spec.entity,
+        id=str(row.id),
+        revision=applied.revision,
+        resolved=[c.id for c in applied.resolved],
+    )
+
+
+# -- tombstone retention -------------------------------------------------------------------------------------
+
+
+def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -> int:
+    """Hard-delete records deleted before ``before`` that nothing references any more, and raise the
+    organization's sync horizon past them: replicas with an older cursor get 410 and resynchronize."""
+    purged = 0
+    top = horizon(session, org_id=org_id)
+    referencing: dict[type[ReplicatedRow], list[tuple[type[ReplicatedRow], str]]] = {}
+    for spec in SPECS.values():
+        for name, target in spec.references.items():
+            if name in spec.columns:
+                referencing.setdefault(target, []).append((spec.table, name))
+    for table in (Output, Prompt, CustomGpt, *(k.table for k in KINDS)):
+        query = select(table.id, table.revision).where(
+            table.org_id == org_id, table.deleted.is_(True), table.updated_at < before
+        )
+        for other, column in referencing.get(table, []):
+            query = query.where(~exists().where(getattr(other, column) == table.id))
+        rows = session.execute(query).all()
+        if not rows:
+            continue
+        ids = [r[0] for r in rows]
+        top = max(top, *(r[1] for r in rows))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            if table is Prompt:
+                session.execute(delete(PromptVersion).where(PromptVersion.prompt_id.in_(chunk)))
+            session.execute(delete(SyncRecordState).where(SyncRecordState.record_id.in_(chunk)))
+            session.execute(delete(table).where(table.id.in_(chunk)))
+        purged += len(ids)
+    if purged:
+        item = session.get(SyncHorizon, org_id)
+        if item is None:
+            session.add(SyncHorizon(org_id=org_id, revision=top))
+        else:
+            item.revision = top
+        session.flush()
+    return purged
+
+
+def count_open_conflicts(session: Session, *, org_id: uuid.UUID) -> int:
+    return int(
+        session.execute(
+            select(func.count()).where(SyncConflict.org_id == org_id, SyncConflict.resolved_at.is_(None))
+        ).scalar_one()
+    )

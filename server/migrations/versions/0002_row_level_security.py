@@ -14,13 +14,32 @@ from __future__ import annotations
 
 from alembic import op
 
-from outputhub.server.storage.tables import TENANT_TABLES
-
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+# frozen: the tables that existed at this revision (later revisions secure their own tables)
+TENANT_TABLES = (
+    "org_revisions",
+    "memberships",
+    "invitations",
+    "api_keys",
+    "tags",
+    "knowledge_types",
+    "accuracy_levels",
+    "development_stages",
+    "gpt_models",
+    "agent_groups",
+    "custom_gpts",
+    "custom_gpt_agent_groups",
+    "prompts",
+    "prompt_versions",
+    "prompt_tags",
+    "outputs",
+    "output_tags",
+    "output_knowledge_types",
+)
 CURRENT_ORG = "NULLIF(current_setting('outputhub.org_id', true), '')::uuid"
 CURRENT_USER = "NULLIF(current_setting('outputhub.user_id', true), '')::uuid"
 

@@ -1,0 +1,505 @@
+"""The push half of replication: merge a batch of client operations into the server's records.
+
+Each operation is handled on its own (a savepoint per op): a refused op (no permission, bad reference, name
+taken, malformed) is reported with its reason and the rest of the batch proceeds. Each handled op id is
+remembered with its answer, so replaying a batch (a retry after a lost response) returns the same answers
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS
+from outputhub.common.roles import Action, allows
+from outputhub.common.sync import OpError, OpResult
+from outputhub.server.api.base import Tenant, allocate_revisions
+from outputhub.server.api.lookups.service import name_key
+from outputhub.server.api.sync.records import (
+    SERVER_NODE,
+    SPECS,
+    EntitySpec,
+    load_states,
+    reference_ids,
+    store_state,
+    write_row,
+)
+from outputhub.server.events import DomainEvent, emit
+from outputhub.server.storage.tables import (
+    LookupRow,
+    Prompt,
+    PromptVersion,
+    ReplicatedRow,
+    SyncConflict,
+    SyncOp,
+    SyncRemap,
+)
+from outputhub.sync.engine import (
+    DEFAULT_SCHEMA,
+    Change,
+    ChangeKind,
+    Conflict,
+    FieldBase,
+    FieldValue,
+    OutcomeKind,
+    RecordState,
+    make_delete,
+    merge_change,
+)
+from outputhub.sync.protocol import ProtocolError, change_from_wire, encode_value
+
+
+class OpRefusedError(Exception):
+    def __init__(self, code: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.error = OpError(code=code, detail=detail, field=field)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one change did (for the caller's answer and events)."""
+
+    outcome: OutcomeKind
+    state: RecordState
+    revision: int
+    opened: tuple[Conflict, ...]
+    resolved: tuple[Conflict, ...]
+    before: dict[str, Any] | None
+
+
+def conflict_json(conflict: Conflict) -> dict[str, Any]:
+    def side(s: Any) -> dict[str, Any]:
+        return {
+            "version": s.version.encode(),
+            "node": s.node,
+            "op_id": s.op_id,
+            "value": encode_value(s.value),
+        }
+
+    return {
+        "winner": side(conflict.winner),
+        "loser": side(conflict.loser),
+        "base": encode_value(conflict.base),
+    }
+
+
+def _display(state: RecordState) -> dict[str, Any]:
+    return {name: encode_value(v) for name, v in state.values.items()} | {"deleted": state.deleted}
+
+
+def _remaps(session: Session, *, org_id: uuid.UUID, ids: set[uuid.UUID]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(SyncRemap.from_id, SyncRemap.to_id).where(
+            SyncRemap.org_id == org_id, SyncRemap.from_id.in_(ids)
+        )
+    )
+    return {str(a): str(b) for a, b in rows}
+
+
+def _remap_value(value: FieldValue, remap: dict[str, str]) -> FieldValue:
+    if isinstance(value, frozenset):
+        return frozenset(remap.get(m, m) for m in value)
+    if isinstance(value, str):
+        return remap.get(value, value)
+    return value
+
+
+def remap_change(session: Session, *, org_id: uuid.UUID, change: Change, spec: EntitySpec) -> Change:
+    """Rewrite references to lookups that were merged into another (values and bases alike)."""
+    wanted: set[uuid.UUID] = set()
+    for source in (change.values, {n: b.value for n, b in change.base.items() if n in spec.references}):
+        for _field, ident in reference_ids(spec, source):
+            wanted.add(ident)
+    remap = _remaps(session, org_id=org_id, ids=wanted)
+    if not remap:
+        return change
+    values = {n: _remap_value(v, remap) if n in spec.references else v for n, v in change.values.items()}
+    base = {
+        n: FieldBase(_remap_value(b.value, remap), b.versions) if n in spec.references else b
+        for n, b in change.base.items()
+    }
+    return Change(
+        change.entity, change.record_id, change.node, change.hlc, change.op_id, change.kind, values, base
+    )
+
+
+def _check_values(
+    session: Session, *, tenant: Tenant, spec: EntitySpec, row: ReplicatedRow | None, state: RecordState
+) -> None:
+    """Refuse a merged state the server could not store (missing references, required fields, lengths)."""
+    values = state.values
+    for name in spec.required:
+        value = values.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise OpRefusedError("invalid", f"{spec.entity}.{name} is required", name)
+    for name, limit in spec.max_lengths.items():
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise OpRefusedError("invalid", f"{spec.entity}.{name} is longer than {limit} characters", name)
+    if "position" in values and values["position"] is not None and not isinstance(values["position"], int):
+        raise OpRefusedError("invalid", f"{spec.entity}.position must be an integer", "position")
+    by_table: dict[type[ReplicatedRow], set[uuid.UUID]] = {}
+    fields: dict[uuid.UUID, str] = {}
+    try:
+        for name, ident in reference_ids(spec, values):
+            by_table.setdefault(spec.references[name], set()).add(ident)
+            fields[ident] = name
+    except ValueError:
+        raise OpRefusedError("invalid", f"{spec.entity}: a reference is not a UUID") from None
+    for table, ids in by_table.items():
+        found = set(
+            session.execute(
+                select(table.id).where(table.org_id == tenant.org_id, table.id.in_(ids))  # type: ignore[attr-defined]
+            ).scalars()
+        )
+        missing = sorted(ids - found, key=str)
+        if missing:
+            raise OpRefusedError(
+                "unknown-reference",
+                f"{spec.entity}.{fields[missing[0]]}: no {table.__tablename__} record {missing[0]}",
+                fields[missing[0]],
+            )
+    if spec.lookup and not state.deleted:
+        taken = session.execute(
+            select(spec.table.id).where(
+                spec.table.org_id == tenant.org_id,
+                spec.table.deleted.is_(False),
+                spec.table.name_key == name_key(str(values["name"])),  # type: ignore[attr-defined]
+                spec.table.id != uuid.UUID(state.record_id),
+            )
+        ).scalar_one_or_none()
+        if taken is not None:
+            raise OpRefusedError(
+                "name-taken", f"another {spec.entity} is already named {values['name']!r}", "name"
+            )
+
+
+def apply_change(
+    session: Session, *, tenant: Tenant, change: Change, now: datetime, source: str = "sync"
+) -> Applied:
+    """Merge one change into its record (creating the row when new) and store the result.
+
+    Raises :class:`OpRefusedError` when the result cannot be stored; nothing is written then.
+    """
+    spec = SPECS[change.entity]
+    rid = uuid.UUID(change.record_id)
+    row = session.get(spec.table, rid)
+    if row is not None and row.org_id != tenant.org_id:
+        raise OpRefusedError("not-found", f"{change.entity} {rid} not found")
+    if row is None and change.kind is not ChangeKind.CREATE and not change.values:
+        raise OpRefusedError("not-found", f"{change.entity} {rid} not found")
+    current = (
+        load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[rid] if row is not None else None
+    )
+    before = _display(current) if current is not None else None
+    outcome = merge_change(current, change, DEFAULT_SCHEMA)
+    state = outcome.state
+    if outcome.kind is OutcomeKind.NOOP and row is not None:
+        return Applied(outcome.kind, state, row.revision, (), (), before)
+    if not state.created:
+        raise OpRefusedError(
+            "invalid", f"{change.entity} {rid}: an edit of a record the server has never seen"
+        )
+    _check_values(session, tenant=tenant, spec=spec, row=row, state=state)
+    revision = allocate_revisions(session, org_id=tenant.org_id)
+    if row is None:
+        row = spec.table(id=rid, org_id=tenant.org_id, created_at=now, created_by=tenant.actor)
+        if isinstance(row, Prompt):
+            row.version = 0
+        session.add(row)
+        existing_state = False
+    else:
+        existing_state = current is not None
+    old_text = (row.title, row.body) if isinstance(row, Prompt) else None
+    row.revision = revision
+    row.updated_at = now
+    row.updated_by = tenant.actor
+    write_row(session, spec, row, state, org_id=tenant.org_id)
+    if isinstance(row, Prompt) and (row.title, row.body) != old_text:
+        row.version = (row.version or 0) + 1
+        session.add(
+            PromptVersion(
+                id=uuid.uuid4(),
+                org_id=tenant.org_id,
+                prompt_id=row.id,
+                version=row.version,
+                title=row.title,
+                body=row.body,
+                created_at=now,
+                created_by=tenant.actor,
+            )
+        )
+    session.flush()
+    store_state(session, org_id=tenant.org_id, state=state, revision=revision, existing=existing_state)
+    for conflict in outcome.conflicts:
+        session.merge(
+            SyncConflict(
+                org_id=tenant.org_id,
+                id=uuid.UUID(conflict.id),
+                entity=conflict.entity,
+                record_id=rid,
+                field=conflict.field,
+                kind=conflict.kind.value,
+                data=json.dumps(conflict_json(conflict)),
+                opened_at=now,
+                opened_revision=revision,
+                resolved_at=None,
+                resolved_by=None,
+            )
+        )
+    for conflict in outcome.resolved:
+        item = session.get(SyncConflict, (tenant.org_id, uuid.UUID(conflict.id)))
+        if item is not None and item.resolved_at is None:
+            item.resolved_at, item.resolved_by = now, tenant.actor
+    session.flush()
+    return Applied(outcome.kind, state, revision, outcome.conflicts, outcome.resolved, before)
+
+
+def _merge_duplicate_lookup(
+    session: Session, *, tenant: Tenant, change: Change, spec: EntitySpec, now: datetime
+) -> tuple[Applied, str] | None:
+    """A lookup created offline with a name that is taken: keep it as a tombstone merged into the existing
+    one, and remember the remap so every replica rewrites its references."""
+    if not spec.lookup or change.kind is not ChangeKind.CREATE:
+        return None
+    name = change.values.get("name")
+    if not isinstance(name, str):
+        return None
+    table: type[LookupRow] = spec.table  # type: ignore[assignment]
+    existing = session.execute(
+        select(table.id).where(
+            table.org_id == tenant.org_id,
+            table.deleted.is_(False),
+            table.name_key == name_key(name),
+            table.id != uuid.UUID(change.record_id),
+        )
+    ).scalar_one_or_none()
+    if existing is None or session.get(spec.table, uuid.UUID(change.record_id)) is not None:
+        return None
+    created = merge_change(None, change, DEFAULT_SCHEMA).state
+    tomb = make_delete(
+        created,
+        schema=DEFAULT_SCHEMA,
+        node=SERVER_NODE,
+        hlc=type(change.hlc)(change.hlc.wall_ms, change.hlc.counter + 1, SERVER_NODE),
+        op_id=f"server:{change.record_id}:merged-into:{existing}",
+    )
+    state = merge_change(created, tomb, DEFAULT_SCHEMA).state
+    revision = allocate_revisions(session, org_id=tenant.org_id)
+    row = spec.table(
+        id=uuid.UUID(change.record_id), org_id=tenant.org_id, created_at=now, created_by=tenant.actor
+    )
+    row.revision, row.updated_at, row.updated_by = revision, now, tenant.actor
+    session.add(row)
+    write_row(session, spec, row, state, org_id=tenant.org_id)
+    store_state(session, org_id=tenant.org_id, state=state, revision=revision, existing=False)
+    session.add(
+        SyncRemap(
+            org_id=tenant.org_id,
+            from_id=uuid.UUID(change.record_id),
+            to_id=existing,
+            entity=spec.entity,
+            revision=revision,
+        )
+    )
+    session.flush()
+    return Applied(OutcomeKind.MERGED, state, revision, (), (), None), str(existing)
+
+
+def push(
+    session: Session,
+    *,
+    tenant: Tenant,
+    device: str,
+    changes: list[dict[str, Any]],
+    now: datetime,
+    max_drift_ms: int = DEFAULT_MAX_DRIFT_MS,
+) -> list[OpResult]:
+    results: list[OpResult] = []
+    may_write = allows(tenant.role, Action.WRITE)
+    for raw in changes:
+        op_id = str(raw.get("op_id") or "")[:64] if isinstance(raw, dict) else ""
+        if not op_id:
+            results.append(
+                OpResult(op_id="", status="refused", error=OpError(code="invalid", detail="missing op_id"))
+            )
+            continue
+        seen = session.get(SyncOp, (tenant.org_id, op_id))
+        if seen is not None:
+            results.append(OpResult.model_validate(json.loads(seen.result) | {"replayed": True}))
+            continue
+        result = _handle(
+            session,
+            tenant=tenant,
+            raw=raw,
+            op_id=op_id,
+            may_write=may_write,
+            now=now,
+            max_drift_ms=max_drift_ms,
+            device=device,
+        )
+        results.append(result)
+        if result.status != "refused" or result.error is None or result.error.code != "permission-denied":
+            # a viewer's refused op is not remembered: once promoted, a retry may succeed
+            session.add(
+                SyncOp(
+                    org_id=tenant.org_id,
+                    op_id=op_id,
+                    entity=str(result.entity or ""),
+                    record_id=str(result.id or ""),
+                    device=device[:64],
+                    result=result.model_dump_json(),
+                    created_at=now,
+                )
+            )
+            session.flush()
+    return results
+
+
+def _handle(
+    session: Session,
+    *,
+    tenant: Tenant,
+    raw: dict[str, Any],
+    op_id: str,
+    may_write: bool,
+    now: datetime,
+    max_drift_ms: int,
+    device: str,
+) -> OpResult:
+    entity = raw.get("entity") if isinstance(raw.get("entity"), str) else None
+    ident = str(raw.get("id")) if raw.get("id") is not None else None
+    if not may_write:
+        return OpResult(
+            op_id=op_id,
+            status="refused",
+            entity=entity,
+            id=ident,
+            error=OpError(code="permission-denied", detail=f"the {tenant.role.value} role may not edit"),
+        )
+    try:
+        change = change_from_wire(raw)
+        uuid.UUID(change.record_id)
+    except (ProtocolError, ValueError) as exc:
+        return OpResult(
+            op_id=op_id,
+            status="refused",
+            entity=entity,
+            id=ident,
+            error=OpError(code="invalid", detail=str(exc)),
+        )
+    now_ms = int(now.timestamp() * 1000)
+    if change.hlc.wall_ms > now_ms + max_drift_ms:
+        return OpResult(
+            op_id=op_id,
+            status="refused",
+            entity=entity,
+            id=ident,
+            error=OpError(
+                code="clock-drift",
+                detail=f"the device clock is {(change.hlc.wall_ms - now_ms) // 1000} s ahead of the server",
+            ),
+        )
+    spec = SPECS[change.entity]
+    change = remap_change(session, org_id=tenant.org_id, change=change, spec=spec)
+    nested = session.begin_nested()
+    try:
+        remapped_to = None
+        duplicate = _merge_duplicate_lookup(session, tenant=tenant, change=change, spec=spec, now=now)
+        if duplicate is not None:
+            applied, remapped_to = duplicate
+        else:
+            applied = apply_change(session, tenant=tenant, change=change, now=now)
+    except OpRefusedError as refused:
+        nested.rollback()
+        return OpResult(
+            op_id=op_id, status="refused", entity=change.entity, id=change.record_id, error=refused.error
+        )
+    except IntegrityError:
+        nested.rollback()
+        return OpResult(
+            op_id=op_id,
+            status="refused",
+            entity=change.entity,
+            id=change.record_id,
+            error=OpError(
+                code="not-found", detail=f"{change.entity} {change.record_id} cannot be stored here"
+            ),
+        )
+    nested.commit()
+    if applied.outcome is not OutcomeKind.NOOP:
+        _emit(session, tenant=tenant, change=change, applied=applied, device=device, now=now)
+    return OpResult(
+        op_id=op_id,
+        status=applied.outcome.value,
+        entity=change.entity,
+        id=change.record_id,
+        revision=applied.revision,
+        conflicts=[c.id for c in applied.opened],
+        resolved=[c.id for c in applied.resolved],
+        remapped_to=remapped_to,
+    )
+
+
+def _emit(
+    session: Session, *, tenant: Tenant, change: Change, applied: Applied, device: str, now: datetime
+) -> None:
+    verb = {
+        ChangeKind.CREATE: "created",
+        ChangeKind.UPDATE: "updated",
+        ChangeKind.DELETE: "deleted",
+        ChangeKind.RESTORE: "restored",
+    }[change.kind]
+    made_at = datetime.fromtimestamp(change.hlc.wall_ms / 1000, tz=UTC)
+    emit(
+        session,
+        DomainEvent(
+            org_id=tenant.org_id,
+            kind=f"{change.entity}.{verb}",
+            entity=change.entity,
+            entity_id=change.record_id,
+            actor=tenant.actor,
+            at=now,
+            revision=applied.revision,
+            source="sync",
+            device=device,
+            made_at=made_at,
+            before=applied.before,
+            after=_display(applied.state),
+            merge=applied.outcome.value,
+            details={"op_id": change.op_id, "changed": sorted(change.values)},
+        ),
+    )
+    for conflict in applied.opened:
+        emit(
+            session,
+            DomainEvent(
+                org_id=tenant.org_id,
+                kind="conflict.created",
+                entity="conflict",
+                entity_id=conflict.id,
+                actor=tenant.actor,
+                at=now,
+                revision=applied.revision,
+                source="sync",
+                device=device,
+                made_at=made_at,
+                after={
+                    "entity": conflict.entity,
+                    "record_id": conflict.record_id,
+                    "field": conflict.field,
+                    "kind": conflict.kind.value,
+                    **conflict_json(conflict),
+                },
+            ),
+        )

@@ -1,0 +1,317 @@
+"""Server rows <-> the sync engine's record states.
+
+The REST API edits rows directly; the sync layer keeps each record's engine state in
+``sync_record_states`` with the row revision it was stored at. When a row has moved on since (a REST edit),
+the server's edit is *derived* from the difference, deterministically (the same row and stored state give
+the same change, node ``server``), so a pull can compute it without writing and a push stores the very same
+state. Materializing goes the other way: a merged state is written back to the row and its links.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from outputhub.common.clock import HLC
+from outputhub.server.api.base import Link
+from outputhub.server.api.lookups.service import (
+    CUSTOM_GPT_AGENT_GROUPS,
+    OUTPUT_KNOWLEDGE_TYPES,
+    OUTPUT_TAGS,
+    PROMPT_TAGS,
+    name_key,
+)
+from outputhub.server.storage.tables import (
+    AccuracyLevel,
+    AgentGroup,
+    CustomGpt,
+    DevelopmentStage,
+    GptModel,
+    KnowledgeType,
+    LookupRow,
+    Output,
+    Prompt,
+    ReplicatedRow,
+    SyncRecordState,
+    Tag,
+)
+from outputhub.sync.engine import (
+    DEFAULT_SCHEMA,
+    Change,
+    FieldKind,
+    FieldValue,
+    RecordState,
+    make_create,
+    make_delete,
+    make_edit,
+    make_restore,
+    merge_change,
+)
+from outputhub.sync.protocol import state_from_wire, state_to_wire
+
+SERVER_NODE: Final = "server"
+"""The node id of edits made through the REST API (and conflict resolutions made on the server)."""
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    entity: str  # engine name
+    table: type[ReplicatedRow]
+    columns: tuple[str, ...]  # scalar and text fields stored as columns
+    links: Mapping[str, Link]  # set fields stored in link tables
+    references: Mapping[str, type[ReplicatedRow]]  # field -> referenced table
+    max_lengths: Mapping[str, int]
+    required: tuple[str, ...] = ()
+
+    @property
+    def lookup(self) -> bool:
+        return issubclass(self.table, LookupRow)
+
+
+def _lookup(entity: str, table: type[LookupRow]) -> EntitySpec:
+    return EntitySpec(entity, table, ("name", "description", "position"), {}, {}, {"name": 200}, ("name",))
+
+
+SPECS: Final[dict[str, EntitySpec]] = {
+    spec.entity: spec
+    for spec in (
+        _lookup("tag", Tag),
+        _lookup("knowledge_type", KnowledgeType),
+        _lookup("accuracy_level", AccuracyLevel),
+        _lookup("development_stage", DevelopmentStage),
+        _lookup("gpt_model", GptModel),
+        _lookup("agent_group", AgentGroup),
+        EntitySpec(
+            "custom_gpt",
+            CustomGpt,
+            ("name", "description", "instructions", "gpt_model_id"),
+            {"agent_group_ids": CUSTOM_GPT_AGENT_GROUPS},
+            {"gpt_model_id": GptModel, "agent_group_ids": AgentGroup},
+            {"name": 200},
+            ("name",),
+        ),
+        EntitySpec(
+            "prompt",
+            Prompt,
+            ("title", "body", "description", "development_stage_id"),
+            {"tag_ids": PROMPT_TAGS},
+            {"development_stage_id": DevelopmentStage, "tag_ids": Tag},
+            {"title": 300},
+            ("title",),
+        ),
+        EntitySpec(
+            "output",
+            Output,
+            ("prompt_id", "content", "notes", "custom_gpt_id", "gpt_model_id", "accuracy_level_id"),
+            {"knowledge_type_ids": OUTPUT_KNOWLEDGE_TYPES, "tag_ids": OUTPUT_TAGS},
+            {
+                "prompt_id": Prompt,
+                "custom_gpt_id": CustomGpt,
+                "gpt_model_id": GptModel,
+                "accuracy_level_id": AccuracyLevel,
+                "knowledge_type_ids": KnowledgeType,
+                "tag_ids": Tag,
+            },
+            {},
+            ("prompt_id",),
+        ),
+    )
+}
+SPEC_BY_TABLE: Final[dict[type[ReplicatedRow], EntitySpec]] = {s.table: s for s in SPECS.values()}
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def _column_value(value: Any) -> FieldValue:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value  # type: ignore[no-any-return]
+
+
+def row_values(
+    session: Session, spec: EntitySpec, rows: Sequence[ReplicatedRow]
+) -> dict[uuid.UUID, dict[str, FieldValue]]:
+    """The engine values of rows (columns plus link sets)."""
+    out: dict[uuid.UUID, dict[str, FieldValue]] = {
+        row.id: {name: _column_value(getattr(row, name)) for name in spec.columns} for row in rows
+    }
+    for name, link in spec.links.items():
+        for row in rows:
+            out[row.id][name] = frozenset()
+        if not rows:
+            continue
+        ids = [r.id for r in rows]
+        members: dict[uuid.UUID, set[str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for parent, child in session.execute(
+                select(link.parent_col(), link.child_col()).where(link.parent_col().in_(chunk))
+            ):
+                members.setdefault(parent, set()).add(str(child))
+        for parent, kids in members.items():
+            out[parent][name] = frozenset(kids)
+    return out
+
+
+def _server_hlc(row: ReplicatedRow, state: RecordState | None) -> HLC:
+    """A version for the server's derived edit: at the row's update time, after everything it knows."""
+    wall = _ms(row.updated_at)
+    known = state.known_versions if state is not None else frozenset()
+    top = max(known) if known else None
+    if top is not None and top.wall_ms >= wall:
+        return HLC(top.wall_ms, top.counter + 1, SERVER_NODE)
+    return HLC(wall, 0, SERVER_NODE)
+
+
+def _op(record_id: uuid.UUID, revision: int, what: str) -> str:
+    return f"server:{record_id}:{revision}:{what}"
+
+
+def derive_state(
+    spec: EntitySpec, row: ReplicatedRow, values: Mapping[str, FieldValue], stored: RecordState | None
+) -> RecordState:
+    """The record's state including any REST edit made since ``stored`` (a pure function of its inputs)."""
+    schema = DEFAULT_SCHEMA
+    state = stored
+    rid = str(row.id)
+    if state is None or not state.created:
+        hlc = HLC(_ms(row.created_at), 0, SERVER_NODE)
+        known = state.known_versions if state is not None else frozenset()
+        if known and max(known) >= hlc:
+            hlc = _server_hlc(row, state)
+        create = make_create(
+            spec.entity, rid, values, schema=schema, node=SERVER_NODE, hlc=hlc, op_id=_op(row.id, 0, "create")
+        )
+        state = merge_change(state, create, schema).state
+    if row.deleted and not state.deleted:
+        change: Change | None = make_delete(
+            state,
+            schema=schema,
+            node=SERVER_NODE,
+            hlc=_server_hlc(row, state),
+            op_id=_op(row.id, row.revision, "delete"),
+        )
+        assert change is not None
+        return merge_change(state, change, schema).state
+    if not row.deleted and state.deleted:
+        change = make_restore(
+            state,
+            schema=schema,
+            node=SERVER_NODE,
+            hlc=_server_hlc(row, state),
+            op_id=_op(row.id, row.revision, "restore"),
+        )
+        state = merge_change(state, change, schema).state
+    if not state.deleted:
+        change = make_edit(
+            state,
+            values,
+            schema=schema,
+            node=SERVER_NODE,
+            hlc=_server_hlc(row, state),
+            op_id=_op(row.id, row.revision, "edit"),
+        )
+        if change is not None:
+            state = merge_change(state, change, schema).state
+    return state
+
+
+def load_states(
+    session: Session, *, org_id: uuid.UUID, spec: EntitySpec, rows: Sequence[ReplicatedRow]
+) -> dict[uuid.UUID, RecordState]:
+    """The current engine state of each row (stored, or derived when the row moved on since)."""
+    if not rows:
+        return {}
+    stored: dict[uuid.UUID, SyncRecordState] = {}
+    ids = [r.id for r in rows]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for item in session.execute(
+            select(SyncRecordState).where(
+                SyncRecordState.org_id == org_id, SyncRecordState.record_id.in_(chunk)
+            )
+        ).scalars():
+            stored[item.record_id] = item
+    stale = [r for r in rows if r.id not in stored or stored[r.id].revision != r.revision]
+    values = row_values(session, spec, stale)
+    out: dict[uuid.UUID, RecordState] = {}
+    for row in rows:
+        item = stored.get(row.id)
+        state = (
+            state_from_wire(spec.entity, str(row.id), json.loads(item.state)) if item is not None else None
+        )
+        if item is None or item.revision != row.revision:
+            state = derive_state(spec, row, values[row.id], state)
+        assert state is not None
+        out[row.id] = state
+    return out
+
+
+def store_state(
+    session: Session, *, org_id: uuid.UUID, state: RecordState, revision: int, existing: bool
+) -> None:
+    payload = json.dumps(state_to_wire(state), separators=(",", ":"))
+    record_id = uuid.UUID(state.record_id)
+    if existing:
+        item = session.get(SyncRecordState, (org_id, record_id))
+        if item is not None:
+            item.state, item.revision = payload, revision
+            return
+    session.add(
+        SyncRecordState(
+            org_id=org_id, record_id=record_id, entity=state.entity, revision=revision, state=payload
+        )
+    )
+
+
+def _uuid_or_none(value: FieldValue) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(str(value))
+
+
+def write_row(
+    session: Session, spec: EntitySpec, row: ReplicatedRow, state: RecordState, *, org_id: uuid.UUID
+) -> None:
+    """Materialize the state's values onto the row (columns) and its link tables."""
+    schema_fields = DEFAULT_SCHEMA.entity(spec.entity).fields
+    for name in spec.columns:
+        value = state.values[name]
+        if name in spec.references:
+            value = _uuid_or_none(value)
+        elif schema_fields[name] is FieldKind.TEXT and value is None:
+            value = ""
+        setattr(row, name, value)
+    if spec.lookup:
+        assert isinstance(row, LookupRow)
+        row.name_key = name_key(row.name)
+        if row.position is None:
+            row.position = 0
+    row.deleted = state.deleted
+    session.flush()
+    for name, link in spec.links.items():
+        members = sorted(state.values[name] or frozenset())  # type: ignore[arg-type]
+        session.execute(delete(link.table).where(link.parent_col() == row.id))
+        if members:
+            session.execute(
+                insert(link.table),
+                [{"org_id": org_id, link.parent: row.id, link.child: uuid.UUID(m)} for m in members],
+            )
+
+
+def reference_ids(spec: EntitySpec, values: Mapping[str, FieldValue]) -> Iterable[tuple[str, uuid.UUID]]:
+    """Every (field, id) the values reference."""
+    for name in spec.references:
+        value = values.get(name)
+        if value is None:
+            continue
+        members = value if isinstance(value, frozenset) else (value,)
+        for member in members:
+            yield name, uuid.UUID(str(member))

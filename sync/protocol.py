@@ -1,0 +1,240 @@
+"""Wire form of the engine's values (changes and record states), shared by the server and the client.
+
+JSON-able and compact: HLCs as their sortable text form, set values as sorted lists (turned back into
+frozensets by the schema on the way in). Decoding validates; a malformed payload raises
+:class:`ProtocolError` naming what is wrong, never a ``KeyError`` from deep inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from outputhub.common.clock import HLC, ClockError
+from outputhub.sync.engine import (
+    DEFAULT_SCHEMA,
+    Change,
+    ChangeKind,
+    EntitySchema,
+    FieldBase,
+    FieldKind,
+    FieldState,
+    FieldValue,
+    FieldWrite,
+    InvalidChangeError,
+    RecordState,
+    TombstoneState,
+    TombstoneWrite,
+    build_state,
+)
+from outputhub.sync.engine.schema import TOMBSTONE
+
+ENTITY_TABLES: Final[dict[str, str]] = {
+    "prompt": "prompts",
+    "output": "outputs",
+    "custom_gpt": "custom_gpts",
+    "tag": "tags",
+    "knowledge_type": "knowledge_types",
+    "accuracy_level": "accuracy_levels",
+    "development_stage": "development_stages",
+    "gpt_model": "gpt_models",
+    "agent_group": "agent_groups",
+}
+"""Engine entity name -> table (and pull feed) name."""
+TABLE_ENTITIES: Final[dict[str, str]] = {table: entity for entity, table in ENTITY_TABLES.items()}
+
+
+class ProtocolError(ValueError):
+    """A wire payload is malformed; the message says where."""
+
+
+def _hlc(text: object, where: str) -> HLC:
+    if not isinstance(text, str):
+        raise ProtocolError(f"{where}: a version must be a string")
+    try:
+        return HLC.decode(text)
+    except ClockError as exc:
+        raise ProtocolError(f"{where}: {exc}") from None
+
+
+def _versions(items: object, where: str) -> frozenset[HLC]:
+    if not isinstance(items, list):
+        raise ProtocolError(f"{where}: versions must be a list")
+    return frozenset(_hlc(v, where) for v in items)
+
+
+def _enc_versions(versions: frozenset[HLC]) -> list[str]:
+    return sorted(v.encode() for v in versions)
+
+
+def encode_value(value: FieldValue) -> Any:
+    if isinstance(value, frozenset):
+        return sorted(value)
+    return value
+
+
+def decode_value(schema: EntitySchema, entity: str, name: str, value: object, where: str) -> FieldValue:
+    try:
+        kind = schema.kind(entity, name)
+    except InvalidChangeError as exc:
+        raise ProtocolError(f"{where}: {exc}") from None
+    if kind is FieldKind.SET:
+        if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+            raise ProtocolError(f"{where}: a set value must be a list of strings")
+        return frozenset(value)
+    if isinstance(value, list | dict):
+        raise ProtocolError(f"{where}: {entity}.{name} takes a single value")
+    return value  # type: ignore[return-value]  # str | int | float | bool | None, checked by the engine
+
+
+# -- changes ---------------------------------------------------------------------------------------------
+
+
+def change_to_wire(change: Change) -> dict[str, Any]:
+    return {
+        "op_id": change.op_id,
+        "entity": change.entity,
+        "id": change.record_id,
+        "kind": change.kind.value,
+        "node": change.node,
+        "hlc": change.hlc.encode(),
+        "values": {name: encode_value(v) for name, v in sorted(change.values.items())},
+        "base": {
+            name: [encode_value(b.value), _enc_versions(b.versions)]
+            for name, b in sorted(change.base.items())
+        },
+    }
+
+
+def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_SCHEMA) -> Change:
+    where = f"change {data.get('op_id', '?')}"
+    try:
+        entity = data["entity"]
+        if entity not in schema.entities:
+            raise ProtocolError(f"{where}: unknown entity {entity!r}")
+        kind = ChangeKind(data["kind"])
+        values = {
+            name: decode_value(schema, entity, name, v, f"{where}.values.{name}")
+            for name, v in dict(data.get("values") or {}).items()
+        }
+        base: dict[str, FieldBase] = {}
+        for name, pair in dict(data.get("base") or {}).items():
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ProtocolError(f"{where}.base.{name}: expected [value, versions]")
+            value = pair[0]
+            if name != TOMBSTONE and name in values:
+                value = decode_value(schema, entity, name, value, f"{where}.base.{name}")
+            elif isinstance(value, list):
+                value = frozenset(value)
+            base[name] = FieldBase(value, _versions(pair[1], f"{where}.base.{name}"))
+        change = Change(
+            entity=entity,
+            record_id=str(data["id"]),
+            node=str(data["node"]),
+            hlc=_hlc(data["hlc"], f"{where}.hlc"),
+            op_id=str(data["op_id"]),
+            kind=kind,
+            values=values,
+            base=base,
+        )
+    except KeyError as exc:
+        raise ProtocolError(f"{where}: missing {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError(f"{where}: {exc}") from None
+    try:
+        change.validate(schema)
+    except InvalidChangeError as exc:
+        raise ProtocolError(str(exc)) from None
+    return change
+
+
+# -- record states ---------------------------------------------------------------------------------------
+
+
+def _enc_write(w: FieldWrite) -> list[Any]:
+    return [
+        w.version.encode(),
+        w.op_id,
+        encode_value(w.value),
+        encode_value(w.base_value),
+        _enc_versions(w.base_versions),
+    ]
+
+
+def state_to_wire(state: RecordState) -> dict[str, Any]:
+    """The raw registers only: what a state materializes to is re-derived by the receiver."""
+    fields: dict[str, Any] = {}
+    for name, fs in state.fields.items():
+        item: dict[str, Any] = {"h": [_enc_write(w) for w in fs.heads], "s": _enc_versions(fs.superseded)}
+        if fs.history:
+            item["y"] = [_enc_write(w) for w in fs.history]
+        fields[name] = item
+    return {
+        "f": fields,
+        "t": {
+            "h": [
+                [w.version.encode(), w.op_id, w.deleted, _enc_versions(w.covers)]
+                for w in state.tombstone.heads
+            ],
+            "s": _enc_versions(state.tombstone.superseded),
+        },
+    }
+
+
+def _dec_write(schema: EntitySchema, entity: str, name: str, item: object, where: str) -> FieldWrite:
+    if not isinstance(item, list) or len(item) != 5:
+        raise ProtocolError(f"{where}: a write is [version, op_id, value, base_value, base_versions]")
+    kind = schema.kind(entity, name)
+    base_value = item[3]
+    if kind is FieldKind.SET and isinstance(base_value, list):
+        base_value = frozenset(base_value)
+    return FieldWrite(
+        version=_hlc(item[0], where),
+        op_id=str(item[1]),
+        value=decode_value(schema, entity, name, item[2], where),
+        base_value=base_value,
+        base_versions=_versions(item[4], where),
+    )
+
+
+def state_from_wire(
+    entity: str, record_id: str, data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_SCHEMA
+) -> RecordState:
+    where = f"state {entity}/{record_id}"
+    try:
+        if entity not in schema.entities:
+            raise ProtocolError(f"{where}: unknown entity {entity!r}")
+        fields: dict[str, FieldState] = {}
+        for name, item in dict(data.get("f") or {}).items():
+            if name not in schema.entity(entity).fields:
+                raise ProtocolError(f"{where}: unknown field {name!r}")
+            heads = tuple(
+                sorted(
+                    (_dec_write(schema, entity, name, w, where) for w in item["h"]), key=lambda w: w.version
+                )
+            )
+            history = tuple(
+                sorted(
+                    (_dec_write(schema, entity, name, w, where) for w in item.get("y", [])),
+                    key=lambda w: w.version,
+                )
+            )
+            fields[name] = FieldState(heads, _versions(item["s"], where), history)
+        tomb = data.get("t") or {"h": [], "s": []}
+        tomb_heads = tuple(
+            sorted(
+                (
+                    TombstoneWrite(_hlc(h[0], where), str(h[1]), bool(h[2]), _versions(h[3], where))
+                    for h in tomb["h"]
+                ),
+                key=lambda w: w.version,
+            )
+        )
+        tombstone = TombstoneState(tomb_heads, _versions(tomb["s"], where))
+        return build_state(schema, entity, record_id, fields, tombstone)
+    except ProtocolError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"{where}: malformed ({exc.__class__.__name__}: {exc})") from None
