@@ -31,6 +31,7 @@ class PullPage(BaseModel):
         description="Pass as `since` for the next page; store it as the replica's cursor."
     )
     has_more: bool
+    head: int | None = Field(default=None, description="The organization's newest revision (for progress).")
     remaps: list[Remap] = Field(
         default_factory=list, description="Duplicate lookups merged since `since`: rewrite references."
     )

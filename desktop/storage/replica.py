@@ -270,6 +270,18 @@ class Replica:
         with self.transaction(), driver_errors(path=self._path, action=action):
             yield self._require_open()
 
+    @contextlib.contextmanager
+    def reading(self, action: str) -> Iterator[Connection]:
+        """The connection for a read by a storage adapter in this package (``sync_store``), under the lock."""
+        with self._reading(action) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def writing(self, action: str) -> Iterator[Connection]:
+        """The connection inside a write transaction (nested: a savepoint), for storage adapters."""
+        with self._writing(action) as conn:
+            yield conn
+
     def change_passphrase(self, *, old: str, new: str) -> None:
         """Re-encrypt the whole replica under ``new`` (SQLCipher ``PRAGMA rekey``); data is kept.
 

@@ -150,8 +150,16 @@ def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state
             .order_by(SyncRemap.revision)
         ).scalars()
     ]
+    head = session.execute(
+        select(OrgRevision.revision).where(OrgRevision.org_id == tenant.org_id)
+    ).scalar_one_or_none()
     return PullPage(
-        protocol=PROTOCOL_VERSION, records=records, next_since=next_since, has_more=has_more, remaps=remaps
+        protocol=PROTOCOL_VERSION,
+        records=records,
+        next_since=next_since,
+        has_more=has_more,
+        head=head,
+        remaps=remaps,
     )
 
 

@@ -1,0 +1,630 @@
+"""The encrypted replica as the sync client's store (``outputhub.sync.ports.ReplicaStore``).
+
+Each replicated row keeps its merge state (the engine's registers, wire form) in ``field_clocks["state"]``;
+the typed columns are what that state materializes to, so lists, filters and full-text search read plain
+columns. Local edits write the row, the state and the outbox entry in one transaction; pulled records are
+joined with the local state (a fresh record skips the engine: the server's materialized data is stored
+as is, which is what makes an initial sync fast).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from outputhub.common.clock import HLC
+from outputhub.desktop.storage import tables
+from outputhub.desktop.storage.records import (
+    CustomGptRecord,
+    LocalStatus,
+    LookupKind,
+    LookupRecord,
+    OutputRecord,
+    PromptRecord,
+    PromptVersionRecord,
+    ReplicatedRecord,
+    utc_now,
+)
+from outputhub.desktop.storage.replica import Replica
+from outputhub.desktop.storage.tables import EntityTable, dumps, to_timestamp
+from outputhub.sync.engine import (
+    DEFAULT_SCHEMA,
+    Change,
+    ConflictKind,
+    RecordState,
+    make_create,
+    merge_change,
+    merge_states,
+    sides,
+)
+from outputhub.sync.ports import ApplyResult, LocalRecord, Outgoing, RemoteItem
+from outputhub.sync.protocol import (
+    ENTITY_TABLES,
+    change_to_wire,
+    encode_value,
+    state_from_wire,
+    state_to_wire,
+)
+
+SPEC: Final[dict[str, EntityTable[Any]]] = {
+    "prompt": tables.PROMPTS,
+    "output": tables.OUTPUTS,
+    "custom_gpt": tables.CUSTOM_GPTS,
+    **{
+        entity: tables.LOOKUPS[LookupKind(ENTITY_TABLES[entity])]
+        for entity in (
+            "tag",
+            "knowledge_type",
+            "accuracy_level",
+            "development_stage",
+            "gpt_model",
+            "agent_group",
+        )
+    },
+}
+ENTITY_ORDER: Final = (
+    "tag",
+    "knowledge_type",
+    "accuracy_level",
+    "development_stage",
+    "gpt_model",
+    "agent_group",
+    "custom_gpt",
+    "prompt",
+    "output",
+)
+REJECTED_FIELD: Final = "_rejected"
+"""Conflict-table field of an edit the server refused (kept so that it is not silently lost)."""
+META_ORG: Final = "org_id"
+META_HLC: Final = "hlc"
+LOCAL_ORG: Final = "local"
+
+
+def _ids(value: object) -> tuple[str, ...]:
+    return tuple(sorted(value)) if isinstance(value, frozenset | set | list | tuple) else ()
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _ts(value: object, default: datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return default
+
+
+def build_record(
+    entity: str,
+    record_id: str,
+    values: Mapping[str, Any],
+    *,
+    org_id: str,
+    revision: int | None,
+    deleted: bool,
+    status: LocalStatus,
+    state_wire: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    previous: ReplicatedRecord | None,
+) -> ReplicatedRecord:
+    """The typed replica row for materialized ``values`` (plus server-only fields from ``extra``, else kept
+    from ``previous``)."""
+    now = utc_now()
+    meta: dict[str, Any] = {
+        "id": record_id,
+        "org_id": org_id,
+        "revision": revision,
+        "deleted": deleted,
+        "local_status": status,
+        "base": None,
+        "field_clocks": {"state": state_wire},
+        "created_at": _ts(extra.get("created_at"), previous.created_at if previous else now),
+        "updated_at": _ts(extra.get("updated_at"), now),
+        "created_by": str(extra.get("created_by") or (previous.created_by if previous else "")),
+        "updated_by": str(extra.get("updated_by") or (previous.updated_by if previous else "")),
+    }
+    if entity == "prompt":
+        version = extra.get("version") or (previous.version if isinstance(previous, PromptRecord) else 1)
+        return PromptRecord(
+            **meta,
+            title=_text(values.get("title")),
+            body=_text(values.get("body")),
+            description=_text(values.get("description")),
+            development_stage_id=values.get("development_stage_id"),
+            tag_ids=_ids(values.get("tag_ids")),
+            version=int(version),
+        )
+    if entity == "output":
+        produced = extra.get("produced_at")
+        return OutputRecord(
+            **meta,
+            prompt_id=_text(values.get("prompt_id")),
+            content=_text(values.get("content")),
+            notes=_text(values.get("notes")),
+            custom_gpt_id=values.get("custom_gpt_id"),
+            gpt_model_id=values.get("gpt_model_id"),
+            accuracy_level_id=values.get("accuracy_level_id"),
+            produced_at=_ts(produced, now)
+            if produced
+            else (previous.produced_at if isinstance(previous, OutputRecord) else None),
+            tag_ids=_ids(values.get("tag_ids")),
+            knowledge_type_ids=_ids(values.get("knowledge_type_ids")),
+        )
+    if entity == "custom_gpt":
+        return CustomGptRecord(
+            **meta,
+            name=_text(values.get("name")),
+            description=_text(values.get("description")),
+            instructions=_text(values.get("instructions")),
+            gpt_model_id=values.get("gpt_model_id"),
+            agent_group_ids=_ids(values.get("agent_group_ids")),
+        )
+    old = previous if isinstance(previous, LookupRecord) else None
+    score = extra.get("score", old.score if old else None) if entity == "accuracy_level" else None
+    provider = extra.get("provider", old.provider if old else None) if entity == "gpt_model" else None
+    position = values.get("position")
+    return LookupRecord(
+        **meta,
+        name=_text(values.get("name")),
+        description=_text(values.get("description")),
+        position=position if isinstance(position, int) and not isinstance(position, bool) else 0,
+        score=(score or 0) if entity == "accuracy_level" else None,
+        provider=(provider or "") if entity == "gpt_model" else None,
+    )
+
+
+def record_values(entity: str, record: ReplicatedRecord) -> dict[str, Any]:
+    """The engine values a typed row shows (for rows written without a merge state)."""
+    fields = DEFAULT_SCHEMA.entity(entity).fields
+    out: dict[str, Any] = {}
+    for name, kind in fields.items():
+        value = getattr(record, name, None)
+        out[name] = frozenset(value or ()) if kind.value == "set" else value
+    return out
+
+
+class ReplicaSyncStore:
+    """:class:`outputhub.sync.ports.ReplicaStore` over an open :class:`Replica`."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+
+    @property
+    def node_id(self) -> str:
+        return self.replica.node_id
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return self.replica.transaction()
+
+    # -- replica facts ---------------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        with self.replica.reading("read replica facts") as conn:
+            row = conn.execute("SELECT value FROM replica_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self.replica.writing("save replica facts") as conn:
+            conn.execute(
+                "INSERT INTO replica_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def org_id(self) -> str:
+        return self._meta(META_ORG) or LOCAL_ORG
+
+    def attach(self, *, org_id: str) -> None:
+        """Tie the replica to an organization; records made before (offline) move into it."""
+        current = self._meta(META_ORG)
+        if current not in (None, LOCAL_ORG, org_id):
+            raise ValueError(f"this replica belongs to organization {current}, not {org_id}")
+        with self.replica.writing("attach the replica"):
+            self._set_meta(META_ORG, org_id)
+            with self.replica.writing("move offline records") as conn:
+                for spec in {s.table: s for s in SPEC.values()}.values():
+                    conn.execute(f"UPDATE {spec.table} SET org_id = ? WHERE org_id = ?", (org_id, LOCAL_ORG))
+
+    def last_hlc(self) -> HLC | None:
+        text = self._meta(META_HLC)
+        return HLC.decode(text) if text else None
+
+    def save_hlc(self, hlc: HLC) -> None:
+        self._set_meta(META_HLC, hlc.encode())
+
+    # -- records ---------------------------------------------------------------------------------------
+
+    def _get(self, entity: str, record_id: str) -> ReplicatedRecord | None:
+        with self.replica.reading("read the record") as conn:
+            return tables.get(conn, SPEC[entity], record_id)  # type: ignore[no-any-return]
+
+    def _state_of(self, entity: str, record: ReplicatedRecord) -> RecordState:
+        wire = record.field_clocks.get("state")
+        if wire:
+            return state_from_wire(entity, record.id, wire)
+        # a row written without sync (an import, a benchmark): its values as a create by this node
+        at = int(record.created_at.timestamp() * 1000)
+        change = make_create(
+            entity,
+            record.id,
+            {k: v for k, v in record_values(entity, record).items() if v is not None},
+            schema=DEFAULT_SCHEMA,
+            node=self.node_id,
+            hlc=HLC(at, 0, self.node_id),
+            op_id=f"import:{record.id}",
+        )
+        return merge_change(None, change, DEFAULT_SCHEMA).state
+
+    def _has_pending(self, conn: Any, entity: str, record_id: str) -> bool:
+        row = conn.execute(
+            "SELECT 1 FROM outbox WHERE entity = ? AND record_id = ? LIMIT 1", (entity, record_id)
+        ).fetchone()
+        return row is not None
+
+    def load(self, entity: str, record_id: str) -> LocalRecord | None:
+        record = self._get(entity, record_id)
+        if record is None:
+            return None
+        with self.replica.reading("read the outbox") as conn:
+            pending = self._has_pending(conn, entity, record_id)
+        return LocalRecord(entity, record_id, self._state_of(entity, record), record.revision, pending)
+
+    def _write(self, conn: Any, entity: str, record: ReplicatedRecord) -> None:
+        tables.upsert(conn, SPEC[entity], record)
+
+    def _version_snapshot(self, conn: Any, old: ReplicatedRecord | None, new: ReplicatedRecord) -> None:
+        """Keep a local history of prompt texts (the desktop's version list and diff)."""
+        if not isinstance(new, PromptRecord):
+            return
+        if isinstance(old, PromptRecord) and (old.title, old.body) == (new.title, new.body):
+            return
+        latest = conn.execute(
+            "SELECT coalesce(max(version), 0) FROM prompt_versions WHERE prompt_id = ?", (new.id,)
+        ).fetchone()[0]
+        version = int(latest) + 1
+        tables.upsert(
+            conn,
+            tables.PROMPT_VERSIONS,
+            PromptVersionRecord(
+                id=str(uuid.uuid5(uuid.UUID(new.id), f"v{version}")),
+                org_id=new.org_id,
+                revision=new.revision,
+                local_status=LocalStatus.SYNCED,
+                prompt_id=new.id,
+                version=version,
+                title=new.title,
+                body=new.body,
+                created_at=new.updated_at,
+                updated_at=new.updated_at,
+                created_by=new.updated_by,
+                updated_by=new.updated_by,
+            ),
+        )
+
+    def _mirror_conflicts(self, conn: Any, state: RecordState, result: ApplyResult | None = None) -> None:
+        """The replica's conflicts table shows the state's open conflicts, each from this node's side."""
+        open_ids = {
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM conflicts WHERE entity = ? AND record_id = ? AND resolved_at IS NULL "
+                "AND field <> ?",
+                (state.entity, state.record_id, REJECTED_FIELD),
+            )
+        }
+        now = to_timestamp(utc_now())
+        for conflict in state.conflicts:
+            if conflict.id in open_ids:
+                continue
+            mine_side, _ = sides(conflict, self.node_id)
+            mine, theirs = (
+                (conflict.winner, conflict.loser)
+                if mine_side == "winner"
+                else (conflict.loser, conflict.winner)
+            )
+            inserted = conn.execute(
+                "INSERT INTO conflicts (id, entity, record_id, field, base, mine, theirs, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET resolved_at = NULL",
+                (
+                    conflict.id,
+                    state.entity,
+                    state.record_id,
+                    conflict.field if conflict.kind is not ConflictKind.DELETE else "_deleted",
+                    dumps(encode_value(conflict.base)),
+                    dumps(encode_value(mine.value)),
+                    dumps(encode_value(theirs.value)),
+                    now,
+                ),
+            ).rowcount
+            if inserted and result is not None:
+                result.opened.append(conflict.id)
+        current = {c.id for c in state.conflicts}
+        for cid in open_ids - current:
+            conn.execute("UPDATE conflicts SET resolved_at = ? WHERE id = ?", (now, cid))
+            if result is not None:
+                result.closed.append(cid)
+
+    def save_local(self, state: RecordState, change: Change, *, base_revision: int | None) -> None:
+        entity = state.entity
+        with self.replica.writing("save the edit") as conn:
+            old = tables.get(conn, SPEC[entity], state.record_id)
+            status = (
+                LocalStatus.CREATED
+                if old is None or old.local_status is LocalStatus.CREATED
+                else (LocalStatus.DELETED if state.deleted else LocalStatus.UPDATED)
+            )
+            record = build_record(
+                entity,
+                state.record_id,
+                state.values,
+                org_id=old.org_id if old else self.org_id(),
+                revision=old.revision if old else None,
+                deleted=state.deleted,
+                status=status,
+                state_wire=state_to_wire(state),
+                extra={"updated_at": utc_now().isoformat(), "updated_by": f"node:{self.node_id}"},
+                previous=old,
+            )
+            self._write(conn, entity, record)
+            self._version_snapshot(conn, old, record)
+            self._mirror_conflicts(conn, state)
+            conn.execute(
+                "INSERT INTO outbox (op_id, entity, record_id, payload, base_revision, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    change.op_id,
+                    entity,
+                    state.record_id,
+                    dumps(change_to_wire(change)),
+                    base_revision,
+                    to_timestamp(utc_now()),
+                ),
+            )
+
+    def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
+        result = ApplyResult()
+        by_entity: dict[str, list[RemoteItem]] = {}
+        for item in items:
+            by_entity.setdefault(item.entity, []).append(item)
+        with self.replica.writing("apply pulled records") as conn:
+            org = self.org_id()
+            for entity in ENTITY_ORDER:
+                group = by_entity.get(entity)
+                if not group:
+                    continue
+                spec = SPEC[entity]
+                existing = {
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT id FROM {spec.table} WHERE id IN (SELECT value FROM json_each(?))",
+                        (dumps([i.record_id for i in group]),),
+                    )
+                }
+                fresh = [i for i in group if i.record_id not in existing]
+                if fresh:
+                    records = [
+                        build_record(
+                            entity,
+                            i.record_id,
+                            _data_values(entity, i.data),
+                            org_id=org,
+                            revision=i.revision,
+                            deleted=i.deleted,
+                            status=LocalStatus.SYNCED,
+                            state_wire=i.state,
+                            extra=i.data,
+                            previous=None,
+                        )
+                        for i in fresh
+                    ]
+                    tables.bulk_upsert(conn, spec, records, chunk_size=1000)
+                    for record in records:
+                        self._version_snapshot(conn, None, record)
+                    needs_conflicts = [i for i in fresh if _has_conflicts(i.state)]
+                    for item in needs_conflicts:
+                        self._mirror_conflicts(
+                            conn, state_from_wire(entity, item.record_id, item.state), result
+                        )
+                    result.changed += len(fresh)
+                    for item in fresh:
+                        top = _max_version(item.state)
+                        if top is not None and (result.max_version is None or top > result.max_version):
+                            result.max_version = top
+                for item in group:
+                    if item.record_id in existing:
+                        self._merge_one(conn, item, result)
+        return result
+
+    def _merge_one(self, conn: Any, item: RemoteItem, result: ApplyResult) -> None:
+        entity = item.entity
+        old = tables.get(conn, SPEC[entity], item.record_id)
+        assert old is not None
+        local = self._state_of(entity, old)
+        remote = state_from_wire(entity, item.record_id, item.state)
+        merged = merge_states(local, remote, DEFAULT_SCHEMA)
+        top = max(remote.known_versions) if remote.known_versions else None
+        if top is not None and (result.max_version is None or top > result.max_version):
+            result.max_version = top
+        pending = self._has_pending(conn, entity, item.record_id)
+        status = old.local_status if pending else LocalStatus.SYNCED
+        record = build_record(
+            entity,
+            item.record_id,
+            merged.values,
+            org_id=old.org_id,
+            revision=max(item.revision, old.revision or 0),
+            deleted=merged.deleted,
+            status=status,
+            state_wire=state_to_wire(merged),
+            extra=item.data if merged == remote else {**item.data, "updated_at": item.data.get("updated_at")},
+            previous=old,
+        )
+        if record != old:
+            self._write(conn, entity, record)
+            self._version_snapshot(conn, old, record)
+            result.changed += 1
+        self._mirror_conflicts(conn, merged, result)
+
+    def replace_with_remote(self, item: RemoteItem | None, *, entity: str, record_id: str) -> None:
+        with self.replica.writing("reset the record") as conn:
+            old = tables.get(conn, SPEC[entity], record_id)
+            if item is None:
+                if old is not None:
+                    tables.purge(conn, SPEC[entity], record_id)
+                conn.execute(
+                    "UPDATE conflicts SET resolved_at = ? WHERE entity = ? AND record_id = ? "
+                    "AND resolved_at IS NULL AND field <> ?",
+                    (to_timestamp(utc_now()), entity, record_id, REJECTED_FIELD),
+                )
+                return
+            state = state_from_wire(entity, record_id, item.state)
+            record = build_record(
+                entity,
+                record_id,
+                state.values,
+                org_id=old.org_id if old else self.org_id(),
+                revision=item.revision,
+                deleted=state.deleted,
+                status=LocalStatus.SYNCED,
+                state_wire=item.state,
+                extra=item.data,
+                previous=old,
+            )
+            self._write(conn, entity, record)
+            self._version_snapshot(conn, old, record)
+            self._mirror_conflicts(conn, state)
+
+    def remap(self, entity: str, from_id: str, to_id: str) -> int:
+        """Point local references to a merged lookup at the one it was merged into (displayed rows only;
+        the server rewrites pushed changes itself)."""
+        changed = 0
+        with self.replica.writing("rewrite references") as conn:
+            for spec in (tables.PROMPTS, tables.OUTPUTS, tables.CUSTOM_GPTS):
+                for column in spec.columns:
+                    if column.endswith("_id") and column != "prompt_id":
+                        changed += conn.execute(
+                            f"UPDATE {spec.table} SET {column} = ? WHERE {column} = ?", (to_id, from_id)
+                        ).rowcount
+                for link in spec.links:
+                    changed += conn.execute(
+                        f"UPDATE OR IGNORE {link.table} SET {link.target} = ? WHERE {link.target} = ?",
+                        (to_id, from_id),
+                    ).rowcount
+                    conn.execute(f"DELETE FROM {link.table} WHERE {link.target} = ?", (from_id,))
+        return changed
+
+    # -- outbox ----------------------------------------------------------------------------------------
+
+    def pending(self, *, limit: int) -> list[Outgoing]:
+        return [
+            Outgoing(e.op_id, e.entity, e.record_id, e.payload, e.base_revision, e.attempts)
+            for e in self.replica.pending_outbox(limit=limit)
+        ]
+
+    def pending_count(self) -> int:
+        with self.replica.reading("count the outbox") as conn:
+            return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def acknowledge(self, op_ids: Sequence[str]) -> None:
+        with self.replica.writing("acknowledge pushed changes") as conn:
+            conn.execute(
+                "DELETE FROM outbox WHERE op_id IN (SELECT value FROM json_each(?))", (dumps(list(op_ids)),)
+            )
+
+    def record_failure(self, op_ids: Sequence[str], error: str) -> None:
+        self.replica.record_outbox_failure(op_ids=op_ids, error=error)
+
+    def add_rejection(self, *, op: Outgoing, reason: str) -> None:
+        """Keep an edit the server refused as an open conflict (mine: the edit; theirs: the reason)."""
+        self.replica.add_conflict(
+            id=str(uuid.uuid5(uuid.UUID(int=0), f"rejected/{op.op_id}")),
+            entity=op.entity,
+            record_id=op.record_id,
+            field=REJECTED_FIELD,
+            base=None,
+            mine={"kind": op.change.get("kind"), "values": op.change.get("values", {})},
+            theirs={"reason": reason},
+        )
+
+    # -- cursor and checks -----------------------------------------------------------------------------
+
+    def cursor(self, *, server_url: str, org_id: str) -> int:
+        state = self.replica.get_sync_state(server_url=server_url, org_id=org_id)
+        return int(state.cursor) if state is not None and state.cursor else 0
+
+    def set_cursor(self, *, server_url: str, org_id: str, cursor: int) -> None:
+        self.replica.set_sync_cursor(server_url=server_url, org_id=org_id, cursor=str(cursor))
+
+    def checksums(self) -> dict[str, tuple[int, str]]:
+        """Per table: count and digest of (id, revision) of the rows the server knows (revision set)."""
+        out: dict[str, tuple[int, str]] = {}
+        with self.replica.reading("compute checksums") as conn:
+            for entity in ENTITY_ORDER:
+                table = SPEC[entity].table
+                digest = hashlib.sha256()
+                count = 0
+                for ident, revision in conn.execute(
+                    f"SELECT id, revision FROM {table} WHERE revision IS NOT NULL ORDER BY id"
+                ):
+                    digest.update(f"{ident}:{revision}\n".encode())
+                    count += 1
+                out[table] = (count, digest.hexdigest())
+        return out
+
+    def record_ids(self, entity: str) -> Iterator[str]:
+        with self.replica.reading("list records") as conn:
+            ids = [r[0] for r in conn.execute(f"SELECT id FROM {SPEC[entity].table}")]
+        yield from ids
+
+    def drop(self, entity: str, record_id: str) -> None:
+        with self.replica.writing("drop the record") as conn:
+            tables.purge(conn, SPEC[entity], record_id)
+
+    def snapshot_values(self, entity: str) -> dict[str, dict[str, Any]]:
+        """Every record's displayed values (tests compare replicas with this)."""
+        out: dict[str, dict[str, Any]] = {}
+        with self.replica.reading("read records") as conn:
+            rows = conn.execute(f"SELECT id, field_clocks FROM {SPEC[entity].table}").fetchall()
+        for ident, clocks in rows:
+            wire = json.loads(clocks).get("state")
+            if wire:
+                state = state_from_wire(entity, ident, wire)
+                out[ident] = {k: encode_value(v) for k, v in state.values.items()} | {
+                    "_deleted": state.deleted
+                }
+        return out
+
+
+def _data_values(entity: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    fields = DEFAULT_SCHEMA.entity(entity).fields
+    return {
+        name: (frozenset(data.get(name) or ()) if kind.value == "set" else data.get(name))
+        for name, kind in fields.items()
+    }
+
+
+def _has_conflicts(wire: Mapping[str, Any]) -> bool:
+    """Whether a wire state can hold a conflict: some register with more than one head."""
+    fields = wire.get("f") or {}
+    if any(len(f.get("h", ())) > 1 for f in fields.values()):
+        return True
+    return any(h[2] for h in (wire.get("t") or {}).get("h", ()))
+
+
+def _max_version(wire: Mapping[str, Any]) -> HLC | None:
+    best: str | None = None
+    for f in (wire.get("f") or {}).values():
+        for w in f.get("h", ()):
+            if best is None or w[0] > best:
+                best = w[0]
+    for h in (wire.get("t") or {}).get("h", ()):
+        if best is None or h[0] > best:
+            best = h[0]
+    return HLC.decode(best) if best else None

@@ -1,0 +1,37 @@
+"""The sync client: local edits (``LocalLibrary``), the HTTP remote and one sync round (``SyncClient``)."""
+
+from __future__ import annotations
+
+from outputhub.sync.client.client import Progress, SyncClient, SyncReport
+from outputhub.sync.client.errors import (
+    AuthenticationFailedError,
+    CursorExpiredError,
+    LocalEditError,
+    NotAttachedError,
+    ProtocolMismatchError,
+    ServerUnreachableError,
+    SyncError,
+    SyncPermissionError,
+)
+from outputhub.sync.client.local import LocalLibrary, ResolutionChoice
+from outputhub.sync.client.remote import HttpRemote, login
+from outputhub.sync.engine import Merged
+
+__all__ = [
+    "AuthenticationFailedError",
+    "CursorExpiredError",
+    "HttpRemote",
+    "LocalEditError",
+    "LocalLibrary",
+    "Merged",
+    "NotAttachedError",
+    "Progress",
+    "ProtocolMismatchError",
+    "ResolutionChoice",
+    "ServerUnreachableError",
+    "SyncClient",
+    "SyncError",
+    "SyncPermissionError",
+    "SyncReport",
+    "login",
+]

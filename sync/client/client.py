@@ -1,0 +1,192 @@
+"""One sync round: push the outbox, pull what changed, check the replica against the server.
+
+Durability: a local edit and its outbox entry are one transaction; an outbox entry leaves only when the
+server has answered for it (replaying an op id is a no-op on the server, so a lost answer is harmless); each
+pulled page is applied together with its cursor in one transaction (a crash mid-apply re-pulls the page).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from outputhub.sync.client.errors import CursorExpiredError, SyncError
+from outputhub.sync.ports import Outgoing, Remote, RemoteItem, ReplicaStore
+from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
+
+Progress = Callable[[str, int, int | None], None]
+"""``(phase, done, total)``: phase is ``push`` or ``pull``; total may be unknown (None)."""
+
+
+@dataclass
+class SyncReport:
+    pushed: int = 0
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    pulled: int = 0
+    conflicts_opened: list[str] = field(default_factory=list)
+    conflicts_closed: list[str] = field(default_factory=list)
+    full_resync: bool = False
+    repaired: bool = False
+    checksum_ok: bool | None = None
+    mismatched_tables: list[str] = field(default_factory=list)
+    cursor: int = 0
+
+
+def _item(record: dict[str, Any]) -> RemoteItem:
+    return RemoteItem(
+        entity=TABLE_ENTITIES[record["entity"]],
+        record_id=str(record["id"]),
+        revision=int(record["revision"]),
+        deleted=bool(record["deleted"]),
+        data=record.get("data") or {},
+        state=record.get("state") or {},
+    )
+
+
+class SyncClient:
+    def __init__(
+        self, store: ReplicaStore, remote: Remote, *, push_batch: int = 500, pull_page: int = 1000
+    ) -> None:
+        self.store = store
+        self.remote = remote
+        self.push_batch = push_batch
+        self.pull_page = pull_page
+
+    def sync(self, progress: Progress | None = None) -> SyncReport:
+        report = SyncReport()
+        self.push(report, progress)
+        self.pull(report, progress)
+        self.verify(report, progress)
+        return report
+
+    # -- push ----------------------------------------------------------------------------------------------
+
+    def push(self, report: SyncReport, progress: Progress | None = None) -> None:
+        total = self.store.pending_count()
+        done = 0
+        refused_records: set[tuple[str, str]] = set()
+        while True:
+            batch = self.store.pending(limit=self.push_batch)
+            if not batch:
+                break
+            try:
+                answer = self.remote.push(device=self.store.node_id, changes=[o.change for o in batch])
+            except SyncError as exc:
+                self.store.record_failure([o.op_id for o in batch], str(exc))
+                raise
+            results = {r["op_id"]: r for r in answer.get("results", [])}
+            answered: list[Outgoing] = [o for o in batch if o.op_id in results]
+            if not answered:
+                raise SyncError("the server answered none of the pushed changes; they stay queued")
+            with self.store.transaction():
+                for op in answered:
+                    result = results[op.op_id]
+                    if result.get("status") == "refused":
+                        error = result.get("error") or {}
+                        reason = f"{error.get('code', 'refused')}: {error.get('detail', '')}"
+                        self.store.add_rejection(op=op, reason=reason)
+                        report.refused.append(
+                            {"op_id": op.op_id, "entity": op.entity, "id": op.record_id, "reason": reason}
+                        )
+                        refused_records.add((op.entity, op.record_id))
+                    else:
+                        report.conflicts_opened.extend(result.get("conflicts") or [])
+                self.store.acknowledge([o.op_id for o in answered])
+            report.pushed += len(answered)
+            done += len(answered)
+            if progress:
+                progress("push", done, max(total, done))
+        for entity, record_id in sorted(refused_records):
+            self._reset(entity, record_id)
+
+    def _reset(self, entity: str, record_id: str) -> None:
+        """After a refused edit: show the server's version of the record again (the edit is kept in a
+        rejection record)."""
+        local = self.store.load(entity, record_id)
+        if local is not None and local.pending:
+            return
+        remote = self.remote.record(entity=ENTITY_TABLES[entity], record_id=record_id)
+        self.store.replace_with_remote(
+            _item(dict(remote)) if remote is not None else None, entity=entity, record_id=record_id
+        )
+
+    # -- pull ----------------------------------------------------------------------------------------------
+
+    def pull(self, report: SyncReport, progress: Progress | None = None, *, full: bool = False) -> None:
+        server, org = self.remote.server_url, self.remote.org_id
+        cursor = 0 if full else self.store.cursor(server_url=server, org_id=org)
+        seen: dict[str, set[str]] | None = {} if cursor == 0 else None
+        start = cursor
+        while True:
+            try:
+                page = self.remote.pull(since=cursor, limit=self.pull_page)
+            except CursorExpiredError:
+                if cursor == 0:
+                    raise
+                report.full_resync = True
+                cursor, start, seen = 0, 0, {}
+                continue
+            items = [_item(r) for r in page.get("records", [])]
+            with self.store.transaction():
+                result = self.store.apply_remote(items)
+                for remap in page.get("remaps", []):
+                    self.store.remap(remap["entity"], str(remap["from_id"]), str(remap["to_id"]))
+                cursor = int(page["next_since"])
+                self.store.set_cursor(server_url=server, org_id=org, cursor=cursor)
+            if seen is not None:
+                for item in items:
+                    seen.setdefault(item.entity, set()).add(item.record_id)
+            report.pulled += len(items)
+            report.conflicts_opened.extend(c for c in result.opened if c not in report.conflicts_opened)
+            report.conflicts_closed.extend(result.closed)
+            if progress:
+                head = page.get("head")
+                progress("pull", cursor - start, (int(head) - start) if head else None)
+            if not page.get("has_more"):
+                break
+        report.cursor = cursor
+        if seen is not None and (report.full_resync or full):
+            self._drop_unseen(seen)
+
+    def _drop_unseen(self, seen: dict[str, set[str]]) -> None:
+        """After a full pull: records the server no longer has (purged) and with no local edit go."""
+        for entity in ENTITY_TABLES:
+            present = seen.get(entity, set())
+            for record_id in list(self.store.record_ids(entity)):
+                if record_id in present:
+                    continue
+                local = self.store.load(entity, record_id)
+                if local is not None and not local.pending and local.revision is not None:
+                    self.store.drop(entity, record_id)
+
+    # -- invariants ----------------------------------------------------------------------------------------
+
+    def verify(self, report: SyncReport, progress: Progress | None = None) -> None:
+        """Compare per-table counts and digests with the server; on a mismatch, pull everything again (the
+        join keeps local edits) and report it."""
+        if self.store.pending_count():
+            return
+        for _ in range(3):
+            remote = self.remote.checksums()
+            if int(remote.get("revision", 0)) <= report.cursor:
+                break
+            self.pull(report, progress)  # someone pushed meanwhile: catch up first
+        mismatched = self._mismatched(remote)
+        if mismatched:
+            report.repaired = True
+            report.mismatched_tables = mismatched
+            self.pull(report, progress, full=True)
+            mismatched = self._mismatched(self.remote.checksums())
+        report.checksum_ok = not mismatched
+        if mismatched:
+            report.mismatched_tables = mismatched
+
+    def _mismatched(self, remote: Any) -> list[str]:
+        local = self.store.checksums()
+        out: list[str] = []
+        for table, summary in (remote.get("tables") or {}).items():
+            count, digest = local.get(table, (0, ""))
+            if count != summary["count"] or digest != summary["digest"]:
+                out.append(table)
+        return out

@@ -1,0 +1,35 @@
+"""Errors the sync client raises, each with a message a user can act on."""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Sync failed; the message says why in words. Local edits are kept and retried next time."""
+
+
+class ServerUnreachableError(SyncError):
+    pass
+
+
+class AuthenticationFailedError(SyncError):
+    pass
+
+
+class SyncPermissionError(SyncError):
+    pass
+
+
+class ProtocolMismatchError(SyncError):
+    pass
+
+
+class CursorExpiredError(SyncError):
+    """The server purged tombstones newer than this replica's cursor: pull again from zero."""
+
+
+class NotAttachedError(SyncError):
+    pass
+
+
+class LocalEditError(ValueError):
+    """A local edit is not possible (unknown record, deleted record, bad value)."""

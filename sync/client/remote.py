@@ -1,0 +1,139 @@
+"""The server's sync endpoints over HTTP (httpx), implementing ``outputhub.sync.ports.Remote``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from outputhub.common.sync import PROTOCOL_VERSION
+from outputhub.sync.client.errors import (
+    AuthenticationFailedError,
+    CursorExpiredError,
+    ProtocolMismatchError,
+    ServerUnreachableError,
+    SyncError,
+    SyncPermissionError,
+)
+
+API = "/api/v1"
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("title") or body)
+    return str(body)
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    """Turn an error answer into the matching :class:`SyncError`."""
+    status = response.status_code
+    if status < 400:
+        return response
+    detail = _detail(response)
+    if status == 401:
+        raise AuthenticationFailedError(f"the server did not accept the credentials: {detail}")
+    if status == 403:
+        raise SyncPermissionError(f"permission denied: {detail}")
+    if status == 404:
+        raise SyncError(f"not found on the server (wrong organization?): {detail}")
+    if status == 410:
+        raise CursorExpiredError(detail)
+    if status == 422 and "protocol" in detail:
+        raise ProtocolMismatchError(f"this client and the server speak different sync protocols: {detail}")
+    if status == 429:
+        wait = response.headers.get("Retry-After", "a few")
+        raise SyncError(f"the server is rate limiting this client; retry in {wait} s")
+    if status >= 500:
+        raise ServerUnreachableError(f"the server failed ({status}): {detail}")
+    raise SyncError(f"the server refused the request ({status}): {detail}")
+
+
+class HttpRemote:
+    """One organization on one server, authenticated with an access token or an API key."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str,
+        org_id: str,
+        client: httpx.Client | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._org = org_id
+        self._client = client or httpx.Client(timeout=timeout)
+        self._owns_client = client is None
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    @property
+    def server_url(self) -> str:
+        return self._base
+
+    @property
+    def org_id(self) -> str:
+        return self._org
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def _url(self, path: str) -> str:
+        return f"{self._base}{API}/orgs/{self._org}/sync{path}"
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._client.request(method, url, headers=self._headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(
+                f"cannot reach the server at {self._base}: {exc.__class__.__name__}"
+            ) from exc
+        return check(response)
+
+    def pull(self, *, since: int, limit: int) -> Mapping[str, Any]:
+        params = {"protocol": PROTOCOL_VERSION, "since": since, "limit": limit}
+        return self._send("GET", self._url("/changes"), params=params).json()  # type: ignore[no-any-return]
+
+    def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        body = {"protocol": PROTOCOL_VERSION, "device": device, "changes": list(changes)}
+        return self._send("POST", self._url("/push"), json=body).json()  # type: ignore[no-any-return]
+
+    def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None:
+        try:
+            return self._send("GET", self._url(f"/records/{entity}/{record_id}")).json()  # type: ignore[no-any-return]
+        except SyncError as exc:
+            if str(exc).startswith("not found"):
+                return None
+            raise
+
+    def checksums(self) -> Mapping[str, Any]:
+        return self._send("GET", self._url("/checksums")).json()  # type: ignore[no-any-return]
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        return self._send("GET", self._url("/conflicts")).json()  # type: ignore[no-any-return]
+
+
+def login(base_url: str, *, email: str, password: str, client: httpx.Client | None = None) -> dict[str, Any]:
+    """Exchange email and password for tokens (``access_token``, ``refresh_token``)."""
+    own = client is None
+    http = client or httpx.Client(timeout=30.0)
+    try:
+        try:
+            response = http.post(
+                f"{base_url.rstrip('/')}{API}/auth/token",
+                data={"username": email, "password": password},
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(
+                f"cannot reach the server at {base_url}: {exc.__class__.__name__}"
+            ) from exc
+        return check(response).json()  # type: ignore[no-any-return]
+    finally:
+        if own:
+            http.close()

@@ -1,0 +1,125 @@
+"""What the sync client needs from a replica store and from a server (``typing.Protocol`` interfaces).
+
+The desktop's encrypted replica implements :class:`ReplicaStore` (``desktop/storage/sync_store.py``); the
+HTTP client in ``sync/client/remote.py`` implements :class:`Remote`. Tests wrap either to inject faults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from outputhub.common.clock import HLC
+from outputhub.sync.engine import Change, RecordState
+
+
+@dataclass(frozen=True)
+class LocalRecord:
+    """A record as the replica holds it: its merge state, the server revision it was last synced at, and
+    whether it has local changes not yet acknowledged."""
+
+    entity: str
+    record_id: str
+    state: RecordState
+    revision: int | None
+    pending: bool
+
+
+@dataclass(frozen=True)
+class RemoteItem:
+    """One record from the pull feed: engine entity, id, server revision, tombstone, the read-shape data
+    and the wire form of its merge state."""
+
+    entity: str
+    record_id: str
+    revision: int
+    deleted: bool
+    data: Mapping[str, Any]
+    state: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    op_id: str
+    entity: str
+    record_id: str
+    change: Mapping[str, Any]
+    base_revision: int | None
+    attempts: int = 0
+
+
+@dataclass
+class ApplyResult:
+    changed: int = 0
+    opened: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    max_version: HLC | None = None
+
+
+class ReplicaStore(Protocol):
+    @property
+    def node_id(self) -> str: ...
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    def org_id(self) -> str: ...
+
+    def last_hlc(self) -> HLC | None: ...
+
+    def save_hlc(self, hlc: HLC) -> None: ...
+
+    def load(self, entity: str, record_id: str) -> LocalRecord | None: ...
+
+    def save_local(self, state: RecordState, change: Change, *, base_revision: int | None) -> None:
+        """A local edit: the record's new state and the outbox entry, in one transaction."""
+        ...
+
+    def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
+        """Merge pulled records (join of states) and store them; in the caller's transaction."""
+        ...
+
+    def replace_with_remote(self, item: RemoteItem | None, *, entity: str, record_id: str) -> None:
+        """Reset one record to the server's state (``None``: the server never had it)."""
+        ...
+
+    def remap(self, entity: str, from_id: str, to_id: str) -> int: ...
+
+    def pending(self, *, limit: int) -> list[Outgoing]: ...
+
+    def pending_count(self) -> int: ...
+
+    def acknowledge(self, op_ids: Sequence[str]) -> None: ...
+
+    def record_failure(self, op_ids: Sequence[str], error: str) -> None: ...
+
+    def add_rejection(self, *, op: Outgoing, reason: str) -> None: ...
+
+    def cursor(self, *, server_url: str, org_id: str) -> int: ...
+
+    def set_cursor(self, *, server_url: str, org_id: str, cursor: int) -> None: ...
+
+    def checksums(self) -> dict[str, tuple[int, str]]: ...
+
+    def record_ids(self, entity: str) -> Iterator[str]: ...
+
+    def drop(self, entity: str, record_id: str) -> None: ...
+
+
+class Remote(Protocol):
+    """The server's sync endpoints (see docs/sync-protocol.md)."""
+
+    @property
+    def server_url(self) -> str: ...
+
+    @property
+    def org_id(self) -> str: ...
+
+    def pull(self, *, since: int, limit: int) -> Mapping[str, Any]: ...
+
+    def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]: ...
+
+    def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None: ...
+
+    def checksums(self) -> Mapping[str, Any]: ...

@@ -1,0 +1,57 @@
+"""Devices for sync tests: a real encrypted replica, the local library and the sync client over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from outputhub.desktop.storage import open_replica
+from outputhub.desktop.storage.replica import Replica
+from outputhub.desktop.storage.sync_store import ReplicaSyncStore
+from outputhub.sync.client import HttpRemote, LocalLibrary, SyncClient, SyncReport
+from outputhub.sync.protocol import ENTITY_TABLES
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@dataclass
+class Device:
+    """One workstation: its replica, its edits and its sync client."""
+
+    name: str
+    replica: Replica
+    store: ReplicaSyncStore
+    library: LocalLibrary
+    remote: HttpRemote
+    client: SyncClient
+
+    def sync(self) -> SyncReport:
+        return self.client.sync()
+
+    def values(self) -> dict[str, dict[str, Any]]:
+        return {entity: self.store.snapshot_values(entity) for entity in ENTITY_TABLES}
+
+    def open_conflicts(self) -> list[Any]:
+        return self.replica.list_conflicts()
+
+
+def make_device(
+    tmp: Path,
+    name: str,
+    *,
+    http: httpx.Client,
+    base_url: str,
+    token: str,
+    org_id: str,
+    now_ms: Callable[[], int] | None = None,
+) -> Device:
+    replica = open_replica(tmp / f"{name}.ohr", passphrase=PASSPHRASE, create=True)
+    store = ReplicaSyncStore(replica)
+    store.attach(org_id=org_id)
+    library = LocalLibrary(store, now_ms=now_ms) if now_ms else LocalLibrary(store)
+    remote = HttpRemote(base_url, token=token, org_id=org_id, client=http)
+    return Device(name, replica, store, library, remote, SyncClient(store, remote, pull_page=200))

@@ -1,0 +1,190 @@
+"""Devices syncing through the real API (in-process app on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from outputhub.sync.client import Merged
+from tests.support.client import add_member, new_org, seed_library
+from tests.sync.support import Device, make_device
+
+
+@pytest.fixture
+def org(client):  # type: ignore[no-untyped-def]
+    return new_org(client, name="Sync")
+
+
+@pytest.fixture
+def devices(client, org, tmp_path: Path) -> Iterator[list[Device]]:  # type: ignore[no-untyped-def]
+    made = [
+        make_device(tmp_path, name, http=client, base_url="", token=org.owner.token, org_id=org.id)
+        for name in ("laptop", "desktop")
+    ]
+    yield made
+    for device in made:
+        device.replica.close()
+
+
+def test_initial_sync_brings_the_library_and_both_replicas_agree(org, devices) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    laptop, desktop = devices
+    report = laptop.sync()
+    assert report.pulled >= 9 and report.checksum_ok is True
+    desktop.sync()
+    assert laptop.values() == desktop.values()
+    prompt = laptop.library.get("prompt", ids["prompt"])
+    assert prompt["title"] == "Linux Terminal" and prompt["tag_ids"] == [ids["tag"]]
+    assert laptop.replica.get_output(id=ids["output"]).content == "/home/user"
+
+
+def test_offline_edits_of_different_fields_both_survive(org, devices) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    laptop, desktop = devices
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("prompt", ids["prompt"], {"title": "Terminal (laptop)"})
+    desktop.library.edit("prompt", ids["prompt"], {"description": "from the desktop"})
+    laptop.sync()
+    desktop.sync()
+    laptop.sync()
+    assert laptop.values() == desktop.values()
+    server = org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()
+    assert server["title"] == "Terminal (laptop)" and server["description"] == "from the desktop"
+    assert laptop.open_conflicts() == []
+
+
+def test_same_field_conflict_is_kept_listed_and_resolved_everywhere(org, devices) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    laptop, desktop = devices
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("prompt", ids["prompt"], {"title": "Laptop title"})
+    desktop.library.edit("prompt", ids["prompt"], {"title": "Desktop title"})
+    laptop.sync()
+    report = desktop.sync()
+    laptop.sync()
+    assert report.conflicts_opened, "the second writer sees the conflict"
+    server_conflicts = org.owner.get(f"{org.base}/sync/conflicts").json()
+    assert len(server_conflicts) == 1
+    conflict = server_conflicts[0]
+    assert {conflict["winner"]["value"], conflict["loser"]["value"]} == {"Laptop title", "Desktop title"}
+    [local] = laptop.open_conflicts()
+    assert local.id == conflict["id"]
+    assert {local.mine, local.theirs} == {"Laptop title", "Desktop title"}
+    laptop.library.resolve_conflict("prompt", ids["prompt"], local.id, Merged("Merged title"))
+    laptop.sync()
+    desktop.sync()
+    assert org.owner.get(f"{org.base}/sync/conflicts").json() == []
+    assert desktop.open_conflicts() == [] and laptop.open_conflicts() == []
+    assert desktop.library.get("prompt", ids["prompt"])["title"] == "Merged title"
+    assert laptop.values() == desktop.values()
+
+
+def test_text_edits_merge_line_by_line(org, devices) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    laptop, desktop = devices
+    org.owner.patch(f"{org.base}/prompts/{ids['prompt']}", json={"body": "one\ntwo\nthree\nfour\n"})
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("prompt", ids["prompt"], {"body": "ONE\ntwo\nthree\nfour\n"})
+    desktop.library.edit("prompt", ids["prompt"], {"body": "one\ntwo\nthree\nFOUR\n"})
+    laptop.sync()
+    desktop.sync()
+    laptop.sync()
+    body = org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["body"]
+    assert body == "ONE\ntwo\nthree\nFOUR\n"
+    assert laptop.values() == desktop.values()
+
+
+def test_delete_against_concurrent_edit_restores_with_a_note(org, devices) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    laptop, desktop = devices
+    laptop.sync()
+    desktop.sync()
+    laptop.library.delete("output", ids["output"])
+    desktop.library.edit("output", ids["output"], {"notes": "still useful"})
+    laptop.sync()
+    desktop.sync()
+    laptop.sync()
+    server = org.owner.get(f"{org.base}/outputs/{ids['output']}")
+    assert server.status_code == 200 and server.json()["notes"] == "still useful"
+    kinds = {c["kind"] for c in org.owner.get(f"{org.base}/sync/conflicts").json()}
+    assert kinds == {"delete"}
+    assert laptop.values() == desktop.values()
+
+
+def test_same_tag_created_offline_twice_is_merged(org, devices) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    laptop, desktop = devices
+    laptop.sync()
+    desktop.sync()
+    tag_a = laptop.library.create("tag", {"name": "rust"})
+    tag_b = desktop.library.create("tag", {"name": "Rust"})
+    laptop.library.edit("prompt", ids["prompt"], {"tag_ids": [ids["tag"], tag_a]})
+    desktop.library.edit("output", ids["output"], {"tag_ids": [ids["tag"], tag_b]})
+    laptop.sync()
+    desktop.sync()
+    laptop.sync()
+    tags = org.owner.get(f"{org.base}/tags").json()["items"]
+    assert [t["name"] for t in tags].count("rust") + [t["name"] for t in tags].count("Rust") == 1
+    survivor = next(t["id"] for t in tags if t["name"].lower() == "rust")
+    assert survivor == tag_a
+    out = org.owner.get(f"{org.base}/outputs/{ids['output']}").json()
+    assert survivor in out["tag_ids"] and tag_b not in out["tag_ids"]
+    assert laptop.values() == desktop.values()
+
+
+def test_viewer_edit_is_refused_kept_and_reverted(client, org, devices, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    viewer = add_member(org, "viewer")
+    device = make_device(tmp_path, "viewer", http=client, base_url="", token=viewer.token, org_id=org.id)
+    device.sync()
+    device.library.edit("prompt", ids["prompt"], {"title": "Viewer was here"})
+    report = device.sync()
+    assert [r["reason"].split(":")[0] for r in report.refused] == ["permission-denied"]
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == "Linux Terminal"
+    assert device.library.get("prompt", ids["prompt"])["title"] == "Linux Terminal"
+    [kept] = device.open_conflicts()
+    assert kept.field == "_rejected" and kept.mine["values"] == {"title": "Viewer was here"}
+    assert device.store.pending_count() == 0
+    device.replica.close()
+
+
+def test_replayed_push_is_a_noop(org, devices) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    laptop, _ = devices
+    laptop.sync()
+    laptop.library.edit("prompt", ids["prompt"], {"title": "Once"})
+    [op] = laptop.store.pending(limit=10)
+    first = laptop.remote.push(device=laptop.store.node_id, changes=[op.change])
+    second = laptop.remote.push(device=laptop.store.node_id, changes=[op.change])
+    assert first["results"][0]["status"] == "applied"
+    assert second["results"][0]["replayed"] is True
+    assert second["results"][0]["revision"] == first["results"][0]["revision"]
+    versions = org.owner.get(f"{org.base}/prompts/{ids['prompt']}/versions").json()
+    assert [v["title"] for v in versions].count("Once") == 1
+
+
+def test_rest_edit_and_offline_edit_of_same_field_conflict(org, devices) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    laptop, _ = devices
+    laptop.sync()
+    laptop.library.edit("prompt", ids["prompt"], {"title": "Offline"})
+    org.owner.patch(f"{org.base}/prompts/{ids['prompt']}", json={"title": "Online"})
+    laptop.sync()
+    conflicts = org.owner.get(f"{org.base}/sync/conflicts").json()
+    assert len(conflicts) == 1
+    values = {conflicts[0]["winner"]["value"], conflicts[0]["loser"]["value"]}
+    assert values == {"Offline", "Online"}
+    resolved = org.owner.post(
+        f"{org.base}/sync/conflicts/{conflicts[0]['id']}/resolve", json={"keep": "loser"}
+    )
+    assert resolved.status_code == 200, resolved.text
+    laptop.sync()
+    title = org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"]
+    assert title == conflicts[0]["loser"]["value"]
+    assert laptop.library.get("prompt", ids["prompt"])["title"] == title
+    assert laptop.open_conflicts() == []
