@@ -19,6 +19,7 @@ from outputhub.server.api.lookups.router import build_routers as lookup_routers
 from outputhub.server.api.orgs.router import router as orgs_router
 from outputhub.server.api.outputs.router import router as outputs_router
 from outputhub.server.api.prompts.router import router as prompts_router
+from outputhub.server.api.sync.records import install_state_tracking
 from outputhub.server.api.sync.router import router as sync_router
 from outputhub.server.deps import Services
 from outputhub.server.problems import BodySizeLimit, install_problem_handlers
@@ -34,10 +35,12 @@ VERSION = "0.1.0"
 
 def build_services(settings: Settings) -> Services:
     engine = make_engine(settings)
+    session_factory = make_session_factory(engine)
+    install_state_tracking(session_factory)
     return Services(
         settings=settings,
         engine=engine,
-        session_factory=make_session_factory(engine),
+        session_factory=session_factory,
         auth=AuthPolicy(
             signer=TokenSigner(
                 secret=settings.token_secret(), ttl=timedelta(minutes=settings.access_token_minutes)

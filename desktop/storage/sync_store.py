@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace as dc_replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -36,7 +37,10 @@ from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
     Change,
     ConflictKind,
+    FieldState,
+    FieldWrite,
     RecordState,
+    build_state,
     make_create,
     merge_change,
     merge_states,
@@ -502,22 +506,37 @@ class ReplicaSyncStore:
             self._mirror_conflicts(conn, state)
 
     def remap(self, entity: str, from_id: str, to_id: str) -> int:
-        """Point local references to a merged lookup at the one it was merged into (displayed rows only;
-        the server rewrites pushed changes itself)."""
+        """A lookup was merged into another on the server: rewrite this replica's references to it, in the
+        merge states (so the writes equal the server's, which rewrote them on arrival) and in the rows."""
         changed = 0
         with self.replica.writing("rewrite references") as conn:
-            for spec in (tables.PROMPTS, tables.OUTPUTS, tables.CUSTOM_GPTS):
-                for column in spec.columns:
-                    if column.endswith("_id") and column != "prompt_id":
-                        changed += conn.execute(
-                            f"UPDATE {spec.table} SET {column} = ? WHERE {column} = ?", (to_id, from_id)
-                        ).rowcount
-                for link in spec.links:
-                    changed += conn.execute(
-                        f"UPDATE OR IGNORE {link.table} SET {link.target} = ? WHERE {link.target} = ?",
-                        (to_id, from_id),
-                    ).rowcount
-                    conn.execute(f"DELETE FROM {link.table} WHERE {link.target} = ?", (from_id,))
+            for owner in ("prompt", "output", "custom_gpt"):
+                refs = [
+                    f for f, target in DEFAULT_SCHEMA.entity(owner).references.items() if target == entity
+                ]
+                if not refs:
+                    continue
+                spec = SPEC[owner]
+                rows = conn.execute(
+                    f"SELECT id FROM {spec.table} WHERE instr(field_clocks, ?) > 0", (from_id,)
+                ).fetchall()
+                for (record_id,) in rows:
+                    old = tables.get(conn, spec, record_id)
+                    state = _remap_state(self._state_of(owner, old), refs, from_id, to_id)
+                    record = build_record(
+                        owner,
+                        record_id,
+                        state.values,
+                        org_id=old.org_id,
+                        revision=old.revision,
+                        deleted=state.deleted,
+                        status=old.local_status,
+                        state_wire=state_to_wire(state),
+                        extra={},
+                        previous=old,
+                    )
+                    self._write(conn, owner, record)
+                    changed += 1
         return changed
 
     # -- outbox ----------------------------------------------------------------------------------------
@@ -600,6 +619,32 @@ class ReplicaSyncStore:
                     "_deleted": state.deleted
                 }
         return out
+
+
+def _remap_value(value: Any, from_id: str, to_id: str) -> Any:
+    if isinstance(value, frozenset):
+        return frozenset(to_id if m == from_id else m for m in value)
+    return to_id if value == from_id else value
+
+
+def _remap_state(state: RecordState, refs: Sequence[str], from_id: str, to_id: str) -> RecordState:
+    fields = dict(state.fields)
+    for name in refs:
+        fs = fields.get(name)
+        if fs is None:
+            continue
+
+        def fix(w: FieldWrite) -> FieldWrite:
+            return dc_replace(
+                w,
+                value=_remap_value(w.value, from_id, to_id),
+                base_value=_remap_value(w.base_value, from_id, to_id),
+            )
+
+        fields[name] = FieldState(
+            tuple(fix(w) for w in fs.heads), fs.superseded, tuple(fix(w) for w in fs.history)
+        )
+    return build_state(DEFAULT_SCHEMA, state.entity, state.record_id, fields, state.tombstone)
 
 
 def _data_values(entity: str, data: Mapping[str, Any]) -> dict[str, Any]:

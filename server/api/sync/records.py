@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, event, insert, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.clock import HLC
 from outputhub.server.api.base import Link
@@ -315,3 +315,59 @@ def reference_ids(spec: EntitySpec, values: Mapping[str, FieldValue]) -> Iterabl
         members = value if isinstance(value, frozenset) else (value,)
         for member in members:
             yield name, uuid.UUID(str(member))
+
+
+# -- keeping states in step with REST writes -----------------------------------------------------------------
+
+_TOUCHED_KEY = "outputhub.sync_touched"
+
+
+def _after_flush(session: Session, _flush_context: object) -> None:
+    touched: set[tuple[type[ReplicatedRow], uuid.UUID]] = session.info.setdefault(_TOUCHED_KEY, set())
+    for obj in (*session.new, *session.dirty):
+        if type(obj) in SPEC_BY_TABLE:
+            touched.add((type(obj), obj.id))
+
+
+def _before_commit(session: Session) -> None:
+    """Store the state of every replicated row this transaction wrote outside the sync layer (REST), so
+    the server's derived edit is fixed once and every replica sees the same one."""
+    touched: set[tuple[type[ReplicatedRow], uuid.UUID]] = session.info.pop(_TOUCHED_KEY, set())
+    if not touched:
+        return
+    by_table: dict[type[ReplicatedRow], list[uuid.UUID]] = {}
+    for table, ident in touched:
+        by_table.setdefault(table, []).append(ident)
+    for table, ids in by_table.items():
+        spec = SPEC_BY_TABLE[table]
+        rows = list(session.execute(select(table).where(table.id.in_(ids))).scalars())
+        by_org: dict[uuid.UUID, list[ReplicatedRow]] = {}
+        for row in rows:
+            by_org.setdefault(row.org_id, []).append(row)
+        for org_id, org_rows in by_org.items():
+            stored = {
+                item.record_id: item
+                for item in session.execute(
+                    select(SyncRecordState).where(
+                        SyncRecordState.org_id == org_id,
+                        SyncRecordState.record_id.in_([r.id for r in org_rows]),
+                    )
+                ).scalars()
+            }
+            stale = [r for r in org_rows if r.id not in stored or stored[r.id].revision != r.revision]
+            if not stale:
+                continue
+            states = load_states(session, org_id=org_id, spec=spec, rows=stale)
+            for row in stale:
+                store_state(
+                    session, org_id=org_id, state=states[row.id], revision=row.revision, existing=row.id in stored
+                )
+    session.info.pop(_TOUCHED_KEY, None)
+    session.flush()
+    session.info.pop(_TOUCHED_KEY, None)
+
+
+def install_state_tracking(factory: sessionmaker[Session]) -> None:
+    """Register the listeners on the server's session factory (called by the composition root)."""
+    event.listen(factory, "after_flush", _after_flush)
+    event.listen(factory, "before_commit", _before_commit)
