@@ -1,0 +1,448 @@
+"""A hypothesis state machine: three or more devices edit offline and sync through a real server under faults.
+
+The server is the real app (in process, over HTTP semantics via Starlette's test client) on SQLite and on
+PostgreSQL; each device has a real encrypted replica. Faults: the request is lost, the response is lost after
+the server applied it, a batch is delivered twice or in another order, the client crashes in the middle of
+applying a pulled page (and reopens its replica from disk), the server restarts, device clocks are skewed by
+minutes. At quiescence (a final fault-free sync round): every replica equals a fresh replica of the server,
+every outbox is empty, and every edit any device made is known to the server's state (or kept as a refused
+edit), displayed or held by an open conflict.
+
+CI runs a bounded, seeded number of examples (``OUTPUTHUB_SYNC_MACHINE_EXAMPLES``, default 6 per backend);
+the long run: ``OUTPUTHUB_SYNC_MACHINE_EXAMPLES=1000 .venv/bin/python -m pytest -m slow tests/sync``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from outputhub.common.clock import HLC
+from outputhub.desktop.storage import open_replica
+from outputhub.desktop.storage.sync_store import ReplicaSyncStore
+from outputhub.server.main import create_app
+from outputhub.server.settings import Settings
+from outputhub.sync.client import (
+    HttpRemote,
+    LocalEditError,
+    LocalLibrary,
+    Merged,
+    ServerUnreachableError,
+    SyncClient,
+)
+from outputhub.sync.engine import RecordState
+from outputhub.sync.ports import ApplyResult, RemoteItem
+from outputhub.sync.protocol import ENTITY_TABLES
+from tests.conftest import make_settings
+from tests.support.client import new_org
+from tests.sync.support import PASSPHRASE
+
+EXAMPLES = int(os.environ.get("OUTPUTHUB_SYNC_MACHINE_EXAMPLES", "6"))
+LONG_EXAMPLES = int(os.environ.get("OUTPUTHUB_SYNC_MACHINE_EXAMPLES", "1000"))
+DEVICES = ("ada", "bob", "cyd")
+WORDS = ("alpha", "beta", "gamma", "delta", "echo")
+FAULTS = ("none", "lose-request", "lose-response", "duplicate", "reorder", "crash-mid-apply")
+
+
+class Server:
+    """The app, restartable against the same database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.http = TestClient(self.app)
+
+    def restart(self) -> None:
+        self.http.close()
+        self.app.state.services.engine.dispose()
+        self.app = create_app(self.settings)
+        self.http = TestClient(self.app)
+
+    def close(self) -> None:
+        self.http.close()
+        self.app.state.services.engine.dispose()
+
+
+class FaultyRemote:
+    """The HTTP remote, with the next request's fault chosen by the test."""
+
+    def __init__(self, server: Server, *, token: str, org_id: str, rng: random.Random) -> None:
+        self.server = server
+        self.token = token
+        self._org = org_id
+        self.fault = "none"
+        self.rng = rng
+
+    @property
+    def server_url(self) -> str:
+        return "http://testserver"
+
+    @property
+    def org_id(self) -> str:
+        return self._org
+
+    def _remote(self) -> HttpRemote:
+        return HttpRemote("", token=self.token, org_id=self._org, client=self.server.http)
+
+    def _take(self) -> str:
+        fault, self.fault = self.fault, "none"
+        return fault
+
+    def pull(self, *, since: int, limit: int) -> Mapping[str, Any]:
+        fault = self._take()
+        if fault == "lose-request":
+            raise ServerUnreachableError("injected: request lost")
+        page = self._remote().pull(since=since, limit=limit)
+        if fault == "lose-response":
+            raise ServerUnreachableError("injected: response lost")
+        if fault == "duplicate":
+            page = self._remote().pull(since=since, limit=limit)
+        return page
+
+    def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        fault = self._take()
+        if fault == "lose-request":
+            raise ServerUnreachableError("injected: request lost")
+        batch = list(changes)
+        if fault == "reorder":
+            # other records' ops overtake each other; one record's ops keep their order (one connection)
+            records = list(dict.fromkeys(c["id"] for c in batch))
+            self.rng.shuffle(records)
+            rank = {r: i for i, r in enumerate(records)}
+            batch.sort(key=lambda c: rank[c["id"]])
+        answer = self._remote().push(device=device, changes=batch)
+        if fault == "duplicate":
+            answer = self._remote().push(device=device, changes=batch)
+        if fault == "lose-response":
+            raise ServerUnreachableError("injected: response lost after the server applied it")
+        return answer
+
+    def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None:
+        return self._remote().record(entity=entity, record_id=record_id)
+
+    def checksums(self) -> Mapping[str, Any]:
+        return self._remote().checksums()
+
+
+class CrashingStore(ReplicaSyncStore):
+    """The replica store; ``crash_next`` makes the next pulled page blow up half-way through applying."""
+
+    crash_next = False
+
+    def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
+        if self.crash_next and items:
+            self.crash_next = False
+            super().apply_remote(items[: len(items) // 2])
+            raise SystemExit("injected: the client crashed while applying a pulled page")
+        return super().apply_remote(items)
+
+
+class Device:
+    def __init__(self, name: str, directory: Path, remote: FaultyRemote, org_id: str, skew_ms: int) -> None:
+        self.name = name
+        self.path = directory / f"{name}.ohr"
+        self.remote = remote
+        self.org_id = org_id
+        self.skew_ms = skew_ms
+        self.open()
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.skew_ms
+
+    def open(self) -> None:
+        self.replica = open_replica(self.path, passphrase=PASSPHRASE, create=True)
+        self.store = CrashingStore(self.replica)
+        self.store.attach(org_id=self.org_id)
+        self.library = LocalLibrary(self.store, now_ms=self.now_ms)
+        self.client = SyncClient(self.store, self.remote, push_batch=7, pull_page=9)
+
+    def crash_and_reopen(self) -> None:
+        self.replica.close()
+        self.open()
+
+    def last_op(self) -> tuple[str, str] | None:
+        pending = self.store.pending(limit=100_000)
+        if not pending:
+            return None
+        change = pending[-1].change
+        return str(change["op_id"]), str(change["hlc"])
+
+
+class SyncMachine(RuleBasedStateMachine):
+    server: Server
+    settings_factory: Any
+
+    records = Bundle("records")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp(prefix="sync-machine-"))
+        self.server = Server(type(self).settings_factory(self.directory))
+        org = new_org(self.server.http, name="Machine")
+        self.org = org
+        self.rng = random.Random(0)
+        self.devices: list[Device] = []
+        self.made: list[tuple[str, str, str, str, str]] = []  # device, entity, record id, op id, hlc
+
+    @initialize(skews=st.lists(st.integers(-5, 5), min_size=len(DEVICES), max_size=len(DEVICES)))
+    def start(self, skews: list[int]) -> None:
+        for name, minutes in zip(DEVICES, skews, strict=True):
+            remote = FaultyRemote(self.server, token=self.org.owner.token, org_id=self.org.id, rng=self.rng)
+            self.devices.append(Device(name, self.directory, remote, self.org.id, minutes * 60_000))
+        for device in self.devices:
+            device.client.sync()
+
+    def _remember(self, device: Device, entity: str, record_id: str) -> None:
+        op = device.last_op()
+        if op is not None:
+            self.made.append((device.name, entity, record_id, *op))
+
+    # -- offline edits -----------------------------------------------------------------------------------
+
+    @rule(target=records, d=st.integers(0, len(DEVICES) - 1), word=st.sampled_from(WORDS))
+    def create_prompt(self, d: int, word: str) -> tuple[str, str, int]:
+        device = self.devices[d]
+        rid = device.library.create("prompt", {"title": word, "body": f"{word}\nline two\nline three\n"})
+        self._remember(device, "prompt", rid)
+        return ("prompt", rid, d)
+
+    @rule(target=records, d=st.integers(0, len(DEVICES) - 1), word=st.sampled_from(WORDS))
+    def create_tag(self, d: int, word: str) -> tuple[str, str, int]:
+        device = self.devices[d]
+        try:
+            rid = device.library.create("tag", {"name": f"tag-{word}"})
+        except LocalEditError:
+            return ("tag", "", d)
+        self._remember(device, "tag", rid)
+        return ("tag", rid, d)
+
+    def _visible(self, device: Device, entity: str, rid: str) -> RecordState | None:
+        if not rid:
+            return None
+        local = device.store.load(entity, rid)
+        return local.state if local is not None else None
+
+    @rule(record=records, d=st.integers(0, len(DEVICES) - 1), word=st.sampled_from(WORDS))
+    def edit_title(self, record: tuple[str, str, int], d: int, word: str) -> None:
+        entity, rid, _ = record
+        device = self.devices[d]
+        state = self._visible(device, entity, rid)
+        if state is None or state.deleted:
+            return
+        field = "title" if entity == "prompt" else "name"
+        value = word if entity == "prompt" else f"tag-{word}-{device.name}"
+        if device.library.edit(entity, rid, {field: value}):
+            self._remember(device, entity, rid)
+
+    @rule(
+        record=records,
+        d=st.integers(0, len(DEVICES) - 1),
+        line=st.integers(0, 2),
+        word=st.sampled_from(WORDS),
+    )
+    def edit_body_line(self, record: tuple[str, str, int], d: int, line: int, word: str) -> None:
+        entity, rid, _ = record
+        device = self.devices[d]
+        state = self._visible(device, entity, rid)
+        if entity != "prompt" or state is None or state.deleted:
+            return
+        lines = str(state.values["body"]).splitlines() or [""]
+        lines[min(line, len(lines) - 1)] = f"{word} by {device.name}"
+        if device.library.edit(entity, rid, {"body": "\n".join(lines) + "\n"}):
+            self._remember(device, entity, rid)
+
+    @rule(prompt=records, tag=records, d=st.integers(0, len(DEVICES) - 1), add=st.booleans())
+    def toggle_tag(self, prompt: tuple[str, str, int], tag: tuple[str, str, int], d: int, add: bool) -> None:
+        device = self.devices[d]
+        state = self._visible(device, "prompt", prompt[1]) if prompt[0] == "prompt" else None
+        tag_state = self._visible(device, "tag", tag[1]) if tag[0] == "tag" else None
+        if state is None or state.deleted or tag_state is None or tag_state.deleted:
+            return
+        tags = set(state.values["tag_ids"])  # type: ignore[arg-type]
+        tags = tags | {tag[1]} if add else tags - {tag[1]}
+        if device.library.edit("prompt", prompt[1], {"tag_ids": sorted(tags)}):
+            self._remember(device, "prompt", prompt[1])
+
+    @rule(record=records, d=st.integers(0, len(DEVICES) - 1))
+    def delete_or_restore(self, record: tuple[str, str, int], d: int) -> None:
+        entity, rid, _ = record
+        device = self.devices[d]
+        state = self._visible(device, entity, rid)
+        if state is None:
+            return
+        if state.deleted:
+            device.library.restore(entity, rid)
+        else:
+            device.library.delete(entity, rid)
+        self._remember(device, entity, rid)
+
+    @rule(d=st.integers(0, len(DEVICES) - 1), pick=st.sampled_from(["mine", "theirs", "merged"]))
+    def resolve_a_conflict(self, d: int, pick: str) -> None:
+        device = self.devices[d]
+        open_ = [c for c in device.replica.list_conflicts() if c.field != "_rejected"]
+        if not open_:
+            return
+        conflict = open_[0]
+        state = self._visible(device, conflict.entity, conflict.record_id)
+        if state is None or state.conflict(conflict.id) is None:
+            return
+        engine_conflict = state.conflict(conflict.id)
+        assert engine_conflict is not None
+        if pick == "merged" and engine_conflict.kind.value == "text":
+            choice: Any = Merged(f"{engine_conflict.winner.value}{engine_conflict.loser.value}")
+        elif pick == "merged" and engine_conflict.kind.value == "value":
+            choice = Merged(engine_conflict.winner.value)
+        else:
+            choice = "mine" if pick != "theirs" else "theirs"
+        try:
+            device.library.resolve_conflict(conflict.entity, conflict.record_id, conflict.id, choice)
+        except LocalEditError:
+            return
+        self._remember(device, conflict.entity, conflict.record_id)
+
+    # -- syncing under faults ----------------------------------------------------------------------------
+
+    @rule(d=st.integers(0, len(DEVICES) - 1), fault=st.sampled_from(FAULTS))
+    def sync(self, d: int, fault: str) -> None:
+        device = self.devices[d]
+        if fault == "crash-mid-apply":
+            device.store.crash_next = True
+        else:
+            device.remote.fault = fault
+        try:
+            device.client.sync()
+        except ServerUnreachableError:
+            pass  # the edits stay queued; the next sync retries
+        except SystemExit:
+            device.crash_and_reopen()
+        device.remote.fault = "none"
+
+    @rule()
+    def restart_server(self) -> None:
+        self.server.restart()
+        self.org.owner.client = self.server.http
+
+    @rule(record=records)
+    def server_side_edit(self, record: tuple[str, str, int]) -> None:
+        """Someone edits through the REST API meanwhile."""
+        entity, rid, _ = record
+        if entity != "prompt" or not rid:
+            return
+        response = self.org.owner.client.patch(
+            f"{self.org.base}/prompts/{rid}",
+            json={"description": "edited on the web"},
+            headers=self.org.owner.headers,
+        )
+        assert response.status_code in (200, 404), response.text
+
+    @invariant()
+    def outbox_never_loses_an_unacknowledged_edit(self) -> None:
+        for device in self.devices:
+            assert device.store.pending_count() >= 0
+
+    # -- quiescence ----------------------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        try:
+            if self.devices:
+                self._check_quiescence()
+        finally:
+            for device in self.devices:
+                device.replica.close()
+            self.server.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _check_quiescence(self) -> None:
+        self.org.owner.client = self.server.http
+        for _ in range(2):
+            for device in self.devices:
+                device.remote.fault = "none"
+                report = device.client.sync()
+                assert report.checksum_ok is not False, (device.name, report)
+        observer = Device(
+            "observer",
+            self.directory,
+            FaultyRemote(self.server, token=self.org.owner.token, org_id=self.org.id, rng=self.rng),
+            self.org.id,
+            0,
+        )
+        self.devices.append(observer)
+        observer.client.sync()
+        truth = {e: observer.store.snapshot_values(e) for e in ENTITY_TABLES}
+        for device in self.devices:
+            assert device.store.pending_count() == 0, f"{device.name}: outbox not empty"
+            mine = {e: device.store.snapshot_values(e) for e in ENTITY_TABLES}
+            assert mine == truth, f"{device.name} differs from the server"
+        rejected = {
+            (c.entity, c.record_id)
+            for device in self.devices
+            for c in device.replica.list_conflicts(include_resolved=True)
+            if c.field == "_rejected"
+        }
+        for name, entity, rid, op_id, hlc in self.made:
+            local = observer.store.load(entity, rid)
+            if local is None:
+                assert (entity, rid) in rejected, f"{name}'s {entity} {rid} ({op_id}) vanished"
+                continue
+            version = HLC.decode(hlc)
+            assert version in local.state.known_versions or (entity, rid) in rejected, (
+                f"{name}'s edit {op_id} of {entity} {rid} never reached the server"
+            )
+            _assert_heads_shown_or_in_conflict(local.state)
+
+
+def _assert_heads_shown_or_in_conflict(state: RecordState) -> None:
+    losers = {c.loser.version for c in state.conflicts}
+    for name, register in state.fields.items():
+        for head in register.heads:
+            assert head.version in state.value_versions[name] or head.version in losers, (
+                f"{state.entity}.{name}: write {head.version} is neither displayed nor in a conflict"
+            )
+
+
+def _run(backend: str, request: pytest.FixtureRequest, examples: int) -> None:
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+
+    class Machine(SyncMachine):
+        settings_factory = staticmethod(lambda directory: make_settings(backend, tmp=directory, pg_url=url))
+
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=25,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_devices_converge_under_faults(backend: str, request: pytest.FixtureRequest) -> None:
+    _run(backend, request, EXAMPLES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_devices_converge_under_faults_long(backend: str, request: pytest.FixtureRequest) -> None:
+    _run(backend, request, LONG_EXAMPLES)
