@@ -6,11 +6,13 @@ from typing import Annotated
 
 import typer
 
+from outputhub.desktop.replica_cli import app as replica_app
 from outputhub.server.settings import Settings
 
 app = typer.Typer(help="Output Hub: curate LLM prompts and their outputs.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(replica_app, name="replica")
 
 
 @app.command()

@@ -210,6 +210,13 @@ class ReplicaSyncStore:
 
     # -- replica facts ---------------------------------------------------------------------------------
 
+    def get_fact(self, key: str) -> str | None:
+        """A value kept in the (encrypted) replica: the attached server, credentials, ..."""
+        return self._meta(key)
+
+    def set_fact(self, key: str, value: str) -> None:
+        self._set_meta(key, value)
+
     def _meta(self, key: str) -> str | None:
         with self.replica.reading("read replica facts") as conn:
             row = conn.execute("SELECT value FROM replica_meta WHERE key = ?", (key,)).fetchone()

@@ -1,0 +1,515 @@
+"""``outputhub replica ...``: every desktop action on the encrypted replica, scriptable and headless.
+
+The passphrase comes from ``--passphrase-file`` or ``OUTPUTHUB_PASSPHRASE`` (never a command-line argument,
+which other users could read in the process list). ``--json`` prints machine-readable results. Errors exit
+non-zero with one line saying what went wrong: 2 replica (wrong passphrase, corrupt, missing), 3 server
+unreachable, 4 permission or login refused, 5 a conflict or edit that is not possible, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from outputhub.desktop.storage import open_replica
+from outputhub.desktop.storage.errors import ReplicaError
+from outputhub.desktop.storage.records import LookupKind
+from outputhub.desktop.storage.replica import Replica
+from outputhub.desktop.storage.sync_store import REJECTED_FIELD, ReplicaSyncStore
+from outputhub.sync.client import (
+    AuthenticationFailedError,
+    HttpRemote,
+    LocalEditError,
+    LocalLibrary,
+    Merged,
+    ServerUnreachableError,
+    SyncClient,
+    SyncError,
+    SyncPermissionError,
+    login,
+)
+from outputhub.sync.engine import DEFAULT_SCHEMA
+from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
+
+app = typer.Typer(
+    help="The encrypted local replica: edit offline, sync, resolve conflicts.", no_args_is_help=True
+)
+conflicts_app = typer.Typer(help="Merge conflicts and refused edits.", no_args_is_help=True)
+app.add_typer(conflicts_app, name="conflicts")
+
+
+def default_replica_path() -> Path:
+    return Path.home() / ".local" / "share" / "outputhub" / "replica.ohr"
+
+
+class Context:
+    def __init__(
+        self, path: Path, passphrase_file: Path | None, passphrase_env: str | None, as_json: bool
+    ) -> None:
+        self.path = path
+        self.passphrase_file = passphrase_file
+        self.passphrase_env = passphrase_env
+        self.as_json = as_json
+
+    def passphrase(self) -> str:
+        if self.passphrase_file is not None:
+            try:
+                return self.passphrase_file.read_text().rstrip("\n")
+            except OSError as exc:
+                fail(2, f"cannot read the passphrase file {self.passphrase_file}: {exc.strerror}")
+        if self.passphrase_env:
+            return self.passphrase_env
+        fail(2, "no passphrase: use --passphrase-file FILE or set OUTPUTHUB_PASSPHRASE")
+        raise AssertionError  # unreachable
+
+    @contextmanager
+    def replica(self, *, create: bool = False) -> Iterator[Replica]:
+        try:
+            replica = open_replica(self.path, passphrase=self.passphrase(), create=create)
+        except ReplicaError as exc:
+            fail(2, str(exc))
+        try:
+            yield replica
+        finally:
+            replica.close()
+
+
+def fail(code: int, message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value") and not isinstance(value, str | int | float | bool):
+        return value.value
+    return value
+
+
+def emit(ctx: Context, value: Any, text: Callable[[], str] | str) -> None:
+    if ctx.as_json:
+        typer.echo(json.dumps(_jsonable(value), indent=2, sort_keys=True))
+    else:
+        typer.echo(text() if callable(text) else text)
+
+
+def entity_name(raw: str) -> str:
+    name = raw.strip().lower().replace("-", "_")
+    if name in ENTITY_TABLES:
+        return name
+    if name in TABLE_ENTITIES:
+        return TABLE_ENTITIES[name]
+    fail(5, f"unknown kind {raw!r}; use one of {', '.join(ENTITY_TABLES)}")
+    raise AssertionError
+
+
+def parse_sets(entity: str, pairs: list[str]) -> dict[str, Any]:
+    fields = DEFAULT_SCHEMA.entity(entity).fields
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            fail(5, f"--set takes field=value, got {pair!r}")
+        kind = fields.get(name)
+        if kind is None:
+            fail(5, f"{entity} has no field {name!r} (fields: {', '.join(fields)})")
+        elif kind.value == "set":
+            values[name] = [v for v in value.split(",") if v]
+        elif name == "position":
+            try:
+                values[name] = int(value)
+            except ValueError:
+                fail(5, "position must be a whole number")
+        elif value == "" and name.endswith("_id"):
+            values[name] = None
+        else:
+            values[name] = value.replace("\\n", "\n")
+    return values
+
+
+@contextmanager
+def edits(ctx: Context) -> Iterator[tuple[Replica, ReplicaSyncStore, LocalLibrary]]:
+    with ctx.replica() as replica:
+        store = ReplicaSyncStore(replica)
+        try:
+            yield replica, store, LocalLibrary(store)
+        except LocalEditError as exc:
+            fail(5, str(exc))
+
+
+@app.callback()
+def main(
+    typer_ctx: typer.Context,
+    replica: Annotated[
+        Path, typer.Option("--replica", envvar="OUTPUTHUB_REPLICA", help="The replica file.")
+    ] = default_replica_path(),
+    passphrase_file: Annotated[
+        Path | None, typer.Option(help="A file holding the passphrase (first line).")
+    ] = None,
+    passphrase: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OUTPUTHUB_PASSPHRASE", hidden=True, help="Use the environment variable instead."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    typer_ctx.obj = Context(replica, passphrase_file, passphrase, as_json)
+
+
+@app.command()
+def init(typer_ctx: typer.Context) -> None:
+    """Create a new encrypted replica (refuses to touch an existing file)."""
+    ctx: Context = typer_ctx.obj
+    if ctx.path.exists():
+        fail(2, f"{ctx.path} already exists; it was left as it is")
+    ctx.path.parent.mkdir(parents=True, exist_ok=True)
+    with ctx.replica(create=True) as replica:
+        emit(
+            ctx,
+            {"replica": str(ctx.path), "cipher": replica.cipher_version, "node_id": replica.node_id},
+            f"created {ctx.path} (SQLCipher {replica.cipher_version})",
+        )
+
+
+@app.command()
+def attach(
+    typer_ctx: typer.Context,
+    server: Annotated[str, typer.Option(help="The server's base URL, e.g. https://hub.example.com")],
+    org: Annotated[str, typer.Option(help="The organization id.")],
+    email: Annotated[
+        str | None, typer.Option(help="Log in as this user (password from --password-file).")
+    ] = None,
+    password_file: Annotated[Path | None, typer.Option(help="A file holding the password.")] = None,
+    api_key_file: Annotated[Path | None, typer.Option(help="A file holding an organization API key.")] = None,
+) -> None:
+    """Tie the replica to a server and organization; credentials are kept inside the encrypted replica."""
+    ctx: Context = typer_ctx.obj
+    if (email is None) == (api_key_file is None):
+        fail(5, "give either --email (with --password-file) or --api-key-file")
+    with ctx.replica() as replica:
+        store = ReplicaSyncStore(replica)
+        try:
+            if api_key_file is not None:
+                kind, credential = "apikey", api_key_file.read_text().strip()
+            else:
+                if password_file is None:
+                    fail(5, "--email needs --password-file")
+                assert password_file is not None and email is not None
+                tokens = login(server, email=email, password=password_file.read_text().rstrip("\n"))
+                kind, credential = "refresh", str(tokens["refresh_token"])
+            store.attach(org_id=org)
+        except OSError as exc:
+            fail(2, f"cannot read the credentials file: {exc.strerror}")
+        except ValueError as exc:
+            fail(5, str(exc))
+        except ServerUnreachableError as exc:
+            fail(3, str(exc))
+        except (AuthenticationFailedError, SyncPermissionError) as exc:
+            fail(4, str(exc))
+        store.set_fact("server_url", server.rstrip("/"))
+        store.set_fact("auth_kind", kind)
+        store.set_fact("credential", credential)
+        emit(ctx, {"server": server, "org_id": org}, f"attached to organization {org} on {server}")
+
+
+def _remote(store: ReplicaSyncStore) -> HttpRemote:
+    server, kind, credential = (store.get_fact(k) for k in ("server_url", "auth_kind", "credential"))
+    if not server or not credential:
+        fail(5, "this replica is not attached to a server yet: run `outputhub replica attach`")
+    assert server is not None and credential is not None
+    token = credential
+    if kind == "refresh":
+        import httpx
+
+        from outputhub.sync.client.remote import check
+
+        try:
+            with httpx.Client(timeout=30.0) as http:
+                pair = check(
+                    http.post(f"{server}/api/v1/auth/refresh", json={"refresh_token": credential})
+                ).json()
+        except httpx.TransportError:
+            fail(3, f"cannot reach the server at {server}")
+        except AuthenticationFailedError:
+            fail(4, "the saved login has expired or was revoked: run `outputhub replica attach` again")
+        store.set_fact("credential", str(pair["refresh_token"]))
+        token = str(pair["access_token"])
+    return HttpRemote(server, token=token, org_id=store.org_id())
+
+
+@app.command()
+def sync(typer_ctx: typer.Context) -> None:
+    """Push local edits, pull what changed, check the replica against the server."""
+    ctx: Context = typer_ctx.obj
+    with ctx.replica() as replica:
+        store = ReplicaSyncStore(replica)
+        remote = _remote(store)
+
+        def progress(phase: str, done: int, total: int | None) -> None:
+            if not ctx.as_json:
+                typer.echo(f"\r{phase}: {done}{f' of {total}' if total else ''}   ", nl=False, err=True)
+
+        try:
+            report = SyncClient(store, remote).sync(progress=progress)
+        except ServerUnreachableError as exc:
+            fail(3, f"{exc} (local edits are kept and will be pushed next time)")
+        except (AuthenticationFailedError, SyncPermissionError) as exc:
+            fail(4, str(exc))
+        except SyncError as exc:
+            fail(1, str(exc))
+        finally:
+            remote.close()
+        if not ctx.as_json:
+            typer.echo("", err=True)
+
+        def text() -> str:
+            lines = [f"pushed {report.pushed}, pulled {report.pulled}, at revision {report.cursor}"]
+            lines += [f"refused: {r['entity']} {r['id']}: {r['reason']}" for r in report.refused]
+            if report.conflicts_opened:
+                lines.append(
+                    f"{len(report.conflicts_opened)} new conflict(s): see `outputhub replica conflicts list`"
+                )
+            if report.repaired:
+                lines.append(
+                    f"the replica did not match the server ({', '.join(report.mismatched_tables)}); repaired"
+                )
+            return "\n".join(lines)
+
+        emit(ctx, report, text)
+
+
+@app.command()
+def add(
+    typer_ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="prompt, output, custom-gpt, tag, knowledge-type, ...")],
+    values: Annotated[list[str], typer.Option("--set", help="field=value (sets: comma-separated ids)")],
+) -> None:
+    """Create a record offline; prints its id."""
+    ctx: Context = typer_ctx.obj
+    entity = entity_name(kind)
+    with edits(ctx) as (_replica, _store, library):
+        record_id = library.create(entity, parse_sets(entity, values))
+        emit(ctx, {"id": record_id}, record_id)
+
+
+@app.command()
+def edit(
+    typer_ctx: typer.Context,
+    kind: Annotated[str, typer.Argument()],
+    record_id: Annotated[str, typer.Argument()],
+    values: Annotated[list[str], typer.Option("--set", help="field=value")],
+) -> None:
+    """Change fields of a record offline."""
+    ctx: Context = typer_ctx.obj
+    entity = entity_name(kind)
+    with edits(ctx) as (_replica, _store, library):
+        changed = library.edit(entity, record_id, parse_sets(entity, values))
+        emit(ctx, {"changed": changed}, "changed" if changed else "nothing to change")
+
+
+@app.command()
+def delete(typer_ctx: typer.Context, kind: str, record_id: str) -> None:
+    """Delete a record (a tombstone that syncs; a concurrent edit elsewhere restores it)."""
+    ctx: Context = typer_ctx.obj
+    with edits(ctx) as (_r, _s, library):
+        library.delete(entity_name(kind), record_id)
+        emit(ctx, {"deleted": record_id}, f"deleted {record_id}")
+
+
+@app.command()
+def restore(typer_ctx: typer.Context, kind: str, record_id: str) -> None:
+    """Undo a delete."""
+    ctx: Context = typer_ctx.obj
+    with edits(ctx) as (_r, _s, library):
+        library.restore(entity_name(kind), record_id)
+        emit(ctx, {"restored": record_id}, f"restored {record_id}")
+
+
+@app.command()
+def show(typer_ctx: typer.Context, kind: str, record_id: str) -> None:
+    """A record's values, revision and open conflicts."""
+    ctx: Context = typer_ctx.obj
+    with edits(ctx) as (_r, _s, library):
+        record = library.get(entity_name(kind), record_id)
+        emit(ctx, record, lambda: "\n".join(f"{k}: {v}" for k, v in record.items()))
+
+
+def _rows(replica: Replica, entity: str, limit: int) -> list[Any]:
+    if entity == "prompt":
+        return list(replica.list_prompts(limit=limit, order_by="title"))
+    if entity == "output":
+        return list(replica.list_outputs(limit=limit))
+    if entity == "custom_gpt":
+        return list(replica.list_custom_gpts(limit=limit))
+    return list(replica.list_lookups(kind=LookupKind(ENTITY_TABLES[entity]), limit=limit))
+
+
+@app.command("list")
+def list_(typer_ctx: typer.Context, kind: str, limit: Annotated[int, typer.Option(min=1)] = 100) -> None:
+    """Live records of one kind."""
+    ctx: Context = typer_ctx.obj
+    entity = entity_name(kind)
+    with ctx.replica() as replica:
+        rows = _rows(replica, entity, limit)
+        summary = [
+            {
+                "id": r.id,
+                "label": getattr(r, "title", None) or getattr(r, "name", None) or r.content[:60],
+                "status": r.local_status.value,
+            }
+            for r in rows
+        ]
+        emit(ctx, summary, lambda: "\n".join(f"{s['id']}  {s['label']}  [{s['status']}]" for s in summary))
+
+
+@app.command()
+def search(typer_ctx: typer.Context, query: str, limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
+    """Full-text search over prompt titles and texts and output contents."""
+    ctx: Context = typer_ctx.obj
+    with ctx.replica() as replica:
+        hits = replica.search(query, limit=limit)
+        emit(ctx, hits, lambda: "\n".join(f"{h.entity} {h.id}  {h.snippet}" for h in hits) or "no matches")
+
+
+@app.command()
+def status(typer_ctx: typer.Context) -> None:
+    """Where the replica stands: server, organization, queued edits, open conflicts."""
+    ctx: Context = typer_ctx.obj
+    with ctx.replica() as replica:
+        store = ReplicaSyncStore(replica)
+        server = store.get_fact("server_url")
+        info = {
+            "replica": str(ctx.path),
+            "server": server,
+            "org_id": store.org_id(),
+            "pending": store.pending_count(),
+            "cursor": store.cursor(server_url=server, org_id=store.org_id()) if server else 0,
+            "open_conflicts": len(replica.list_conflicts()),
+        }
+        emit(ctx, info, lambda: "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+
+@app.command()
+def export(
+    typer_ctx: typer.Context,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Every record (tombstones excluded) as JSON."""
+    ctx: Context = typer_ctx.obj
+    with edits(ctx) as (_r, store, library):
+        data = {
+            ENTITY_TABLES[entity]: [
+                {k: v for k, v in library.get(entity, rid).items() if k != "entity"}
+                for rid in store.record_ids(entity)
+                if not library.get(entity, rid)["deleted"]
+            ]
+            for entity in ENTITY_TABLES
+        }
+    text = json.dumps(data, indent=2, sort_keys=True)
+    if output is not None:
+        output.write_text(text)
+        typer.echo(f"wrote {sum(len(v) for v in data.values())} records to {output}", err=True)
+    else:
+        typer.echo(text)
+
+
+@conflicts_app.command("list")
+def conflicts_list(typer_ctx: typer.Context) -> None:
+    """Open conflicts (and edits the server refused)."""
+    ctx: Context = typer_ctx.obj
+    with ctx.replica() as replica:
+        items = replica.list_conflicts()
+        emit(
+            ctx,
+            items,
+            lambda: (
+                "\n".join(
+                    f"{c.id}  {c.entity} {c.record_id} {c.field}"
+                    + ("  (refused by the server)" if c.field == REJECTED_FIELD else "")
+                    for c in items
+                )
+                or "no open conflicts"
+            ),
+        )
+
+
+@conflicts_app.command("show")
+def conflicts_show(typer_ctx: typer.Context, conflict_id: str) -> None:
+    """Base, mine and theirs of one conflict."""
+    ctx: Context = typer_ctx.obj
+    with ctx.replica() as replica:
+        found = [c for c in replica.list_conflicts(include_resolved=True) if c.id == conflict_id]
+        if not found:
+            fail(5, f"no conflict {conflict_id}")
+        c = found[0]
+        emit(
+            ctx,
+            c,
+            lambda: "\n".join(
+                (
+                    f"{c.entity} {c.record_id} field {c.field}",
+                    f"base:   {c.base!r}",
+                    f"mine:   {c.mine!r}",
+                    f"theirs: {c.theirs!r}",
+                )
+            ),
+        )
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve(
+    typer_ctx: typer.Context,
+    conflict_id: str,
+    keep: Annotated[str | None, typer.Option(help="mine or theirs")] = None,
+    value: Annotated[str | None, typer.Option(help="An edited merge instead of keep.")] = None,
+    value_file: Annotated[Path | None, typer.Option(help="The edited merge, from a file.")] = None,
+) -> None:
+    """Keep mine, keep theirs, or save an edited merge; it syncs like any edit."""
+    ctx: Context = typer_ctx.obj
+    if value_file is not None:
+        value = value_file.read_text()
+    if (keep is None) == (value is None):
+        fail(5, "give either --keep mine|theirs or --value/--value-file")
+    with edits(ctx) as (replica, _store, library):
+        found = [c for c in replica.list_conflicts() if c.id == conflict_id]
+        if not found:
+            fail(5, f"no open conflict {conflict_id}")
+        c = found[0]
+        if c.field == REJECTED_FIELD:
+            if keep == "mine":
+                library.edit(c.entity, c.record_id, dict(c.mine.get("values") or {}))
+            replica.resolve_conflict(id=c.id)
+        else:
+            if keep is not None and keep not in ("mine", "theirs"):
+                fail(5, "--keep takes mine or theirs")
+            choice: Any = keep if keep is not None else Merged(value)
+            if value is not None and DEFAULT_SCHEMA.kind(c.entity, c.field).value == "set":
+                choice = Merged(frozenset(v for v in value.split(",") if v))
+            library.resolve_conflict(c.entity, c.record_id, c.id, choice)
+        emit(
+            ctx,
+            {"resolved": conflict_id},
+            f"resolved {conflict_id}; run `outputhub replica sync` to share it",
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,181 @@
+"""`outputhub replica ...` against a real `outputhub serve` process on PostgreSQL, over real HTTP.
+
+Two workstations (two encrypted replicas) edit offline, sync, meet a conflict and resolve it from the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from outputhub.server.cli import app
+from tests.e2e.test_serve_cli import free_port
+
+pytestmark = pytest.mark.postgres
+PASSWORD = "a long password"
+
+
+@pytest.fixture(scope="module")
+def server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTPUTHUB_")}
+    env["OUTPUTHUB_DATA_DIR"] = str(tmp_path_factory.mktemp("serve"))
+    env["OUTPUTHUB_DATABASE_URL"] = pg_url
+    env["OUTPUTHUB_SECRET_KEY"] = "replica-cli-test-secret-with-enough-length"
+    exe = str(Path(sys.executable).with_name("outputhub"))
+    proc = subprocess.Popen(
+        [exe, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "server exited"
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+class Workstation:
+    def __init__(self, directory: Path, name: str) -> None:
+        self.replica = directory / f"{name}.ohr"
+        self.secret = directory / f"{name}.pass"
+        self.secret.write_text("a passphrase for " + name)
+        self.runner = CliRunner()
+
+    def run(self, *args: str, code: int = 0, passphrase: Path | None = None) -> str:
+        base = [
+            "replica",
+            "--replica",
+            str(self.replica),
+            "--passphrase-file",
+            str(passphrase or self.secret),
+        ]
+        result = self.runner.invoke(app, [*base, *args])
+        assert result.exit_code == code, (args, result.exit_code, result.output)
+        return result.output
+
+    def json(self, *args: str) -> object:
+        base = ["replica", "--replica", str(self.replica), "--passphrase-file", str(self.secret), "--json"]
+        result = self.runner.invoke(app, [*base, *args])
+        assert result.exit_code == 0, (args, result.output)
+        return json.loads(result.stdout)
+
+
+def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, tmp_path: Path) -> None:
+    email = "curator@example.com"
+    assert (
+        httpx.post(
+            f"{server}/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "C"}
+        ).status_code
+        == 201
+    )
+    token = httpx.post(f"{server}/api/v1/auth/token", data={"username": email, "password": PASSWORD}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    org = httpx.post(f"{server}/api/v1/orgs", json={"name": "CLI"}, headers=headers).json()["id"]
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+
+    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
+    for ws in (a, b):
+        assert "created" in ws.run("init")
+        ws.run(
+            "attach",
+            "--server",
+            server,
+            "--org",
+            org,
+            "--email",
+            email,
+            "--password-file",
+            str(password_file),
+        )
+
+    tag = a.run("add", "tag", "--set", "name=cli").strip()
+    prompt = a.run(
+        "add",
+        "prompt",
+        "--set",
+        "title=Terminal",
+        "--set",
+        "body=act as a terminal",
+        "--set",
+        f"tag_ids={tag}",
+    ).strip()
+    assert a.json("status")["pending"] == 2  # type: ignore[index]
+    assert "pushed 2" in a.run("sync")
+    b.run("sync")
+    listed = b.json("list", "prompts")
+    assert [p["label"] for p in listed] == ["Terminal"]  # type: ignore[index, union-attr]
+    assert "Terminal" in b.run("search", "terminal")
+
+    a.run("edit", "prompt", prompt, "--set", "title=From A")
+    b.run("edit", "prompt", prompt, "--set", "title=From B")
+    a.run("sync")
+    out = b.run("sync")
+    assert "1 new conflict" in out
+    [conflict] = b.json("conflicts", "list")  # type: ignore[misc]
+    assert {conflict["mine"], conflict["theirs"]} == {"From A", "From B"}
+    shown = b.run("conflicts", "show", conflict["id"])
+    assert "mine:" in shown and "theirs:" in shown
+    b.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
+    b.run("sync")
+    a.run("sync")
+    assert a.json("show", "prompt", prompt)["title"] == "From B"  # type: ignore[index]
+    assert a.json("conflicts", "list") == []
+    served = httpx.get(f"{server}/api/v1/orgs/{org}/prompts/{prompt}", headers=headers).json()
+    assert served["title"] == "From B" and served["tag_ids"] == [tag]
+
+    exported = json.loads(a.run("export"))
+    assert [p["title"] for p in exported["prompts"]] == ["From B"]
+
+
+def test_clear_errors_and_nothing_lost(server: str, tmp_path: Path) -> None:
+    ws = Workstation(tmp_path, "w")
+    ws.run("init")
+    assert "already exists" in ws.run("init", code=2)
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the passphrase")
+    before = ws.replica.read_bytes()
+    assert "passphrase" in ws.run("status", code=2, passphrase=wrong).lower()
+    assert ws.replica.read_bytes() == before
+    assert "not attached" in ws.run("sync", code=5)
+    assert "has no field" in ws.run("add", "prompt", "--set", "colour=red", code=5)
+
+    key_file = tmp_path / "key"
+    key_file.write_text("ohk_not_a_real_key")
+    dead = f"http://127.0.0.1:{free_port()}"
+    ws.run(
+        "attach",
+        "--server",
+        dead,
+        "--org",
+        "00000000-0000-4000-8000-000000000001",
+        "--api-key-file",
+        str(key_file),
+    )
+    prompt = ws.run("add", "prompt", "--set", "title=Offline", "--set", "body=kept").strip()
+    assert "cannot reach" in ws.run("sync", code=3)
+    assert ws.json("status")["pending"] == 1  # type: ignore[index]
+    assert ws.json("show", "prompt", prompt)["title"] == "Offline"  # type: ignore[index]
