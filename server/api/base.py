@@ -49,7 +49,13 @@ def allocate_revisions(session: Session, *, org_id: uuid.UUID, count: int = 1) -
         .values(revision=OrgRevision.revision + count)
         .returning(OrgRevision.revision)
     ).scalar_one()
-    return int(last) - count + 1
+    first = int(last) - count + 1
+    session.info.setdefault(REVISIONS_KEY, []).append((org_id, first, int(last)))
+    return first
+
+
+REVISIONS_KEY = "outputhub.revisions"
+"""``session.info`` entry: the (org, first, last) revision ranges this transaction allocated."""
 
 
 def stamp_new(row: ReplicatedRow, *, tenant: Tenant, revision: int, now: datetime) -> None:

@@ -7,7 +7,8 @@ pulled page is applied together with its cursor in one transaction (a crash mid-
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,33 +119,43 @@ class SyncClient:
         cursor = 0 if full else self.store.cursor(server_url=server, org_id=org)
         seen: dict[str, set[str]] | None = {} if cursor == 0 else None
         start = cursor
-        while True:
-            try:
-                page = self.remote.pull(since=cursor, limit=self.pull_page)
-            except CursorExpiredError:
-                if cursor == 0:
-                    raise
-                report.full_resync = True
-                cursor, start, seen = 0, 0, {}
-                continue
-            items = [_item(r) for r in page.get("records", [])]
-            with self.store.transaction():
-                result = self.store.apply_remote(items)
-                for remap in page.get("remaps", []):
-                    self.store.remap(remap["entity"], str(remap["from_id"]), str(remap["to_id"]))
-                cursor = int(page["next_since"])
-                self.store.set_cursor(server_url=server, org_id=org, cursor=cursor)
-            if seen is not None:
-                for item in items:
-                    seen.setdefault(item.entity, set()).add(item.record_id)
-            report.pulled += len(items)
-            report.conflicts_opened.extend(c for c in result.opened if c not in report.conflicts_opened)
-            report.conflicts_closed.extend(result.closed)
-            if progress:
-                head = page.get("head")
-                progress("pull", cursor - start, (int(head) - start) if head else None)
-            if not page.get("has_more"):
-                break
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outputhub-pull") as prefetch:
+            pending: Future[Mapping[str, Any]] = prefetch.submit(
+                self.remote.pull, since=cursor, limit=self.pull_page
+            )
+            while True:
+                try:
+                    page = pending.result()
+                except CursorExpiredError:
+                    if cursor == 0:
+                        raise
+                    report.full_resync = True
+                    cursor, start, seen = 0, 0, {}
+                    pending = prefetch.submit(self.remote.pull, since=0, limit=self.pull_page)
+                    continue
+                if page.get("has_more"):
+                    # fetch the next page while this one is applied (the server and the replica work at once)
+                    pending = prefetch.submit(
+                        self.remote.pull, since=int(page["next_since"]), limit=self.pull_page
+                    )
+                items = [_item(r) for r in page.get("records", [])]
+                with self.store.transaction():
+                    result = self.store.apply_remote(items)
+                    for remap in page.get("remaps", []):
+                        self.store.remap(remap["entity"], str(remap["from_id"]), str(remap["to_id"]))
+                    cursor = int(page["next_since"])
+                    self.store.set_cursor(server_url=server, org_id=org, cursor=cursor)
+                if seen is not None:
+                    for item in items:
+                        seen.setdefault(item.entity, set()).add(item.record_id)
+                report.pulled += len(items)
+                report.conflicts_opened.extend(c for c in result.opened if c not in report.conflicts_opened)
+                report.conflicts_closed.extend(result.closed)
+                if progress:
+                    head = page.get("head")
+                    progress("pull", cursor - start, (int(head) - start) if head else None)
+                if not page.get("has_more"):
+                    break
         report.cursor = cursor
         if seen is not None and (report.full_resync or full):
             self._drop_unseen(seen)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+import orjson
 
 from outputhub.common.sync import PROTOCOL_VERSION
 from outputhub.sync.client.errors import (
@@ -98,7 +99,7 @@ class HttpRemote:
 
     def pull(self, *, since: int, limit: int) -> Mapping[str, Any]:
         params = {"protocol": PROTOCOL_VERSION, "since": since, "limit": limit}
-        return self._send("GET", self._url("/changes"), params=params).json()  # type: ignore[no-any-return]
+        return orjson.loads(self._send("GET", self._url("/changes"), params=params).content)  # type: ignore[no-any-return]
 
     def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         body = {"protocol": PROTOCOL_VERSION, "device": device, "changes": list(changes)}

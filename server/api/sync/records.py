@@ -20,7 +20,7 @@ from sqlalchemy import delete, event, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.clock import HLC
-from outputhub.server.api.base import Link
+from outputhub.server.api.base import REVISIONS_KEY, Link
 from outputhub.server.api.lookups.service import (
     CUSTOM_GPT_AGENT_GROUPS,
     OUTPUT_KNOWLEDGE_TYPES,
@@ -176,6 +176,26 @@ def _op(record_id: uuid.UUID, revision: int, what: str) -> str:
     return f"server:{record_id}:{revision}:{what}"
 
 
+def create_wire(spec: EntitySpec, row: ReplicatedRow, values: Mapping[str, FieldValue]) -> dict[str, Any]:
+    """The wire state of a row the server created and nobody edited since (what :func:`derive_state` gives
+    for it, built directly: bulk creates store thousands of these per request)."""
+    hlc = HLC(_ms(row.created_at), 0, SERVER_NODE).encode()
+    op_id = _op(row.id, 0, "create")
+    fields = DEFAULT_SCHEMA.entity(spec.entity).fields
+    wire_fields: dict[str, Any] = {}
+    for name, kind in fields.items():
+        value = values.get(name)
+        if kind is FieldKind.SET:
+            encoded: Any = sorted(value) if isinstance(value, frozenset) else []
+            base: Any = []
+        elif kind is FieldKind.TEXT:
+            encoded, base = (value if isinstance(value, str) else ""), ""
+        else:
+            encoded, base = value, None
+        wire_fields[name] = {"h": [[hlc, op_id, encoded, base, []]], "s": []}
+    return {"f": wire_fields, "t": {"h": [[hlc, op_id, False, []]], "s": []}}
+
+
 def derive_state(
     spec: EntitySpec, row: ReplicatedRow, values: Mapping[str, FieldValue], stored: RecordState | None
 ) -> RecordState:
@@ -256,6 +276,34 @@ def load_states(
     return out
 
 
+def load_state_wires(
+    session: Session, *, org_id: uuid.UUID, spec: EntitySpec, rows: Sequence[ReplicatedRow]
+) -> dict[uuid.UUID, str]:
+    """Like :func:`load_states`, as wire JSON text; current stored states pass through untouched."""
+    if not rows:
+        return {}
+    stored: dict[uuid.UUID, tuple[int, str]] = {}
+    ids = [r.id for r in rows]
+    for start in range(0, len(ids), 500):
+        for record_id, revision, text in session.execute(
+            select(SyncRecordState.record_id, SyncRecordState.revision, SyncRecordState.state).where(
+                SyncRecordState.org_id == org_id, SyncRecordState.record_id.in_(ids[start : start + 500])
+            )
+        ):
+            stored[record_id] = (revision, text)
+    out: dict[uuid.UUID, str] = {}
+    stale: list[ReplicatedRow] = []
+    for row in rows:
+        item = stored.get(row.id)
+        if item is not None and item[0] == row.revision:
+            out[row.id] = item[1]
+        else:
+            stale.append(row)
+    for ident, state in load_states(session, org_id=org_id, spec=spec, rows=stale).items():
+        out[ident] = json.dumps(state_to_wire(state), separators=(",", ":"))
+    return out
+
+
 def store_state(
     session: Session, *, org_id: uuid.UUID, state: RecordState, revision: int, existing: bool
 ) -> None:
@@ -319,55 +367,69 @@ def reference_ids(spec: EntitySpec, values: Mapping[str, FieldValue]) -> Iterabl
 
 # -- keeping states in step with REST writes -----------------------------------------------------------------
 
-_TOUCHED_KEY = "outputhub.sync_touched"
-
-
-def _after_flush(session: Session, _flush_context: object) -> None:
-    touched: set[tuple[type[ReplicatedRow], uuid.UUID]] = session.info.setdefault(_TOUCHED_KEY, set())
-    for obj in (*session.new, *session.dirty):
-        if type(obj) in SPEC_BY_TABLE:
-            touched.add((type(obj), obj.id))
-
 
 def _before_commit(session: Session) -> None:
-    """Store the state of every replicated row this transaction wrote outside the sync layer (REST), so
-    the server's derived edit is fixed once and every replica sees the same one."""
-    touched: set[tuple[type[ReplicatedRow], uuid.UUID]] = session.info.pop(_TOUCHED_KEY, set())
-    if not touched:
+    """Store the state of every replicated row this transaction wrote outside the sync layer (REST, bulk
+    statements), so the server's derived edit is fixed once and every replica sees the same one.
+
+    The rows are found by the revisions the transaction allocated (every write allocates one), whatever
+    path wrote them: ORM objects, bulk inserts or UPDATE statements."""
+    ranges: list[tuple[uuid.UUID, int, int]] = session.info.pop(REVISIONS_KEY, [])
+    if not ranges:
         return
-    by_table: dict[type[ReplicatedRow], list[uuid.UUID]] = {}
-    for table, ident in touched:
-        by_table.setdefault(table, []).append(ident)
-    for table, ids in by_table.items():
-        spec = SPEC_BY_TABLE[table]
-        rows = list(session.execute(select(table).where(table.id.in_(ids))).scalars())
-        by_org: dict[uuid.UUID, list[ReplicatedRow]] = {}
-        for row in rows:
-            by_org.setdefault(row.org_id, []).append(row)
-        for org_id, org_rows in by_org.items():
-            stored = {
-                item.record_id: item
-                for item in session.execute(
-                    select(SyncRecordState).where(
-                        SyncRecordState.org_id == org_id,
-                        SyncRecordState.record_id.in_([r.id for r in org_rows]),
-                    )
+    by_org: dict[uuid.UUID, list[tuple[int, int]]] = {}
+    for org_id, first, last in ranges:
+        by_org.setdefault(org_id, []).append((first, last))
+    for org_id, spans in by_org.items():
+        low, high = min(a for a, _ in spans), max(b for _, b in spans)
+        for spec in SPECS.values():
+            table = spec.table
+            rows = list(
+                session.execute(
+                    select(table).where(table.org_id == org_id, table.revision >= low, table.revision <= high)
                 ).scalars()
-            }
-            stale = [r for r in org_rows if r.id not in stored or stored[r.id].revision != r.revision]
-            if not stale:
+            )
+            if not rows:
                 continue
-            states = load_states(session, org_id=org_id, spec=spec, rows=stale)
-            for row in stale:
-                store_state(
-                    session, org_id=org_id, state=states[row.id], revision=row.revision, existing=row.id in stored
+            stored = {
+                item.record_id: item.revision
+                for item in session.execute(
+                    select(SyncRecordState.record_id, SyncRecordState.revision).where(
+                        SyncRecordState.org_id == org_id,
+                        SyncRecordState.record_id.in_([r.id for r in rows]),
+                    )
                 )
-    session.info.pop(_TOUCHED_KEY, None)
+            }
+            stale = [r for r in rows if stored.get(r.id) != r.revision]
+            fresh = [r for r in stale if r.id not in stored and not r.deleted]
+            if fresh:
+                values = row_values(session, spec, fresh)
+                session.add_all(
+                    SyncRecordState(
+                        org_id=org_id,
+                        record_id=row.id,
+                        entity=spec.entity,
+                        revision=row.revision,
+                        state=json.dumps(create_wire(spec, row, values[row.id]), separators=(",", ":")),
+                    )
+                    for row in fresh
+                )
+            rest = [r for r in stale if r.id in stored or r.deleted]
+            for start in range(0, len(rest), 500):
+                chunk = rest[start : start + 500]
+                states = load_states(session, org_id=org_id, spec=spec, rows=chunk)
+                for row in chunk:
+                    store_state(
+                        session,
+                        org_id=org_id,
+                        state=states[row.id],
+                        revision=row.revision,
+                        existing=row.id in stored,
+                    )
     session.flush()
-    session.info.pop(_TOUCHED_KEY, None)
+    session.info.pop(REVISIONS_KEY, None)
 
 
 def install_state_tracking(factory: sessionmaker[Session]) -> None:
-    """Register the listeners on the server's session factory (called by the composition root)."""
-    event.listen(factory, "after_flush", _after_flush)
+    """Register the listener on the server's session factory (called by the composition root)."""
     event.listen(factory, "before_commit", _before_commit)

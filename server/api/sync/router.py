@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from outputhub.common.errors import InvalidInputError
 from outputhub.common.sync import (
@@ -33,19 +33,21 @@ def _check_protocol(protocol: int, field: str) -> None:
         )
 
 
-@router.get("/changes")
+@router.get("/changes", response_model=PullPage)
 def pull_changes(
     tenant: Reader,
     session: SessionDep,
     protocol: Annotated[int, Query(description="Sync protocol version the client speaks.")],
     since: Annotated[int, Query(ge=0, description="The last revision the replica has (0: everything).")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-) -> PullPage:
+) -> Response:
     """Every record changed after `since`, tombstones included, in revision order (lookups before the
     records that reference them), with each record's merge state. Pages never split a revision. A cursor
     older than the tombstone retention gets 410 `cursor-expired`: pull again from 0."""
     _check_protocol(protocol, "query.protocol")
-    return service.pull(session, tenant=tenant, since=since, limit=limit)
+    return Response(
+        service.pull(session, tenant=tenant, since=since, limit=limit), media_type="application/json"
+    )
 
 
 @router.post("/push")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
@@ -26,7 +27,6 @@ from outputhub.common.sync import (
     ConflictResolve,
     OpResult,
     PulledRecord,
-    PullPage,
     Remap,
     TableChecksum,
 )
@@ -36,7 +36,13 @@ from outputhub.server.api.lookups.service import KINDS
 from outputhub.server.api.outputs import service as outputs
 from outputhub.server.api.prompts import service as prompts
 from outputhub.server.api.sync.push import OpRefusedError, apply_change
-from outputhub.server.api.sync.records import SERVER_NODE, SPEC_BY_TABLE, SPECS, load_states
+from outputhub.server.api.sync.records import (
+    SERVER_NODE,
+    SPEC_BY_TABLE,
+    SPECS,
+    load_state_wires,
+    load_states,
+)
 from outputhub.server.storage.tables import (
     AccuracyLevel,
     CustomGpt,
@@ -81,9 +87,11 @@ def horizon(session: Session, *, org_id: uuid.UUID) -> int:
     return int(value or 0)
 
 
-def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state: bool = True) -> PullPage:
-    """Changes with revision > ``since`` in revision order. A page never splits one revision, so
-    ``next_since`` (the highest revision on the page) is always a safe cursor for the next call."""
+def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state: bool = True) -> bytes:
+    """Changes with revision > ``since`` in revision order, as the JSON of a :class:`PullPage`. A page never
+    splits one revision, so ``next_since`` (the highest revision on the page) is always a safe cursor.
+
+    Built with orjson, stored states embedded as they are stored (no parse and re-serialize per record)."""
     purged = horizon(session, org_id=tenant.org_id)
     if 0 < since < purged:
         raise CursorExpiredError(
@@ -116,28 +124,28 @@ def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state
                 ).scalars()
                 page.extend((last, ENTITY_ORDER[name], str(r.id), r) for r in extra if str(r.id) not in seen)
             page.sort(key=lambda item: item[:3])
-    records: list[PulledRecord] = []
+    records: list[dict[str, Any]] = []
     for name, table, serialize in ENTITIES:
         rows = [item[3] for item in page if item[1] == ENTITY_ORDER[name]]
         states = (
-            load_states(session, org_id=tenant.org_id, spec=SPEC_BY_TABLE[table], rows=rows)
+            load_state_wires(session, org_id=tenant.org_id, spec=SPEC_BY_TABLE[table], rows=rows)
             if with_state
             else {}
         )
         for row, data in zip(rows, serialize(session, tenant, rows), strict=True):
             state = states.get(row.id)
             records.append(
-                PulledRecord(
-                    entity=name,
-                    id=row.id,
-                    revision=row.revision,
-                    deleted=row.deleted,
-                    data=data.model_dump(mode="json"),
-                    state=state_to_wire(state) if state is not None else None,
-                )
+                {
+                    "entity": name,
+                    "id": str(row.id),
+                    "revision": row.revision,
+                    "deleted": row.deleted,
+                    "data": orjson.Fragment(data.model_dump_json()),
+                    "state": orjson.Fragment(state) if state is not None else None,
+                }
             )
-    records.sort(key=lambda r: (r.revision, ENTITY_ORDER[r.entity], str(r.id)))
-    next_since = records[-1].revision if records else since
+    records.sort(key=lambda r: (r["revision"], ENTITY_ORDER[r["entity"]], r["id"]))
+    next_since = records[-1]["revision"] if records else since
     remaps = [
         Remap(entity=r.entity, from_id=r.from_id, to_id=r.to_id, revision=r.revision)
         for r in session.execute(
@@ -153,13 +161,15 @@ def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state
     head = session.execute(
         select(OrgRevision.revision).where(OrgRevision.org_id == tenant.org_id)
     ).scalar_one_or_none()
-    return PullPage(
-        protocol=PROTOCOL_VERSION,
-        records=records,
-        next_since=next_since,
-        has_more=has_more,
-        head=head,
-        remaps=remaps,
+    return orjson.dumps(
+        {
+            "protocol": PROTOCOL_VERSION,
+            "records": records,
+            "next_since": next_since,
+            "has_more": has_more,
+            "head": head,
+            "remaps": [r.model_dump(mode="json") for r in remaps],
+        }
     )
 
 
