@@ -12,6 +12,8 @@ from outputhub.server.settings import Settings
 app = typer.Typer(help="Output Hub: curate LLM prompts and their outputs.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+sync_app = typer.Typer(help="Replication housekeeping.", no_args_is_help=True)
+app.add_typer(sync_app, name="sync")
 app.add_typer(replica_app, name="replica")
 
 
@@ -54,6 +56,37 @@ def db_current() -> None:
 
     engine = make_engine(Settings())
     typer.echo(f"database: {migrate.current_revision(engine)}  newest: {migrate.head_revision()}")
+
+
+@sync_app.command("purge-tombstones")
+def sync_purge_tombstones(
+    older_than_days: Annotated[
+        int, typer.Option(min=0, help="Purge records deleted longer ago than this.")
+    ] = 90,
+) -> None:
+    """Drop long-deleted records for good. Replicas that last synced before them pull everything again
+    (their local edits are kept); run it from cron or the worker host."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from outputhub.server.api.sync.service import purge_tombstones
+    from outputhub.server.storage.database import make_engine, make_session_factory, set_tenant, unit_of_work
+    from outputhub.server.storage.tables import Organization
+
+    settings = Settings()
+    factory = make_session_factory(make_engine(settings))
+    before = datetime.now(UTC) - timedelta(days=older_than_days)
+    with unit_of_work(factory, read_only=True) as session:
+        orgs = list(session.execute(select(Organization.id)).scalars())
+    total = 0
+    for org_id in orgs:
+        with unit_of_work(factory) as session:
+            set_tenant(session, org_id=org_id)
+            total += purge_tombstones(session, org_id=org_id, before=before)
+    typer.echo(
+        f"purged {total} deleted records older than {older_than_days} days in {len(orgs)} organizations"
+    )
 
 
 def main() -> None:

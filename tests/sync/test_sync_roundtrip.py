@@ -188,3 +188,46 @@ def test_rest_edit_and_offline_edit_of_same_field_conflict(org, devices) -> None
     assert title == conflicts[0]["loser"]["value"]
     assert laptop.library.get("prompt", ids["prompt"])["title"] == title
     assert laptop.open_conflicts() == []
+
+
+def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore[no-untyped-def]
+    app, backend, org, devices, monkeypatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from outputhub.server.cli import app as cli
+
+    ids = seed_library(org)
+    laptop, desktop = devices
+    laptop.sync()
+    desktop.sync()
+    doomed = org.owner.post(f"{org.base}/prompts", json={"title": "Doomed", "body": "x"}).json()["id"]
+    laptop.sync()
+    desktop.sync()
+    assert org.owner.delete(f"{org.base}/prompts/{doomed}").status_code == 204
+    laptop.sync()  # the laptop saw the delete; the desktop has been away
+    desktop.library.edit("prompt", ids["prompt"], {"title": "Edited while away"})
+    desktop.library.edit("prompt", doomed, {"title": "Edited a doomed prompt"})
+
+    settings = app.state.services.settings
+    monkeypatch.setenv("OUTPUTHUB_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("OUTPUTHUB_DATABASE_URL", settings.database_url)
+    else:
+        monkeypatch.delenv("OUTPUTHUB_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(cli, ["sync", "purge-tombstones", "--older-than-days", "0"])
+    assert result.exit_code == 0, result.output
+    assert "purged" in result.output and not result.output.startswith("purged 0 ")
+
+    gone = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 1, "since": 1})
+    assert gone.status_code == 410 and gone.json()["type"].endswith("cursor-expired")
+    report = desktop.sync()
+    assert report.full_resync
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == "Edited while away"
+    # the edit of the purged prompt could not be applied: it is kept as a refused edit, not dropped silently
+    [kept] = [c for c in desktop.open_conflicts() if c.record_id == doomed]
+    assert kept.field == "_rejected" and kept.mine["values"] == {"title": "Edited a doomed prompt"}
+    assert desktop.replica.get_prompt(id=doomed) is None
+    laptop.sync()
+    assert report.checksum_ok is True
+    assert laptop.values() == desktop.values()
