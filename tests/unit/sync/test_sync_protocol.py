@@ -1,0 +1,119 @@
+"""The wire form of changes and states: a lossless round trip, and clear errors for malformed input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from outputhub.common.clock import HLC
+from outputhub.sync.engine import DEFAULT_SCHEMA, make_create, make_delete, make_edit, merge_change
+from outputhub.sync.protocol import (
+    ProtocolError,
+    change_from_wire,
+    change_to_wire,
+    state_from_wire,
+    state_to_wire,
+)
+
+texts = st.text(alphabet="ab\n", max_size=12)
+ids = st.frozensets(st.sampled_from(["t1", "t2", "t3"]), max_size=3)
+
+
+@given(
+    title=st.text(max_size=8),
+    bodies=st.lists(texts, min_size=1, max_size=4),
+    tags=st.lists(ids, min_size=1, max_size=3),
+    concurrent=st.booleans(),
+    delete=st.booleans(),
+)
+def test_states_and_changes_survive_the_wire(
+    title: str, bodies: list[str], tags: list[frozenset[str]], concurrent: bool, delete: bool
+) -> None:
+    schema = DEFAULT_SCHEMA
+    create = make_create(
+        "prompt",
+        "p1",
+        {"title": title, "body": bodies[0], "tag_ids": tags[0]},
+        schema=schema,
+        node="a",
+        hlc=HLC(1000, 0, "a"),
+        op_id="op0",
+    )
+    changes = [create]
+    state = merge_change(None, create, schema).state
+    base = state
+    for n, (body, tag_set) in enumerate(zip(bodies[1:], tags[1:] + tags[:1], strict=False), start=1):
+        node = "b" if concurrent and n % 2 else "a"
+        source = base if node == "b" else state
+        edit = make_edit(
+            source,
+            {"body": body, "tag_ids": tag_set},
+            schema=schema,
+            node=node,
+            hlc=HLC(1000 + n, 0, node),
+            op_id=f"op{n}",
+        )
+        if edit is not None:
+            changes.append(edit)
+            state = merge_change(state, edit, schema).state
+    if delete and not state.deleted:
+        removal = make_delete(state, schema=schema, node="c", hlc=HLC(5000, 0, "c"), op_id="del")
+        changes.append(removal)
+        state = merge_change(state, removal, schema).state
+    wire = json.loads(json.dumps(state_to_wire(state)))
+    assert state_from_wire("prompt", "p1", wire) == state
+    for change in changes:
+        assert change_from_wire(json.loads(json.dumps(change_to_wire(change)))) == change
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (
+            {
+                "entity": "prompt",
+                "id": "x",
+                "kind": "update",
+                "node": "a",
+                "hlc": "nope",
+                "values": {"title": "t"},
+                "base": {"title": ["", []]},
+                "op_id": "o",
+            },
+            "hlc",
+        ),
+        (
+            {
+                "entity": "planet",
+                "id": "x",
+                "kind": "create",
+                "node": "a",
+                "hlc": HLC(1, 0, "a").encode(),
+                "op_id": "o",
+            },
+            "unknown entity",
+        ),
+        (
+            {
+                "entity": "prompt",
+                "id": "x",
+                "kind": "create",
+                "node": "a",
+                "hlc": HLC(1, 0, "a").encode(),
+                "values": {"tag_ids": "t1"},
+                "op_id": "o",
+            },
+            "list of strings",
+        ),
+        (
+            {"entity": "prompt", "kind": "create", "node": "a", "hlc": HLC(1, 0, "a").encode(), "op_id": "o"},
+            "missing 'id'",
+        ),
+    ],
+)
+def test_malformed_changes_are_refused_with_a_reason(payload: dict[str, object], message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        change_from_wire(payload)
