@@ -107,8 +107,13 @@ class ConflictResolve(BaseModel):
 
 
 class TableChecksum(BaseModel):
-    count: int
-    digest: str
+    count: int = Field(description="Records, tombstones included.")
+    revision_sum: int = Field(
+        description="Sum of their revisions (a cheap check: a missed or stale record shows)."
+    )
+    digest: str | None = Field(
+        default=None, description="SHA-256 of the sorted (id, revision) pairs; only with `full=true`."
+    )
 
 
 class Checksums(BaseModel):

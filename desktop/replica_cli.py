@@ -254,7 +254,12 @@ def _remote(store: ReplicaSyncStore) -> HttpRemote:
 
 
 @app.command()
-def sync(typer_ctx: typer.Context) -> None:
+def sync(
+    typer_ctx: typer.Context,
+    full_check: Annotated[
+        bool, typer.Option(help="Compare every record's revision with the server, not only counts and sums.")
+    ] = False,
+) -> None:
     """Push local edits, pull what changed, check the replica against the server."""
     ctx: Context = typer_ctx.obj
     with ctx.replica() as replica:
@@ -266,7 +271,7 @@ def sync(typer_ctx: typer.Context) -> None:
                 typer.echo(f"\r{phase}: {done}{f' of {total}' if total else ''}   ", nl=False, err=True)
 
         try:
-            report = SyncClient(store, remote).sync(progress=progress)
+            report = SyncClient(store, remote, full_check=full_check).sync(progress=progress)
         except ServerUnreachableError as exc:
             fail(3, f"{exc} (local edits are kept and will be pushed next time)")
         except (AuthenticationFailedError, SyncPermissionError) as exc:

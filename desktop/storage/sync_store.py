@@ -588,20 +588,25 @@ class ReplicaSyncStore:
     def set_cursor(self, *, server_url: str, org_id: str, cursor: int) -> None:
         self.replica.set_sync_cursor(server_url=server_url, org_id=org_id, cursor=str(cursor))
 
-    def checksums(self) -> dict[str, tuple[int, str]]:
-        """Per table: count and digest of (id, revision) of the rows the server knows (revision set)."""
-        out: dict[str, tuple[int, str]] = {}
+    def checksums(self, *, full: bool = False) -> dict[str, tuple[int, int, str | None]]:
+        """Per table: count and revision sum (and with ``full`` a digest of the sorted (id, revision)
+        pairs) of the rows the server knows (revision set)."""
+        out: dict[str, tuple[int, int, str | None]] = {}
         with self.replica.reading("compute checksums") as conn:
             for entity in ENTITY_ORDER:
                 table = SPEC[entity].table
-                digest = hashlib.sha256()
-                count = 0
-                for ident, revision in conn.execute(
-                    f"SELECT id, revision FROM {table} WHERE revision IS NOT NULL ORDER BY id"
-                ):
-                    digest.update(f"{ident}:{revision}\n".encode())
-                    count += 1
-                out[table] = (count, digest.hexdigest())
+                count, total = conn.execute(
+                    f"SELECT count(*), coalesce(sum(revision), 0) FROM {table} WHERE revision IS NOT NULL"
+                ).fetchone()
+                digest: str | None = None
+                if full:
+                    hasher = hashlib.sha256()
+                    for ident, revision in conn.execute(
+                        f"SELECT id, revision FROM {table} WHERE revision IS NOT NULL ORDER BY id"
+                    ):
+                        hasher.update(f"{ident}:{revision}\n".encode())
+                    digest = hasher.hexdigest()
+                out[table] = (int(count), int(total), digest)
         return out
 
     def record_ids(self, entity: str) -> Iterator[str]:

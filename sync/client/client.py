@@ -47,10 +47,17 @@ def _item(record: dict[str, Any]) -> RemoteItem:
 
 class SyncClient:
     def __init__(
-        self, store: ReplicaStore, remote: Remote, *, push_batch: int = 500, pull_page: int = 1000
+        self,
+        store: ReplicaStore,
+        remote: Remote,
+        *,
+        push_batch: int = 500,
+        pull_page: int = 1000,
+        full_check: bool = False,
     ) -> None:
         self.store = store
         self.remote = remote
+        self.full_check = full_check
         self.push_batch = push_batch
         self.pull_page = pull_page
 
@@ -173,31 +180,38 @@ class SyncClient:
 
     # -- invariants ----------------------------------------------------------------------------------------
 
-    def verify(self, report: SyncReport, progress: Progress | None = None) -> None:
-        """Compare per-table counts and digests with the server; on a mismatch, pull everything again (the
-        join keeps local edits) and report it."""
+    def verify(
+        self, report: SyncReport, progress: Progress | None = None, *, full: bool | None = None
+    ) -> None:
+        """Compare per-table counts and revision sums (and with ``full`` digests of every (id, revision)) with
+        the server; on a mismatch, pull everything again (the join keeps local edits) and report it."""
         if self.store.pending_count():
             return
+        full = self.full_check if full is None else full
         for _ in range(3):
-            remote = self.remote.checksums()
+            remote = self.remote.checksums(full=full)
             if int(remote.get("revision", 0)) <= report.cursor:
                 break
             self.pull(report, progress)  # someone pushed meanwhile: catch up first
-        mismatched = self._mismatched(remote)
+        mismatched = self._mismatched(remote, full=full)
         if mismatched:
             report.repaired = True
             report.mismatched_tables = mismatched
             self.pull(report, progress, full=True)
-            mismatched = self._mismatched(self.remote.checksums())
+            mismatched = self._mismatched(self.remote.checksums(full=full), full=full)
         report.checksum_ok = not mismatched
         if mismatched:
             report.mismatched_tables = mismatched
 
-    def _mismatched(self, remote: Any) -> list[str]:
-        local = self.store.checksums()
+    def _mismatched(self, remote: Any, *, full: bool) -> list[str]:
+        local = self.store.checksums(full=full)
         out: list[str] = []
         for table, summary in (remote.get("tables") or {}).items():
-            count, digest = local.get(table, (0, ""))
-            if count != summary["count"] or digest != summary["digest"]:
+            count, total, digest = local.get(table, (0, 0, None))
+            if (
+                count != summary["count"]
+                or total != summary["revision_sum"]
+                or (full and digest != summary["digest"])
+            ):
                 out.append(table)
         return out

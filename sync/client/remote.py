@@ -113,8 +113,9 @@ class HttpRemote:
                 return None
             raise
 
-    def checksums(self) -> Mapping[str, Any]:
-        return self._send("GET", self._url("/checksums")).json()  # type: ignore[no-any-return]
+    def checksums(self, *, full: bool = False) -> Mapping[str, Any]:
+        params = {"full": "true"} if full else None
+        return self._send("GET", self._url("/checksums"), params=params).json()  # type: ignore[no-any-return]
 
     def conflicts(self) -> list[dict[str, Any]]:
         return self._send("GET", self._url("/conflicts")).json()  # type: ignore[no-any-return]

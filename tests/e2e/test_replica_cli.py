@@ -141,7 +141,7 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     assert "mine:" in shown and "theirs:" in shown
     b.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
     b.run("sync")
-    a.run("sync")
+    a.run("sync", "--full-check")
     assert a.json("show", "prompt", prompt)["title"] == "From B"  # type: ignore[index]
     assert a.json("conflicts", "list") == []
     served = httpx.get(f"{server}/api/v1/orgs/{org}/prompts/{prompt}", headers=headers).json()

@@ -139,8 +139,8 @@ class FaultyRemote:
     def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None:
         return self._remote().record(entity=entity, record_id=record_id)
 
-    def checksums(self) -> Mapping[str, Any]:
-        return self._remote().checksums()
+    def checksums(self, *, full: bool = False) -> Mapping[str, Any]:
+        return self._remote().checksums(full=full)
 
 
 class CrashingStore(ReplicaSyncStore):
@@ -173,7 +173,7 @@ class Device:
         self.store = CrashingStore(self.replica)
         self.store.attach(org_id=self.org_id)
         self.library = LocalLibrary(self.store, now_ms=self.now_ms)
-        self.client = SyncClient(self.store, self.remote, push_batch=7, pull_page=9)
+        self.client = SyncClient(self.store, self.remote, push_batch=7, pull_page=9, full_check=True)
 
     def crash_and_reopen(self) -> None:
         self.replica.close()

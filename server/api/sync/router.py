@@ -67,9 +67,10 @@ def get_record(tenant: Reader, session: SessionDep, entity: str, record_id: uuid
 
 
 @router.get("/checksums")
-def get_checksums(tenant: Reader, session: SessionDep) -> Checksums:
-    """Per table: record count and a digest of (id, revision) pairs, for the client's post-sync check."""
-    return service.checksums(session, tenant=tenant)
+def get_checksums(tenant: Reader, session: SessionDep, full: bool = False) -> Checksums:
+    """Per table: record count and revision sum (and with `full=true` a digest of the sorted (id, revision)
+    pairs), for the client's check after every sync."""
+    return service.checksums(session, tenant=tenant, full=full)
 
 
 @router.get("/conflicts")
