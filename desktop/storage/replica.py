@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from outputhub.desktop.storage import cipher, tables
+from outputhub.desktop.storage import aggregates, cipher, tables
 from outputhub.desktop.storage.cipher import Connection, driver_error_types, driver_errors
 from outputhub.desktop.storage.errors import (
     CorruptReplicaError,
@@ -705,3 +705,48 @@ class Replica:
                 ).rowcount
                 > 0
             )
+
+    # --- settings kept in the replica (encrypted with it) -------------------------------------------------
+
+    def get_setting(self, *, key: str) -> str | None:
+        """A desktop setting (server URL, account, ...) stored in ``replica_meta`` under ``setting:<key>``."""
+        with self._reading("read a setting") as conn:
+            row = conn.execute("SELECT value FROM replica_meta WHERE key = ?", (f"setting:{key}",)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_setting(self, *, key: str, value: str | None) -> None:
+        """Store (or, with ``None``, remove) a desktop setting."""
+        with self._writing("save a setting") as conn:
+            if value is None:
+                conn.execute("DELETE FROM replica_meta WHERE key = ?", (f"setting:{key}",))
+            else:
+                conn.execute(
+                    "INSERT INTO replica_meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (f"setting:{key}", value),
+                )
+
+    # --- aggregates (the Analytics view) --------------------------------------------------------------------
+
+    def count_live(self, *, table: str) -> int:
+        """Live rows of ``prompts``, ``outputs`` or ``custom_gpts``."""
+        with self._reading(f"count {table}") as conn:
+            return aggregates.count_live(conn, table=table)
+
+    def accuracy_distribution(self, *, group_by: str) -> list[tuple[str | None, str | None, int]]:
+        """``(group id, accuracy level id, outputs)``; ``group_by`` is ``gpt_model_id``, ``custom_gpt_id``
+        or ``prompt_id``."""
+        with self._reading("count outputs by accuracy") as conn:
+            return aggregates.accuracy_distribution(conn, group_by=group_by)
+
+    def outputs_by_knowledge_type_per_month(self) -> list[tuple[str, str, int]]:
+        with self._reading("count outputs by knowledge type") as conn:
+            return aggregates.outputs_by_knowledge_type_per_month(conn)
+
+    def prompts_by_stage(self) -> list[tuple[str | None, int]]:
+        with self._reading("count prompts by stage") as conn:
+            return aggregates.prompts_by_stage(conn)
+
+    def tag_usage(self) -> list[tuple[str, int, int]]:
+        with self._reading("count tag usage") as conn:
+            return aggregates.tag_usage(conn)

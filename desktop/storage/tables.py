@@ -320,10 +320,14 @@ def list_records(
         where.append(f"id IN (SELECT {link.owner} FROM {link.table} WHERE {link.target} = ?)")
         params.append(target_id)
     direction = "DESC" if descending else "ASC"
-    sql = spec.select_sql
+    # Deferred join: page through (order column, seq) alone, then read the page's full rows. SQLite computes
+    # every row an OFFSET skips, so selecting the wide rows directly decrypts and decodes all skipped rows
+    # (1.7 s for a page at offset 200k on the desktop); the index on the order column covers the subquery.
+    order = f"ORDER BY {order_by} {direction}, seq {direction}"
+    page = f"SELECT seq FROM {spec.table}"
     if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY {order_by} {direction}, seq {direction} LIMIT ? OFFSET ?"
+        page += " WHERE " + " AND ".join(where)
+    sql = f"{spec.select_sql} WHERE seq IN ({page} {order} LIMIT ? OFFSET ?) {order}"
     rows = conn.execute(sql, (*params, limit, offset)).fetchall()
     return _records(conn, spec, rows)
 

@@ -1,0 +1,1 @@
+"""Desktop use cases (no Qt): the library, conflicts, analytics, sync and the encrypted vault."""

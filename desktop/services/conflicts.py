@@ -1,0 +1,121 @@
+"""The Conflicts panel's use cases: open conflicts with a merge suggestion, and resolving them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from outputhub.common.errors import InvalidInputError, NotFoundError
+from outputhub.desktop.services.editing import LOOKUP_KINDS, Editor
+from outputhub.desktop.storage import Replica
+from outputhub.desktop.storage.sync_store import REJECTED_FIELD
+from outputhub.sync.client import LocalEditError, Merged
+from outputhub.sync.engine.schema import DEFAULT_SCHEMA, TOMBSTONE, FieldKind
+from outputhub.sync.engine.textmerge import merge3
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictItem:
+    id: str
+    entity: str
+    record_id: str
+    record_label: str
+    field: str
+    kind: str  # scalar / text / set / existence
+    base: Any
+    mine: Any
+    theirs: Any
+    suggestion: Any
+    suggestion_note: str
+    created_at: datetime
+
+
+def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
+    """A merge suggestion for one conflicting field and a sentence saying how it was made."""
+    if kind == FieldKind.TEXT and all(isinstance(v, str | None) for v in (base, mine, theirs)):
+        merged = merge3(base or "", mine or "", theirs or "")
+        if merged.clean:
+            return merged.text, "Both edits merged line by line without overlap."
+        return (
+            merged.text,
+            f"{len(merged.conflicts)} overlapping passage(s): your version kept there, review it.",
+        )
+    if kind == "rejected":
+        return mine, "The server refused this edit (shown as mine). Dismiss it with either button."
+    if kind == FieldKind.SET:
+        union = sorted(set(mine or ()) | set(theirs or ()))
+        return union, "Both sides' entries kept (union)."
+    return mine, "A single value: yours is suggested; pick theirs if it is the right one."
+
+
+class ConflictService:
+    def __init__(self, *, replica: Replica, editor: Editor) -> None:
+        self._replica = replica
+        self._editor = editor
+
+    def _label(self, entity: str, record_id: str) -> str:
+        r = self._replica
+        record: Any
+        if entity == "prompt":
+            record = r.get_prompt(id=record_id)
+            return record.title if record else record_id
+        if entity == "output":
+            record = r.get_output(id=record_id)
+            return (" ".join(record.content.split())[:60] + "…") if record else record_id
+        if entity == "custom_gpt":
+            record = r.get_custom_gpt(id=record_id)
+            return record.name if record else record_id
+        if entity in LOOKUP_KINDS:
+            record = r.get_lookup(kind=LOOKUP_KINDS[entity], id=record_id)
+            return record.name if record else record_id
+        return record_id
+
+    def open_conflicts(self) -> list[ConflictItem]:
+        items = []
+        for c in self._replica.list_conflicts():
+            if c.field == TOMBSTONE:
+                kind = "existence"
+            elif c.field == REJECTED_FIELD:
+                kind = "rejected"
+            else:
+                try:
+                    kind = DEFAULT_SCHEMA.kind(c.entity, c.field).value
+                except Exception:
+                    kind = FieldKind.SCALAR.value
+            suggestion, note = suggest(kind, c.base, c.mine, c.theirs)
+            items.append(
+                ConflictItem(
+                    c.id,
+                    c.entity,
+                    c.record_id,
+                    self._label(c.entity, c.record_id),
+                    c.field,
+                    kind,
+                    c.base,
+                    c.mine,
+                    c.theirs,
+                    suggestion,
+                    note,
+                    c.created_at,
+                )
+            )
+        return items
+
+    def resolve(
+        self, *, conflict_id: str, choice: Literal["mine", "theirs", "merged"], merged: Any = None
+    ) -> None:
+        """Keep mine, keep theirs, or save an edited merge; a refused-edit notice is just dismissed."""
+        conflict = next((c for c in self._replica.list_conflicts() if c.id == conflict_id), None)
+        if conflict is None:
+            raise NotFoundError("conflict", conflict_id)
+        if conflict.field == REJECTED_FIELD:
+            self._replica.resolve_conflict(id=conflict_id)
+            return
+        if choice not in ("mine", "theirs", "merged"):
+            raise InvalidInputError("choice", "choose mine, theirs or merged")
+        pick: object = Merged(merged) if choice == "merged" else choice
+        try:
+            self._editor.resolve_conflict(conflict.entity, conflict.record_id, conflict_id, pick)
+        except LocalEditError as exc:
+            raise InvalidInputError("choice", str(exc)) from exc

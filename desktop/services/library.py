@@ -1,0 +1,489 @@
+"""The library use cases behind the Prompts, Outputs, Custom GPTs and Taxonomy views.
+
+Reads go straight to the replica (``list_*``, ``get_*``, ``search``); writes go through an :class:`Editor`
+(``LocalLibrary``), so they reach the outbox. Results are plain frozen rows ready to display (lookup ids
+turned into names). No Qt: the views call these through the job runner.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from outputhub.common.errors import InvalidInputError, NotFoundError
+from outputhub.desktop.services.diff import SideBySideRow, side_by_side
+from outputhub.desktop.services.editing import LOOKUP_KINDS, Editor, ids
+from outputhub.desktop.storage import (
+    CustomGptRecord,
+    LookupKind,
+    LookupRecord,
+    OutputRecord,
+    PromptRecord,
+    PromptVersionRecord,
+    Replica,
+)
+
+SEARCH_LIMIT: Final = 100  # search-as-you-type shows the best 100; typing more words narrows it
+EXCERPT_CHARS: Final = 160
+
+
+@dataclass(frozen=True, slots=True)
+class Taxonomy:
+    """Every live lookup entry, by kind (a small table: read whole)."""
+
+    entries: Mapping[LookupKind, tuple[LookupRecord, ...]]
+
+    def name(self, kind: LookupKind, ident: str | None) -> str:
+        if ident is None:
+            return ""
+        for entry in self.entries.get(kind, ()):
+            if entry.id == ident:
+                return entry.name
+        return "?"
+
+    def names(self, kind: LookupKind, idents: Sequence[str]) -> str:
+        return ", ".join(sorted(self.name(kind, i) for i in idents))
+
+    def of(self, kind: LookupKind) -> tuple[LookupRecord, ...]:
+        return self.entries.get(kind, ())
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFilter:
+    query: str = ""
+    development_stage_id: str | None = None
+    tag_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFilter:
+    query: str = ""
+    prompt_id: str | None = None
+    custom_gpt_id: str | None = None
+    gpt_model_id: str | None = None
+    accuracy_level_id: str | None = None
+    knowledge_type_id: str | None = None
+    tag_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomGptFilter:
+    query: str = ""
+    agent_group_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRow:
+    id: str
+    title: str
+    stage: str
+    tags: str
+    version: int
+    updated_at: datetime
+    status: str
+    snippet: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRow:
+    id: str
+    excerpt: str
+    prompt: str
+    gpt_model: str
+    custom_gpt: str
+    accuracy: str
+    knowledge_types: str
+    tags: str
+    updated_at: datetime
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomGptRow:
+    id: str
+    name: str
+    gpt_model: str
+    agent_groups: str
+    updated_at: datetime
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class LookupRow:
+    id: str
+    name: str
+    description: str
+    position: int
+    extra: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptDetail:
+    prompt: PromptRecord
+    versions: tuple[PromptVersionRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """An entry of a picker: id and label."""
+
+    id: str
+    label: str
+
+
+@dataclass(slots=True)
+class _TitleCache:
+    titles: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
+
+
+class LibraryService:
+    def __init__(self, *, replica: Replica, editor: Editor) -> None:
+        self._replica = replica
+        self._editor = editor
+        self._titles = _TitleCache()
+
+    # --- taxonomy -----------------------------------------------------------------------------------------
+
+    def taxonomy(self) -> Taxonomy:
+        return Taxonomy(
+            {kind: tuple(self._replica.list_lookups(kind=kind, limit=100_000)) for kind in LookupKind}
+        )
+
+    def lookup_rows(self, *, kind: LookupKind, offset: int = 0, limit: int = 200) -> list[LookupRow]:
+        rows = self._replica.list_lookups(kind=kind, limit=limit, offset=offset, order_by="name")
+        return [
+            LookupRow(
+                r.id,
+                r.name,
+                r.description,
+                r.position,
+                str(r.score) if r.score is not None else (r.provider or ""),
+                r.local_status.value,
+            )
+            for r in rows
+        ]
+
+    def save_lookup(
+        self, *, kind: LookupKind, id: str | None = None, name: str, description: str = "", position: int = 0
+    ) -> str:
+        name = name.strip()
+        if not name:
+            raise InvalidInputError("name", "a name is required")
+        entity = next(e for e, k in LOOKUP_KINDS.items() if k is kind)
+        values = {"name": name, "description": description, "position": position}
+        if id is None:
+            return self._editor.create(entity, values)
+        current = self._replica.get_lookup(kind=kind, id=id)
+        if current is None:
+            raise NotFoundError(entity, id)
+        changed = {k: v for k, v in values.items() if getattr(current, k) != v}
+        if changed:
+            self._editor.edit(entity, id, changed)
+        return id
+
+    def delete(self, *, entity: str, id: str) -> None:
+        self._editor.delete(entity, id)
+
+    # --- prompts --------------------------------------------------------------------------------------------
+
+    def prompt_title(self, prompt_id: str) -> str:
+        with self._titles.lock:
+            title = self._titles.titles.get(prompt_id)
+        if title is None:
+            record = self._replica.get_prompt(id=prompt_id)
+            title = record.title if record is not None else "?"
+            with self._titles.lock:
+                self._titles.titles[prompt_id] = title
+        return title
+
+    def forget_titles(self) -> None:
+        with self._titles.lock:
+            self._titles.titles.clear()
+
+    def _prompt_row(self, record: PromptRecord, taxonomy: Taxonomy, snippet: str = "") -> PromptRow:
+        return PromptRow(
+            record.id,
+            record.title,
+            taxonomy.name(LookupKind.DEVELOPMENT_STAGES, record.development_stage_id),
+            taxonomy.names(LookupKind.TAGS, record.tag_ids),
+            record.version,
+            record.updated_at,
+            record.local_status.value,
+            snippet,
+        )
+
+    def list_prompts(
+        self,
+        *,
+        filter: PromptFilter,
+        order_by: str = "updated_at",
+        descending: bool = True,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[PromptRow]:
+        taxonomy = self.taxonomy()
+        if filter.query.strip():
+            if offset:
+                return []
+            hits = self._replica.search(filter.query, limit=SEARCH_LIMIT, entities=("prompt",))
+            rows = []
+            for hit in hits:
+                record = self._replica.get_prompt(id=hit.id)
+                if record is None or not _prompt_matches(record, filter):
+                    continue
+                rows.append(self._prompt_row(record, taxonomy, hit.snippet))
+            return rows
+        records = self._replica.list_prompts(
+            development_stage_id=filter.development_stage_id,
+            tag_id=filter.tag_id,
+            order_by=order_by,
+            descending=descending,
+            offset=offset,
+            limit=limit,
+        )
+        return [self._prompt_row(r, taxonomy) for r in records]
+
+    def prompt_choices(self) -> list[Choice]:
+        return [Choice(p.id, p.title) for p in self._replica.list_prompts(order_by="title", limit=100_000)]
+
+    def prompt_detail(self, *, id: str) -> PromptDetail:
+        record = self._replica.get_prompt(id=id)
+        if record is None:
+            raise NotFoundError("prompt", id)
+        versions = tuple(self._replica.list_prompt_versions(prompt_id=id, limit=10_000))
+        return PromptDetail(record, versions)
+
+    def save_prompt(
+        self,
+        *,
+        id: str | None = None,
+        title: str,
+        body: str,
+        description: str = "",
+        development_stage_id: str | None = None,
+        tag_ids: Sequence[str] = (),
+    ) -> str:
+        title = title.strip()
+        if not title:
+            raise InvalidInputError("title", "a title is required")
+        if not body.strip():
+            raise InvalidInputError("body", "the prompt text is empty")
+        values: dict[str, Any] = {
+            "title": title,
+            "body": body,
+            "description": description,
+            "development_stage_id": development_stage_id or None,
+            "tag_ids": ids(tag_ids),
+        }
+        if id is None:
+            return self._editor.create("prompt", _for_editor(values))
+        current = self._replica.get_prompt(id=id)
+        if current is None:
+            raise NotFoundError("prompt", id)
+        changed = {k: v for k, v in values.items() if getattr(current, k) != v}
+        if changed:
+            self._editor.edit("prompt", id, _for_editor(changed))
+            with self._titles.lock:
+                self._titles.titles.pop(id, None)
+        return id
+
+    def diff_versions(self, *, old: PromptVersionRecord, new: PromptVersionRecord) -> list[SideBySideRow]:
+        return side_by_side(old.body, new.body)
+
+    # --- outputs ------------------------------------------------------------------------------------------
+
+    def _output_row(self, record: OutputRecord, taxonomy: Taxonomy, custom_gpts: dict[str, str]) -> OutputRow:
+        return OutputRow(
+            record.id,
+            _excerpt(record.content),
+            self.prompt_title(record.prompt_id),
+            taxonomy.name(LookupKind.GPT_MODELS, record.gpt_model_id),
+            custom_gpts.get(record.custom_gpt_id or "", "") if record.custom_gpt_id else "",
+            taxonomy.name(LookupKind.ACCURACY_LEVELS, record.accuracy_level_id),
+            taxonomy.names(LookupKind.KNOWLEDGE_TYPES, record.knowledge_type_ids),
+            taxonomy.names(LookupKind.TAGS, record.tag_ids),
+            record.updated_at,
+            record.local_status.value,
+        )
+
+    def _custom_gpt_names(self) -> dict[str, str]:
+        return {g.id: g.name for g in self._replica.list_custom_gpts(limit=100_000, include_deleted=True)}
+
+    def list_outputs(
+        self,
+        *,
+        filter: OutputFilter,
+        order_by: str = "updated_at",
+        descending: bool = True,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[OutputRow]:
+        if offset == 0:
+            self.forget_titles()  # a fresh listing: prompt titles may have changed since the last one
+        taxonomy = self.taxonomy()
+        gpts = self._custom_gpt_names()
+        if filter.query.strip():
+            if offset:
+                return []
+            hits = self._replica.search(filter.query, limit=SEARCH_LIMIT, entities=("output",))
+            records = [self._replica.get_output(id=h.id) for h in hits]
+            return [
+                self._output_row(r, taxonomy, gpts)
+                for r in records
+                if r is not None and _output_matches(r, filter)
+            ]
+        records = self._replica.list_outputs(
+            prompt_id=filter.prompt_id,
+            custom_gpt_id=filter.custom_gpt_id,
+            gpt_model_id=filter.gpt_model_id,
+            accuracy_level_id=filter.accuracy_level_id,
+            knowledge_type_id=filter.knowledge_type_id,
+            tag_id=filter.tag_id,
+            order_by=order_by,
+            descending=descending,
+            offset=offset,
+            limit=limit,
+        )
+        return [self._output_row(r, taxonomy, gpts) for r in records]
+
+    def get_output(self, *, id: str) -> OutputRecord:
+        record = self._replica.get_output(id=id)
+        if record is None:
+            raise NotFoundError("output", id)
+        return record
+
+    def capture_output(
+        self,
+        *,
+        content: str,
+        prompt_id: str | None,
+        custom_gpt_id: str | None = None,
+        gpt_model_id: str | None = None,
+        accuracy_level_id: str | None = None,
+        knowledge_type_ids: Sequence[str] = (),
+        tag_ids: Sequence[str] = (),
+        notes: str = "",
+    ) -> str:
+        if not content.strip():
+            raise InvalidInputError("content", "paste the output first")
+        if not prompt_id:
+            raise InvalidInputError("prompt_id", "choose the prompt that produced it")
+        if self._replica.get_prompt(id=prompt_id) is None:
+            raise NotFoundError("prompt", prompt_id, field_name="prompt_id")
+        return self._editor.create(
+            "output",
+            _for_editor(
+                {
+                    "content": content,
+                    "prompt_id": prompt_id,
+                    "custom_gpt_id": custom_gpt_id or None,
+                    "gpt_model_id": gpt_model_id or None,
+                    "accuracy_level_id": accuracy_level_id or None,
+                    "knowledge_type_ids": ids(knowledge_type_ids),
+                    "tag_ids": ids(tag_ids),
+                    "notes": notes,
+                }
+            ),
+        )
+
+    # --- custom GPTs ----------------------------------------------------------------------------------------
+
+    def list_custom_gpts(
+        self,
+        *,
+        filter: CustomGptFilter,
+        order_by: str = "name",
+        descending: bool = False,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[CustomGptRow]:
+        taxonomy = self.taxonomy()
+        records: list[CustomGptRecord] = self._replica.list_custom_gpts(
+            agent_group_id=filter.agent_group_id,
+            order_by=order_by,
+            descending=descending,
+            offset=offset,
+            limit=limit,
+        )
+        needle = filter.query.strip().lower()
+        return [
+            CustomGptRow(
+                r.id,
+                r.name,
+                taxonomy.name(LookupKind.GPT_MODELS, r.gpt_model_id),
+                taxonomy.names(LookupKind.AGENT_GROUPS, r.agent_group_ids),
+                r.updated_at,
+                r.local_status.value,
+            )
+            for r in records
+            if not needle or needle in r.name.lower() or needle in r.description.lower()
+        ]
+
+    def custom_gpt_choices(self) -> list[Choice]:
+        return [Choice(g.id, g.name) for g in self._replica.list_custom_gpts(limit=100_000)]
+
+    def get_custom_gpt(self, *, id: str) -> CustomGptRecord:
+        record = self._replica.get_custom_gpt(id=id)
+        if record is None:
+            raise NotFoundError("custom_gpt", id)
+        return record
+
+    def save_custom_gpt(
+        self,
+        *,
+        id: str | None = None,
+        name: str,
+        description: str = "",
+        instructions: str = "",
+        gpt_model_id: str | None = None,
+        agent_group_ids: Sequence[str] = (),
+    ) -> str:
+        name = name.strip()
+        if not name:
+            raise InvalidInputError("name", "a name is required")
+        values: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "instructions": instructions,
+            "gpt_model_id": gpt_model_id or None,
+            "agent_group_ids": ids(agent_group_ids),
+        }
+        if id is None:
+            return self._editor.create("custom_gpt", _for_editor(values))
+        current = self.get_custom_gpt(id=id)
+        changed = {k: v for k, v in values.items() if getattr(current, k) != v}
+        if changed:
+            self._editor.edit("custom_gpt", id, _for_editor(changed))
+        return id
+
+
+def _for_editor(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Set fields as frozensets of id strings (the sync schema's set type)."""
+    return {k: frozenset(v) if k.endswith("_ids") else v for k, v in values.items()}
+
+
+def _prompt_matches(record: PromptRecord, f: PromptFilter) -> bool:
+    return (f.development_stage_id in (None, record.development_stage_id)) and (
+        f.tag_id is None or f.tag_id in record.tag_ids
+    )
+
+
+def _output_matches(record: OutputRecord, f: OutputFilter) -> bool:
+    return (
+        f.prompt_id in (None, record.prompt_id)
+        and f.custom_gpt_id in (None, record.custom_gpt_id)
+        and f.gpt_model_id in (None, record.gpt_model_id)
+        and f.accuracy_level_id in (None, record.accuracy_level_id)
+        and (f.knowledge_type_id is None or f.knowledge_type_id in record.knowledge_type_ids)
+        and (f.tag_id is None or f.tag_id in record.tag_ids)
+    )

@@ -1,0 +1,298 @@
+"""The Custom GPTs page and the Taxonomy page (the six lookup tables)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from outputhub.desktop.jobs import JobRunner
+from outputhub.desktop.services.editing import LOOKUP_KINDS
+from outputhub.desktop.services.library import (
+    CustomGptFilter,
+    CustomGptRow,
+    LibraryService,
+    LookupRow,
+    Taxonomy,
+)
+from outputhub.desktop.storage import CustomGptRecord, LookupKind
+from outputhub.desktop.ui.listpage import ListPane
+from outputhub.desktop.ui.models import Column, LazyTableModel
+from outputhub.desktop.ui.widgets import CheckList, IdCombo, error_text, page_shortcut
+
+CUSTOM_GPT_COLUMNS: tuple[Column[CustomGptRow], ...] = (
+    Column("name", "Name", lambda r: r.name, "name"),
+    Column("gpt_model", "GPT model", lambda r: r.gpt_model, width=100),
+    Column("agent_groups", "Agent groups", lambda r: r.agent_groups, width=130),
+    Column("updated_at", "Updated", lambda r: r.updated_at, "updated_at", width=125),
+    Column("status", "Sync", lambda r: r.status, "local_status", width=65),
+)
+LOOKUP_COLUMNS: tuple[Column[LookupRow], ...] = (
+    Column("name", "Name", lambda r: r.name, width=160),
+    Column("description", "Description", lambda r: r.description),
+    Column("position", "Position", lambda r: r.position, width=70),
+    Column("status", "Sync", lambda r: r.status, width=70),
+)
+KIND_LABELS = {
+    LookupKind.TAGS: "Tags",
+    LookupKind.KNOWLEDGE_TYPES: "Knowledge types",
+    LookupKind.ACCURACY_LEVELS: "Accuracy levels",
+    LookupKind.DEVELOPMENT_STAGES: "Development stages",
+    LookupKind.GPT_MODELS: "GPT models",
+    LookupKind.AGENT_GROUPS: "Agent groups",
+}
+
+
+class CustomGptsPage(QWidget):
+    changed = Signal(object)
+
+    def __init__(self, *, library: LibraryService, runner: JobRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._library = library
+        self._runner = runner
+        self._current_id: str | None = None
+        self._wanted: str | None = None
+        self.model: LazyTableModel[CustomGptRow] = LazyTableModel(
+            CUSTOM_GPT_COLUMNS, runner=runner, order_by="name", descending=False, parent=self
+        )
+        self.list = ListPane(
+            self.model,
+            placeholder="Filter custom GPTs by name…",
+            filters=(("agent_group_id", "Agent group"),),
+            stretch_column="name",
+            parent=self,
+        )
+        self.list.search.search_changed.connect(lambda _t: self.refresh())
+        self.list.filters_changed.connect(self.refresh)
+        self.list.selected.connect(self.open)
+        self.name = QLineEdit(objectName="gpt_name")
+        self.gpt_model = IdCombo(empty_label="(none)")
+        self.agent_groups = CheckList()
+        self.description = QLineEdit(objectName="gpt_description")
+        self.instructions = QPlainTextEdit(objectName="gpt_instructions")
+        self.message = QLabel()
+        save, new = QPushButton("&Save"), QPushButton("&New custom GPT")
+        save.clicked.connect(self.save)
+        new.clicked.connect(self.new)
+        form = QFormLayout()
+        form.addRow("&Name", self.name)
+        form.addRow("GPT &model", self.gpt_model)
+        form.addRow("&Agent groups", self.agent_groups)
+        form.addRow("&Description", self.description)
+        form.addRow("&Instructions", self.instructions)
+        editor = QWidget()
+        editor_layout = QVBoxLayout(editor)
+        editor_layout.addLayout(form, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.message, 1)
+        buttons.addWidget(new)
+        buttons.addWidget(save)
+        editor_layout.addLayout(buttons)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.list)
+        splitter.addWidget(editor)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+        page_shortcut(self, QKeySequence.StandardKey.Save, self.save)
+
+    def refresh(self) -> None:
+        flt = CustomGptFilter(self.list.search.text(), self.list.filter_value("agent_group_id"))
+        library = self._library
+        self.model.set_loader(
+            lambda offset, limit, order_by, desc: library.list_custom_gpts(
+                filter=flt, order_by=order_by, descending=desc, offset=offset, limit=limit
+            )
+        )
+
+    def reload_all(self) -> None:
+        self._runner.submit("load taxonomy", self._library.taxonomy, on_done=self._fill_taxonomy)
+        self.refresh()
+
+    def _fill_taxonomy(self, taxonomy: Taxonomy) -> None:
+        groups = [(e.id, e.name) for e in taxonomy.of(LookupKind.AGENT_GROUPS)]
+        self.list.filters["agent_group_id"].set_choices(groups)
+        self.agent_groups.set_choices(groups)
+        self.gpt_model.set_choices([(e.id, e.name) for e in taxonomy.of(LookupKind.GPT_MODELS)])
+
+    def new(self) -> None:
+        self._current_id = None
+        for edit in (self.name, self.description):
+            edit.clear()
+        self.instructions.clear()
+        self.gpt_model.set_current_id(None)
+        self.agent_groups.set_checked(())
+        self.message.setText("New custom GPT")
+        self.name.setFocus()
+
+    def open(self, ident: str) -> None:
+        self._wanted = ident
+        self._runner.submit(
+            "open custom GPT", lambda: self._library.get_custom_gpt(id=ident), on_done=self._show
+        )
+
+    def _show(self, record: CustomGptRecord) -> None:
+        if record.id != self._wanted:
+            return
+        self._current_id = record.id
+        self.name.setText(record.name)
+        self.description.setText(record.description)
+        self.instructions.setPlainText(record.instructions)
+        self.gpt_model.set_current_id(record.gpt_model_id)
+        self.agent_groups.set_checked(record.agent_group_ids)
+        self.message.setText(record.local_status.value)
+
+    def save(self) -> None:
+        ident = self._current_id
+        values = {
+            "name": self.name.text(),
+            "description": self.description.text(),
+            "instructions": self.instructions.toPlainText(),
+            "gpt_model_id": self.gpt_model.current_id(),
+            "agent_group_ids": self.agent_groups.checked_ids(),
+        }
+        self._runner.submit(
+            "save custom GPT",
+            lambda: self._library.save_custom_gpt(id=ident, **values),
+            on_done=self._saved,
+            on_error=lambda exc: self.message.setText(error_text(exc)),
+        )
+
+    def _saved(self, ident: str) -> None:
+        self._current_id = ident
+        self.message.setText("Saved")
+        self.changed.emit(frozenset({"custom_gpt"}))
+
+
+class TaxonomyPage(QWidget):
+    """Tags, knowledge types, accuracy levels, development stages, GPT models and agent groups."""
+
+    changed = Signal(object)
+
+    def __init__(self, *, library: LibraryService, runner: JobRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._library = library
+        self._runner = runner
+        self._current_id: str | None = None
+        self.kind = QComboBox(objectName="taxonomy_kind")
+        for kind, label in KIND_LABELS.items():
+            self.kind.addItem(label, kind)
+        self.kind.currentIndexChanged.connect(lambda _i: (self.new(), self.refresh()))
+        self.model: LazyTableModel[LookupRow] = LazyTableModel(LOOKUP_COLUMNS, runner=runner, parent=self)
+        self.list = ListPane(
+            self.model, placeholder="Filter by name…", stretch_column="description", parent=self
+        )
+        self.list.search.search_changed.connect(lambda _t: self.refresh())
+        self.list.selected.connect(self.open)
+        self.name = QLineEdit(objectName="lookup_name")
+        self.description = QLineEdit(objectName="lookup_description")
+        self.position = QSpinBox(objectName="lookup_position")
+        self.position.setRange(0, 10_000)
+        self.message = QLabel(objectName="lookup_message")
+        self.save_button = save = QPushButton("&Save", objectName="lookup_save")
+        self.new_button = new = QPushButton("&Add new", objectName="lookup_new")
+        self.delete_button = delete = QPushButton("&Delete", objectName="lookup_delete")
+        save.clicked.connect(self.save)
+        new.clicked.connect(self.new)
+        delete.clicked.connect(self.delete)
+        form = QFormLayout()
+        form.addRow("&Name", self.name)
+        form.addRow("D&escription", self.description)
+        form.addRow("&Position", self.position)
+        editor = QWidget()
+        editor_layout = QVBoxLayout(editor)
+        editor_layout.addLayout(form)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.message, 1)
+        buttons.addWidget(delete)
+        buttons.addWidget(new)
+        buttons.addWidget(save)
+        editor_layout.addLayout(buttons)
+        editor_layout.addStretch(1)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("&Kind", buddy=self.kind))
+        top.addWidget(self.kind)
+        top.addStretch(1)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.list)
+        splitter.addWidget(editor)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(splitter)
+
+    def current_kind(self) -> LookupKind:
+        return LookupKind(self.kind.currentData())
+
+    def refresh(self) -> None:
+        kind, needle, library = self.current_kind(), self.list.search.text().strip().lower(), self._library
+
+        def load(offset: int, limit: int, _order: str, _desc: bool) -> list[LookupRow]:
+            rows = library.lookup_rows(kind=kind, offset=offset, limit=limit)
+            return [r for r in rows if needle in r.name.lower()] if needle else rows
+
+        self.model.set_loader(load)
+
+    def reload_all(self) -> None:
+        self.refresh()
+
+    def open(self, ident: str) -> None:
+        row = self.model.row_of(ident)
+        if row is None:
+            return
+        entry = self.model.row_at(row)
+        self._current_id = entry.id
+        self.name.setText(entry.name)
+        self.description.setText(entry.description)
+        self.position.setValue(entry.position)
+        self.message.setText(entry.status)
+
+    def new(self) -> None:
+        self._current_id = None
+        self.name.clear()
+        self.description.clear()
+        self.position.setValue(0)
+        self.message.setText(f"New entry in {KIND_LABELS[self.current_kind()].lower()}")
+        self.name.setFocus()
+
+    def save(self) -> None:
+        kind, ident = self.current_kind(), self._current_id
+        values = {
+            "name": self.name.text(),
+            "description": self.description.text(),
+            "position": self.position.value(),
+        }
+        self._runner.submit(
+            "save lookup",
+            lambda: self._library.save_lookup(kind=kind, id=ident, **values),
+            on_done=lambda _id: self._done("Saved", kind),
+            on_error=lambda exc: self.message.setText(error_text(exc)),
+        )
+
+    def delete(self) -> None:
+        kind, ident = self.current_kind(), self._current_id
+        if ident is None:
+            return
+        entity = next(e for e, k in LOOKUP_KINDS.items() if k is kind)
+        self._runner.submit(
+            "delete lookup",
+            lambda: self._library.delete(entity=entity, id=ident),
+            on_done=lambda _r: (self._done("Deleted", kind), self.new()),
+            on_error=lambda exc: self.message.setText(error_text(exc)),
+        )
+
+    def _done(self, text: str, kind: LookupKind) -> None:
+        self.message.setText(text)
+        self.changed.emit(frozenset({next(e for e, k in LOOKUP_KINDS.items() if k is kind)}))

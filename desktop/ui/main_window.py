@@ -1,0 +1,167 @@
+"""The main window: navigation, the pages, shortcuts and the truthful sync status bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QProgressBar,
+    QStackedWidget,
+    QWidget,
+)
+
+from outputhub.desktop.jobs.sync_controller import SyncController, SyncStatus
+from outputhub.desktop.ui.analytics import AnalyticsPage
+from outputhub.desktop.ui.catalog import CustomGptsPage, TaxonomyPage
+from outputhub.desktop.ui.conflicts import ConflictsPage
+from outputhub.desktop.ui.outputs import OutputsPage
+from outputhub.desktop.ui.prompts import PromptsPage
+from outputhub.desktop.ui.settings import SettingsPage
+
+STYLE = """
+QListWidget#navigation {
+    background: #263238; color: #eceff1; border: none; font-size: 11pt; padding-top: 8px;
+}
+QListWidget#navigation::item { padding: 9px 14px; }
+QListWidget#navigation::item:selected { background: #37474f; color: white; border-left: 3px solid #4fc3f7; }
+QTableView { gridline-color: #e0e0e0; selection-background-color: #bbdefb; selection-color: black; }
+QHeaderView::section { background: #f5f5f5; padding: 4px; border: none; border-bottom: 1px solid #ddd; }
+QStatusBar QLabel#sync_status { padding: 0 6px; }
+"""
+
+
+class Page(Protocol):
+    def reload_all(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Pages:
+    prompts: PromptsPage
+    outputs: OutputsPage
+    custom_gpts: CustomGptsPage
+    taxonomy: TaxonomyPage
+    conflicts: ConflictsPage
+    analytics: AnalyticsPage
+    settings: SettingsPage
+
+
+class MainWindow(QMainWindow):
+    NAMES = ("Prompts", "Outputs", "Custom GPTs", "Taxonomy", "Conflicts", "Analytics", "Settings")
+
+    def __init__(self, *, pages: Pages, sync: SyncController, title: str = "Output Hub") -> None:
+        super().__init__()
+        self.setWindowTitle(title)
+        self.resize(1280, 800)
+        self.setStyleSheet(STYLE)
+        self.pages = pages
+        self.sync = sync
+        self._pages: list[QWidget] = [
+            pages.prompts,
+            pages.outputs,
+            pages.custom_gpts,
+            pages.taxonomy,
+            pages.conflicts,
+            pages.analytics,
+            pages.settings,
+        ]
+        self._stale = set(range(len(self._pages)))
+        self.navigation = QListWidget(objectName="navigation")
+        self.navigation.setFixedWidth(190)
+        self.navigation.setIconSize(QSize(0, 0))
+        self.stack = QStackedWidget()
+        for i, (name, page) in enumerate(zip(self.NAMES, self._pages, strict=True)):
+            item = QListWidgetItem(name, self.navigation)
+            item.setToolTip(f"{name} (Ctrl+{i + 1})")
+            self.stack.addWidget(page)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.navigation)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self.navigation.currentRowChanged.connect(self.show_page)
+
+        self.sync_label = QLabel(objectName="sync_status")
+        self.progress = QProgressBar(objectName="sync_progress")
+        self.progress.setMaximumWidth(220)
+        self.progress.setMaximumHeight(14)
+        self.progress.hide()
+        self.conflict_label = QLabel(objectName="conflict_count")
+        self.statusBar().addWidget(self.sync_label, 1)
+        self.statusBar().addPermanentWidget(self.conflict_label)
+        self.statusBar().addPermanentWidget(self.progress)
+        sync.status_changed.connect(self.show_sync_status)
+        sync.synced.connect(lambda _report: self.data_changed(frozenset({"*"})))
+        self.show_sync_status(sync.status)
+        pages.conflicts.count_changed.connect(self._show_conflict_count)
+        for page in (pages.prompts, pages.outputs, pages.custom_gpts, pages.taxonomy, pages.conflicts):
+            page.changed.connect(self.data_changed)
+
+        for i in range(len(self._pages)):
+            self._global(f"Ctrl+{i + 1}", lambda i=i: self.navigation.setCurrentRow(i))
+        self._global("Ctrl+F", self.focus_search)
+        self._global("Ctrl+Shift+V", self.capture_output)
+        self._global("F5", sync.sync_now)
+        self._global("Ctrl+Q", self.close)
+        self.navigation.setCurrentRow(0)
+
+    def _global(self, key: str, slot: object) -> None:
+        shortcut = QShortcut(QKeySequence(key), self)
+        shortcut.setContext(Qt.ShortcutContext.ApplicationShortcut)
+        shortcut.activated.connect(slot)  # type: ignore[arg-type]
+
+    def show_page(self, index: int) -> None:
+        if index < 0:
+            return
+        self.stack.setCurrentIndex(index)
+        if index in self._stale:
+            self._stale.discard(index)
+            self._pages[index].reload_all()  # type: ignore[attr-defined]
+
+    def data_changed(self, entities: frozenset[str]) -> None:
+        """Something was written (an edit here, a sync): refresh the visible page, the others when shown."""
+        self._stale = set(range(len(self._pages))) - {self.stack.currentIndex()}
+        current = self.stack.currentWidget()
+        if current is self.pages.settings:
+            return
+        current.reload_all()  # type: ignore[attr-defined]
+        if "conflict" not in entities and current is not self.pages.conflicts:
+            self.pages.conflicts.refresh()  # keeps the conflict counter truthful
+
+    def focus_search(self) -> None:
+        pane = getattr(self.stack.currentWidget(), "list", None)
+        if pane is not None:
+            pane.search.setFocus()
+            pane.search.selectAll()
+
+    def capture_output(self) -> None:
+        self.navigation.setCurrentRow(1)
+        self.pages.outputs.capture()
+
+    def show_sync_status(self, status: SyncStatus) -> None:
+        self.sync_label.setText(status.text)
+        colors = {"error": "#b00020", "offline": "#6d4c41", "not_configured": "#6d4c41"}
+        self.sync_label.setStyleSheet(f"color: {colors.get(status.state, '#1b5e20')}")
+        if status.state == "syncing" and status.total:
+            self.progress.setRange(0, status.total)
+            self.progress.setValue(status.done)
+            self.progress.show()
+        elif status.state == "syncing":
+            self.progress.setRange(0, 0)
+            self.progress.show()
+        else:
+            self.progress.hide()
+
+    def _show_conflict_count(self, count: int) -> None:
+        self.conflict_label.setText(f"⚠ {count} conflict(s) to resolve" if count else "")
+        item = self.navigation.item(4)
+        item.setText(f"Conflicts ({count})" if count else "Conflicts")

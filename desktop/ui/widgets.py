@@ -1,0 +1,128 @@
+"""Small reusable widgets: id pickers, checkable lists, the debounced search box, error text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QComboBox, QCompleter, QLineEdit, QListWidget, QListWidgetItem, QWidget
+
+from outputhub.common.errors import OutputHubError
+from outputhub.sync.client import SyncError
+
+
+def error_text(exc: BaseException) -> str:
+    """What to tell the user about a failure, in words."""
+    if isinstance(exc, OutputHubError):
+        return exc.detail
+    if isinstance(exc, SyncError | ValueError):  # the sync client's errors and LocalEditError are in words
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class IdCombo(QComboBox):
+    """A combo box of (id, label) entries with an optional empty first entry (``None``)."""
+
+    def __init__(
+        self, *, empty_label: str | None = "(any)", editable: bool = False, parent: QWidget | None = None
+    ):
+        super().__init__(parent)
+        self._empty_label = empty_label
+        self.setEditable(editable)
+        if editable:
+            self.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+            self.lineEdit().setPlaceholderText(empty_label or "")
+            completer = QCompleter(self.model(), self)
+            completer.setFilterMode(Qt.MatchFlag.MatchContains)
+            completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+            completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+            self.setCompleter(completer)
+        self.set_choices([])
+
+    def set_choices(self, choices: Iterable[tuple[str, str]], *, keep: bool = True) -> None:
+        current = self.current_id() if keep and self.count() else None
+        self.blockSignals(True)
+        self.clear()
+        if self._empty_label is not None:
+            # an editable box shows the empty entry as a placeholder, so typing starts from nothing
+            self.addItem("" if self.isEditable() else self._empty_label, None)
+        for ident, label in choices:
+            self.addItem(label, ident)
+        self.blockSignals(False)
+        self.set_current_id(current)
+
+    def current_id(self) -> str | None:
+        if self.isEditable():
+            text = self.currentText()
+            index = self.findText(text, Qt.MatchFlag.MatchFixedString)
+            if index < 0:
+                return None
+            return self.itemData(index)  # type: ignore[no-any-return]
+        return self.currentData()  # type: ignore[no-any-return]
+
+    def set_current_id(self, ident: str | None) -> None:
+        index = self.findData(ident) if ident is not None else (0 if self._empty_label is not None else -1)
+        self.setCurrentIndex(max(index, 0) if self.count() else -1)
+
+
+class CheckList(QListWidget):
+    """A list of checkable (id, label) entries."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMaximumHeight(110)
+
+    def set_choices(self, choices: Iterable[tuple[str, str]], *, checked: Sequence[str] = ()) -> None:
+        keep = set(checked) or set(self.checked_ids())
+        self.clear()
+        for ident, label in choices:
+            item = QListWidgetItem(label, self)
+            item.setData(Qt.ItemDataRole.UserRole, ident)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if ident in keep else Qt.CheckState.Unchecked)
+
+    def set_checked(self, ids: Iterable[str]) -> None:
+        wanted = set(ids)
+        for i in range(self.count()):
+            item = self.item(i)
+            on = item.data(Qt.ItemDataRole.UserRole) in wanted
+            item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+
+    def checked_ids(self) -> list[str]:
+        return [
+            self.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.count())
+            if self.item(i).checkState() == Qt.CheckState.Checked
+        ]
+
+    def check_label(self, label: str) -> None:
+        for i in range(self.count()):
+            if self.item(i).text() == label:
+                self.item(i).setCheckState(Qt.CheckState.Checked)
+
+
+class SearchBox(QLineEdit):
+    """Emits ``search_changed`` once typing pauses for ``delay_ms`` (search as you type, debounced)."""
+
+    search_changed = Signal(str)
+
+    def __init__(self, *, placeholder: str, delay_ms: int = 200, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setPlaceholderText(placeholder)
+        self.setClearButtonEnabled(True)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(delay_ms)
+        self._timer.timeout.connect(lambda: self.search_changed.emit(self.text()))
+        self.textChanged.connect(lambda _text: self._timer.start())
+
+
+def page_shortcut(
+    page: QWidget, key: QKeySequence | QKeySequence.StandardKey | str, slot: Callable[[], object]
+) -> QShortcut:
+    """A shortcut active while the focus is inside ``page`` (pages share keys such as Ctrl+S)."""
+    shortcut = QShortcut(QKeySequence(key), page)
+    shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+    shortcut.activated.connect(slot)
+    return shortcut
