@@ -1,0 +1,1 @@
+"""Analytics: accuracy, knowledge types over time, the stage funnel, tag usage, prompt rankings."""
