@@ -33,6 +33,8 @@ class Cache(Protocol):
         """``ok``, or why the cache is bypassed (``degraded: ...``)."""
         ...
 
+    # ``generation`` may return a negative number: the cache is unusable right now; callers then bypass it.
+
 
 class InProcessCache:
     """A bounded LRU in this process. Correct for one server process (the embedded default)."""
@@ -56,6 +58,8 @@ class InProcessCache:
             return value
 
     def set(self, key: str, value: bytes, *, ttl_seconds: int) -> None:
+        if ttl_seconds <= 0:  # OUTPUTHUB_CACHE_TTL_SECONDS=0 turns caching off
+            return
         with self._lock:
             self._entries[key] = (time.monotonic() + ttl_seconds, value)
             self._entries.move_to_end(key)
@@ -79,6 +83,32 @@ def cache_key(cache: Cache, *, org_id: uuid.UUID, namespace: str, params: Any) -
     return f"oh:{org_id}:{cache.generation(org_id)}:{namespace}:{digest}"
 
 
+def cached_bytes(
+    cache: Cache,
+    *,
+    org_id: uuid.UUID,
+    namespace: str,
+    params: Any,
+    ttl_seconds: int,
+    compute: Callable[[], bytes],
+) -> tuple[bytes, bool]:
+    """The cached bytes for (org, namespace, params) and whether they came from the cache.
+
+    A negative generation means the cache cannot be trusted right now (Redis is away): compute, store nothing.
+    """
+    generation = cache.generation(org_id)
+    if generation < 0:
+        return compute(), False
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    key = f"oh:{org_id}:{generation}:{namespace}:{digest}"
+    hit = cache.get(key)
+    if hit is not None:
+        return hit, True
+    value = compute()
+    cache.set(key, value, ttl_seconds=ttl_seconds)
+    return value, False
+
+
 def cached_json(
     cache: Cache,
     *,
@@ -90,6 +120,8 @@ def cached_json(
 ) -> T:
     """The cached JSON-able value for (org, namespace, params), computing and storing it on a miss."""
     key = cache_key(cache, org_id=org_id, namespace=namespace, params=params)
+    if f":{org_id}:-" in key:  # negative generation: the cache is bypassed (Redis away)
+        return compute()
     hit = cache.get(key)
     if hit is not None:
         return json.loads(hit)  # type: ignore[no-any-return]

@@ -23,7 +23,8 @@ from outputhub.common.schemas import (
 )
 from outputhub.server.api.lookups import service
 from outputhub.server.api.lookups.service import KINDS, LookupKind
-from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, etag
+from outputhub.server.cache import cached_bytes
+from outputhub.server.deps import IfMatchDep, NowDep, Reader, ServicesDep, SessionDep, Writer, etag
 
 SCHEMAS: dict[str, tuple[type[BaseModel], type[BaseModel], type[BaseModel]]] = {
     "accuracy-levels": (AccuracyLevelCreate, AccuracyLevelUpdate, AccuracyLevelRead),
@@ -52,6 +53,7 @@ def build_router(kind: LookupKind) -> APIRouter:
     def list_items(
         tenant: Reader,
         session: SessionDep,
+        services: ServicesDep,
         q: Annotated[str | None, Query(max_length=200, description="Text in the name")] = None,
         sort: Annotated[
             str, Query(description="position, name, created_at, updated_at; - to reverse")
@@ -59,10 +61,24 @@ def build_router(kind: LookupKind) -> APIRouter:
         cursor: Annotated[str | None, Query(max_length=1000)] = None,
         limit: Limit = 100,
     ) -> Any:
-        rows, next_cursor = service.list_page(
-            session, kind, tenant=tenant, q=q, sort=sort, cursor=cursor, limit=limit
+        def compute() -> bytes:
+            rows, next_cursor = service.list_page(
+                session, kind, tenant=tenant, q=q, sort=sort, cursor=cursor, limit=limit
+            )
+            page = Page[read_schema](items=[to_read(r) for r in rows], next_cursor=next_cursor)  # type: ignore[valid-type]
+            return page.model_dump_json().encode()
+
+        if cursor is not None:  # first pages are cached per organization until its next write
+            return Response(compute(), media_type="application/json", headers={"X-Cache": "bypass"})
+        body, hit = cached_bytes(
+            services.cache,
+            org_id=tenant.org_id,
+            namespace=f"lookups.{kind.slug}",
+            params={"q": q, "sort": sort, "limit": limit},
+            ttl_seconds=services.settings.cache_ttl_seconds,
+            compute=compute,
         )
-        return Page[read_schema](items=[to_read(r) for r in rows], next_cursor=next_cursor)  # type: ignore[valid-type]
+        return Response(body, media_type="application/json", headers={"X-Cache": "hit" if hit else "miss"})
 
     def create_item(data: Any, tenant: Writer, session: SessionDep, now: NowDep, response: Response) -> Any:
         row = service.create(session, kind, tenant=tenant, data=data.model_dump(), now=now)

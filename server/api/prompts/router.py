@@ -28,15 +28,17 @@ from outputhub.server.api.filters import (
     Text,
 )
 from outputhub.server.api.prompts import service
-from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, etag
+from outputhub.server.cache import cached_bytes
+from outputhub.server.deps import IfMatchDep, NowDep, Reader, ServicesDep, SessionDep, Writer, etag
 
 router = APIRouter(prefix="/orgs/{org_id}/prompts", tags=["prompts"])
 
 
-@router.get("")
+@router.get("", response_model=Page[PromptRead])
 def list_prompts(
     tenant: Reader,
     session: SessionDep,
+    services: ServicesDep,
     q: Text = None,
     tag_id: TagFilter = None,
     development_stage_id: StageFilter = None,
@@ -48,25 +50,41 @@ def list_prompts(
     sort: Annotated[str, Query(description="created_at, updated_at, title; - to reverse")] = "-created_at",
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> Page[PromptRead]:
+) -> Response:
     """Prompts matching every filter given. Repeat a parameter for several values. Output-side filters
-    (accuracy level, knowledge type, custom GPT, GPT model, agent group) find prompts with such an output."""
-    rows, next_cursor = service.list_page(
-        session,
-        tenant=tenant,
-        q=q,
-        tag_ids=tag_id or [],
-        development_stage_ids=development_stage_id or [],
-        accuracy_level_ids=accuracy_level_id or [],
-        knowledge_type_ids=knowledge_type_id or [],
-        custom_gpt_ids=custom_gpt_id or [],
-        gpt_model_ids=gpt_model_id or [],
-        agent_group_ids=agent_group_id or [],
-        sort=sort,
-        cursor=cursor,
-        limit=limit,
+    (accuracy level, knowledge type, custom GPT, GPT model, agent group) find prompts with such an output.
+    First pages are cached per organization until its next write (``X-Cache: hit`` / ``miss``)."""
+    filters = {
+        "q": q,
+        "tag_ids": tag_id or [],
+        "development_stage_ids": development_stage_id or [],
+        "accuracy_level_ids": accuracy_level_id or [],
+        "knowledge_type_ids": knowledge_type_id or [],
+        "custom_gpt_ids": custom_gpt_id or [],
+        "gpt_model_ids": gpt_model_id or [],
+        "agent_group_ids": agent_group_id or [],
+    }
+
+    def compute() -> bytes:
+        rows, next_cursor = service.list_page(
+            session, tenant=tenant, **filters, sort=sort, cursor=cursor, limit=limit
+        )
+        page = Page[PromptRead](
+            items=service.to_read(session, tenant=tenant, rows=rows), next_cursor=next_cursor
+        )
+        return page.model_dump_json().encode()
+
+    if cursor is not None:
+        return Response(compute(), media_type="application/json", headers={"X-Cache": "bypass"})
+    body, hit = cached_bytes(
+        services.cache,
+        org_id=tenant.org_id,
+        namespace="prompts.list",
+        params={**filters, "sort": sort, "limit": limit},
+        ttl_seconds=services.settings.cache_ttl_seconds,
+        compute=compute,
     )
-    return Page[PromptRead](items=service.to_read(session, tenant=tenant, rows=rows), next_cursor=next_cursor)
+    return Response(body, media_type="application/json", headers={"X-Cache": "hit" if hit else "miss"})
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

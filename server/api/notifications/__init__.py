@@ -1,0 +1,1 @@
+"""In-app notifications: conflicts, imports, disabled webhooks, accuracy alerts; listed and streamed (SSE)."""

@@ -1,0 +1,107 @@
+"""Turns committed domain events into notifications, and runs the accuracy check job."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from outputhub.common.roles import Role
+from outputhub.server.api.base import utcnow
+from outputhub.server.api.notifications import service
+from outputhub.server.events import DomainEvent
+from outputhub.server.jobs.queue import JobContext, JobQueue
+from outputhub.server.storage.database import set_tenant, unit_of_work
+
+log = logging.getLogger("outputhub.notifications")
+ACCURACY_JOB = "notifications.accuracy_check"
+
+
+def _user_of(actor: str) -> uuid.UUID | None:
+    if actor.startswith("user:"):
+        try:
+            return uuid.UUID(actor.removeprefix("user:"))
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass
+class NotificationHandler:
+    session_factory: sessionmaker[Session]
+    queue: JobQueue
+
+    def on_events(self, events: Sequence[DomainEvent]) -> None:
+        by_org: dict[uuid.UUID, list[DomainEvent]] = {}
+        for event in events:
+            by_org.setdefault(event.org_id, []).append(event)
+        for org_id, org_events in by_org.items():
+            try:
+                self._handle(org_id, org_events)
+            except Exception:  # handlers must not raise: the request has committed
+                log.exception("notification handler failed for organization %s", org_id)
+
+    def _handle(self, org_id: uuid.UUID, events: list[DomainEvent]) -> None:
+        if not any(
+            e.kind in ("conflict.created", "import.finished") or e.kind.startswith("output.") for e in events
+        ):
+            return
+        now = utcnow()
+        notable = [e for e in events if e.kind in ("conflict.created", "import.finished")]
+        if notable:
+            self._notify(org_id, notable, now=now)
+        if any(e.kind.startswith("output.") for e in events):
+            with unit_of_work(self.session_factory, read_only=True) as session:
+                set_tenant(session, org_id=org_id)
+                rule = service.get_rule(session, org_id=org_id)
+                enabled = bool(rule and rule.enabled)
+            if enabled:
+                self.queue.enqueue(kind=ACCURACY_JOB, payload={}, org_id=org_id)
+
+    def _notify(self, org_id: uuid.UUID, events: list[DomainEvent], *, now: datetime) -> None:
+        with unit_of_work(self.session_factory) as session:
+            set_tenant(session, org_id=org_id)
+            for event in events:
+                if event.kind == "conflict.created":
+                    about = {**event.details, **(event.after or {})}
+                    entity = str(about.get("entity") or "record")
+                    record = str(about.get("record_id") or "")
+                    service.notify(
+                        session,
+                        org_id=org_id,
+                        kind=service.CONFLICT,
+                        title=f"A conflict on {entity} {record} needs resolving".replace("  ", " "),
+                        body="Two edits of the same record crossed while offline; pick what to keep.",
+                        data={
+                            "conflict_id": event.entity_id,
+                            "entity": entity,
+                            "record_id": record,
+                            "field": about.get("field"),
+                            "device": event.device,
+                        },
+                        subject=f"conflict:{event.entity_id}",
+                        min_role=Role.EDITOR,
+                        now=now,
+                    )
+                elif event.kind == "import.finished":
+                    service.notify(
+                        session,
+                        org_id=org_id,
+                        kind=service.IMPORT_FINISHED,
+                        title=str(event.details.get("title") or "Import finished"),
+                        body=str(event.details.get("summary") or ""),
+                        data={"import_id": event.entity_id, **event.details},
+                        user_id=_user_of(event.actor),
+                        min_role=Role.EDITOR,
+                        now=now,
+                    )
+
+    def run_accuracy_check(self, ctx: JobContext) -> None:
+        assert ctx.org_id is not None
+        with unit_of_work(self.session_factory) as session:
+            set_tenant(session, org_id=ctx.org_id)
+            service.check_accuracy(session, org_id=ctx.org_id, now=utcnow())

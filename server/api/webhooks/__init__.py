@@ -1,0 +1,1 @@
+"""Webhooks: endpoints, signed deliveries through the job queue, a delivery log."""

@@ -1,0 +1,122 @@
+"""The read cache never serves a stale list after a write, from any write path, in-process and on Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from tests.redis.support import build_app, redis_server
+from tests.support.client import Org, api_key_actor, new_org
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with redis_server() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def redis_client(backend, tmp_path_factory, request, redis_url):
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    app = build_app(
+        backend,
+        tmp=tmp_path_factory.mktemp(f"cache-{backend}"),
+        pg_url=url,
+        redis_url=redis_url,
+        redis_retry_seconds=0.5,
+        jobs_in_process=True,
+    )
+    with TestClient(app) as client:
+        yield client
+    app.state.services.engine.dispose()
+
+
+def titles(org: Org, expect_cache: str | None = None) -> list[str]:
+    r = org.owner.get(f"{org.base}/prompts")
+    assert r.status_code == 200, r.text
+    if expect_cache:
+        assert r.headers["X-Cache"] == expect_cache
+    return sorted(p["title"] for p in r.json()["items"])
+
+
+def tag_names(org: Org) -> list[str]:
+    r = org.owner.get(f"{org.base}/tags")
+    assert r.status_code == 200, r.text
+    return sorted(t["name"] for t in r.json()["items"])
+
+
+def exercise_every_write_path(org: Org) -> None:
+    o = org.owner
+    assert titles(org) == []
+    assert titles(org, "hit") == []
+    created = o.post(f"{org.base}/prompts", json={"title": "first", "body": "b"}).json()
+    assert titles(org, "miss") == ["first"]
+    assert titles(org, "hit") == ["first"]
+    assert o.patch(f"{org.base}/prompts/{created['id']}", json={"title": "renamed"}).status_code == 200
+    assert titles(org) == ["renamed"]
+    # an API key is another write path (another actor, same organization)
+    key = o.post(f"{org.base}/api-keys", json={"name": "w", "scope": "write"}).json()["key"]
+    writer = api_key_actor(o.client, key)
+    assert writer.post(f"{org.base}/prompts", json={"title": "by key", "body": "b"}).status_code == 201
+    assert titles(org) == ["by key", "renamed"]
+    assert o.delete(f"{org.base}/prompts/{created['id']}").status_code == 204
+    assert titles(org) == ["by key"]
+    # lookups
+    assert tag_names(org) == []
+    assert tag_names(org) == []
+    tag = o.post(f"{org.base}/tags", json={"name": "alpha"}).json()
+    assert tag_names(org) == ["alpha"]
+    assert o.patch(f"{org.base}/tags/{tag['id']}", json={"name": "beta"}).status_code == 200
+    assert tag_names(org) == ["beta"]
+    assert o.delete(f"{org.base}/tags/{tag['id']}").status_code == 204
+    assert tag_names(org) == []
+
+
+@pytest.fixture(scope="module")
+def local_client(backend, tmp_path_factory, request):
+    """An app of this module's own (the API keys made here would confuse other modules' shared app)."""
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    app = build_app(backend, tmp=tmp_path_factory.mktemp(f"cache-local-{backend}"), pg_url=url)
+    with TestClient(app) as client:
+        yield client
+    app.state.services.engine.dispose()
+
+
+def test_no_stale_read_after_a_write_in_process(local_client):
+    exercise_every_write_path(new_org(local_client, name="cache"))
+
+
+def test_no_stale_read_after_a_write_on_redis(redis_client):
+    exercise_every_write_path(new_org(redis_client, name="cache"))
+
+
+def test_organizations_do_not_share_entries(redis_client):
+    a, b = new_org(redis_client, name="a"), new_org(redis_client, name="b")
+    a.owner.post(f"{a.base}/prompts", json={"title": "only in a", "body": "b"})
+    assert titles(a) == ["only in a"] and titles(b) == []
+    assert titles(b, "hit") == []
+
+
+def test_redis_outage_bypasses_the_cache_and_recovery_serves_nothing_stale(redis_client, redis_url):
+    org = new_org(redis_client, name="outage")
+    org.owner.post(f"{org.base}/prompts", json={"title": "before", "body": "b"})
+    assert titles(org) == ["before"] and titles(org, "hit") == ["before"]
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # Redis hangs (keeps its data): timeouts
+    started = time.monotonic()
+    assert titles(org) == ["before"]  # served, from the database
+    ready = redis_client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["cache"].startswith("degraded"), ready.json()
+    # a write while Redis cannot be told about it
+    assert org.owner.post(f"{org.base}/prompts", json={"title": "during", "body": "b"}).status_code == 201
+    assert titles(org) == ["before", "during"]
+    time.sleep(max(0.0, 1.6 - (time.monotonic() - started)))
+    time.sleep(0.6)  # past the circuit's retry delay
+    # Redis is back with the old entry still stored: it must not be served
+    assert titles(org) == ["before", "during"]
+    assert titles(org) == ["before", "during"]
+    assert redis_client.get("/readyz").json()["checks"]["cache"] == "ok"
