@@ -9,11 +9,12 @@ changed (``allocate_revisions`` calls it for every replicated write): cache inva
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 _EVENTS_KEY = "outputhub.events"
@@ -45,6 +46,8 @@ class DomainEvent:
     merge: str | None = None
     """For synced edits: the merge decision (applied / merged / conflict / noop)."""
     details: dict[str, Any] = field(default_factory=dict)
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    """Unique per event: handlers that may see an event twice (outbox redelivery) deduplicate on it."""
 
 
 EventHandler = Callable[[Sequence[DomainEvent]], None]
@@ -66,3 +69,93 @@ def take_events(session: Session) -> tuple[list[DomainEvent], set[uuid.UUID]]:
     touched: set[uuid.UUID] = session.info.pop(_TOUCHED_KEY, set())
     touched.update(e.org_id for e in events)
     return events, touched
+
+
+# --- added for the audit log and the outbox (issue 5) -------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with uuids, datetimes, enums and sets turned into JSON types (for before/after payloads)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "value"):  # enums
+        return jsonable(value.value)
+    return str(value)
+
+
+def row_snapshot(
+    row: Any, *, only: Iterable[str] | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The mapped columns of an ORM row (or just ``only``) as a JSON-able dict, plus ``extra``."""
+    names = list(only) if only is not None else [c.key for c in sa_inspect(row).mapper.column_attrs]
+    snapshot = {name: jsonable(getattr(row, name)) for name in names}
+    if extra:
+        snapshot.update(jsonable(extra))
+    return snapshot
+
+
+def event_to_json(event: DomainEvent) -> dict[str, Any]:
+    """The event as a JSON-able dict (the outbox payload); :func:`event_from_json` reverses it."""
+    return {f.name: jsonable(getattr(event, f.name)) for f in fields(event)}
+
+
+def event_from_json(data: dict[str, Any]) -> DomainEvent:
+    def when(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    return DomainEvent(
+        id=uuid.UUID(data["id"]),
+        org_id=uuid.UUID(data["org_id"]),
+        kind=data["kind"],
+        entity=data["entity"],
+        entity_id=data["entity_id"],
+        actor=data["actor"],
+        at=datetime.fromisoformat(data["at"]),
+        revision=data.get("revision"),
+        source=data.get("source", "api"),
+        device=data.get("device"),
+        made_at=when(data.get("made_at")),
+        before=data.get("before"),
+        after=data.get("after"),
+        merge=data.get("merge"),
+        details=data.get("details") or {},
+    )
+
+
+def emit_change(
+    session: Session,
+    *,
+    org_id: uuid.UUID,
+    actor: str,
+    kind: str,
+    entity_id: object,
+    at: datetime,
+    revision: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """:func:`emit` an API mutation; the entity is the part of ``kind`` before the dot."""
+    emit(
+        session,
+        DomainEvent(
+            org_id=org_id,
+            kind=kind,
+            entity=kind.split(".", 1)[0],
+            entity_id=str(entity_id),
+            actor=actor,
+            at=at,
+            revision=revision,
+            before=jsonable(before) if before is not None else None,
+            after=jsonable(after) if after is not None else None,
+            details=jsonable(details) if details else {},
+        ),
+    )

@@ -30,6 +30,7 @@ from outputhub.server.api.base import (
     stamp_new,
 )
 from outputhub.server.api.lookups.service import CUSTOM_GPT_AGENT_GROUPS
+from outputhub.server.events import emit_change, row_snapshot
 from outputhub.server.storage.tables import AgentGroup, CustomGpt, GptModel, Output
 
 SCALARS = ("name", "description", "instructions", "gpt_model_id")
@@ -70,6 +71,16 @@ def create(session: Session, *, tenant: Tenant, data: CustomGptCreate, now: date
     replace_links(
         session, CUSTOM_GPT_AGENT_GROUPS, tenant=tenant, parent_id=row.id, child_ids=data.agent_group_ids
     )
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="custom_gpt.created",
+        entity_id=row.id,
+        at=now,
+        revision=row.revision,
+        after=row_snapshot(row, extra={"agent_group_ids": data.agent_group_ids}),
+    )
     return row
 
 
@@ -86,6 +97,12 @@ def update_one(
     row = get(session, tenant=tenant, ident=ident)
     check_revision(row, if_match=if_match)
     _check(session, tenant=tenant, data=data)
+    before = row_snapshot(row, only=[n for n in SCALARS if n in data])
+    if "agent_group_ids" in data:
+        before["agent_group_ids"] = [
+            str(g)
+            for g in load_links(session, CUSTOM_GPT_AGENT_GROUPS, tenant=tenant, parent_ids=[row.id])[row.id]
+        ]
     for name in SCALARS:
         if name in data:
             setattr(row, name, data[name])
@@ -99,6 +116,17 @@ def update_one(
         )
     stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="custom_gpt.updated",
+        entity_id=row.id,
+        at=now,
+        revision=row.revision,
+        before=before,
+        after={n: data[n] for n in before},
+    )
     return row
 
 
@@ -117,6 +145,16 @@ def delete_one(
     row.deleted = True
     stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="custom_gpt.deleted",
+        entity_id=row.id,
+        at=now,
+        revision=row.revision,
+        before=row_snapshot(row, only=SCALARS),
+    )
 
 
 def list_page(

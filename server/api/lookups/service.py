@@ -28,6 +28,7 @@ from outputhub.server.api.base import (
     stamp_changed,
     stamp_new,
 )
+from outputhub.server.events import emit_change, row_snapshot
 from outputhub.server.storage.tables import (
     AccuracyLevel,
     AgentGroup,
@@ -71,6 +72,14 @@ class LookupKind:
     ordered: bool = False
     extra_fields: tuple[str, ...] = ()
     references: tuple[ColumnRef | LinkRef, ...] = field(default=())
+
+    @property
+    def entity(self) -> str:
+        """The event/audit entity name: ``tag``, ``accuracy_level``, ``gpt_model``, ..."""
+        return self.label.lower().replace(" ", "_")
+
+    def fields(self) -> tuple[str, ...]:
+        return ("name", "description", "position", *self.extra_fields)
 
 
 PROMPT_TAGS = Link(PromptTag, "prompt_id", "tag_id")
@@ -193,6 +202,16 @@ def create(
     stamp_new(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.add(row)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind=f"{kind.entity}.created",
+        entity_id=row.id,
+        at=now,
+        revision=row.revision,
+        after=row_snapshot(row, only=("id", *kind.fields())),
+    )
     return row
 
 
@@ -223,6 +242,7 @@ def update_one(
     reject_nulls(data, ("name", "description", "position", *kind.extra_fields))
     row = get(session, kind, tenant=tenant, ident=ident)
     check_revision(row, if_match=if_match)
+    before = row_snapshot(row, only=[n for n in kind.fields() if n in data])
     if "name" in data and data["name"] != row.name:
         _ensure_unique(session, kind, tenant=tenant, name=data["name"], exclude=row.id)
         row.name = data["name"]
@@ -232,6 +252,17 @@ def update_one(
             setattr(row, name, data[name])
     stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind=f"{kind.entity}.updated",
+        entity_id=row.id,
+        at=now,
+        revision=row.revision,
+        before=before,
+        after=row_snapshot(row, only=list(before)),
+    )
     return row
 
 
@@ -278,6 +309,16 @@ def delete_one(
     row.deleted = True
     stamp_changed(row, tenant=tenant, revision=revision, now=now)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind=f"{kind.entity}.deleted",
+        entity_id=row.id,
+        at=now,
+        revision=revision,
+        before=row_snapshot(row, only=kind.fields()),
+    )
 
 
 def list_page(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from outputhub.common.roles import ROLE_RANK, SCOPE_ROLE, ApiKeyScope, Role
 from outputhub.common.schemas import ApiKeyCreate, InvitationCreate, OrgCreate
 from outputhub.server.api.base import Tenant
 from outputhub.server.api.lookups import service as lookups
+from outputhub.server.events import emit_change, row_snapshot
 from outputhub.server.security import API_KEY_KIND, INVITATION_KIND, TenantSecret, digest
 from outputhub.server.storage.database import set_tenant
 from outputhub.server.storage.tables import ApiKey, Invitation, Membership, Organization, OrgRevision, User
@@ -46,6 +47,15 @@ def create_org(
     )
     session.flush()
     tenant = Tenant(org_id=org_id, role=Role.OWNER, actor=f"user:{user.id}", user_id=user.id)
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="org.created",
+        entity_id=org_id,
+        at=now,
+        after={"name": org.name, "seed_defaults": data.seed_defaults},
+    )
     if data.seed_defaults:
         lookups.seed_defaults(session, tenant=tenant, now=now)
     return org, tenant
@@ -71,15 +81,35 @@ def get_org(session: Session, *, tenant: Tenant) -> Organization:
 
 def rename_org(session: Session, *, tenant: Tenant, name: str, now: datetime) -> Organization:
     org = get_org(session, tenant=tenant)
+    before = {"name": org.name}
     org.name = name
     org.updated_at = now
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="org.updated",
+        entity_id=org.id,
+        at=now,
+        before=before,
+        after={"name": name},
+    )
     return org
 
 
-def delete_org(session: Session, *, tenant: Tenant) -> None:
+def delete_org(session: Session, *, tenant: Tenant, now: datetime | None = None) -> None:
     org = get_org(session, tenant=tenant)
     session.delete(org)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="org.deleted",
+        entity_id=org.id,
+        at=now or datetime.now(UTC),
+        before={"name": org.name},
+    )
 
 
 def resolve_membership(session: Session, *, org_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
@@ -139,10 +169,22 @@ def change_role(
         raise InvalidInputError("body.role", "the organization's last owner cannot be demoted")
     member.role = role
     member.updated_at = now
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="member.updated",
+        entity_id=user_id,
+        at=now,
+        before={"role": current.value},
+        after={"role": Role(role).value},
+    )
     return member
 
 
-def remove_member(session: Session, *, tenant: Tenant, user_id: uuid.UUID) -> None:
+def remove_member(
+    session: Session, *, tenant: Tenant, user_id: uuid.UUID, now: datetime | None = None
+) -> None:
     member = _membership(session, tenant=tenant, user_id=user_id)
     current = Role(member.role)
     if user_id != tenant.user_id:
@@ -150,6 +192,16 @@ def remove_member(session: Session, *, tenant: Tenant, user_id: uuid.UUID) -> No
     if current == Role.OWNER and _owner_count(session, tenant=tenant) == 1:
         raise InvalidInputError("path.user_id", "the organization's last owner cannot leave or be removed")
     session.delete(member)
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="member.removed",
+        entity_id=user_id,
+        at=now or datetime.now(UTC),
+        before={"role": current.value},
+        details={"left": user_id == tenant.user_id},
+    )
 
 
 # --- invitations --------------------------------------------------------------------------------------------
@@ -180,6 +232,15 @@ def invite(
     )
     session.add(invitation)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="invitation.created",
+        entity_id=invitation.id,
+        at=now,
+        after=row_snapshot(invitation, only=("email", "role", "expires_at")),
+    )
     return invitation, str(token)
 
 
@@ -201,6 +262,15 @@ def revoke_invitation(session: Session, *, tenant: Tenant, invitation_id: uuid.U
         raise NotFoundError("invitation", invitation_id)
     if invitation.revoked_at is None and invitation.accepted_at is None:
         invitation.revoked_at = now
+        emit_change(
+            session,
+            org_id=tenant.org_id,
+            actor=tenant.actor,
+            kind="invitation.revoked",
+            entity_id=invitation.id,
+            at=now,
+            before={"email": invitation.email, "role": invitation.role},
+        )
 
 
 def accept_invitation(
@@ -236,6 +306,27 @@ def accept_invitation(
         )
     invitation.accepted_at = now
     session.flush()
+    actor = f"user:{user.id}"
+    emit_change(
+        session,
+        org_id=org.id,
+        actor=actor,
+        kind="invitation.accepted",
+        entity_id=invitation.id,
+        at=now,
+        after={"email": user.email, "role": role.value},
+    )
+    if existing is None:
+        emit_change(
+            session,
+            org_id=org.id,
+            actor=actor,
+            kind="member.added",
+            entity_id=user.id,
+            at=now,
+            after={"email": user.email, "role": role.value},
+            details={"invitation_id": invitation.id},
+        )
     return org, Role(existing.role) if existing else role
 
 
@@ -258,6 +349,15 @@ def create_api_key(
     )
     session.add(key)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="api_key.created",
+        entity_id=key.id,
+        at=now,
+        after=row_snapshot(key, only=("name", "scope", "prefix")),
+    )
     return key, str(token)
 
 
@@ -277,6 +377,15 @@ def revoke_api_key(session: Session, *, tenant: Tenant, key_id: uuid.UUID, now: 
         raise NotFoundError("API key", key_id)
     if key.revoked_at is None:
         key.revoked_at = now
+        emit_change(
+            session,
+            org_id=tenant.org_id,
+            actor=tenant.actor,
+            kind="api_key.revoked",
+            entity_id=key.id,
+            at=now,
+            before=row_snapshot(key, only=("name", "scope", "prefix")),
+        )
     return key
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from outputhub.common.schemas import (
+    OutputBodyRead,
     OutputBulkCreate,
     OutputBulkResult,
     OutputCreate,
@@ -30,7 +31,8 @@ from outputhub.server.api.filters import (
     Text,
 )
 from outputhub.server.api.outputs import service
-from outputhub.server.deps import IfMatchDep, NowDep, Reader, SessionDep, Writer, etag
+from outputhub.server.api.outputs.bodies import OutputBodies, read_body
+from outputhub.server.deps import IfMatchDep, NowDep, Reader, ServicesDep, SessionDep, Writer, etag
 
 router = APIRouter(prefix="/orgs/{org_id}/outputs", tags=["outputs"])
 
@@ -78,20 +80,32 @@ def list_outputs(
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_output(
-    data: OutputCreate, tenant: Writer, session: SessionDep, now: NowDep, response: Response
+    data: OutputCreate,
+    tenant: Writer,
+    session: SessionDep,
+    now: NowDep,
+    response: Response,
+    services: ServicesDep,
 ) -> OutputRead:
-    """Record an output. Naming a custom GPT without a GPT model records the custom GPT's model."""
-    row = service.create_many(session, tenant=tenant, data=[data], now=now, bulk=False)[0]
+    """Record an output. Naming a custom GPT without a GPT model records the custom GPT's model.
+
+    `transcript`, `token_usage` and `metadata` are kept as the output's body document: read them back
+    with `GET .../outputs/{id}/body`."""
+    row = service.create_many(
+        session, tenant=tenant, data=[data], now=now, bulk=False, bodies=_bodies(services)
+    )[0]
     response.headers["ETag"] = etag(row.revision)
     return service.to_read(session, tenant=tenant, rows=[row])[0]
 
 
 @router.post("/bulk", status_code=status.HTTP_201_CREATED)
 def create_outputs_bulk(
-    data: OutputBulkCreate, tenant: Writer, session: SessionDep, now: NowDep
+    data: OutputBulkCreate, tenant: Writer, session: SessionDep, now: NowDep, services: ServicesDep
 ) -> OutputBulkResult:
     """Create up to 1000 outputs at once: all or none. An error names the item (`body.items.N.field`)."""
-    rows = service.create_many(session, tenant=tenant, data=data.items, now=now, bulk=True)
+    rows = service.create_many(
+        session, tenant=tenant, data=data.items, now=now, bulk=True, bodies=_bodies(services)
+    )
     return OutputBulkResult(created=len(rows), items=service.to_read(session, tenant=tenant, rows=rows))
 
 
@@ -100,6 +114,14 @@ def get_output(output_id: uuid.UUID, tenant: Reader, session: SessionDep, respon
     row = service.get(session, tenant=tenant, ident=output_id)
     response.headers["ETag"] = etag(row.revision)
     return service.to_read(session, tenant=tenant, rows=[row])[0]
+
+
+@router.get("/{output_id}/body")
+def get_output_body(
+    output_id: uuid.UUID, tenant: Reader, session: SessionDep, services: ServicesDep
+) -> OutputBodyRead:
+    """The output's body document: transcript, token usage, metadata (404 if it was created without one)."""
+    return read_body(session, services.documents, tenant=tenant, output_id=output_id)
 
 
 @router.patch("/{output_id}")
@@ -129,3 +151,7 @@ def delete_output(
     output_id: uuid.UUID, tenant: Writer, session: SessionDep, now: NowDep, if_match: IfMatchDep
 ) -> None:
     service.delete_one(session, tenant=tenant, ident=output_id, now=now, if_match=if_match)
+
+
+def _bodies(services: ServicesDep) -> OutputBodies:
+    return OutputBodies(store=services.documents, crash_at=services.settings.test_crash_at)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from outputhub.common.errors import InvalidInputError, NotFoundError, UnknownReferenceError
+from outputhub.common.errors import DuplicateError, InvalidInputError, NotFoundError, UnknownReferenceError
 from outputhub.common.schemas import OutputCreate, OutputRead
 from outputhub.server.api.base import (
     Tenant,
@@ -29,6 +29,9 @@ from outputhub.server.api.base import (
     stamp_changed,
 )
 from outputhub.server.api.lookups.service import OUTPUT_KNOWLEDGE_TYPES, OUTPUT_TAGS, custom_gpts_in_groups
+from outputhub.server.api.outputs.bodies import OutputBodies
+from outputhub.server.events import emit_change, row_snapshot
+from outputhub.server.storage.documents import DocumentExistsError
 from outputhub.server.storage.tables import (
     AccuracyLevel,
     CustomGpt,
@@ -56,6 +59,24 @@ REFERENCES: tuple[tuple[str, type[Any]], ...] = (
 )
 SET_REFERENCES: tuple[tuple[str, type[Any]], ...] = (("knowledge_type_ids", KnowledgeType), ("tag_ids", Tag))
 COLUMNS = [c.key for c in Output.__table__.columns]
+BODY_FIELDS = {"transcript", "token_usage", "metadata"}
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_new_ids(
+    session: Session, *, tenant: Tenant, ids: list[uuid.UUID], bulk: bool, all_ids: list[uuid.UUID]
+) -> None:
+    """An output id already used (in any organization) is a 409 before any body document is written."""
+    taken = session.execute(select(Output.id).where(Output.id.in_(ids)).limit(1)).scalar_one_or_none()
+    if taken is not None:
+        raise DuplicateError(f"body.items.{all_ids.index(taken)}.id" if bulk else "body.id", str(taken))
 
 
 def to_read(session: Session, *, tenant: Tenant, rows: Sequence[Output]) -> list[OutputRead]:
@@ -109,10 +130,20 @@ def _inherit_model(session: Session, *, tenant: Tenant, items: list[dict[str, An
 
 
 def create_many(
-    session: Session, *, tenant: Tenant, data: Sequence[OutputCreate], now: datetime, bulk: bool
+    session: Session,
+    *,
+    tenant: Tenant,
+    data: Sequence[OutputCreate],
+    now: datetime,
+    bulk: bool,
+    bodies: OutputBodies | None = None,
 ) -> list[Output]:
-    """Insert outputs in one go: all or none (any bad item fails the whole request, naming the item)."""
-    items = [{**d.model_dump(), "_set": d.model_fields_set} for d in data]
+    """Insert outputs in one go: all or none (any bad item fails the whole request, naming the item).
+
+    Items with a body (transcript, token usage, metadata) need ``bodies``: the documents are staged before
+    the rows are inserted (see :mod:`outputhub.server.api.outputs.bodies`).
+    """
+    items = [{**d.model_dump(exclude=BODY_FIELDS), "_set": d.model_fields_set} for d in data]
     _check_many(session, tenant=tenant, items=items, prefix="body.items." if bulk else "")
     _inherit_model(session, tenant=tenant, items=items)
     first = allocate_revisions(session, org_id=tenant.org_id, count=len(items))
@@ -134,7 +165,23 @@ def create_many(
     ids = [r["id"] for r in rows]
     if len(set(ids)) != len(ids):
         raise InvalidInputError("body.items", "two items have the same id")
-    session.execute(insert(Output), rows)
+    with_body = [(r["id"], d) for r, d in zip(rows, data, strict=True) if d.has_body()]
+    if with_body and bodies is None:
+        raise InvalidInputError("body.transcript", "output bodies are not accepted on this path")
+    sizes: dict[uuid.UUID, int] = {}
+    if with_body and bodies is not None:
+        _check_new_ids(session, tenant=tenant, ids=[i for i, _ in with_body], bulk=bulk, all_ids=ids)
+        try:
+            sizes = bodies.stage(session, tenant=tenant, items=with_body, now=now)
+        except DocumentExistsError as exc:
+            index = ids.index(uuid.UUID(exc.doc_id)) if _is_uuid(exc.doc_id) else 0
+            raise DuplicateError(f"body.items.{index}.id" if bulk else "body.id", exc.doc_id) from exc
+    try:
+        session.execute(insert(Output), rows)
+    except Exception:
+        if sizes and bodies is not None:  # best effort; reconcile removes what this misses
+            bodies.discard(tenant=tenant, ids=list(sizes))
+        raise
     insert_links(
         session,
         OUTPUT_KNOWLEDGE_TYPES,
@@ -147,6 +194,24 @@ def create_many(
         tenant=tenant,
         pairs=[(r["id"], t) for r, i in zip(rows, items, strict=True) for t in i["tag_ids"]],
     )
+    if sizes and bodies is not None:
+        bodies.add_refs(session, tenant=tenant, sizes=sizes, now=now)
+    for row, item in zip(rows, items, strict=True):
+        emit_change(
+            session,
+            org_id=tenant.org_id,
+            actor=tenant.actor,
+            kind="output.created",
+            entity_id=row["id"],
+            at=now,
+            revision=row["revision"],
+            after={
+                **{k: row[k] for k in ("id", *SCALARS)},
+                "knowledge_type_ids": item["knowledge_type_ids"],
+                "tag_ids": item["tag_ids"],
+            },
+            details={"body": True, "bulk": bulk} if row["id"] in sizes else {"bulk": bulk},
+        )
     return list(
         session.execute(select(Output).where(Output.org_id == tenant.org_id, Output.id.in_(ids))).scalars()
     )
@@ -172,6 +237,12 @@ def update_one(
     row = get(session, tenant=tenant, ident=ident)
     check_revision(row, if_match=if_match)
     _check_many(session, tenant=tenant, items=[data], prefix="")
+    before = row_snapshot(row, only=[n for n in SCALARS if n in data])
+    for name, link in (("knowledge_type_ids", OUTPUT_KNOWLEDGE_TYPES), ("tag_ids", OUTPUT_TAGS)):
+        if name in data:
+            before[name] = [
+                str(i) for i in load_links(session, link, tenant=tenant, parent_ids=[row.id])[row.id]
+            ]
     for name in SCALARS:
         if name in data:
             setattr(row, name, data[name])
@@ -187,6 +258,17 @@ def update_one(
         replace_links(session, OUTPUT_TAGS, tenant=tenant, parent_id=row.id, child_ids=data["tag_ids"])
     stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="output.updated",
+        entity_id=row.id,
+        at=now,
+        revision=row.revision,
+        before=before,
+        after={n: data[n] for n in before},
+    )
     return row
 
 
@@ -198,6 +280,16 @@ def delete_one(
     row.deleted = True
     stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="output.deleted",
+        entity_id=row.id,
+        at=now,
+        revision=row.revision,
+        before=row_snapshot(row, only=SCALARS),
+    )
 
 
 def list_page(

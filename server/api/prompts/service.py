@@ -35,6 +35,7 @@ from outputhub.server.api.lookups.service import (
     PROMPT_TAGS,
     custom_gpts_in_groups,
 )
+from outputhub.server.events import emit_change, row_snapshot
 from outputhub.server.storage.tables import DevelopmentStage, Output, Prompt, PromptVersion, Tag
 
 SCALARS = ("title", "body", "description", "development_stage_id")
@@ -94,6 +95,16 @@ def create(session: Session, *, tenant: Tenant, data: PromptCreate, now: datetim
     replace_links(session, PROMPT_TAGS, tenant=tenant, parent_id=row.id, child_ids=data.tag_ids)
     _snapshot(session, row, tenant=tenant, now=now)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="prompt.created",
+        entity_id=row.id,
+        at=now,
+        revision=row.revision,
+        after=row_snapshot(row, extra={"tag_ids": data.tag_ids}),
+    )
     return row
 
 
@@ -112,6 +123,12 @@ def update_one(
     check_revision(row, if_match=if_match)
     _check(session, tenant=tenant, data=data)
     text_changed = any(name in data and data[name] != getattr(row, name) for name in ("title", "body"))
+    changed = [name for name in (*SCALARS, "tag_ids") if name in data]
+    before = row_snapshot(row, only=[n for n in changed if n in SCALARS], extra={"version": row.version})
+    if "tag_ids" in data:
+        before["tag_ids"] = [
+            str(t) for t in load_links(session, PROMPT_TAGS, tenant=tenant, parent_ids=[row.id])[row.id]
+        ]
     for name in SCALARS:
         if name in data:
             setattr(row, name, data[name])
@@ -122,6 +139,17 @@ def update_one(
         _snapshot(session, row, tenant=tenant, now=now)
     stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="prompt.updated",
+        entity_id=row.id,
+        at=now,
+        revision=row.revision,
+        before=before,
+        after={**{n: data[n] for n in changed}, "version": row.version},
+    )
     return row
 
 
@@ -154,6 +182,17 @@ def delete_one(
     row.deleted = True
     stamp_changed(row, tenant=tenant, revision=revision, now=now)
     session.flush()
+    emit_change(
+        session,
+        org_id=tenant.org_id,
+        actor=tenant.actor,
+        kind="prompt.deleted",
+        entity_id=row.id,
+        at=now,
+        revision=revision,
+        before=row_snapshot(row, only=SCALARS),
+        details={"outputs_deleted": count},
+    )
     return count
 
 
