@@ -23,14 +23,24 @@ class Action(StrEnum):
     MANAGE_MEMBERS = "manage_members"  # invite, change roles, remove members
     MANAGE_API_KEYS = "manage_api_keys"
     MANAGE_ORG = "manage_org"  # rename the organization
+    MANAGE_WEBHOOKS = "manage_webhooks"  # webhook endpoints, their secrets and delivery logs; failed jobs
     DELETE_ORG = "delete_org"
+    VIEW_AUDIT = "view_audit"  # read the audit log
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: frozenset({Action.READ}),
     Role.EDITOR: frozenset({Action.READ, Action.WRITE}),
     Role.ADMIN: frozenset(
-        {Action.READ, Action.WRITE, Action.MANAGE_MEMBERS, Action.MANAGE_API_KEYS, Action.MANAGE_ORG}
+        {
+            Action.READ,
+            Action.WRITE,
+            Action.MANAGE_MEMBERS,
+            Action.MANAGE_API_KEYS,
+            Action.MANAGE_ORG,
+            Action.MANAGE_WEBHOOKS,
+            Action.VIEW_AUDIT,
+        }
     ),
     Role.OWNER: frozenset(Action),
 }

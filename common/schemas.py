@@ -7,11 +7,20 @@ Unknown fields are rejected, so a typo is a 422 naming the field rather than a s
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from outputhub.common.roles import ApiKeyScope, Role
 
@@ -287,7 +296,74 @@ class PromptDiff(BaseModel):
 # --- outputs ------------------------------------------------------------------------------------------------
 
 
-class OutputCreate(Input):
+METADATA_MAX_BYTES = 64 * 1024
+METADATA_MAX_DEPTH = 20
+
+
+def _check_metadata(value: Any, *, path: str = "", depth: int = 0) -> None:
+    """Keys a document store can hold: no ``$`` prefix, no dots, no NUL; bounded nesting."""
+    if depth > METADATA_MAX_DEPTH:
+        raise ValueError(f"nested deeper than {METADATA_MAX_DEPTH} levels at {path or 'the top'}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not key or key.startswith("$") or "." in key or "\x00" in key:
+                raise ValueError(
+                    f"key {key!r} at {path or 'the top'}: keys may not be empty, start with $ or contain dots"
+                )
+            _check_metadata(item, path=f"{path}.{key}" if path else key, depth=depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_metadata(item, path=f"{path}[{index}]", depth=depth + 1)
+
+
+class TranscriptMessage(Input):
+    role: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = Field(
+        description="system, user, assistant, tool, ..."
+    )
+    content: LongText
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class TokenUsage(Input):
+    prompt_tokens: int = Field(ge=0, le=10**9)
+    completion_tokens: int = Field(ge=0, le=10**9)
+    total_tokens: int | None = Field(default=None, ge=0, le=2 * 10**9, description="Default: the sum.")
+
+    @model_validator(mode="after")
+    def _total(self) -> TokenUsage:
+        if self.total_tokens is None:
+            self.total_tokens = self.prompt_tokens + self.completion_tokens
+        return self
+
+
+class OutputBodyFields(Input):
+    """The body of an output, kept as a document (MongoDB or the embedded store), not in the SQL row."""
+
+    transcript: Annotated[list[TranscriptMessage], Field(max_length=10_000)] | None = Field(
+        default=None, description="The raw conversation that produced the output."
+    )
+    token_usage: TokenUsage | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description=f"Any JSON object an integration sends (at most {METADATA_MAX_BYTES} bytes).",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > METADATA_MAX_BYTES:
+            raise ValueError(f"is {size} bytes as JSON; at most {METADATA_MAX_BYTES} allowed")
+        _check_metadata(value)
+        return value
+
+    def has_body(self) -> bool:
+        return self.transcript is not None or self.token_usage is not None or self.metadata is not None
+
+
+class OutputCreate(OutputBodyFields):
     id: uuid.UUID | None = None
     prompt_id: uuid.UUID
     content: NonEmptyLongText
@@ -298,6 +374,16 @@ class OutputCreate(Input):
     knowledge_type_ids: IdList = Field(default_factory=list)
     tag_ids: IdList = Field(default_factory=list)
     produced_at: datetime | None = None
+
+
+class OutputBodyRead(BaseModel):
+    output_id: uuid.UUID
+    content: str = Field(description="The output's content (kept in the SQL row, searchable and synced).")
+    transcript: list[TranscriptMessage] | None
+    token_usage: TokenUsage | None
+    metadata: dict[str, Any] | None
+    stored_in: str = Field(description="mongo or sql: the document store holding the body.")
+    created_at: datetime
 
 
 class OutputUpdate(Input):
@@ -331,3 +417,23 @@ class OutputBulkCreate(Input):
 class OutputBulkResult(BaseModel):
     created: int
     items: list[OutputRead]
+
+
+# --- audit log ----------------------------------------------------------------------------------------------
+
+
+class AuditRecordRead(BaseModel):
+    id: uuid.UUID = Field(description="The event id.")
+    kind: str = Field(description="<entity>.<verb>, e.g. prompt.updated")
+    entity: str
+    entity_id: str
+    actor: str = Field(description="user:<id>, apikey:<id> or system")
+    source: str = Field(description="api, sync, import or system")
+    device: str | None = Field(description="The replica an offline edit came from.")
+    made_at: datetime | None = Field(description="When an offline edit was made on its device.")
+    arrived_at: datetime = Field(description="When the server committed the change.")
+    revision: int | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    merge: str | None = Field(description="For synced edits: the merge decision.")
+    details: dict[str, Any]

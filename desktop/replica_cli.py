@@ -47,7 +47,8 @@ app.add_typer(conflicts_app, name="conflicts")
 
 
 def default_replica_path() -> Path:
-    return Path.home() / ".local" / "share" / "outputhub" / "replica.ohr"
+    """The desktop app's default library (``outputhub desktop`` opens the same file)."""
+    return Path.home() / ".local" / "share" / "outputhub" / "desktop-replica.ohb"
 
 
 class Context:

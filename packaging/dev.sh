@@ -17,6 +17,14 @@ apt_install() {
     missing+=(postgresql)
   fi
   if ! command -v redis-server >/dev/null; then missing+=(redis-server); fi
+  # the portal's browser tests (tests/browser) drive Debian's Chromium through Playwright
+  if ! command -v chromium >/dev/null; then missing+=(chromium); fi
+  # Qt (PySide6 wheels) on a headless Debian: the shared libraries the offscreen platform plugin loads,
+  # and a font so rendered text (tests, docs/screenshots) is readable
+  local qt_lib
+  for qt_lib in libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 fonts-dejavu-core; do
+    if ! dpkg -s "$qt_lib" >/dev/null 2>&1; then missing+=("$qt_lib"); fi
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
       echo "installing Debian packages: ${missing[*]}"

@@ -1,7 +1,8 @@
-"""The ``outputhub`` command: ``serve``, ``db upgrade`` / ``db current``."""
+"""The ``outputhub`` command: ``serve``, ``worker``, ``jobs``, ``desktop``, ``db upgrade`` / ``current``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,6 +36,97 @@ def serve(
         uvicorn.run("outputhub.server.main:create_app", factory=True, host=host, port=port, workers=workers)
     else:
         uvicorn.run(create_app(settings), host=host, port=port)
+
+
+@app.command()
+def desktop(
+    replica: Annotated[
+        Path | None,
+        typer.Option(help="The encrypted library file (default: desktop-replica.ohb in the data dir)."),
+    ] = None,
+) -> None:
+    """Open the desktop app (PySide6) on the encrypted local replica; creates it on first run."""
+    try:
+        from outputhub.desktop.app import run
+    except ImportError as exc:
+        typer.echo(f"the desktop app needs PySide6: pip install 'outputhub[desktop]' ({exc})", err=True)
+        raise typer.Exit(2) from exc
+
+    path = replica if replica is not None else Settings().data_dir / "desktop-replica.ohb"
+    raise typer.Exit(run(replica_path=path.expanduser()))
+
+
+jobs_app = typer.Typer(help="Background jobs (webhook deliveries, checks, imports).", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@app.command()
+def worker(
+    threads: Annotated[int | None, typer.Option(help="Threads (OUTPUTHUB_JOBS_WORKER_THREADS).")] = None,
+) -> None:
+    """Run background jobs from the Redis queue (OUTPUTHUB_REDIS_URL); also relays the database outbox.
+    Without Redis, `outputhub serve` runs the jobs itself and this is not needed."""
+    import signal
+    import threading
+
+    from outputhub.server.main import build_services_and_background, prepare_database
+
+    settings = Settings()
+    if threads:
+        settings = settings.model_copy(update={"jobs_worker_threads": threads})
+    services, background = build_services_and_background(settings)
+    prepare_database(services)
+    if not settings.redis_url:
+        typer.echo("warning: OUTPUTHUB_REDIS_URL is unset: this worker sees only its own jobs", err=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    background.worker.start()
+    typer.echo(f"worker running ({settings.jobs_worker_threads} threads); Ctrl-C to stop")
+    try:
+        stop.wait()
+    finally:
+        background.stop()
+        services.engine.dispose()
+    typer.echo("worker stopped")
+
+
+@jobs_app.command("failed")
+def jobs_failed(
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Jobs that used every attempt (the dead letters), newest first."""
+    import json
+
+    from outputhub.server.main import build_services_and_background
+
+    services, _ = build_services_and_background(Settings())
+    assert services.jobs is not None
+    views = services.jobs.list_jobs(status="failed", limit=limit)
+    for v in views:
+        if as_json:
+            typer.echo(json.dumps({**v.__dict__}, default=str))
+        else:
+            error = (v.last_error or "").splitlines()[-1:] or [""]
+            typer.echo(
+                f"{v.id}  {v.kind:<28} org={v.org_id} attempts={v.attempts} {v.updated_at:%F %T}  {error[0]}"
+            )
+    if not views and not as_json:
+        typer.echo("no failed jobs")
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: Annotated[str, typer.Argument(help="The failed job's id.")]) -> None:
+    """Give a failed job a fresh set of attempts."""
+    import uuid
+
+    from outputhub.server.main import build_services_and_background
+
+    services, _ = build_services_and_background(Settings())
+    assert services.jobs is not None
+    view = services.jobs.retry(uuid.UUID(job_id))
+    typer.echo(f"{view.id} is {view.status} again")
 
 
 @db_app.command("upgrade")
@@ -87,6 +179,56 @@ def sync_purge_tombstones(
     typer.echo(
         f"purged {total} deleted records older than {older_than_days} days in {len(orgs)} organizations"
     )
+
+
+documents_app = typer.Typer(help="The document store: output bodies and the audit log.", no_args_is_help=True)
+app.add_typer(documents_app, name="documents")
+
+
+def _document_services():  # type: ignore[no-untyped-def]  # noqa: ANN202
+    from outputhub.server.main import build_services
+
+    return build_services(Settings())
+
+
+@documents_app.command("reconcile")
+def documents_reconcile(
+    grace_seconds: Annotated[
+        int | None,
+        typer.Option(
+            help="Leave bodies pending for less than this alone (OUTPUTHUB_DOCUMENTS_PENDING_GRACE_SECONDS)."
+        ),
+    ] = None,
+) -> None:
+    """Repair a crash between the two writes of an output body: confirm pending bodies whose row committed,
+    delete those whose row never did. Also delivers events left in the outbox."""
+    from datetime import timedelta
+
+    from outputhub.server.api.outputs.bodies import dangling_refs, reconcile
+
+    services = _document_services()
+    store = services.document_store()
+    grace = services.settings.documents_pending_grace_seconds if grace_seconds is None else grace_seconds
+    report = reconcile(store, session_factory=services.session_factory, grace=timedelta(seconds=grace))
+    typer.echo(str(report))
+    if services.outbox is not None:
+        typer.echo(f"{services.outbox.drain(services.event_handlers)} undelivered events delivered")
+    missing = dangling_refs(store, session_factory=services.session_factory)
+    typer.echo(f"{len(missing)} references without a document")
+    store.close()
+    services.engine.dispose()
+    raise typer.Exit(1 if missing else 0)
+
+
+@documents_app.command("ensure-indexes")
+def documents_ensure_indexes() -> None:
+    """Create the document-store indexes and the audit TTL (idempotent; the server does it at start-up)."""
+    services = _document_services()
+    store = services.document_store()
+    store.ensure_indexes()
+    typer.echo(f"indexes ensured on the {store.kind} document store")
+    store.close()
+    services.engine.dispose()
 
 
 def main() -> None:

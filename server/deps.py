@@ -18,6 +18,7 @@ from outputhub.common.errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    StorageError,
 )
 from outputhub.common.roles import Action, allows
 from outputhub.server.api.auth import service as auth_service
@@ -26,9 +27,12 @@ from outputhub.server.api.base import Tenant, utcnow
 from outputhub.server.api.orgs import service as orgs_service
 from outputhub.server.cache import Cache, InProcessCache
 from outputhub.server.events import DomainEvent, EventHandler, take_events
+from outputhub.server.jobs.queue import JobQueue
 from outputhub.server.security import API_KEY_KIND, AccessClaims
 from outputhub.server.settings import Settings
 from outputhub.server.storage.database import unit_of_work
+from outputhub.server.storage.documents import DocumentStore
+from outputhub.server.storage.documents.outbox import EventOutbox, run_handlers
 from outputhub.server.storage.tables import User
 
 
@@ -42,14 +46,28 @@ class Services:
     auth: AuthPolicy
     cache: Cache = field(default_factory=InProcessCache)
     event_handlers: list[EventHandler] = field(default_factory=list)
+    jobs: JobQueue | None = None
+    """The background job queue (built by the composition root; see server/jobs)."""
+    documents: DocumentStore | None = None
+    """Output bodies and the audit log (MongoDB or embedded; docs/documents-and-audit.md)."""
+    outbox: EventOutbox | None = None
+    """Events are written here inside the unit of work, so a crash after commit cannot lose them."""
+
+    def document_store(self) -> DocumentStore:
+        if self.documents is None:
+            raise StorageError("no document store configured")
+        return self.documents
 
     def publish(self, events: list[DomainEvent], touched: set[uuid.UUID]) -> None:
         """After a commit: invalidate the touched organizations' cache entries, then run the handlers."""
         for org_id in touched:
             self.cache.bump(org_id)
         if events:
-            for handler in self.event_handlers:
-                handler(events)
+            delivered = run_handlers(self.event_handlers, events)  # a failing handler is logged
+            if self.outbox is not None:
+                if delivered:
+                    self.outbox.done(events)  # else they stay in the outbox and are redelivered
+                self.outbox.maybe_redeliver(self.event_handlers)
 
 
 def get_services(request: Request) -> Services:
@@ -67,6 +85,8 @@ def get_session(request: Request, services: ServicesDep) -> Iterator[Session]:
     with unit_of_work(services.session_factory, read_only=read_only) as session:
         yield session
         events, touched = take_events(session)
+        if events and services.outbox is not None:
+            services.outbox.stage(session, events)  # same transaction as the change
     services.publish(events, touched)
 
 
@@ -161,6 +181,7 @@ MemberManager = Annotated[Tenant, Depends(require(Action.MANAGE_MEMBERS))]
 KeyManager = Annotated[Tenant, Depends(require(Action.MANAGE_API_KEYS))]
 OrgManager = Annotated[Tenant, Depends(require(Action.MANAGE_ORG))]
 OrgDeleter = Annotated[Tenant, Depends(require(Action.DELETE_ORG))]
+WebhookManager = Annotated[Tenant, Depends(require(Action.MANAGE_WEBHOOKS))]
 
 
 def get_if_match(

@@ -12,21 +12,32 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from outputhub.common.errors import StorageError
+from outputhub.server.api.analytics.router import router as analytics_router
+from outputhub.server.api.audit.router import router as audit_router
+from outputhub.server.api.audit.wiring import document_handlers, prepare_documents
 from outputhub.server.api.auth.router import router as auth_router
 from outputhub.server.api.auth.service import AuthPolicy
 from outputhub.server.api.custom_gpts.router import router as custom_gpts_router
 from outputhub.server.api.lookups.router import build_routers as lookup_routers
+from outputhub.server.api.notifications.router import router as notifications_router
 from outputhub.server.api.orgs.router import router as orgs_router
 from outputhub.server.api.outputs.router import router as outputs_router
 from outputhub.server.api.prompts.router import router as prompts_router
 from outputhub.server.api.sync.records import install_state_tracking
 from outputhub.server.api.sync.router import router as sync_router
+from outputhub.server.api.webhooks.router import router as webhooks_router
 from outputhub.server.deps import Services
+from outputhub.server.jobs.router import router as jobs_router
+from outputhub.server.jobs.setup import Background, build_background, make_cache, make_rate_limiter
+from outputhub.server.portal.web import install_portal
 from outputhub.server.problems import BodySizeLimit, install_problem_handlers
+from outputhub.server.ratelimit import RateLimitMiddleware
 from outputhub.server.security import TokenSigner
 from outputhub.server.settings import Settings
 from outputhub.server.storage import migrate
 from outputhub.server.storage.database import check_rls_enforced, make_engine, make_session_factory
+from outputhub.server.storage.documents.factory import build_document_store
+from outputhub.server.storage.documents.outbox import EventOutbox
 
 log = logging.getLogger("outputhub.server")
 API_PREFIX = "/api/v1"
@@ -34,13 +45,25 @@ VERSION = "0.1.0"
 
 
 def build_services(settings: Settings) -> Services:
+    return build_services_and_background(settings)[0]
+
+
+def build_services_and_background(settings: Settings) -> tuple[Services, Background]:
+    """The services plus the background machinery (job queue, worker, webhook and notification handlers)."""
     engine = make_engine(settings)
     session_factory = make_session_factory(engine)
     install_state_tracking(session_factory)
-    return Services(
+    background = build_background(settings=settings, session_factory=session_factory)
+    documents = build_document_store(settings, engine=engine)
+    services = Services(
         settings=settings,
         engine=engine,
         session_factory=session_factory,
+        cache=make_cache(settings),
+        event_handlers=[*document_handlers(settings, documents), *background.handlers],
+        documents=documents,
+        outbox=EventOutbox(engine=engine),
+        jobs=background.queue,
         auth=AuthPolicy(
             signer=TokenSigner(
                 secret=settings.token_secret(), ttl=timedelta(minutes=settings.access_token_minutes)
@@ -48,6 +71,7 @@ def build_services(settings: Settings) -> Services:
             refresh_ttl=timedelta(days=settings.refresh_token_days),
         ),
     )
+    return services, background
 
 
 def prepare_database(services: Services) -> None:
@@ -62,17 +86,23 @@ def prepare_database(services: Services) -> None:
                 "(see docs/deployment.md), or set OUTPUTHUB_ALLOW_RLS_BYPASS=true to accept the risk."
             )
         log.warning("row-level security is bypassed: %s", problem)
+    prepare_documents(services)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    services = build_services(settings)
+    services, background = build_services_and_background(settings)
     prepare_database(services)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        services.engine.dispose()
+        background.start()
+        try:
+            yield
+        finally:
+            background.stop()
+            services.document_store().close()
+            services.engine.dispose()
 
     app = FastAPI(
         title="Output Hub",
@@ -83,8 +113,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.background = background
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.rate_limit_enabled:
+        limiter = make_rate_limiter(settings, signer=services.auth.signer)
+        app.add_middleware(RateLimitMiddleware, limiter=limiter)
 
     for router in (
         auth_router,
@@ -92,10 +126,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         custom_gpts_router,
         prompts_router,
         outputs_router,
+        audit_router,
         sync_router,
+        analytics_router,
+        webhooks_router,
+        notifications_router,
+        jobs_router,
         *lookup_routers(),
     ):
         app.include_router(router, prefix=API_PREFIX)
+    install_portal(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -112,7 +152,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             checks["database"] = "ok"
         except Exception as exc:  # any driver failure means not ready
             checks["database"] = f"unreachable: {exc.__class__.__name__}"
+        checks["documents"] = services.document_store().status()
         ready = all(v == "ok" for v in checks.values())
+        # Redis is an accelerator: a degraded cache or queue is reported, but the API still serves (200)
+        checks["cache"] = services.cache.status()
+        if services.jobs is not None:
+            checks["jobs"] = services.jobs.status()
         return JSONResponse(
             {
                 "status": "ready" if ready else "unavailable",

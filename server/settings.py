@@ -38,6 +38,71 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     sql_echo: bool = False
 
+    # --- document store: output bodies and the audit log (docs/documents-and-audit.md) ---
+    mongo_url: str | None = Field(
+        default=None,
+        description="mongodb://host:27017 for the document store; unset: documents live in the SQL database.",
+    )
+    mongo_database: str = "outputhub"
+    mongo_timeout_ms: int = Field(default=5000, description="Server selection and socket timeout (ms).")
+    audit_enabled: bool = Field(default=True, description="Write every mutation to the audit log.")
+    audit_retention_days: int = Field(
+        default=365, ge=0, description="Audit records expire after this many days (TTL index); 0 keeps them."
+    )
+    documents_pending_grace_seconds: int = Field(
+        default=600, ge=0, description="Reconcile leaves pending output bodies younger than this alone."
+    )
+    test_crash_at: str | None = Field(
+        default=None,
+        description="TESTING ONLY: kill the process with SIGKILL at this point of a write "
+        "(after_body_staged, after_row_committed), to prove the crash recovery.",
+    )
+
+    # --- cache, rate limits, background jobs, webhooks, notifications (docs/cache-jobs-webhooks.md) ---
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:6379/0 for the shared cache, rate limits and job queue; unset: in-process.",
+    )
+    redis_timeout_seconds: float = Field(default=0.5, description="Socket timeout of cache/limit calls.")
+    redis_retry_seconds: float = Field(default=5.0, description="After a Redis failure, bypass it this long.")
+    cache_ttl_seconds: int = 60
+    rate_limit_enabled: bool = True
+    rate_limit_window_seconds: int = 60
+    rate_limit_per_user: int = Field(default=1200, description="Requests per window per signed-in user.")
+    rate_limit_per_api_key: int = Field(default=3000, description="Requests per window per API key.")
+    rate_limit_anonymous: int = Field(default=300, description="Unauthenticated requests per window per IP.")
+    jobs_in_process: bool | None = Field(
+        default=None,
+        description="Run the job worker inside the API process. Default: yes without Redis, no with Redis "
+        "(then run `outputhub worker`).",
+    )
+    jobs_worker_threads: int = 4
+    jobs_relay_seconds: float = Field(default=5.0, description="How often the outbox is relayed.")
+    jobs_stale_seconds: float = Field(
+        default=300.0, description="A queued job this overdue is re-sent (its message was lost)."
+    )
+    jobs_retry_base_seconds: float = 10.0
+    jobs_max_attempts: int = 5
+    jobs_keep_done_days: int = 7
+    webhook_max_attempts: int = Field(default=8, description="Delivery attempts before a message fails.")
+    webhook_retry_base_seconds: float = Field(
+        default=675.0, description="First retry delay; doubles per attempt (8 attempts span about a day)."
+    )
+    webhook_retry_max_seconds: float = 12 * 3600.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_disable_after_hours: float = Field(
+        default=5 * 24.0, description="An endpoint failing without a success this long is disabled."
+    )
+    webhook_secret_grace_hours: float = Field(
+        default=24.0, description="After a secret rotation, the old secret keeps signing this long."
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=True,
+        description="Allow endpoint URLs on loopback/private addresses (turn off on multi-tenant hosting).",
+    )
+    sse_poll_seconds: float = 1.0
+    sse_keepalive_seconds: float = 15.0
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:

@@ -13,6 +13,7 @@ from hypothesis import settings as hypothesis_settings
 
 from outputhub.server.main import create_app
 from outputhub.server.settings import Settings
+from tests.support.mongo import mongo_server
 from tests.support.postgres import PgServer, app_database, postgres_server
 
 hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
@@ -29,6 +30,13 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture(scope="session")
 def pg_url(pg_server: PgServer) -> Iterator[str]:
     with app_database(pg_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mongo_url() -> Iterator[str]:
+    """A real MongoDB wire-protocol server: OUTPUTHUB_TEST_MONGO_URL, else SecantusDB started here."""
+    with mongo_server() as url:
         yield url
 
 
@@ -62,3 +70,17 @@ def app(
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def mongo_client(
+    backend: str, mongo_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[TestClient]:
+    """The app on ``backend`` with its document store in MongoDB (``client`` uses the embedded one)."""
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    settings = make_settings(backend, tmp=tmp_path_factory.mktemp(f"data-{backend}-mongo"), pg_url=url)
+    settings = settings.model_copy(update={"mongo_url": mongo_url, "mongo_database": f"api_{backend}"})
+    application = create_app(settings)
+    with TestClient(application) as test_client:
+        yield test_client
+    application.state.services.engine.dispose()

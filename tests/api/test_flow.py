@@ -212,7 +212,8 @@ def test_api_keys_scoped_hashed_revocable(client, app):
         from outputhub.server.storage.database import set_tenant
 
         set_tenant(s, org_id=__import__("uuid").UUID(org.id))
-        stored = s.execute(select(ApiKey.key_hash)).scalars().all()
+        org_uuid = __import__("uuid").UUID(org.id)
+        stored = s.execute(select(ApiKey.key_hash).where(ApiKey.org_id == org_uuid)).scalars().all()
     assert write["key"] not in stored and len(stored) == 2
     assert o.delete(f"{org.base}/api-keys/{write['id']}").status_code == 204
     assert client.get(f"{org.base}/prompts", headers=w_h).status_code == 401

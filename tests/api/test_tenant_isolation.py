@@ -29,7 +29,18 @@ def org_routes(app) -> list[tuple[str, str]]:
     ]
 
 
-def fill(path: str, org_id: str, ids: dict[str, str], member_id: str, key_id: str, invitation_id: str) -> str:
+NO_SUCH_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def fill(
+    path: str,
+    org_id: str,
+    ids: dict[str, str],
+    member_id: str,
+    key_id: str,
+    invitation_id: str,
+    webhook_id: str = NO_SUCH_ID,
+) -> str:
     """Point every path parameter at a real row of the victim organization."""
     by_segment = {
         "prompts": ids["prompt"],
@@ -44,12 +55,16 @@ def fill(path: str, org_id: str, ids: dict[str, str], member_id: str, key_id: st
         "members": member_id,
         "api-keys": key_id,
         "invitations": invitation_id,
+        "webhooks": webhook_id,
+        # a notification or job id of the victim's is not needed: every such route is tenant-scoped first
+        "notifications": NO_SUCH_ID,
+        "jobs": NO_SUCH_ID,
     }
     by_name = {
         # sync: one of the victim's records (its merge state), and a conflict id no one has
         "entity": "prompts",
         "record_id": ids["prompt"],
-        "conflict_id": "00000000-0000-4000-8000-000000000000",
+        "conflict_id": NO_SUCH_ID,
     }
     parts = path.split("/")
     for i, part in enumerate(parts):
@@ -87,6 +102,7 @@ def snapshot(org) -> dict[str, object]:
     state["members"] = o.get(f"{org.base}/members").json()
     state["api-keys"] = o.get(f"{org.base}/api-keys").json()
     state["invitations"] = o.get(f"{org.base}/invitations").json()
+    state["webhooks"] = o.get(f"{org.base}/webhooks").json()
     state["org"] = o.get(org.base).json()
     return state
 
@@ -97,6 +113,8 @@ def test_every_org_route_hides_other_tenants(client, app):
     member = add_member(victim, "editor")
     key = victim.owner.post(f"{victim.base}/api-keys", json={"name": "k", "scope": "write"}).json()
     invitation = victim.owner.post(f"{victim.base}/invitations", json={"email": "later@example.com"}).json()
+    webhook = victim.owner.post(f"{victim.base}/webhooks", json={"url": "https://hooks.example.com/in"})
+    assert webhook.status_code == 201, webhook.text
     before = snapshot(victim)
 
     attacker_org = new_org(client, name="Attacker")
@@ -113,7 +131,9 @@ def test_every_org_route_hides_other_tenants(client, app):
     assert len(routes) >= 40, "route table unexpectedly small"
     for label, attacker in attackers.items():
         for method, template in routes:
-            path = fill(template, victim.id, ids, member.user_id, key["id"], invitation["id"])
+            path = fill(
+                template, victim.id, ids, member.user_id, key["id"], invitation["id"], webhook.json()["id"]
+            )
             params = {"from": 1, "to": 1} if path.endswith("/diff") else None
             body = None if method in ("GET", "DELETE") else {}
             r = attacker.request(method, path, json=body, params=params)

@@ -61,4 +61,5 @@ def test_serve_embedded_default_then_db_commands(tmp_path: Path):
         proc.terminate()
         proc.wait(timeout=20)
     current = subprocess.run([exe, "db", "current"], env=env, capture_output=True, text=True, check=True)
-    assert "database: 0002" in current.stdout and "newest: 0002" in current.stdout
+    database, newest = (part.split(": ")[1].strip() for part in current.stdout.strip().split("  "))
+    assert database == newest and database != "None", current.stdout

@@ -1,7 +1,7 @@
 """jobs (outbox and dead letters), webhooks (endpoints, deliveries, attempts), notifications, accuracy alerts
 
-Revision ID: 0005
-Revises: 0006
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0006"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

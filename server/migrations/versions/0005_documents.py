@@ -1,7 +1,7 @@
 """documents: the embedded document store, output body references, the domain-event outbox
 
-Revision ID: 0004
-Revises: 0005
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 from outputhub.server.storage.tables import UTCDateTime
 
-revision = "0004"
-down_revision = "0005"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
