@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -10,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from tests.redis.support import build_app, redis_server
 from tests.support.client import Org, api_key_actor, new_org
+from tests.sync.support import make_device
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,21 @@ def exercise_every_write_path(org: Org) -> None:
     assert titles(org) == ["by key", "renamed"]
     assert o.delete(f"{org.base}/prompts/{created['id']}").status_code == 204
     assert titles(org) == ["by key"]
+    # offline edits arriving through sync push are a write path too
+    with tempfile.TemporaryDirectory() as tmp:
+        device = make_device(Path(tmp), "laptop", http=o.client, base_url="", token=o.token, org_id=org.id)
+        try:
+            device.sync()
+            by_key = next(
+                p["id"] for p in o.get(f"{org.base}/prompts").json()["items"] if p["title"] == "by key"
+            )
+            assert titles(org, "hit") == ["by key"]
+            device.library.edit("prompt", by_key, {"title": "synced"})
+            device.library.create("prompt", {"title": "made offline", "body": "b"})
+            device.sync()
+            assert titles(org) == ["made offline", "synced"]
+        finally:
+            device.replica.close()
     # lookups
     assert tag_names(org) == []
     assert tag_names(org) == []
