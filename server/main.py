@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from outputhub.common.errors import StorageError
+from outputhub.server.api.analytics.recompute import RECOMPUTE_JOB, AnalyticsRecompute
 from outputhub.server.api.analytics.router import router as analytics_router
 from outputhub.server.api.audit.router import router as audit_router
 from outputhub.server.api.audit.wiring import document_handlers, prepare_documents
@@ -55,12 +56,23 @@ def build_services_and_background(settings: Settings) -> tuple[Services, Backgro
     install_state_tracking(session_factory)
     background = build_background(settings=settings, session_factory=session_factory)
     documents = build_document_store(settings, engine=engine)
+    cache = make_cache(settings)
+    handlers = [*document_handlers(settings, documents), *background.handlers]
+    if settings.analytics_recompute_delay_seconds >= 0:
+        recompute = AnalyticsRecompute(
+            session_factory=session_factory,
+            cache=cache,
+            queue=background.queue,
+            delay_seconds=settings.analytics_recompute_delay_seconds,
+        )
+        background.queue.registry.register(RECOMPUTE_JOB, recompute.run)
+        handlers.append(recompute.on_events)
     services = Services(
         settings=settings,
         engine=engine,
         session_factory=session_factory,
-        cache=make_cache(settings),
-        event_handlers=[*document_handlers(settings, documents), *background.handlers],
+        cache=cache,
+        event_handlers=handlers,
         documents=documents,
         outbox=EventOutbox(engine=engine),
         jobs=background.queue,

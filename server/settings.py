@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         "(then run `outputhub worker`).",
     )
     jobs_worker_threads: int = 4
+    analytics_recompute_delay_seconds: float = Field(
+        default=5.0,
+        description="After writes, recompute an organization's default analytics in the background this many "
+        "seconds later (at most once per interval); negative: never.",
+    )
     jobs_relay_seconds: float = Field(default=5.0, description="How often the outbox is relayed.")
     jobs_stale_seconds: float = Field(
         default=300.0, description="A queued job this overdue is re-sent (its message was lost)."
