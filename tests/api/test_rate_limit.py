@@ -10,7 +10,12 @@ from fastapi.testclient import TestClient
 from tests.redis.support import build_app, redis_server
 from tests.support.client import api_key_actor, new_org, register
 
-LIMITS = {"rate_limit_per_user": 8, "rate_limit_per_api_key": 5, "rate_limit_anonymous": 6}
+LIMITS = {
+    "rate_limit_enabled": True,
+    "rate_limit_per_user": 8,
+    "rate_limit_per_api_key": 5,
+    "rate_limit_anonymous": 6,
+}
 
 
 @pytest.fixture(scope="module", params=["in-process", "redis"])
