@@ -48,6 +48,9 @@ def make_settings(backend: str, *, tmp: Path, pg_url: str | None) -> Settings:
         max_body_bytes=1024 * 1024,
         # the shared test apps serve thousands of requests from one address; rate limits have their own tests
         rate_limit_enabled=False,
+        # background analytics recomputes would keep the shared job queue busy (tests that wait for it to be
+        # idle); tests/api/test_analytics_recompute.py enables them on its own app
+        analytics_recompute_delay_seconds=-1,
     )
 
 
