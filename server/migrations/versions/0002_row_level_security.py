@@ -12,7 +12,7 @@ Revises: 0001
 
 from __future__ import annotations
 
-from alembic import op
+from outputhub.server.migrations import rls
 
 revision = "0002"
 down_revision = "0001"
@@ -40,28 +40,21 @@ TENANT_TABLES = (
     "output_tags",
     "output_knowledge_types",
 )
-CURRENT_ORG = "NULLIF(current_setting('outputhub.org_id', true), '')::uuid"
-CURRENT_USER = "NULLIF(current_setting('outputhub.user_id', true), '')::uuid"
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    if not rls.on_postgres():
         return
     for table in TENANT_TABLES:
-        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
         if table == "memberships":
-            using = f"org_id = {CURRENT_ORG} OR user_id = {CURRENT_USER}"
-            check = f"org_id = {CURRENT_ORG}"
+            # a user also sees their own memberships (to list the organizations they belong to)
+            rls.secure(table, using=f"{rls.SAME_ORG} OR user_id = {rls.CURRENT_USER}", check=rls.SAME_ORG)
         else:
-            using = check = f"org_id = {CURRENT_ORG}"
-        op.execute(f"CREATE POLICY tenant_isolation ON {table} USING ({using}) WITH CHECK ({check})")
+            rls.secure(table)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    if not rls.on_postgres():
         return
     for table in TENANT_TABLES:
-        op.execute(f"DROP POLICY IF EXISTS tenant_isolation ON {table}")
-        op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
-        op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+        rls.release(table)

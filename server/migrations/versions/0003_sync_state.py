@@ -9,13 +9,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from outputhub.server.migrations import rls
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
 TABLES = ("sync_record_states", "sync_ops", "sync_conflicts", "sync_remaps", "sync_horizons")
-CURRENT_ORG = "NULLIF(current_setting('outputhub.org_id', true), '')::uuid"
 
 
 def _org() -> sa.Column[sa.Uuid]:
@@ -87,14 +88,9 @@ def upgrade() -> None:
         _org_fk("sync_horizons"),
         sa.PrimaryKeyConstraint("org_id", name=op.f("pk_sync_horizons")),
     )
-    if op.get_bind().dialect.name == "postgresql":
+    if rls.on_postgres():
         for table in TABLES:
-            op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-            op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-            op.execute(
-                f"CREATE POLICY tenant_isolation ON {table} USING (org_id = {CURRENT_ORG}) "
-                f"WITH CHECK (org_id = {CURRENT_ORG})"
-            )
+            rls.secure(table)
 
 
 def downgrade() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from outputhub.server.migrations import rls
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -22,7 +24,6 @@ TENANT_TABLES = (
     "notification_reads",
     "accuracy_alert_rules",
 )
-CURRENT_ORG = "NULLIF(current_setting('outputhub.org_id', true), '')::uuid"
 
 
 def upgrade() -> None:
@@ -205,14 +206,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_webhook_attempts_org_id"), "webhook_attempts", ["org_id"], unique=False)
 
-    if op.get_bind().dialect.name == "postgresql":
+    if rls.on_postgres():
         for table in TENANT_TABLES:
-            op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-            op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-            op.execute(
-                f"CREATE POLICY tenant_isolation ON {table} USING (org_id = {CURRENT_ORG}) "
-                f"WITH CHECK (org_id = {CURRENT_ORG})"
-            )
+            rls.secure(table)
 
 
 def downgrade() -> None:

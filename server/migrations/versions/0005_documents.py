@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from outputhub.server.migrations import rls
 from outputhub.server.storage.tables import UTCDateTime
 
 revision = "0005"
@@ -16,7 +17,6 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-CURRENT_ORG = "NULLIF(current_setting('outputhub.org_id', true), '')::uuid"
 MAINTENANCE = "current_setting('outputhub.maintenance', true) = 'on'"
 
 
@@ -68,19 +68,17 @@ def upgrade() -> None:
     op.create_index(op.f("ix_event_outbox_org_id"), "event_outbox", ["org_id"])
     op.create_index(op.f("ix_event_outbox_created_at"), "event_outbox", ["created_at"])
 
-    if op.get_bind().dialect.name != "postgresql":
+    if not rls.on_postgres():
         return
     policies = {
         # documents: one organization, or the explicit maintenance scope (reconcile, TTL purge)
-        "documents": (f"org_id = {CURRENT_ORG} OR {MAINTENANCE}", f"org_id = {CURRENT_ORG} OR {MAINTENANCE}"),
-        "output_body_refs": (f"org_id = {CURRENT_ORG}", f"org_id = {CURRENT_ORG}"),
+        "documents": (f"{rls.SAME_ORG} OR {MAINTENANCE}", f"{rls.SAME_ORG} OR {MAINTENANCE}"),
+        "output_body_refs": (rls.SAME_ORG, rls.SAME_ORG),
         # the outbox is written by whichever request emitted the event and read only by the drain
         "event_outbox": (MAINTENANCE, "true"),
     }
     for table, (using, check) in policies.items():
-        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-        op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        op.execute(f"CREATE POLICY tenant_isolation ON {table} USING ({using}) WITH CHECK ({check})")
+        rls.secure(table, using=using, check=check)
 
 
 def downgrade() -> None:
