@@ -72,8 +72,23 @@ class LocalLibrary:
         self.store.save_hlc(hlc)
         return hlc
 
-    def _save(self, state: RecordState, change: Change, revision: int | None) -> None:
-        self.store.save_local(state, change, base_revision=revision)
+    def _record(
+        self,
+        state: RecordState | None,
+        revision: int | None,
+        build: Callable[[str, HLC, str], Change | None],
+    ) -> bool:
+        """Make the change (``build(node, hlc, op_id)``), merge it into the state and store both with the
+        outbox entry. False when there is nothing to change."""
+        try:
+            change = build(self.store.node_id, self._hlc(state), str(uuid.uuid4()))
+            if change is None:
+                return False
+            new_state = merge_change(state, change, DEFAULT_SCHEMA).state
+        except InvalidChangeError as exc:
+            raise LocalEditError(str(exc)) from None
+        self.store.save_local(new_state, change, base_revision=revision)
+        return True
 
     # -- edits ---------------------------------------------------------------------------------------------
 
@@ -81,20 +96,15 @@ class LocalLibrary:
         record_id = id or str(uuid.uuid4())
         if self.store.load(entity, record_id) is not None:
             raise LocalEditError(f"{entity} {record_id} already exists")
+        coerced = _coerce(entity, values)
         with self.store.transaction():
-            try:
-                change = make_create(
-                    entity,
-                    record_id,
-                    _coerce(entity, values),
-                    schema=DEFAULT_SCHEMA,
-                    node=self.store.node_id,
-                    hlc=self._hlc(None),
-                    op_id=str(uuid.uuid4()),
-                )
-            except InvalidChangeError as exc:
-                raise LocalEditError(str(exc)) from None
-            self._save(merge_change(None, change, DEFAULT_SCHEMA).state, change, None)
+            self._record(
+                None,
+                None,
+                lambda node, hlc, op_id: make_create(
+                    entity, record_id, coerced, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id
+                ),
+            )
         return record_id
 
     def _load(self, entity: str, record_id: str) -> tuple[RecordState, int | None]:
@@ -111,51 +121,36 @@ class LocalLibrary:
         """Change the given fields (only those whose value differs are recorded). False if nothing did."""
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
-            try:
-                change = make_edit(
-                    state,
-                    _coerce(entity, values),
-                    schema=DEFAULT_SCHEMA,
-                    node=self.store.node_id,
-                    hlc=self._hlc(state),
-                    op_id=str(uuid.uuid4()),
-                )
-            except InvalidChangeError as exc:
-                raise LocalEditError(str(exc)) from None
-            if change is None:
-                return False
-            self._save(merge_change(state, change, DEFAULT_SCHEMA).state, change, revision)
-            return True
+            coerced = _coerce(entity, values)
+            return self._record(
+                state,
+                revision,
+                lambda node, hlc, op_id: make_edit(
+                    state, coerced, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id
+                ),
+            )
 
     def delete(self, entity: str, record_id: str) -> None:
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
-            try:
-                change = make_delete(
-                    state,
-                    schema=DEFAULT_SCHEMA,
-                    node=self.store.node_id,
-                    hlc=self._hlc(state),
-                    op_id=str(uuid.uuid4()),
-                )
-            except InvalidChangeError as exc:
-                raise LocalEditError(str(exc)) from None
-            self._save(merge_change(state, change, DEFAULT_SCHEMA).state, change, revision)
+            self._record(
+                state,
+                revision,
+                lambda node, hlc, op_id: make_delete(
+                    state, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id
+                ),
+            )
 
     def restore(self, entity: str, record_id: str) -> None:
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
-            try:
-                change = make_restore(
-                    state,
-                    schema=DEFAULT_SCHEMA,
-                    node=self.store.node_id,
-                    hlc=self._hlc(state),
-                    op_id=str(uuid.uuid4()),
-                )
-            except InvalidChangeError as exc:
-                raise LocalEditError(str(exc)) from None
-            self._save(merge_change(state, change, DEFAULT_SCHEMA).state, change, revision)
+            self._record(
+                state,
+                revision,
+                lambda node, hlc, op_id: make_restore(
+                    state, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id
+                ),
+            )
 
     def get(self, entity: str, record_id: str) -> dict[str, Any]:
         """The record's displayed values, ``deleted`` and its open conflicts."""
@@ -200,11 +195,8 @@ class LocalLibrary:
                 pick = Resolution.KEEP_THEIRS
             else:
                 raise LocalEditError(f"unknown resolution {choice!r}: use mine, theirs or an edited value")
-            try:
-                change = resolve(
-                    conflict, pick, node=self.store.node_id, hlc=self._hlc(state), op_id=str(uuid.uuid4())
-                )
-                new_state = merge_change(state, change, DEFAULT_SCHEMA).state
-            except InvalidChangeError as exc:
-                raise LocalEditError(str(exc)) from None
-            self._save(new_state, change, revision)
+            self._record(
+                state,
+                revision,
+                lambda node, hlc, op_id: resolve(conflict, pick, node=node, hlc=hlc, op_id=op_id),
+            )

@@ -133,9 +133,7 @@ def remap_change(session: Session, *, org_id: uuid.UUID, change: Change, spec: E
     )
 
 
-def _check_values(
-    session: Session, *, tenant: Tenant, spec: EntitySpec, row: ReplicatedRow | None, state: RecordState
-) -> None:
+def _check_values(session: Session, *, tenant: Tenant, spec: EntitySpec, state: RecordState) -> None:
     """Refuse a merged state the server could not store (missing references, required fields, lengths)."""
     values = state.values
     for name in spec.required:
@@ -210,16 +208,13 @@ def apply_change(
         raise OpRefusedError(
             "invalid", f"{change.entity} {rid}: an edit of a record the server has never seen"
         )
-    _check_values(session, tenant=tenant, spec=spec, row=row, state=state)
+    _check_values(session, tenant=tenant, spec=spec, state=state)
     revision = allocate_revisions(session, org_id=tenant.org_id)
     if row is None:
         row = spec.table(id=rid, org_id=tenant.org_id, created_at=now, created_by=tenant.actor)
         if isinstance(row, Prompt):
             row.version = 0
         session.add(row)
-        existing_state = False
-    else:
-        existing_state = current is not None
     old_text = (row.title, row.body) if isinstance(row, Prompt) else None
     row.revision = revision
     row.updated_at = now
@@ -240,7 +235,7 @@ def apply_change(
             )
         )
     session.flush()
-    store_state(session, org_id=tenant.org_id, state=state, revision=revision, existing=existing_state)
+    store_state(session, org_id=tenant.org_id, state=state, revision=revision)
     for conflict in outcome.conflicts:
         session.merge(
             SyncConflict(
@@ -302,7 +297,7 @@ def _merge_duplicate_lookup(
     row.revision, row.updated_at, row.updated_by = revision, now, tenant.actor
     session.add(row)
     write_row(session, spec, row, state, org_id=tenant.org_id)
-    store_state(session, org_id=tenant.org_id, state=state, revision=revision, existing=False)
+    store_state(session, org_id=tenant.org_id, state=state, revision=revision)
     session.add(
         SyncRemap(
             org_id=tenant.org_id,

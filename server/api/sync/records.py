@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, event, insert, select
+from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.clock import HLC
@@ -245,35 +245,53 @@ def derive_state(
     return state
 
 
+def _stored(
+    session: Session, *, org_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, str]]:
+    """Record id -> (revision stored at, wire JSON) of the stored states among ``ids``."""
+    out: dict[uuid.UUID, tuple[int, str]] = {}
+    for start in range(0, len(ids), 500):
+        for record_id, revision, text in session.execute(
+            select(SyncRecordState.record_id, SyncRecordState.revision, SyncRecordState.state).where(
+                SyncRecordState.org_id == org_id, SyncRecordState.record_id.in_(ids[start : start + 500])
+            )
+        ):
+            out[record_id] = (revision, text)
+    return out
+
+
+def _is_current(row: ReplicatedRow, stored: Mapping[uuid.UUID, tuple[int, str]]) -> bool:
+    item = stored.get(row.id)
+    return item is not None and item[0] == row.revision
+
+
+def _states(
+    spec: EntitySpec,
+    rows: Sequence[ReplicatedRow],
+    stored: Mapping[uuid.UUID, tuple[int, str]],
+    values: Mapping[uuid.UUID, Mapping[str, FieldValue]],
+) -> dict[uuid.UUID, RecordState]:
+    """Each row's state: the stored one, with the server's edit derived when the row moved on since
+    (``values`` must hold the engine values of those rows)."""
+    out: dict[uuid.UUID, RecordState] = {}
+    for row in rows:
+        item = stored.get(row.id)
+        state = state_from_wire(spec.entity, str(row.id), json.loads(item[1])) if item is not None else None
+        if state is None or not _is_current(row, stored):
+            state = derive_state(spec, row, values[row.id], state)
+        out[row.id] = state
+    return out
+
+
 def load_states(
     session: Session, *, org_id: uuid.UUID, spec: EntitySpec, rows: Sequence[ReplicatedRow]
 ) -> dict[uuid.UUID, RecordState]:
     """The current engine state of each row (stored, or derived when the row moved on since)."""
     if not rows:
         return {}
-    stored: dict[uuid.UUID, SyncRecordState] = {}
-    ids = [r.id for r in rows]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        for item in session.execute(
-            select(SyncRecordState).where(
-                SyncRecordState.org_id == org_id, SyncRecordState.record_id.in_(chunk)
-            )
-        ).scalars():
-            stored[item.record_id] = item
-    stale = [r for r in rows if r.id not in stored or stored[r.id].revision != r.revision]
-    values = row_values(session, spec, stale)
-    out: dict[uuid.UUID, RecordState] = {}
-    for row in rows:
-        item = stored.get(row.id)
-        state = (
-            state_from_wire(spec.entity, str(row.id), json.loads(item.state)) if item is not None else None
-        )
-        if item is None or item.revision != row.revision:
-            state = derive_state(spec, row, values[row.id], state)
-        assert state is not None
-        out[row.id] = state
-    return out
+    stored = _stored(session, org_id=org_id, ids=[r.id for r in rows])
+    stale = [r for r in rows if not _is_current(r, stored)]
+    return _states(spec, rows, stored, row_values(session, spec, stale))
 
 
 def load_state_wires(
@@ -282,43 +300,34 @@ def load_state_wires(
     """Like :func:`load_states`, as wire JSON text; current stored states pass through untouched."""
     if not rows:
         return {}
-    stored: dict[uuid.UUID, tuple[int, str]] = {}
-    ids = [r.id for r in rows]
-    for start in range(0, len(ids), 500):
-        for record_id, revision, text in session.execute(
-            select(SyncRecordState.record_id, SyncRecordState.revision, SyncRecordState.state).where(
-                SyncRecordState.org_id == org_id, SyncRecordState.record_id.in_(ids[start : start + 500])
-            )
-        ):
-            stored[record_id] = (revision, text)
-    out: dict[uuid.UUID, str] = {}
-    stale: list[ReplicatedRow] = []
-    for row in rows:
-        item = stored.get(row.id)
-        if item is not None and item[0] == row.revision:
-            out[row.id] = item[1]
-        else:
-            stale.append(row)
-    for ident, state in load_states(session, org_id=org_id, spec=spec, rows=stale).items():
-        out[ident] = json.dumps(state_to_wire(state), separators=(",", ":"))
+    stored = _stored(session, org_id=org_id, ids=[r.id for r in rows])
+    out = {r.id: stored[r.id][1] for r in rows if _is_current(r, stored)}
+    stale = [r for r in rows if r.id not in out]
+    for ident, state in _states(spec, stale, stored, row_values(session, spec, stale)).items():
+        out[ident] = _dumps(state_to_wire(state))
     return out
 
 
-def store_state(
-    session: Session, *, org_id: uuid.UUID, state: RecordState, revision: int, existing: bool
-) -> None:
-    payload = json.dumps(state_to_wire(state), separators=(",", ":"))
+def _dumps(wire: Mapping[str, Any]) -> str:
+    return json.dumps(wire, separators=(",", ":"))
+
+
+def store_state(session: Session, *, org_id: uuid.UUID, state: RecordState, revision: int) -> None:
+    """Store (insert or replace) the record's state as of the row's ``revision``."""
+    payload = _dumps(state_to_wire(state))
     record_id = uuid.UUID(state.record_id)
-    if existing:
-        item = session.get(SyncRecordState, (org_id, record_id))
-        if item is not None:
-            item.state, item.revision = payload, revision
-            return
-    session.add(
-        SyncRecordState(
-            org_id=org_id, record_id=record_id, entity=state.entity, revision=revision, state=payload
+    replaced = session.execute(
+        update(SyncRecordState)
+        .where(SyncRecordState.org_id == org_id, SyncRecordState.record_id == record_id)
+        .values(state=payload, revision=revision)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not replaced:
+        session.add(
+            SyncRecordState(
+                org_id=org_id, record_id=record_id, entity=state.entity, revision=revision, state=payload
+            )
         )
-    )
 
 
 def _uuid_or_none(value: FieldValue) -> uuid.UUID | None:
@@ -391,41 +400,26 @@ def _before_commit(session: Session) -> None:
             )
             if not rows:
                 continue
-            stored = {
-                item.record_id: item.revision
-                for item in session.execute(
-                    select(SyncRecordState.record_id, SyncRecordState.revision).where(
-                        SyncRecordState.org_id == org_id,
-                        SyncRecordState.record_id.in_([r.id for r in rows]),
-                    )
-                )
-            }
-            stale = [r for r in rows if stored.get(r.id) != r.revision]
+            stored = _stored(session, org_id=org_id, ids=[r.id for r in rows])
+            stale = [r for r in rows if not _is_current(r, stored)]
+            if not stale:
+                continue
+            values = row_values(session, spec, stale)
             fresh = [r for r in stale if r.id not in stored and not r.deleted]
-            if fresh:
-                values = row_values(session, spec, fresh)
-                session.add_all(
-                    SyncRecordState(
-                        org_id=org_id,
-                        record_id=row.id,
-                        entity=spec.entity,
-                        revision=row.revision,
-                        state=json.dumps(create_wire(spec, row, values[row.id]), separators=(",", ":")),
-                    )
-                    for row in fresh
+            session.add_all(
+                SyncRecordState(
+                    org_id=org_id,
+                    record_id=row.id,
+                    entity=spec.entity,
+                    revision=row.revision,
+                    state=_dumps(create_wire(spec, row, values[row.id])),
                 )
+                for row in fresh
+            )
             rest = [r for r in stale if r.id in stored or r.deleted]
-            for start in range(0, len(rest), 500):
-                chunk = rest[start : start + 500]
-                states = load_states(session, org_id=org_id, spec=spec, rows=chunk)
-                for row in chunk:
-                    store_state(
-                        session,
-                        org_id=org_id,
-                        state=states[row.id],
-                        revision=row.revision,
-                        existing=row.id in stored,
-                    )
+            states = _states(spec, rest, stored, values)
+            for row in rest:
+                store_state(session, org_id=org_id, state=states[row.id], revision=row.revision)
     session.flush()
     session.info.pop(REVISIONS_KEY, None)
 
