@@ -35,6 +35,7 @@ from outputhub.sync.client import (
     SyncError,
     SyncPermissionError,
     login,
+    refresh_tokens,
 )
 from outputhub.sync.engine import DEFAULT_SCHEMA
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
@@ -236,18 +237,11 @@ def _remote(store: ReplicaSyncStore) -> HttpRemote:
     assert server is not None and credential is not None
     token = credential
     if kind == "refresh":
-        import httpx
-
-        from outputhub.sync.client.remote import check
-
         try:
-            with httpx.Client(timeout=30.0) as http:
-                pair = check(
-                    http.post(f"{server}/api/v1/auth/refresh", json={"refresh_token": credential})
-                ).json()
-        except httpx.TransportError:
-            fail(3, f"cannot reach the server at {server}")
-        except AuthenticationFailedError:
+            pair = refresh_tokens(server, refresh_token=credential)
+        except ServerUnreachableError as exc:
+            fail(3, str(exc))
+        except SyncError:
             fail(4, "the saved login has expired or was revoked: run `outputhub replica attach` again")
         store.set_fact("credential", str(pair["refresh_token"]))
         token = str(pair["access_token"])

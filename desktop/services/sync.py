@@ -21,8 +21,10 @@ from outputhub.sync.client import (
     NotAttachedError,
     ServerUnreachableError,
     SyncClient,
+    SyncError,
     SyncReport,
     login,
+    refresh_tokens,
 )
 
 REACHABLE_TIMEOUT_S: Final = 3.0
@@ -191,19 +193,14 @@ class SyncService:
         if not refresh or not url:
             return False
         try:
-            response = httpx.post(
-                f"{url}/api/v1/auth/refresh", json={"refresh_token": refresh}, timeout=self._timeout
-            )
-        except httpx.TransportError as exc:
-            raise ServerUnreachableError(
-                f"cannot reach the server at {url}: {exc.__class__.__name__}"
-            ) from exc
-        if response.status_code != 200:
+            body = refresh_tokens(url, refresh_token=refresh)
+        except ServerUnreachableError:
+            raise
+        except SyncError:
             with self._replica.transaction():
                 for key in ("access_token", "refresh_token"):
                     self._replica.set_setting(key=key, value=None)
-            raise AuthenticationFailedError("your login has expired: log in again in Settings")
-        body = response.json()
+            raise AuthenticationFailedError("your login has expired: log in again in Settings") from None
         with self._replica.transaction():
             self._replica.set_setting(key="access_token", value=str(body["access_token"]))
             self._replica.set_setting(key="refresh_token", value=str(body["refresh_token"]))

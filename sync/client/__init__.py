@@ -8,13 +8,14 @@ from outputhub.sync.client.errors import (
     CursorExpiredError,
     LocalEditError,
     NotAttachedError,
+    NotFoundOnServerError,
     ProtocolMismatchError,
     ServerUnreachableError,
     SyncError,
     SyncPermissionError,
 )
 from outputhub.sync.client.local import LocalLibrary, ResolutionChoice
-from outputhub.sync.client.remote import HttpRemote, login
+from outputhub.sync.client.remote import HttpRemote, login, refresh_tokens
 from outputhub.sync.engine import Merged
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "LocalLibrary",
     "Merged",
     "NotAttachedError",
+    "NotFoundOnServerError",
     "Progress",
     "ProtocolMismatchError",
     "ResolutionChoice",
@@ -34,4 +36,5 @@ __all__ = [
     "SyncPermissionError",
     "SyncReport",
     "login",
+    "refresh_tokens",
 ]

@@ -23,6 +23,10 @@ class ProtocolMismatchError(SyncError):
     pass
 
 
+class NotFoundOnServerError(SyncError):
+    """The server has no such organization or record (or it belongs to another organization)."""
+
+
 class CursorExpiredError(SyncError):
     """The server purged tombstones newer than this replica's cursor: pull again from zero."""
 

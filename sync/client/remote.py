@@ -12,6 +12,7 @@ from outputhub.common.sync import PROTOCOL_VERSION
 from outputhub.sync.client.errors import (
     AuthenticationFailedError,
     CursorExpiredError,
+    NotFoundOnServerError,
     ProtocolMismatchError,
     ServerUnreachableError,
     SyncError,
@@ -42,7 +43,7 @@ def check(response: httpx.Response) -> httpx.Response:
     if status == 403:
         raise SyncPermissionError(f"permission denied: {detail}")
     if status == 404:
-        raise SyncError(f"not found on the server (wrong organization?): {detail}")
+        raise NotFoundOnServerError(f"not found on the server (wrong organization?): {detail}")
     if status == 410:
         raise CursorExpiredError(detail)
     if status == 422 and "protocol" in detail:
@@ -108,10 +109,8 @@ class HttpRemote:
     def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None:
         try:
             return self._send("GET", self._url(f"/records/{entity}/{record_id}")).json()  # type: ignore[no-any-return]
-        except SyncError as exc:
-            if str(exc).startswith("not found"):
-                return None
-            raise
+        except NotFoundOnServerError:
+            return None
 
     def checksums(self, *, full: bool = False) -> Mapping[str, Any]:
         params = {"full": "true"} if full else None
@@ -121,16 +120,12 @@ class HttpRemote:
         return self._send("GET", self._url("/conflicts")).json()  # type: ignore[no-any-return]
 
 
-def login(base_url: str, *, email: str, password: str, client: httpx.Client | None = None) -> dict[str, Any]:
-    """Exchange email and password for tokens (``access_token``, ``refresh_token``)."""
+def _auth_post(base_url: str, path: str, client: httpx.Client | None, **kwargs: Any) -> dict[str, Any]:
     own = client is None
     http = client or httpx.Client(timeout=30.0)
     try:
         try:
-            response = http.post(
-                f"{base_url.rstrip('/')}{API}/auth/token",
-                data={"username": email, "password": password},
-            )
+            response = http.post(f"{base_url.rstrip('/')}{API}/auth/{path}", **kwargs)
         except httpx.TransportError as exc:
             raise ServerUnreachableError(
                 f"cannot reach the server at {base_url}: {exc.__class__.__name__}"
@@ -139,3 +134,15 @@ def login(base_url: str, *, email: str, password: str, client: httpx.Client | No
     finally:
         if own:
             http.close()
+
+
+def login(base_url: str, *, email: str, password: str, client: httpx.Client | None = None) -> dict[str, Any]:
+    """Exchange email and password for tokens (``access_token``, ``refresh_token``)."""
+    return _auth_post(base_url, "token", client, data={"username": email, "password": password})
+
+
+def refresh_tokens(
+    base_url: str, *, refresh_token: str, client: httpx.Client | None = None
+) -> dict[str, Any]:
+    """Swap a refresh token for a new pair (the old one stops working: rotation)."""
+    return _auth_post(base_url, "refresh", client, json={"refresh_token": refresh_token})
