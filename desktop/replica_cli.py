@@ -224,14 +224,16 @@ def attach(
             fail(3, str(exc))
         except (AuthenticationFailedError, SyncPermissionError) as exc:
             fail(4, str(exc))
-        store.set_fact("server_url", server.rstrip("/"))
-        store.set_fact("auth_kind", kind)
-        store.set_fact("credential", credential)
+        replica.set_setting(key="server_url", value=server.rstrip("/"))
+        replica.set_setting(key="auth_kind", value=kind)
+        replica.set_setting(key="credential", value=credential)
         emit(ctx, {"server": server, "org_id": org}, f"attached to organization {org} on {server}")
 
 
 def _remote(store: ReplicaSyncStore) -> HttpRemote:
-    server, kind, credential = (store.get_fact(k) for k in ("server_url", "auth_kind", "credential"))
+    server, kind, credential = (
+        store.replica.get_setting(key=k) for k in ("server_url", "auth_kind", "credential")
+    )
     if not server or not credential:
         fail(5, "this replica is not attached to a server yet: run `outputhub replica attach`")
     assert server is not None and credential is not None
@@ -243,7 +245,7 @@ def _remote(store: ReplicaSyncStore) -> HttpRemote:
             fail(3, str(exc))
         except SyncError:
             fail(4, "the saved login has expired or was revoked: run `outputhub replica attach` again")
-        store.set_fact("credential", str(pair["refresh_token"]))
+        store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
         token = str(pair["access_token"])
     return HttpRemote(server, token=token, org_id=store.org_id())
 
@@ -393,7 +395,7 @@ def status(typer_ctx: typer.Context) -> None:
     ctx: Context = typer_ctx.obj
     with ctx.replica() as replica:
         store = ReplicaSyncStore(replica)
-        server = store.get_fact("server_url")
+        server = replica.get_setting(key="server_url")
         info = {
             "replica": str(ctx.path),
             "server": server,

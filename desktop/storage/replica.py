@@ -708,23 +708,31 @@ class Replica:
 
     # --- settings kept in the replica (encrypted with it) -------------------------------------------------
 
-    def get_setting(self, *, key: str) -> str | None:
-        """A desktop setting (server URL, account, ...) stored in ``replica_meta`` under ``setting:<key>``."""
-        with self._reading("read a setting") as conn:
-            row = conn.execute("SELECT value FROM replica_meta WHERE key = ?", (f"setting:{key}",)).fetchone()
+    def get_meta(self, *, key: str) -> str | None:
+        """A fact kept in ``replica_meta`` (node id, clock, attached organization, settings ...)."""
+        with self._reading("read a replica fact") as conn:
+            row = conn.execute("SELECT value FROM replica_meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def set_setting(self, *, key: str, value: str | None) -> None:
-        """Store (or, with ``None``, remove) a desktop setting."""
-        with self._writing("save a setting") as conn:
+    def set_meta(self, *, key: str, value: str | None) -> None:
+        """Store (or, with ``None``, remove) a fact in ``replica_meta``."""
+        with self._writing("save a replica fact") as conn:
             if value is None:
-                conn.execute("DELETE FROM replica_meta WHERE key = ?", (f"setting:{key}",))
+                conn.execute("DELETE FROM replica_meta WHERE key = ?", (key,))
             else:
                 conn.execute(
                     "INSERT INTO replica_meta (key, value) VALUES (?, ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (f"setting:{key}", value),
+                    (key, value),
                 )
+
+    def get_setting(self, *, key: str) -> str | None:
+        """A desktop setting (server URL, account, ...) stored in ``replica_meta`` under ``setting:<key>``."""
+        return self.get_meta(key=f"setting:{key}")
+
+    def set_setting(self, *, key: str, value: str | None) -> None:
+        """Store (or, with ``None``, remove) a desktop setting."""
+        self.set_meta(key=f"setting:{key}", value=value)
 
     # --- aggregates (the Analytics view) --------------------------------------------------------------------
 

@@ -210,25 +210,11 @@ class ReplicaSyncStore:
 
     # -- replica facts ---------------------------------------------------------------------------------
 
-    def get_fact(self, key: str) -> str | None:
-        """A value kept in the (encrypted) replica: the attached server, credentials, ..."""
-        return self._meta(key)
-
-    def set_fact(self, key: str, value: str) -> None:
-        self._set_meta(key, value)
-
     def _meta(self, key: str) -> str | None:
-        with self.replica.reading("read replica facts") as conn:
-            row = conn.execute("SELECT value FROM replica_meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        return self.replica.get_meta(key=key)
 
     def _set_meta(self, key: str, value: str) -> None:
-        with self.replica.writing("save replica facts") as conn:
-            conn.execute(
-                "INSERT INTO replica_meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+        self.replica.set_meta(key=key, value=value)
 
     def org_id(self) -> str:
         return self._meta(META_ORG) or LOCAL_ORG
