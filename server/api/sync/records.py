@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import delete, event, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.clock import HLC
@@ -391,15 +391,31 @@ def _before_commit(session: Session) -> None:
         by_org.setdefault(org_id, []).append((first, last))
     for org_id, spans in by_org.items():
         low, high = min(a for a, _ in spans), max(b for _, b in spans)
+        # one round trip finds which tables were written (a write request touches one or two of nine)
+        written = {
+            str(entity)
+            for (entity,) in session.execute(
+                union_all(
+                    *(
+                        select(literal(spec.entity).label("entity"))
+                        .where(spec.table.org_id == org_id, spec.table.revision.between(low, high))
+                        .limit(1)
+                        .subquery()
+                        .select()
+                        for spec in SPECS.values()
+                    )
+                )
+            )
+        }
         for spec in SPECS.values():
+            if spec.entity not in written:
+                continue
             table = spec.table
             rows = list(
                 session.execute(
                     select(table).where(table.org_id == org_id, table.revision >= low, table.revision <= high)
                 ).scalars()
             )
-            if not rows:
-                continue
             stored = _stored(session, org_id=org_id, ids=[r.id for r in rows])
             stale = [r for r in rows if not _is_current(r, stored)]
             if not stale:
