@@ -27,12 +27,8 @@ from sqlalchemy import ColumnElement, String, and_, func, select
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import InvalidInputError
-from outputhub.server.api.base import Tenant, has_all_links
-from outputhub.server.api.lookups.service import (
-    OUTPUT_KNOWLEDGE_TYPES,
-    OUTPUT_TAGS,
-    custom_gpts_in_groups,
-)
+from outputhub.server.api.base import Tenant
+from outputhub.server.api.outputs import service as outputs_service
 from outputhub.server.cache import Cache, cached_json
 from outputhub.server.storage.tables import (
     AccuracyLevel,
@@ -127,34 +123,21 @@ class AnalyticsFilters:
 
 
 def output_conditions(*, tenant: Tenant, filters: AnalyticsFilters) -> list[ColumnElement[bool]]:
-    """The live outputs of the caller's organization that match every filter."""
+    """The live outputs of the caller's organization that match every filter (the outputs list's rules)."""
     f = filters
-    conditions: list[ColumnElement[bool]] = [Output.org_id == tenant.org_id, Output.deleted.is_(False)]
-    for column, wanted in (
-        (Output.prompt_id, f.prompt_ids),
-        (Output.accuracy_level_id, f.accuracy_level_ids),
-        (Output.custom_gpt_id, f.custom_gpt_ids),
-        (Output.gpt_model_id, f.gpt_model_ids),
-    ):
-        if wanted:
-            conditions.append(column.in_(wanted))
-    conditions += has_all_links(Output.id, OUTPUT_TAGS, f.tag_ids)
-    conditions += has_all_links(Output.id, OUTPUT_KNOWLEDGE_TYPES, f.knowledge_type_ids)
-    if f.agent_group_ids:
-        conditions.append(Output.custom_gpt_id.in_(custom_gpts_in_groups(f.agent_group_ids)))
-    if f.development_stage_ids:
-        conditions.append(
-            Output.prompt_id.in_(
-                select(Prompt.id).where(
-                    Prompt.org_id == tenant.org_id, Prompt.development_stage_id.in_(f.development_stage_ids)
-                )
-            )
-        )
-    if f.created_from:
-        conditions.append(Output.created_at >= f.created_from)
-    if f.created_to:
-        conditions.append(Output.created_at < f.created_to)
-    return conditions
+    return outputs_service.output_conditions(
+        tenant=tenant,
+        prompt_ids=f.prompt_ids,
+        tag_ids=f.tag_ids,
+        knowledge_type_ids=f.knowledge_type_ids,
+        accuracy_level_ids=f.accuracy_level_ids,
+        custom_gpt_ids=f.custom_gpt_ids,
+        gpt_model_ids=f.gpt_model_ids,
+        agent_group_ids=f.agent_group_ids,
+        development_stage_ids=f.development_stage_ids,
+        created_from=f.created_from,
+        created_to=f.created_to,
+    )
 
 
 def prompt_conditions(*, tenant: Tenant, filters: AnalyticsFilters) -> list[ColumnElement[bool]]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import DuplicateError, InvalidInputError, NotFoundError, UnknownReferenceError
@@ -292,6 +292,47 @@ def delete_one(
     )
 
 
+def output_conditions(
+    *,
+    tenant: Tenant,
+    prompt_ids: Sequence[uuid.UUID] = (),
+    tag_ids: Sequence[uuid.UUID] = (),
+    knowledge_type_ids: Sequence[uuid.UUID] = (),
+    accuracy_level_ids: Sequence[uuid.UUID] = (),
+    custom_gpt_ids: Sequence[uuid.UUID] = (),
+    gpt_model_ids: Sequence[uuid.UUID] = (),
+    agent_group_ids: Sequence[uuid.UUID] = (),
+    development_stage_ids: Sequence[uuid.UUID] = (),
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    """The live outputs of the caller's organization that match every filter (lists, analytics, portal):
+    tags and knowledge types must all be present, the other relations match any of the given ids."""
+    conditions: list[ColumnElement[bool]] = [Output.org_id == tenant.org_id, Output.deleted.is_(False)]
+    for column, wanted in (
+        (Output.prompt_id, prompt_ids),
+        (Output.accuracy_level_id, accuracy_level_ids),
+        (Output.custom_gpt_id, custom_gpt_ids),
+        (Output.gpt_model_id, gpt_model_ids),
+    ):
+        if wanted:
+            conditions.append(column.in_(wanted))
+    conditions += has_all_links(Output.id, OUTPUT_TAGS, tag_ids)
+    conditions += has_all_links(Output.id, OUTPUT_KNOWLEDGE_TYPES, knowledge_type_ids)
+    if agent_group_ids:
+        conditions.append(Output.custom_gpt_id.in_(custom_gpts_in_groups(agent_group_ids)))
+    if development_stage_ids:
+        staged = select(Prompt.id).where(
+            Prompt.org_id == tenant.org_id, Prompt.development_stage_id.in_(development_stage_ids)
+        )
+        conditions.append(Output.prompt_id.in_(staged))
+    if created_from:
+        conditions.append(Output.created_at >= created_from)
+    if created_to:
+        conditions.append(Output.created_at < created_to)
+    return conditions
+
+
 def list_page(
     session: Session,
     *,
@@ -312,35 +353,25 @@ def list_page(
     limit: int,
 ) -> tuple[list[Output], str | None]:
     sort_key = parse_sort(sort, model=Output, allowed=("created_at", "updated_at"))
-    stmt = select(Output).where(Output.org_id == tenant.org_id, Output.deleted.is_(False))
+    stmt = select(Output).where(
+        *output_conditions(
+            tenant=tenant,
+            prompt_ids=prompt_ids,
+            tag_ids=tag_ids,
+            knowledge_type_ids=knowledge_type_ids,
+            accuracy_level_ids=accuracy_level_ids,
+            custom_gpt_ids=custom_gpt_ids,
+            gpt_model_ids=gpt_model_ids,
+            agent_group_ids=agent_group_ids,
+            development_stage_ids=development_stage_ids,
+            created_from=created_after,
+            created_to=created_before,
+        )
+    )
     if q:
         stmt = stmt.where(
             Output.content.icontains(q, autoescape=True) | Output.notes.icontains(q, autoescape=True)
         )
-    for column, wanted in (
-        (Output.prompt_id, prompt_ids),
-        (Output.accuracy_level_id, accuracy_level_ids),
-        (Output.custom_gpt_id, custom_gpt_ids),
-        (Output.gpt_model_id, gpt_model_ids),
-    ):
-        if wanted:
-            stmt = stmt.where(column.in_(wanted))
-    for condition in (
-        *has_all_links(Output.id, OUTPUT_TAGS, tag_ids),
-        *has_all_links(Output.id, OUTPUT_KNOWLEDGE_TYPES, knowledge_type_ids),
-    ):
-        stmt = stmt.where(condition)
-    if agent_group_ids:
-        stmt = stmt.where(Output.custom_gpt_id.in_(custom_gpts_in_groups(agent_group_ids)))
-    if development_stage_ids:
-        staged = select(Prompt.id).where(
-            Prompt.org_id == tenant.org_id, Prompt.development_stage_id.in_(development_stage_ids)
-        )
-        stmt = stmt.where(Output.prompt_id.in_(staged))
-    if created_after:
-        stmt = stmt.where(Output.created_at >= created_after)
-    if created_before:
-        stmt = stmt.where(Output.created_at < created_before)
     rows = (
         session.execute(apply_page(stmt, model=Output, sort=sort_key, cursor=cursor, limit=limit))
         .scalars()
