@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -109,6 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         background.start()
+        # Everything built so far lives as long as the process: keep it out of the cyclic collector's full
+        # passes, which otherwise walk it again and again while big pull pages are built.
+        gc.freeze()
         try:
             yield
         finally:

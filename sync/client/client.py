@@ -7,8 +7,11 @@ pulled page is applied together with its cursor in one transaction (a crash mid-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import gc
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +46,35 @@ def _item(record: dict[str, Any]) -> RemoteItem:
         data=record.get("data") or {},
         state=record.get("state") or {},
     )
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_state: list[bool] = []  # whether the collector was on when the outermost pause began
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while pages are decoded and applied.
+
+    A page is hundreds of thousands of small containers that live until applied; the collector would walk
+    them (and the rest of a big process's heap) again and again: decoding a page measured 3-5x slower in a
+    process holding a server app than in a fresh one. Decoded JSON holds no reference cycles, so reference
+    counting frees it all the same; the collector resumes (and catches up) when the last pause ends."""
+    global _gc_pauses
+    with _gc_lock:
+        _gc_pauses += 1
+        if _gc_pauses == 1:
+            was_enabled = gc.isenabled()
+            gc.disable()
+            _gc_state.append(was_enabled)
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_state.pop():
+                gc.enable()
 
 
 class SyncClient:
@@ -126,7 +158,10 @@ class SyncClient:
         cursor = 0 if full else self.store.cursor(server_url=server, org_id=org)
         seen: dict[str, set[str]] | None = {} if cursor == 0 else None
         start = cursor
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outputhub-pull") as prefetch:
+        with (
+            collector_paused(),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="outputhub-pull") as prefetch,
+        ):
             pending: Future[Mapping[str, Any]] = prefetch.submit(
                 self.remote.pull, since=cursor, limit=self.pull_page
             )

@@ -76,3 +76,45 @@ def test_viewer_may_pull_and_protocol_is_checked(client):
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.protocol"
     r = viewer.get(f"{org.base}/sync/changes")
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.protocol"
+
+
+REST_PATHS = {
+    "tags": "tags",
+    "knowledge_types": "knowledge-types",
+    "accuracy_levels": "accuracy-levels",
+    "development_stages": "development-stages",
+    "gpt_models": "gpt-models",
+    "agent_groups": "agent-groups",
+    "custom_gpts": "custom-gpts",
+    "prompts": "prompts",
+    "outputs": "outputs",
+}
+
+
+def test_pulled_data_is_exactly_what_the_rest_api_serves(client):
+    """The feed reads rows with its own queries (server/api/sync/feed.py): ids, timestamps, nulls, link
+    lists and their order must come out exactly as the read schemas serialize them."""
+    org = new_org(client)
+    ids = seed_library(org)
+    o = org.owner
+    second = o.post(f"{org.base}/tags", json={"name": "zeta"}).json()["id"]
+    bare = o.post(f"{org.base}/outputs", json={"prompt_id": ids["prompt"], "content": "no links"})
+    assert bare.status_code == 201, bare.text
+    linked = o.post(
+        f"{org.base}/outputs",
+        json={"prompt_id": ids["prompt"], "content": "two tags", "tag_ids": [second, ids["tag"]]},
+    )
+    assert linked.status_code == 201, linked.text
+    o.patch(f"{org.base}/prompts/{ids['prompt']}", json={"title": "Renamed", "tag_ids": [second, ids["tag"]]})
+    records, _ = pull_all(o, org)
+    assert {r["entity"] for r in records} == set(REST_PATHS)
+    for record in records:
+        if record["deleted"]:
+            continue
+        rest = o.get(f"{org.base}/{REST_PATHS[record['entity']]}/{record['id']}")
+        assert rest.status_code == 200, rest.text
+        assert record["data"] == rest.json(), record["entity"]
+    by_id = {r["id"]: r for r in records}
+    assert by_id[bare.json()["id"]]["data"]["tag_ids"] == []
+    assert by_id[bare.json()["id"]]["data"]["custom_gpt_id"] is None
+    assert sorted(by_id[linked.json()["id"]]["data"]["tag_ids"]) == sorted([second, ids["tag"]])

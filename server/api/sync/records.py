@@ -9,6 +9,7 @@ state. Materializing goes the other way: a merged state is written back to the r
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,7 +17,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, event, insert, literal, select, union_all, update
+from sqlalchemy import (
+    BigInteger,
+    String,
+    TextClause,
+    Uuid,
+    bindparam,
+    delete,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.clock import HLC
@@ -251,12 +264,12 @@ def _stored(
     """Record id -> (revision stored at, wire JSON) of the stored states among ``ids``."""
     out: dict[uuid.UUID, tuple[int, str]] = {}
     for start in range(0, len(ids), 500):
-        for record_id, revision, text in session.execute(
+        for record_id, revision, wire in session.execute(
             select(SyncRecordState.record_id, SyncRecordState.revision, SyncRecordState.state).where(
                 SyncRecordState.org_id == org_id, SyncRecordState.record_id.in_(ids[start : start + 500])
             )
         ):
-            out[record_id] = (revision, text)
+            out[record_id] = (revision, wire)
     return out
 
 
@@ -377,6 +390,28 @@ def reference_ids(spec: EntitySpec, values: Mapping[str, FieldValue]) -> Iterabl
 # -- keeping states in step with REST writes -----------------------------------------------------------------
 
 
+@functools.cache
+def _stale_rows_sql() -> TextClause:
+    """(entity, id) of the rows of an organization in a revision range whose stored state is missing or
+    older than the row. Plain SQL built once: this runs before every commit that wrote replicated rows."""
+    parts = [
+        f"SELECT '{spec.entity}' AS entity, t.id AS id FROM {spec.table.__tablename__} t "
+        "LEFT JOIN sync_record_states s ON s.org_id = t.org_id AND s.record_id = t.id "
+        "WHERE t.org_id = :org AND t.revision BETWEEN :low AND :high "
+        "AND (s.revision IS NULL OR s.revision <> t.revision)"
+        for spec in SPECS.values()
+    ]
+    return (
+        text(" UNION ALL ".join(parts))
+        .bindparams(
+            bindparam("org", type_=Uuid),
+            bindparam("low", type_=BigInteger),
+            bindparam("high", type_=BigInteger),
+        )
+        .columns(entity=String, id=Uuid)
+    )
+
+
 def _before_commit(session: Session) -> None:
     """Store the state of every replicated row this transaction wrote outside the sync layer (REST, bulk
     statements), so the server's derived edit is fixed once and every replica sees the same one.
@@ -391,35 +426,21 @@ def _before_commit(session: Session) -> None:
         by_org.setdefault(org_id, []).append((first, last))
     for org_id, spans in by_org.items():
         low, high = min(a for a, _ in spans), max(b for _, b in spans)
-        # one round trip finds which tables were written (a write request touches one or two of nine)
-        written = {
-            str(entity)
-            for (entity,) in session.execute(
-                union_all(
-                    *(
-                        select(literal(spec.entity).label("entity"))
-                        .where(spec.table.org_id == org_id, spec.table.revision.between(low, high))
-                        .limit(1)
-                        .subquery()
-                        .select()
-                        for spec in SPECS.values()
-                    )
-                )
-            )
-        }
+        # one round trip finds the written rows whose state is missing or older than the row (a sync push
+        # stores its own states, so for it this finds nothing)
+        stale_ids: dict[str, list[uuid.UUID]] = {}
+        for entity, ident in session.execute(_stale_rows_sql(), {"org": org_id, "low": low, "high": high}):
+            stale_ids.setdefault(str(entity), []).append(ident)
         for spec in SPECS.values():
-            if spec.entity not in written:
+            if spec.entity not in stale_ids:
                 continue
             table = spec.table
-            rows = list(
+            stale = list(
                 session.execute(
-                    select(table).where(table.org_id == org_id, table.revision >= low, table.revision <= high)
+                    select(table).where(table.org_id == org_id, table.id.in_(stale_ids[spec.entity]))
                 ).scalars()
             )
-            stored = _stored(session, org_id=org_id, ids=[r.id for r in rows])
-            stale = [r for r in rows if not _is_current(r, stored)]
-            if not stale:
-                continue
+            stored = _stored(session, org_id=org_id, ids=[r.id for r in stale])
             values = row_values(session, spec, stale)
             fresh = [r for r in stale if r.id not in stored and not r.deleted]
             session.add_all(

@@ -5,21 +5,29 @@ The push half is in ``push.py``; the row <-> engine state mapping in ``records.p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import BigInteger, Integer, TextClause, Uuid, bindparam, delete, exists, func, select, text
 from sqlalchemy.orm import Session
 
 from outputhub.common.clock import HLC
 from outputhub.common.errors import CursorExpiredError, InvalidInputError, NotFoundError
-from outputhub.common.schemas import AccuracyLevelRead, GptModelRead, LookupRead
+from outputhub.common.schemas import (
+    AccuracyLevelRead,
+    CustomGptRead,
+    GptModelRead,
+    LookupRead,
+    OutputRead,
+    PromptRead,
+)
 from outputhub.common.sync import (
     PROTOCOL_VERSION,
     Checksums,
@@ -31,10 +39,14 @@ from outputhub.common.sync import (
     TableChecksum,
 )
 from outputhub.server.api.base import Tenant
-from outputhub.server.api.custom_gpts import service as custom_gpts
-from outputhub.server.api.lookups.service import KINDS
-from outputhub.server.api.outputs import service as outputs
-from outputhub.server.api.prompts import service as prompts
+from outputhub.server.api.lookups.service import (
+    CUSTOM_GPT_AGENT_GROUPS,
+    KINDS,
+    OUTPUT_KNOWLEDGE_TYPES,
+    OUTPUT_TAGS,
+    PROMPT_TAGS,
+)
+from outputhub.server.api.sync.feed import Feed, FeedRow, make_feed
 from outputhub.server.api.sync.push import OpRefusedError, apply_change
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
@@ -60,26 +72,25 @@ from outputhub.server.storage.tables import (
 from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, Resolution, resolve, sides
 from outputhub.sync.protocol import TABLE_ENTITIES, state_to_wire
 
-Serializer = Callable[[Session, Tenant, Sequence[Any]], list[BaseModel]]
-
-
-def _lookup_serializer(read_schema: type[BaseModel]) -> Serializer:
-    return lambda _session, _tenant, rows: [read_schema.model_validate(r, from_attributes=True) for r in rows]
-
-
 LOOKUP_READ: dict[type[Any], type[BaseModel]] = {AccuracyLevel: AccuracyLevelRead, GptModel: GptModelRead}
 
 # lookups first: within one revision a record never precedes the lookups it references
-ENTITIES: tuple[tuple[str, type[ReplicatedRow], Serializer], ...] = (
+FEEDS: tuple[Feed, ...] = (
     *(
-        (kind.table.__tablename__, kind.table, _lookup_serializer(LOOKUP_READ.get(kind.table, LookupRead)))
+        make_feed(kind.table.__tablename__, kind.table, LOOKUP_READ.get(kind.table, LookupRead), {})
         for kind in KINDS
     ),
-    ("custom_gpts", CustomGpt, lambda s, t, rows: list(custom_gpts.to_read(s, tenant=t, rows=rows))),
-    ("prompts", Prompt, lambda s, t, rows: list(prompts.to_read(s, tenant=t, rows=rows))),
-    ("outputs", Output, lambda s, t, rows: list(outputs.to_read(s, tenant=t, rows=rows))),
+    make_feed("custom_gpts", CustomGpt, CustomGptRead, {"agent_group_ids": CUSTOM_GPT_AGENT_GROUPS}),
+    make_feed("prompts", Prompt, PromptRead, {"tag_ids": PROMPT_TAGS}),
+    make_feed(
+        "outputs",
+        Output,
+        OutputRead,
+        {"knowledge_type_ids": OUTPUT_KNOWLEDGE_TYPES, "tag_ids": OUTPUT_TAGS},
+    ),
 )
-ENTITY_ORDER = {name: i for i, (name, _, _) in enumerate(ENTITIES)}
+FEED_BY_NAME = {feed.name: feed for feed in FEEDS}
+ENTITY_ORDER = {feed.name: i for i, feed in enumerate(FEEDS)}
 
 
 def horizon(session: Session, *, org_id: uuid.UUID) -> int:
@@ -87,71 +98,110 @@ def horizon(session: Session, *, org_id: uuid.UUID) -> int:
     return int(value or 0)
 
 
+def _order(row: FeedRow) -> tuple[int, int, str]:
+    return row.revision, ENTITY_ORDER[row.feed.name], row.id
+
+
+@functools.cache
+def _first_revisions_sql() -> TextClause:
+    """(entity index, revision) of the first ``:n`` rows after ``:since`` of every replicated table. Plain
+    SQL built once (every pull runs it); each part walks the (org_id, revision) index."""
+    parts = [
+        f"SELECT * FROM (SELECT {i} AS entity, revision FROM {feed.table.__tablename__} "
+        f"WHERE org_id = :org AND revision > :since ORDER BY revision LIMIT :n) AS first_{i}"
+        for i, feed in enumerate(FEEDS)
+    ]
+    return text(" UNION ALL ".join(parts)).bindparams(
+        bindparam("org", type_=Uuid), bindparam("since", type_=BigInteger), bindparam("n", type_=Integer)
+    )
+
+
+def _page_bounds(
+    session: Session, *, org_id: uuid.UUID, since: int, limit: int
+) -> tuple[int, bool, list[Feed]]:
+    """Where the page after ``since`` ends, whether more follows, and which entities it holds, from one
+    query over the first ``limit + 1`` revisions of every entity (tiny rows: entity and revision only).
+
+    The page is every record with ``since < revision <= next_since``: up to ``limit`` records cut at a
+    revision boundary, or all of one revision that alone is larger than a page."""
+    rows = session.execute(_first_revisions_sql(), {"org": org_id, "since": since, "n": limit + 1})
+    found = sorted((int(revision), int(entity)) for entity, revision in rows)
+    if not found:
+        return since, False, []
+    has_more = len(found) > limit
+    if has_more:
+        last = found[limit - 1][0]
+        earlier = [revision for revision, _ in found[:limit] if revision < last]
+        next_since = earlier[-1] if earlier else last
+    else:
+        next_since = found[-1][0]
+    present = {entity for revision, entity in found if revision <= next_since}
+    return next_since, has_more, [feed for i, feed in enumerate(FEEDS) if i in present]
+
+
+def _derive_stale_states(session: Session, *, org_id: uuid.UUID, rows: Sequence[FeedRow]) -> None:
+    """Rows edited outside the sync layer since their state was stored (or never stored): derive it."""
+    for feed in FEEDS:
+        stale = [r for r in rows if r.feed is feed and r.state is None]
+        if not stale:
+            continue
+        orm_rows = [
+            row
+            for start in range(0, len(stale), 500)
+            for row in session.execute(
+                select(feed.table).where(
+                    feed.table.org_id == org_id,
+                    feed.table.id.in_([uuid.UUID(r.id) for r in stale[start : start + 500]]),
+                )
+            ).scalars()
+        ]
+        wires = load_state_wires(session, org_id=org_id, spec=SPEC_BY_TABLE[feed.table], rows=orm_rows)
+        for r in stale:
+            r.state = wires.get(uuid.UUID(r.id))
+
+
 def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state: bool = True) -> bytes:
     """Changes with revision > ``since`` in revision order, as the JSON of a :class:`PullPage`. A page never
-    splits one revision, so ``next_since`` (the highest revision on the page) is always a safe cursor.
+    splits one revision, so ``next_since`` (the highest revision on the page) is always a safe cursor, and a
+    page holds exactly the records with ``since < revision <= next_since``.
 
-    Built with orjson, stored states embedded as they are stored (no parse and re-serialize per record)."""
-    purged = horizon(session, org_id=tenant.org_id)
+    Rows are read with Core queries (``feed.py``) and stored states embedded as they are stored."""
+    org_id = tenant.org_id
+    purged = horizon(session, org_id=org_id)
     if 0 < since < purged:
         raise CursorExpiredError(
             f"deleted records up to revision {purged} have been purged; this replica last synced at revision "
             f"{since}: pull again from 0 (local edits are kept and pushed)"
         )
-    found: list[tuple[int, int, str, Any]] = []
-    for name, table, _ in ENTITIES:
-        rows = session.execute(
-            select(table)
-            .where(table.org_id == tenant.org_id, table.revision > since)
-            .order_by(table.revision, table.id)
-            .limit(limit + 1)
-        ).scalars()
-        found.extend((row.revision, ENTITY_ORDER[name], str(row.id), row) for row in rows)
-    found.sort(key=lambda item: item[:3])
-    has_more = len(found) > limit
-    page = found[:limit]
-    if has_more and page:
-        last = page[-1][0]
-        complete = [item for item in page if item[0] < last]
-        if complete:
-            page = complete
-        else:  # one revision larger than a page: deliver all of it
-            page = [item for item in found if item[0] == last]
-            for name, table, _ in ENTITIES:
-                seen = {item[2] for item in page if item[1] == ENTITY_ORDER[name]}
-                extra = session.execute(
-                    select(table).where(table.org_id == tenant.org_id, table.revision == last)
-                ).scalars()
-                page.extend((last, ENTITY_ORDER[name], str(r.id), r) for r in extra if str(r.id) not in seen)
-            page.sort(key=lambda item: item[:3])
-    records: list[dict[str, Any]] = []
-    for name, table, serialize in ENTITIES:
-        rows = [item[3] for item in page if item[1] == ENTITY_ORDER[name]]
-        states = (
-            load_state_wires(session, org_id=tenant.org_id, spec=SPEC_BY_TABLE[table], rows=rows)
-            if with_state
-            else {}
+    next_since, has_more, present = _page_bounds(session, org_id=org_id, since=since, limit=limit)
+    page: list[FeedRow] = []
+    for feed in present:
+        where = [feed.table.revision > since, feed.table.revision <= next_since]
+        page.extend(feed.rows(session, org_id=org_id, where=where, limit=None))
+    page.sort(key=_order)
+    for feed in FEEDS:
+        feed.add_links(
+            session, org_id=org_id, rows=[r for r in page if r.feed is feed], since=since, until=next_since
         )
-        for row, data in zip(rows, serialize(session, tenant, rows), strict=True):
-            state = states.get(row.id)
-            records.append(
-                {
-                    "entity": name,
-                    "id": str(row.id),
-                    "revision": row.revision,
-                    "deleted": row.deleted,
-                    "data": orjson.Fragment(data.model_dump_json()),
-                    "state": orjson.Fragment(state) if state is not None else None,
-                }
-            )
-    records.sort(key=lambda r: (r["revision"], ENTITY_ORDER[r["entity"]], r["id"]))
-    next_since = records[-1]["revision"] if records else since
+    if with_state:
+        _derive_stale_states(session, org_id=org_id, rows=page)
+    records = [
+        {
+            "entity": r.feed.name,
+            "id": r.id,
+            "revision": r.revision,
+            "deleted": r.deleted,
+            "data": r.data,
+            "state": orjson.Fragment(r.state) if with_state and r.state is not None else None,
+        }
+        for r in page
+    ]
     remaps = [
         Remap(entity=r.entity, from_id=r.from_id, to_id=r.to_id, revision=r.revision)
         for r in session.execute(
             select(SyncRemap)
             .where(
-                SyncRemap.org_id == tenant.org_id,
+                SyncRemap.org_id == org_id,
                 SyncRemap.revision > since,
                 SyncRemap.revision <= next_since,
             )
@@ -159,7 +209,7 @@ def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state
         ).scalars()
     ]
     head = session.execute(
-        select(OrgRevision.revision).where(OrgRevision.org_id == tenant.org_id)
+        select(OrgRevision.revision).where(OrgRevision.org_id == org_id)
     ).scalar_one_or_none()
     return orjson.dumps(
         {
@@ -183,16 +233,16 @@ def record_state(session: Session, *, tenant: Tenant, entity: str, ident: uuid.U
     ).scalar_one_or_none()
     if row is None:
         raise NotFoundError(spec.entity, ident)
-    table_name = spec.table.__tablename__
-    serialize = next(s for n, _, s in ENTITIES if n == table_name)
+    feed = FEED_BY_NAME[spec.table.__tablename__]
+    (item,) = feed.rows(session, org_id=tenant.org_id, where=[feed.table.id == ident], limit=None)
+    feed.add_links(session, org_id=tenant.org_id, rows=[item], since=row.revision - 1, until=row.revision)
     state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[row.id]
-    data = serialize(session, tenant, [row])[0]
     return PulledRecord(
-        entity=table_name,
+        entity=feed.name,
         id=row.id,
         revision=row.revision,
         deleted=row.deleted,
-        data=data.model_dump(mode="json"),
+        data=item.data,
         state=state_to_wire(state),
     )
 
@@ -207,7 +257,8 @@ def checksums(session: Session, *, tenant: Tenant, full: bool = False) -> Checks
         select(OrgRevision.revision).where(OrgRevision.org_id == tenant.org_id)
     ).scalar_one_or_none()
     tables: dict[str, TableChecksum] = {}
-    for name, table, _ in ENTITIES:
+    for feed in FEEDS:
+        name, table = feed.name, feed.table
         count, total = session.execute(
             select(func.count(), func.coalesce(func.sum(table.revision), 0)).where(
                 table.org_id == tenant.org_id
