@@ -107,19 +107,28 @@ class AnalyticsRecompute:
                     continue
                 self._last[org_id] = now
             try:
-                self.queue.enqueue(
-                    kind=RECOMPUTE_JOB,
-                    payload={"org_id": str(org_id)},
-                    org_id=org_id,
-                    delay_seconds=self.delay_seconds,
-                )
+                self._schedule(org_id)
             except Exception:  # a handler must not fail the request that already committed
                 log.exception("could not queue the analytics recompute for %s", org_id)
+
+    def _schedule(self, org_id: uuid.UUID) -> None:
+        self.queue.enqueue(
+            kind=RECOMPUTE_JOB,
+            payload={"org_id": str(org_id), "generation": self.cache.generation(org_id)},
+            org_id=org_id,
+            delay_seconds=self.delay_seconds,
+        )
 
     def run(self, ctx: JobContext) -> None:
         """Compute the default views and store them in the cache (under the organization's generation)."""
         assert ctx.org_id is not None
         org_id = ctx.org_id
+        seen = ctx.payload.get("generation")
+        if seen is not None and seen != self.cache.generation(org_id):
+            # written to since this was queued: wait until the library settles (a recompute now would be
+            # thrown away by the next write; under a stream of writes it would take a core to itself)
+            self._schedule(org_id)
+            return
         tenant = Tenant(org_id=org_id, role=Role.OWNER, actor="system:analytics")
         filters = service.AnalyticsFilters()
         with unit_of_work(self.session_factory, read_only=True) as session:
