@@ -10,7 +10,6 @@ as is, which is what makes an initial sync fast).
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -106,7 +105,74 @@ def _ts(value: object, default: datetime) -> datetime:
     return default
 
 
+CURRENT: Final = {"=": 1}
+"""In a stored state, a long text value equal to the row's own column: the text is kept once, in the column
+(a pulled output's content would otherwise be stored twice, and the merge state be half the replica)."""
+_COMPACT_MIN = 64
+
+
+def _swap_values(wire: Mapping[str, Any], record: ReplicatedRecord, *, compact: bool) -> Mapping[str, Any]:
+    """``wire`` with the values of long text writes equal to the record's column replaced by
+    :data:`CURRENT` (``compact``), or the other way round. Returns ``wire`` itself when nothing changes."""
+    fields = wire.get("f")
+    if not fields:
+        return wire
+    out: dict[str, Any] | None = None
+    for name, item in fields.items():
+        current = getattr(record, name, None)
+        if not isinstance(current, str) or len(current) < _COMPACT_MIN:
+            continue
+        old, new = (current, CURRENT) if compact else (CURRENT, current)
+        changed: dict[str, Any] | None = None
+        for key in ("h", "y"):
+            writes = item.get(key)
+            if writes and any(w[2] == old for w in writes):
+                changed = changed if changed is not None else dict(item)
+                changed[key] = [[w[0], w[1], new, w[3], w[4]] if w[2] == old else w for w in writes]
+        if changed is not None:
+            out = out if out is not None else dict(fields)
+            out[name] = changed
+    return wire if out is None else {**wire, "f": out}
+
+
 def build_record(
+    entity: str,
+    record_id: str,
+    values: Mapping[str, Any],
+    *,
+    org_id: str,
+    revision: int | None,
+    deleted: bool,
+    status: LocalStatus,
+    state_wire: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    previous: ReplicatedRecord | None,
+) -> ReplicatedRecord:
+    """The typed replica row for materialized ``values`` (plus server-only fields from ``extra``, else kept
+    from ``previous``), its state stored compactly (:data:`CURRENT`)."""
+    record = _typed_record(
+        entity,
+        record_id,
+        values,
+        org_id=org_id,
+        revision=revision,
+        deleted=deleted,
+        status=status,
+        state_wire=state_wire,
+        extra=extra,
+        previous=previous,
+    )
+    stored = _swap_values(state_wire, record, compact=True)
+    return record if stored is state_wire else dc_replace(record, field_clocks={"state": stored})
+
+
+def stored_state(record: ReplicatedRecord) -> Mapping[str, Any] | None:
+    """The record's merge state as the engine knows it (compacted values restored), or None."""
+    wire = record.field_clocks.get("state")
+    return _swap_values(wire, record, compact=False) if wire else None
+
+
+def _typed_record(
     entity: str,
     record_id: str,
     values: Mapping[str, Any],
@@ -244,7 +310,7 @@ class ReplicaSyncStore:
             return tables.get(conn, SPEC[entity], record_id)  # type: ignore[no-any-return]
 
     def _state_of(self, entity: str, record: ReplicatedRecord) -> RecordState:
-        wire = record.field_clocks.get("state")
+        wire = stored_state(record)
         if wire:
             return state_from_wire(entity, record.id, wire)
         # a row written without sync (an import, a benchmark): its values as a create by this node
@@ -607,11 +673,14 @@ class ReplicaSyncStore:
     def snapshot_values(self, entity: str) -> dict[str, dict[str, Any]]:
         """Every record's displayed values (tests compare replicas with this)."""
         out: dict[str, dict[str, Any]] = {}
+        spec = SPEC[entity]
         with self.replica.reading("read records") as conn:
-            rows = conn.execute(f"SELECT id, field_clocks FROM {SPEC[entity].table}").fetchall()
-        for ident, clocks in rows:
-            wire = json.loads(clocks).get("state")
+            ids = [r[0] for r in conn.execute(f"SELECT id FROM {spec.table}")]
+            records = tables.get_many(conn, spec, ids)
+        for record in records:
+            wire = stored_state(record)
             if wire:
+                ident = record.id
                 state = state_from_wire(entity, ident, wire)
                 out[ident] = {k: encode_value(v) for k, v in state.values.items()} | {
                     "_deleted": state.deleted

@@ -13,6 +13,8 @@ from functools import cached_property
 from itertools import islice
 from typing import Any, Final, Generic, TypeVar
 
+import orjson
+
 from outputhub.desktop.storage.cipher import Connection
 from outputhub.desktop.storage.records import (
     CustomGptRecord,
@@ -54,7 +56,8 @@ def from_timestamp(text: str) -> datetime:
 
 
 def dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    """Compact JSON with sorted keys (orjson: merge states are dumped once per pulled record)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,15 @@ def _records(conn: Connection, spec: EntityTable[R], rows: list[Any]) -> list[R]
 def get(conn: Connection, spec: EntityTable[R], record_id: str) -> R | None:
     rows = conn.execute(f"{spec.select_sql} WHERE id = ?", (record_id,)).fetchall()
     return _records(conn, spec, rows)[0] if rows else None
+
+
+def get_many(conn: Connection, spec: EntityTable[R], record_ids: Sequence[str]) -> list[R]:
+    """The records with these ids, in the order given (missing ids skipped): one query per table."""
+    rows = conn.execute(
+        f"{spec.select_sql} WHERE id IN (SELECT value FROM json_each(?))", (dumps(list(record_ids)),)
+    ).fetchall()
+    by_id = {record.id: record for record in _records(conn, spec, rows)}
+    return [by_id[i] for i in dict.fromkeys(record_ids) if i in by_id]
 
 
 def list_records(

@@ -99,6 +99,33 @@ def test_text_edits_merge_line_by_line(org, devices) -> None:  # type: ignore[no
     assert laptop.values() == desktop.values()
 
 
+def test_long_text_is_stored_once_and_still_merges(org, devices) -> None:  # type: ignore[no-untyped-def]
+    """The merge state keeps a long text equal to its column as a marker (the replica stores it once); the
+    three-way text merge still finds its base, and the whole replica agrees with the server."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    lines = [f"line {n}: {'the quick brown fox jumps over the lazy dog ' * 2}" for n in range(6)]
+    text = "\n".join(lines) + "\n"
+    created = org.owner.post(f"{org.base}/outputs", json={"prompt_id": ids["prompt"], "content": text})
+    assert created.status_code == 201, created.text
+    output_id = created.json()["id"]
+    laptop.sync()
+    desktop.sync()
+    with laptop.replica.reading("inspect") as conn:
+        (clocks,) = conn.execute("SELECT field_clocks FROM outputs WHERE id = ?", (output_id,)).fetchone()
+    assert lines[3] not in clocks and '{"=":1}' in clocks
+    laptop.library.edit("output", output_id, {"content": text.replace("line 0:", "LINE 0:")})
+    desktop.library.edit("output", output_id, {"content": text.replace("line 5:", "LINE 5:")})
+    laptop.sync()
+    desktop.sync()
+    laptop.sync()
+    merged = org.owner.get(f"{org.base}/outputs/{output_id}").json()["content"]
+    assert merged == text.replace("line 0:", "LINE 0:").replace("line 5:", "LINE 5:")
+    assert laptop.replica.get_output(id=output_id).content == merged
+    assert laptop.values() == desktop.values()
+    assert not laptop.open_conflicts() and not desktop.open_conflicts()
+
+
 def test_delete_against_concurrent_edit_restores_with_a_note(org, devices) -> None:  # type: ignore[no-untyped-def]
     ids = seed_library(org)
     laptop, desktop = devices
