@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace as dc_replace
 from datetime import UTC, datetime
@@ -36,6 +36,7 @@ from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
     Change,
     ConflictKind,
+    FieldKind,
     FieldState,
     FieldWrite,
     RecordState,
@@ -111,18 +112,27 @@ CURRENT: Final = {"=": 1}
 _COMPACT_MIN = 64
 
 
-def _swap_values(wire: Mapping[str, Any], record: ReplicatedRecord, *, compact: bool) -> Mapping[str, Any]:
-    """``wire`` with the values of long text writes equal to the record's column replaced by
-    :data:`CURRENT` (``compact``), or the other way round. Returns ``wire`` itself when nothing changes."""
+_TEXT_FIELDS: Final = {
+    name: tuple(f for f, kind in DEFAULT_SCHEMA.entity(name).fields.items() if kind is FieldKind.TEXT)
+    for name in DEFAULT_SCHEMA.entities
+}
+
+
+def _swap_values(
+    entity: str, wire: Mapping[str, Any], current: Callable[[str], Any], *, compact: bool
+) -> Mapping[str, Any]:
+    """``wire`` with the values of long text writes equal to the row's column (``current(field)``) replaced
+    by :data:`CURRENT` (``compact``), or the other way round. Returns ``wire`` itself when nothing changes."""
     fields = wire.get("f")
     if not fields:
         return wire
     out: dict[str, Any] | None = None
-    for name, item in fields.items():
-        current = getattr(record, name, None)
-        if not isinstance(current, str) or len(current) < _COMPACT_MIN:
+    for name in _TEXT_FIELDS[entity]:
+        item = fields.get(name)
+        value = current(name)
+        if item is None or not isinstance(value, str) or len(value) < _COMPACT_MIN:
             continue
-        old, new = (current, CURRENT) if compact else (CURRENT, current)
+        old, new = (value, CURRENT) if compact else (CURRENT, value)
         changed: dict[str, Any] | None = None
         for key in ("h", "y"):
             writes = item.get(key)
@@ -149,8 +159,8 @@ def build_record(
     previous: ReplicatedRecord | None,
 ) -> ReplicatedRecord:
     """The typed replica row for materialized ``values`` (plus server-only fields from ``extra``, else kept
-    from ``previous``), its state stored compactly (:data:`CURRENT`)."""
-    record = _typed_record(
+    from ``previous``), its state stored compactly (:data:`CURRENT`; a text column is ``values[name]``)."""
+    return _typed_record(
         entity,
         record_id,
         values,
@@ -158,18 +168,18 @@ def build_record(
         revision=revision,
         deleted=deleted,
         status=status,
-        state_wire=state_wire,
+        state_wire=_swap_values(entity, state_wire, values.get, compact=True),
         extra=extra,
         previous=previous,
     )
-    stored = _swap_values(state_wire, record, compact=True)
-    return record if stored is state_wire else dc_replace(record, field_clocks={"state": stored})
 
 
-def stored_state(record: ReplicatedRecord) -> Mapping[str, Any] | None:
+def stored_state(entity: str, record: ReplicatedRecord) -> Mapping[str, Any] | None:
     """The record's merge state as the engine knows it (compacted values restored), or None."""
     wire = record.field_clocks.get("state")
-    return _swap_values(wire, record, compact=False) if wire else None
+    if not wire:
+        return None
+    return _swap_values(entity, wire, lambda name: getattr(record, name, None), compact=False)
 
 
 def _typed_record(
@@ -310,7 +320,7 @@ class ReplicaSyncStore:
             return tables.get(conn, SPEC[entity], record_id)  # type: ignore[no-any-return]
 
     def _state_of(self, entity: str, record: ReplicatedRecord) -> RecordState:
-        wire = stored_state(record)
+        wire = stored_state(entity, record)
         if wire:
             return state_from_wire(entity, record.id, wire)
         # a row written without sync (an import, a benchmark): its values as a create by this node
@@ -678,7 +688,7 @@ class ReplicaSyncStore:
             ids = [r[0] for r in conn.execute(f"SELECT id FROM {spec.table}")]
             records = tables.get_many(conn, spec, ids)
         for record in records:
-            wire = stored_state(record)
+            wire = stored_state(entity, record)
             if wire:
                 ident = record.id
                 state = state_from_wire(entity, ident, wire)
