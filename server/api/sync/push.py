@@ -75,6 +75,73 @@ class Applied:
     before: dict[str, Any] | None
 
 
+@dataclass
+class PushBatch:
+    """What one push learns once for all its ops; each op still has its own savepoint and its own checks.
+
+    ``known`` holds ids known to exist per table (tombstones included, as the reference check counts them;
+    push never hard-deletes, so a known id stays known), ``remaps`` the merged lookups, and ``revisions``
+    a block reserved before the first op (outside every op's savepoint, so a refused op cannot give its
+    revision back to another transaction; unused ones are just skipped numbers)."""
+
+    org_id: uuid.UUID
+    known: dict[type[ReplicatedRow], set[uuid.UUID]]
+    remaps: dict[str, str]
+    next_revision: int = 0
+    last_revision: int = -1
+
+    def revision(self, session: Session) -> int:
+        if self.next_revision > self.last_revision:
+            return allocate_revisions(session, org_id=self.org_id)
+        self.next_revision += 1
+        return self.next_revision - 1
+
+    def exists(self, session: Session, table: type[ReplicatedRow], ids: set[uuid.UUID]) -> set[uuid.UUID]:
+        known = self.known.setdefault(table, set())
+        unknown = ids - known
+        if unknown:
+            known.update(
+                session.execute(
+                    select(table.id).where(table.org_id == self.org_id, table.id.in_(unknown))
+                ).scalars()
+            )
+        return ids & known
+
+
+def _prepare_batch(
+    session: Session, *, tenant: Tenant, parsed: list[Change | None], write_count: int
+) -> PushBatch:
+    """One query per table for every record and reference the batch names, one for their remaps, and the
+    block of revisions (one per op that may write)."""
+    wanted: dict[type[ReplicatedRow], set[uuid.UUID]] = {}
+    referenced: set[uuid.UUID] = set()
+    for change in parsed:
+        if change is None:
+            continue
+        spec = SPECS[change.entity]
+        wanted.setdefault(spec.table, set()).add(uuid.UUID(change.record_id))
+        bases = {n: b.value for n, b in change.base.items() if n in spec.references}
+        try:
+            for name, ident in reference_ids(spec, change.values):
+                wanted.setdefault(spec.references[name], set()).add(ident)
+                referenced.add(ident)
+            referenced.update(ident for _, ident in reference_ids(spec, bases))
+        except ValueError:
+            continue  # refused with a reason when the op is handled
+    batch = PushBatch(
+        org_id=tenant.org_id, known={}, remaps=_remaps(session, org_id=tenant.org_id, ids=referenced)
+    )
+    for table, ids in wanted.items():
+        rows = session.execute(
+            select(table).where(table.org_id == tenant.org_id, table.id.in_(ids))
+        ).scalars()  # loaded into the session: each op's session.get finds its row without a query
+        batch.known[table] = {row.id for row in rows}
+    if write_count:
+        first = allocate_revisions(session, org_id=tenant.org_id, count=write_count)
+        batch.next_revision, batch.last_revision = first, first + write_count - 1
+    return batch
+
+
 def conflict_json(conflict: Conflict) -> dict[str, Any]:
     def side(s: Any) -> dict[str, Any]:
         return {
@@ -114,13 +181,24 @@ def _remap_value(value: FieldValue, remap: dict[str, str]) -> FieldValue:
     return value
 
 
-def remap_change(session: Session, *, org_id: uuid.UUID, change: Change, spec: EntitySpec) -> Change:
-    """Rewrite references to lookups that were merged into another (values and bases alike)."""
+def remap_change(
+    session: Session,
+    *,
+    org_id: uuid.UUID,
+    change: Change,
+    spec: EntitySpec,
+    known: dict[str, str] | None = None,
+) -> Change:
+    """Rewrite references to lookups that were merged into another (values and bases alike). ``known``: the
+    remaps already read for this push (bases are looked up when they name other ids)."""
     wanted: set[uuid.UUID] = set()
     for source in (change.values, {n: b.value for n, b in change.base.items() if n in spec.references}):
         for _field, ident in reference_ids(spec, source):
             wanted.add(ident)
-    remap = _remaps(session, org_id=org_id, ids=wanted)
+    if known is not None:
+        remap = {str(i): known[str(i)] for i in wanted if str(i) in known}
+    else:
+        remap = _remaps(session, org_id=org_id, ids=wanted)
     if not remap:
         return change
     values = {n: _remap_value(v, remap) if n in spec.references else v for n, v in change.values.items()}
@@ -133,7 +211,9 @@ def remap_change(session: Session, *, org_id: uuid.UUID, change: Change, spec: E
     )
 
 
-def _check_values(session: Session, *, tenant: Tenant, spec: EntitySpec, state: RecordState) -> None:
+def _check_values(
+    session: Session, *, tenant: Tenant, spec: EntitySpec, state: RecordState, batch: PushBatch | None = None
+) -> None:
     """Refuse a merged state the server could not store (missing references, required fields, lengths)."""
     values = state.values
     for name in spec.required:
@@ -155,10 +235,14 @@ def _check_values(session: Session, *, tenant: Tenant, spec: EntitySpec, state: 
     except ValueError:
         raise OpRefusedError("invalid", f"{spec.entity}: a reference is not a UUID") from None
     for table, ids in by_table.items():
-        found = set(
-            session.execute(
-                select(table.id).where(table.org_id == tenant.org_id, table.id.in_(ids))  # type: ignore[attr-defined]
-            ).scalars()
+        found = (
+            batch.exists(session, table, ids)
+            if batch is not None
+            else set(
+                session.execute(
+                    select(table.id).where(table.org_id == tenant.org_id, table.id.in_(ids))  # type: ignore[attr-defined]
+                ).scalars()
+            )
         )
         missing = sorted(ids - found, key=str)
         if missing:
@@ -183,7 +267,13 @@ def _check_values(session: Session, *, tenant: Tenant, spec: EntitySpec, state: 
 
 
 def apply_change(
-    session: Session, *, tenant: Tenant, change: Change, now: datetime, source: str = "sync"
+    session: Session,
+    *,
+    tenant: Tenant,
+    change: Change,
+    now: datetime,
+    source: str = "sync",
+    batch: PushBatch | None = None,
 ) -> Applied:
     """Merge one change into its record (creating the row when new) and store the result.
 
@@ -191,7 +281,10 @@ def apply_change(
     """
     spec = SPECS[change.entity]
     rid = uuid.UUID(change.record_id)
-    row = session.get(spec.table, rid)
+    if batch is not None and rid not in batch.known.get(spec.table, ()):
+        row = None  # the batch read every record it names: this one is new
+    else:
+        row = session.get(spec.table, rid)
     if row is not None and row.org_id != tenant.org_id:
         raise OpRefusedError("not-found", f"{change.entity} {rid} not found")
     if row is None and change.kind is not ChangeKind.CREATE and not change.values:
@@ -208,8 +301,11 @@ def apply_change(
         raise OpRefusedError(
             "invalid", f"{change.entity} {rid}: an edit of a record the server has never seen"
         )
-    _check_values(session, tenant=tenant, spec=spec, state=state)
-    revision = allocate_revisions(session, org_id=tenant.org_id)
+    _check_values(session, tenant=tenant, spec=spec, state=state, batch=batch)
+    revision = (
+        batch.revision(session) if batch is not None else allocate_revisions(session, org_id=tenant.org_id)
+    )
+    new = row is None
     if row is None:
         row = spec.table(id=rid, org_id=tenant.org_id, created_at=now, created_by=tenant.actor)
         if isinstance(row, Prompt):
@@ -219,7 +315,7 @@ def apply_change(
     row.revision = revision
     row.updated_at = now
     row.updated_by = tenant.actor
-    write_row(session, spec, row, state, org_id=tenant.org_id)
+    write_row(session, spec, row, state, org_id=tenant.org_id, new=new)
     if isinstance(row, Prompt) and (row.title, row.body) != old_text:
         row.version = (row.version or 0) + 1
         session.add(
@@ -235,7 +331,7 @@ def apply_change(
             )
         )
     session.flush()
-    store_state(session, org_id=tenant.org_id, state=state, revision=revision)
+    store_state(session, org_id=tenant.org_id, state=state, revision=revision, new=new)
     for conflict in outcome.conflicts:
         session.merge(
             SyncConflict(
@@ -261,7 +357,7 @@ def apply_change(
 
 
 def _merge_duplicate_lookup(
-    session: Session, *, tenant: Tenant, change: Change, spec: EntitySpec, now: datetime
+    session: Session, *, tenant: Tenant, change: Change, spec: EntitySpec, now: datetime, batch: PushBatch
 ) -> tuple[Applied, str] | None:
     """A lookup created offline with a name that is taken: keep it as a tombstone merged into the existing
     one, and remember the remap so every replica rewrites its references."""
@@ -290,7 +386,7 @@ def _merge_duplicate_lookup(
         op_id=f"server:{change.record_id}:merged-into:{existing}",
     )
     state = merge_change(created, tomb, DEFAULT_SCHEMA).state
-    revision = allocate_revisions(session, org_id=tenant.org_id)
+    revision = batch.revision(session)
     row = spec.table(
         id=uuid.UUID(change.record_id), org_id=tenant.org_id, created_at=now, created_by=tenant.actor
     )
@@ -311,6 +407,15 @@ def _merge_duplicate_lookup(
     return Applied(OutcomeKind.MERGED, state, revision, (), (), None), str(existing)
 
 
+def _parse(raw: Any) -> Change | ProtocolError | ValueError:
+    try:
+        change = change_from_wire(raw)
+        uuid.UUID(change.record_id)
+    except (ProtocolError, ValueError) as exc:
+        return exc
+    return change
+
+
 def push(
     session: Session,
     *,
@@ -320,32 +425,55 @@ def push(
     now: datetime,
     max_drift_ms: int = DEFAULT_MAX_DRIFT_MS,
 ) -> list[OpResult]:
-    results: list[OpResult] = []
     may_write = allows(tenant.role, Action.WRITE)
-    for raw in changes:
-        op_id = str(raw.get("op_id") or "")[:64] if isinstance(raw, dict) else ""
+    op_ids = [str(raw.get("op_id") or "")[:64] if isinstance(raw, dict) else "" for raw in changes]
+    answered: dict[str, OpResult] = {
+        op.op_id: OpResult.model_validate(json.loads(op.result) | {"replayed": True})
+        for start in range(0, len(op_ids), 500)
+        for op in session.execute(
+            select(SyncOp).where(
+                SyncOp.org_id == tenant.org_id,
+                SyncOp.op_id.in_([o for o in op_ids[start : start + 500] if o]),
+            )
+        ).scalars()
+    }
+    parsed: list[Change | ProtocolError | ValueError | None] = [
+        _parse(raw) if may_write and op_id and op_id not in answered else None
+        for raw, op_id in zip(changes, op_ids, strict=True)
+    ]
+    changes_to_apply = [c if isinstance(c, Change) else None for c in parsed]
+    batch = _prepare_batch(
+        session,
+        tenant=tenant,
+        parsed=changes_to_apply,
+        write_count=sum(c is not None for c in changes_to_apply),
+    )
+    results: list[OpResult] = []
+    for raw, op_id, change in zip(changes, op_ids, parsed, strict=True):
         if not op_id:
             results.append(
                 OpResult(op_id="", status="refused", error=OpError(code="invalid", detail="missing op_id"))
             )
             continue
-        seen = session.get(SyncOp, (tenant.org_id, op_id))
-        if seen is not None:
-            results.append(OpResult.model_validate(json.loads(seen.result) | {"replayed": True}))
+        if op_id in answered:  # a replay (an earlier push, or twice in this one)
+            results.append(answered[op_id].model_copy(update={"replayed": True}))
             continue
         result = _handle(
             session,
             tenant=tenant,
             raw=raw,
             op_id=op_id,
+            change=change,
             may_write=may_write,
             now=now,
             max_drift_ms=max_drift_ms,
             device=device,
+            batch=batch,
         )
         results.append(result)
         if result.status != "refused" or result.error is None or result.error.code != "permission-denied":
             # a viewer's refused op is not remembered: once promoted, a retry may succeed
+            answered[op_id] = result
             session.add(
                 SyncOp(
                     org_id=tenant.org_id,
@@ -357,7 +485,7 @@ def push(
                     created_at=now,
                 )
             )
-            session.flush()
+    session.flush()
     return results
 
 
@@ -367,10 +495,12 @@ def _handle(
     tenant: Tenant,
     raw: dict[str, Any],
     op_id: str,
+    change: Change | ProtocolError | ValueError | None,
     may_write: bool,
     now: datetime,
     max_drift_ms: int,
     device: str,
+    batch: PushBatch,
 ) -> OpResult:
     entity = raw.get("entity") if isinstance(raw.get("entity"), str) else None
     ident = str(raw.get("id")) if raw.get("id") is not None else None
@@ -382,16 +512,13 @@ def _handle(
             id=ident,
             error=OpError(code="permission-denied", detail=f"the {tenant.role.value} role may not edit"),
         )
-    try:
-        change = change_from_wire(raw)
-        uuid.UUID(change.record_id)
-    except (ProtocolError, ValueError) as exc:
+    if not isinstance(change, Change):
         return OpResult(
             op_id=op_id,
             status="refused",
             entity=entity,
             id=ident,
-            error=OpError(code="invalid", detail=str(exc)),
+            error=OpError(code="invalid", detail=str(change)),
         )
     now_ms = int(now.timestamp() * 1000)
     if change.hlc.wall_ms > now_ms + max_drift_ms:
@@ -406,15 +533,17 @@ def _handle(
             ),
         )
     spec = SPECS[change.entity]
-    change = remap_change(session, org_id=tenant.org_id, change=change, spec=spec)
+    change = remap_change(session, org_id=tenant.org_id, change=change, spec=spec, known=batch.remaps)
     nested = session.begin_nested()
     try:
         remapped_to = None
-        duplicate = _merge_duplicate_lookup(session, tenant=tenant, change=change, spec=spec, now=now)
+        duplicate = _merge_duplicate_lookup(
+            session, tenant=tenant, change=change, spec=spec, now=now, batch=batch
+        )
         if duplicate is not None:
             applied, remapped_to = duplicate
         else:
-            applied = apply_change(session, tenant=tenant, change=change, now=now)
+            applied = apply_change(session, tenant=tenant, change=change, now=now, batch=batch)
     except OpRefusedError as refused:
         nested.rollback()
         return OpResult(
@@ -432,6 +561,9 @@ def _handle(
             ),
         )
     nested.commit()
+    batch.known.setdefault(spec.table, set()).add(uuid.UUID(change.record_id))
+    if remapped_to is not None:
+        batch.remaps[change.record_id] = remapped_to
     if applied.outcome is not OutcomeKind.NOOP:
         _emit(session, tenant=tenant, change=change, applied=applied, device=device, now=now)
     return OpResult(

@@ -325,11 +325,14 @@ def _dumps(wire: Mapping[str, Any]) -> str:
     return json.dumps(wire, separators=(",", ":"))
 
 
-def store_state(session: Session, *, org_id: uuid.UUID, state: RecordState, revision: int) -> None:
-    """Store (insert or replace) the record's state as of the row's ``revision``."""
+def store_state(
+    session: Session, *, org_id: uuid.UUID, state: RecordState, revision: int, new: bool = False
+) -> None:
+    """Store (insert or replace) the record's state as of the row's ``revision`` (``new``: the record was
+    created by this transaction, so there is nothing to replace)."""
     payload = _dumps(state_to_wire(state))
     record_id = uuid.UUID(state.record_id)
-    replaced = session.execute(
+    replaced = not new and session.execute(
         update(SyncRecordState)
         .where(SyncRecordState.org_id == org_id, SyncRecordState.record_id == record_id)
         .values(state=payload, revision=revision)
@@ -348,9 +351,16 @@ def _uuid_or_none(value: FieldValue) -> uuid.UUID | None:
 
 
 def write_row(
-    session: Session, spec: EntitySpec, row: ReplicatedRow, state: RecordState, *, org_id: uuid.UUID
+    session: Session,
+    spec: EntitySpec,
+    row: ReplicatedRow,
+    state: RecordState,
+    *,
+    org_id: uuid.UUID,
+    new: bool = False,
 ) -> None:
-    """Materialize the state's values onto the row (columns) and its link tables."""
+    """Materialize the state's values onto the row (columns) and its link tables (``new``: the row was just
+    added, it has no links to replace)."""
     schema_fields = DEFAULT_SCHEMA.entity(spec.entity).fields
     for name in spec.columns:
         value = state.values[name]
@@ -368,10 +378,11 @@ def write_row(
     session.flush()
     for name, link in spec.links.items():
         members = sorted(state.values[name] or frozenset())  # type: ignore[arg-type]
-        session.execute(delete(link.table).where(link.parent_col() == row.id))
-        if members:
-            session.execute(
-                insert(link.table),
+        if not new:
+            session.execute(delete(link.table).where(link.parent_col() == row.id))
+        if members:  # a Core insert: the ORM's bulk path costs more than the rows
+            session.connection().execute(
+                insert(link.table.__table__),  # type: ignore[attr-defined]
                 [{"org_id": org_id, link.parent: row.id, link.child: uuid.UUID(m)} for m in members],
             )
 
