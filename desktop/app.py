@@ -14,7 +14,8 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication, QDialog
 
 from outputhub.desktop.jobs import JobRunner
-from outputhub.desktop.jobs.sync_controller import SyncController
+from outputhub.desktop.jobs.sync_controller import BackgroundSync, SyncController, ThreadSync
+from outputhub.desktop.jobs.sync_process import ProcessSync
 from outputhub.desktop.services import vault
 from outputhub.desktop.services.analytics import AnalyticsService
 from outputhub.desktop.services.conflicts import ConflictService
@@ -25,6 +26,7 @@ from outputhub.desktop.storage import Replica
 from outputhub.desktop.ui.analytics import AnalyticsPage
 from outputhub.desktop.ui.catalog import CustomGptsPage, TaxonomyPage
 from outputhub.desktop.ui.conflicts import ConflictsPage
+from outputhub.desktop.ui.deleting import Deleter
 from outputhub.desktop.ui.main_window import MainWindow, Pages
 from outputhub.desktop.ui.outputs import OutputsPage
 from outputhub.desktop.ui.prompts import PromptsPage
@@ -46,22 +48,48 @@ class DesktopSession:
     sync: SyncService
     controller: SyncController
 
+    def shutdown(self, *, wait_ms: int = 30_000) -> bool:
+        """Stop syncing (a running sync process is stopped, see ``SyncController.cancel``) and wait for the
+        background jobs; call before closing the replica. False if jobs were still running at the end."""
+        self.controller.shutdown()
+        return self.runner.wait_for_done(wait_ms)
 
-def build_window(*, replica: Replica, runner: JobRunner, sync_interval_ms: int = 60_000) -> DesktopSession:
+
+def build_window(
+    *,
+    replica: Replica,
+    runner: JobRunner,
+    sync_interval_ms: int = 60_000,
+    sync_in_process: bool = False,
+) -> DesktopSession:
+    """The main window over ``replica``. Syncs run in a child process (``desktop/sync_worker.py``) that
+    opens the same file; ``sync_in_process=True`` runs them on a job-runner thread instead (benchmarks
+    compare the two: on a thread the sync holds the GUI process's interpreter lock)."""
     editor = make_editor(replica)
     library = LibraryService(replica=replica, editor=editor)
     conflicts = ConflictService(replica=replica, editor=editor)
     analytics = AnalyticsService(replica=replica)
     sync = SyncService(replica=replica)
-    controller = SyncController(service=sync, runner=runner, interval_ms=sync_interval_ms)
+    background: BackgroundSync = (
+        ThreadSync(service=sync, runner=runner)
+        if sync_in_process
+        else ProcessSync(replica_path=replica.path, key=replica.key_material)
+    )
+    controller = SyncController(
+        service=sync, runner=runner, background=background, interval_ms=sync_interval_ms
+    )
+    if isinstance(background, ProcessSync):
+        background.setParent(controller)
 
     def change_passphrase(old: str, new: str, confirmation: str) -> None:
-        vault.change_passphrase(replica=replica, old=old, new=new, confirmation=confirmation)
+        with controller.syncs_paused():  # the sync process must not have the file open meanwhile
+            vault.change_passphrase(replica=replica, old=old, new=new, confirmation=confirmation)
 
+    deleter = Deleter(library=library, runner=runner)
     pages = Pages(
-        prompts=PromptsPage(library=library, runner=runner),
-        outputs=OutputsPage(library=library, runner=runner),
-        custom_gpts=CustomGptsPage(library=library, runner=runner),
+        prompts=PromptsPage(library=library, runner=runner, deleter=deleter),
+        outputs=OutputsPage(library=library, runner=runner, deleter=deleter),
+        custom_gpts=CustomGptsPage(library=library, runner=runner, deleter=deleter),
         taxonomy=TaxonomyPage(library=library, runner=runner),
         conflicts=ConflictsPage(conflicts=conflicts, runner=runner),
         analytics=AnalyticsPage(analytics=analytics, runner=runner),
@@ -73,7 +101,10 @@ def build_window(*, replica: Replica, runner: JobRunner, sync_interval_ms: int =
             runner=runner,
         ),
     )
-    window = MainWindow(pages=pages, sync=controller, title=f"{APP_NAME} — {replica.path.name}")
+    window = MainWindow(
+        pages=pages, sync=controller, deleter=deleter, title=f"{APP_NAME} — {replica.path.name}"
+    )
+    deleter.setParent(window)
     pages.settings.reload_all()  # starts automatic sync when an account is set up
     pages.conflicts.refresh()  # the conflict counter in the status bar
     return DesktopSession(window, runner, library, conflicts, analytics, sync, controller)
@@ -106,8 +137,7 @@ def run(*, replica_path: Path, argv: list[str] | None = None) -> int:
         session = build_window(replica=replica, runner=runner)
         session.window.show()
         code = app.exec()
-        session.controller.stop_automatic()
-        runner.wait_for_done(60_000)
+        session.shutdown(wait_ms=60_000)
         return int(code)
     finally:
         replica.close()

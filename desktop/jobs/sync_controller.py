@@ -1,19 +1,27 @@
 """Runs syncs in the background (on demand and automatically) and keeps a truthful status.
 
-The controller owns no network code: it calls the desktop ``SyncService`` on a worker thread through the
-job runner and turns what happens into a :class:`SyncStatus` for the status bar. At most one sync runs at a
-time; the automatic timer only starts one when the account is set up and the server answers.
+The controller owns no network code: a :class:`BackgroundSync` runs the desktop ``SyncService`` off the GUI
+thread — in the app a child process (``ProcessSync``, see ``desktop/sync_worker.py``: a thread of the GUI
+process would compete with the GUI thread for the interpreter lock), or on a job-runner thread
+(:class:`ThreadSync`) — and the controller turns what happens into a :class:`SyncStatus` for the status bar.
+At most one sync runs at a time; the automatic timer only starts one when the account is set up and the
+server answers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from outputhub.common.errors import OutputHubError
 from outputhub.desktop.jobs.runner import JobRunner, ProgressCallback
+from outputhub.desktop.sync_worker import describe_error
 
 
 class SyncPort(Protocol):
@@ -21,7 +29,79 @@ class SyncPort(Protocol):
 
     def configured(self) -> bool: ...
 
+    def reachable(self) -> bool: ...
+
     def sync(self, *, progress: ProgressCallback, only_if_reachable: bool = False) -> Any: ...
+
+
+class BackgroundSync(Protocol):
+    """Runs one sync off the GUI thread; the callbacks are called on the GUI thread. The outcome passed to
+    ``on_done`` is the service's: a ``SyncReport``, ``False`` (server not reachable) or ``None`` (no server
+    set up)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def start(
+        self,
+        *,
+        only_if_reachable: bool,
+        on_progress: ProgressCallback,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+    ) -> None: ...
+
+    def cancel(self, *, wait_ms: int) -> bool:
+        """Stop the running sync without reporting it (blocking up to ``wait_ms``); True if one was."""
+        ...
+
+
+class ThreadSync:
+    """The sync on a job-runner thread of this process (benchmarks: the way it ran before the sync
+    process). It cannot be cancelled: the caller waits for the runner instead."""
+
+    def __init__(self, *, service: SyncPort, runner: JobRunner) -> None:
+        self._service = service
+        self._runner = runner
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(
+        self,
+        *,
+        only_if_reachable: bool,
+        on_progress: ProgressCallback,
+        on_done: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        service = self._service
+
+        def run(progress: ProgressCallback) -> Any:
+            return service.sync(progress=progress, only_if_reachable=only_if_reachable)
+
+        def finish(callback: Callable[[Any], None]) -> Callable[[Any], None]:
+            def done(value: Any) -> None:
+                self._running = False
+                callback(value)
+
+            return done
+
+        self._running = True
+        self._runner.submit(
+            "sync", run, on_done=finish(on_done), on_error=finish(on_error), on_progress=on_progress
+        )
+
+    def cancel(self, *, wait_ms: int) -> bool:
+        return False
+
+
+class SyncRunningError(OutputHubError):
+    status = 409
+    title = "A sync is running"
+    type_slug = "sync-running"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +110,6 @@ class SyncStatus:
     text: str
     done: int = 0
     total: int = 0
-
-
-def describe_error(exc: BaseException) -> str:
-    detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-    return str(detail)
 
 
 class SyncController(QObject):
@@ -46,6 +121,7 @@ class SyncController(QObject):
         *,
         service: SyncPort,
         runner: JobRunner,
+        background: BackgroundSync | None = None,
         interval_ms: int = 60_000,
         clock: Any = datetime.now,
         parent: QObject | None = None,
@@ -53,8 +129,12 @@ class SyncController(QObject):
         super().__init__(parent)
         self._service = service
         self._runner = runner
+        self._background: BackgroundSync = background or ThreadSync(service=service, runner=runner)
         self._clock = clock
         self._running = False
+        self._paused = False
+        self._generation = 0  # which sync the callbacks of a pre-check belong to
+        self._gate = threading.Lock()  # ``syncs_paused`` is entered on a job-runner thread
         self._last_ok: datetime | None = None
         self.status = SyncStatus("not_configured", "Offline: no server set up (Settings)")
         self.timer = QTimer(self)
@@ -95,21 +175,78 @@ class SyncController(QObject):
         return self._start(only_if_reachable=True)
 
     def _start(self, *, only_if_reachable: bool) -> bool:
-        if self._running:
-            return False
-        self._running = True
+        with self._gate:
+            if self._running or self._paused:
+                return False
+            self._running = True
+            self._generation += 1
+            generation = self._generation
         self._set(SyncStatus("syncing", "Syncing…"))
         service = self._service
 
-        def run(progress: ProgressCallback) -> Any:
+        def ready() -> bool | None:
+            """None: no server set up; False: not reachable (only asked for the automatic sync)."""
             if not service.configured():
                 return None
-            return service.sync(progress=progress, only_if_reachable=only_if_reachable)
+            return service.reachable() if only_if_reachable else True
 
+        # checked here, on a runner thread, so that no sync process is started just to find that out
+        # (the automatic sync asks every minute, also while offline)
         self._runner.submit(
-            "sync", run, on_done=self._finished, on_error=self._failed, on_progress=self._progress
+            "check before syncing",
+            ready,
+            on_done=lambda answer: self._launch(generation, answer, only_if_reachable=only_if_reachable),
+            on_error=lambda exc: self._failed(exc) if generation == self._generation else None,
         )
         return True
+
+    def _launch(self, generation: int, ready: bool | None, *, only_if_reachable: bool) -> None:
+        if generation != self._generation or not self._running:
+            return  # cancelled meanwhile
+        if ready is not True:
+            self._finished(ready)
+            return
+        try:
+            self._background.start(
+                only_if_reachable=only_if_reachable,
+                on_progress=self._progress,
+                on_done=self._finished,
+                on_error=self._failed,
+            )
+        except Exception as exc:  # e.g. the replica has no key to hand to the sync process
+            self._failed(exc)
+
+    def cancel(self, *, wait_ms: int = 5000) -> bool:
+        """Stop a running sync (app shutdown); local edits stay queued. True if one was stopped (a sync on
+        a thread cannot be: False, wait for the runner)."""
+        if not self._running:
+            return False
+        if self._background.running and not self._background.cancel(wait_ms=wait_ms):
+            return False
+        with self._gate:
+            self._running = False
+            self._generation += 1
+        self._set(SyncStatus("offline", "Sync stopped; local edits are kept and pushed by the next sync"))
+        return True
+
+    def shutdown(self, *, wait_ms: int = 5000) -> None:
+        """No more syncs: stop the timer and a running sync process."""
+        self.stop_automatic()
+        self.cancel(wait_ms=wait_ms)
+
+    @contextlib.contextmanager
+    def syncs_paused(self) -> Iterator[None]:
+        """No sync starts inside the block (any thread); refused while one runs. For work that must have
+        the replica file to itself, such as changing its passphrase."""
+        with self._gate:
+            if self._running:
+                raise SyncRunningError("a sync is running: try again when it has finished")
+            self._paused = True
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._paused = False
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         if not self._running:
@@ -118,7 +255,8 @@ class SyncController(QObject):
         self._set(SyncStatus("syncing", text, done, total))
 
     def _finished(self, outcome: Any) -> None:
-        self._running = False
+        with self._gate:
+            self._running = False
         now = self._clock()
         if outcome is None:
             self._set(SyncStatus("not_configured", "Offline: no server set up (Settings)"))
@@ -134,5 +272,6 @@ class SyncController(QObject):
         self.synced.emit(outcome)
 
     def _failed(self, exc: Exception) -> None:
-        self._running = False
+        with self._gate:
+            self._running = False
         self._set(SyncStatus("error", f"Sync failed at {self._clock():%H:%M}: {describe_error(exc)}"))

@@ -41,6 +41,11 @@ def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
             merged.text,
             f"{len(merged.conflicts)} overlapping passage(s): your version kept there, review it.",
         )
+    if kind == "existence":
+        return mine, (
+            "One side deleted the record while the other edited it: the edit kept it. Keep mine or keep "
+            "theirs decides whether it stays (with the edit) or is deleted."
+        )
     if kind == "rejected":
         return mine, "The server refused this edit (shown as mine). Dismiss it with either button."
     if kind == FieldKind.SET:

@@ -8,7 +8,7 @@ turned into names). No Qt: the views call these through the job runner.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -20,13 +20,13 @@ from outputhub.desktop.storage import (
     CustomGptRecord,
     LookupKind,
     LookupRecord,
+    MatchCount,
     OutputRecord,
     PromptRecord,
     PromptVersionRecord,
     Replica,
 )
 
-SEARCH_LIMIT: Final = 100  # search-as-you-type shows the best 100; typing more words narrows it
 EXCERPT_CHARS: Final = 160
 
 
@@ -135,15 +135,55 @@ class Choice:
     label: str
 
 
+DELETABLE: Final = ("prompt", "output", "custom_gpt")
+LABEL_CHARS: Final = 60
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionPlan:
+    """What deleting some records would do, told before doing it (the confirmation)."""
+
+    entity: str
+    ids: tuple[str, ...]  # the live ones among those asked for
+    labels: tuple[str, ...]  # their titles / names / excerpts, in the same order
+    outputs_deleted_too: int = 0  # a prompt's outputs go with it
+    outputs_linked: int = 0  # outputs that keep naming a deleted custom GPT
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What a delete did: enough to say so and to undo it."""
+
+    entity: str
+    labels: tuple[str, ...]
+    records: tuple[tuple[str, str], ...]  # (entity, id) in the order they were deleted
+
+    @property
+    def entities(self) -> frozenset[str]:
+        return frozenset(entity for entity, _ in self.records)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputDetail:
+    """An output with the names of its prompt and custom GPT (also when those have been deleted)."""
+
+    record: OutputRecord
+    prompt_title: str
+    custom_gpt_name: str
+
+
 @dataclass(slots=True)
 class _TitleCache:
     titles: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _excerpt(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
+def _excerpt(text: str, chars: int = EXCERPT_CHARS) -> str:
+    head = text[: chars * 4]  # a page of 200 rows: splitting whole outputs cost more than reading them
+    flat = " ".join(head.split())
+    if len(flat) <= chars and len(head) < len(text):  # mostly blanks so far: look at all of it
+        flat = " ".join(text.split())
+    return flat if len(flat) <= chars else flat[: chars - 1] + "…"
 
 
 class LibraryService:
@@ -194,6 +234,72 @@ class LibraryService:
     def delete(self, *, entity: str, id: str) -> None:
         self._editor.delete(entity, id)
 
+    # --- deleting prompts, outputs and custom GPTs (with undo) ----------------------------------------------
+
+    def _live_label(self, entity: str, record_id: str) -> str | None:
+        """The record's label, or None when it is missing or already deleted."""
+        record: PromptRecord | OutputRecord | CustomGptRecord | None
+        if entity == "prompt":
+            record = self._replica.get_prompt(id=record_id)
+            label = record.title if record is not None else ""
+        elif entity == "output":
+            record = self._replica.get_output(id=record_id)
+            label = _excerpt(record.content, LABEL_CHARS) if record is not None else ""
+        elif entity == "custom_gpt":
+            record = self._replica.get_custom_gpt(id=record_id)
+            label = record.name if record is not None else ""
+        else:
+            raise InvalidInputError("entity", f"cannot delete {entity!r} here; use one of {DELETABLE}")
+        return None if record is None or record.deleted else label
+
+    def _live(self, entity: str, ids: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        live = [(i, label) for i in dict.fromkeys(ids) if (label := self._live_label(entity, i)) is not None]
+        if not live:
+            raise InvalidInputError("id", "nothing to delete: already deleted (by a sync?)")
+        return tuple(i for i, _ in live), tuple(label for _, label in live)
+
+    def plan_deletion(self, *, entity: str, ids: Sequence[str]) -> DeletionPlan:
+        live_ids, labels = self._live(entity, ids)
+        if entity == "prompt":
+            outputs = self._replica.live_output_ids(link="prompt_id", ids=live_ids)
+            return DeletionPlan(entity, live_ids, labels, outputs_deleted_too=len(outputs))
+        if entity == "custom_gpt":
+            outputs = self._replica.live_output_ids(link="custom_gpt_id", ids=live_ids)
+            return DeletionPlan(entity, live_ids, labels, outputs_linked=len(outputs))
+        return DeletionPlan(entity, live_ids, labels)
+
+    def delete_records(self, *, entity: str, ids: Sequence[str]) -> Deletion:
+        """Delete the live records among ``ids`` (a prompt with its outputs) in one transaction: each delete
+        goes through ``LocalLibrary`` (a tombstone change in the outbox), so it syncs and can be undone."""
+        with self._replica.transaction():
+            live_ids, labels = self._live(entity, ids)
+            records: list[tuple[str, str]] = []
+            if entity == "prompt":
+                outputs = self._replica.live_output_ids(link="prompt_id", ids=live_ids)
+                records += [("output", i) for i in outputs]
+            records += [(entity, i) for i in live_ids]
+            for record_entity, record_id in records:
+                self._editor.delete(record_entity, record_id)
+        return Deletion(entity, labels, tuple(records))
+
+    def restore_records(self, *, deletion: Deletion) -> int:
+        """Undo a :class:`Deletion` (restores, which sync like any edit); returns how many came back.
+
+        Records that are live again already (a sync restored them) are left alone."""
+        getters = {
+            "prompt": self._replica.get_prompt,
+            "output": self._replica.get_output,
+            "custom_gpt": self._replica.get_custom_gpt,
+        }
+        restored = 0
+        with self._replica.transaction():
+            for entity, record_id in reversed(deletion.records):
+                record = getters[entity](id=record_id)
+                if record is not None and record.deleted:
+                    self._editor.restore(entity, record_id)
+                    restored += 1
+        return restored
+
     # --- prompts --------------------------------------------------------------------------------------------
 
     def prompt_title(self, prompt_id: str) -> str:
@@ -209,6 +315,16 @@ class LibraryService:
     def forget_titles(self) -> None:
         with self._titles.lock:
             self._titles.titles.clear()
+
+    def _load_titles(self, prompt_ids: Iterable[str]) -> None:
+        """Fetch the titles a page of outputs names but the cache lacks, in one query (a page of 200 outputs
+        may name 200 prompts: one ``get_prompt`` each cost more than the page itself)."""
+        with self._titles.lock:
+            missing = [i for i in dict.fromkeys(prompt_ids) if i not in self._titles.titles]
+        if missing:
+            found = self._replica.prompt_titles(ids=missing)
+            with self._titles.lock:
+                self._titles.titles.update({i: found.get(i, "?") for i in missing})
 
     def _prompt_row(self, record: PromptRecord, taxonomy: Taxonomy, snippet: str = "") -> PromptRow:
         return PromptRow(
@@ -232,17 +348,17 @@ class LibraryService:
         limit: int = 200,
     ) -> list[PromptRow]:
         taxonomy = self.taxonomy()
-        if filter.query.strip():
-            if offset:
-                return []
-            hits = self._replica.search(filter.query, limit=SEARCH_LIMIT, entities=("prompt",))
-            rows = []
-            for hit in hits:
-                record = self._replica.get_prompt(id=hit.id)
-                if record is None or not _prompt_matches(record, filter):
-                    continue
-                rows.append(self._prompt_row(record, taxonomy, hit.snippet))
-            return rows
+        if filter.query.strip():  # search order (best or newest first), paged like the plain list
+            hits = self._replica.search_prompts(
+                filter.query,
+                development_stage_id=filter.development_stage_id,
+                tag_id=filter.tag_id,
+                offset=offset,
+                limit=limit,
+            )
+            snippets = {hit.id: hit.snippet for hit in hits}
+            records = self._replica.get_prompts(ids=list(snippets))
+            return [self._prompt_row(r, taxonomy, snippets[r.id]) for r in records]
         records = self._replica.list_prompts(
             development_stage_id=filter.development_stage_id,
             tag_id=filter.tag_id,
@@ -252,6 +368,14 @@ class LibraryService:
             limit=limit,
         )
         return [self._prompt_row(r, taxonomy) for r in records]
+
+    def count_prompt_matches(self, *, filter: PromptFilter) -> MatchCount | None:
+        """How many prompts the search in ``filter`` finds (capped, see :meth:`count_output_matches`)."""
+        if not filter.query.strip():
+            return None
+        return self._replica.count_prompt_matches(
+            filter.query, development_stage_id=filter.development_stage_id, tag_id=filter.tag_id
+        )
 
     def prompt_choices(self) -> list[Choice]:
         return [Choice(p.id, p.title) for p in self._replica.list_prompts(order_by="title", limit=100_000)]
@@ -332,16 +456,22 @@ class LibraryService:
             self.forget_titles()  # a fresh listing: prompt titles may have changed since the last one
         taxonomy = self.taxonomy()
         gpts = self._custom_gpt_names()
-        if filter.query.strip():
-            if offset:
-                return []
-            hits = self._replica.search(filter.query, limit=SEARCH_LIMIT, entities=("output",))
-            records = [self._replica.get_output(id=h.id) for h in hits]
-            return [
-                self._output_row(r, taxonomy, gpts)
-                for r in records
-                if r is not None and _output_matches(r, filter)
-            ]
+        if filter.query.strip():  # search order (best or newest first), paged like the plain list
+            hits = self._replica.search_outputs(
+                filter.query,
+                prompt_id=filter.prompt_id,
+                custom_gpt_id=filter.custom_gpt_id,
+                gpt_model_id=filter.gpt_model_id,
+                accuracy_level_id=filter.accuracy_level_id,
+                knowledge_type_id=filter.knowledge_type_id,
+                tag_id=filter.tag_id,
+                offset=offset,
+                limit=limit,
+                snippets=False,  # the list shows the excerpt
+            )
+            records = self._replica.get_outputs(ids=[hit.id for hit in hits])
+            self._load_titles(r.prompt_id for r in records)
+            return [self._output_row(r, taxonomy, gpts) for r in records]
         records = self._replica.list_outputs(
             prompt_id=filter.prompt_id,
             custom_gpt_id=filter.custom_gpt_id,
@@ -354,13 +484,34 @@ class LibraryService:
             offset=offset,
             limit=limit,
         )
+        self._load_titles(r.prompt_id for r in records)
         return [self._output_row(r, taxonomy, gpts) for r in records]
+
+    def count_output_matches(self, *, filter: OutputFilter) -> MatchCount | None:
+        """How many outputs the search in ``filter`` finds, counted up to ``COUNT_CAP`` ("1,000+"), and
+        whether they are ranked or newest first; ``None`` without a query (the list is not a search)."""
+        if not filter.query.strip():
+            return None
+        return self._replica.count_output_matches(
+            filter.query,
+            prompt_id=filter.prompt_id,
+            custom_gpt_id=filter.custom_gpt_id,
+            gpt_model_id=filter.gpt_model_id,
+            accuracy_level_id=filter.accuracy_level_id,
+            knowledge_type_id=filter.knowledge_type_id,
+            tag_id=filter.tag_id,
+        )
 
     def get_output(self, *, id: str) -> OutputRecord:
         record = self._replica.get_output(id=id)
         if record is None:
             raise NotFoundError("output", id)
         return record
+
+    def output_detail(self, *, id: str) -> OutputDetail:
+        record = self.get_output(id=id)
+        gpt = self._replica.get_custom_gpt(id=record.custom_gpt_id) if record.custom_gpt_id else None
+        return OutputDetail(record, self.prompt_title(record.prompt_id), gpt.name if gpt is not None else "")
 
     def capture_output(
         self,
@@ -395,6 +546,53 @@ class LibraryService:
                 }
             ),
         )
+
+    def update_output(
+        self,
+        *,
+        id: str,
+        original: OutputRecord,
+        content: str,
+        prompt_id: str | None,
+        custom_gpt_id: str | None = None,
+        gpt_model_id: str | None = None,
+        accuracy_level_id: str | None = None,
+        knowledge_type_ids: Sequence[str] = (),
+        tag_ids: Sequence[str] = (),
+        notes: str = "",
+    ) -> bool:
+        """Write the fields changed since ``original`` (what the editor showed), and only those, so the sync
+        merges them field by field with edits made elsewhere meanwhile. Sets are written as the current set
+        plus what was ticked minus what was unticked. Returns whether anything changed."""
+        if not content.strip():
+            raise InvalidInputError("content", "the output is empty")
+        if not prompt_id:
+            raise InvalidInputError("prompt_id", "choose the prompt that produced it")
+        wanted: dict[str, Any] = {
+            "content": content,
+            "prompt_id": prompt_id,
+            "custom_gpt_id": custom_gpt_id or None,
+            "gpt_model_id": gpt_model_id or None,
+            "accuracy_level_id": accuracy_level_id or None,
+            "notes": notes,
+        }
+        changed = {k: v for k, v in wanted.items() if getattr(original, k) != v}
+        if "prompt_id" in changed and self._replica.get_prompt(id=prompt_id) is None:
+            raise NotFoundError("prompt", prompt_id, field_name="prompt_id")
+        with self._replica.transaction():
+            current = self._replica.get_output(id=id)
+            if current is None:
+                raise NotFoundError("output", id)
+            if current.deleted:
+                raise InvalidInputError("id", "this output has been deleted meanwhile; nothing was saved")
+            for name, after in (("knowledge_type_ids", set(knowledge_type_ids)), ("tag_ids", set(tag_ids))):
+                before = set(getattr(original, name))
+                if after != before:
+                    now = set(getattr(current, name))
+                    changed[name] = ids((now - (before - after)) | (after - before))
+            if changed:
+                self._editor.edit("output", id, _for_editor(changed))
+        return bool(changed)
 
     # --- custom GPTs ----------------------------------------------------------------------------------------
 
@@ -470,20 +668,3 @@ class LibraryService:
 def _for_editor(values: Mapping[str, Any]) -> dict[str, Any]:
     """Set fields as frozensets of id strings (the sync schema's set type)."""
     return {k: frozenset(v) if k.endswith("_ids") else v for k, v in values.items()}
-
-
-def _prompt_matches(record: PromptRecord, f: PromptFilter) -> bool:
-    return (f.development_stage_id in (None, record.development_stage_id)) and (
-        f.tag_id is None or f.tag_id in record.tag_ids
-    )
-
-
-def _output_matches(record: OutputRecord, f: OutputFilter) -> bool:
-    return (
-        f.prompt_id in (None, record.prompt_id)
-        and f.custom_gpt_id in (None, record.custom_gpt_id)
-        and f.gpt_model_id in (None, record.gpt_model_id)
-        and f.accuracy_level_id in (None, record.accuracy_level_id)
-        and (f.knowledge_type_id is None or f.knowledge_type_id in record.knowledge_type_ids)
-        and (f.tag_id is None or f.tag_id in record.tag_ids)
-    )

@@ -116,7 +116,19 @@ class SearchHit:
     entity: SearchEntity
     id: str
     snippet: str
-    rank: float  # bm25: lower is better
+    rank: float  # bm25: lower is better; 0.0 when the matches are listed newest first (too many to rank)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchCount:
+    """How many live rows match a search, counted up to a cap: a huge match set is never counted through."""
+
+    count: int
+    capped: bool  # at least ``count`` rows match (shown as "1,000+")
+    ranked: bool  # the hits are ranked by relevance; otherwise listed newest first
+
+    def __str__(self) -> str:
+        return f"{self.count:,}+" if self.capped else f"{self.count:,}"
 
 
 @dataclass(frozen=True, slots=True)

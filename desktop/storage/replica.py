@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from outputhub.desktop.storage import aggregates, cipher, tables
+from outputhub.desktop.storage import search as fulltext
 from outputhub.desktop.storage.cipher import Connection, driver_error_types, driver_errors
 from outputhub.desktop.storage.errors import (
     CorruptReplicaError,
@@ -36,6 +37,7 @@ from outputhub.desktop.storage.records import (
     LocalStatus,
     LookupKind,
     LookupRecord,
+    MatchCount,
     OutboxEntry,
     OutputRecord,
     PromptRecord,
@@ -45,11 +47,12 @@ from outputhub.desktop.storage.records import (
     SyncState,
     utc_now,
 )
-from outputhub.desktop.storage.search import search as fts_search
 from outputhub.desktop.storage.tables import dumps, from_timestamp, to_timestamp
 
 DEFAULT_LIMIT: Final = 100
 BULK_CHUNK_SIZE: Final = 2000
+ID_CHUNK: Final = 500  # ids per ``IN (...)`` list
+OUTPUT_LINKS: Final = frozenset({"prompt_id", "custom_gpt_id"})
 CACHE_KIB: Final = 65536  # page cache: every page read from disk is decrypted and HMAC-checked
 
 
@@ -106,7 +109,7 @@ def open_replica(
     except BaseException:
         conn.close()
         raise
-    return Replica(conn=conn, path=path, schema_version=len(known), node_id=node_id)
+    return Replica(conn=conn, path=path, schema_version=len(known), node_id=node_id, key=key)
 
 
 def _create_file(path: Path, *, key: bytes) -> None:
@@ -174,11 +177,14 @@ def _ensure_node_id(conn: Connection, *, path: Path) -> str:
 class Replica:
     """An open replica. Use :func:`open_replica` to get one; close it (or use it as a context manager)."""
 
-    def __init__(self, *, conn: Connection, path: Path, schema_version: int, node_id: str) -> None:
+    def __init__(
+        self, *, conn: Connection, path: Path, schema_version: int, node_id: str, key: bytes = b""
+    ) -> None:
         self._conn: Connection | None = conn
         self._path = path
         self._schema_version = schema_version
         self._node_id = node_id
+        self._key = key
         self._lock = threading.RLock()
         self._depth = 0
 
@@ -200,6 +206,14 @@ class Replica:
     @property
     def closed(self) -> bool:
         return self._conn is None
+
+    def key_material(self) -> bytes:
+        """The key this replica is unlocked with (the passphrase's NFC UTF-8 bytes; follows a passphrase
+        change), for a helper process that opens the same file: the desktop's sync worker receives it over
+        a pipe. Never log it, store it or put it on a command line or in the environment."""
+        if not self._key:
+            raise ReplicaError("this replica was opened without a key to share", path=self._path)
+        return self._key
 
     def cipher_version(self) -> str:
         with self._reading("read the cipher version") as conn:
@@ -292,7 +306,9 @@ class Replica:
     def change_passphrase(self, *, old: str, new: str) -> None:
         """Re-encrypt the whole replica under ``new`` (SQLCipher ``PRAGMA rekey``); data is kept.
 
-        ``old`` must unlock the file (else ``WrongPassphraseError``). Not allowed inside a transaction.
+        ``old`` must unlock the file (else ``WrongPassphraseError``). Not allowed inside a transaction, nor
+        while another process has the file open (a page it wrote with the old key would be unreadable): the
+        desktop app holds its sync worker off meanwhile (``SyncController.syncs_paused``).
         """
         old_key, new_key = cipher.passphrase_bytes(old), cipher.passphrase_bytes(new)
         with self._lock:
@@ -308,6 +324,7 @@ class Replica:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 conn.reset_key(new_key)
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._key = new_key
 
     def verify_integrity(self) -> list[str]:
         """Check every page's HMAC, the b-trees and the full-text indexes (reads the whole file).
@@ -341,6 +358,21 @@ class Replica:
     def get_prompt(self, *, id: str) -> PromptRecord | None:
         with self._reading("read the prompt") as conn:
             return tables.get(conn, tables.PROMPTS, id)
+
+    def get_prompts(self, *, ids: Sequence[str]) -> list[PromptRecord]:
+        """The prompts with these ids in that order (missing ids skipped), read in one go."""
+        with self._reading("read the prompts") as conn:
+            return tables.get_many(conn, tables.PROMPTS, ids)
+
+    def prompt_titles(self, *, ids: Sequence[str]) -> dict[str, str]:
+        """id -> title of the prompts with these ids (tombstones included; missing ids left out), in one
+        query that reads no body (a list names prompts by title)."""
+        with self._reading("read prompt titles") as conn:
+            rows = conn.execute(
+                "SELECT id, title FROM prompts WHERE id IN (SELECT value FROM json_each(?))",
+                (dumps(list(ids)),),
+            )
+            return {str(ident): str(title) for ident, title in rows}
 
     def list_prompts(
         self,
@@ -416,6 +448,11 @@ class Replica:
         with self._reading("read the output") as conn:
             return tables.get(conn, tables.OUTPUTS, id)
 
+    def get_outputs(self, *, ids: Sequence[str]) -> list[OutputRecord]:
+        """The outputs with these ids in that order (missing ids skipped), read in one go (a page of hits)."""
+        with self._reading("read the outputs") as conn:
+            return tables.get_many(conn, tables.OUTPUTS, ids)
+
     def list_outputs(
         self,
         *,
@@ -455,6 +492,24 @@ class Replica:
 
     def delete_output(self, *, id: str, purge: bool = False, at: datetime | None = None) -> bool:
         return self._delete(tables.OUTPUTS, id, purge=purge, at=at)
+
+    def live_output_ids(self, *, link: str, ids: Sequence[str]) -> list[str]:
+        """Ids of the live outputs whose ``link`` (``prompt_id`` or ``custom_gpt_id``) is one of ``ids``
+        (ids only: a prompt may have thousands of outputs), oldest first."""
+        if link not in OUTPUT_LINKS:
+            raise ValueError(f"outputs are not linked by {link!r}; use one of {sorted(OUTPUT_LINKS)}")
+        found: list[str] = []
+        with self._reading("list the linked outputs") as conn:
+            for start in range(0, len(ids), ID_CHUNK):
+                chunk = list(ids[start : start + ID_CHUNK])
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT id FROM outputs WHERE deleted = 0 AND {link} IN ({marks}) "
+                    f"ORDER BY created_at, id",
+                    chunk,
+                )
+                found += [str(row[0]) for row in rows]
+        return found
 
     # --- custom GPTs --------------------------------------------------------------------------------------
 
@@ -542,31 +597,160 @@ class Replica:
             return tables.tombstone(conn, spec, record_id, at=at or utc_now())
 
     # --- search -------------------------------------------------------------------------------------------
+    # User text is never FTS5 syntax. Ranked by relevance when the query is selective, else newest first;
+    # counts are capped. See search.py for the plan and its costs.
+
+    @contextlib.contextmanager
+    def _snapshot(self, action: str) -> Iterator[Connection]:
+        """Read in one transaction, so the statements of one search see the same data even while another
+        process (the sync worker) writes; joins an enclosing transaction."""
+        with self._reading(action) as conn:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
 
     def search(
         self,
         query: str,
         *,
         limit: int = 20,
+        offset: int = 0,
         entities: tuple[SearchEntity, ...] = ("prompt", "output"),
         org_id: str | None = None,
         mark_start: str = "[",
         mark_end: str = "]",
     ) -> list[SearchHit]:
-        """Full-text search of live prompts (title, body) and outputs (content), best first.
+        """Full-text search of live prompts (title, body) and outputs (content): hits ``offset`` to
+        ``offset + limit``, ranked ones (bm25, best first) before those listed newest first (rank 0.0).
 
         ``query`` is free user text: it is never interpreted as FTS5 syntax (see ``search.py``).
         """
-        with self._reading("search") as conn:
-            return fts_search(
+        conditions = {entity: fulltext.row_conditions(entity, org_id=org_id) for entity in entities}
+        with self._snapshot("search") as conn:
+            return fulltext.search(
                 conn,
                 query,
                 limit=limit,
+                offset=offset,
                 entities=entities,
-                org_id=org_id,
+                conditions=conditions,
                 mark_start=mark_start,
                 mark_end=mark_end,
             )
+
+    def search_outputs(
+        self,
+        query: str,
+        *,
+        org_id: str | None = None,
+        prompt_id: str | None = None,
+        tag_id: str | None = None,
+        knowledge_type_id: str | None = None,
+        custom_gpt_id: str | None = None,
+        gpt_model_id: str | None = None,
+        accuracy_level_id: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+        snippets: bool = True,
+        mark_start: str = "[",
+        mark_end: str = "]",
+    ) -> list[SearchHit]:
+        """A page of live outputs matching ``query`` and the filters (as for :meth:`list_outputs`), best
+        first when the query is selective, else newest first; ``snippets=False`` skips building them."""
+        conditions = _output_conditions(
+            org_id, prompt_id, tag_id, knowledge_type_id, custom_gpt_id, gpt_model_id, accuracy_level_id
+        )
+        with self._snapshot("search outputs") as conn:
+            return fulltext.search(
+                conn,
+                query,
+                limit=limit,
+                offset=offset,
+                entities=("output",),
+                conditions={"output": conditions},
+                snippets=snippets,
+                mark_start=mark_start,
+                mark_end=mark_end,
+            )
+
+    def count_output_matches(
+        self,
+        query: str,
+        *,
+        org_id: str | None = None,
+        prompt_id: str | None = None,
+        tag_id: str | None = None,
+        knowledge_type_id: str | None = None,
+        custom_gpt_id: str | None = None,
+        gpt_model_id: str | None = None,
+        accuracy_level_id: str | None = None,
+        cap: int | None = None,
+    ) -> MatchCount:
+        """How many live outputs :meth:`search_outputs` would find, counted up to ``cap`` (default
+        ``search.COUNT_CAP``)."""
+        conditions = _output_conditions(
+            org_id, prompt_id, tag_id, knowledge_type_id, custom_gpt_id, gpt_model_id, accuracy_level_id
+        )
+        with self._snapshot("count matching outputs") as conn:
+            return fulltext.count(conn, query, entity="output", conditions=conditions, cap=cap)
+
+    def search_prompts(
+        self,
+        query: str,
+        *,
+        org_id: str | None = None,
+        development_stage_id: str | None = None,
+        tag_id: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+        snippets: bool = True,
+        mark_start: str = "[",
+        mark_end: str = "]",
+    ) -> list[SearchHit]:
+        """A page of live prompts matching ``query`` (title, body) and the filters (as for
+        :meth:`list_prompts`)."""
+        conditions = fulltext.row_conditions(
+            "prompt",
+            org_id=org_id,
+            equals={"development_stage_id": development_stage_id},
+            linked={"tag_ids": tag_id},
+        )
+        with self._snapshot("search prompts") as conn:
+            return fulltext.search(
+                conn,
+                query,
+                limit=limit,
+                offset=offset,
+                entities=("prompt",),
+                conditions={"prompt": conditions},
+                snippets=snippets,
+                mark_start=mark_start,
+                mark_end=mark_end,
+            )
+
+    def count_prompt_matches(
+        self,
+        query: str,
+        *,
+        org_id: str | None = None,
+        development_stage_id: str | None = None,
+        tag_id: str | None = None,
+        cap: int | None = None,
+    ) -> MatchCount:
+        """How many live prompts :meth:`search_prompts` would find, counted up to ``cap``."""
+        conditions = fulltext.row_conditions(
+            "prompt",
+            org_id=org_id,
+            equals={"development_stage_id": development_stage_id},
+            linked={"tag_ids": tag_id},
+        )
+        with self._snapshot("count matching prompts") as conn:
+            return fulltext.count(conn, query, entity="prompt", conditions=conditions, cap=cap)
 
     # --- sync state -------------------------------------------------------------------------------------
 
@@ -758,3 +942,25 @@ class Replica:
     def tag_usage(self) -> list[tuple[str, int, int]]:
         with self._reading("count tag usage") as conn:
             return aggregates.tag_usage(conn)
+
+
+def _output_conditions(
+    org_id: str | None,
+    prompt_id: str | None,
+    tag_id: str | None,
+    knowledge_type_id: str | None,
+    custom_gpt_id: str | None,
+    gpt_model_id: str | None,
+    accuracy_level_id: str | None,
+) -> fulltext.Conditions:
+    return fulltext.row_conditions(
+        "output",
+        org_id=org_id,
+        equals={
+            "prompt_id": prompt_id,
+            "custom_gpt_id": custom_gpt_id,
+            "gpt_model_id": gpt_model_id,
+            "accuracy_level_id": accuracy_level_id,
+        },
+        linked={"tag_ids": tag_id, "knowledge_type_ids": knowledge_type_id},
+    )

@@ -23,11 +23,13 @@ from outputhub.desktop.services.editing import LOOKUP_KINDS
 from outputhub.desktop.services.library import (
     CustomGptFilter,
     CustomGptRow,
+    Deletion,
     LibraryService,
     LookupRow,
     Taxonomy,
 )
 from outputhub.desktop.storage import CustomGptRecord, LookupKind
+from outputhub.desktop.ui.deleting import Deleter, delete_controls
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
 from outputhub.desktop.ui.widgets import CheckList, IdCombo, error_text, page_shortcut
@@ -58,7 +60,9 @@ KIND_LABELS = {
 class CustomGptsPage(QWidget):
     changed = Signal(object)
 
-    def __init__(self, *, library: LibraryService, runner: JobRunner, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, *, library: LibraryService, runner: JobRunner, deleter: Deleter, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self._library = library
         self._runner = runner
@@ -72,18 +76,22 @@ class CustomGptsPage(QWidget):
             placeholder="Filter custom GPTs by name…",
             filters=(("agent_group_id", "Agent group"),),
             stretch_column="name",
+            multi_select=True,
             parent=self,
         )
         self.list.search.search_changed.connect(lambda _t: self.refresh())
         self.list.filters_changed.connect(self.refresh)
         self.list.selected.connect(self.open)
+        self.list.activated.connect(lambda _id: self.name.setFocus())
+        self.delete_button = delete_controls(pane=self.list, deleter=deleter, entity="custom_gpt", page=self)
+        deleter.deleted.connect(self._deleted)
         self.name = QLineEdit(objectName="gpt_name")
         self.gpt_model = IdCombo(empty_label="(none)")
         self.agent_groups = CheckList()
         self.description = QLineEdit(objectName="gpt_description")
         self.instructions = QPlainTextEdit(objectName="gpt_instructions")
-        self.message = QLabel()
-        save, new = QPushButton("&Save"), QPushButton("&New custom GPT")
+        self.message = QLabel(objectName="gpt_message")
+        save, new = QPushButton("&Save", objectName="gpt_save"), QPushButton("&New custom GPT")
         save.clicked.connect(self.save)
         new.clicked.connect(self.new)
         form = QFormLayout()
@@ -97,6 +105,7 @@ class CustomGptsPage(QWidget):
         editor_layout.addLayout(form, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.message, 1)
+        buttons.addWidget(self.delete_button)
         buttons.addWidget(new)
         buttons.addWidget(save)
         editor_layout.addLayout(buttons)
@@ -127,14 +136,22 @@ class CustomGptsPage(QWidget):
         self.gpt_model.set_choices([(e.id, e.name) for e in taxonomy.of(LookupKind.GPT_MODELS)])
 
     def new(self) -> None:
+        self._clear_editor()
+        self.message.setText("New custom GPT")
+        self.name.setFocus()
+
+    def _clear_editor(self) -> None:
         self._current_id = None
         for edit in (self.name, self.description):
             edit.clear()
         self.instructions.clear()
         self.gpt_model.set_current_id(None)
         self.agent_groups.set_checked(())
-        self.message.setText("New custom GPT")
-        self.name.setFocus()
+        self.message.clear()
+
+    def _deleted(self, deletion: Deletion) -> None:
+        if self._current_id is not None and ("custom_gpt", self._current_id) in deletion.records:
+            self._clear_editor()  # the editor no longer shows a deleted custom GPT
 
     def open(self, ident: str) -> None:
         self._wanted = ident

@@ -27,9 +27,13 @@ from outputhub.desktop.ui.widgets import error_text
 CONFLICT_COLUMNS: tuple[Column[ConflictItem], ...] = (
     Column("entity", "Kind", lambda c: c.entity.replace("_", " "), width=90),
     Column("record", "Record", lambda c: c.record_label),
-    Column("field", "Field", lambda c: c.field, width=120),
+    Column("field", "Field", lambda c: field_label(c), width=120),
     Column("created_at", "Since", lambda c: c.created_at, width=125),
 )
+
+
+def field_label(item: ConflictItem) -> str:
+    return "deleted vs edited" if item.kind == "existence" else item.field
 
 
 def as_text(value: Any) -> str:
@@ -38,6 +42,13 @@ def as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, indent=1)
+
+
+def side_text(kind: str, value: Any) -> str:
+    """A side of a conflict in words; a delete-vs-edit conflict's sides are the record's fate."""
+    if kind == "existence":
+        return "Deleted" if value else "Kept (edited)"
+    return as_text(value)
 
 
 def from_text(kind: str, text: str) -> Any:
@@ -160,13 +171,18 @@ class ConflictsPage(QWidget):
             self.title.clear()
             self.suggestion_note.clear()
             return
+        existence = item.kind == "existence"
+        what = "deleted here and edited elsewhere, or the other way round" if existence else None
         self.title.setText(
-            f"<b>{item.entity.replace('_', ' ')} “{item.record_label}”</b>: field <i>{item.field}</i>"
+            f"<b>{item.entity.replace('_', ' ')} “{item.record_label}”</b>: "
+            + (what if what else f"field <i>{item.field}</i>")
         )
-        self.base.setPlainText(as_text(item.base))
-        self.mine.setPlainText(as_text(item.mine))
-        self.theirs.setPlainText(as_text(item.theirs))
-        self.merged.setPlainText(as_text(item.suggestion))
+        self.base.setPlainText("Existed" if existence else as_text(item.base))
+        self.mine.setPlainText(side_text(item.kind, item.mine))
+        self.theirs.setPlainText(side_text(item.kind, item.theirs))
+        self.merged.setPlainText("" if existence else as_text(item.suggestion))
+        self.merged.setReadOnly(existence)  # a record is kept or deleted: nothing to merge
+        self.save_merged.setEnabled(not existence)
         self.suggestion_note.setText(item.suggestion_note)
         self.message.clear()
 
@@ -185,7 +201,7 @@ class ConflictsPage(QWidget):
         )
 
     def _resolved(self, item: ConflictItem) -> None:
-        self.message.setText(f"Resolved “{item.record_label}” ({item.field})")
+        self.message.setText(f"Resolved “{item.record_label}” ({field_label(item)})")
         self._current = None
         self.changed.emit(frozenset({item.entity, "conflict"}))
         self.refresh()
@@ -194,3 +210,5 @@ class ConflictsPage(QWidget):
         self.message.setText(error_text(exc))
         for button in (self.keep_mine, self.keep_theirs, self.save_merged):
             button.setEnabled(self._current is not None)
+        if self._current is not None and self._current.kind == "existence":
+            self.save_merged.setEnabled(False)

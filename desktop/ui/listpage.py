@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, Signal
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -22,11 +23,14 @@ from outputhub.desktop.ui.widgets import IdCombo, SearchBox, error_text
 
 
 class ListPane(QWidget):
-    """Search box + filter combos + table. ``selected`` carries the id of the chosen row."""
+    """Search box + filter combos + table. ``selected`` carries the id of the current row, ``activated``
+    the id of a row double-clicked or confirmed with Enter; ``selection_changed`` fires when the set of
+    selected rows changes (``multi_select``: Shift/Ctrl-click select several)."""
 
     selected = Signal(str)
     activated = Signal(str)
     filters_changed = Signal()
+    selection_changed = Signal()
 
     def __init__(
         self,
@@ -35,6 +39,7 @@ class ListPane(QWidget):
         placeholder: str,
         filters: Sequence[tuple[str, str]] = (),
         stretch_column: str | None = None,
+        multi_select: bool = False,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -60,7 +65,13 @@ class ListPane(QWidget):
         self.table = QTableView(self)
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(
+            QAbstractItemView.SelectionMode.ExtendedSelection
+            if multi_select
+            else QAbstractItemView.SelectionMode.SingleSelection
+        )
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.table.installEventFilter(self)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
         self.table.verticalHeader().setVisible(False)
@@ -82,8 +93,11 @@ class ListPane(QWidget):
         self.status.setObjectName("list_status")
         layout.addWidget(self.status)
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
+        self.table.selectionModel().selectionChanged.connect(lambda _s, _d: self.selection_changed.emit())
+        model.modelReset.connect(self.selection_changed.emit)
         self.table.doubleClicked.connect(self._double_clicked)
         model.page_loaded.connect(self._show_count)
+        model.total_changed.connect(lambda _total: model.loading or self._show_count(model.rowCount()))
         model.loading_changed.connect(lambda loading: loading and self.status.setText("Loading…"))
         model.load_failed.connect(lambda exc: self.status.setText(f"Could not load: {error_text(exc)}"))
 
@@ -102,7 +116,11 @@ class ListPane(QWidget):
 
     def _show_count(self, rows: int) -> None:
         more = self.model.canFetchMore(QModelIndex())
-        self.status.setText(f"{rows:,} shown" + (" (scroll for more)" if more else ""))
+        text = f"{rows:,} shown"
+        total = self.model.total  # a search's capped MatchCount, when the page has a counter
+        if total is not None:
+            text += f" of {total} matches" + ("" if getattr(total, "ranked", True) else ", newest first")
+        self.status.setText(text + (" (scroll for more)" if more else ""))
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         ident = current.data(Role.ID) if current.isValid() else None
@@ -113,6 +131,46 @@ class ListPane(QWidget):
         ident = index.data(Role.ID)
         if ident:
             self.activated.emit(ident)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """Enter / Return on the table opens the current row (like a double click)."""
+        if (
+            watched is self.table
+            and event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+            and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        ):
+            current = self.table.currentIndex()
+            if current.isValid():
+                self._double_clicked(current)
+                return True
+        return super().eventFilter(watched, event)
+
+    def add_row_action(
+        self,
+        text: str,
+        slot: Callable[[], object],
+        *,
+        name: str,
+        shortcut: QKeySequence | QKeySequence.StandardKey | None = None,
+    ) -> QAction:
+        """An action on the selected rows: in the table's context menu and, with ``shortcut``, a key that
+        works while the table has the focus (so Delete in a text box still deletes text)."""
+        action = QAction(text, self.table)
+        action.setObjectName(name)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        action.triggered.connect(lambda _checked=False: slot())
+        self.table.addAction(action)
+        return action
+
+    def selected_ids(self) -> list[str]:
+        """The ids of the selected rows, top to bottom."""
+        rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
+        ids = (self.model.index(row, 0).data(Role.ID) for row in rows)
+        return [ident for ident in ids if ident]
 
     def select_id(self, ident: str) -> None:
         row = self.model.row_of(ident)

@@ -14,14 +14,17 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QProgressBar,
+    QPushButton,
     QStackedWidget,
     QWidget,
 )
 
 from outputhub.desktop.jobs.sync_controller import SyncController, SyncStatus
+from outputhub.desktop.services.library import Deletion
 from outputhub.desktop.ui.analytics import AnalyticsPage
 from outputhub.desktop.ui.catalog import CustomGptsPage, TaxonomyPage
 from outputhub.desktop.ui.conflicts import ConflictsPage
+from outputhub.desktop.ui.deleting import Deleter, deleted_text, describe
 from outputhub.desktop.ui.outputs import OutputsPage
 from outputhub.desktop.ui.prompts import PromptsPage
 from outputhub.desktop.ui.settings import SettingsPage
@@ -56,7 +59,9 @@ class Pages:
 class MainWindow(QMainWindow):
     NAMES = ("Prompts", "Outputs", "Custom GPTs", "Taxonomy", "Conflicts", "Analytics", "Settings")
 
-    def __init__(self, *, pages: Pages, sync: SyncController, title: str = "Output Hub") -> None:
+    def __init__(
+        self, *, pages: Pages, sync: SyncController, deleter: Deleter, title: str = "Output Hub"
+    ) -> None:
         super().__init__()
         self.setWindowTitle(title)
         self.resize(1280, 800)
@@ -96,7 +101,14 @@ class MainWindow(QMainWindow):
         self.progress.setMaximumHeight(14)
         self.progress.hide()
         self.conflict_label = QLabel(objectName="conflict_count")
+        self.undo_label = QLabel(objectName="undo_status")
+        self.undo_button = QPushButton("&Undo", objectName="undo_delete")
+        self.undo_button.setToolTip("Restore what was just deleted (Ctrl+Z)")
+        self.undo_button.setFlat(True)
+        self.undo_button.hide()
         self.statusBar().addWidget(self.sync_label, 1)
+        self.statusBar().addPermanentWidget(self.undo_label)
+        self.statusBar().addPermanentWidget(self.undo_button)
         self.statusBar().addPermanentWidget(self.conflict_label)
         self.statusBar().addPermanentWidget(self.progress)
         sync.status_changed.connect(self.show_sync_status)
@@ -105,6 +117,12 @@ class MainWindow(QMainWindow):
         pages.conflicts.count_changed.connect(self._show_conflict_count)
         for page in (pages.prompts, pages.outputs, pages.custom_gpts, pages.taxonomy, pages.conflicts):
             page.changed.connect(self.data_changed)
+        self.deleter = deleter
+        deleter.changed.connect(self.data_changed)
+        deleter.deleted.connect(self._show_deleted)
+        deleter.restored.connect(self._show_restored)
+        deleter.failed.connect(self._show_delete_failed)
+        self.undo_button.clicked.connect(self.undo)
 
         for i in range(len(self._pages)):
             self._global(f"Ctrl+{i + 1}", lambda i=i: self.navigation.setCurrentRow(i))
@@ -112,9 +130,11 @@ class MainWindow(QMainWindow):
         self._global("Ctrl+Shift+V", self.capture_output)
         self._global("F5", sync.sync_now)
         self._global("Ctrl+Q", self.close)
+        # text boxes keep Ctrl+Z for their own typing (they take the key first); elsewhere it undoes a delete
+        self._global(QKeySequence.StandardKey.Undo, self.undo)
         self.navigation.setCurrentRow(0)
 
-    def _global(self, key: str, slot: object) -> None:
+    def _global(self, key: str | QKeySequence.StandardKey, slot: object) -> None:
         shortcut = QShortcut(QKeySequence(key), self)
         shortcut.setContext(Qt.ShortcutContext.ApplicationShortcut)
         shortcut.activated.connect(slot)  # type: ignore[arg-type]
@@ -160,6 +180,27 @@ class MainWindow(QMainWindow):
             self.progress.show()
         else:
             self.progress.hide()
+
+    def undo(self) -> None:
+        """Undo the last delete (the status-bar button, Ctrl+Z outside text boxes)."""
+        if self.deleter.undo():
+            self.undo_button.hide()
+            self.undo_label.setText("Restoring…")
+
+    def _show_deleted(self, deletion: Deletion) -> None:
+        self.undo_label.setStyleSheet("")
+        self.undo_label.setText(deleted_text(deletion))
+        self.undo_button.show()
+
+    def _show_restored(self, deletion: Deletion) -> None:
+        self.undo_label.setStyleSheet("")
+        self.undo_label.setText(f"Restored {describe(deletion.entity, deletion.labels)}.")
+        self.undo_button.hide()
+
+    def _show_delete_failed(self, message: str) -> None:
+        self.undo_label.setStyleSheet("color: #b00020")
+        self.undo_label.setText(message)
+        self.undo_button.setVisible(self.deleter.can_undo)
 
     def _show_conflict_count(self, count: int) -> None:
         self.conflict_label.setText(f"⚠ {count} conflict(s) to resolve" if count else "")

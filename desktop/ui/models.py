@@ -6,6 +6,10 @@ A :class:`LazyTableModel` asks its *page loader* (a service call such as
 worker thread and the rows are appended when they arrive, so the GUI thread never waits on the disk;
 without one (tests, tiny tables) it runs inline. Reloading (new filter, new sort, data changed) starts a new
 *generation*: pages still in flight for an older one are dropped.
+
+A loader may come with a *counter* (``set_loader(loader, counter=...)``): how many rows the whole listing
+has, e.g. a search's capped ``MatchCount``. It runs once per generation, after the first page has arrived
+(so the rows come first), and its result is announced with ``total_changed``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from outputhub.desktop.jobs import JobRunner
 T = TypeVar("T")
 AnyIndex = QModelIndex | QPersistentModelIndex
 PageLoader = Callable[[int, int, str, bool], Sequence[Any]]  # (offset, limit, order_by, descending)
+Counter = Callable[[], object]  # the total of the listing (shown with str()), or None when unknown
 
 
 class Role(IntEnum):
@@ -60,6 +65,7 @@ class LazyTableModel(QAbstractTableModel, Generic[T]):
     loading_changed = Signal(bool)
     page_loaded = Signal(int)  # rows now held
     load_failed = Signal(object)
+    total_changed = Signal(object)  # the counter's result (None: unknown or being counted)
 
     def __init__(
         self,
@@ -75,6 +81,9 @@ class LazyTableModel(QAbstractTableModel, Generic[T]):
         super().__init__(parent)
         self._columns = tuple(columns)
         self._loader = loader
+        self._counter: Counter | None = None
+        self._total: object = None
+        self._counting = False
         self._runner = runner
         self._page_size = page_size
         self._rows: list[T] = []
@@ -101,8 +110,14 @@ class LazyTableModel(QAbstractTableModel, Generic[T]):
     def order(self) -> tuple[str, bool]:
         return self._order_by, self._descending
 
-    def set_loader(self, loader: PageLoader) -> None:
+    @property
+    def total(self) -> object:
+        """The counter's latest result for the current listing (None: no counter, or not counted yet)."""
+        return self._total
+
+    def set_loader(self, loader: PageLoader, *, counter: Counter | None = None) -> None:
         self._loader = loader
+        self._counter = counter
         self.reload()
 
     def set_rows(self, rows: Sequence[T]) -> None:
@@ -110,6 +125,8 @@ class LazyTableModel(QAbstractTableModel, Generic[T]):
         self._generation += 1
         self.beginResetModel()
         self._loader = None
+        self._counter = None
+        self._set_total(None)
         self._rows = list(rows)
         self._exhausted = True
         self._set_loading(False)
@@ -121,6 +138,8 @@ class LazyTableModel(QAbstractTableModel, Generic[T]):
         self.beginResetModel()
         self._rows = []
         self._exhausted = self._loader is None
+        self._counting = False
+        self._set_total(None)
         self._set_loading(False)
         self.endResetModel()
         if not self._exhausted:
@@ -180,6 +199,41 @@ class LazyTableModel(QAbstractTableModel, Generic[T]):
             self._rows.extend(page)
             self.endInsertRows()
         self.page_loaded.emit(len(self._rows))
+        self._count(generation)
+
+    def _count(self, generation: int) -> None:
+        """Run the counter once per generation (after its first page), inline or on the runner."""
+        counter = self._counter
+        if counter is None or self._counting:
+            return
+        self._counting = True
+        if self._runner is None:
+            try:
+                total = counter()
+            except Exception as exc:
+                self._failed_count(generation, exc)
+            else:
+                self._counted(generation, total)
+        else:
+            self._runner.submit(
+                "count rows",
+                counter,
+                on_done=lambda total: self._counted(generation, total),
+                on_error=lambda exc: self._failed_count(generation, exc),
+            )
+
+    def _counted(self, generation: int, total: object) -> None:
+        if generation == self._generation:
+            self._set_total(total)
+
+    def _failed_count(self, generation: int, exc: Exception) -> None:
+        if generation == self._generation:
+            self._set_total(None)  # the rows are there; only the total is unknown
+
+    def _set_total(self, total: object) -> None:
+        if total is not self._total:
+            self._total = total
+            self.total_changed.emit(total)
 
     def _failed(self, generation: int, exc: Exception) -> None:
         if generation != self._generation:

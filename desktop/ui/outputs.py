@@ -21,8 +21,17 @@ from PySide6.QtWidgets import (
 )
 
 from outputhub.desktop.jobs import JobRunner
-from outputhub.desktop.services.library import Choice, LibraryService, OutputFilter, OutputRow, Taxonomy
+from outputhub.desktop.services.library import (
+    Choice,
+    Deletion,
+    LibraryService,
+    OutputDetail,
+    OutputFilter,
+    OutputRow,
+    Taxonomy,
+)
 from outputhub.desktop.storage import LookupKind, OutputRecord
+from outputhub.desktop.ui.deleting import Deleter, delete_controls
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
 from outputhub.desktop.ui.widgets import CheckList, IdCombo, error_text
@@ -72,7 +81,8 @@ class CaptureDialog(QDialog):
     saves from anywhere in the dialog.
     """
 
-    captured = Signal(str)
+    captured = Signal(str)  # a new output's id
+    edited = Signal(str)  # an edited output's id (only when something changed)
 
     def __init__(
         self,
@@ -81,19 +91,23 @@ class CaptureDialog(QDialog):
         runner: JobRunner,
         pickers: Pickers,
         prompt_id: str | None = None,
+        editing: OutputDetail | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Capture an output")
+        self.setWindowTitle("Edit the output" if editing else "Capture an output")
         self.resize(720, 620)
         self._library = library
         self._runner = runner
+        self.original: OutputRecord | None = editing.record if editing else None
         self.content = QPlainTextEdit(objectName="capture_content")
         self.content.setPlaceholderText("Paste the LLM output here")
         self.content.setFont(QFont("DejaVu Sans Mono", 10))
-        clip = QGuiApplication.clipboard().text() if QGuiApplication.clipboard() else ""
-        if clip.strip():
-            self.content.setPlainText(clip)
+        clip = ""
+        if editing is None:
+            clip = QGuiApplication.clipboard().text() if QGuiApplication.clipboard() else ""
+            if clip.strip():
+                self.content.setPlainText(clip)
         t = pickers.taxonomy
         self.prompt = IdCombo(empty_label=None, editable=True)
         self.prompt.setObjectName("capture_prompt")
@@ -147,9 +161,35 @@ class CaptureDialog(QDialog):
         layout.addWidget(self.buttons)
         QShortcut(QKeySequence("Ctrl+Return"), self, self.save)
         QShortcut(QKeySequence("Ctrl+Enter"), self, self.save)
-        (self.content if not clip.strip() else self.prompt).setFocus()
+        if editing is not None:
+            self._fill(editing)
+            self.content.setFocus()
+        else:
+            (self.content if not clip.strip() else self.prompt).setFocus()
+
+    def _fill(self, editing: OutputDetail) -> None:
+        """Show the output being edited; links to deleted entries stay shown (and kept) as they are."""
+        r = editing.record
+        self.content.setPlainText(r.content)
+        self.prompt.ensure_choice(r.prompt_id, editing.prompt_title or "(deleted prompt)")
+        self.prompt.set_current_id(r.prompt_id)
+        self.custom_gpt.ensure_choice(r.custom_gpt_id, editing.custom_gpt_name or "(deleted custom GPT)")
+        self.custom_gpt.set_current_id(r.custom_gpt_id)
+        self.gpt_model.ensure_choice(r.gpt_model_id, "(deleted GPT model)")
+        self.gpt_model.set_current_id(r.gpt_model_id)
+        self.accuracy.ensure_choice(r.accuracy_level_id, "(deleted accuracy level)")
+        self.accuracy.set_current_id(r.accuracy_level_id)
+        self.knowledge_types.set_checked(r.knowledge_type_ids)
+        self.tags.set_checked(r.tag_ids)
+        self.notes.setText(r.notes)
+        self.save_button.setToolTip("Save the changed fields (Ctrl+Enter)")
+
+    def _checked(self, checks: CheckList, original: tuple[str, ...]) -> list[str]:
+        """The ticked ids plus the original ones the list does not offer (deleted entries stay linked)."""
+        return sorted(set(checks.checked_ids()) | (set(original) - checks.choice_ids()))
 
     def save(self) -> None:
+        original = self.original
         values = {
             "content": self.content.toPlainText(),
             "prompt_id": self.prompt.current_id(),
@@ -161,15 +201,31 @@ class CaptureDialog(QDialog):
             "notes": self.notes.text(),
         }
         self.save_button.setEnabled(False)
+        library = self._library
+        if original is None:
+            self._runner.submit(
+                "capture output",
+                lambda: library.capture_output(**values),
+                on_done=self._saved,
+                on_error=self._failed,
+            )
+            return
+        values["knowledge_type_ids"] = self._checked(self.knowledge_types, original.knowledge_type_ids)
+        values["tag_ids"] = self._checked(self.tags, original.tag_ids)
         self._runner.submit(
-            "capture output",
-            lambda: self._library.capture_output(**values),
-            on_done=self._saved,
+            "edit output",
+            lambda: library.update_output(id=original.id, original=original, **values),
+            on_done=lambda changed: self._edited(original.id, changed),
             on_error=self._failed,
         )
 
     def _saved(self, ident: str) -> None:
         self.captured.emit(ident)
+        self.accept()
+
+    def _edited(self, ident: str, changed: bool) -> None:
+        if changed:
+            self.edited.emit(ident)
         self.accept()
 
     def _failed(self, exc: Exception) -> None:
@@ -180,7 +236,9 @@ class CaptureDialog(QDialog):
 class OutputsPage(QWidget):
     changed = Signal(object)
 
-    def __init__(self, *, library: LibraryService, runner: JobRunner, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, *, library: LibraryService, runner: JobRunner, deleter: Deleter, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self._library = library
         self._runner = runner
@@ -193,14 +251,26 @@ class OutputsPage(QWidget):
             placeholder="Search outputs…  Ctrl+F",
             filters=OUTPUT_FILTERS,
             stretch_column="excerpt",
+            multi_select=True,
             parent=self,
         )
         self.list.search.search_changed.connect(lambda _t: self.refresh())
         self.list.filters_changed.connect(self.refresh)
         self.list.selected.connect(self.show_output)
+        self.list.activated.connect(self.edit)
         self.capture_button = QPushButton("&Capture output…", objectName="capture_output")
         self.capture_button.setToolTip("Paste and link an LLM output (Ctrl+Shift+V)")
         self.capture_button.clicked.connect(self.capture)
+        self.edit_button = QPushButton("&Edit…", objectName="edit_output")
+        self.edit_button.setToolTip("Edit the selected output (Enter or double-click in the list)")
+        self.edit_button.setEnabled(False)
+        self.edit_button.clicked.connect(self.edit_selected)
+        self.list.add_row_action("&Edit…", self.edit_selected, name="edit_output_action")
+        self.delete_button = delete_controls(pane=self.list, deleter=deleter, entity="output", page=self)
+        self.list.selection_changed.connect(
+            lambda: self.edit_button.setEnabled(len(self.list.selected_ids()) == 1)
+        )
+        deleter.deleted.connect(self._deleted)
         self.detail = QPlainTextEdit(objectName="output_detail")
         self.detail.setReadOnly(True)
         self.detail.setFont(QFont("DejaVu Sans Mono", 10))
@@ -211,7 +281,12 @@ class OutputsPage(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.detail_meta, 1)
         top.addWidget(self.capture_button)
+        actions = QHBoxLayout()
+        actions.addStretch(1)
+        actions.addWidget(self.edit_button)
+        actions.addWidget(self.delete_button)
         right_layout.addLayout(top)
+        right_layout.addLayout(actions)
         right_layout.addWidget(self.detail, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.list)
@@ -233,7 +308,8 @@ class OutputsPage(QWidget):
         self.model.set_loader(
             lambda offset, limit, order_by, desc: library.list_outputs(
                 filter=flt, order_by=order_by, descending=desc, offset=offset, limit=limit
-            )
+            ),
+            counter=lambda: library.count_output_matches(filter=flt),  # "… of 1,000+ matches" while searching
         )
 
     def load_pickers(self) -> None:
@@ -257,6 +333,12 @@ class OutputsPage(QWidget):
     def show_output(self, ident: str) -> None:
         self._wanted = ident
         self._runner.submit("open output", lambda: self._library.get_output(id=ident), on_done=self._show)
+
+    def _deleted(self, deletion: Deletion) -> None:
+        if self._wanted is not None and ("output", self._wanted) in deletion.records:
+            self._wanted = None
+            self.detail.clear()
+            self.detail_meta.clear()
 
     def _show(self, record: OutputRecord) -> None:
         if record.id != self._wanted:
@@ -285,14 +367,42 @@ class OutputsPage(QWidget):
         else:
             self._open_dialog(prompt_id)
 
-    def _open_dialog(self, prompt_id: str | None) -> None:
+    def edit_selected(self) -> None:
+        selected = self.list.selected_ids()
+        if len(selected) == 1:
+            self.edit(selected[0])
+
+    def edit(self, ident: str) -> None:
+        """Open the capture dialog filled with the output ``ident`` (Enter or double-click on its row)."""
+        if self.dialog is not None and self.dialog.isVisible():
+            return
+        library = self._library
+
+        def load() -> tuple[Pickers, OutputDetail]:
+            return load_pickers(library), library.output_detail(id=ident)
+
+        self._runner.submit(
+            "open output for editing",
+            load,
+            on_done=lambda loaded: (self._fill_pickers(loaded[0]), self._open_dialog(None, loaded[1])),
+            on_error=lambda exc: self.detail_meta.setText(error_text(exc)),
+        )
+
+    def _open_dialog(self, prompt_id: str | None, editing: OutputDetail | None = None) -> None:
         assert self._pickers is not None
         self.dialog = CaptureDialog(
             library=self._library,
             runner=self._runner,
             pickers=self._pickers,
             prompt_id=prompt_id,
+            editing=editing,
             parent=self,
         )
         self.dialog.captured.connect(lambda _id: self.changed.emit(frozenset({"output"})))
+        self.dialog.edited.connect(self._edited)
         self.dialog.open()
+
+    def _edited(self, ident: str) -> None:
+        self._wanted = ident  # the detail pane shows the saved version once the list has reloaded
+        self.changed.emit(frozenset({"output"}))
+        self.show_output(ident)

@@ -22,8 +22,16 @@ from PySide6.QtWidgets import (
 
 from outputhub.desktop.jobs import JobRunner
 from outputhub.desktop.services.diff import SideBySideRow
-from outputhub.desktop.services.library import LibraryService, PromptDetail, PromptFilter, PromptRow, Taxonomy
+from outputhub.desktop.services.library import (
+    Deletion,
+    LibraryService,
+    PromptDetail,
+    PromptFilter,
+    PromptRow,
+    Taxonomy,
+)
 from outputhub.desktop.storage import LookupKind
+from outputhub.desktop.ui.deleting import Deleter, delete_controls
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
 from outputhub.desktop.ui.widgets import CheckList, IdCombo, error_text, page_shortcut
@@ -41,7 +49,9 @@ DIFF_COLORS = {"changed": "#fff4d6", "added": "#e3f6e3", "removed": "#fbe3e3", "
 class PromptsPage(QWidget):
     changed = Signal(object)  # frozenset of entity names
 
-    def __init__(self, *, library: LibraryService, runner: JobRunner, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, *, library: LibraryService, runner: JobRunner, deleter: Deleter, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self._library = library
         self._runner = runner
@@ -53,11 +63,15 @@ class PromptsPage(QWidget):
             placeholder="Search prompts (title and text)…  Ctrl+F",
             filters=(("development_stage_id", "Stage"), ("tag_id", "Tag")),
             stretch_column="title",
+            multi_select=True,
             parent=self,
         )
         self.list.search.search_changed.connect(lambda _t: self.refresh())
         self.list.filters_changed.connect(self.refresh)
         self.list.selected.connect(self.open_prompt)
+        self.list.activated.connect(lambda _id: self.title.setFocus())
+        self.delete_button = delete_controls(pane=self.list, deleter=deleter, entity="prompt", page=self)
+        deleter.deleted.connect(self._deleted)
 
         # editor
         self.title = QLineEdit(objectName="prompt_title")
@@ -86,6 +100,7 @@ class PromptsPage(QWidget):
         editor_layout.addWidget(self.body, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.message, 1)
+        buttons.addWidget(self.delete_button)
         buttons.addWidget(self.new_button)
         buttons.addWidget(self.save_button)
         editor_layout.addLayout(buttons)
@@ -150,7 +165,8 @@ class PromptsPage(QWidget):
         self.model.set_loader(
             lambda offset, limit, order_by, desc: library.list_prompts(
                 filter=flt, order_by=order_by, descending=desc, offset=offset, limit=limit
-            )
+            ),
+            counter=lambda: library.count_prompt_matches(filter=flt),  # "… of 1,000+ matches" while searching
         )
 
     def load_taxonomy(self) -> None:
@@ -174,6 +190,10 @@ class PromptsPage(QWidget):
     # --- editing ------------------------------------------------------------------------------------------
 
     def new_prompt(self) -> None:
+        self._clear_editor()
+        self.title.setFocus()
+
+    def _clear_editor(self) -> None:
         self._current = None
         self.title.clear()
         self.description.clear()
@@ -185,7 +205,6 @@ class PromptsPage(QWidget):
         self.diff.setRowCount(0)
         self.message.setText("New prompt")
         self.tabs.setCurrentIndex(0)
-        self.title.setFocus()
 
     def open_prompt(self, ident: str) -> None:
         self._wanted = ident  # the last one asked for wins, whatever order the answers come in
@@ -239,6 +258,10 @@ class PromptsPage(QWidget):
         self.message.setText("Saved")
         self.changed.emit(frozenset({"prompt"}))
         self.open_prompt(ident)
+
+    def _deleted(self, deletion: Deletion) -> None:
+        if self._current is not None and ("prompt", self._current.prompt.id) in deletion.records:
+            self._clear_editor()  # the editor no longer shows a deleted prompt
 
     def _save_failed(self, exc: Exception) -> None:
         self.save_button.setEnabled(True)

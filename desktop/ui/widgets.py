@@ -65,6 +65,12 @@ class IdCombo(QComboBox):
         index = self.findData(ident) if ident is not None else (0 if self._empty_label is not None else -1)
         self.setCurrentIndex(max(index, 0) if self.count() else -1)
 
+    def ensure_choice(self, ident: str | None, label: str) -> None:
+        """Offer ``ident`` even when it is not among the choices (a deleted entry an old record links to),
+        so showing that record does not silently pick another entry."""
+        if ident is not None and self.findData(ident) < 0:
+            self.addItem(label, ident)
+
 
 class CheckList(QListWidget):
     """A list of checkable (id, label) entries."""
@@ -88,6 +94,9 @@ class CheckList(QListWidget):
             item = self.item(i)
             on = item.data(Qt.ItemDataRole.UserRole) in wanted
             item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+
+    def choice_ids(self) -> set[str]:
+        return {self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())}
 
     def checked_ids(self) -> list[str]:
         return [

@@ -42,8 +42,7 @@ def session(qtbot: Any, replica: Replica) -> Iterator[Any]:
     built.window.show()
     qtbot.waitExposed(built.window)
     yield built
-    built.controller.stop_automatic()
-    assert runner.wait_for_done(30_000)
+    assert built.shutdown(wait_ms=30_000)  # a sync process still running is stopped first
 
 
 def wait_idle(qtbot: Any, runner: Any, timeout: int = 10_000) -> None:

@@ -1,14 +1,33 @@
 """Sync through the GUI against a real server (uvicorn in a thread, embedded SQLite): log in, pull the
-library, push an offline edit, see a conflict opened by another device and resolve it in the panel."""
+library, push an offline edit, see a conflict opened by another device and resolve it in the panel. The app
+syncs in a child process (``outputhub.desktop.sync_worker``) on the same replica file; the tests below also
+drive that process directly: progress, an edit made while it writes, cancelling it, expired and revoked
+logins, a passphrase change."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
 import httpx
+import pytest
 from PySide6.QtCore import Qt
 
-from tests.qt.conftest import wait_idle
+from outputhub.desktop.jobs.sync_controller import SyncController, SyncRunningError
+from outputhub.desktop.jobs.sync_process import ProcessSync, SyncWorkerError
+from outputhub.desktop.services.sync import SyncService
+from outputhub.desktop.storage.sync_store import ReplicaSyncStore
+from outputhub.desktop.sync_worker import EXIT_FAILED, EXIT_OK, SyncRequest
+from outputhub.desktop.sync_worker import main as worker_main
+from outputhub.sync.client import SyncReport
+from tests.qt.conftest import PASSPHRASE, wait_idle
+from tests.qt.support import library_for
 from tests.qt.test_flows import show
-from tests.support.client import PASSWORD, new_org, seed_library
+from tests.support.client import PASSWORD, Org, new_org, seed_library
 from tests.sync.support import make_device
 
 
@@ -128,3 +147,219 @@ def test_unreachable_server_and_wrong_password_are_told_in_words(
     qtbot.keyClick(session.window, Qt.Key.Key_F5)
     text = wait_status(qtbot, session, "error")
     assert text.startswith("Sync failed at ") and "cannot reach the server at http://127.0.0.1:9" in text
+
+
+# --- the sync process --------------------------------------------------------------------------------------
+
+
+def seed_outputs(org: Org, prompt_id: str, count: int) -> None:
+    for start in range(0, count, 500):
+        items = [
+            {"prompt_id": prompt_id, "content": f"bulk output {n}"}
+            for n in range(start, min(count, start + 500))
+        ]
+        response = org.owner.post(f"{org.base}/outputs/bulk", json={"items": items})
+        assert response.status_code == 201, response.text
+
+
+def process_controller(session, replica, *, pull_page: int) -> tuple[SyncController, ProcessSync]:
+    """A controller over the app's service with a sync process pulling ``pull_page`` records per request
+    (small pages: many progress reports, and time to act while it runs)."""
+    background = ProcessSync(replica_path=replica.path, key=replica.key_material, pull_page=pull_page)
+    controller = SyncController(
+        service=session.sync, runner=session.runner, background=background, interval_ms=3_600_000
+    )
+    background.setParent(controller)
+    return controller, background
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_the_sync_runs_in_a_child_process_and_reports_progress(qtbot, replica, session, api, live_server):
+    org = new_org(api, name="Progress")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    seed_outputs(org, ids["prompt"], 600)
+    session.sync.login(server_url=live_server, email=org.owner.email, password=PASSWORD, auto_sync=False)
+    controller, background = process_controller(session, replica, pull_page=50)
+    statuses, reports = [], []
+    controller.status_changed.connect(statuses.append)
+    controller.synced.connect(reports.append)
+
+    assert controller.sync_now()
+    assert not controller.sync_now(), "one sync at a time"
+    qtbot.waitUntil(lambda: background.pid != 0, timeout=5000)
+    pid = background.pid
+    assert pid != os.getpid()
+    if sys.platform.startswith("linux"):  # the key travels over a pipe, never argv or the environment
+        try:
+            exposed = Path(f"/proc/{pid}/cmdline").read_bytes() + Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:  # already finished
+            exposed = b""
+        assert PASSPHRASE.encode() not in exposed
+    qtbot.waitUntil(lambda: controller.status.state != "syncing", timeout=60_000)
+
+    assert controller.status.state == "up_to_date", controller.status.text
+    assert controller.status.text.startswith("Up to date at ")
+    pulls = [s for s in statuses if s.text.startswith("Syncing: pull ")]
+    assert len(pulls) >= 10, [s.text for s in statuses]  # ~one per page of 50
+    assert all(s.state == "syncing" and " of " in s.text and s.total for s in pulls)
+    assert pulls[-1].done == pulls[-1].total
+    assert [p.done for p in pulls] == sorted(p.done for p in pulls)
+    assert len(reports) == 1 and isinstance(reports[0], SyncReport) and reports[0].pulled >= 601
+    assert reports[0].checksum_ok is True
+    assert replica.count_live(table="outputs") == 601, "the GUI's connection sees what the worker wrote"
+    assert not background.running and process_gone(pid)
+
+
+def test_an_edit_during_the_sync_waits_its_turn_and_a_cancel_stops_the_process(
+    qtbot, replica, session, api, live_server
+):
+    org = new_org(api, name="Cancel")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    seed_outputs(org, ids["prompt"], 1500)
+    session.sync.login(server_url=live_server, email=org.owner.email, password=PASSWORD, auto_sync=False)
+    controller, background = process_controller(session, replica, pull_page=20)
+
+    assert controller.sync_now()
+    qtbot.waitUntil(lambda: controller.status.text.startswith("Syncing: pull "), timeout=30_000)
+    # an edit while the worker writes pages: it waits for the page's transaction (busy timeout), then lands
+    started = time.perf_counter()
+    tag = library_for(replica).create("tag", {"name": "made during the sync"})
+    assert time.perf_counter() - started < 5
+    with pytest.raises(SyncRunningError), controller.syncs_paused():  # e.g. a passphrase change waits
+        pass
+
+    pid = background.pid
+    started = time.perf_counter()
+    assert controller.cancel(wait_ms=10_000)
+    assert time.perf_counter() - started < 5, "stopping takes at most the worker's grace period"
+    assert not background.running and not controller.running and process_gone(pid)
+    assert controller.status.state == "offline" and controller.status.text.startswith("Sync stopped")
+    cursor = ReplicaSyncStore(replica).cursor(server_url=live_server, org_id=org.id)
+    assert cursor > 0 and replica.count_live(table="outputs") < 1501, "stopped half-way"
+    assert replica.verify_integrity() == []
+    assert [e.record_id for e in replica.pending_outbox()] == [tag], "the edit is still queued"
+    with controller.syncs_paused():
+        assert not controller.sync_now(), "no sync starts while paused"
+
+    assert controller.sync_now()  # the next sync resumes from the cursor the stopped one saved
+    qtbot.waitUntil(lambda: controller.status.state != "syncing", timeout=60_000)
+    assert controller.status.state == "up_to_date", controller.status.text
+    assert replica.count_live(table="outputs") == 1501
+    assert replica.pending_outbox() == []
+    assert "made during the sync" in {t["name"] for t in org.owner.get(f"{org.base}/tags").json()["items"]}
+
+
+def test_expired_login_refreshed_by_the_process_revoked_told_in_words(
+    qtbot, replica, session, api, live_server
+):
+    org = new_org(api, name="Tokens")  # type: ignore[arg-type]
+    seed_library(org)
+    log_in(qtbot, session, url=live_server, email=org.owner.email)
+    wait_status(qtbot, session, "up_to_date")
+
+    # the access token expired: the sync process swaps the refresh token for new ones and keeps them
+    replica.set_setting(key="access_token", value="expired")
+    qtbot.keyClick(session.window, Qt.Key.Key_F5)
+    assert wait_status(qtbot, session, "up_to_date").startswith("Up to date at ")
+    assert replica.get_setting(key="access_token") not in ("expired", None)
+
+    # a passphrase change while no sync runs: the next sync process opens the file with the new key
+    settings = show(qtbot, session, "Settings")
+    qtbot.keyClicks(settings.old, PASSPHRASE)
+    qtbot.keyClicks(settings.new, "a brand new passphrase")
+    qtbot.keyClicks(settings.confirm, "a brand new passphrase")
+    qtbot.mouseClick(settings.rekey_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: settings.rekey_message.text().startswith("Passphrase changed"), timeout=20_000)
+    qtbot.keyClick(session.window, Qt.Key.Key_F5)
+    assert wait_status(qtbot, session, "up_to_date").startswith("Up to date at ")
+
+    # both tokens revoked: told in words, nothing lost
+    replica.set_setting(key="access_token", value="revoked")
+    replica.set_setting(key="refresh_token", value="revoked")
+    qtbot.keyClick(session.window, Qt.Key.Key_F5)
+    text = wait_status(qtbot, session, "error")
+    assert text.startswith("Sync failed at ") and "your login has expired: log in again in Settings" in text
+
+
+def test_the_in_process_mode_syncs_on_a_runner_thread(qtbot, replica, session, api, live_server):
+    """``ThreadSync``, the controller's default (the benchmark's "before"): same statuses, no process."""
+    org = new_org(api, name="Thread")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    session.sync.login(server_url=live_server, email=org.owner.email, password=PASSWORD, auto_sync=False)
+    controller = SyncController(service=session.sync, runner=session.runner, interval_ms=3_600_000)
+    assert controller.sync_now()
+    qtbot.waitUntil(lambda: controller.status.state != "syncing", timeout=30_000)
+    assert controller.status.text.startswith("Up to date at "), controller.status.text
+    assert replica.get_output(id=ids["output"]) is not None
+    replica.set_setting(key="server_url", value="http://127.0.0.1:9")
+    assert controller.sync_in_background()
+    qtbot.waitUntil(lambda: controller.status.state != "syncing", timeout=30_000)
+    assert controller.status.text.startswith("Offline: server not reachable; last synced at ")
+
+
+def test_a_worker_that_dies_or_cannot_start_is_an_error_in_words(qtbot, replica, session):
+    crash = [sys.executable, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(7)"]
+    errors: list[Exception] = []
+    for command, expected in (
+        (crash, "exited with status 7 before finishing: boom"),
+        (["/nonexistent/python"], "cannot start"),
+    ):
+        background = ProcessSync(replica_path=replica.path, key=replica.key_material, command=command)
+        background.start(
+            only_if_reachable=False,
+            on_progress=lambda *_: None,
+            on_done=errors.append,
+            on_error=errors.append,
+        )
+        qtbot.waitUntil(lambda n=len(errors): len(errors) > n, timeout=10_000)
+        assert isinstance(errors[-1], SyncWorkerError) and expected in str(errors[-1]), errors[-1]
+        assert not background.running
+
+
+def test_the_worker_refuses_a_malformed_request_and_never_echoes_the_key() -> None:
+    request = SyncRequest(Path("/tmp/x.ohb"), b"s\xc3\xa9cret", only_if_reachable=True, pull_page=300)
+    assert SyncRequest.decode(request.encode()) == request
+    for line in (b"", b"{}", b"not json", b'{"protocol": 1, "replica": "x", "key": "%%%"}'):
+        with pytest.raises(ValueError) as caught:
+            SyncRequest.decode(line)
+        assert "cret" not in str(caught.value)
+
+
+def run_worker(request: SyncRequest) -> tuple[int, list[dict]]:
+    """The worker's ``main`` in this process (no stdin watch), with its events."""
+    stdout = io.BytesIO()
+    code = worker_main(io.BytesIO(request.encode()), stdout, watch_stdin=False)
+    return code, [json.loads(line) for line in stdout.getvalue().splitlines()]
+
+
+def test_the_worker_answers_in_json_lines(replica, api, live_server) -> None:
+    key = replica.key_material()
+    assert run_worker(SyncRequest(replica.path, key)) == (
+        EXIT_OK,
+        [{"event": "done", "outcome": "not_configured"}],
+    )
+    code, events = run_worker(SyncRequest(replica.path, b"not the passphrase"))
+    assert code == EXIT_FAILED and events[-1]["error"] == "WrongPassphraseError"
+    assert "passphrase does not unlock" in events[-1]["message"]
+
+    org = new_org(api, name="Lines")  # type: ignore[arg-type]
+    seed_library(org)
+    SyncService(replica=replica).login(server_url=live_server, email=org.owner.email, password=PASSWORD)
+    code, events = run_worker(SyncRequest(replica.path, key, pull_page=2))
+    assert code == EXIT_OK
+    assert {e["event"] for e in events[:-1]} == {"progress"} and len(events) > 3
+    assert events[-1]["event"] == "done" and events[-1]["outcome"] == "synced"
+    assert events[-1]["report"]["checksum_ok"] is True and events[-1]["report"]["pulled"] > 0
+    replica.set_setting(key="server_url", value="http://127.0.0.1:9")
+    code, events = run_worker(SyncRequest(replica.path, key, only_if_reachable=True))
+    assert (code, events) == (EXIT_OK, [{"event": "done", "outcome": "unreachable"}])
+    code, events = run_worker(SyncRequest(replica.path, key))
+    assert code == EXIT_FAILED and events[-1]["error"] == "ServerUnreachableError"
+    assert "cannot reach the server at http://127.0.0.1:9" in events[-1]["message"]

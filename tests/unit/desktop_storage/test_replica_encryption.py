@@ -217,6 +217,23 @@ def test_change_passphrase_keeps_data_and_retires_the_old_one(replica_path: Path
     assert SECRET.encode() not in replica_path.read_bytes()
 
 
+def test_key_material_opens_the_file_in_another_connection_and_follows_a_passphrase_change(
+    replica_path: Path,
+) -> None:
+    """The desktop's sync process opens the file with the key the app hands it (``key_material``)."""
+    composed = unicodedata.normalize("NFD", "pässphrase with an umlaut")
+    with open_replica(replica_path, passphrase=composed, create=True) as replica:
+        key = replica.key_material()
+        assert key == unicodedata.normalize("NFC", composed).encode()
+        with open_replica(replica_path, passphrase=key.decode()) as other:  # a second connection, WAL
+            other.upsert_prompt(record=prompt(title="from the other connection"))
+        assert [p.title for p in replica.list_prompts()] == ["from the other connection"]
+        replica.change_passphrase(old=composed, new="the new passphrase")
+        assert replica.key_material() == b"the new passphrase"
+    with open_replica(replica_path, passphrase="the new passphrase") as reopened:
+        assert len(reopened.list_prompts()) == 1
+
+
 def test_driver_errors_do_not_leak(replica: Replica) -> None:
     record = prompt()
     replica.upsert_prompt(record=record)

@@ -18,6 +18,7 @@ from outputhub.desktop.storage.migrations import check_sequence
 
 SHIPPED = load_migrations()
 V1 = SHIPPED[:1]
+LATEST = len(SHIPPED)
 ADD_COLUMN = Migration(
     len(SHIPPED) + 1,
     "outputs_rating",
@@ -52,38 +53,57 @@ def test_old_replica_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
         replica.upsert_prompt(record=record)
         replica.upsert_output(record=output(record.id, content="made before the upgrade"))
         node_id = replica.node_id
-    with open_replica(path, passphrase=PASSPHRASE, migrations=(*V1, ADD_COLUMN)) as replica:
-        assert replica.schema_version == 2
+    with open_replica(path, passphrase=PASSPHRASE, migrations=(*SHIPPED, ADD_COLUMN)) as replica:
+        assert replica.schema_version == LATEST + 1
         assert replica.node_id == node_id
         assert replica.get_prompt(id=record.id) == record
         assert [hit.entity for hit in replica.search("upgrade")] == ["output"]
         with replica.transaction():
             pass
     # the new column exists with its default, read through a fresh open at the new version
-    with open_replica(path, passphrase=PASSPHRASE, migrations=(*V1, ADD_COLUMN)) as replica:
-        assert replica.schema_version == 2
+    with open_replica(path, passphrase=PASSPHRASE, migrations=(*SHIPPED, ADD_COLUMN)) as replica:
+        assert replica.schema_version == LATEST + 1
         assert replica.verify_integrity() == []
 
 
 def test_failed_migration_rolls_back_and_keeps_the_version(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
     record = prompt()
-    with open_replica(path, passphrase=PASSPHRASE, create=True, migrations=V1) as replica:
+    with open_replica(path, passphrase=PASSPHRASE, create=True) as replica:
         replica.upsert_prompt(record=record)
-    broken = Migration(2, "broken", "CREATE TABLE half_done (x INTEGER);\nSELECT * FROM no_such_table;")
-    with pytest.raises(ReplicaMigrationError, match="stays at version 1"):
-        open_replica(path, passphrase=PASSPHRASE, migrations=(*V1, broken))
-    with open_replica(path, passphrase=PASSPHRASE, migrations=(*V1, ADD_COLUMN)) as replica:
-        assert replica.schema_version == 2  # half_done was rolled back, so the real step 2 applies cleanly
+    broken = Migration(
+        LATEST + 1, "broken", "CREATE TABLE half_done (x INTEGER);\nSELECT * FROM no_such_table;"
+    )
+    with pytest.raises(ReplicaMigrationError, match=f"stays at version {LATEST}"):
+        open_replica(path, passphrase=PASSPHRASE, migrations=(*SHIPPED, broken))
+    with open_replica(path, passphrase=PASSPHRASE, migrations=(*SHIPPED, ADD_COLUMN)) as replica:
+        assert replica.schema_version == LATEST + 1  # half_done was rolled back: the real step applies
         assert replica.get_prompt(id=record.id) == record
 
 
 def test_replica_from_a_newer_app_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
-    with open_replica(path, passphrase=PASSPHRASE, create=True, migrations=(*V1, ADD_COLUMN)):
+    with open_replica(path, passphrase=PASSPHRASE, create=True, migrations=(*SHIPPED, ADD_COLUMN)):
         pass
     before = snapshot(tmp_path)
     with pytest.raises(ReplicaTooNewError, match="update the app") as caught:
-        open_replica(path, passphrase=PASSPHRASE, migrations=V1)
-    assert (caught.value.found, caught.value.supported) == (2, 1)
+        open_replica(path, passphrase=PASSPHRASE, migrations=SHIPPED)
+    assert (caught.value.found, caught.value.supported) == (LATEST + 1, LATEST)
     assert snapshot(tmp_path) == before
+
+
+def test_version_1_replica_gets_the_search_tombstone_indexes(tmp_path: Path) -> None:
+    """0002 indexes the tombstones of a replica made at version 1; search and counts leave them out."""
+    path = tmp_path / "r.db"
+    parent = prompt(title="made at version 1")
+    live = output(parent.id, content="an ibis by the river")
+    dead = output(parent.id, content="an ibis in the mud")
+    with open_replica(path, passphrase=PASSPHRASE, create=True, migrations=V1) as replica:
+        replica.upsert_prompt(record=parent)
+        replica.bulk_insert_outputs([live, dead])
+        replica.delete_output(id=dead.id)
+    with open_replica(path, passphrase=PASSPHRASE) as replica:
+        assert replica.schema_version == LATEST
+        assert [hit.id for hit in replica.search("ibis")] == [live.id]
+        assert replica.count_output_matches("ibis").count == 1
+        assert replica.verify_integrity() == []

@@ -162,20 +162,20 @@ def test_match_expression_quotes_every_term() -> None:
     assert match_expression("() * -") is None
 
 
-def test_large_match_sets_rank_the_newest_window_and_skip_tombstones(replica: Replica) -> None:
+def test_large_match_sets_are_listed_newest_first_without_tombstones(replica: Replica) -> None:
     from outputhub.desktop.storage.search import RANK_WINDOW
 
     p = prompt()
     replica.upsert_prompt(record=p)
     strong_old = output(p.id, content="heron heron heron heron heron")  # best bm25, but the oldest row
     rows = [output(p.id, content=f"a heron note {i} with filler words") for i in range(RANK_WINDOW + 50)]
-    best_new = output(p.id, content="heron heron heron heron heron newest")
+    newest = output(p.id, content="heron heron heron newest")
     dead = output(p.id, content="heron heron heron heron heron heron")
-    replica.bulk_insert_outputs([strong_old, *rows, best_new, dead])
+    replica.bulk_insert_outputs([strong_old, *rows, newest, dead])
     replica.delete_output(id=dead.id)
     hits = replica.search("heron", limit=5, entities=("output",))
-    assert len(hits) == 5
-    assert hits[0].id == best_new.id, "the strongest live match inside the window comes first"
-    assert dead.id not in {h.id for h in hits} and strong_old.id not in {h.id for h in hits}
-    assert [h.rank for h in hits] == sorted(h.rank for h in hits)
+    assert [h.id for h in hits] == [newest.id, *(r.id for r in reversed(rows[-4:]))], "newest first"
+    assert {h.rank for h in hits} == {0.0}, "too many matches to rank"
     assert "[heron]" in hits[0].snippet
+    count = replica.count_output_matches("heron")
+    assert count.capped and not count.ranked and str(count) == "1,000+"

@@ -1,0 +1,159 @@
+"""Deletes meet edits made elsewhere, and an expired login, against a real server (uvicorn in a thread).
+
+A delete on one side and an edit on the other: the edit keeps the record and a "deleted vs edited" conflict
+shows in the Conflicts panel, where either side can be kept; the choice syncs to the server. An access token
+that has really expired (signed by the server, past its lifetime) is swapped for new ones by the next sync.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+from PySide6.QtCore import Qt
+
+from outputhub.server.security import TokenSigner
+from tests.qt.test_deleting import activate, click_row, focus, show, wait_confirmation
+from tests.qt.test_sync import log_in, wait_status
+from tests.support.client import new_org, seed_library
+from tests.sync.support import make_device
+
+SERVER_SECRET = (
+    "test-secret-key-with-enough-length-for-hs256"  # the live_server fixture's (tests/qt/conftest.py)
+)
+
+
+def sync_now(qtbot, session) -> str:
+    activate(qtbot, session)
+    qtbot.keyClick(session.window, Qt.Key.Key_F5)
+    return wait_status(qtbot, session, "up_to_date")
+
+
+def delete_output_row(qtbot, session, outputs, output_id: str) -> None:
+    qtbot.waitUntil(lambda: outputs.model.row_of(output_id) is not None, timeout=5000)
+    click_row(qtbot, outputs.list, outputs.model.row_of(output_id))
+    focus(qtbot, session, outputs.list.table)
+    qtbot.keyClick(outputs.list.table, Qt.Key.Key_Delete)
+    qtbot.keyClick(wait_confirmation(qtbot, session), Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: outputs.model.row_of(output_id) is None, timeout=5000)
+
+
+def open_the_conflict(qtbot, session):
+    qtbot.waitUntil(lambda: "1 conflict" in session.window.conflict_label.text(), timeout=10_000)
+    conflicts = show(qtbot, session, "Conflicts")
+    qtbot.waitUntil(lambda: conflicts.model.rowCount() == 1, timeout=5000)
+    click_row(qtbot, conflicts.list, 0)
+    qtbot.waitUntil(lambda: conflicts.keep_mine.isEnabled(), timeout=5000)
+    assert conflicts.model.index(0, conflicts.model.column_index("field")).data() == "deleted vs edited"
+    assert conflicts.base.toPlainText() == "Existed"
+    assert not conflicts.save_merged.isEnabled() and conflicts.merged.isReadOnly(), "nothing to merge"
+    return conflicts
+
+
+def test_deleted_here_edited_elsewhere_shows_a_conflict_and_keeping_the_delete_syncs(
+    qtbot, replica, session, api, live_server, tmp_path
+) -> None:
+    org = new_org(api, name="Deletes")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    log_in(qtbot, session, url=live_server, email=org.owner.email)
+    wait_status(qtbot, session, "up_to_date")
+
+    with httpx.Client(base_url=live_server, timeout=30) as http:  # the laptop edits the output
+        laptop = make_device(
+            tmp_path, "laptop", http=http, base_url=live_server, token=org.owner.token, org_id=org.id
+        )
+        laptop.sync()
+        laptop.library.edit("output", ids["output"], {"content": "edited on the laptop"})
+        laptop.sync()
+        laptop.replica.close()
+
+    outputs = show(qtbot, session, "Outputs")
+    delete_output_row(qtbot, session, outputs, ids["output"])  # this computer deletes it, not knowing
+    assert replica.get_output(id=ids["output"]).deleted
+
+    assert "1 new conflict" in sync_now(qtbot, session)
+    record = replica.get_output(id=ids["output"])
+    assert not record.deleted and record.content == "edited on the laptop", "the unseen edit kept it"
+    conflicts = open_the_conflict(qtbot, session)
+    assert (conflicts.mine.toPlainText(), conflicts.theirs.toPlainText()) == ("Deleted", "Kept (edited)")
+    assert "output “edited on the laptop" in conflicts.title.text()
+
+    qtbot.mouseClick(conflicts.keep_mine, Qt.MouseButton.LeftButton)  # keep the delete after all
+    qtbot.waitUntil(lambda: conflicts.model.rowCount() == 0, timeout=5000)
+    assert replica.get_output(id=ids["output"]).deleted
+    assert session.window.conflict_label.text() == ""
+    sync_now(qtbot, session)
+    assert org.owner.get(f"{org.base}/outputs/{ids['output']}").status_code == 404
+    assert org.owner.get(f"{org.base}/sync/conflicts").json() == []
+
+
+def test_edited_here_deleted_on_the_server_shows_a_conflict_and_keeping_the_edit_syncs(
+    qtbot, replica, session, api, live_server
+) -> None:
+    org = new_org(api, name="Edits")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    log_in(qtbot, session, url=live_server, email=org.owner.email)
+    wait_status(qtbot, session, "up_to_date")
+
+    # this computer edits the output in the editor (Enter on its row) ...
+    outputs = show(qtbot, session, "Outputs")
+    qtbot.waitUntil(lambda: outputs.model.row_of(ids["output"]) is not None, timeout=5000)
+    click_row(qtbot, outputs.list, outputs.model.row_of(ids["output"]))
+    focus(qtbot, session, outputs.list.table)
+    qtbot.keyClick(outputs.list.table, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: outputs.dialog is not None and outputs.dialog.isVisible(), timeout=5000)
+    dialog = outputs.dialog
+    dialog.content.moveCursor(dialog.content.textCursor().MoveOperation.End)
+    qtbot.keyClicks(dialog.content, " and /tmp")
+    with qtbot.waitSignal(dialog.edited, timeout=10_000):
+        qtbot.keyClick(dialog.content, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    # ... while someone deletes it on the server (the web portal / REST API)
+    assert org.owner.delete(f"{org.base}/outputs/{ids['output']}").status_code == 204
+
+    assert "1 new conflict" in sync_now(qtbot, session)
+    assert replica.get_output(id=ids["output"]).content == "/home/user and /tmp"
+    conflicts = open_the_conflict(qtbot, session)
+    assert (conflicts.mine.toPlainText(), conflicts.theirs.toPlainText()) == ("Kept (edited)", "Deleted")
+
+    qtbot.mouseClick(conflicts.keep_mine, Qt.MouseButton.LeftButton)  # keep the output, with the edit
+    qtbot.waitUntil(lambda: conflicts.model.rowCount() == 0, timeout=5000)
+    sync_now(qtbot, session)
+    server = org.owner.get(f"{org.base}/outputs/{ids['output']}")
+    assert server.status_code == 200 and server.json()["content"] == "/home/user and /tmp"
+    assert org.owner.get(f"{org.base}/sync/conflicts").json() == []
+    outputs = show(qtbot, session, "Outputs")
+    qtbot.waitUntil(lambda: outputs.model.row_of(ids["output"]) is not None, timeout=5000)
+
+
+def test_an_expired_access_token_is_refreshed_and_the_pending_delete_is_pushed(
+    qtbot, replica, session, api, live_server
+) -> None:
+    org = new_org(api, name="Expired")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    log_in(qtbot, session, url=live_server, email=org.owner.email)
+    wait_status(qtbot, session, "up_to_date")
+
+    # the stored access token, as the server would have issued it an hour ago (it lives 15 minutes)
+    claims = jwt.decode(replica.get_setting(key="access_token"), options={"verify_signature": False})
+    expired = TokenSigner(secret=SERVER_SECRET, ttl=timedelta(minutes=15)).issue(
+        user_id=uuid.UUID(claims["sub"]),
+        session_id=uuid.UUID(claims["sid"]),
+        now=datetime.now(UTC) - timedelta(hours=1),
+    )
+    refused = httpx.get(f"{live_server}/api/v1/orgs", headers={"Authorization": f"Bearer {expired}"})
+    assert refused.status_code == 401 and "expired" in refused.text, "the server sees an expired token"
+    replica.set_setting(key="access_token", value=expired)
+    old_refresh = replica.get_setting(key="refresh_token")
+
+    outputs = show(qtbot, session, "Outputs")
+    delete_output_row(qtbot, session, outputs, ids["output"])  # an edit waiting to be pushed
+
+    assert sync_now(qtbot, session).startswith("Up to date at ")
+    access, refresh = replica.get_setting(key="access_token"), replica.get_setting(key="refresh_token")
+    assert access not in (None, expired) and refresh not in (None, old_refresh), "a new pair is kept"
+    fresh = httpx.get(f"{live_server}/api/v1/orgs", headers={"Authorization": f"Bearer {access}"})
+    assert fresh.status_code == 200 and org.id in {o["id"] for o in fresh.json()}
+    assert org.owner.get(f"{org.base}/outputs/{ids['output']}").status_code == 404, "the delete was pushed"
+    assert replica.pending_outbox() == []
