@@ -160,27 +160,24 @@ def _nth_newest(conn: Connection, source: _Source, match: str, n: int) -> int | 
 def plan(conn: Connection, entity: SearchEntity, terms: Sequence[str]) -> bool:
     """Whether to rank ``terms`` by relevance (True) or list the matches newest first (False).
 
-    Probes the index for the ``RANK_WINDOW + 1``-th newest match (iterates at most that many postings), and
-    with several words estimates each word's row count from how far back its ``RANK_WINDOW``-th newest
-    occurrence lies."""
+    With several words, first estimates each word's row count from how far back its ``RANK_WINDOW``-th newest
+    occurrence lies (at most that many postings of one word each: cheaper than intersecting a rare word with
+    a very common one); then probes the index for the query's ``RANK_WINDOW + 1``-th newest match."""
     source = _SOURCES[entity]
-    if _nth_newest(conn, source, " ".join(terms), RANK_WINDOW + 1) is not None:
-        return False
-    if len(terms) == 1:
-        return True
-    low, high = conn.execute(  # two subqueries: min() and max() together would scan the table
-        f"SELECT (SELECT min(seq) FROM {source.table}), (SELECT max(seq) FROM {source.table})"
-    ).fetchone()
-    if high is None:
-        return True
-    span = int(high) - int(low) + 1
-    postings = 0
-    for term in terms:
-        nth = _nth_newest(conn, source, term, RANK_WINDOW)
-        postings += RANK_WINDOW if nth is None else RANK_WINDOW * span // max(1, int(high) - nth + 1)
-        if postings > RANK_BUDGET:
-            return False
-    return True
+    if len(terms) > 1:
+        low, high = conn.execute(  # two subqueries: min() and max() together would scan the table
+            f"SELECT (SELECT min(seq) FROM {source.table}), (SELECT max(seq) FROM {source.table})"
+        ).fetchone()
+        if high is None:
+            return True
+        span = int(high) - int(low) + 1
+        postings = 0
+        for term in terms:
+            nth = _nth_newest(conn, source, term, RANK_WINDOW)
+            postings += RANK_WINDOW if nth is None else RANK_WINDOW * span // max(1, int(high) - nth + 1)
+            if postings > RANK_BUDGET:
+                return False
+    return _nth_newest(conn, source, " ".join(terms), RANK_WINDOW + 1) is None
 
 
 # --- candidates, in result order --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from bench.kinto import (
     kinto_batch_body,
     kinto_ini,
     make_records,
+    needs_analyze,
     output_values,
     ratios,
     table,
@@ -125,3 +126,10 @@ def test_ratios_and_table() -> None:
     assert len(lines) == 5
     assert "ours, PostgreSQL" in lines[0] and "ours PG / Kinto PG" in lines[0]
     assert "3.00x" in lines[2] and "0.50x" in lines[4]
+
+
+def test_analyze_follows_autovacuums_default_threshold() -> None:
+    assert not needs_analyze(written=50, analyzed=0)
+    assert needs_analyze(written=51, analyzed=0)
+    assert not needs_analyze(written=11_000, analyzed=10_000)  # 1,000 < 50 + 1,000
+    assert needs_analyze(written=12_000, analyzed=10_000)
