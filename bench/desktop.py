@@ -428,7 +428,7 @@ def sync_stall(app: Any, workdir: Path, rows: int, sources: list[Any], modes: li
 
 
 def sync_in_window(app: Any, path: Path, base: str, email: str, *, mode: str) -> dict[str, Any]:
-    from outputhub.desktop.app import build_window
+    from outputhub.desktop.app import build_window, settle_startup_objects
     from outputhub.desktop.jobs import JobRunner
     from outputhub.desktop.jobs.sync_process import WORKER_PULL_PAGE
     from outputhub.desktop.services.sync import PULL_PAGE
@@ -440,6 +440,7 @@ def sync_in_window(app: Any, path: Path, base: str, email: str, *, mode: str) ->
         replica=replica, runner=runner, sync_interval_ms=3_600_000, sync_in_process=mode == "thread"
     )
     session.window.show()
+    settle_startup_objects()  # as ``outputhub.desktop.app.run`` does
     session.window.navigation.setCurrentRow(1)
     session.sync.login(server_url=base, email=email, password=PASSWORD, auto_sync=False)
     probe = LatenessProbe()
@@ -453,6 +454,8 @@ def sync_in_window(app: Any, path: Path, base: str, email: str, *, mode: str) ->
     probe.run_until(app, lambda: not session.controller.running, 1800)
     took = time.perf_counter() - t
     during = probe.figures("sync")
+    probe.run_until(app, lambda: runner.running == 0, 60)  # the lists refresh with what was pulled
+    refresh = probe.figures("refresh")
     pulled = replica.count_live(table="outputs")
     session.shutdown()
     session.window.close()
@@ -465,6 +468,7 @@ def sync_in_window(app: Any, path: Path, base: str, email: str, *, mode: str) ->
         "sync_rows_per_s": round(pulled / took),
         **idle,
         **during,
+        **{k: v for k, v in refresh.items() if k.startswith(("refresh_max", "refresh_full"))},
         "status_updates": len(statuses),
         "final_status": statuses[-1] if statuses else "",
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
@@ -580,6 +584,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{y['sync_max_stall_beyond_cpu_wait_ms']} ms "
                 f"(p99 {y['sync_p99_stall_beyond_cpu_wait_ms']} ms) |"
             )
+        print(
+            f"| {mode}: full GCs in the GUI process during the sync / then the lists' refresh | "
+            f"{y['sync_full_gcs']} / longest refresh stall {y['refresh_max_stall_ms']} ms "
+            f"(full GCs {y['refresh_full_gcs']}, longest {y['refresh_full_gc_max_ms']} ms) |"
+        )
     print(f"\nresults: {out}")
     return 0
 

@@ -554,6 +554,7 @@ class Plan:
     increment: int
     rounds: int
     pull_repeats: int = 3
+    analyze: bool = True
 
 
 def measure(side: Side, dataset: Sequence[Record], extra: Sequence[Record], plan: Plan) -> dict[str, Any]:
@@ -564,6 +565,7 @@ def measure(side: Side, dataset: Sequence[Record], extra: Sequence[Record], plan
 
     bodies = [(side.write_body(part), len(part)) for part in chunks(dataset, plan.batch)]
     request_bytes = sum(len(b) for b, _ in bodies)
+    database_url = side.database_url if plan.analyze else None
     answer_bytes = written = analyzed = 0
     batch_s: list[float] = []
     analyze_s: list[float] = []
@@ -572,12 +574,12 @@ def measure(side: Side, dataset: Sequence[Record], extra: Sequence[Record], plan
         answer_bytes += side.write(body, count)
         batch_s.append(time.perf_counter() - start)
         written += count
-        if side.database_url and needs_analyze(written=written, analyzed=analyzed):
-            analyze_s.append(analyze(side.database_url))  # not timed: autovacuum works in the background
+        if database_url and needs_analyze(written=written, analyzed=analyzed):
+            analyze_s.append(analyze(database_url))  # not timed: autovacuum works in the background
             analyzed = written
     write_s = sum(batch_s)
-    if side.database_url and analyzed < written:
-        analyze_s.append(analyze(side.database_url))
+    if database_url and analyzed < written:
+        analyze_s.append(analyze(database_url))
 
     fulls: list[Pulled] = []
     for _ in range(plan.pull_repeats):
@@ -743,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--targets", default=",".join(TARGETS), help=f"comma-separated subset of {', '.join(TARGETS)}"
     )
+    parser.add_argument(
+        "--no-analyze", action="store_true", help="never ANALYZE (stale planner statistics, autovacuum off)"
+    )
     parser.add_argument("--kinto-venv", type=Path, default=DEFAULT_KINTO_VENV)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="the prompts CSV (act,prompt,...)")
     parser.add_argument(
@@ -758,7 +763,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--batch must be 1..{PUSH_MAX} and --page 1..{PULL_MAX}")
     records = args.records or (5_000 if args.quick else 20_000)
     plan = Plan(
-        records=records, batch=args.batch, page=args.page, increment=args.increment, rounds=args.rounds
+        records=records,
+        batch=args.batch,
+        page=args.page,
+        increment=args.increment,
+        rounds=args.rounds,
+        pull_repeats=max(1, args.pull_repeats),
+        analyze=not args.no_analyze,
     )
 
     # our server signs 15-minute access tokens; a slow bulk write must not outlive its token

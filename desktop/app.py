@@ -7,6 +7,7 @@ constructs services or reads configuration.
 
 from __future__ import annotations
 
+import gc
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,14 @@ def unlock_dialog(*, path: Path, runner: JobRunner) -> UnlockDialog:
     )
 
 
+def settle_startup_objects() -> None:
+    """Take what exists once the window is up (modules, Qt wrappers, the pages) out of the cyclic garbage
+    collector's walks: it lives as long as the app anyway. A full collection walking it held the GUI thread
+    for 100-280 ms (seen right after a big sync, when refreshing the lists set one off); now such a
+    collection walks only what was made since. (Objects are still freed by reference counting.)"""
+    gc.freeze()
+
+
 def run(*, replica_path: Path, argv: list[str] | None = None) -> int:
     """Start the app on ``replica_path``; returns the process exit code."""
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
@@ -136,6 +145,7 @@ def run(*, replica_path: Path, argv: list[str] | None = None) -> int:
     try:
         session = build_window(replica=replica, runner=runner)
         session.window.show()
+        settle_startup_objects()
         code = app.exec()
         session.shutdown(wait_ms=60_000)
         return int(code)

@@ -28,6 +28,7 @@ and a GUI edit made meanwhile waits for it (on a job-runner thread, never the GU
 5,000 outputs on a loaded 2-core machine: pages of 200 / 500 / 1000 gave 951 / 1,225 / 1,399 rows/s and
 held the write lock up to 293 / 523 / 750 ms."""
 CANCEL_WAIT_MS: Final = 5000
+_Callbacks = tuple[Callable[[str, int, int], None], Callable[[Any], None], Callable[[Exception], None]]
 
 
 def worker_command() -> list[str]:
@@ -78,8 +79,7 @@ class ProcessSync(QObject):
         self._process: QProcess | None = None
         self._final: dict[str, Any] | None = None
         self._stderr = bytearray()
-        self._callbacks: tuple[Callable[..., None], Callable[[Any], None], Callable[[Exception], None]] | None
-        self._callbacks = None
+        self._callbacks: _Callbacks | None = None  # (on_progress, on_done, on_error) of the running sync
 
     @property
     def running(self) -> bool:
