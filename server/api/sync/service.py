@@ -46,7 +46,7 @@ from outputhub.server.api.lookups.service import (
     OUTPUT_TAGS,
     PROMPT_TAGS,
 )
-from outputhub.server.api.sync.feed import Feed, FeedRow, make_feed
+from outputhub.server.api.sync.feed import Feed, FeedRow, make_feed, page_rows
 from outputhub.server.api.sync.push import OpRefusedError, apply_change
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
@@ -96,10 +96,6 @@ ENTITY_ORDER = {feed.name: i for i, feed in enumerate(FEEDS)}
 def horizon(session: Session, *, org_id: uuid.UUID) -> int:
     value = session.execute(select(SyncHorizon.revision).where(SyncHorizon.org_id == org_id)).scalar()
     return int(value or 0)
-
-
-def _order(row: FeedRow) -> tuple[int, int, str]:
-    return row.revision, ENTITY_ORDER[row.feed.name], row.id
 
 
 @functools.cache
@@ -174,15 +170,10 @@ def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state
             f"{since}: pull again from 0 (local edits are kept and pushed)"
         )
     next_since, has_more, present = _page_bounds(session, org_id=org_id, since=since, limit=limit)
-    page: list[FeedRow] = []
-    for feed in present:
-        where = [feed.table.revision > since, feed.table.revision <= next_since]
-        page.extend(feed.rows(session, org_id=org_id, where=where, limit=None))
-    page.sort(key=_order)
-    for feed in FEEDS:
-        feed.add_links(
-            session, org_id=org_id, rows=[r for r in page if r.feed is feed], since=since, until=next_since
-        )
+    page = page_rows(
+        [row for feed in present for row in feed.rows(session, org_id=org_id, since=since, until=next_since)],
+        ENTITY_ORDER,
+    )
     if with_state:
         _derive_stale_states(session, org_id=org_id, rows=page)
     records = [
@@ -191,7 +182,7 @@ def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state
             "id": r.id,
             "revision": r.revision,
             "deleted": r.deleted,
-            "data": r.data,
+            "data": orjson.Fragment(r.data),
             "state": orjson.Fragment(r.state) if with_state and r.state is not None else None,
         }
         for r in page
@@ -234,15 +225,14 @@ def record_state(session: Session, *, tenant: Tenant, entity: str, ident: uuid.U
     if row is None:
         raise NotFoundError(spec.entity, ident)
     feed = FEED_BY_NAME[spec.table.__tablename__]
-    (item,) = feed.rows(session, org_id=tenant.org_id, where=[feed.table.id == ident], limit=None)
-    feed.add_links(session, org_id=tenant.org_id, rows=[item], since=row.revision - 1, until=row.revision)
+    (item,) = feed.rows(session, org_id=tenant.org_id, record_id=ident)
     state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[row.id]
     return PulledRecord(
         entity=feed.name,
         id=row.id,
         revision=row.revision,
         deleted=row.deleted,
-        data=item.data,
+        data=orjson.loads(item.data),
         state=state_to_wire(state),
     )
 
