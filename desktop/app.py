@@ -91,7 +91,7 @@ def build_window(
         prompts=PromptsPage(library=library, runner=runner, deleter=deleter),
         outputs=OutputsPage(library=library, runner=runner, deleter=deleter),
         custom_gpts=CustomGptsPage(library=library, runner=runner, deleter=deleter),
-        taxonomy=TaxonomyPage(library=library, runner=runner),
+        taxonomy=TaxonomyPage(library=library, runner=runner, deleter=deleter),
         conflicts=ConflictsPage(conflicts=conflicts, runner=runner),
         analytics=AnalyticsPage(analytics=analytics, runner=runner),
         settings=SettingsPage(

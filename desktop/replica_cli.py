@@ -19,11 +19,17 @@ from typing import Annotated, Any
 
 import typer
 
+from outputhub.desktop.services.sync import (
+    Organization,
+    OrganizationChoiceError,
+    find_organization,
+    list_organizations,
+)
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.errors import ReplicaError
 from outputhub.desktop.storage.records import LookupKind
 from outputhub.desktop.storage.replica import Replica
-from outputhub.desktop.storage.sync_store import REJECTED_FIELD, ReplicaSyncStore
+from outputhub.desktop.storage.sync_store import LOCAL_ORG, REJECTED_FIELD, ReplicaSyncStore
 from outputhub.sync.client import (
     AuthenticationFailedError,
     HttpRemote,
@@ -193,7 +199,13 @@ def init(typer_ctx: typer.Context) -> None:
 def attach(
     typer_ctx: typer.Context,
     server: Annotated[str, typer.Option(help="The server's base URL, e.g. https://hub.example.com")],
-    org: Annotated[str, typer.Option(help="The organization id.")],
+    org: Annotated[
+        str | None,
+        typer.Option(
+            help="The organization, by id or name. With --email it may be left out when the account belongs "
+            "to one organization (or the replica is attached already); with --api-key-file give its id."
+        ),
+    ] = None,
     email: Annotated[
         str | None, typer.Option(help="Log in as this user (password from --password-file).")
     ] = None,
@@ -204,20 +216,28 @@ def attach(
     ctx: Context = typer_ctx.obj
     if (email is None) == (api_key_file is None):
         fail(5, "give either --email (with --password-file) or --api-key-file")
+    if api_key_file is not None and org is None:
+        fail(5, "--api-key-file needs --org ORG_ID (the organization the key belongs to)")
     with ctx.replica() as replica:
         store = ReplicaSyncStore(replica)
         try:
             if api_key_file is not None:
                 kind, credential = "apikey", api_key_file.read_text().strip()
+                assert org is not None
+                org_id, org_name = org, ""
             else:
                 if password_file is None:
                     fail(5, "--email needs --password-file")
                 assert password_file is not None and email is not None
                 tokens = login(server, email=email, password=password_file.read_text().rstrip("\n"))
                 kind, credential = "refresh", str(tokens["refresh_token"])
-            store.attach(org_id=org)
+                chosen = _choose_org(server, str(tokens["access_token"]), org, attached=store.org_id())
+                org_id, org_name = chosen.id, chosen.name
+            store.attach(org_id=org_id)
         except OSError as exc:
             fail(2, f"cannot read the credentials file: {exc.strerror}")
+        except OrganizationChoiceError as exc:
+            fail(5, exc.detail)
         except ValueError as exc:
             fail(5, str(exc))
         except ServerUnreachableError as exc:
@@ -227,7 +247,33 @@ def attach(
         replica.set_setting(key="server_url", value=server.rstrip("/"))
         replica.set_setting(key="auth_kind", value=kind)
         replica.set_setting(key="credential", value=credential)
-        emit(ctx, {"server": server, "org_id": org}, f"attached to organization {org} on {server}")
+        named = f"{org_name} ({org_id})" if org_name else org_id
+        emit(
+            ctx,
+            {"server": server, "org_id": org_id, "org_name": org_name},
+            f"attached to organization {named} on {server}",
+        )
+
+
+def _choose_org(server: str, access_token: str, wanted: str | None, *, attached: str) -> Organization:
+    """The organization to attach to, never asked interactively: ``wanted`` (id or name), else the one the
+    replica is attached to, else the account's only one; a clear error listing them otherwise."""
+    orgs = list_organizations(server, access_token)
+    if not orgs:
+        fail(4, "this account is not a member of any organization yet")
+    if wanted is not None:
+        return find_organization(orgs, wanted)
+    if attached != LOCAL_ORG:  # a replica's data belongs to one organization: it keeps it
+        mine = next((o for o in orgs if o.id == attached), None)
+        if mine is None:
+            fail(4, f"this replica belongs to organization {attached}, which this account is not a member of")
+        assert mine is not None
+        return mine
+    if len(orgs) > 1:
+        raise OrganizationChoiceError(
+            "this account belongs to several organizations; choose one with --org NAME_OR_ID", orgs
+        )
+    return orgs[0]
 
 
 def _remote(store: ReplicaSyncStore) -> HttpRemote:

@@ -135,8 +135,10 @@ class Choice:
     label: str
 
 
-DELETABLE: Final = ("prompt", "output", "custom_gpt")
+DELETABLE: Final = ("prompt", "output", "custom_gpt", *LOOKUP_KINDS)
 LABEL_CHARS: Final = 60
+USER_TABLES: Final = {"prompts": "prompt", "outputs": "output", "custom_gpts": "custom_gpt"}
+"""The tables whose records name lookup entries, and their entity names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,7 @@ class DeletionPlan:
     labels: tuple[str, ...]  # their titles / names / excerpts, in the same order
     outputs_deleted_too: int = 0  # a prompt's outputs go with it
     outputs_linked: int = 0  # outputs that keep naming a deleted custom GPT
+    used_by: tuple[tuple[str, int], ...] = ()  # a lookup entry: (entity, how many name it), which lose it
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +160,19 @@ class Deletion:
     entity: str
     labels: tuple[str, ...]
     records: tuple[tuple[str, str], ...]  # (entity, id) in the order they were deleted
+    unlinked: tuple[tuple[str, str, str, str], ...] = ()
+    """Lookup entries taken off the records that named them: (entity, id, field, entry id)."""
 
     @property
     def entities(self) -> frozenset[str]:
-        return frozenset(entity for entity, _ in self.records)
+        return frozenset(entity for entity, _ in self.records) | {entity for entity, *_ in self.unlinked}
+
+    def unlinked_counts(self) -> tuple[tuple[str, int], ...]:
+        """How many records of each entity lost a link, e.g. ``(("prompt", 1), ("output", 3))``."""
+        counts: dict[str, set[str]] = {}
+        for entity, record_id, _field, _entry in self.unlinked:
+            counts.setdefault(entity, set()).add(record_id)
+        return tuple((entity, len(ids)) for entity, ids in counts.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,12 +246,15 @@ class LibraryService:
     def delete(self, *, entity: str, id: str) -> None:
         self._editor.delete(entity, id)
 
-    # --- deleting prompts, outputs and custom GPTs (with undo) ----------------------------------------------
+    # --- deleting prompts, outputs, custom GPTs and lookup entries (with undo) ------------------------------
 
     def _live_label(self, entity: str, record_id: str) -> str | None:
         """The record's label, or None when it is missing or already deleted."""
-        record: PromptRecord | OutputRecord | CustomGptRecord | None
-        if entity == "prompt":
+        record: PromptRecord | OutputRecord | CustomGptRecord | LookupRecord | None
+        if entity in LOOKUP_KINDS:
+            record = self._replica.get_lookup(kind=LOOKUP_KINDS[entity], id=record_id)
+            label = record.name if record is not None else ""
+        elif entity == "prompt":
             record = self._replica.get_prompt(id=record_id)
             label = record.title if record is not None else ""
         elif entity == "output":
@@ -266,7 +281,62 @@ class LibraryService:
         if entity == "custom_gpt":
             outputs = self._replica.live_output_ids(link="custom_gpt_id", ids=live_ids)
             return DeletionPlan(entity, live_ids, labels, outputs_linked=len(outputs))
+        if entity in LOOKUP_KINDS:
+            users = self._replica.live_records_using(kind=LOOKUP_KINDS[entity], ids=live_ids)
+            counts: dict[str, set[str]] = {}
+            for (table, _field), record_ids in users.items():
+                counts.setdefault(USER_TABLES[table], set()).update(record_ids)
+            used_by = tuple((e, len(counts[e])) for e in USER_TABLES.values() if e in counts)
+            return DeletionPlan(entity, live_ids, labels, used_by=used_by)
         return DeletionPlan(entity, live_ids, labels)
+
+    def _unlink(self, entity: str, entry_ids: Sequence[str]) -> list[tuple[str, str, str, str]]:
+        """Take the lookup entries ``entry_ids`` off every live record that names them (edits through the
+        editor, so they sync, as the server does when an entry is deleted); returns what was taken off."""
+        wanted = set(entry_ids)
+        unlinked: list[tuple[str, str, str, str]] = []
+        users = self._replica.live_records_using(kind=LOOKUP_KINDS[entity], ids=entry_ids)
+        for (table, name), record_ids in users.items():
+            user_entity = USER_TABLES[table]
+            for record_id in record_ids:
+                record = self._record(user_entity, record_id)
+                if record is None:
+                    continue
+                value = getattr(record, name)
+                if isinstance(value, tuple):
+                    named = wanted & set(value)
+                    self._editor.edit(user_entity, record_id, {name: frozenset(value) - named})
+                elif value in wanted:
+                    named = {value}
+                    self._editor.edit(user_entity, record_id, {name: None})
+                else:
+                    continue
+                unlinked += [(user_entity, record_id, name, entry) for entry in sorted(named)]
+        return unlinked
+
+    def _relink(self, unlinked: Sequence[tuple[str, str, str, str]]) -> None:
+        """Put lookup entries back on the records they were taken off (unless the record is gone, or a
+        single-valued field has been given another value since)."""
+        for entity, record_id, name, entry in unlinked:
+            record = self._record(entity, record_id)
+            if record is None or record.deleted:
+                continue
+            value = getattr(record, name)
+            if isinstance(value, tuple):
+                if entry not in value:
+                    self._editor.edit(entity, record_id, {name: frozenset(value) | {entry}})
+            elif value is None:
+                self._editor.edit(entity, record_id, {name: entry})
+
+    def _record(self, entity: str, record_id: str) -> Any:
+        if entity in LOOKUP_KINDS:
+            return self._replica.get_lookup(kind=LOOKUP_KINDS[entity], id=record_id)
+        getters = {
+            "prompt": self._replica.get_prompt,
+            "output": self._replica.get_output,
+            "custom_gpt": self._replica.get_custom_gpt,
+        }
+        return getters[entity](id=record_id)
 
     def delete_records(self, *, entity: str, ids: Sequence[str]) -> Deletion:
         """Delete the live records among ``ids`` (a prompt with its outputs) in one transaction: each delete
@@ -278,26 +348,24 @@ class LibraryService:
                 outputs = self._replica.live_output_ids(link="prompt_id", ids=live_ids)
                 records += [("output", i) for i in outputs]
             records += [(entity, i) for i in live_ids]
+            unlinked = self._unlink(entity, live_ids) if entity in LOOKUP_KINDS else []
             for record_entity, record_id in records:
                 self._editor.delete(record_entity, record_id)
-        return Deletion(entity, labels, tuple(records))
+        return Deletion(entity, labels, tuple(records), tuple(unlinked))
 
     def restore_records(self, *, deletion: Deletion) -> int:
         """Undo a :class:`Deletion` (restores, which sync like any edit); returns how many came back.
 
-        Records that are live again already (a sync restored them) are left alone."""
-        getters = {
-            "prompt": self._replica.get_prompt,
-            "output": self._replica.get_output,
-            "custom_gpt": self._replica.get_custom_gpt,
-        }
+        Records that are live again already (a sync restored them) are left alone; lookup entries go back on
+        the records they were taken off."""
         restored = 0
         with self._replica.transaction():
             for entity, record_id in reversed(deletion.records):
-                record = getters[entity](id=record_id)
+                record = self._record(entity, record_id)
                 if record is not None and record.deleted:
                     self._editor.restore(entity, record_id)
                     restored += 1
+            self._relink(deletion.unlinked)
         return restored
 
     # --- prompts --------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ tokens are kept inside the encrypted replica (``Replica.get_setting``), never in
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
@@ -26,6 +26,7 @@ from outputhub.sync.client import (
     login,
     refresh_tokens,
 )
+from outputhub.sync.client.remote import check
 
 REACHABLE_TIMEOUT_S: Final = 3.0
 PULL_PAGE: Final = 200
@@ -49,6 +50,91 @@ class Organization:
     id: str
     name: str
     role: str
+
+    @property
+    def label(self) -> str:
+        """``Acme (owner)``."""
+        return f"{self.name} ({self.role})" if self.role else self.name
+
+
+ChooseOrganization = Callable[[Sequence[Organization], Organization], Organization | None]
+"""Asks which organization to attach to: (the account's organizations, the suggested one) -> the chosen
+one, or None (cancelled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A log-in that succeeded, before the replica is attached: who, where, the account's organizations and
+    the tokens (kept in memory only until :meth:`SyncService.attach`)."""
+
+    server_url: str
+    email: str
+    organizations: tuple[Organization, ...]
+    attached: Organization | None  # the replica's organization (it keeps it), None when not attached yet
+    suggested: Organization  # attached, else the one used before, else the first
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+
+    @property
+    def needs_choice(self) -> bool:
+        """The account belongs to several organizations and the replica belongs to none yet."""
+        return self.attached is None and len(self.organizations) > 1
+
+
+class OrganizationChoiceError(InvalidInputError):
+    """Which organization is meant is not known (several, none given, or no match); the message lists them."""
+
+    def __init__(self, message: str, organizations: Sequence[Organization]) -> None:
+        super().__init__("organization", f"{message}: {describe_organizations(organizations)}")
+        self.organizations = tuple(organizations)
+
+
+class OrganizationNotChosenError(InvalidInputError):
+    """The choice of an organization was cancelled: the replica was left unattached."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "organization",
+            "no organization was chosen, so this library was not attached to the server and stays on this "
+            "computer only; log in again to choose one",
+        )
+
+
+def describe_organizations(organizations: Sequence[Organization]) -> str:
+    """``Acme (owner, id 1f2e...), Beta (member, id 9a8b...)``."""
+    return ", ".join(f"{o.name} ({o.role + ', ' if o.role else ''}id {o.id})" for o in organizations)
+
+
+def find_organization(organizations: Sequence[Organization], wanted: str) -> Organization:
+    """The organization whose id is ``wanted``, else the one whose name is (case-insensitive); raises
+    :class:`OrganizationChoiceError` listing the choices when none or several match."""
+    wanted = wanted.strip()
+    by_id = [o for o in organizations if o.id == wanted]
+    if by_id:
+        return by_id[0]
+    by_name = [o for o in organizations if o.name.casefold() == wanted.casefold()]
+    if len(by_name) == 1:
+        return by_name[0]
+    if by_name:
+        raise OrganizationChoiceError(f"several organizations are called {wanted!r}; give the id", by_name)
+    raise OrganizationChoiceError(
+        f"this account is not a member of {wanted!r}; its organizations are", organizations
+    )
+
+
+def list_organizations(url: str, access_token: str, *, timeout: float = 30.0) -> list[Organization]:
+    """The organizations the account behind ``access_token`` belongs to, with its role in each."""
+    try:
+        response = httpx.get(
+            f"{url.rstrip('/')}/api/v1/orgs",
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=timeout,
+        )
+    except httpx.TransportError as exc:
+        raise ServerUnreachableError(f"cannot reach the server at {url}: {exc.__class__.__name__}") from exc
+    body = check(response).json()
+    items = body.get("items", body) if isinstance(body, dict) else body
+    return [Organization(str(o["id"]), str(o["name"]), str(o.get("role", ""))) for o in items]
 
 
 def normalize_url(url: str) -> str:
@@ -96,8 +182,11 @@ class SyncService:
 
     # --- account ------------------------------------------------------------------------------------------
 
-    def login(self, *, server_url: str, email: str, password: str, auto_sync: bool = True) -> SyncSettings:
-        """Log in, pick the organization (the one used before, else the first), keep the tokens."""
+    def authenticate(self, *, server_url: str, email: str, password: str) -> Account:
+        """Log in and list the account's organizations (network; nothing is stored yet: see :meth:`attach`).
+
+        A replica attached to an organization keeps it (its data belongs to it): an account that is not a
+        member of it is refused."""
         url = normalize_url(server_url)
         if not url:
             raise InvalidInputError("server_url", "enter the server address")
@@ -105,25 +194,55 @@ class SyncService:
             raise InvalidInputError("email", "enter your email and password")
         tokens = login(url, email=email.strip(), password=password)
         access = _field(tokens, "access_token")
-        refresh = _field(tokens, "refresh_token")
-        orgs = self._organizations(url, access)
+        orgs = tuple(list_organizations(url, access, timeout=self._timeout))
         if not orgs:
             raise AuthenticationError("this account is not a member of any organization yet")
-        attached = ReplicaSyncStore(self._replica).org_id()
-        previous = attached if attached != LOCAL_ORG else self._get("org_id")
-        org = next((o for o in orgs if o.id == previous), None)
-        if org is None and attached != LOCAL_ORG:
+        attached_id = ReplicaSyncStore(self._replica).org_id()
+        attached = None
+        if attached_id != LOCAL_ORG:
+            attached = next((o for o in orgs if o.id == attached_id), None)
+            if attached is None:
+                raise InvalidInputError(
+                    "email", "this library belongs to an organization this account is not a member of"
+                )
+        previous = next((o for o in orgs if o.id == self._get("org_id")), None)
+        return Account(
+            server_url=url,
+            email=email.strip(),
+            organizations=orgs,
+            attached=attached,
+            suggested=attached or previous or orgs[0],
+            access_token=access,
+            refresh_token=_field(tokens, "refresh_token"),
+        )
+
+    def attach(
+        self, *, account: Account, org: Organization | str | None = None, auto_sync: bool = True
+    ) -> SyncSettings:
+        """Attach the replica to ``org`` (an :class:`Organization`, or its id or name; None: the replica's
+        own, or the account's only one) and keep the login. Offline records made before move into it."""
+        if isinstance(org, str):
+            org = find_organization(account.organizations, org)
+        if org is None:
+            if account.needs_choice:
+                raise OrganizationChoiceError(
+                    "this account belongs to several organizations; choose one", account.organizations
+                )
+            org = account.suggested
+        if org not in account.organizations:
+            raise OrganizationChoiceError("choose one of the account's organizations", account.organizations)
+        if account.attached is not None and org.id != account.attached.id:
             raise InvalidInputError(
-                "email", "this library belongs to an organization this account is not a member of"
+                "organization",
+                f"this library belongs to {account.attached.name}; it cannot move to {org.name}",
             )
-        org = org or orgs[0]
         with self._replica.transaction():
             ReplicaSyncStore(self._replica).attach(org_id=org.id)
             for key, value in (
-                ("server_url", url),
-                ("email", email.strip()),
-                ("access_token", access),
-                ("refresh_token", refresh),
+                ("server_url", account.server_url),
+                ("email", account.email),
+                ("access_token", account.access_token),
+                ("refresh_token", account.refresh_token),
                 ("org_id", org.id),
                 ("org_name", org.name),
                 ("auto_sync", "on" if auto_sync else "off"),
@@ -131,20 +250,34 @@ class SyncService:
                 self._replica.set_setting(key=key, value=value)
         return self.settings()
 
+    def login(
+        self,
+        *,
+        server_url: str,
+        email: str,
+        password: str,
+        auto_sync: bool = True,
+        org: str | None = None,
+        choose: ChooseOrganization | None = None,
+    ) -> SyncSettings:
+        """Log in and attach in one go (headless callers; the Settings page calls the two steps itself).
+
+        The organization: the replica's own if it is attached; else ``org`` (id or name); else the account's
+        only one; else ``choose(organizations, suggested)`` (None: :class:`OrganizationNotChosenError`, the
+        replica stays unattached); else :class:`OrganizationChoiceError` listing them."""
+        account = self.authenticate(server_url=server_url, email=email, password=password)
+        chosen: Organization | str | None = org
+        if chosen is None and account.needs_choice and choose is not None:
+            chosen = choose(account.organizations, account.suggested)
+            if chosen is None:
+                raise OrganizationNotChosenError()
+        return self.attach(account=account, org=chosen, auto_sync=auto_sync)
+
     def logout(self) -> SyncSettings:
         with self._replica.transaction():
             for key in ("access_token", "refresh_token"):
                 self._replica.set_setting(key=key, value=None)
         return self.settings()
-
-    def _organizations(self, url: str, access: str) -> list[Organization]:
-        response = httpx.get(
-            f"{url}/api/v1/orgs", headers={"Authorization": f"Bearer {access}"}, timeout=self._timeout
-        )
-        response.raise_for_status()
-        body = response.json()
-        items = body.get("items", body) if isinstance(body, dict) else body
-        return [Organization(str(o["id"]), str(o["name"]), str(o.get("role", ""))) for o in items]
 
     def reachable(self) -> bool:
         url = self._get("server_url")

@@ -54,6 +54,15 @@ BULK_CHUNK_SIZE: Final = 2000
 ID_CHUNK: Final = 500  # ids per ``IN (...)`` list
 OUTPUT_LINKS: Final = frozenset({"prompt_id", "custom_gpt_id"})
 CACHE_KIB: Final = 65536  # page cache: every page read from disk is decrypted and HMAC-checked
+LOOKUP_USERS: Final[dict[LookupKind, tuple[tuple[tables.EntityTable[Any], str], ...]]] = {
+    LookupKind.TAGS: ((tables.PROMPTS, "tag_ids"), (tables.OUTPUTS, "tag_ids")),
+    LookupKind.KNOWLEDGE_TYPES: ((tables.OUTPUTS, "knowledge_type_ids"),),
+    LookupKind.ACCURACY_LEVELS: ((tables.OUTPUTS, "accuracy_level_id"),),
+    LookupKind.DEVELOPMENT_STAGES: ((tables.PROMPTS, "development_stage_id"),),
+    LookupKind.GPT_MODELS: ((tables.OUTPUTS, "gpt_model_id"), (tables.CUSTOM_GPTS, "gpt_model_id")),
+    LookupKind.AGENT_GROUPS: ((tables.CUSTOM_GPTS, "agent_group_ids"),),
+}
+"""Which fields of which tables name an entry of each lookup kind (the sync schema's references)."""
 
 
 def open_replica(
@@ -509,6 +518,34 @@ class Replica:
                     chunk,
                 )
                 found += [str(row[0]) for row in rows]
+        return found
+
+    def live_records_using(self, *, kind: LookupKind, ids: Sequence[str]) -> dict[tuple[str, str], list[str]]:
+        """The live prompts, outputs and custom GPTs that name one of the lookup entries ``ids``, by
+        ``(table, field)`` (e.g. ``("outputs", "tag_ids")``); ids only, oldest first."""
+        found: dict[tuple[str, str], list[str]] = {}
+        with self._reading(f"find what uses the {kind.value} entries") as conn:
+            for table, field in LOOKUP_USERS[kind]:
+                link = next((lk for lk in table.links if lk.field == field), None)
+                ids_found: list[str] = []
+                for start in range(0, len(ids), ID_CHUNK):
+                    chunk = list(ids[start : start + ID_CHUNK])
+                    marks = ", ".join("?" * len(chunk))
+                    if link is None:
+                        sql = (
+                            f"SELECT id FROM {table.table} WHERE deleted = 0 AND {field} IN ({marks}) "
+                            "ORDER BY created_at, id"
+                        )
+                    else:
+                        sql = (
+                            f"SELECT DISTINCT r.id, r.created_at FROM {link.table} AS l "
+                            f"JOIN {table.table} AS r ON r.id = l.{link.owner} "
+                            f"WHERE r.deleted = 0 AND l.{link.target} IN ({marks}) "
+                            "ORDER BY r.created_at, r.id"
+                        )
+                    ids_found += [str(row[0]) for row in conn.execute(sql, chunk)]
+                if ids_found:
+                    found[(table.table, field)] = list(dict.fromkeys(ids_found))
         return found
 
     # --- custom GPTs --------------------------------------------------------------------------------------

@@ -197,10 +197,13 @@ class TaxonomyPage(QWidget):
 
     changed = Signal(object)
 
-    def __init__(self, *, library: LibraryService, runner: JobRunner, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, *, library: LibraryService, runner: JobRunner, deleter: Deleter, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self._library = library
         self._runner = runner
+        self._deleter = deleter
         self._current_id: str | None = None
         self.kind = QComboBox(objectName="taxonomy_kind")
         for kind, label in KIND_LABELS.items():
@@ -208,10 +211,18 @@ class TaxonomyPage(QWidget):
         self.kind.currentIndexChanged.connect(lambda _i: (self.new(), self.refresh()))
         self.model: LazyTableModel[LookupRow] = LazyTableModel(LOOKUP_COLUMNS, runner=runner, parent=self)
         self.list = ListPane(
-            self.model, placeholder="Filter by name…", stretch_column="description", parent=self
+            self.model,
+            placeholder="Filter by name…",
+            stretch_column="description",
+            multi_select=True,
+            parent=self,
         )
         self.list.search.search_changed.connect(lambda _t: self.refresh())
         self.list.selected.connect(self.open)
+        self.list.add_row_action(
+            "De&lete…", self.delete, name="delete_lookup_action", shortcut=QKeySequence.StandardKey.Delete
+        )
+        deleter.deleted.connect(self._deleted)
         self.name = QLineEdit(objectName="lookup_name")
         self.description = QLineEdit(objectName="lookup_description")
         self.position = QSpinBox(objectName="lookup_position")
@@ -219,10 +230,13 @@ class TaxonomyPage(QWidget):
         self.message = QLabel(objectName="lookup_message")
         self.save_button = save = QPushButton("&Save", objectName="lookup_save")
         self.new_button = new = QPushButton("&Add new", objectName="lookup_new")
-        self.delete_button = delete = QPushButton("&Delete", objectName="lookup_delete")
+        self.delete_button = delete = QPushButton("De&lete…", objectName="lookup_delete")
+        delete.setToolTip("Delete the selected entries (Delete key in the list; Ctrl+Z undoes)")
         save.clicked.connect(self.save)
         new.clicked.connect(self.new)
         delete.clicked.connect(self.delete)
+        delete.setEnabled(False)
+        self.list.selection_changed.connect(lambda: delete.setEnabled(bool(self.list.selected_ids())))
         form = QFormLayout()
         form.addRow("&Name", self.name)
         form.addRow("D&escription", self.description)
@@ -277,12 +291,15 @@ class TaxonomyPage(QWidget):
         self.message.setText(entry.status)
 
     def new(self) -> None:
+        self._clear_editor()
+        self.name.setFocus()
+
+    def _clear_editor(self) -> None:
         self._current_id = None
         self.name.clear()
         self.description.clear()
         self.position.setValue(0)
         self.message.setText(f"New entry in {KIND_LABELS[self.current_kind()].lower()}")
-        self.name.setFocus()
 
     def save(self) -> None:
         kind, ident = self.current_kind(), self._current_id
@@ -298,17 +315,19 @@ class TaxonomyPage(QWidget):
             on_error=lambda exc: self.message.setText(error_text(exc)),
         )
 
-    def delete(self) -> None:
-        kind, ident = self.current_kind(), self._current_id
-        if ident is None:
-            return
-        entity = next(e for e, k in LOOKUP_KINDS.items() if k is kind)
-        self._runner.submit(
-            "delete lookup",
-            lambda: self._library.delete(entity=entity, id=ident),
-            on_done=lambda _r: (self._done("Deleted", kind), self.new()),
-            on_error=lambda exc: self.message.setText(error_text(exc)),
-        )
+    def current_entity(self) -> str:
+        kind = self.current_kind()
+        return next(e for e, k in LOOKUP_KINDS.items() if k is kind)
+
+    def delete(self) -> bool:
+        """Delete the selected entries (else the one in the editor) after the confirmation; Undo restores
+        them and puts them back on the prompts, outputs and custom GPTs that used them."""
+        ids = self.list.selected_ids() or ([self._current_id] if self._current_id else [])
+        return self._deleter.request(self.current_entity(), ids, parent=self)
+
+    def _deleted(self, deletion: Deletion) -> None:
+        if self._current_id is not None and (deletion.entity, self._current_id) in deletion.records:
+            self._clear_editor()  # the editor no longer shows a deleted entry
 
     def _done(self, text: str, kind: LookupKind) -> None:
         self.message.setText(text)

@@ -1,9 +1,12 @@
-"""Deleting prompts, outputs and custom GPTs, the same way on every list: confirm, delete, undo.
+"""Deleting prompts, outputs, custom GPTs and taxonomy entries, the same way on every list: confirm, delete,
+undo.
 
 The pages ask the one :class:`Deleter` (made by the composition root) to delete the selected rows. It asks the
 library what that would do (a prompt takes its outputs with it), shows a confirmation that names the items,
 deletes through the library service (``LocalLibrary`` tombstones, so the deletes sync) and keeps the last
-deletion for **Undo** (the status-bar button or Ctrl+Z), which restores exactly what was deleted.
+deletion for **Undo** (the status-bar button or Ctrl+Z), which restores exactly what was deleted. A taxonomy
+entry (tag, knowledge type, ...) is also taken off the prompts, outputs and custom GPTs that use it, as the
+server does; Undo puts it back on them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ NOUNS: Final = {
     "prompt": ("prompt", "prompts"),
     "output": ("output", "outputs"),
     "custom_gpt": ("custom GPT", "custom GPTs"),
+    "tag": ("tag", "tags"),
+    "knowledge_type": ("knowledge type", "knowledge types"),
+    "accuracy_level": ("accuracy level", "accuracy levels"),
+    "development_stage": ("development stage", "development stages"),
+    "gpt_model": ("GPT model", "GPT models"),
+    "agent_group": ("agent group", "agent groups"),
 }
 NAMED_AT_MOST: Final = 8  # a confirmation lists this many names, then "and N more"
 
@@ -60,18 +69,37 @@ def confirmation_text(plan: DeletionPlan) -> tuple[str, str]:
             f"{n:,} {noun('output', n)} {'names' if n == 1 else 'name'} {'it' if one else 'them'} and "
             f"{'keeps' if n == 1 else 'keep'} showing the name."
         )
+    if plan.used_by:
+        users = counted(plan.used_by)
+        details.append(
+            f"{'It is' if one else 'They are'} used by {users}; "
+            f"{'it is' if one else 'they are'} taken off {'it' if _total(plan.used_by) == 1 else 'them'}."
+        )
     details.append("You can undo this right after (Undo in the status bar, or Ctrl+Z).")
     return question, "\n\n".join(details)
+
+
+def _total(counts: Sequence[tuple[str, int]]) -> int:
+    return sum(n for _, n in counts)
+
+
+def counted(counts: Sequence[tuple[str, int]]) -> str:
+    """``1 prompt, 3 outputs and 1 custom GPT``."""
+    parts = [f"{n:,} {noun(entity, n)}" for entity, n in counts if n]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def deleted_text(deletion: Deletion) -> str:
     extra = len(deletion.records) - len(deletion.labels)
     more = f" and {extra:,} {noun('output', extra)}" if deletion.entity == "prompt" and extra else ""
+    unlinked = deletion.unlinked_counts()
+    if unlinked:
+        more += f" (taken off {counted(unlinked)})"
     return f"Deleted {describe(deletion.entity, deletion.labels)}{more}."
 
 
 class Deleter(QObject):
-    """Confirm, delete and undo for the Prompts, Outputs and Custom GPTs pages (one per window)."""
+    """Confirm, delete and undo for the Prompts, Outputs, Custom GPTs and Taxonomy pages (one per window)."""
 
     deleted = Signal(object)  # Deletion
     restored = Signal(object)  # Deletion

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import html
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -19,14 +23,63 @@ from PySide6.QtWidgets import (
 
 from outputhub.desktop.jobs import JobRunner
 from outputhub.desktop.jobs.sync_controller import SyncController
-from outputhub.desktop.services.sync import SyncService, SyncSettings
+from outputhub.desktop.services.sync import Account, Organization, SyncService, SyncSettings
 from outputhub.desktop.ui.widgets import error_text
+
+NOT_CHOSEN = (
+    "Logged in, but no organization was chosen: this library is not attached to the server and stays on "
+    "this computer only. Log in again to choose one."
+)
 
 
 def _password() -> QLineEdit:
     edit = QLineEdit()
     edit.setEchoMode(QLineEdit.EchoMode.Password)
     return edit
+
+
+class OrganizationDialog(QDialog):
+    """Which organization this library syncs with, when the account belongs to several."""
+
+    def __init__(
+        self,
+        *,
+        email: str,
+        organizations: Sequence[Organization],
+        suggested: Organization,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("organization_dialog")
+        self.setWindowTitle("Choose the organization")
+        self._organizations = tuple(organizations)
+        self.choice = QComboBox(objectName="organization_choice")
+        for org in self._organizations:
+            self.choice.addItem(org.label, org.id)
+        self.choice.setCurrentIndex(self._organizations.index(suggested))
+        text = QLabel(
+            f"<b>{html.escape(email)}</b> belongs to {len(self._organizations)} organizations. Choose the "
+            "one this library syncs with: its prompts, outputs and taxonomy then belong to that "
+            "organization (a library stays with the organization it was first attached to)."
+        )
+        text.setObjectName("organization_text")
+        text.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.use_button = buttons.addButton("&Use this organization", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.use_button.setObjectName("use_organization")
+        self.use_button.setDefault(True)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout()
+        form.addRow("&Organization", self.choice)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.choice.setFocus()
+
+    def chosen(self) -> Organization:
+        return self._organizations[self.choice.currentIndex()]
 
 
 class SettingsPage(QWidget):
@@ -45,6 +98,7 @@ class SettingsPage(QWidget):
         self._controller = controller
         self._change_passphrase = change_passphrase
         self._runner = runner
+        self.org_chooser: OrganizationDialog | None = None  # open while the user picks an organization
         self.server_url = QLineEdit(objectName="server_url")
         self.server_url.setPlaceholderText("https://outputhub.example.com")
         self.email = QLineEdit(objectName="email")
@@ -138,11 +192,45 @@ class SettingsPage(QWidget):
             self.password.text(),
             self.auto_sync.isChecked(),
         )
+        if self.org_chooser is not None:
+            return
         self.login_button.setEnabled(False)
         self.account.setText("Logging in…")
         self._runner.submit(
             "log in",
-            lambda: self._sync.login(server_url=url, email=email, password=password, auto_sync=auto),
+            lambda: self._sync.authenticate(server_url=url, email=email, password=password),
+            on_done=lambda account: self._authenticated(account, auto),
+            on_error=self._login_failed,
+        )
+
+    def _authenticated(self, account: Account, auto: bool) -> None:
+        """Logged in: attach to the replica's organization or the only one, else ask which."""
+        if not account.needs_choice:
+            self._attach(account, account.suggested, auto)
+            return
+        dialog = OrganizationDialog(
+            email=account.email, organizations=account.organizations, suggested=account.suggested, parent=self
+        )
+        dialog.finished.connect(lambda result: self._org_chosen(dialog, account, auto, result))
+        self.org_chooser = dialog
+        self.account.setText("Logged in: choose the organization…")
+        dialog.open()
+
+    def _org_chosen(self, dialog: OrganizationDialog, account: Account, auto: bool, result: int) -> None:
+        self.org_chooser = None
+        dialog.deleteLater()
+        if result == QDialog.DialogCode.Accepted:
+            self._attach(account, dialog.chosen(), auto)
+            return
+        self.login_button.setEnabled(True)
+        self.password.clear()
+        self.account.setText(NOT_CHOSEN)
+
+    def _attach(self, account: Account, org: Organization, auto: bool) -> None:
+        self.account.setText(f"Attaching this library to {org.name}…")
+        self._runner.submit(
+            "attach the library",
+            lambda: self._sync.attach(account=account, org=org, auto_sync=auto),
             on_done=self._logged_in,
             on_error=self._login_failed,
         )

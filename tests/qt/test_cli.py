@@ -2,12 +2,85 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from outputhub.server.cli import app
+from tests.support.client import PASSWORD, new_org, seed_library
 
 
 def test_desktop_command_is_listed_with_its_replica_option() -> None:
     result = CliRunner().invoke(app, ["desktop", "--help"])
     assert result.exit_code == 0, result.output
     assert "--replica" in result.output and "encrypted" in result.output
+
+
+# --- `outputhub replica attach --org` against the live test server ---------------------------------------
+
+
+def replica_cli(tmp_path: Path, *args: str, code: int = 0) -> str:
+    secret = tmp_path / "passphrase"
+    if not secret.exists():
+        secret.write_text("a passphrase for the cli replica")
+    result = CliRunner().invoke(
+        app, ["replica", "--replica", str(tmp_path / "cli.ohr"), "--passphrase-file", str(secret), *args]
+    )
+    assert result.exit_code == code, (args, result.exit_code, result.output)
+    return result.output
+
+
+def test_attach_with_several_organizations_needs_org_by_name_or_id(api, live_server, tmp_path: Path) -> None:
+    first = new_org(api, name="First")  # type: ignore[arg-type]  # an httpx.Client speaks like a TestClient
+    second = new_org(api, name="Second", owner=first.owner)  # type: ignore[arg-type]
+    ids = seed_library(second)
+    password = tmp_path / "password"
+    password.write_text(PASSWORD)
+    login = [
+        "attach",
+        "--server",
+        live_server,
+        "--email",
+        first.owner.email,
+        "--password-file",
+        str(password),
+    ]
+    replica_cli(tmp_path, "init")
+
+    out = replica_cli(tmp_path, *login, code=5)  # never asks: says which there are
+    assert "several organizations; choose one with --org NAME_OR_ID" in out
+    assert f"First (owner, id {first.id})" in out and f"Second (owner, id {second.id})" in out
+    out = replica_cli(tmp_path, *login, "--org", "Third", code=5)
+    assert "not a member of 'Third'" in out and "Second (owner" in out
+    assert "org_id: local" in replica_cli(tmp_path, "status"), "nothing attached"
+
+    out = replica_cli(tmp_path, *login, "--org", "second")  # a name, any case
+    assert out.strip() == f"attached to organization Second ({second.id}) on {live_server}"
+    assert "pulled" in replica_cli(tmp_path, "sync")
+    assert ids["prompt"] in replica_cli(tmp_path, "list", "prompts")
+
+    # attached: --org may be left out (it keeps its organization) but cannot name another one
+    assert second.id in replica_cli(tmp_path, *login)
+    assert "belongs to organization" in replica_cli(tmp_path, *login, "--org", first.id, code=5)
+
+
+def test_attach_with_one_organization_needs_no_org(api, live_server, tmp_path: Path) -> None:
+    org = new_org(api, name="Solo")  # type: ignore[arg-type]
+    password = tmp_path / "password"
+    password.write_text(PASSWORD)
+    replica_cli(tmp_path, "init")
+    out = replica_cli(
+        tmp_path,
+        "attach",
+        "--server",
+        live_server,
+        "--email",
+        org.owner.email,
+        "--password-file",
+        str(password),
+    )
+    assert f"Solo ({org.id})" in out
+    key = tmp_path / "key"
+    key.write_text("ohk_not_a_real_key")
+    out = replica_cli(tmp_path, "attach", "--server", live_server, "--api-key-file", str(key), code=5)
+    assert "--api-key-file needs --org" in out

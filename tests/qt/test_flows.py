@@ -165,6 +165,10 @@ def test_taxonomy_add_rename_delete(qtbot, replica, session) -> None:
     assert names == {"Code", "Verse"}
     taxonomy.list.select_id(taxonomy.model.row_at(1).id)
     qtbot.mouseClick(taxonomy.delete_button, Qt.MouseButton.LeftButton)
+    deleter = session.window.deleter  # confirmed like every delete (tests/qt/test_taxonomy_delete.py)
+    qtbot.waitUntil(lambda: deleter.confirmation is not None, timeout=5000)
+    assert deleter.confirmation.text() == "Delete the knowledge type “Verse”?"
+    qtbot.keyClick(deleter.confirmation, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: [r.name for r in taxonomy.model.rows()] == ["Code"], timeout=5000)
 
 
