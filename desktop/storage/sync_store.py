@@ -500,16 +500,17 @@ class ReplicaSyncStore:
                     tables.bulk_upsert(conn, spec, records, chunk_size=1000)
                     for record in records:
                         self._version_snapshot(conn, None, record)
-                    needs_conflicts = [i for i in fresh if _has_conflicts(i.state)]
-                    for item in needs_conflicts:
-                        self._mirror_conflicts(
-                            conn, state_from_wire(entity, item.record_id, item.state), result
-                        )
-                    result.changed += len(fresh)
+                    best = result.max_version.encode() if result.max_version is not None else ""
                     for item in fresh:
-                        top = _max_version(item.state)
-                        if top is not None and (result.max_version is None or top > result.max_version):
-                            result.max_version = top
+                        top, may_conflict = _scan_state(item.state)
+                        best = max(best, top)
+                        if may_conflict:
+                            self._mirror_conflicts(
+                                conn, state_from_wire(entity, item.record_id, item.state), result
+                            )
+                    if best:
+                        result.max_version = HLC.decode(best)
+                    result.changed += len(fresh)
                 for item in group:
                     if item.record_id in existing:
                         self._merge_one(conn, item, result)
@@ -724,29 +725,34 @@ def _remap_state(state: RecordState, refs: Sequence[str], from_id: str, to_id: s
     return build_state(DEFAULT_SCHEMA, state.entity, state.record_id, fields, state.tombstone)
 
 
+_FIELD_KINDS: Final = {
+    name: tuple((f, kind is FieldKind.SET) for f, kind in DEFAULT_SCHEMA.entity(name).fields.items())
+    for name in DEFAULT_SCHEMA.entities
+}
+
+
 def _data_values(entity: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    fields = DEFAULT_SCHEMA.entity(entity).fields
+    get = data.get
     return {
-        name: (frozenset(data.get(name) or ()) if kind.value == "set" else data.get(name))
-        for name, kind in fields.items()
+        name: (frozenset(get(name) or ()) if is_set else get(name)) for name, is_set in _FIELD_KINDS[entity]
     }
 
 
-def _has_conflicts(wire: Mapping[str, Any]) -> bool:
-    """Whether a wire state can hold a conflict: some register with more than one head."""
-    fields = wire.get("f") or {}
-    if any(len(f.get("h", ())) > 1 for f in fields.values()):
-        return True
-    return any(h[2] for h in (wire.get("t") or {}).get("h", ()))
-
-
-def _max_version(wire: Mapping[str, Any]) -> HLC | None:
-    best: str | None = None
+def _scan_state(wire: Mapping[str, Any]) -> tuple[str, bool]:
+    """One pass over a wire state: its newest version (encoded HLCs sort as the clocks do; "" when none) and
+    whether it can hold a conflict (some register with more than one head, or a delete)."""
+    best = ""
+    may_conflict = False
     for f in (wire.get("f") or {}).values():
-        for w in f.get("h", ()):
-            if best is None or w[0] > best:
+        heads = f.get("h", ())
+        if len(heads) > 1:
+            may_conflict = True
+        for w in heads:
+            if w[0] > best:
                 best = w[0]
     for h in (wire.get("t") or {}).get("h", ()):
-        if best is None or h[0] > best:
+        if h[2]:
+            may_conflict = True
+        if h[0] > best:
             best = h[0]
-    return HLC.decode(best) if best else None
+    return best, may_conflict

@@ -48,7 +48,10 @@ def to_timestamp(value: datetime) -> str:
     """UTC ISO-8601 text with microseconds: fixed width, so text order is time order."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"timestamps must be timezone-aware, got naive {value!r}")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # isoformat is ~10x cheaper than strftime (every pulled row has two or three timestamps)
+    return f"{value.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"
 
 
 def from_timestamp(text: str) -> datetime:
