@@ -1,7 +1,8 @@
 """Desktop app benchmark: a big encrypted replica in the real PySide6 window (offscreen).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python -m bench.desktop [--quick] [--outputs N] [--sync-rows N]
-        [--only local|search|stall] [--sync-modes thread,process] [--replica PATH]
+        [--only local|search|stall|refresh] [--sync-modes thread,process] [--replica PATH]
+        [--refresh-rounds N]
 
 1. **Start to first painted list**: a replica holding ``--outputs`` outputs (200,000; ``bulk_insert_outputs``,
    ~1 KB each, the prompts of ``awesome-chatgpt-prompts.csv``) is unlocked (key derivation included), the
@@ -20,6 +21,13 @@
    to the same probe on an idle window (the baseline), and the sync's duration and rows/s. Per
    ``--sync-modes``, on the same server in the same run: ``thread`` (the sync on a job-runner thread of the
    GUI process, as before issue 4's fix) and ``process`` (the app's sync process, ``desktop/sync_worker.py``).
+   After each sync the probe runs on while the lists refresh with what was pulled (``refresh_*``: at least
+   a second, and until the refresh's jobs are done).
+4. **The lists' refresh after a sync, alone** (``--only refresh``): the window over the replica of part 1
+   (``--outputs``, or ``--replica``) on the Outputs page, refreshed ``--refresh-rounds`` times as when a
+   sync has finished (``MainWindow.data_changed``), each probed for a second, with no server nor sync
+   competing for the CPU. Every probe also reports the most CPU the GUI thread used between two ticks
+   (its own work, against the waits for a CPU or the interpreter lock).
 
 Results: a table on stdout and ``bench/results/desktop-<timestamp>.json``.
 """
@@ -331,8 +339,10 @@ class LatenessProbe:
         self.interval = interval_ms / 1000
         self.late: list[float] = []
         self.cpu_wait: list[float] = []
+        self.gui_cpu: list[float] = []  # CPU time the GUI thread used between two ticks (its own work)
         self.last = time.perf_counter()
         self.last_wait = run_queue_wait_s()
+        self.last_cpu = time.thread_time()
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(interval_ms)
@@ -349,19 +359,21 @@ class LatenessProbe:
             self.full_gc.append(time.perf_counter() - self._gc_started)
 
     def _tick(self) -> None:
-        now, wait = time.perf_counter(), run_queue_wait_s()
+        now, wait, cpu = time.perf_counter(), run_queue_wait_s(), time.thread_time()
         self.late.append(max(0.0, now - self.last - self.interval))
         if wait is not None and self.last_wait is not None:
             self.cpu_wait.append(wait - self.last_wait)
-        self.last, self.last_wait = now, wait
+        self.gui_cpu.append(cpu - self.last_cpu)
+        self.last, self.last_wait, self.last_cpu = now, wait, cpu
 
     def run_until(self, app: Any, done: Callable[[], bool], timeout_s: float) -> None:
         from PySide6.QtCore import QEventLoop, QTimer
 
         self.late.clear()
         self.cpu_wait.clear()
+        self.gui_cpu.clear()
         self.full_gc.clear()
-        self.last, self.last_wait = time.perf_counter(), run_queue_wait_s()
+        self.last, self.last_wait, self.last_cpu = time.perf_counter(), run_queue_wait_s(), time.thread_time()
         gc.callbacks.append(self._gc)
         self.timer.start()
         loop = QEventLoop()
@@ -383,6 +395,7 @@ class LatenessProbe:
             f"{prefix}_stalls_over_30ms": sum(late > 0.03 for late in self.late),
             f"{prefix}_full_gcs": len(self.full_gc),
             f"{prefix}_full_gc_max_ms": ms(max(self.full_gc, default=0)),
+            f"{prefix}_max_gui_cpu_per_tick_ms": ms(max(self.gui_cpu, default=0)),
         }
         if len(self.cpu_wait) == len(self.late) and self.late:
             own = [max(0.0, late - wait) for late, wait in zip(self.late, self.cpu_wait, strict=True)]
@@ -454,7 +467,8 @@ def sync_in_window(app: Any, path: Path, base: str, email: str, *, mode: str) ->
     probe.run_until(app, lambda: not session.controller.running, 1800)
     took = time.perf_counter() - t
     during = probe.figures("sync")
-    probe.run_until(app, lambda: runner.running == 0, 60)  # the lists refresh with what was pulled
+    ended = time.perf_counter()  # the lists refresh with what was pulled: probed until their jobs are done
+    probe.run_until(app, lambda: runner.running == 0 and time.perf_counter() - ended > 1, 60)  # and painted
     refresh = probe.figures("refresh")
     pulled = replica.count_live(table="outputs")
     session.shutdown()
@@ -468,11 +482,58 @@ def sync_in_window(app: Any, path: Path, base: str, email: str, *, mode: str) ->
         "sync_rows_per_s": round(pulled / took),
         **idle,
         **during,
-        **{k: v for k, v in refresh.items() if k.startswith(("refresh_max", "refresh_full"))},
+        **{k: v for k, v in refresh.items() if not k.endswith("_ticks")},
         "status_updates": len(statuses),
         "final_status": statuses[-1] if statuses else "",
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
     }
+
+
+# --- 4: the lists' refresh after a sync, alone ----------------------------------------------------------
+
+
+def refresh_stall(app: Any, path: Path, *, rounds: int) -> dict[str, Any]:
+    """The window over the replica at ``path``, on the Outputs page, refreshed ``rounds`` times the way it
+    is when a sync has finished (``MainWindow.data_changed({"*"})``), each time probed for at least a second
+    and until the refresh's jobs are done: no server, no sync, so the figure is the refresh's alone."""
+    from outputhub.desktop.app import build_window, settle_startup_objects
+    from outputhub.desktop.jobs import JobRunner
+    from outputhub.desktop.services import vault
+
+    replica = vault.unlock_replica(path=path, passphrase=PASSPHRASE)
+    runner = JobRunner(max_threads=3)
+    session = build_window(replica=replica, runner=runner, sync_interval_ms=3_600_000)
+    window = session.window
+    window.show()
+    settle_startup_objects()
+    window.navigation.setCurrentRow(1)
+    probe = LatenessProbe()
+    probe.run_until(app, lambda: runner.running == 0, 30)  # the first page
+    probe.run_until(app, lambda: False, 2)
+    out: dict[str, Any] = {"outputs": replica.count_live(table="outputs"), "rounds": rounds}
+    out.update(probe.figures("idle"))
+    late: list[float] = []
+    waits: list[float] = []
+    cpus: list[float] = []
+    round_max: list[float] = []
+    for _ in range(rounds):
+        settled_at = time.perf_counter() + 1
+        window.data_changed(frozenset({"*"}))
+        probe.run_until(app, lambda at=settled_at: runner.running == 0 and time.perf_counter() > at, 30)
+        late += probe.late
+        waits += probe.cpu_wait
+        cpus += probe.gui_cpu
+        round_max.append(ms(max(probe.late, default=0)))
+    probe.late, probe.cpu_wait, probe.gui_cpu = late, waits, cpus
+    out.update(probe.figures("refresh"))
+    out["refresh_max_stall_per_round_ms"] = round_max
+    out["rows_shown"] = window.pages.outputs.model.rowCount()
+    out["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    runner.wait_for_done()
+    session.shutdown()
+    window.close()
+    replica.close()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,15 +544,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument(
         "--only",
-        choices=("local", "search", "stall"),
+        choices=("local", "search", "stall", "refresh"),
         default=None,
-        help="local: parts 1 and 2; search: part 2; stall: part 3",
+        help="local: parts 1 and 2; search: part 2; stall: part 3; refresh: part 4",
+    )
+    parser.add_argument(
+        "--refresh-rounds", type=int, default=10, help="part 4: how many refreshes to probe (10)"
     )
     parser.add_argument(
         "--replica",
         type=Path,
         default=None,
-        help="parts 1-2: keep the big replica at PATH (built when missing, reused when present)",
+        help="parts 1, 2 and 4: keep the big replica at PATH (built when missing, reused when present)",
     )
     parser.add_argument(
         "--sync-modes",
@@ -513,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": machine_info(), "at": datetime.now(UTC).isoformat()}
     with tempfile.TemporaryDirectory(prefix="bench-desktop-") as tmp:
         work = Path(tmp)
-        if args.only != "stall":
+        if args.only not in ("stall", "refresh"):
             big = args.replica or work / "big.ohb"
             if big.exists():
                 print(f"reusing the replica {big}", flush=True)
@@ -537,7 +601,15 @@ def main(argv: list[str] | None = None) -> int:
             report["search"] = search_figures(shown["replica"], shown["library"], rounds=300)
             print(json.dumps(report["search"]), flush=True)
             shown["replica"].close()
-        if sync_rows and args.only not in ("local", "search"):
+        if args.only in (None, "refresh"):
+            big = args.replica or work / "big.ohb"
+            if not big.exists():
+                print(f"building a replica with {outputs:,} outputs…", flush=True)
+                report["replica"] = build_replica(big, outputs, sources)
+            print(f"refreshing the Outputs list {args.refresh_rounds} times…", flush=True)
+            report["refresh"] = refresh_stall(app, big, rounds=args.refresh_rounds)
+            print(json.dumps(report["refresh"]), flush=True)
+        if sync_rows and args.only not in ("local", "search", "refresh"):
             print(f"seeding a server with {sync_rows:,} outputs and syncing them in the window…", flush=True)
             report["sync"] = sync_stall(app, work, sync_rows, sources, modes)
     RESULTS_DIR.mkdir(exist_ok=True)
@@ -587,7 +659,19 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {mode}: full GCs in the GUI process during the sync / then the lists' refresh | "
             f"{y['sync_full_gcs']} / longest refresh stall {y['refresh_max_stall_ms']} ms "
-            f"(full GCs {y['refresh_full_gcs']}, longest {y['refresh_full_gc_max_ms']} ms) |"
+            f"(p99 {y.get('refresh_p99_stall_ms', '-')} ms, beyond the wait for a CPU "
+            f"{y.get('refresh_max_stall_beyond_cpu_wait_ms', '-')} ms; full GCs {y['refresh_full_gcs']}, "
+            f"longest {y['refresh_full_gc_max_ms']} ms) |"
+        )
+    if "refresh" in report:
+        r = report["refresh"]
+        print(
+            f"| the lists' refresh after a sync, alone ({r['outputs']:,} outputs, {r['rounds']} refreshes): "
+            f"longest GUI stall / p99 | {r['refresh_max_stall_ms']} / {r['refresh_p99_stall_ms']} ms (beyond "
+            f"the wait for a CPU: {r.get('refresh_max_stall_beyond_cpu_wait_ms', '-')} / "
+            f"{r.get('refresh_p99_stall_beyond_cpu_wait_ms', '-')} ms; most GUI CPU between two ticks "
+            f"{r['refresh_max_gui_cpu_per_tick_ms']} ms); idle {r['idle_max_stall_ms']} / "
+            f"{r['idle_p99_stall_ms']} ms |"
         )
     print(f"\nresults: {out}")
     return 0

@@ -88,6 +88,7 @@ class ListPane(QWidget):
         self.table.setSortingEnabled(True)
         self._layout_columns()
         model.modelReset.connect(self._layout_columns)
+        model.modelReset.connect(self.table.scrollToTop)  # a new listing starts at its top
         layout.addWidget(self.table, 1)
         self.status = QLabel(self)
         self.status.setObjectName("list_status")
@@ -95,6 +96,7 @@ class ListPane(QWidget):
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
         self.table.selectionModel().selectionChanged.connect(lambda _s, _d: self.selection_changed.emit())
         model.modelReset.connect(self.selection_changed.emit)
+        model.layoutChanged.connect(lambda *_: self.selection_changed.emit())  # rows refreshed in place
         self.table.doubleClicked.connect(self._double_clicked)
         model.page_loaded.connect(self._show_count)
         model.total_changed.connect(lambda _total: model.loading or self._show_count(model.rowCount()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -39,6 +39,9 @@ QTableView { gridline-color: #e0e0e0; selection-background-color: #bbdefb; selec
 QHeaderView::section { background: #f5f5f5; padding: 4px; border: none; border-bottom: 1px solid #ddd; }
 QStatusBar QLabel#sync_status { padding: 0 6px; }
 """
+
+
+SYNC_PROGRESS_MS = 100  # the sync's progress shows at most this often (a state change at once)
 
 
 class Page(Protocol):
@@ -111,6 +114,10 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.undo_button)
         self.statusBar().addPermanentWidget(self.conflict_label)
         self.statusBar().addPermanentWidget(self.progress)
+        self._sync_state = ""  # the state on show
+        self._sync_next: SyncStatus | None = None  # a progress update waiting for the throttle
+        self._sync_throttle = QTimer(self, singleShot=True, interval=SYNC_PROGRESS_MS)
+        self._sync_throttle.timeout.connect(self._show_next_sync_status)
         sync.status_changed.connect(self.show_sync_status)
         sync.synced.connect(lambda _report: self.data_changed(frozenset({"*"})))
         self.show_sync_status(sync.status)
@@ -168,9 +175,24 @@ class MainWindow(QMainWindow):
         self.pages.outputs.capture()
 
     def show_sync_status(self, status: SyncStatus) -> None:
-        self.sync_label.setText(status.text)
+        """A new state shows at once; progress within a sync at most every ``SYNC_PROGRESS_MS`` (the
+        newest wins), so a fast stream of pages costs the GUI thread no more than ~10 updates a second."""
+        self._sync_next = status
+        if status.state != self._sync_state or not self._sync_throttle.isActive():
+            self._show_next_sync_status()
+
+    def _show_next_sync_status(self) -> None:
+        status, self._sync_next = self._sync_next, None
+        if status is None:
+            return
+        if status.state == "syncing":
+            self._sync_throttle.start()  # the next progress update waits for it
+        self._sync_state = status.state
         colors = {"error": "#b00020", "offline": "#6d4c41", "not_configured": "#6d4c41"}
-        self.sync_label.setStyleSheet(f"color: {colors.get(status.state, '#1b5e20')}")
+        style = f"color: {colors.get(status.state, '#1b5e20')}"
+        if style != self.sync_label.styleSheet():  # setting one re-polishes the label: only on a change
+            self.sync_label.setStyleSheet(style)
+        self.sync_label.setText(status.text)
         if status.state == "syncing" and status.total:
             self.progress.setRange(0, status.total)
             self.progress.setValue(status.done)

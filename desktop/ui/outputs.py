@@ -310,6 +310,7 @@ class OutputsPage(QWidget):
                 filter=flt, order_by=order_by, descending=desc, offset=offset, limit=limit
             ),
             counter=lambda: library.count_output_matches(filter=flt),  # "… of 1,000+ matches" while searching
+            key=flt,  # the same filter again (data changed): refreshed in place, position and selection kept
         )
 
     def load_pickers(self) -> None:

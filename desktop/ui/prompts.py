@@ -167,6 +167,7 @@ class PromptsPage(QWidget):
                 filter=flt, order_by=order_by, descending=desc, offset=offset, limit=limit
             ),
             counter=lambda: library.count_prompt_matches(filter=flt),  # "… of 1,000+ matches" while searching
+            key=flt,  # the same filter again (data changed): refreshed in place, position and selection kept
         )
 
     def load_taxonomy(self) -> None:

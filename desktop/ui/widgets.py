@@ -29,6 +29,7 @@ class IdCombo(QComboBox):
     ):
         super().__init__(parent)
         self._empty_label = empty_label
+        self._choices: list[tuple[str, str]] | None = None  # as last set (None: the items differ from them)
         self.setEditable(editable)
         if editable:
             self.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
@@ -41,13 +42,19 @@ class IdCombo(QComboBox):
         self.set_choices([])
 
     def set_choices(self, choices: Iterable[tuple[str, str]], *, keep: bool = True) -> None:
+        """Offer ``choices``, keeping the current entry (``keep``). The same choices again (each refresh of
+        a page) change nothing: refilling re-measures every entry for the box's width on the GUI thread."""
+        listed = list(choices)
+        if keep and listed == self._choices:
+            return
+        self._choices = listed
         current = self.current_id() if keep and self.count() else None
         self.blockSignals(True)
         self.clear()
         if self._empty_label is not None:
             # an editable box shows the empty entry as a placeholder, so typing starts from nothing
             self.addItem("" if self.isEditable() else self._empty_label, None)
-        for ident, label in choices:
+        for ident, label in listed:
             self.addItem(label, ident)
         self.blockSignals(False)
         self.set_current_id(current)
@@ -70,6 +77,7 @@ class IdCombo(QComboBox):
         so showing that record does not silently pick another entry."""
         if ident is not None and self.findData(ident) < 0:
             self.addItem(label, ident)
+            self._choices = None
 
 
 class CheckList(QListWidget):

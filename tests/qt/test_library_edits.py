@@ -106,7 +106,7 @@ def test_nothing_live_to_delete_is_said_in_words(replica) -> None:
     with pytest.raises(InvalidInputError, match="already deleted"):
         library.plan_deletion(entity="output", ids=[ids["output0"], str(uuid.uuid4())])
     with pytest.raises(InvalidInputError, match="cannot delete"):
-        library.plan_deletion(entity="tag", ids=[ids["tag_python"]])
+        library.plan_deletion(entity="prompt_version", ids=[ids["prompt"]])
 
 
 def test_linked_output_ids_are_found_across_many_ids(replica) -> None:
