@@ -4,17 +4,24 @@ Each operation is handled on its own (a savepoint per op): a refused op (no perm
 taken, malformed) is reported with its reason and the rest of the batch proceeds. Each handled op id is
 remembered with its answer, so replaying a batch (a retry after a lost response) returns the same answers
 and changes nothing.
+
+Plain creates of records the server does not know yet (a desktop's first upload, bulk imports) take a bulk
+path: checked in Python against what the batch already knows, then written together with Core
+``executemany`` inserts, one savepoint per run of consecutive such ops (see :func:`_new_record`). Their
+answers, rows, states, op log and events are the ones the per-op path gives; anything the bulk path is not
+sure of (a lookup, a reference it would have to look up, a value it would refuse, a concurrent writer)
+goes through the per-op path.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +36,7 @@ from outputhub.server.api.sync.records import (
     EntitySpec,
     load_states,
     reference_ids,
+    state_json,
     store_state,
     write_row,
 )
@@ -40,6 +48,7 @@ from outputhub.server.storage.tables import (
     ReplicatedRow,
     SyncConflict,
     SyncOp,
+    SyncRecordState,
     SyncRemap,
 )
 from outputhub.sync.engine import (
@@ -48,7 +57,9 @@ from outputhub.sync.engine import (
     ChangeKind,
     Conflict,
     FieldBase,
+    FieldKind,
     FieldValue,
+    MergeOutcome,
     OutcomeKind,
     RecordState,
     make_delete,
@@ -424,7 +435,10 @@ def push(
     changes: list[dict[str, Any]],
     now: datetime,
     max_drift_ms: int = DEFAULT_MAX_DRIFT_MS,
+    bulk_creates: bool = True,
 ) -> list[OpResult]:
+    """Answer each op of a push, in order (``bulk_creates=False``: every op through the per-op path, the
+    reference the bulk path of new records is tested against)."""
     may_write = allows(tenant.role, Action.WRITE)
     op_ids = [str(raw.get("op_id") or "")[:64] if isinstance(raw, dict) else "" for raw in changes]
     answered: dict[str, OpResult] = {
@@ -448,16 +462,28 @@ def push(
         parsed=changes_to_apply,
         write_count=sum(c is not None for c in changes_to_apply),
     )
-    results: list[OpResult] = []
-    for raw, op_id, change in zip(changes, op_ids, parsed, strict=True):
-        if not op_id:
-            results.append(
-                OpResult(op_id="", status="refused", error=OpError(code="invalid", detail="missing op_id"))
+    results: list[OpResult | None] = [None] * len(changes)
+    op_rows: list[dict[str, Any]] = []
+    run = _Run(batch=batch)
+
+    def remember(index: int, op_id: str, result: OpResult) -> None:
+        results[index] = result
+        if result.status != "refused" or result.error is None or result.error.code != "permission-denied":
+            # a viewer's refused op is not remembered: once promoted, a retry may succeed
+            answered[op_id] = result
+            op_rows.append(
+                {
+                    "org_id": tenant.org_id,
+                    "op_id": op_id,
+                    "entity": str(result.entity or ""),
+                    "record_id": str(result.id or ""),
+                    "device": device[:64],
+                    "result": result.model_dump_json(),
+                    "created_at": now,
+                }
             )
-            continue
-        if op_id in answered:  # a replay (an earlier push, or twice in this one)
-            results.append(answered[op_id].model_copy(update={"replayed": True}))
-            continue
+
+    def handle(index: int, raw: Any, op_id: str, change: Change | ProtocolError | ValueError | None) -> None:
         result = _handle(
             session,
             tenant=tenant,
@@ -470,23 +496,262 @@ def push(
             device=device,
             batch=batch,
         )
-        results.append(result)
-        if result.status != "refused" or result.error is None or result.error.code != "permission-denied":
-            # a viewer's refused op is not remembered: once promoted, a retry may succeed
-            answered[op_id] = result
-            session.add(
-                SyncOp(
-                    org_id=tenant.org_id,
-                    op_id=op_id,
-                    entity=str(result.entity or ""),
-                    record_id=str(result.id or ""),
-                    device=device[:64],
-                    result=result.model_dump_json(),
-                    created_at=now,
+        remember(index, op_id, result)
+
+    def write_run() -> None:
+        """Insert the pending run of new records (before any op that may read them), or, if a concurrent
+        writer got there first, hand its ops to the per-op path, which answers each exactly."""
+        news = run.take()
+        if not news:
+            return
+        if _insert_new_records(session, tenant=tenant, news=news, now=now):
+            for new in news:
+                batch.known.setdefault(new.spec.table, set()).add(new.rid)
+                applied = Applied(new.outcome.kind, new.outcome.state, new.revision, (), (), None)
+                _emit(session, tenant=tenant, change=new.change, applied=applied, device=device, now=now)
+                remember(
+                    new.index,
+                    new.change.op_id,
+                    OpResult(
+                        op_id=new.change.op_id,
+                        status=new.outcome.kind.value,
+                        entity=new.change.entity,
+                        id=new.change.record_id,
+                        revision=new.revision,
+                    ),
                 )
+            return
+        batch.next_revision = run.first_revision  # the per-op path draws the same revisions again
+        for new in news:
+            handle(new.index, changes[new.index], op_ids[new.index], parsed[new.index])
+
+    now_ms = int(now.timestamp() * 1000)
+    for index, (raw, op_id, change) in enumerate(zip(changes, op_ids, parsed, strict=True)):
+        if not op_id:
+            results[index] = OpResult(
+                op_id="", status="refused", error=OpError(code="invalid", detail="missing op_id")
             )
+            continue
+        if op_id in run.op_ids:
+            write_run()  # its answer is final only once written
+        if op_id in answered:  # a replay (an earlier push, or twice in this one)
+            results[index] = answered[op_id].model_copy(update={"replayed": True})
+            continue
+        if bulk_creates and may_write and isinstance(change, Change):
+            new = _new_record(
+                session,
+                change=change,
+                index=index,
+                op_id=op_id,
+                batch=batch,
+                pending=run.ids,
+                now_ms=now_ms,
+                max_drift_ms=max_drift_ms,
+            )
+            if new is not None:
+                run.add(session, new)
+                continue
+        write_run()
+        handle(index, raw, op_id, change)
+    write_run()
+    if op_rows:
+        session.execute(insert(SyncOp.__table__), op_rows)  # type: ignore[arg-type]
     session.flush()
-    return results
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+@dataclass
+class _NewRecord:
+    """A plain create of a record the server does not know, checked and ready to be inserted in bulk."""
+
+    index: int
+    change: Change  # with references to merged lookups rewritten
+    spec: EntitySpec
+    rid: uuid.UUID
+    outcome: MergeOutcome
+    revision: int = 0
+
+
+@dataclass
+class _Run:
+    """Consecutive new records of a push, written together before the next op that may read them."""
+
+    batch: PushBatch
+    news: list[_NewRecord] = field(default_factory=list)
+    ids: dict[type[ReplicatedRow], set[uuid.UUID]] = field(default_factory=dict)
+    op_ids: set[str] = field(default_factory=set)
+    first_revision: int = 0
+    """``batch.next_revision`` before the run's first op drew its revision."""
+
+    def add(self, session: Session, new: _NewRecord) -> None:
+        """Add the op and reserve its revision (in op order, as the per-op path would)."""
+        if not self.news:
+            self.first_revision = self.batch.next_revision
+        new.revision = self.batch.revision(session)
+        self.news.append(new)
+        self.ids.setdefault(new.spec.table, set()).add(new.rid)
+        self.op_ids.add(new.change.op_id)
+
+    def take(self) -> list[_NewRecord]:
+        news = self.news
+        self.news, self.ids, self.op_ids = [], {}, set()
+        return news
+
+
+def _new_record(
+    session: Session,
+    *,
+    change: Change,
+    index: int,
+    op_id: str,
+    batch: PushBatch,
+    pending: dict[type[ReplicatedRow], set[uuid.UUID]],
+    now_ms: int,
+    max_drift_ms: int,
+) -> _NewRecord | None:
+    """The op as a new record for the bulk path, or None when the per-op path must handle it: not a create,
+    a lookup (a taken name is merged), a record the batch knows (or creates earlier), or a merged state
+    the per-op checks might refuse (required fields, lengths, value types, a reference the batch does not
+    know to exist, created by an op *before* this one)."""
+    if change.kind is not ChangeKind.CREATE or change.hlc.wall_ms > now_ms + max_drift_ms:
+        return None
+    spec = SPECS[change.entity]
+    if spec.lookup or change.op_id != op_id:
+        return None
+    rid = uuid.UUID(change.record_id)
+    if rid in batch.known.get(spec.table, ()) or rid in pending.get(spec.table, ()):
+        return None
+    if batch.remaps:
+        change = remap_change(session, org_id=batch.org_id, change=change, spec=spec, known=batch.remaps)
+    outcome = merge_change(None, change, DEFAULT_SCHEMA)
+    state = outcome.state
+    if outcome.kind is OutcomeKind.NOOP or outcome.conflicts or outcome.resolved or not state.created:
+        return None
+    if not _storable(spec, state, batch=batch, pending=pending):
+        return None
+    return _NewRecord(index, change, spec, rid, outcome)
+
+
+def _storable(
+    spec: EntitySpec,
+    state: RecordState,
+    *,
+    batch: PushBatch,
+    pending: dict[type[ReplicatedRow], set[uuid.UUID]],
+) -> bool:
+    """Whether :func:`_check_values` surely accepts the state and :func:`write_row` can store it as is,
+    judged without a query (False sends the op to the per-op path, which answers it exactly)."""
+    values = state.values
+    for name in spec.required:
+        value = values.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return False
+    for name, limit in spec.max_lengths.items():
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            return False
+    if values.get("position") is not None:
+        return False
+    fields = DEFAULT_SCHEMA.entity(spec.entity).fields
+    for name in spec.columns:
+        value = values[name]
+        if name in spec.references or fields[name] is FieldKind.TEXT:
+            if value is not None and not isinstance(value, str):
+                return False
+        elif not isinstance(value, str):
+            return False
+    for name in spec.links:
+        members = values[name]
+        if members is not None and (
+            not isinstance(members, frozenset) or not all(isinstance(m, str) for m in members)
+        ):
+            return False
+    try:
+        references = list(reference_ids(spec, values))
+    except ValueError:
+        return False
+    for name, ident in references:
+        table = spec.references[name]
+        if ident not in batch.known.get(table, ()) and ident not in pending.get(table, ()):
+            return False
+    return True
+
+
+def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewRecord], now: datetime) -> bool:
+    """Write new records as :func:`apply_change` would (rows, link rows, a first prompt version, states),
+    with one Core ``executemany`` per table inside one savepoint. False, with nothing written, when the
+    database refuses (a concurrent writer created one of the ids meanwhile)."""
+    rows: dict[type[ReplicatedRow], list[dict[str, Any]]] = {}
+    links: dict[Any, list[dict[str, Any]]] = {}
+    versions: list[dict[str, Any]] = []
+    states: list[dict[str, Any]] = []
+    for new in news:
+        spec, state = new.spec, new.outcome.state
+        fields = DEFAULT_SCHEMA.entity(spec.entity).fields
+        row: dict[str, Any] = {
+            "id": new.rid,
+            "org_id": tenant.org_id,
+            "revision": new.revision,
+            "deleted": state.deleted,
+            "created_at": now,
+            "created_by": tenant.actor,
+            "updated_at": now,
+            "updated_by": tenant.actor,
+        }
+        for name in spec.columns:
+            value = state.values[name]
+            if name in spec.references:
+                value = None if value is None else uuid.UUID(str(value))
+            elif fields[name] is FieldKind.TEXT and value is None:
+                value = ""
+            row[name] = value
+        if spec.table is Prompt:
+            row["version"] = 1
+            versions.append(
+                {
+                    "id": uuid.uuid4(),
+                    "org_id": tenant.org_id,
+                    "prompt_id": new.rid,
+                    "version": 1,
+                    "title": row["title"],
+                    "body": row["body"],
+                    "created_at": now,
+                    "created_by": tenant.actor,
+                }
+            )
+        rows.setdefault(spec.table, []).append(row)
+        for name, link in spec.links.items():
+            links.setdefault(link, []).extend(
+                {"org_id": tenant.org_id, link.parent: new.rid, link.child: uuid.UUID(m)}
+                for m in sorted(state.values[name] or frozenset())  # type: ignore[arg-type]
+            )
+        states.append(
+            {
+                "org_id": tenant.org_id,
+                "record_id": new.rid,
+                "entity": state.entity,
+                "revision": new.revision,
+                "state": state_json(state),
+            }
+        )
+    nested = session.begin_nested()
+    try:
+        connection = session.connection()
+        for spec in SPECS.values():  # referenced tables first (custom GPTs, prompts, then outputs)
+            if spec.table in rows:
+                connection.execute(insert(spec.table.__table__), rows[spec.table])  # type: ignore[attr-defined]
+        for link, items in links.items():
+            if items:
+                connection.execute(insert(link.table.__table__), items)
+        if versions:
+            connection.execute(insert(PromptVersion.__table__), versions)  # type: ignore[arg-type]
+        connection.execute(insert(SyncRecordState.__table__), states)  # type: ignore[arg-type]
+    except IntegrityError:
+        nested.rollback()
+        return False
+    nested.commit()
+    return True
 
 
 def _handle(

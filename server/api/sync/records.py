@@ -325,6 +325,11 @@ def _dumps(wire: Mapping[str, Any]) -> str:
     return json.dumps(wire, separators=(",", ":"))
 
 
+def state_json(state: RecordState) -> str:
+    """The stored text of a state, exactly as :func:`store_state` writes it (for bulk inserts)."""
+    return _dumps(state_to_wire(state))
+
+
 def store_state(
     session: Session, *, org_id: uuid.UUID, state: RecordState, revision: int, new: bool = False
 ) -> None:
