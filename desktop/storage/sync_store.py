@@ -497,7 +497,7 @@ class ReplicaSyncStore:
                         )
                         for i in fresh
                     ]
-                    tables.bulk_upsert(conn, spec, records, chunk_size=1000)
+                    tables.bulk_upsert(conn, spec, records, chunk_size=1000, new=True)
                     for record in records:
                         self._version_snapshot(conn, None, record)
                     best = result.max_version.encode() if result.max_version is not None else ""

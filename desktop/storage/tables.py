@@ -109,6 +109,11 @@ class EntityTable(Generic[R]):
             f"ON CONFLICT (id) DO UPDATE SET {updates}"
         )
 
+    @cached_property
+    def insert_sql(self) -> str:
+        cols = self.all_columns
+        return f"INSERT INTO {self.table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
     def to_row(self, record: R) -> tuple[object, ...]:
         if not isinstance(record, self.record_type):
             raise TypeError(f"{self.table} stores {self.record_type.__name__}, not {type(record).__name__}")
@@ -208,12 +213,17 @@ def check_lookup(kind: LookupKind, record: LookupRecord) -> None:
 # --- statements ---------------------------------------------------------------------------------------------
 
 
-def _replace_links(conn: Connection, spec: EntityTable[R], records: Sequence[R]) -> None:
+def _replace_links(
+    conn: Connection, spec: EntityTable[R], records: Sequence[R], *, new: bool = False
+) -> None:
+    """Each record's link rows become its link fields (``new``: the records were just inserted, they have no
+    link rows to delete)."""
     if not spec.links:
         return
     ids = [(r.id,) for r in records]
     for link in spec.links:
-        conn.executemany(f"DELETE FROM {link.table} WHERE {link.owner} = ?", ids)
+        if not new:
+            conn.executemany(f"DELETE FROM {link.table} WHERE {link.owner} = ?", ids)
         pairs = [(r.id, target) for r in records for target in dict.fromkeys(getattr(r, link.field))]
         if pairs:
             conn.executemany(f"INSERT INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs)
@@ -224,14 +234,19 @@ def upsert(conn: Connection, spec: EntityTable[R], record: R) -> None:
     _replace_links(conn, spec, [record])
 
 
-def bulk_upsert(conn: Connection, spec: EntityTable[R], records: Iterable[R], *, chunk_size: int) -> int:
+def bulk_upsert(
+    conn: Connection, spec: EntityTable[R], records: Iterable[R], *, chunk_size: int, new: bool = False
+) -> int:
     """executemany in chunks (bounded memory); the caller holds one transaction around it.
 
     Full-text indexing is done per chunk with one set-based statement instead of the per-row insert trigger
     (about twice as fast): the trigger is dropped and re-created *inside the caller's transaction*, so no
     other connection ever sees it missing. Rows that already existed keep their ``seq`` and go through the
     update trigger as usual. Within a chunk a repeated id keeps its last version. Returns the rows written.
-    """
+
+    ``new``: the caller has checked, in its transaction, that none of the ids exists (a pull's new records):
+    plain inserts, no link rows to delete first; an id that does exist fails the insert (nothing is
+    overwritten)."""
     trigger_sql: str | None = None
     if spec.fts is not None:
         row = conn.execute(
@@ -245,7 +260,7 @@ def bulk_upsert(conn: Connection, spec: EntityTable[R], records: Iterable[R], *,
     while chunk := list({r.id: r for r in islice(iterator, chunk_size)}.values()):
         if spec.fts is not None and trigger_sql is not None:
             last_seq = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {spec.table}").fetchone()[0]
-        conn.executemany(spec.upsert_sql, [spec.to_row(r) for r in chunk])
+        conn.executemany(spec.insert_sql if new else spec.upsert_sql, [spec.to_row(r) for r in chunk])
         if spec.fts is not None and trigger_sql is not None:
             columns = ", ".join(spec.fts.columns)
             conn.execute(
@@ -253,7 +268,7 @@ def bulk_upsert(conn: Connection, spec: EntityTable[R], records: Iterable[R], *,
                 f"SELECT seq, {columns} FROM {spec.table} WHERE seq > ?",
                 (last_seq,),
             )
-        _replace_links(conn, spec, chunk)
+        _replace_links(conn, spec, chunk, new=new)
         count += len(chunk)
     if trigger_sql is not None:
         conn.execute(trigger_sql)
