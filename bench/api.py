@@ -580,6 +580,19 @@ def bench_backend(
 # --- reporting ----------------------------------------------------------------------------------------------
 
 
+def cpu_reference_seconds(loops: int = 3) -> float:
+    """Seconds for a pure-Python loop of 10M additions (best of ``loops``): the speed of one core as this
+    run saw it, so runs on the same VM on different days can be compared (its CPU share varies 2x)."""
+    best = float("inf")
+    for _ in range(loops):
+        start = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return round(best, 3)
+
+
 def machine_info() -> dict[str, Any]:
     model = "?"
     with contextlib.suppress(OSError):
@@ -610,6 +623,8 @@ def machine_info() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "psql": psql,
         "packages": versions,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpu_reference_10M_loop_s": cpu_reference_seconds(),
     }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import BackgroundTasks, Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -60,13 +60,23 @@ class Services:
 
     def publish(self, events: list[DomainEvent], touched: set[uuid.UUID]) -> None:
         """After a commit: invalidate the touched organizations' cache entries, then run the handlers."""
+        self.invalidate(touched)
+        self.deliver(events)
+
+    def invalidate(self, touched: set[uuid.UUID]) -> None:
+        """Bump the touched organizations' cache generation (before the response: a read right after a
+        write must not see the cache of before)."""
         for org_id in touched:
             self.cache.bump(org_id)
+
+    def deliver(self, events: list[DomainEvent]) -> None:
+        """Run the handlers (audit log, webhooks, notifications, analytics) on committed events; a failing
+        handler is logged and its events stay in the outbox, to be redelivered."""
         if events:
-            delivered = run_handlers(self.event_handlers, events)  # a failing handler is logged
+            delivered = run_handlers(self.event_handlers, events)
             if self.outbox is not None:
                 if delivered:
-                    self.outbox.done(events)  # else they stay in the outbox and are redelivered
+                    self.outbox.done(events)
                 self.outbox.maybe_redeliver(self.event_handlers)
 
 
@@ -77,7 +87,11 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(request: Request, services: ServicesDep) -> Iterator[Session]:
+def get_session(request: Request, services: ServicesDep, background: BackgroundTasks) -> Iterator[Session]:
+    """One transaction per request. Its events are staged in the outbox in the same transaction; once it
+    has committed, cache entries are invalidated at once and the event handlers (audit log, webhooks,
+    notifications, analytics) run right after the response is sent, so a write's answer does not wait for
+    them (the outbox redelivers events whose handlers did not finish, e.g. after a crash)."""
     # API-key reads may record the key's last use, so only token-authenticated reads are read-only
     read_only = request.method in ("GET", "HEAD") and not request.headers.get("authorization", "").startswith(
         f"Bearer {API_KEY_KIND}_"
@@ -87,7 +101,9 @@ def get_session(request: Request, services: ServicesDep) -> Iterator[Session]:
         events, touched = take_events(session)
         if events and services.outbox is not None:
             services.outbox.stage(session, events)  # same transaction as the change
-    services.publish(events, touched)
+    services.invalidate(touched)
+    if events:
+        background.add_task(services.deliver, events)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

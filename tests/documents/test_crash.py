@@ -3,7 +3,8 @@ no orphan document and no row pointing at a missing document, and no committed c
 
 Two points: after the body document is staged in MongoDB and before the SQL transaction commits (the row
 never exists: reconcile deletes the pending document), and after the commit but before the document is
-confirmed and the audit record written (reconcile confirms it; the outbox delivers the audit record).
+confirmed and the audit record written (reconcile confirms it; the outbox delivers the audit record). The
+event handlers run after the answer is sent, so in the second case the client got its 201 before the kill.
 """
 
 from __future__ import annotations
@@ -102,9 +103,18 @@ def _bodies(env: dict[str, str]) -> dict[str, str]:
         return {d["doc_id"]: d["state"] for d in coll.find({})}
 
 
-def _post_until_killed(proc: subprocess.Popen[str], base: str, org: str, body: dict[str, object]) -> None:
-    with pytest.raises(httpx.TransportError):
-        httpx.post(f"{base}/api/v1/orgs/{org}/outputs", json=body, headers=body.pop("_headers"), timeout=30)  # type: ignore[arg-type]
+def _post_until_killed(
+    proc: subprocess.Popen[str], base: str, org: str, body: dict[str, object], *, answered: bool = False
+) -> None:
+    """Post the output; the server kills itself on the way. ``answered``: the kill comes after the commit,
+    in the event handlers, which run once the answer is sent: the client gets its 201 (the write did
+    commit), then the process dies."""
+    url, headers = f"{base}/api/v1/orgs/{org}/outputs", body.pop("_headers")
+    if answered:
+        assert httpx.post(url, json=body, headers=headers, timeout=30).status_code == 201  # type: ignore[arg-type]
+    else:
+        with pytest.raises(httpx.TransportError):
+            httpx.post(url, json=body, headers=headers, timeout=30)  # type: ignore[arg-type]
     assert proc.wait(timeout=20) == -9  # SIGKILL: no cleanup ran
 
 
@@ -155,7 +165,7 @@ def test_killed_after_the_commit_before_the_confirmation_and_the_audit(server_en
         "_headers": headers,
     }
     with running(server_env, OUTPUTHUB_TEST_CRASH_AT="after_row_committed") as (proc, base):
-        _post_until_killed(proc, base, org, body)
+        _post_until_killed(proc, base, org, body, answered=True)
     assert _bodies(server_env) == {output_id: "pending"}
 
     # the restarted server repairs at start-up: confirms the body, delivers the outbox to the audit log
