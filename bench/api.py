@@ -160,6 +160,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SERVER_PIDS: dict[str, int] = {}
+"""Base URL -> process id of the servers running in this benchmark process (for :func:`wait_until_idle`)."""
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) the process has used, or None when it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(base: str, *, quiet_s: float = 1.0, timeout_s: float = 600.0) -> float:
+    """Wait until the server at ``base`` has used (almost) no CPU for ``quiet_s``: the background work a
+    write leaves behind (event handlers, audit records, analytics) is done. Returns the seconds from the call
+    until its last busy moment (0.0 when it was idle already, or unknown)."""
+    pid = SERVER_PIDS.get(base)
+    if pid is None or _cpu_seconds(pid) is None:
+        return 0.0
+    start = time.perf_counter()
+    last_busy = start
+    step = 0.1
+    used = _cpu_seconds(pid) or 0.0
+    while time.perf_counter() - start < timeout_s:
+        time.sleep(step)
+        now_used = _cpu_seconds(pid)
+        if now_used is None:
+            break
+        if now_used - used > 0.1 * step:  # more than 10 % of a core
+            last_busy = time.perf_counter()
+        used = now_used
+        if time.perf_counter() - last_busy >= quiet_s:
+            break
+    return max(0.0, last_busy - start)
+
+
 @contextlib.contextmanager
 def running_server(*, database_url: str | None, workdir: Path) -> Iterator[str]:
     """Start ``bench.server`` under uvicorn in a subprocess; yield its base URL; stop it afterwards."""
@@ -184,8 +221,10 @@ def running_server(*, database_url: str | None, workdir: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server not ready after 60 s:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.2)
+            SERVER_PIDS[base] = proc.pid
             yield base
         finally:
+            SERVER_PIDS.pop(base, None)
             proc.terminate()
             try:
                 proc.wait(timeout=15)

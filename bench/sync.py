@@ -38,6 +38,7 @@ from bench.api import (
     output_content,
     running_server,
     set_up_org,
+    wait_until_idle,
 )
 from outputhub.desktop.storage import OutputRecord, open_replica
 from outputhub.desktop.storage.cipher import connect, passphrase_bytes
@@ -157,6 +158,8 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         prompt_id, items = fill(base, lib, rows)
         results["fill_seconds"] = round(time.perf_counter() - t0, 1)
+        # the fill's event handlers and analytics run after the answers: let them finish before any figure
+        results["fill_settle_seconds"] = round(wait_until_idle(base), 1)
         results["raw_insert_rows_per_s"] = round(raw_insert(workdir / "raw.db", items))
         results["replica_bulk_insert_rows_per_s"] = round(
             replica_insert(workdir / "bulk.ohr", lib.org, items)
@@ -191,6 +194,7 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
                 results["initial_sync_rows_per_s"] / results["replica_bulk_insert_rows_per_s"], 3
             )
 
+            wait_until_idle(base)
             library = LocalLibrary(store)
             trip: list[float] = []
             full: list[float] = []
