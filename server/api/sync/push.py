@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from outputhub.server.api.sync.records import (
     SERVER_NODE,
     SPECS,
     EntitySpec,
+    column_values,
     load_states,
     reference_ids,
     state_json,
@@ -222,19 +224,27 @@ def remap_change(
     )
 
 
+def _field_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[str, str] | None:
+    """(detail, field) of the first required field missing or text too long, or None."""
+    for name in spec.required:
+        value = values.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return f"{spec.entity}.{name} is required", name
+    for name, limit in spec.max_lengths.items():
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            return f"{spec.entity}.{name} is longer than {limit} characters", name
+    return None
+
+
 def _check_values(
     session: Session, *, tenant: Tenant, spec: EntitySpec, state: RecordState, batch: PushBatch | None = None
 ) -> None:
     """Refuse a merged state the server could not store (missing references, required fields, lengths)."""
     values = state.values
-    for name in spec.required:
-        value = values.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise OpRefusedError("invalid", f"{spec.entity}.{name} is required", name)
-    for name, limit in spec.max_lengths.items():
-        value = values.get(name)
-        if isinstance(value, str) and len(value) > limit:
-            raise OpRefusedError("invalid", f"{spec.entity}.{name} is longer than {limit} characters", name)
+    problem = _field_problem(spec, values)
+    if problem is not None:
+        raise OpRefusedError("invalid", *problem)
     if "position" in values and values["position"] is not None and not isinstance(values["position"], int):
         raise OpRefusedError("invalid", f"{spec.entity}.position must be an integer", "position")
     by_table: dict[type[ReplicatedRow], set[uuid.UUID]] = {}
@@ -643,14 +653,8 @@ def _storable(
     """Whether :func:`_check_values` surely accepts the state and :func:`write_row` can store it as is,
     judged without a query (False sends the op to the per-op path, which answers it exactly)."""
     values = state.values
-    for name in spec.required:
-        value = values.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return False
-    for name, limit in spec.max_lengths.items():
-        value = values.get(name)
-        if isinstance(value, str) and len(value) > limit:
-            return False
+    if _field_problem(spec, values) is not None:
+        return False
     if values.get("position") is not None:
         return False
     fields = DEFAULT_SCHEMA.entity(spec.entity).fields
@@ -688,7 +692,6 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
     states: list[dict[str, Any]] = []
     for new in news:
         spec, state = new.spec, new.outcome.state
-        fields = DEFAULT_SCHEMA.entity(spec.entity).fields
         row: dict[str, Any] = {
             "id": new.rid,
             "org_id": tenant.org_id,
@@ -699,13 +702,7 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
             "updated_at": now,
             "updated_by": tenant.actor,
         }
-        for name in spec.columns:
-            value = state.values[name]
-            if name in spec.references:
-                value = None if value is None else uuid.UUID(str(value))
-            elif fields[name] is FieldKind.TEXT and value is None:
-                value = ""
-            row[name] = value
+        row.update(column_values(spec, state))
         if spec.table is Prompt:
             row["version"] = 1
             versions.append(

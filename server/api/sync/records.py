@@ -317,7 +317,7 @@ def load_state_wires(
     out = {r.id: stored[r.id][1] for r in rows if _is_current(r, stored)}
     stale = [r for r in rows if r.id not in out]
     for ident, state in _states(spec, stale, stored, row_values(session, spec, stale)).items():
-        out[ident] = _dumps(state_to_wire(state))
+        out[ident] = state_json(state)
     return out
 
 
@@ -335,7 +335,7 @@ def store_state(
 ) -> None:
     """Store (insert or replace) the record's state as of the row's ``revision`` (``new``: the record was
     created by this transaction, so there is nothing to replace)."""
-    payload = _dumps(state_to_wire(state))
+    payload = state_json(state)
     record_id = uuid.UUID(state.record_id)
     replaced = not new and session.execute(
         update(SyncRecordState)
@@ -355,6 +355,20 @@ def _uuid_or_none(value: FieldValue) -> uuid.UUID | None:
     return None if value is None else uuid.UUID(str(value))
 
 
+def column_values(spec: EntitySpec, state: RecordState) -> dict[str, Any]:
+    """What the state's values are as the row's columns (references as UUIDs, an unset text as "")."""
+    schema_fields = DEFAULT_SCHEMA.entity(spec.entity).fields
+    out: dict[str, Any] = {}
+    for name in spec.columns:
+        value = state.values[name]
+        if name in spec.references:
+            value = _uuid_or_none(value)
+        elif schema_fields[name] is FieldKind.TEXT and value is None:
+            value = ""
+        out[name] = value
+    return out
+
+
 def write_row(
     session: Session,
     spec: EntitySpec,
@@ -366,13 +380,7 @@ def write_row(
 ) -> None:
     """Materialize the state's values onto the row (columns) and its link tables (``new``: the row was just
     added, it has no links to replace)."""
-    schema_fields = DEFAULT_SCHEMA.entity(spec.entity).fields
-    for name in spec.columns:
-        value = state.values[name]
-        if name in spec.references:
-            value = _uuid_or_none(value)
-        elif schema_fields[name] is FieldKind.TEXT and value is None:
-            value = ""
+    for name, value in column_values(spec, state).items():
         setattr(row, name, value)
     if spec.lookup:
         assert isinstance(row, LookupRow)
