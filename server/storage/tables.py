@@ -334,6 +334,9 @@ class SyncRecordState(Base):
     entity: Mapped[str] = mapped_column(String(32))
     revision: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(Text)
+    data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The record's pull-feed ``data`` (its read schema as JSON text), built when the transaction that wrote
+    the record committed; valid while ``revision`` is the row's. NULL: the feed builds it on the fly."""
 
 
 class SyncOp(Base):

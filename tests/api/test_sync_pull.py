@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+
+from outputhub.server.api.sync.service import purge_tombstones
+from outputhub.server.storage.database import set_tenant, unit_of_work
+from outputhub.server.storage.tables import SyncRecordState
 from tests.support.client import add_member, new_org, seed_library
+from tests.support.feed import stale_feed_data
 
 
 def pull_all(actor, org, *, since: int = 0, limit: int = 1000) -> tuple[list[dict], int]:
@@ -118,3 +126,57 @@ def test_pulled_data_is_exactly_what_the_rest_api_serves(client):
     assert by_id[bare.json()["id"]]["data"]["tag_ids"] == []
     assert by_id[bare.json()["id"]]["data"]["custom_gpt_id"] is None
     assert sorted(by_id[linked.json()["id"]]["data"]["tag_ids"]) == sorted([second, ids["tag"]])
+
+
+def _pulled_equals_rest(org, records: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    for record in records:
+        if record["deleted"]:
+            continue
+        rest = org.owner.get(f"{org.base}/{REST_PATHS[record['entity']]}/{record['id']}")
+        assert rest.status_code == 200, rest.text
+        assert record["data"] == rest.json(), record["entity"]
+
+
+def test_each_records_data_is_stored_at_commit_and_kept_current(app, client):
+    """A pull reads each record's data as stored when the transaction that wrote it committed. Every kind
+    of write keeps it current: creates, edits of columns and links, a lookup delete (which takes the lookup
+    off the records that held it), a purge of tombstones (whose link rows go without a new revision)."""
+    import uuid
+
+    factory = app.state.services.session_factory
+    org = new_org(client)
+    ids = seed_library(org)
+    o = org.owner
+    doomed = o.post(f"{org.base}/tags", json={"name": "doomed"}).json()["id"]
+    o.patch(f"{org.base}/outputs/{ids['output']}", json={"tag_ids": [ids["tag"], doomed], "notes": "n"})
+    o.patch(f"{org.base}/prompts/{ids['prompt']}", json={"title": "Renamed", "tag_ids": [doomed]})
+    assert stale_feed_data(factory, org.id) == []
+    before = {r["id"]: r["data"] for r in pull_all(o, org)[0]}
+    assert doomed in before[ids["output"]]["tag_ids"]
+
+    assert o.delete(f"{org.base}/tags/{doomed}").status_code == 204
+    assert stale_feed_data(factory, org.id) == []
+    records, _ = pull_all(o, org)
+    by_id = {r["id"]: r for r in records}
+    assert by_id[ids["output"]]["data"]["tag_ids"] == [ids["tag"]]
+    assert by_id[ids["prompt"]]["data"]["tag_ids"] == []
+    _pulled_equals_rest(org, records)
+
+    with unit_of_work(factory) as session:
+        set_tenant(session, org_id=uuid.UUID(org.id))
+        assert (
+            purge_tombstones(session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1)) >= 1
+        )
+    assert stale_feed_data(factory, org.id) == []
+    records, _ = pull_all(o, org)
+    assert doomed not in {r["id"] for r in records}
+    _pulled_equals_rest(org, records)
+
+    # rows stored before the data was (an older server): built on the fly, the same
+    with unit_of_work(factory) as session:
+        set_tenant(session, org_id=uuid.UUID(org.id))
+        session.execute(
+            update(SyncRecordState).values(data=None).where(SyncRecordState.org_id == uuid.UUID(org.id))
+        )
+    again, _ = pull_all(o, org)
+    assert again == records

@@ -35,6 +35,7 @@ from outputhub.server.storage.tables import (
 from outputhub.sync.engine import DEFAULT_SCHEMA, make_create, make_edit, merge_change
 from outputhub.sync.protocol import change_to_wire, state_from_wire
 from tests.support.client import Actor, Org, new_org, register, seed_library
+from tests.support.feed import stale_feed_data
 
 NODE = "bulk-device"
 T0 = int(time.time() * 1000) + 12 * 3_600_000
@@ -182,6 +183,7 @@ def _snapshot(app: FastAPI, org: Org, names: Names) -> dict[str, Any]:
     feed = o.get(f"{org.base}/sync/changes", params={"protocol": 1, "since": 0, "limit": 5000}).json()
     assert not feed["has_more"]
     snap["feed"] = names.normalize(feed)
+    assert stale_feed_data(app.state.services.session_factory, org.id) == []
     audit = o.get(f"{org.base}/audit", params={"source": "sync", "limit": 500}).json()["items"]
     snap["audit"] = sorted(
         (names.normalize({k: v for k, v in item.items() if k != "id"}) for item in audit),

@@ -9,6 +9,7 @@ import pytest
 
 from outputhub.sync.client import Merged
 from tests.support.client import add_member, new_org, seed_library
+from tests.support.feed import stale_feed_data
 from tests.sync.support import Device, make_device
 
 
@@ -143,7 +144,7 @@ def test_delete_against_concurrent_edit_restores_with_a_note(org, devices) -> No
     assert laptop.values() == desktop.values()
 
 
-def test_same_tag_created_offline_twice_is_merged(org, devices) -> None:  # type: ignore[no-untyped-def]
+def test_same_tag_created_offline_twice_is_merged(app, org, devices) -> None:  # type: ignore[no-untyped-def]
     ids = seed_library(org)
     laptop, desktop = devices
     laptop.sync()
@@ -162,6 +163,7 @@ def test_same_tag_created_offline_twice_is_merged(org, devices) -> None:  # type
     out = org.owner.get(f"{org.base}/outputs/{ids['output']}").json()
     assert survivor in out["tag_ids"] and tag_b not in out["tag_ids"]
     assert laptop.values() == desktop.values()
+    assert stale_feed_data(app.state.services.session_factory, org.id) == []
 
 
 def test_viewer_edit_is_refused_kept_and_reverted(client, org, devices, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -229,8 +231,16 @@ def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore
     laptop.sync()
     desktop.sync()
     doomed = org.owner.post(f"{org.base}/prompts", json={"title": "Doomed", "body": "x"}).json()["id"]
+    # a tag deleted through sync keeps its links (the engine merges sets; the desktop unlinks by edits), so
+    # the purge takes the link rows with it without a new revision for the output that held them
+    old_tag = org.owner.post(f"{org.base}/tags", json={"name": "old"}).json()["id"]
+    linked = org.owner.patch(f"{org.base}/outputs/{ids['output']}", json={"tag_ids": [ids["tag"], old_tag]})
+    assert linked.status_code == 200, linked.text
     laptop.sync()
     desktop.sync()
+    laptop.library.delete("tag", old_tag)
+    laptop.sync()
+    assert old_tag in org.owner.get(f"{org.base}/outputs/{ids['output']}").json()["tag_ids"]
     assert org.owner.delete(f"{org.base}/prompts/{doomed}").status_code == 204
     laptop.sync()  # the laptop saw the delete; the desktop has been away
     desktop.library.edit("prompt", ids["prompt"], {"title": "Edited while away"})
@@ -258,3 +268,8 @@ def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore
     laptop.sync()
     assert report.checksum_ok is True
     assert laptop.values() == desktop.values()
+    assert stale_feed_data(app.state.services.session_factory, org.id, allow_missing=True) == []
+    assert org.owner.get(f"{org.base}/outputs/{ids['output']}").json()["tag_ids"] == [ids["tag"]]
+    assert laptop.library.get("output", ids["output"])["tag_ids"] == [ids["tag"]] or sorted(
+        laptop.library.get("output", ids["output"])["tag_ids"]
+    ) == sorted([ids["tag"], old_tag])

@@ -53,6 +53,7 @@ from outputhub.sync.ports import ApplyResult, RemoteItem
 from outputhub.sync.protocol import ENTITY_TABLES
 from tests.conftest import make_settings
 from tests.support.client import new_org
+from tests.support.feed import stale_feed_data
 from tests.sync.support import PASSPHRASE
 
 EXAMPLES = int(os.environ.get("OUTPUTHUB_SYNC_MACHINE_EXAMPLES", "6"))
@@ -381,6 +382,9 @@ class SyncMachine(RuleBasedStateMachine):
         )
         self.devices.append(observer)
         observer.client.sync()
+        # the data the server stored at each commit is what its rows say now (replicas would agree on a
+        # stale one too, so this is checked against the rows themselves)
+        assert stale_feed_data(self.server.app.state.services.session_factory, self.org.id) == []
         truth = {e: observer.store.snapshot_values(e) for e in ENTITY_TABLES}
         for device in self.devices:
             assert device.store.pending_count() == 0, f"{device.name}: outbox not empty"

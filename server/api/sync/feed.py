@@ -27,8 +27,31 @@ from sqlalchemy import BigInteger, TextClause, bindparam, text
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Uuid
 
+from outputhub.common.schemas import (
+    AccuracyLevelRead,
+    CustomGptRead,
+    GptModelRead,
+    LookupRead,
+    OutputRead,
+    PromptRead,
+)
 from outputhub.server.api.base import Link
-from outputhub.server.storage.tables import ReplicatedRow, UTCDateTime
+from outputhub.server.api.lookups.service import (
+    CUSTOM_GPT_AGENT_GROUPS,
+    KINDS,
+    OUTPUT_KNOWLEDGE_TYPES,
+    OUTPUT_TAGS,
+    PROMPT_TAGS,
+)
+from outputhub.server.storage.tables import (
+    AccuracyLevel,
+    CustomGpt,
+    GptModel,
+    Output,
+    Prompt,
+    ReplicatedRow,
+    UTCDateTime,
+)
 
 # --- value formats, per dialect (SQL expressions over a column reference) -------------------------------
 
@@ -112,16 +135,42 @@ class Feed:
         """The rows with ``:since < revision <= :until`` (or the one row ``:id``), data as JSON text."""
         return _feed_sql(self, dialect, one)
 
-    def _build_sql(self, dialect: str, one: bool) -> TextClause:
+    def data_sql(self, dialect: str) -> str:
+        """The JSON text of row ``t``'s ``data``, built from its columns and link tables."""
         pairs: list[str] = []
         for column in self.columns:
             pairs += [f"'{column}'", _value_sql(self.table, column, dialect)]
         for field, link in self.links:
             pairs += [f"'{field}'", _link_sql(link, dialect)]
         if dialect == "sqlite":
-            ident, data = sqlite_uuid_sql("t.id"), f"json_object({', '.join(pairs)})"
-        else:
-            ident, data = "t.id::text", f"json_build_object({', '.join(pairs)})::text"
+            return f"json_object({', '.join(pairs)})"
+        return f"json_build_object({', '.join(pairs)})::text"
+
+    def refresh_sql(self, dialect: str) -> TextClause:
+        """Store the ``data`` of every row with ``:low <= revision <= :high`` beside its merge state (run
+        when the transaction that wrote them commits, after the states are stored)."""
+        return _refresh_sql(self, dialect)
+
+    def _build_refresh_sql(self, dialect: str) -> TextClause:
+        return text(
+            f"UPDATE sync_record_states AS s SET data = {self.data_sql(dialect)} "
+            f"FROM {self.table.__tablename__} AS t "
+            "WHERE t.org_id = :org AND t.revision BETWEEN :low AND :high "
+            "AND s.org_id = t.org_id AND s.record_id = t.id"
+        ).bindparams(
+            bindparam("org", type_=Uuid),
+            bindparam("low", type_=BigInteger),
+            bindparam("high", type_=BigInteger),
+        )
+
+    def _build_sql(self, dialect: str, one: bool) -> TextClause:
+        ident = sqlite_uuid_sql("t.id") if dialect == "sqlite" else "t.id::text"
+        # the data stored when the row's transaction committed, else (rows written before it was stored, or
+        # by a path that bypassed the hook) built here; CASE evaluates the ELSE branch only when needed
+        data = (
+            "CASE WHEN s.revision = t.revision AND s.data IS NOT NULL THEN s.data "
+            f"ELSE {self.data_sql(dialect)} END"
+        )
         where = "t.id = :id" if one else "t.revision > :since AND t.revision <= :until"
         statement = text(
             f"SELECT t.revision, {ident}, t.deleted, s.revision, s.state, {data} "
@@ -165,6 +214,11 @@ def _feed_sql(feed: Feed, dialect: str, one: bool) -> TextClause:
     return feed._build_sql(dialect, one)
 
 
+@functools.cache
+def _refresh_sql(feed: Feed, dialect: str) -> TextClause:
+    return feed._build_refresh_sql(dialect)
+
+
 def make_feed(name: str, table: type[ReplicatedRow], read: type[BaseModel], links: dict[str, Link]) -> Feed:
     """The columns come from the read schema, so the feed sends what the REST API sends."""
     names = {c.key for c in table.__table__.columns}  # type: ignore[attr-defined]
@@ -183,3 +237,24 @@ def make_feed(name: str, table: type[ReplicatedRow], read: type[BaseModel], link
 def page_rows(rows: Sequence[FeedRow], order: dict[str, int]) -> list[FeedRow]:
     """Rows in feed order: revision, then entity (lookups first), then id."""
     return sorted(rows, key=lambda r: (r.revision, order[r.feed.name], r.id))
+
+
+LOOKUP_READ: dict[type[Any], type[BaseModel]] = {AccuracyLevel: AccuracyLevelRead, GptModel: GptModelRead}
+
+# lookups first: within one revision a record never precedes the lookups it references
+FEEDS: tuple[Feed, ...] = (
+    *(
+        make_feed(kind.table.__tablename__, kind.table, LOOKUP_READ.get(kind.table, LookupRead), {})
+        for kind in KINDS
+    ),
+    make_feed("custom_gpts", CustomGpt, CustomGptRead, {"agent_group_ids": CUSTOM_GPT_AGENT_GROUPS}),
+    make_feed("prompts", Prompt, PromptRead, {"tag_ids": PROMPT_TAGS}),
+    make_feed(
+        "outputs",
+        Output,
+        OutputRead,
+        {"knowledge_type_ids": OUTPUT_KNOWLEDGE_TYPES, "tag_ids": OUTPUT_TAGS},
+    ),
+)
+FEED_BY_NAME = {feed.name: feed for feed in FEEDS}
+ENTITY_ORDER = {feed.name: i for i, feed in enumerate(FEEDS)}

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
+    Integer,
     String,
     TextClause,
     Uuid,
@@ -41,6 +42,7 @@ from outputhub.server.api.lookups.service import (
     PROMPT_TAGS,
     name_key,
 )
+from outputhub.server.api.sync.feed import FEED_BY_NAME
 from outputhub.server.storage.tables import (
     AccuracyLevel,
     AgentGroup,
@@ -415,14 +417,16 @@ def reference_ids(spec: EntitySpec, values: Mapping[str, FieldValue]) -> Iterabl
 
 
 @functools.cache
-def _stale_rows_sql() -> TextClause:
-    """(entity, id) of the rows of an organization in a revision range whose stored state is missing or
-    older than the row. Plain SQL built once: this runs before every commit that wrote replicated rows."""
+def _written_rows_sql() -> TextClause:
+    """(entity, id, stale) of the rows of an organization in a revision range, ``stale`` when their stored
+    state is missing or older than the row. Plain SQL built once: this runs before every commit that wrote
+    replicated rows."""
     parts = [
-        f"SELECT '{spec.entity}' AS entity, t.id AS id FROM {spec.table.__tablename__} t "
+        f"SELECT '{spec.entity}' AS entity, t.id AS id, "
+        "CASE WHEN s.revision IS NULL OR s.revision <> t.revision THEN 1 ELSE 0 END AS stale "
+        f"FROM {spec.table.__tablename__} t "
         "LEFT JOIN sync_record_states s ON s.org_id = t.org_id AND s.record_id = t.id "
-        "WHERE t.org_id = :org AND t.revision BETWEEN :low AND :high "
-        "AND (s.revision IS NULL OR s.revision <> t.revision)"
+        "WHERE t.org_id = :org AND t.revision BETWEEN :low AND :high"
         for spec in SPECS.values()
     ]
     return (
@@ -432,7 +436,7 @@ def _stale_rows_sql() -> TextClause:
             bindparam("low", type_=BigInteger),
             bindparam("high", type_=BigInteger),
         )
-        .columns(entity=String, id=Uuid)
+        .columns(entity=String, id=Uuid, stale=Integer)
     )
 
 
@@ -442,19 +446,26 @@ def _before_commit(session: Session) -> None:
 
     The rows are found by the revisions the transaction allocated (every write allocates one), whatever
     path wrote them: ORM objects, bulk inserts or UPDATE statements."""
+    if session.in_nested_transaction():
+        return  # SQLAlchemy fires this when a savepoint is released too: wait for the real commit
     ranges: list[tuple[uuid.UUID, int, int]] = session.info.pop(REVISIONS_KEY, [])
     if not ranges:
         return
     by_org: dict[uuid.UUID, list[tuple[int, int]]] = {}
     for org_id, first, last in ranges:
         by_org.setdefault(org_id, []).append((first, last))
+    dialect = session.get_bind().dialect.name
     for org_id, spans in by_org.items():
         low, high = min(a for a, _ in spans), max(b for _, b in spans)
-        # one round trip finds the written rows whose state is missing or older than the row (a sync push
-        # stores its own states, so for it this finds nothing)
+        bounds = {"org": org_id, "low": low, "high": high}
+        # one round trip finds the written rows and which of them have a state missing or older than the
+        # row (a sync push stores its own states, so for it none)
+        written: set[str] = set()
         stale_ids: dict[str, list[uuid.UUID]] = {}
-        for entity, ident in session.execute(_stale_rows_sql(), {"org": org_id, "low": low, "high": high}):
-            stale_ids.setdefault(str(entity), []).append(ident)
+        for entity, ident, stale in session.execute(_written_rows_sql(), bounds):
+            written.add(str(entity))
+            if stale:
+                stale_ids.setdefault(str(entity), []).append(ident)
         for spec in SPECS.values():
             if spec.entity not in stale_ids:
                 continue
@@ -481,6 +492,12 @@ def _before_commit(session: Session) -> None:
             states = _states(spec, rest, stored, values)
             for row in rest:
                 store_state(session, org_id=org_id, state=states[row.id], revision=row.revision)
+        session.flush()
+        # every written record's pull-feed data, built once here rather than on every pull (the rows, their
+        # links and their states are all final now)
+        for spec in SPECS.values():
+            if spec.entity in written:
+                session.execute(FEED_BY_NAME[spec.table.__tablename__].refresh_sql(dialect), bounds)
     session.flush()
     session.info.pop(REVISIONS_KEY, None)
 

@@ -14,20 +14,23 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
-from sqlalchemy import BigInteger, Integer, TextClause, Uuid, bindparam, delete, exists, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    TextClause,
+    Uuid,
+    bindparam,
+    delete,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from outputhub.common.clock import HLC
 from outputhub.common.errors import CursorExpiredError, InvalidInputError, NotFoundError
-from outputhub.common.schemas import (
-    AccuracyLevelRead,
-    CustomGptRead,
-    GptModelRead,
-    LookupRead,
-    OutputRead,
-    PromptRead,
-)
 from outputhub.common.sync import (
     PROTOCOL_VERSION,
     Checksums,
@@ -38,15 +41,11 @@ from outputhub.common.sync import (
     Remap,
     TableChecksum,
 )
-from outputhub.server.api.base import Tenant
+from outputhub.server.api.base import Link, Tenant
 from outputhub.server.api.lookups.service import (
-    CUSTOM_GPT_AGENT_GROUPS,
     KINDS,
-    OUTPUT_KNOWLEDGE_TYPES,
-    OUTPUT_TAGS,
-    PROMPT_TAGS,
 )
-from outputhub.server.api.sync.feed import Feed, FeedRow, make_feed, page_rows
+from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, Feed, FeedRow, page_rows
 from outputhub.server.api.sync.push import OpRefusedError, apply_change
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
@@ -56,9 +55,7 @@ from outputhub.server.api.sync.records import (
     load_states,
 )
 from outputhub.server.storage.tables import (
-    AccuracyLevel,
     CustomGpt,
-    GptModel,
     OrgRevision,
     Output,
     Prompt,
@@ -71,26 +68,6 @@ from outputhub.server.storage.tables import (
 )
 from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, Resolution, resolve, sides
 from outputhub.sync.protocol import TABLE_ENTITIES, state_to_wire
-
-LOOKUP_READ: dict[type[Any], type[BaseModel]] = {AccuracyLevel: AccuracyLevelRead, GptModel: GptModelRead}
-
-# lookups first: within one revision a record never precedes the lookups it references
-FEEDS: tuple[Feed, ...] = (
-    *(
-        make_feed(kind.table.__tablename__, kind.table, LOOKUP_READ.get(kind.table, LookupRead), {})
-        for kind in KINDS
-    ),
-    make_feed("custom_gpts", CustomGpt, CustomGptRead, {"agent_group_ids": CUSTOM_GPT_AGENT_GROUPS}),
-    make_feed("prompts", Prompt, PromptRead, {"tag_ids": PROMPT_TAGS}),
-    make_feed(
-        "outputs",
-        Output,
-        OutputRead,
-        {"knowledge_type_ids": OUTPUT_KNOWLEDGE_TYPES, "tag_ids": OUTPUT_TAGS},
-    ),
-)
-FEED_BY_NAME = {feed.name: feed for feed in FEEDS}
-ENTITY_ORDER = {feed.name: i for i, feed in enumerate(FEEDS)}
 
 
 def horizon(session: Session, *, org_id: uuid.UUID) -> int:
@@ -384,10 +361,13 @@ def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -
     purged = 0
     top = horizon(session, org_id=org_id)
     referencing: dict[type[ReplicatedRow], list[tuple[type[ReplicatedRow], str]]] = {}
+    linking: dict[type[ReplicatedRow], list[Link]] = {}
     for spec in SPECS.values():
         for name, target in spec.references.items():
             if name in spec.columns:
                 referencing.setdefault(target, []).append((spec.table, name))
+            elif name in spec.links:
+                linking.setdefault(target, []).append(spec.links[name])
     for table in (Output, Prompt, CustomGpt, *(k.table for k in KINDS)):
         query = select(table.id, table.revision).where(
             table.org_id == org_id, table.deleted.is_(True), table.updated_at < before
@@ -403,6 +383,20 @@ def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -
             chunk = ids[start : start + 500]
             if table is Prompt:
                 session.execute(delete(PromptVersion).where(PromptVersion.prompt_id.in_(chunk)))
+            for link in linking.get(table, []):
+                # the link rows go with the purged records (ON DELETE CASCADE) without a new revision for
+                # the records that held them: their stored feed data is rebuilt on their next pull
+                session.execute(
+                    update(SyncRecordState)
+                    .where(
+                        SyncRecordState.org_id == org_id,
+                        SyncRecordState.record_id.in_(
+                            select(link.parent_col()).where(link.child_col().in_(chunk))
+                        ),
+                    )
+                    .values(data=None)
+                    .execution_options(synchronize_session=False)
+                )
             session.execute(delete(SyncRecordState).where(SyncRecordState.record_id.in_(chunk)))
             session.execute(delete(table).where(table.id.in_(chunk)))
         purged += len(ids)
