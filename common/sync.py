@@ -7,8 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-PROTOCOL_VERSION = 1
-SUPPORTED_PROTOCOLS = frozenset({PROTOCOL_VERSION})
+PROTOCOL_VERSION = 2
+"""What this client speaks. 2: a pulled state may stand for a long text of the record's data with the marker
+``{"=": 1}`` (docs/sync-protocol.md); everything else is as in 1."""
+SUPPORTED_PROTOCOLS = frozenset({1, PROTOCOL_VERSION})
+"""What the server answers: a client of protocol 1 gets full states."""
 
 
 class PulledRecord(BaseModel):

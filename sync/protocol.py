@@ -183,6 +183,72 @@ def state_to_wire(state: RecordState) -> dict[str, Any]:
     }
 
 
+# -- compact states (protocol 2) -----------------------------------------------------------------------------
+
+CURRENT: Final[dict[str, int]] = {"=": 1}
+"""In a pulled state (protocol 2): a text write whose value is the record's own ``data`` value of that field
+(the text travels once, in ``data``; a 2 KB output's state would otherwise carry it a second time)."""
+COMPACT_MIN: Final = 64
+"""Shorter texts are sent as they are (the marker would save next to nothing)."""
+
+_TEXT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    entity: tuple(f for f, kind in DEFAULT_SCHEMA.entity(entity).fields.items() if kind is FieldKind.TEXT)
+    for entity in DEFAULT_SCHEMA.entities
+}
+
+
+def compact_state_wire(
+    entity: str, wire: Mapping[str, Any], values: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """``wire`` with every text write whose value equals ``values[field]`` (at least :data:`COMPACT_MIN`
+    characters) replaced by :data:`CURRENT`; None when there is none (send ``wire`` itself)."""
+    fields = wire.get("f") or {}
+    out: dict[str, Any] | None = None
+    for name in _TEXT_FIELDS.get(entity, ()):
+        item = fields.get(name)
+        value = values.get(name)
+        if item is None or not isinstance(value, str) or len(value) < COMPACT_MIN:
+            continue
+        changed: dict[str, Any] | None = None
+        for key in ("h", "y"):
+            writes = item.get(key)
+            if writes and any(w[2] == value for w in writes):
+                changed = changed if changed is not None else dict(item)
+                changed[key] = [[w[0], w[1], CURRENT, *w[3:]] if w[2] == value else w for w in writes]
+        if changed is not None:
+            out = out if out is not None else dict(fields)
+            out[name] = changed
+    return None if out is None else {**wire, "f": out}
+
+
+def expand_state_wire(entity: str, wire: Mapping[str, Any], data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The full state of a pulled compact one: each :data:`CURRENT` replaced by ``data[field]``. Returns
+    ``wire`` itself when it holds no marker; raises :class:`ProtocolError` for a marker ``data`` cannot
+    fill."""
+    fields = wire.get("f")
+    if not fields:
+        return wire
+    out: dict[str, Any] | None = None
+    for name in _TEXT_FIELDS.get(entity, ()):
+        item = fields.get(name)
+        if item is None:
+            continue
+        changed: dict[str, Any] | None = None
+        for key in ("h", "y"):
+            writes = item.get(key)
+            if not writes or not any(w[2] == CURRENT for w in writes):
+                continue
+            value = data.get(name)
+            if not isinstance(value, str):
+                raise ProtocolError(f"state {entity}: {name} refers to the record's text, which it lacks")
+            changed = changed if changed is not None else dict(item)
+            changed[key] = [[w[0], w[1], value, *w[3:]] if w[2] == CURRENT else w for w in writes]
+        if changed is not None:
+            out = out if out is not None else dict(fields)
+            out[name] = changed
+    return wire if out is None else {**wire, "f": out}
+
+
 def _dec_write(schema: EntitySchema, entity: str, name: str, item: object, where: str) -> FieldWrite:
     if not isinstance(item, list) or len(item) != 5:
         raise ProtocolError(f"{where}: a write is [version, op_id, value, base_value, base_versions]")

@@ -337,6 +337,9 @@ class SyncRecordState(Base):
     data: Mapped[str | None] = mapped_column(Text, nullable=True)
     """The record's pull-feed ``data`` (its read schema as JSON text), built when the transaction that wrote
     the record committed; valid while ``revision`` is the row's. NULL: the feed builds it on the fly."""
+    wire: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """``state`` as a protocol 2 pull sends it: long texts equal to the record's data replaced by the marker
+    ``{"=": 1}``; written with ``state`` every time; NULL when no value qualifies."""
 
 
 class SyncOp(Base):

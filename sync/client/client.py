@@ -17,7 +17,7 @@ from typing import Any
 
 from outputhub.sync.client.errors import CursorExpiredError, SyncError
 from outputhub.sync.ports import Outgoing, Remote, RemoteItem, ReplicaStore
-from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
+from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES, expand_state_wire
 
 Progress = Callable[[str, int, int | None], None]
 """``(phase, done, total)``: phase is ``push`` or ``pull``; total may be unknown (None)."""
@@ -38,13 +38,15 @@ class SyncReport:
 
 
 def _item(record: dict[str, Any]) -> RemoteItem:
+    entity = TABLE_ENTITIES[record["entity"]]
+    data = record.get("data") or {}
     return RemoteItem(
-        entity=TABLE_ENTITIES[record["entity"]],
+        entity=entity,
         record_id=str(record["id"]),
         revision=int(record["revision"]),
         deleted=bool(record["deleted"]),
-        data=record.get("data") or {},
-        state=record.get("state") or {},
+        data=data,
+        state=expand_state_wire(entity, record.get("state") or {}, data),  # protocol 2's text markers
     )
 
 

@@ -180,3 +180,42 @@ def test_each_records_data_is_stored_at_commit_and_kept_current(app, client):
         )
     again, _ = pull_all(o, org)
     assert again == records
+
+
+def test_protocol_2_sends_long_texts_once_and_expands_to_protocol_1(app, client):
+    """A protocol 2 pull replaces each long text write equal to the record's data with {"=": 1}; expanded
+    with the data, every state is the protocol 1 one. Protocol 1 clients still get full states."""
+    import orjson
+
+    from outputhub.sync.protocol import CURRENT, TABLE_ENTITIES, expand_state_wire
+
+    org = new_org(client)
+    ids = seed_library(org)
+    o = org.owner
+    long_text = "An output long enough to be sent once.\n" * 20
+    made = o.post(f"{org.base}/outputs", json={"prompt_id": ids["prompt"], "content": long_text})
+    assert made.status_code == 201, made.text
+    edited = o.patch(f"{org.base}/outputs/{made.json()['id']}", json={"content": long_text + "More.\n"})
+    assert edited.status_code == 200, edited.text
+    o.patch(f"{org.base}/prompts/{ids['prompt']}", json={"body": "Act as a careful reviewer. " * 5})
+    pages = {}
+    for protocol in (1, 2):
+        r = o.get(f"{org.base}/sync/changes", params={"protocol": protocol, "since": 0, "limit": 1000})
+        assert r.status_code == 200, r.text
+        assert r.json()["protocol"] == protocol
+        pages[protocol] = r
+    assert len(pages[2].content) < len(pages[1].content) - len(long_text)
+    full = {r["id"]: r for r in pages[1].json()["records"]}
+    compact = {r["id"]: r for r in pages[2].json()["records"]}
+    assert full.keys() == compact.keys()
+    assert orjson.dumps(CURRENT).decode() not in pages[1].text
+    markers = 0
+    for ident, record in compact.items():
+        assert record["data"] == full[ident]["data"]
+        markers += orjson.dumps(record["state"]).count(orjson.dumps(CURRENT))
+        entity = TABLE_ENTITIES[record["entity"]]
+        assert expand_state_wire(entity, record["state"], record["data"]) == full[ident]["state"]
+    assert markers >= 2  # the output's content and the prompt's body
+    assert stale_feed_data(app.state.services.session_factory, org.id) == []
+    unknown = o.get(f"{org.base}/sync/changes", params={"protocol": 3, "since": 0})
+    assert unknown.status_code in (400, 422) and "protocol" in unknown.text

@@ -131,9 +131,10 @@ class Feed:
     columns: tuple[str, ...]
     links: tuple[tuple[str, Link], ...]
 
-    def sql(self, dialect: str, *, one: bool = False) -> TextClause:
-        """The rows with ``:since < revision <= :until`` (or the one row ``:id``), data as JSON text."""
-        return _feed_sql(self, dialect, one)
+    def sql(self, dialect: str, *, one: bool = False, compact: bool = False) -> TextClause:
+        """The rows with ``:since < revision <= :until`` (or the one row ``:id``), data as JSON text; with
+        ``compact`` the states as protocol 2 sends them."""
+        return _feed_sql(self, dialect, one, compact)
 
     def data_sql(self, dialect: str) -> str:
         """The JSON text of row ``t``'s ``data``, built from its columns and link tables."""
@@ -163,7 +164,7 @@ class Feed:
             bindparam("high", type_=BigInteger),
         )
 
-    def _build_sql(self, dialect: str, one: bool) -> TextClause:
+    def _build_sql(self, dialect: str, one: bool, compact: bool) -> TextClause:
         ident = sqlite_uuid_sql("t.id") if dialect == "sqlite" else "t.id::text"
         # the data stored when the row's transaction committed, else (rows written before it was stored, or
         # by a path that bypassed the hook) built here; CASE evaluates the ELSE branch only when needed
@@ -172,8 +173,9 @@ class Feed:
             f"ELSE {self.data_sql(dialect)} END"
         )
         where = "t.id = :id" if one else "t.revision > :since AND t.revision <= :until"
+        state = "coalesce(s.wire, s.state)" if compact else "s.state"
         statement = text(
-            f"SELECT t.revision, {ident}, t.deleted, s.revision, s.state, {data} "
+            f"SELECT t.revision, {ident}, t.deleted, s.revision, {state}, {data} "
             f"FROM {self.table.__tablename__} t "
             "LEFT JOIN sync_record_states s ON s.org_id = t.org_id AND s.record_id = t.id "
             f"WHERE t.org_id = :org AND {where}"
@@ -194,14 +196,18 @@ class Feed:
         since: int = 0,
         until: int = 0,
         record_id: uuid.UUID | None = None,
+        compact: bool = False,
     ) -> list[FeedRow]:
-        """This entity's rows with ``since < revision <= until`` (or the one ``record_id``), unordered."""
+        """This entity's rows with ``since < revision <= until`` (or the one ``record_id``), unordered;
+        ``compact``: stored states in their protocol 2 form where they have one."""
         dialect = session.get_bind().dialect.name
         if record_id is not None:
             params: dict[str, Any] = {"org": org_id, "id": record_id}
         else:
             params = {"org": org_id, "since": since, "until": until}
-        result = session.connection().execute(self.sql(dialect, one=record_id is not None), params)
+        result = session.connection().execute(
+            self.sql(dialect, one=record_id is not None, compact=compact), params
+        )
         return [
             FeedRow(self, ident, int(rev), bool(deleted), data, state if state_rev == rev else None)
             for rev, ident, deleted, state_rev, state, data in result
@@ -209,9 +215,9 @@ class Feed:
 
 
 @functools.cache
-def _feed_sql(feed: Feed, dialect: str, one: bool) -> TextClause:
+def _feed_sql(feed: Feed, dialect: str, one: bool, compact: bool) -> TextClause:
     """Built once per feed and dialect (every pull runs them)."""
-    return feed._build_sql(dialect, one)
+    return feed._build_sql(dialect, one, compact)
 
 
 @functools.cache

@@ -38,7 +38,7 @@ from outputhub.server.api.sync.records import (
     column_values,
     load_states,
     reference_ids,
-    state_json,
+    state_texts,
     store_state,
     write_row,
 )
@@ -729,7 +729,7 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
                 "record_id": new.rid,
                 "entity": state.entity,
                 "revision": new.revision,
-                "state": state_json(state),
+                **state_texts(state),
             }
         )
     nested = session.begin_nested()

@@ -69,7 +69,7 @@ from outputhub.sync.engine import (
     make_restore,
     merge_change,
 )
-from outputhub.sync.protocol import state_from_wire, state_to_wire
+from outputhub.sync.protocol import compact_state_wire, state_from_wire, state_to_wire
 
 SERVER_NODE: Final = "server"
 """The node id of edits made through the REST API (and conflict resolutions made on the server)."""
@@ -332,23 +332,35 @@ def state_json(state: RecordState) -> str:
     return _dumps(state_to_wire(state))
 
 
+def wire_texts(entity: str, wire: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, str | None]:
+    """The ``state`` and ``wire`` columns of a stored state: the full wire JSON, and its compact form for
+    protocol 2 pulls (``values``: the record's values as its columns hold them) or None."""
+    compact = compact_state_wire(entity, wire, values)
+    return {"state": _dumps(wire), "wire": None if compact is None else _dumps(compact)}
+
+
+def state_texts(state: RecordState) -> dict[str, str | None]:
+    """:func:`wire_texts` of an engine state (every writer of a state stores both columns)."""
+    return wire_texts(state.entity, state_to_wire(state), state.values)
+
+
 def store_state(
     session: Session, *, org_id: uuid.UUID, state: RecordState, revision: int, new: bool = False
 ) -> None:
     """Store (insert or replace) the record's state as of the row's ``revision`` (``new``: the record was
     created by this transaction, so there is nothing to replace)."""
-    payload = state_json(state)
+    texts = state_texts(state)
     record_id = uuid.UUID(state.record_id)
     replaced = not new and session.execute(
         update(SyncRecordState)
         .where(SyncRecordState.org_id == org_id, SyncRecordState.record_id == record_id)
-        .values(state=payload, revision=revision)
+        .values(revision=revision, **texts)
         .execution_options(synchronize_session=False)
     ).rowcount
     if not replaced:
         session.add(
             SyncRecordState(
-                org_id=org_id, record_id=record_id, entity=state.entity, revision=revision, state=payload
+                org_id=org_id, record_id=record_id, entity=state.entity, revision=revision, **texts
             )
         )
 
@@ -484,7 +496,7 @@ def _before_commit(session: Session) -> None:
                     record_id=row.id,
                     entity=spec.entity,
                     revision=row.revision,
-                    state=_dumps(create_wire(spec, row, values[row.id])),
+                    **wire_texts(spec.entity, create_wire(spec, row, values[row.id]), values[row.id]),
                 )
                 for row in fresh
             )

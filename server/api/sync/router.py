@@ -46,7 +46,8 @@ def pull_changes(
     older than the tombstone retention gets 410 `cursor-expired`: pull again from 0."""
     _check_protocol(protocol, "query.protocol")
     return Response(
-        service.pull(session, tenant=tenant, since=since, limit=limit), media_type="application/json"
+        service.pull(session, tenant=tenant, since=since, limit=limit, protocol=protocol),
+        media_type="application/json",
     )
 
 

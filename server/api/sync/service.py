@@ -133,7 +133,15 @@ def _derive_stale_states(session: Session, *, org_id: uuid.UUID, rows: Sequence[
             r.state = wires.get(uuid.UUID(r.id))
 
 
-def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state: bool = True) -> bytes:
+def pull(
+    session: Session,
+    *,
+    tenant: Tenant,
+    since: int,
+    limit: int,
+    with_state: bool = True,
+    protocol: int = PROTOCOL_VERSION,
+) -> bytes:
     """Changes with revision > ``since`` in revision order, as the JSON of a :class:`PullPage`. A page never
     splits one revision, so ``next_since`` (the highest revision on the page) is always a safe cursor, and a
     page holds exactly the records with ``since < revision <= next_since``.
@@ -148,7 +156,11 @@ def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state
         )
     next_since, has_more, present = _page_bounds(session, org_id=org_id, since=since, limit=limit)
     page = page_rows(
-        [row for feed in present for row in feed.rows(session, org_id=org_id, since=since, until=next_since)],
+        [
+            row
+            for feed in present
+            for row in feed.rows(session, org_id=org_id, since=since, until=next_since, compact=protocol >= 2)
+        ],
         ENTITY_ORDER,
     )
     if with_state:
@@ -181,7 +193,7 @@ def pull(session: Session, *, tenant: Tenant, since: int, limit: int, with_state
     ).scalar_one_or_none()
     return orjson.dumps(
         {
-            "protocol": PROTOCOL_VERSION,
+            "protocol": protocol,
             "records": records,
             "next_since": next_since,
             "has_more": has_more,

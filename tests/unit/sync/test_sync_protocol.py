@@ -11,9 +11,13 @@ from hypothesis import strategies as st
 from outputhub.common.clock import HLC
 from outputhub.sync.engine import DEFAULT_SCHEMA, make_create, make_delete, make_edit, merge_change
 from outputhub.sync.protocol import (
+    COMPACT_MIN,
+    CURRENT,
     ProtocolError,
     change_from_wire,
     change_to_wire,
+    compact_state_wire,
+    expand_state_wire,
     state_from_wire,
     state_to_wire,
 )
@@ -117,3 +121,66 @@ def test_states_and_changes_survive_the_wire(
 def test_malformed_changes_are_refused_with_a_reason(payload: dict[str, object], message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         change_from_wire(payload)
+
+
+long_texts = st.sampled_from(["", "short", "x" * 63, "L" * 64 + "\n", "M" * 80, "line one\n" * 10])
+
+
+@given(
+    bodies=st.lists(long_texts, min_size=1, max_size=5),
+    descriptions=st.lists(long_texts, min_size=1, max_size=3),
+    concurrent=st.booleans(),
+)
+def test_a_compact_state_expands_to_the_same_state(
+    bodies: list[str], descriptions: list[str], concurrent: bool
+) -> None:
+    """Protocol 2: long text writes equal to the record's data travel as the marker; the client puts the
+    data's text back and gets exactly the state the server holds (heads, history and concurrent writes)."""
+    schema = DEFAULT_SCHEMA
+    state = merge_change(
+        None,
+        make_create(
+            "prompt",
+            "p1",
+            {"title": "t", "body": bodies[0], "description": descriptions[0]},
+            schema=schema,
+            node="a",
+            hlc=HLC(1000, 0, "a"),
+            op_id="op0",
+        ),
+        schema,
+    ).state
+    base = state
+    edits = [{"body": b} for b in bodies[1:]] + [{"description": d} for d in descriptions[1:]]
+    for n, values in enumerate(edits, start=1):
+        node = "b" if concurrent and n % 2 else "a"
+        edit = make_edit(
+            base if node == "b" else state,
+            values,
+            schema=schema,
+            node=node,
+            hlc=HLC(1000 + n, 0, node),
+            op_id=f"op{n}",
+        )
+        if edit is not None:
+            state = merge_change(state, edit, schema).state
+    data = {name: state.values[name] for name in ("title", "body", "description")}
+    wire = state_to_wire(state)
+    compact = compact_state_wire("prompt", wire, data)
+    sent = json.loads(json.dumps(compact if compact is not None else wire))
+    long_in_data = [v for v in data.values() if isinstance(v, str) and len(v) >= COMPACT_MIN]
+    assert (compact is not None) == any(json.dumps(v) in json.dumps(wire) for v in long_in_data)
+    for name, register in sent["f"].items():  # no write's value repeats a long text of the data
+        for write in register["h"] + register.get("y", []):
+            assert not (write[2] == data.get(name) and write[2] in long_in_data)
+    assert state_from_wire("prompt", "p1", expand_state_wire("prompt", sent, data)) == state
+
+
+def test_a_marker_without_its_text_is_a_protocol_error() -> None:
+    head = [["001-000000-a", "op", CURRENT, None, []]]
+    wire = {"f": {"body": {"h": head, "s": []}}, "t": {"h": [], "s": []}}
+    with pytest.raises(ProtocolError, match="body"):
+        expand_state_wire("prompt", wire, {"body": None})
+    assert expand_state_wire("prompt", wire, {"body": "the text"})["f"]["body"]["h"][0][2] == "the text"
+    plain = {"f": {"title": {"h": [["001-000000-a", "op", "x", None, []]], "s": []}}}
+    assert expand_state_wire("prompt", plain, {}) is plain
