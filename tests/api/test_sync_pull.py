@@ -63,12 +63,20 @@ def test_small_pages_never_split_a_revision_and_lose_nothing(client):
     o = org.owner
     o.post(
         f"{org.base}/outputs/bulk",
-        json={"items": [{"prompt_id": ids["prompt"], "content": f"{i}"} for i in range(30)]},
+        json={
+            "items": [
+                {"prompt_id": ids["prompt"], "content": f"{i}", "tag_ids": [ids["tag"]] if i % 3 else []}
+                for i in range(30)
+            ]
+        },
     )
-    # deleting the tag gives the tag, the prompt and the output one shared revision
+    # deleting the tag gives the tag, the prompt and the 21 outputs that held it one shared revision, larger
+    # than the small pages below
     o.delete(f"{org.base}/tags/{ids['tag']}")
     full, end = pull_all(o, org, limit=1000)
-    for limit in (1, 3, 7):
+    shared = [r for r in full if r["revision"] == end]
+    assert len(shared) == 23
+    for limit in (1, 3, 7, 22, 23, 24):
         paged, paged_end = pull_all(o, org, limit=limit)
         assert paged_end == end
         assert [(r["entity"], r["id"], r["revision"]) for r in paged] == [

@@ -15,8 +15,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
-    Integer,
     TextClause,
     Uuid,
     bindparam,
@@ -45,7 +43,7 @@ from outputhub.server.api.base import Link, Tenant
 from outputhub.server.api.lookups.service import (
     KINDS,
 )
-from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, Feed, FeedRow, page_rows
+from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, FeedRow, first_rows, page_rows
 from outputhub.server.api.sync.push import OpRefusedError, apply_change
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
@@ -76,40 +74,44 @@ def horizon(session: Session, *, org_id: uuid.UUID) -> int:
 
 
 @functools.cache
-def _first_revisions_sql() -> TextClause:
-    """(entity index, revision) of the first ``:n`` rows after ``:since`` of every replicated table. Plain
-    SQL built once (every pull runs it); each part walks the (org_id, revision) index."""
-    parts = [
-        f"SELECT * FROM (SELECT {i} AS entity, revision FROM {feed.table.__tablename__} "
-        f"WHERE org_id = :org AND revision > :since ORDER BY revision LIMIT :n) AS first_{i}"
-        for i, feed in enumerate(FEEDS)
-    ]
-    return text(" UNION ALL ".join(parts)).bindparams(
-        bindparam("org", type_=Uuid), bindparam("since", type_=BigInteger), bindparam("n", type_=Integer)
-    )
+def _marks_sql() -> TextClause:
+    return text(
+        "SELECT (SELECT revision FROM sync_horizons WHERE org_id = :org), "
+        "(SELECT revision FROM org_revisions WHERE org_id = :org)"
+    ).bindparams(bindparam("org", type_=Uuid))
 
 
-def _page_bounds(
-    session: Session, *, org_id: uuid.UUID, since: int, limit: int
-) -> tuple[int, bool, list[Feed]]:
-    """Where the page after ``since`` ends, whether more follows, and which entities it holds, from one
-    query over the first ``limit + 1`` revisions of every entity (tiny rows: entity and revision only).
+def _page(
+    session: Session, *, org_id: uuid.UUID, since: int, limit: int, compact: bool
+) -> tuple[int, bool, list[FeedRow]]:
+    """Where the page after ``since`` ends, whether more follows, and its rows in feed order.
 
     The page is every record with ``since < revision <= next_since``: up to ``limit`` records cut at a
-    revision boundary, or all of one revision that alone is larger than a page."""
-    rows = session.execute(_first_revisions_sql(), {"org": org_id, "since": since, "n": limit + 1})
-    found = sorted((int(revision), int(entity)) for entity, revision in rows)
+    revision boundary, or all of one revision that alone is larger than a page. One statement reads the first
+    ``limit + 1`` rows of every entity; the page is cut from them. Every row of the page is among them: an
+    entity with more than ``limit + 1`` rows at or below ``next_since`` would put more than ``limit`` rows
+    before the revision the page is cut at. Only a page of one revision larger than a page (a lookup delete
+    stamps all its referencing records with one revision) is read again, whole."""
+    found = page_rows(
+        first_rows(session, FEEDS, org_id=org_id, since=since, n=limit + 1, compact=compact), ENTITY_ORDER
+    )
     if not found:
         return since, False, []
-    has_more = len(found) > limit
-    if has_more:
-        last = found[limit - 1][0]
-        earlier = [revision for revision, _ in found[:limit] if revision < last]
-        next_since = earlier[-1] if earlier else last
-    else:
-        next_since = found[-1][0]
-    present = {entity for revision, entity in found if revision <= next_since}
-    return next_since, has_more, [feed for i, feed in enumerate(FEEDS) if i in present]
+    if len(found) <= limit:
+        return found[-1].revision, False, found
+    last = found[limit - 1].revision
+    earlier = [row.revision for row in found[:limit] if row.revision < last]
+    if earlier:
+        next_since = earlier[-1]
+        return next_since, True, [row for row in found if row.revision <= next_since]
+    present = {row.feed.name for row in found if row.revision == last}
+    whole = [
+        row
+        for feed in FEEDS
+        if feed.name in present
+        for row in feed.rows(session, org_id=org_id, since=since, until=last, compact=compact)
+    ]
+    return last, True, page_rows(whole, ENTITY_ORDER)
 
 
 def _derive_stale_states(session: Session, *, org_id: uuid.UUID, rows: Sequence[FeedRow]) -> None:
@@ -148,20 +150,15 @@ def pull(
 
     Rows are read with Core queries (``feed.py``) and stored states embedded as they are stored."""
     org_id = tenant.org_id
-    purged = horizon(session, org_id=org_id)
+    purged, head = session.execute(_marks_sql(), {"org": org_id}).one()
+    purged = int(purged or 0)
     if 0 < since < purged:
         raise CursorExpiredError(
             f"deleted records up to revision {purged} have been purged; this replica last synced at revision "
             f"{since}: pull again from 0 (local edits are kept and pushed)"
         )
-    next_since, has_more, present = _page_bounds(session, org_id=org_id, since=since, limit=limit)
-    page = page_rows(
-        [
-            row
-            for feed in present
-            for row in feed.rows(session, org_id=org_id, since=since, until=next_since, compact=protocol >= 2)
-        ],
-        ENTITY_ORDER,
+    next_since, has_more, page = _page(
+        session, org_id=org_id, since=since, limit=limit, compact=protocol >= 2
     )
     if with_state:
         _derive_stale_states(session, org_id=org_id, rows=page)
@@ -188,16 +185,14 @@ def pull(
             .order_by(SyncRemap.revision)
         ).scalars()
     ]
-    head = session.execute(
-        select(OrgRevision.revision).where(OrgRevision.org_id == org_id)
-    ).scalar_one_or_none()
     return orjson.dumps(
         {
             "protocol": protocol,
             "records": records,
             "next_since": next_since,
             "has_more": has_more,
-            "head": head,
+            # read before the page (PostgreSQL reads each statement at its own snapshot): never behind it
+            "head": None if head is None else max(int(head), next_since),
             "remaps": [r.model_dump(mode="json") for r in remaps],
         }
     )
