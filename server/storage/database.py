@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import orjson
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,12 +15,22 @@ from outputhub.common.errors import StorageError
 from outputhub.server.settings import Settings
 
 
+def json_text(value: object) -> str:
+    """JSON columns' serializer (orjson: audit documents and the event outbox are written for every change;
+    the standard library's encoder was a tenth of a bulk write's CPU)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def make_engine(settings: Settings) -> Engine:
     url = settings.sqlalchemy_url
+    json_options = {"json_serializer": json_text, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, echo=settings.sql_echo, connect_args={"check_same_thread": False, "timeout": 30}
+            url,
+            echo=settings.sql_echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **json_options,
         )
         _configure_sqlite(engine)
         return engine
@@ -29,6 +40,7 @@ def make_engine(settings: Settings) -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
+        **json_options,
     )
 
 

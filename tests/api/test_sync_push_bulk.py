@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -168,7 +169,7 @@ def _tables(app: FastAPI, org_id: str) -> dict[str, list[dict[str, Any]]]:
             rows = session.execute(select(t).where(t.c.org_id == uuid.UUID(org_id))).mappings()
             out[t.name] = [dict(row) for row in rows]
     for row in out[SyncRecordState.__tablename__]:  # stored as store_state writes it
-        assert row["state"] == json.dumps(json.loads(row["state"]), separators=(",", ":"))
+        assert row["state"] == orjson.dumps(orjson.loads(row["state"])).decode()
     return out
 
 

@@ -10,13 +10,13 @@ state. Materializing goes the other way: a merged state is written back to the r
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Integer,
@@ -291,7 +291,7 @@ def _states(
     out: dict[uuid.UUID, RecordState] = {}
     for row in rows:
         item = stored.get(row.id)
-        state = state_from_wire(spec.entity, str(row.id), json.loads(item[1])) if item is not None else None
+        state = state_from_wire(spec.entity, str(row.id), orjson.loads(item[1])) if item is not None else None
         if state is None or not _is_current(row, stored):
             state = derive_state(spec, row, values[row.id], state)
         out[row.id] = state
@@ -324,7 +324,7 @@ def load_state_wires(
 
 
 def _dumps(wire: Mapping[str, Any]) -> str:
-    return json.dumps(wire, separators=(",", ":"))
+    return orjson.dumps(wire).decode()
 
 
 def state_json(state: RecordState) -> str:

@@ -25,6 +25,7 @@ from bench.kinto import (
     ratios,
     table,
 )
+from outputhub.common.sync import PROTOCOL_VERSION
 from outputhub.sync.engine import ChangeKind
 from outputhub.sync.protocol import change_from_wire
 
@@ -53,7 +54,7 @@ def test_push_body_is_valid_sync_creates_with_increasing_clocks() -> None:
     clock = itertools.count(1_700_000_000_000, 0)  # a frozen wall clock: the counter must tick
     encoder = PushEncoder(now_ms=lambda: next(clock))
     body = orjson.loads(encoder.body(records, refs))
-    assert body["protocol"] == 1 and body["device"] == encoder.node
+    assert body["protocol"] == PROTOCOL_VERSION and body["device"] == encoder.node
     changes = [change_from_wire(c) for c in body["changes"]]
     assert [c.record_id for c in changes] == [r.id for r in records]
     assert all(c.kind is ChangeKind.CREATE and c.entity == "output" for c in changes)
