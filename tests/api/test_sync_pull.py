@@ -227,3 +227,33 @@ def test_protocol_2_sends_long_texts_once_and_expands_to_protocol_1(app, client)
     assert stale_feed_data(app.state.services.session_factory, org.id) == []
     unknown = o.get(f"{org.base}/sync/changes", params={"protocol": 3, "since": 0})
     assert unknown.status_code in (400, 422) and "protocol" in unknown.text
+
+
+def test_upgrading_fills_the_data_of_records_written_before_it_was_stored(app, client):
+    """Migration 0008 stores the data of records that have none (written before revision 0006): pulls then
+    read it instead of building it. Simulated: data cleared, the schema taken back to 0007 and upgraded."""
+    import uuid
+
+    from alembic import command
+
+    from outputhub.server.storage import migrate
+
+    factory = app.state.services.session_factory
+    org = new_org(client)
+    seed_library(org)
+    before, _ = pull_all(org.owner, org)
+    with unit_of_work(factory) as session:
+        set_tenant(session, org_id=uuid.UUID(org.id))
+        session.execute(
+            update(SyncRecordState).values(data=None).where(SyncRecordState.org_id == uuid.UUID(org.id))
+        )
+    assert stale_feed_data(factory, org.id) != []
+    engine = app.state.services.engine
+    cfg = migrate.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0007")
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert stale_feed_data(factory, org.id) == []
+    assert pull_all(org.owner, org)[0] == before
