@@ -803,7 +803,7 @@ class Replica:
     def set_sync_cursor(
         self, *, server_url: str, org_id: str, cursor: str | None, at: datetime | None = None
     ) -> None:
-        with self._writing("save the sync cursor") as conn:
+        with self.writing("save the sync cursor") as conn:
             conn.execute(
                 "INSERT INTO sync_state (server_url, org_id, cursor, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (server_url, org_id) DO UPDATE SET cursor = excluded.cursor, "

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace as dc_replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from outputhub.common.clock import HLC
 from outputhub.desktop.storage import tables
@@ -481,7 +481,10 @@ class ReplicaSyncStore:
                     )
                 }
                 fresh = [i for i in group if i.record_id not in existing]
-                if fresh:
+                if fresh and entity in _NEW_ROWS:
+                    rows, links = _NEW_ROWS[entity](fresh, org)
+                    tables.insert_new_rows(conn, spec, rows, links)
+                elif fresh:
                     records = [
                         build_record(
                             entity,
@@ -500,6 +503,7 @@ class ReplicaSyncStore:
                     tables.bulk_upsert(conn, spec, records, chunk_size=1000, new=True)
                     for record in records:
                         self._version_snapshot(conn, None, record)
+                if fresh:
                     best = result.max_version.encode() if result.max_version is not None else ""
                     for item in fresh:
                         top, may_conflict = _scan_state(item.state)
@@ -736,6 +740,61 @@ def _data_values(entity: str, data: Mapping[str, Any]) -> dict[str, Any]:
     return {
         name: (frozenset(get(name) or ()) if is_set else get(name)) for name, is_set in _FIELD_KINDS[entity]
     }
+
+
+def _stamp(value: object, now: datetime) -> str:
+    return to_timestamp(_ts(value, now))
+
+
+NewRows: TypeAlias = tuple[list[tuple[object, ...]], dict[str, list[tuple[str, str]]]]
+"""Rows in column order, and link rows (owner id, target id) by link field."""
+
+
+def _new_output_rows(items: Sequence[RemoteItem], org_id: str) -> NewRows:
+    """The ``outputs`` rows and link rows of pulled outputs new to this replica, built straight from the
+    pulled data: what ``tables.OUTPUTS.to_row(build_record(...))`` gives for them (tested to be equal),
+    without the record objects in between (an initial sync stores every pulled output through here). A
+    repeated id keeps its first position and its last version, as ``tables.bulk_upsert`` does."""
+    now = utc_now()
+    synced = LocalStatus.SYNCED.value
+    by_id = {item.record_id: item for item in items}
+    rows: list[tuple[object, ...]] = []
+    tags: list[tuple[str, str]] = []
+    kinds: list[tuple[str, str]] = []
+    for record_id, item in by_id.items():
+        data = item.data
+        get = data.get
+        produced = get("produced_at")
+        rows.append(
+            (
+                record_id,
+                org_id,
+                item.revision,
+                1 if item.deleted else 0,
+                synced,
+                None,
+                dumps({"state": _swap_values("output", item.state, get, compact=True)}),
+                _stamp(get("created_at"), now),
+                _stamp(get("updated_at"), now),
+                str(get("created_by") or ""),
+                str(get("updated_by") or ""),
+                _text(get("prompt_id")),
+                _text(get("content")),
+                _text(get("notes")),
+                get("custom_gpt_id"),
+                get("gpt_model_id"),
+                get("accuracy_level_id"),
+                _stamp(produced, now) if produced else None,
+            )
+        )
+        tags += [(record_id, target) for target in sorted(frozenset(get("tag_ids") or ()))]
+        kinds += [(record_id, target) for target in sorted(frozenset(get("knowledge_type_ids") or ()))]
+    return rows, {"tag_ids": tags, "knowledge_type_ids": kinds}
+
+
+_NEW_ROWS: Final[dict[str, Callable[[Sequence[RemoteItem], str], NewRows]]] = {"output": _new_output_rows}
+"""Entities whose new pulled records skip the record objects (:func:`_new_output_rows`); the others (few
+rows, and prompts keep a version history) go through ``build_record``."""
 
 
 def _scan_state(wire: Mapping[str, Any]) -> tuple[str, bool]:

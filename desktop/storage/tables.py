@@ -5,8 +5,9 @@ transaction; driver errors are translated by the caller too.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -247,6 +248,66 @@ def bulk_upsert(
     ``new``: the caller has checked, in its transaction, that none of the ids exists (a pull's new records):
     plain inserts, no link rows to delete first; an id that does exist fails the insert (nothing is
     overwritten)."""
+    count = 0
+    iterator: Iterator[R] = iter(records)
+    with _indexed_per_statement(conn, spec) as indexed:
+        while chunk := list({r.id: r for r in islice(iterator, chunk_size)}.values()):
+            if new:
+                added, replaced = chunk, []
+            else:  # ids not there yet are plain inserts with no link rows to delete (seq order is kept)
+                present = _present_ids(conn, spec, [r.id for r in chunk])
+                added = [r for r in chunk if r.id not in present]
+                replaced = [r for r in chunk if r.id in present]
+
+            def write(added: list[R] = added, replaced: list[R] = replaced) -> None:
+                if added:
+                    conn.executemany(spec.insert_sql, [spec.to_row(r) for r in added])
+                if replaced:
+                    conn.executemany(spec.upsert_sql, [spec.to_row(r) for r in replaced])
+
+            indexed(write)
+            _replace_links(conn, spec, added, new=True)
+            _replace_links(conn, spec, replaced)
+            count += len(chunk)
+    return count
+
+
+def _present_ids(conn: Connection, spec: EntityTable[R], ids: list[str]) -> set[str]:
+    rows = conn.execute(
+        f"SELECT id FROM {spec.table} WHERE id IN (SELECT value FROM json_each(?))", (dumps(ids),)
+    )
+    return {str(row[0]) for row in rows}
+
+
+def insert_new_rows(
+    conn: Connection,
+    spec: EntityTable[R],
+    rows: Sequence[tuple[object, ...]],
+    links: Mapping[str, Sequence[tuple[str, str]]],
+) -> int:
+    """Plain inserts of rows already in column order (``spec.all_columns``, as :meth:`EntityTable.to_row`
+    gives them) and of their link rows (``links[field]``: ``(owner id, target id)`` pairs without repeats).
+
+    For a pull's new records, built straight from the pulled data (no record objects): the caller has
+    checked, in its transaction, that none of the ids exists (an id that does exist fails the insert). The
+    full-text index is fed with one statement for all the rows, as in :func:`bulk_upsert`."""
+    with _indexed_per_statement(conn, spec) as indexed:
+        indexed(lambda: conn.executemany(spec.insert_sql, rows))
+    for link in spec.links:
+        pairs = links.get(link.field)
+        if pairs:
+            conn.executemany(f"INSERT INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs)
+    return len(rows)
+
+
+@contextlib.contextmanager
+def _indexed_per_statement(
+    conn: Connection, spec: EntityTable[R]
+) -> Iterator[Callable[[Callable[[], object]], None]]:
+    """Yields ``indexed(write)``: runs ``write`` (statements inserting rows into ``spec.table``) and adds the
+    rows it inserted to the full-text index with one ``INSERT ... SELECT``; the per-row insert trigger is
+    dropped meanwhile and re-created on leaving, all in the caller's transaction (an error leaves it dropped:
+    the caller's rollback restores it)."""
     trigger_sql: str | None = None
     if spec.fts is not None:
         row = conn.execute(
@@ -255,24 +316,23 @@ def bulk_upsert(
         if row is not None:
             trigger_sql = str(row[0])
             conn.execute(f"DROP TRIGGER {spec.fts.insert_trigger}")
-    count = 0
-    iterator: Iterator[R] = iter(records)
-    while chunk := list({r.id: r for r in islice(iterator, chunk_size)}.values()):
-        if spec.fts is not None and trigger_sql is not None:
-            last_seq = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {spec.table}").fetchone()[0]
-        conn.executemany(spec.insert_sql if new else spec.upsert_sql, [spec.to_row(r) for r in chunk])
-        if spec.fts is not None and trigger_sql is not None:
-            columns = ", ".join(spec.fts.columns)
-            conn.execute(
-                f"INSERT INTO {spec.fts.table} (rowid, {columns}) "
-                f"SELECT seq, {columns} FROM {spec.table} WHERE seq > ?",
-                (last_seq,),
-            )
-        _replace_links(conn, spec, chunk, new=new)
-        count += len(chunk)
+
+    def indexed(write: Callable[[], object]) -> None:
+        if spec.fts is None or trigger_sql is None:
+            write()
+            return
+        last_seq = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {spec.table}").fetchone()[0]
+        write()
+        columns = ", ".join(spec.fts.columns)
+        conn.execute(
+            f"INSERT INTO {spec.fts.table} (rowid, {columns}) "
+            f"SELECT seq, {columns} FROM {spec.table} WHERE seq > ?",
+            (last_seq,),
+        )
+
+    yield indexed
     if trigger_sql is not None:
         conn.execute(trigger_sql)
-    return count
 
 
 def _links_for(
