@@ -4,6 +4,9 @@ Invalidation is by **generation**: every organization has a counter that each co
 (``Services`` does it after commit for every organization the unit of work touched); cache keys include the
 generation, so a write makes every older entry of that organization unreachable at once, from any write path
 (API, sync push, import). Entries also expire after their TTL.
+
+The same cache also remembers who may do what (:class:`AccessCache`), under a generation of its own that
+every committed change to users, logins, memberships or organizations bumps (:func:`install_access_tracking`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction, sessionmaker
+
+from outputhub.common.roles import Role
+from outputhub.server.security import AccessClaims
 
 T = TypeVar("T")
 
@@ -128,3 +138,104 @@ def cached_json(
     value = compute()
     cache.set(key, json.dumps(value, default=str).encode(), ttl_seconds=ttl_seconds)
     return value
+
+
+ACCESS_SCOPE = uuid.UUID("00000000-0000-4000-8000-00000000acce")
+"""Not an organization: the generation of every remembered access (:class:`AccessCache`)."""
+
+_ACCESS_CHANGED = "outputhub.access_changed"
+"""``session.info`` flag: this transaction changed who may do what (bump the access generation on commit)."""
+
+
+class AccessCache:
+    """A signed-in caller's role in an organization, remembered per (login, user, organization).
+
+    Saves the login, account and membership lookup of every request. Correct because every committed unit of
+    work that changes a user, a login (logout, refresh, reuse detection), a membership or an organization
+    bumps one access generation (:func:`install_access_tracking`), which is part of every key: the next
+    request of anyone then asks the database again. The generation is read *before* the database is asked,
+    so an answer that a concurrent change made stale is stored under the old generation, unreachable.
+    Entries also die with their login (``expires_at``) and their TTL.
+
+    Only safe where every process sees every bump: one server process (embedded SQLite) or a shared Redis
+    cache; the composition root does not build one otherwise (several PostgreSQL workers without Redis).
+    """
+
+    def __init__(self, cache: Cache, *, ttl_seconds: int) -> None:
+        self._cache = cache
+        self._ttl = ttl_seconds
+
+    def generation(self) -> int:
+        """The current access generation; negative: the cache is unusable right now (bypass it)."""
+        return self._cache.generation(ACCESS_SCOPE)
+
+    @staticmethod
+    def _key(generation: int, claims: AccessClaims, org_id: uuid.UUID) -> str:
+        return f"oh:access:{generation}:{claims.session_id}:{claims.user_id}:{org_id}"
+
+    def lookup(
+        self, generation: int, *, claims: AccessClaims, org_id: uuid.UUID, now: datetime
+    ) -> Role | None:
+        """The remembered role, or None (not remembered, or the login has ended since)."""
+        if generation < 0 or self._ttl <= 0:
+            return None
+        raw = self._cache.get(self._key(generation, claims, org_id))
+        if raw is None:
+            return None
+        role, _, until = raw.decode().partition(" ")
+        if float(until) <= now.timestamp():
+            return None
+        return Role(role)
+
+    def remember(
+        self,
+        generation: int,
+        *,
+        claims: AccessClaims,
+        org_id: uuid.UUID,
+        role: Role,
+        session_expires_at: datetime,
+    ) -> None:
+        """Store what the database said, under the generation read before asking it."""
+        if generation < 0:
+            return
+        value = f"{role.value} {session_expires_at.timestamp()!r}".encode()
+        self._cache.set(self._key(generation, claims, org_id), value, ttl_seconds=self._ttl)
+
+    def invalidate(self) -> None:
+        self._cache.bump(ACCESS_SCOPE)
+
+
+def install_access_tracking(
+    factory: sessionmaker[Session], access: AccessCache, *, tables: tuple[type[Any], ...]
+) -> None:
+    """Bump the access generation after every committed transaction of ``factory`` that wrote a row of
+    ``tables`` (ORM objects added, changed or deleted, or an INSERT / UPDATE / DELETE statement run through
+    the session on one of them). A rolled-back transaction bumps nothing."""
+    names = {table.__tablename__ for table in tables}
+
+    @event.listens_for(factory, "after_flush")
+    def _flushed(session: Session, _context: UOWTransaction) -> None:
+        if not session.info.get(_ACCESS_CHANGED) and any(
+            isinstance(obj, tables)
+            for group in (session.new, session.dirty, session.deleted)
+            for obj in group
+        ):
+            session.info[_ACCESS_CHANGED] = True
+
+    @event.listens_for(factory, "do_orm_execute")
+    def _statement(state: ORMExecuteState) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            table = getattr(state.statement, "table", None)
+            if getattr(table, "name", None) in names:
+                state.session.info[_ACCESS_CHANGED] = True
+
+    @event.listens_for(factory, "after_commit")
+    def _committed(session: Session) -> None:
+        if session.info.pop(_ACCESS_CHANGED, False):
+            access.invalidate()
+
+    @event.listens_for(factory, "after_transaction_end")
+    def _ended(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:  # the outermost transaction: committed (bumped above) or rolled back
+            session.info.pop(_ACCESS_CHANGED, None)

@@ -28,6 +28,7 @@ from outputhub.server.api.prompts.router import router as prompts_router
 from outputhub.server.api.sync.records import install_state_tracking
 from outputhub.server.api.sync.router import router as sync_router
 from outputhub.server.api.webhooks.router import router as webhooks_router
+from outputhub.server.cache import AccessCache, install_access_tracking
 from outputhub.server.deps import Services
 from outputhub.server.jobs.router import router as jobs_router
 from outputhub.server.jobs.setup import Background, build_background, make_cache, make_rate_limiter
@@ -40,6 +41,7 @@ from outputhub.server.storage import migrate
 from outputhub.server.storage.database import check_rls_enforced, make_engine, make_session_factory
 from outputhub.server.storage.documents.factory import build_document_store
 from outputhub.server.storage.documents.outbox import EventOutbox
+from outputhub.server.storage.tables import AuthSession, Membership, Organization, User
 
 log = logging.getLogger("outputhub.server")
 API_PREFIX = "/api/v1"
@@ -68,6 +70,17 @@ def build_services_and_background(settings: Settings) -> tuple[Services, Backgro
         )
         background.queue.registry.register(RECOMPUTE_JOB, recompute.run)
         handlers.append(recompute.on_events)
+    # who may do what, remembered between requests: only where every process sees every invalidation (one
+    # process on SQLite, or a Redis cache shared by all); PostgreSQL workers without Redis ask each time
+    access_cache = (
+        AccessCache(cache, ttl_seconds=settings.cache_ttl_seconds)
+        if settings.redis_url or not settings.is_postgres
+        else None
+    )
+    if access_cache is not None:
+        install_access_tracking(
+            session_factory, access_cache, tables=(User, AuthSession, Membership, Organization)
+        )
     services = Services(
         settings=settings,
         engine=engine,
@@ -77,6 +90,7 @@ def build_services_and_background(settings: Settings) -> tuple[Services, Backgro
         documents=documents,
         outbox=EventOutbox(engine=engine),
         jobs=background.queue,
+        access_cache=access_cache,
         auth=AuthPolicy(
             signer=TokenSigner(
                 secret=settings.token_secret(), ttl=timedelta(minutes=settings.access_token_minutes)

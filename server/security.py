@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -88,9 +89,15 @@ class AccessClaims:
 
 
 class TokenSigner:
+    VERIFIED_MAX = 4096
+    """How many verified tokens :meth:`verify` remembers (forgets them all when full)."""
+
     def __init__(self, *, secret: str, ttl: timedelta) -> None:
         self._secret = secret
         self.ttl = ttl
+        # token text -> its claims and expiry: every request presents the same token again (the rate limiter
+        # and the tenant dependency both verify it), and the signature of a given text cannot change
+        self._verified: dict[str, tuple[AccessClaims, float]] = {}
 
     def issue(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> str:
         payload = {
@@ -103,6 +110,20 @@ class TokenSigner:
         return jwt.encode(payload, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> AccessClaims:
+        known = self._verified.get(token)
+        if known is not None:
+            claims, expires = known
+            if time.time() < expires:  # PyJWT's own rule: expired once now >= exp
+                return claims
+            self._verified.pop(token, None)
+            raise AuthenticationError("access token expired; refresh it")
+        claims = self._decode(token)
+        if len(self._verified) >= self.VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = (claims, claims.expires_at.timestamp())
+        return claims
+
+    def _decode(self, token: str) -> AccessClaims:
         try:
             payload = jwt.decode(
                 token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub", "sid"]}

@@ -73,6 +73,7 @@ class HttpRemote:
         self._client = client or httpx.Client(timeout=timeout)
         self._owns_client = client is None
         self._headers = {"Authorization": f"Bearer {token}"}
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     @property
     def server_url(self) -> str:
@@ -89,9 +90,14 @@ class HttpRemote:
     def _url(self, path: str) -> str:
         return f"{self._base}{API}/orgs/{self._org}/sync{path}"
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, url: str, *, json_body: Any = None, **kwargs: Any) -> httpx.Response:
+        """One request on the shared client (its pooled keep-alive connection); bodies in and out as JSON
+        through orjson (several times faster than the standard library on a push of many ops)."""
+        if json_body is not None:
+            kwargs["content"] = orjson.dumps(json_body)
+        headers = self._json_headers if json_body is not None else self._headers
         try:
-            response = self._client.request(method, url, headers=self._headers, **kwargs)
+            response = self._client.request(method, url, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise ServerUnreachableError(
                 f"cannot reach the server at {self._base}: {exc.__class__.__name__}"
@@ -104,20 +110,20 @@ class HttpRemote:
 
     def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         body = {"protocol": PROTOCOL_VERSION, "device": device, "changes": list(changes)}
-        return self._send("POST", self._url("/push"), json=body).json()  # type: ignore[no-any-return]
+        return orjson.loads(self._send("POST", self._url("/push"), json_body=body).content)  # type: ignore[no-any-return]
 
     def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None:
         try:
-            return self._send("GET", self._url(f"/records/{entity}/{record_id}")).json()  # type: ignore[no-any-return]
+            return orjson.loads(self._send("GET", self._url(f"/records/{entity}/{record_id}")).content)  # type: ignore[no-any-return]
         except NotFoundOnServerError:
             return None
 
     def checksums(self, *, full: bool = False) -> Mapping[str, Any]:
         params = {"full": "true"} if full else None
-        return self._send("GET", self._url("/checksums"), params=params).json()  # type: ignore[no-any-return]
+        return orjson.loads(self._send("GET", self._url("/checksums"), params=params).content)  # type: ignore[no-any-return]
 
     def conflicts(self) -> list[dict[str, Any]]:
-        return self._send("GET", self._url("/conflicts")).json()  # type: ignore[no-any-return]
+        return orjson.loads(self._send("GET", self._url("/conflicts")).content)  # type: ignore[no-any-return]
 
 
 def _auth_post(base_url: str, path: str, client: httpx.Client | None, **kwargs: Any) -> dict[str, Any]:

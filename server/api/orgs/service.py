@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -22,7 +23,15 @@ from outputhub.server.api.lookups import service as lookups
 from outputhub.server.events import emit_change, row_snapshot
 from outputhub.server.security import API_KEY_KIND, INVITATION_KIND, TenantSecret, digest
 from outputhub.server.storage.database import set_tenant
-from outputhub.server.storage.tables import ApiKey, Invitation, Membership, Organization, OrgRevision, User
+from outputhub.server.storage.tables import (
+    ApiKey,
+    AuthSession,
+    Invitation,
+    Membership,
+    Organization,
+    OrgRevision,
+    User,
+)
 
 API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 
@@ -110,6 +119,46 @@ def delete_org(session: Session, *, tenant: Tenant, now: datetime | None = None)
         at=now or datetime.now(UTC),
         before={"name": org.name},
     )
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a signed-in caller may do in one organization, as one query found it."""
+
+    role: Role
+    session_expires_at: datetime
+    """The login's end: an answer remembered for longer than this is void."""
+
+
+def resolve_access(
+    session: Session, *, org_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
+) -> Access | None:
+    """The caller's role in the organization, checking in one query what :func:`auth.active_user` and
+    :func:`resolve_membership` check in three (the login is live, the account active, the membership there).
+    Raises :class:`AuthenticationError` with the same reasons, in the same order; None: not a member.
+
+    Scopes the transaction to the organization first (PostgreSQL row-level security)."""
+    set_tenant(session, org_id=org_id, user_id=user_id)
+    row = session.execute(
+        select(
+            AuthSession.user_id,
+            AuthSession.revoked_at,
+            AuthSession.expires_at,
+            User.is_active,
+            Membership.role,
+        )
+        .select_from(AuthSession)
+        .outerjoin(User, User.id == AuthSession.user_id)
+        .outerjoin(Membership, (Membership.user_id == AuthSession.user_id) & (Membership.org_id == org_id))
+        .where(AuthSession.id == session_id)
+    ).one_or_none()
+    if row is None or row.user_id != user_id or row.revoked_at is not None:
+        raise AuthenticationError("session revoked; log in again")
+    if row.expires_at <= now:
+        raise AuthenticationError("session expired; log in again")
+    if not row.is_active:  # None: no such user
+        raise AuthenticationError("account disabled")
+    return Access(role=Role(row.role), session_expires_at=row.expires_at) if row.role else None
 
 
 def resolve_membership(session: Session, *, org_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:

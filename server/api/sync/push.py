@@ -102,6 +102,9 @@ class PushBatch:
     remaps: dict[str, str]
     next_revision: int = 0
     last_revision: int = -1
+    rows: dict[tuple[type[ReplicatedRow], uuid.UUID], ReplicatedRow] = field(default_factory=dict)
+    """The rows the batch read, held here: the session's identity map only holds them weakly, and a row
+    collected before its op would be read again."""
 
     def revision(self, session: Session) -> int:
         if self.next_revision > self.last_revision:
@@ -148,7 +151,10 @@ def _prepare_batch(
         rows = session.execute(
             select(table).where(table.org_id == tenant.org_id, table.id.in_(ids))
         ).scalars()  # loaded into the session: each op's session.get finds its row without a query
-        batch.known[table] = {row.id for row in rows}
+        batch.known[table] = set()
+        for row in rows:
+            batch.known[table].add(row.id)
+            batch.rows[(table, row.id)] = row
     if write_count:
         first = allocate_revisions(session, org_id=tenant.org_id, count=write_count)
         batch.next_revision, batch.last_revision = first, first + write_count - 1
@@ -238,9 +244,19 @@ def _field_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[
 
 
 def _check_values(
-    session: Session, *, tenant: Tenant, spec: EntitySpec, state: RecordState, batch: PushBatch | None = None
+    session: Session,
+    *,
+    tenant: Tenant,
+    spec: EntitySpec,
+    state: RecordState,
+    batch: PushBatch | None = None,
+    current: RecordState | None = None,
 ) -> None:
-    """Refuse a merged state the server could not store (missing references, required fields, lengths)."""
+    """Refuse a merged state the server could not store (missing references, required fields, lengths).
+
+    A column reference the record already holds (``current``, its state before this op) is not looked up
+    again: the row stores it under a foreign key, and tombstones that a column references are never purged,
+    so it exists (link-table references are still looked up: purging a tombstone drops its link rows)."""
     values = state.values
     problem = _field_problem(spec, values)
     if problem is not None:
@@ -250,7 +266,14 @@ def _check_values(
     by_table: dict[type[ReplicatedRow], set[uuid.UUID]] = {}
     fields: dict[uuid.UUID, str] = {}
     try:
+        held = (
+            {(n, i) for n, i in reference_ids(spec, current.values) if n in spec.columns}
+            if current is not None
+            else set()
+        )
         for name, ident in reference_ids(spec, values):
+            if (name, ident) in held:
+                continue
             by_table.setdefault(spec.references[name], set()).add(ident)
             fields[ident] = name
     except ValueError:
@@ -304,6 +327,8 @@ def apply_change(
     rid = uuid.UUID(change.record_id)
     if batch is not None and rid not in batch.known.get(spec.table, ()):
         row = None  # the batch read every record it names: this one is new
+    elif batch is not None and (spec.table, rid) in batch.rows:
+        row = batch.rows[(spec.table, rid)]
     else:
         row = session.get(spec.table, rid)
     if row is not None and row.org_id != tenant.org_id:
@@ -322,7 +347,7 @@ def apply_change(
         raise OpRefusedError(
             "invalid", f"{change.entity} {rid}: an edit of a record the server has never seen"
         )
-    _check_values(session, tenant=tenant, spec=spec, state=state, batch=batch)
+    _check_values(session, tenant=tenant, spec=spec, state=state, batch=batch, current=current)
     revision = (
         batch.revision(session) if batch is not None else allocate_revisions(session, org_id=tenant.org_id)
     )
@@ -332,13 +357,18 @@ def apply_change(
         if isinstance(row, Prompt):
             row.version = 0
         session.add(row)
-    old_text = (row.title, row.body) if isinstance(row, Prompt) else None
+    text_changed = False
+    if isinstance(row, Prompt):
+        # the new version number goes into the same UPDATE as the new text (write_row flushes)
+        columns = column_values(spec, state)
+        text_changed = (columns["title"], columns["body"]) != (row.title, row.body)
+        if text_changed:
+            row.version = (row.version or 0) + 1
     row.revision = revision
     row.updated_at = now
     row.updated_by = tenant.actor
     write_row(session, spec, row, state, org_id=tenant.org_id, new=new)
-    if isinstance(row, Prompt) and (row.title, row.body) != old_text:
-        row.version = (row.version or 0) + 1
+    if isinstance(row, Prompt) and text_changed:
         session.add(
             PromptVersion(
                 id=uuid.uuid4(),

@@ -51,14 +51,17 @@ def pull_changes(
     )
 
 
-@router.post("/push")
-def push_changes(tenant: Reader, session: SessionDep, body: PushRequest, now: NowDep) -> PushResult:
+@router.post("/push", response_model=PushResult)
+def push_changes(tenant: Reader, session: SessionDep, body: PushRequest, now: NowDep) -> Response:
     """Merge a batch of offline operations. Each is answered on its own (`applied`, `merged`, `conflict`,
     `noop` or `refused` with a reason); a refused one does not stop the others; replaying an op id returns
     its first answer and changes nothing."""
     _check_protocol(body.protocol, "body.protocol")
     results = push_service.push(session, tenant=tenant, device=body.device, changes=body.changes, now=now)
-    return PushResult(protocol=body.protocol, results=results)
+    # serialized once here (the results are built as PushResult's own models; no second validation)
+    return Response(
+        PushResult(protocol=body.protocol, results=results).model_dump_json(), media_type="application/json"
+    )
 
 
 @router.get("/records/{entity}/{record_id}")
