@@ -10,20 +10,24 @@ every record has its stored merge state, as in production). In the same run, as 
   encrypted SQLite file can take at best, no indexes);
 - **replica bulk insert**: the same rows through the replica's own ``bulk_insert_outputs`` (typed rows, link
   tables, full-text index): the floor for storing them usefully.
-Then the initial sync (pull everything, apply, verify) is timed end to end, and the apply step alone.
-Round trip: with the library present, edit one prompt, push and pull it (p50/p95 over many runs), and the
-full ``sync()`` including the checksum verification.
+Then the initial sync (pull everything, apply, verify) is timed end to end, the apply step alone
+(``apply_rows_per_s``: ``apply_remote``) and the store step (``store_rows_per_s``: the transactions the pull
+opens, commits included), in pages of 5,000 and again (``initial_sync_page1000_*``) in the desktop's pages of
+1,000.
+Round trip: with the library present, edit one prompt, push and pull it (p50/p95 over many runs, with the
+push and the pull halves' medians beside), and the full ``sync()`` including the checksum verification.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +135,11 @@ def replica_insert(path: Path, org: str, items: Sequence[dict[str, Any]]) -> flo
 
 
 class TimedStore(ReplicaSyncStore):
+    """Times ``apply_remote`` (``apply_seconds``) and the transactions the pull opens, commits included
+    (``store_seconds``: applying, the cursor and the commit; the pull never waits for the server in one)."""
+
     apply_seconds = 0.0
+    store_seconds = 0.0
 
     def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
         start = time.perf_counter()
@@ -139,6 +147,46 @@ class TimedStore(ReplicaSyncStore):
             return super().apply_remote(items)
         finally:
             self.apply_seconds += time.perf_counter() - start
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            with super().transaction():
+                yield
+        finally:
+            self.store_seconds += time.perf_counter() - start
+
+
+def initial_sync(
+    base: str, lib: Any, path: Path, *, pull_page: int, http: httpx.Client
+) -> tuple[dict[str, Any], TimedStore, SyncClient, HttpRemote]:
+    """Push (nothing), pull everything into a fresh replica at ``path`` and verify, timed."""
+    replica = open_replica(path, passphrase=PASSPHRASE, create=True)
+    store = TimedStore(replica)
+    store.attach(org_id=lib.org)
+    token = lib.headers["Authorization"].split(" ", 1)[1]
+    remote = HttpRemote(base, token=token, org_id=lib.org, client=http)
+    client = SyncClient(store, remote, pull_page=pull_page)
+    start = time.perf_counter()
+    report = SyncReport()
+    client.push(report)
+    client.pull(report)
+    pulled_at = time.perf_counter()
+    client.verify(report)
+    elapsed = time.perf_counter() - start
+    total = report.pulled
+    figures = {
+        "pull_seconds": round(pulled_at - start, 2),
+        "verify_seconds": round(elapsed - (pulled_at - start), 2),
+        "records": total,
+        "seconds": round(elapsed, 2),
+        "rows_per_s": round(total / elapsed),
+        "apply_rows_per_s": round(total / store.apply_seconds),
+        "store_rows_per_s": round(total / store.store_seconds),
+        "checksum_ok": report.checksum_ok,
+    }
+    return figures, store, client, remote
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -165,46 +213,55 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
             replica_insert(workdir / "bulk.ohr", lib.org, items)
         )
 
-        replica = open_replica(workdir / "synced.ohr", passphrase=PASSPHRASE, create=True)
-        store = TimedStore(replica)
-        store.attach(org_id=lib.org)
-        token = lib.headers["Authorization"].split(" ", 1)[1]
         with httpx.Client(timeout=300) as http:
-            remote = HttpRemote(base, token=token, org_id=lib.org, client=http)
-            client = SyncClient(store, remote, pull_page=5000)
-            start = time.perf_counter()
-            report = SyncReport()
-            client.push(report)
-            client.pull(report)
-            pulled_at = time.perf_counter()
-            client.verify(report)
-            elapsed = time.perf_counter() - start
-            results["initial_sync_pull_seconds"] = round(pulled_at - start, 2)
-            results["initial_sync_verify_seconds"] = round(elapsed - (pulled_at - start), 2)
-            total = report.pulled
-            results["initial_sync_records"] = total
-            results["initial_sync_seconds"] = round(elapsed, 2)
-            results["initial_sync_rows_per_s"] = round(total / elapsed)
-            results["initial_sync_apply_rows_per_s"] = round(total / store.apply_seconds)
-            results["initial_sync_checksum_ok"] = report.checksum_ok
+            figures, store, client, remote = initial_sync(
+                base, lib, workdir / "synced.ohr", pull_page=5000, http=http
+            )
+            replica = store.replica
+            results["initial_sync_pull_seconds"] = figures["pull_seconds"]
+            results["initial_sync_verify_seconds"] = figures["verify_seconds"]
+            results["initial_sync_records"] = figures["records"]
+            results["initial_sync_seconds"] = figures["seconds"]
+            results["initial_sync_rows_per_s"] = figures["rows_per_s"]
+            results["initial_sync_apply_rows_per_s"] = figures["apply_rows_per_s"]
+            results["initial_sync_store_rows_per_s"] = figures["store_rows_per_s"]
+            results["initial_sync_checksum_ok"] = figures["checksum_ok"]
             results["ratio_sync_vs_raw"] = round(
                 results["initial_sync_rows_per_s"] / results["raw_insert_rows_per_s"], 3
             )
             results["ratio_sync_vs_replica_bulk"] = round(
                 results["initial_sync_rows_per_s"] / results["replica_bulk_insert_rows_per_s"], 3
             )
+            results["ratio_apply_vs_raw"] = round(
+                results["initial_sync_apply_rows_per_s"] / results["raw_insert_rows_per_s"], 3
+            )
+            wait_until_idle(base)
+            # again at the desktop's own page size (its sync worker pulls 1,000 records a page)
+            small, small_store, _, small_remote = initial_sync(
+                base, lib, workdir / "synced-1000.ohr", pull_page=1000, http=http
+            )
+            small_remote.close()
+            small_store.replica.close()
+            for key in ("rows_per_s", "apply_rows_per_s", "store_rows_per_s", "checksum_ok"):
+                results[f"initial_sync_page1000_{key}"] = small[key]
 
             wait_until_idle(base)
             library = LocalLibrary(store)
             trip: list[float] = []
+            pushes: list[float] = []
+            pulls: list[float] = []
             full: list[float] = []
             for n in range(trips):
                 library.edit("prompt", prompt_id, {"title": f"Edited {n}"})
                 start = time.perf_counter()
                 scratch = SyncReport()
                 client.push(scratch)
+                pushed_at = time.perf_counter()
                 client.pull(scratch)
-                trip.append((time.perf_counter() - start) * 1000)
+                end = time.perf_counter()
+                trip.append((end - start) * 1000)
+                pushes.append((pushed_at - start) * 1000)
+                pulls.append((end - pushed_at) * 1000)
             for n in range(max(3, trips // 10)):
                 library.edit("prompt", prompt_id, {"title": f"Full {n}"})
                 start = time.perf_counter()
@@ -212,6 +269,9 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
                 full.append((time.perf_counter() - start) * 1000)
             results["round_trip_ms_p50"] = round(statistics.median(trip), 1)
             results["round_trip_ms_p95"] = round(pct(trip, 0.95), 1)
+            # the two halves (medians of each, so they need not add up to the trip's median exactly)
+            results["round_trip_push_ms_p50"] = round(statistics.median(pushes), 1)
+            results["round_trip_pull_ms_p50"] = round(statistics.median(pulls), 1)
             results["sync_with_verify_ms_p50"] = round(statistics.median(full), 1)
             remote.close()
         replica.close()
