@@ -224,7 +224,9 @@ def test_an_edit_during_the_sync_waits_its_turn_and_a_cancel_stops_the_process(
     ids = seed_library(org)
     seed_outputs(org, ids["prompt"], 1500)
     session.sync.login(server_url=live_server, email=org.owner.email, password=PASSWORD, auto_sync=False)
-    controller, background = process_controller(session, replica, pull_page=20)
+    # small pages: the sync must still be running when it is cancelled (1,500 outputs in pages of 20 were
+    # all in before the cancel once pulls got faster)
+    controller, background = process_controller(session, replica, pull_page=4)
 
     assert controller.sync_now()
     qtbot.waitUntil(lambda: controller.status.text.startswith("Syncing: pull "), timeout=30_000)
