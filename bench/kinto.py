@@ -32,7 +32,8 @@ does: see ``decode``). Measured:
    ``GET .../sync/changes?since=`` (``next_since`` / ``has_more``), against Kinto's documented polling for
    changes, ``GET .../records?_since=0&_sort=last_modified&_limit=`` following the ``Next-Page`` header
    (``--pull-repeats`` full pulls; the median is reported);
-3. **incremental pull**: ``--increment`` new records written (not timed), then the changes since the cursor
+3. **incremental pull**: ``--increment`` new records written (not timed, our server's background work for
+   them included), then the changes since the cursor
    the previous pull ended at (ours: ``next_since``; Kinto: the newest ``last_modified`` seen), ``--rounds``
    times; the median is reported.
 
@@ -624,6 +625,7 @@ def measure(side: Side, dataset: Sequence[Record], extra: Sequence[Record], plan
     pulled: list[int] = []
     for part in chunks(rest, plan.increment)[: plan.rounds]:
         side.write(side.write_body(part), len(part))
+        side.settle()  # the write (not timed) is done when its background work is: it must not slow the pull
         got = side.pull(plan.page)
         if got.records != len(part):
             raise RuntimeError(f"incremental pull: {got.records} records for {len(part)} new ones")
