@@ -201,3 +201,95 @@ def test_new_outputs_are_searchable_and_edits_keep_the_index_sound(replicas: tup
     fast.delete_output(id=live[5].record_id, purge=True)
     assert fast.verify_integrity() == []
     assert [h.id for h in fast.search_outputs("zebra", limit=10)] == [target.record_id]
+
+
+def _echo_setup(replica: Replica) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A local prompt edited twice and a concurrent remote edit of its title merged in (a conflict); returns
+    the prompt id, the server's data and the state the replica now holds (what the server sends back after
+    the replica's push)."""
+    from outputhub.desktop.storage.sync_store import stored_state
+    from outputhub.sync.client import LocalLibrary
+    from outputhub.sync.engine import make_edit
+
+    store = ReplicaSyncStore(replica)
+    store.attach(org_id=ORG)
+    clock = iter(range(1_700_000_000_000, 1_700_000_100_000, 10))
+    library = LocalLibrary(store, now_ms=lambda: next(clock))
+    body = "Act as a careful reviewer of long texts. " * 4
+    prompt = library.create("prompt", {"title": "t", "body": body, "tag_ids": [TAGS[0]]}, id=PROMPT)
+    created = store.load("prompt", prompt)
+    library.edit("prompt", prompt, {"title": "t2"})
+    local = store.load("prompt", prompt)
+    assert created is not None and local is not None
+    theirs = make_edit(  # made from the created prompt: concurrent with the local edit
+        created.state,
+        {"title": "theirs"},
+        schema=DEFAULT_SCHEMA,
+        node="other",
+        hlc=HLC(1_700_000_050_000, 0, "other"),
+        op_id="other:1",
+    )
+    assert theirs is not None
+    remote = merge_change(local.state, theirs, DEFAULT_SCHEMA).state
+    data: dict[str, Any] = {
+        "id": prompt,
+        "title": remote.values["title"],
+        "body": body,
+        "description": "",
+        "tag_ids": [TAGS[0]],
+        "development_stage_id": None,
+        "version": 3,
+        "created_at": "2026-11-26T09:00:00Z",
+        "updated_at": "2026-11-26T10:00:00Z",
+        "created_by": "user:a",
+        "updated_by": "user:b",
+    }
+    with store.transaction():
+        store.apply_remote([RemoteItem("prompt", prompt, 7, False, data, state_to_wire(remote))])
+    with replica.reading("row") as conn:
+        row = tables.get(conn, store_module.SPEC["prompt"], prompt)
+    echoed = stored_state("prompt", row)
+    assert echoed is not None
+    return prompt, {**data, "updated_at": "2026-11-26T10:05:00Z"}, dict(echoed)
+
+
+def test_a_state_the_replica_already_holds_is_applied_without_merging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    first = open_replica(tmp_path / "fast.ohr", passphrase=PASSPHRASE, create=True)
+    prompt, data, echoed = _echo_setup(first)
+    first.close()
+    shutil.copy(tmp_path / "fast.ohr", tmp_path / "slow.ohr")
+    merges: list[str] = []
+    original = ReplicaSyncStore._merge_states
+
+    def counted(self: ReplicaSyncStore, *args: Any) -> None:
+        merges.append("merge")
+        original(self, *args)
+
+    monkeypatch.setattr(ReplicaSyncStore, "_merge_states", counted)
+    results: dict[str, Any] = {}
+    contents: dict[str, Any] = {}
+    for name in ("fast", "slow"):
+        replica = open_replica(tmp_path / f"{name}.ohr", passphrase=PASSPHRASE)
+        store = ReplicaSyncStore(replica)
+        with monkeypatch.context() as patch:
+            if name == "slow":  # the general path: decode both states, merge, encode
+                patch.setattr(
+                    ReplicaSyncStore,
+                    "_same_state",
+                    lambda self, conn, item, old, wire, result: counted(self, conn, item, old, result),
+                )
+            with store.transaction():
+                r = store.apply_remote([RemoteItem("prompt", prompt, 9, False, data, echoed)])
+        results[name] = (r.changed, r.max_version, sorted(r.opened), sorted(r.closed))
+        contents[name] = (_contents(replica), [(c.id, c.field) for c in replica.list_conflicts()])
+        assert replica.get_prompt(id=prompt).revision == 9  # type: ignore[union-attr]
+        assert replica.verify_integrity() == []
+        replica.close()
+    assert merges == ["merge"]  # only the slow replica merged
+    assert results["fast"] == results["slow"]
+    assert contents["fast"] == contents["slow"]
+    assert [field for _, field in contents["fast"][1]] == ["title"]
