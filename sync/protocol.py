@@ -7,7 +7,7 @@ frozensets by the schema on the way in). Decoding validates; a malformed payload
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from outputhub.common.clock import HLC, ClockError
@@ -197,34 +197,15 @@ _TEXT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-def compact_state_wire(
-    entity: str, wire: Mapping[str, Any], values: Mapping[str, Any]
-) -> dict[str, Any] | None:
-    """``wire`` with every text write whose value equals ``values[field]`` (at least :data:`COMPACT_MIN`
-    characters) replaced by :data:`CURRENT`; None when there is none (send ``wire`` itself)."""
-    fields = wire.get("f") or {}
-    out: dict[str, Any] | None = None
-    for name in _TEXT_FIELDS.get(entity, ()):
-        item = fields.get(name)
-        value = values.get(name)
-        if item is None or not isinstance(value, str) or len(value) < COMPACT_MIN:
-            continue
-        changed: dict[str, Any] | None = None
-        for key in ("h", "y"):
-            writes = item.get(key)
-            if writes and any(w[2] == value for w in writes):
-                changed = changed if changed is not None else dict(item)
-                changed[key] = [[w[0], w[1], CURRENT, *w[3:]] if w[2] == value else w for w in writes]
-        if changed is not None:
-            out = out if out is not None else dict(fields)
-            out[name] = changed
-    return None if out is None else {**wire, "f": out}
+def swap_text_values(
+    entity: str, wire: Mapping[str, Any], current: Callable[[str], object], *, compact: bool
+) -> Mapping[str, Any]:
+    """``wire`` with its long text writes equal to the record's own text (``current(field)``) replaced by
+    :data:`CURRENT` (``compact``), or each :data:`CURRENT` replaced by that text again. Returns ``wire``
+    itself when nothing changes; raises :class:`ProtocolError` for a marker without a text to stand for.
 
-
-def expand_state_wire(entity: str, wire: Mapping[str, Any], data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The full state of a pulled compact one: each :data:`CURRENT` replaced by ``data[field]``. Returns
-    ``wire`` itself when it holds no marker; raises :class:`ProtocolError` for a marker ``data`` cannot
-    fill."""
+    The one implementation of the marker: the server's stored pull form, the client's expansion of a
+    pulled state and the replica's stored states all use it."""
     fields = wire.get("f")
     if not fields:
         return wire
@@ -233,20 +214,44 @@ def expand_state_wire(entity: str, wire: Mapping[str, Any], data: Mapping[str, A
         item = fields.get(name)
         if item is None:
             continue
+        text: object = None
+        if compact:
+            text = current(name)
+            if not isinstance(text, str) or len(text) < COMPACT_MIN:
+                continue
         changed: dict[str, Any] | None = None
         for key in ("h", "y"):
             writes = item.get(key)
-            if not writes or not any(w[2] == CURRENT for w in writes):
+            old = text if compact else CURRENT
+            if not writes or not any(w[2] == old for w in writes):
                 continue
-            value = data.get(name)
-            if not isinstance(value, str):
-                raise ProtocolError(f"state {entity}: {name} refers to the record's text, which it lacks")
+            if not compact:
+                text = current(name)
+                if not isinstance(text, str):
+                    raise ProtocolError(f"state {entity}: {name} refers to the record's text, which it lacks")
+            new = CURRENT if compact else text
             changed = changed if changed is not None else dict(item)
-            changed[key] = [[w[0], w[1], value, *w[3:]] if w[2] == CURRENT else w for w in writes]
+            changed[key] = [[w[0], w[1], new, *w[3:]] if w[2] == old else w for w in writes]
         if changed is not None:
             out = out if out is not None else dict(fields)
             out[name] = changed
     return wire if out is None else {**wire, "f": out}
+
+
+def compact_state_wire(
+    entity: str, wire: Mapping[str, Any], values: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """``wire`` with every text write whose value equals ``values[field]`` (at least :data:`COMPACT_MIN`
+    characters) replaced by :data:`CURRENT`; None when there is none (send ``wire`` itself)."""
+    compact = swap_text_values(entity, wire, values.get, compact=True)
+    return None if compact is wire else dict(compact)
+
+
+def expand_state_wire(entity: str, wire: Mapping[str, Any], data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The full state of a pulled compact one: each :data:`CURRENT` replaced by ``data[field]``. Returns
+    ``wire`` itself when it holds no marker; raises :class:`ProtocolError` for a marker ``data`` cannot
+    fill."""
+    return swap_text_values(entity, wire, data.get, compact=False)
 
 
 def _dec_write(schema: EntitySchema, entity: str, name: str, item: object, where: str) -> FieldWrite:

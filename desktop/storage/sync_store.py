@@ -53,6 +53,7 @@ from outputhub.sync.protocol import (
     encode_value,
     state_from_wire,
     state_to_wire,
+    swap_text_values,
 )
 
 SPEC: Final[dict[str, EntityTable[Any]]] = {
@@ -106,45 +107,6 @@ def _ts(value: object, default: datetime) -> datetime:
     return default
 
 
-CURRENT: Final = {"=": 1}
-"""In a stored state, a long text value equal to the row's own column: the text is kept once, in the column
-(a pulled output's content would otherwise be stored twice, and the merge state be half the replica)."""
-_COMPACT_MIN = 64
-
-
-_TEXT_FIELDS: Final = {
-    name: tuple(f for f, kind in DEFAULT_SCHEMA.entity(name).fields.items() if kind is FieldKind.TEXT)
-    for name in DEFAULT_SCHEMA.entities
-}
-
-
-def _swap_values(
-    entity: str, wire: Mapping[str, Any], current: Callable[[str], Any], *, compact: bool
-) -> Mapping[str, Any]:
-    """``wire`` with the values of long text writes equal to the row's column (``current(field)``) replaced
-    by :data:`CURRENT` (``compact``), or the other way round. Returns ``wire`` itself when nothing changes."""
-    fields = wire.get("f")
-    if not fields:
-        return wire
-    out: dict[str, Any] | None = None
-    for name in _TEXT_FIELDS[entity]:
-        item = fields.get(name)
-        value = current(name)
-        if item is None or not isinstance(value, str) or len(value) < _COMPACT_MIN:
-            continue
-        old, new = (value, CURRENT) if compact else (CURRENT, value)
-        changed: dict[str, Any] | None = None
-        for key in ("h", "y"):
-            writes = item.get(key)
-            if writes and any(w[2] == old for w in writes):
-                changed = changed if changed is not None else dict(item)
-                changed[key] = [[w[0], w[1], new, w[3], w[4]] if w[2] == old else w for w in writes]
-        if changed is not None:
-            out = out if out is not None else dict(fields)
-            out[name] = changed
-    return wire if out is None else {**wire, "f": out}
-
-
 def build_record(
     entity: str,
     record_id: str,
@@ -159,7 +121,8 @@ def build_record(
     previous: ReplicatedRecord | None,
 ) -> ReplicatedRecord:
     """The typed replica row for materialized ``values`` (plus server-only fields from ``extra``, else kept
-    from ``previous``), its state stored compactly (:data:`CURRENT`; a text column is ``values[name]``)."""
+    from ``previous``), its state stored compactly (``sync.protocol.CURRENT``: a long text equal to its
+    column is kept once, in the column)."""
     return _typed_record(
         entity,
         record_id,
@@ -168,7 +131,7 @@ def build_record(
         revision=revision,
         deleted=deleted,
         status=status,
-        state_wire=_swap_values(entity, state_wire, values.get, compact=True),
+        state_wire=swap_text_values(entity, state_wire, values.get, compact=True),
         extra=extra,
         previous=previous,
     )
@@ -179,7 +142,7 @@ def stored_state(entity: str, record: ReplicatedRecord) -> Mapping[str, Any] | N
     wire = record.field_clocks.get("state")
     if not wire:
         return None
-    return _swap_values(entity, wire, lambda name: getattr(record, name, None), compact=False)
+    return swap_text_values(entity, wire, lambda name: getattr(record, name, None), compact=False)
 
 
 def _typed_record(
@@ -814,7 +777,7 @@ def _new_output_rows(items: Sequence[RemoteItem], org_id: str) -> NewRows:
                 1 if item.deleted else 0,
                 synced,
                 None,
-                dumps({"state": _swap_values("output", item.state, get, compact=True)}),
+                dumps({"state": swap_text_values("output", item.state, get, compact=True)}),
                 _stamp(get("created_at"), now),
                 _stamp(get("updated_at"), now),
                 str(get("created_by") or ""),
