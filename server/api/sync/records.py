@@ -328,7 +328,8 @@ def _dumps(wire: Mapping[str, Any]) -> str:
 
 
 def state_json(state: RecordState) -> str:
-    """The stored text of a state, exactly as :func:`store_state` writes it (for bulk inserts)."""
+    """The full wire text of a state, as :func:`store_state` stores it in ``state`` (a stale row's state
+    derived for a pull)."""
     return _dumps(state_to_wire(state))
 
 
