@@ -7,11 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 """What this client speaks. 2: a pulled state may stand for a long text of the record's data with the marker
-``{"=": 1}`` (docs/sync-protocol.md); everything else is as in 1."""
-SUPPORTED_PROTOCOLS = frozenset({1, PROTOCOL_VERSION})
-"""What the server answers: a client of protocol 1 gets full states."""
+``{"=": 1}``; 3: a state written by a single operation may come in the uniform form ``{"u": [version,
+op_id], "v": {field: value}}`` (docs/sync-protocol.md); everything else is as in 1."""
+SUPPORTED_PROTOCOLS = frozenset({1, 2, PROTOCOL_VERSION})
+"""What the server answers: a client of protocol 1 gets full states, one of protocol 2 no uniform form."""
 
 
 class PulledRecord(BaseModel):

@@ -30,7 +30,9 @@ class LocalRecord:
 @dataclass(frozen=True)
 class RemoteItem:
     """One record from the pull feed: engine entity, id, server revision, tombstone, the read-shape data
-    and the wire form of its merge state."""
+    and the wire form of its merge state (``state``: in full; ``wire``: the compact form it was pulled in,
+    which stands for ``state`` given ``data`` (``sync.protocol.expand_state``), or None when it came in
+    full)."""
 
     entity: str
     record_id: str
@@ -38,6 +40,7 @@ class RemoteItem:
     deleted: bool
     data: Mapping[str, Any]
     state: Mapping[str, Any]
+    wire: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

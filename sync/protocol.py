@@ -26,6 +26,7 @@ from outputhub.sync.engine import (
     TombstoneState,
     TombstoneWrite,
     build_state,
+    default_value,
 )
 from outputhub.sync.engine.schema import TOMBSTONE
 
@@ -238,20 +239,129 @@ def swap_text_values(
     return wire if out is None else {**wire, "f": out}
 
 
+def _uniform_bases(entity: str) -> dict[str, Any]:
+    return {
+        name: encode_value(default_value(kind)) for name, kind in DEFAULT_SCHEMA.entity(entity).fields.items()
+    }
+
+
+_UNIFORM_BASES: Final[dict[str, dict[str, Any]]] = {e: _uniform_bases(e) for e in DEFAULT_SCHEMA.entities}
+
+
+def uniform_state_wire(entity: str, wire: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Protocol 3's form of a state written by one operation and nothing else (a record created once and
+    never edited, the common case): ``{"u": [version, op_id], "v": {field: value}}``, or None when ``wire``
+    is not such a state.
+
+    It stands for: each field of ``v`` has one write ``[version, op_id, value, <the field kind's default>,
+    []]`` and nothing superseded, and the tombstone has one write ``[version, op_id, false, []]`` and nothing
+    superseded; :func:`expand_uniform` gives exactly ``wire`` back (the checks below admit nothing else).
+    Values may be :data:`CURRENT` markers (compact the texts first). Decoded JSON only (dicts and lists)."""
+    bases = _UNIFORM_BASES.get(entity)
+    tomb = wire.get("t")
+    fields = wire.get("f")
+    if bases is None or type(tomb) is not dict or type(fields) is not dict or len(wire) != 2:
+        return None
+    heads = tomb.get("h")
+    if len(tomb) != 2 or tomb.get("s") != [] or type(heads) is not list or len(heads) != 1:
+        return None
+    head = heads[0]
+    if type(head) is not list or len(head) != 4 or head[2] is not False or head[3] != []:
+        return None
+    version, op_id = head[0], head[1]
+    if type(version) is not str or type(op_id) is not str:
+        return None
+    values: dict[str, Any] = {}
+    for name, item in fields.items():
+        base = bases.get(name, _NO_BASE)
+        if base is _NO_BASE or type(item) is not dict or len(item) != 2 or item.get("s") != []:
+            return None
+        writes = item.get("h")
+        if type(writes) is not list or len(writes) != 1:
+            return None
+        w = writes[0]
+        if (
+            type(w) is not list
+            or len(w) != 5
+            or w[0] != version
+            or w[1] != op_id
+            or w[4] != []
+            or type(w[3]) is not type(base)
+            or w[3] != base
+        ):
+            return None
+        values[name] = w[2]
+    return {"u": [version, op_id], "v": values}
+
+
+_NO_BASE: Final = object()
+
+
+def expand_uniform(entity: str, wire: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The full state a :func:`uniform_state_wire` form stands for; ``wire`` itself when it is not one.
+    Raises :class:`ProtocolError` for a malformed one."""
+    if "u" not in wire:
+        return wire
+    where = f"state {entity}"
+    bases = _UNIFORM_BASES.get(entity)
+    if bases is None:
+        raise ProtocolError(f"{where}: unknown entity {entity!r}")
+    stamp, values = wire.get("u"), wire.get("v")
+    if (
+        len(wire) != 2
+        or not isinstance(stamp, list)
+        or len(stamp) != 2
+        or not all(isinstance(x, str) for x in stamp)
+        or not isinstance(values, Mapping)
+    ):
+        raise ProtocolError(f'{where}: a uniform state is {{"u": [version, op_id], "v": {{field: value}}}}')
+    version, op_id = stamp
+    fields: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in bases:
+            raise ProtocolError(f"{where}: unknown field {name!r}")
+        base = bases[name]
+        fields[name] = {
+            "h": [[version, op_id, value, list(base) if isinstance(base, list) else base, []]],
+            "s": [],
+        }
+    return {"f": fields, "t": {"h": [[version, op_id, False, []]], "s": []}}
+
+
+def compact_state(
+    entity: str, wire: Mapping[str, Any], current: Callable[[str], object]
+) -> Mapping[str, Any]:
+    """The most compact form of a full state: long texts equal to the record's own (``current(field)``) as
+    :data:`CURRENT`, then the uniform form (protocol 3) where it applies. ``wire`` itself when neither
+    applies. :func:`expand_state` is its inverse."""
+    marked = swap_text_values(entity, wire, current, compact=True)
+    return uniform_state_wire(entity, marked) or marked
+
+
+def expand_state(entity: str, wire: Mapping[str, Any], current: Callable[[str], object]) -> Mapping[str, Any]:
+    """The full state of any compact form (uniform, text markers, or none: ``wire`` itself)."""
+    return swap_text_values(entity, expand_uniform(entity, wire), current, compact=False)
+
+
 def compact_state_wire(
-    entity: str, wire: Mapping[str, Any], values: Mapping[str, Any]
+    entity: str, wire: Mapping[str, Any], values: Mapping[str, Any], *, uniform: bool = True
 ) -> dict[str, Any] | None:
-    """``wire`` with every text write whose value equals ``values[field]`` (at least :data:`COMPACT_MIN`
-    characters) replaced by :data:`CURRENT`; None when there is none (send ``wire`` itself)."""
-    compact = swap_text_values(entity, wire, values.get, compact=True)
+    """``wire`` as a pull sends it: every text write whose value equals ``values[field]`` (at least
+    :data:`COMPACT_MIN` characters) replaced by :data:`CURRENT` (protocol 2), then with ``uniform`` the
+    uniform form where it applies (protocol 3); None when nothing changes (send ``wire`` itself)."""
+    compact = (
+        compact_state(entity, wire, values.get)
+        if uniform
+        else swap_text_values(entity, wire, values.get, compact=True)
+    )
     return None if compact is wire else dict(compact)
 
 
 def expand_state_wire(entity: str, wire: Mapping[str, Any], data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The full state of a pulled compact one: each :data:`CURRENT` replaced by ``data[field]``. Returns
-    ``wire`` itself when it holds no marker; raises :class:`ProtocolError` for a marker ``data`` cannot
-    fill."""
-    return swap_text_values(entity, wire, data.get, compact=False)
+    """The full state of a pulled compact one (protocol 2 markers replaced by ``data[field]``, a protocol 3
+    uniform form expanded). Returns ``wire`` itself when it is neither; raises :class:`ProtocolError` for a
+    marker ``data`` cannot fill or a malformed uniform form."""
+    return expand_state(entity, wire, data.get)
 
 
 def _dec_write(schema: EntitySchema, entity: str, name: str, item: object, where: str) -> FieldWrite:
@@ -277,6 +387,8 @@ def state_from_wire(
     try:
         if entity not in schema.entities:
             raise ProtocolError(f"{where}: unknown entity {entity!r}")
+        if "u" in data:
+            raise ProtocolError(f"{where}: a uniform (protocol 3) state must be expanded first")
         fields: dict[str, FieldState] = {}
         for name, item in dict(data.get("f") or {}).items():
             if name not in schema.entity(entity).fields:

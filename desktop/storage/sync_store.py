@@ -10,6 +10,7 @@ as is, which is what makes an initial sync fast).
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -50,10 +51,11 @@ from outputhub.sync.ports import ApplyResult, LocalRecord, Outgoing, RemoteItem
 from outputhub.sync.protocol import (
     ENTITY_TABLES,
     change_to_wire,
+    compact_state,
     encode_value,
+    expand_state,
     state_from_wire,
     state_to_wire,
-    swap_text_values,
 )
 
 SPEC: Final[dict[str, EntityTable[Any]]] = {
@@ -121,8 +123,8 @@ def build_record(
     previous: ReplicatedRecord | None,
 ) -> ReplicatedRecord:
     """The typed replica row for materialized ``values`` (plus server-only fields from ``extra``, else kept
-    from ``previous``), its state stored compactly (``sync.protocol.CURRENT``: a long text equal to its
-    column is kept once, in the column)."""
+    from ``previous``), its state stored compactly (``sync.protocol.compact_state``: a long text equal to its
+    column is kept once, in the column; a state written by one operation in the uniform form)."""
     return _typed_record(
         entity,
         record_id,
@@ -131,7 +133,7 @@ def build_record(
         revision=revision,
         deleted=deleted,
         status=status,
-        state_wire=swap_text_values(entity, state_wire, values.get, compact=True),
+        state_wire=compact_state(entity, state_wire, values.get),
         extra=extra,
         previous=previous,
     )
@@ -142,7 +144,7 @@ def stored_state(entity: str, record: ReplicatedRecord) -> Mapping[str, Any] | N
     wire = record.field_clocks.get("state")
     if not wire:
         return None
-    return swap_text_values(entity, wire, lambda name: getattr(record, name, None), compact=False)
+    return expand_state(entity, wire, lambda name: getattr(record, name, None))
 
 
 def _typed_record(
@@ -469,7 +471,7 @@ class ReplicaSyncStore:
                 if fresh:
                     best = result.max_version.encode() if result.max_version is not None else ""
                     for item in fresh:
-                        top, may_conflict = _scan_state(item.state)
+                        top, may_conflict = _scan_state(item.wire or item.state)
                         best = max(best, top)
                         if may_conflict:
                             self._mirror_conflicts(
@@ -746,7 +748,13 @@ def _data_values(entity: str, data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_CANONICAL_STAMP: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+"""``tables.to_timestamp``'s form, which the server's data already has: kept as it is."""
+
+
 def _stamp(value: object, now: datetime) -> str:
+    if isinstance(value, str) and _CANONICAL_STAMP.fullmatch(value):
+        return value
     return to_timestamp(_ts(value, now))
 
 
@@ -777,7 +785,14 @@ def _new_output_rows(items: Sequence[RemoteItem], org_id: str) -> NewRows:
                 1 if item.deleted else 0,
                 synced,
                 None,
-                dumps({"state": swap_text_values("output", item.state, get, compact=True)}),
+                # the compact form it came in stands for its state given this data, which the row stores
+                dumps(
+                    {
+                        "state": item.wire
+                        if item.wire is not None
+                        else compact_state("output", item.state, get)
+                    }
+                ),
                 _stamp(get("created_at"), now),
                 _stamp(get("updated_at"), now),
                 str(get("created_by") or ""),
@@ -803,7 +818,11 @@ rows, and prompts keep a version history) go through ``build_record``."""
 
 def _scan_state(wire: Mapping[str, Any]) -> tuple[str, bool]:
     """One pass over a wire state: its newest version (encoded HLCs sort as the clocks do; "" when none) and
-    whether it can hold a conflict (some register with more than one head, or a delete)."""
+    whether it can hold a conflict (some register with more than one head, or a delete). Takes the full form
+    or a compact one (``sync.protocol.compact_state``)."""
+    uniform = wire.get("u")
+    if uniform:  # one write per field and a live tombstone, all of one version
+        return str(uniform[0]), False
     best = ""
     may_conflict = False
     for f in (wire.get("f") or {}).values():

@@ -47,13 +47,16 @@ class SyncReport:
 def _item(record: dict[str, Any]) -> RemoteItem:
     entity = TABLE_ENTITIES[record["entity"]]
     data = record.get("data") or {}
+    wire = record.get("state") or {}
+    state = expand_state_wire(entity, wire, data)  # protocol 2 and 3 compact forms
     return RemoteItem(
         entity=entity,
         record_id=str(record["id"]),
         revision=int(record["revision"]),
         deleted=bool(record["deleted"]),
         data=data,
-        state=expand_state_wire(entity, record.get("state") or {}, data),  # protocol 2's text markers
+        state=state,
+        wire=None if state is wire else wire,
     )
 
 
@@ -183,8 +186,8 @@ class SyncClient:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="outputhub-pull") as prefetch,
             ExitStack() as group,  # the open transaction, if any: an exception leaving rolls it back
         ):
-            pending: Future[Mapping[str, Any]] = prefetch.submit(
-                self.remote.pull, since=cursor, limit=self.pull_page
+            pending: Future[tuple[Mapping[str, Any], list[RemoteItem]]] = prefetch.submit(
+                self._fetch, since=cursor
             )
             while True:
                 if grouped and (
@@ -195,7 +198,7 @@ class SyncClient:
                     group.close()
                     grouped = 0
                 try:
-                    page = pending.result()
+                    page, items = pending.result()
                 except CursorExpiredError:
                     group.close()
                     grouped = 0
@@ -203,17 +206,14 @@ class SyncClient:
                         raise
                     report.full_resync = True
                     cursor, start, seen = 0, 0, {}
-                    pending = prefetch.submit(self.remote.pull, since=0, limit=self.pull_page)
+                    pending = prefetch.submit(self._fetch, since=0)
                     continue
                 except BaseException:
                     group.close()  # the pages applied so far are consistent with their cursor: keep them
                     raise
                 if page.get("has_more"):
                     # fetch the next page while this one is applied (server and replica work at once)
-                    pending = prefetch.submit(
-                        self.remote.pull, since=int(page["next_since"]), limit=self.pull_page
-                    )
-                items = [_item(r) for r in page.get("records", [])]
+                    pending = prefetch.submit(self._fetch, since=int(page["next_since"]))
                 if not grouped:
                     group.enter_context(self.store.transaction())
                     opened = time.monotonic()
@@ -240,6 +240,12 @@ class SyncClient:
         report.cursor = cursor
         if seen is not None and (report.full_resync or full):
             self._drop_unseen(seen)
+
+    def _fetch(self, *, since: int) -> tuple[Mapping[str, Any], list[RemoteItem]]:
+        """A page and its records as :class:`RemoteItem` (compact states expanded): run on the prefetch
+        thread, so that decoding the next page overlaps applying this one (SQLite releases the GIL)."""
+        page = self.remote.pull(since=since, limit=self.pull_page)
+        return page, [_item(r) for r in page.get("records", [])]
 
     def _drop_unseen(self, seen: dict[str, set[str]]) -> None:
         """After a full pull: records the server no longer has (purged) and with no local edit go."""

@@ -190,9 +190,11 @@ def test_each_records_data_is_stored_at_commit_and_kept_current(app, client):
     assert again == records
 
 
-def test_protocol_2_sends_long_texts_once_and_expands_to_protocol_1(app, client):
-    """A protocol 2 pull replaces each long text write equal to the record's data with {"=": 1}; expanded
-    with the data, every state is the protocol 1 one. Protocol 1 clients still get full states."""
+def test_protocols_2_and_3_send_compact_states_that_expand_to_protocol_1(app, client):
+    """A protocol 2 pull replaces each long text write equal to the record's data with {"=": 1}; protocol 3
+    also sends a state written by one operation as {"u": [version, op], "v": {...}}. Expanded with the data,
+    every state is the protocol 1 one. Protocol 1 clients still get full states, protocol 2 no uniform
+    form."""
     import orjson
 
     from outputhub.sync.protocol import CURRENT, TABLE_ENTITIES, expand_state_wire
@@ -207,7 +209,7 @@ def test_protocol_2_sends_long_texts_once_and_expands_to_protocol_1(app, client)
     assert edited.status_code == 200, edited.text
     o.patch(f"{org.base}/prompts/{ids['prompt']}", json={"body": "Act as a careful reviewer. " * 5})
     pages = {}
-    for protocol in (1, 2):
+    for protocol in (1, 2, 3):
         r = o.get(f"{org.base}/sync/changes", params={"protocol": protocol, "since": 0, "limit": 1000})
         assert r.status_code == 200, r.text
         assert r.json()["protocol"] == protocol
@@ -224,8 +226,19 @@ def test_protocol_2_sends_long_texts_once_and_expands_to_protocol_1(app, client)
         entity = TABLE_ENTITIES[record["entity"]]
         assert expand_state_wire(entity, record["state"], record["data"]) == full[ident]["state"]
     assert markers >= 2  # the output's content and the prompt's body
+    assert not any("u" in r["state"] for r in compact.values())
+    uniform = {r["id"]: r for r in pages[3].json()["records"]}
+    assert uniform.keys() == full.keys()
+    assert len(pages[3].content) < len(pages[2].content)
+    for ident, record in uniform.items():
+        assert record["data"] == full[ident]["data"]
+        entity = TABLE_ENTITIES[record["entity"]]
+        assert expand_state_wire(entity, record["state"], record["data"]) == full[ident]["state"]
+    # the lookups seeded once are uniform; the output edited after its creation is not
+    assert sum("u" in r["state"] for r in uniform.values()) >= len(ids) - 2
+    assert "u" not in uniform[made.json()["id"]]["state"]
     assert stale_feed_data(app.state.services.session_factory, org.id) == []
-    unknown = o.get(f"{org.base}/sync/changes", params={"protocol": 3, "since": 0})
+    unknown = o.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": 0})
     assert unknown.status_code in (400, 422) and "protocol" in unknown.text
 
 

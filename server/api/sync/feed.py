@@ -20,7 +20,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel
 from sqlalchemy import BigInteger, Integer, TextClause, bindparam, text
@@ -122,6 +122,17 @@ class FeedRow:
     """The stored state's wire JSON when it is current (stored at this revision), else None: derive it."""
 
 
+_STATE_FORMS: Final[dict[int, str]] = {
+    1: "s.state",
+    # the stored compact form unless it is protocol 3's uniform form, which protocol 2 does not know
+    2: "CASE WHEN s.wire LIKE '{\"u\"%' THEN s.state ELSE coalesce(s.wire, s.state) END",
+    3: "coalesce(s.wire, s.state)",
+}
+"""How each protocol's pull reads a stored state: 1 the full state; 2 with long texts as ``{"=": 1}``
+markers; 3 also in the uniform form (``sync.protocol.uniform_state_wire``). ``wire`` holds the most compact
+form (``records.state_texts``)."""
+
+
 @dataclass(frozen=True)
 class Feed:
     """One replicated entity as the pull feed reads it."""
@@ -131,10 +142,10 @@ class Feed:
     columns: tuple[str, ...]
     links: tuple[tuple[str, Link], ...]
 
-    def sql(self, dialect: str, *, one: bool = False, compact: bool = False) -> TextClause:
-        """The rows with ``:since < revision <= :until`` (or the one row ``:id``), data as JSON text; with
-        ``compact`` the states as protocol 2 sends them."""
-        return _feed_sql(self, dialect, one, compact)
+    def sql(self, dialect: str, *, one: bool = False, form: int = 1) -> TextClause:
+        """The rows with ``:since < revision <= :until`` (or the one row ``:id``), data as JSON text, the
+        states in the form protocol ``form`` sends (:data:`_STATE_FORMS`)."""
+        return _feed_sql(self, dialect, one, form)
 
     def data_sql(self, dialect: str) -> str:
         """The JSON text of row ``t``'s ``data``, built from its columns and link tables."""
@@ -164,7 +175,7 @@ class Feed:
             bindparam("high", type_=BigInteger),
         )
 
-    def select_sql(self, dialect: str, compact: bool, *, stored_only: bool = False) -> str:
+    def select_sql(self, dialect: str, form: int, *, stored_only: bool = False) -> str:
         """``SELECT rev, ident, deleted, state_rev, state, data FROM <table> t LEFT JOIN <states> s``;
         ``stored_only``: data NULL where none is stored for the row's revision (cheap to plan: no JSON
         built)."""
@@ -173,16 +184,16 @@ class Feed:
         # by a path that bypassed the hook) built here; CASE evaluates the ELSE branch only when needed
         fallback = "NULL" if stored_only else self.data_sql(dialect)
         data = f"CASE WHEN s.revision = t.revision AND s.data IS NOT NULL THEN s.data ELSE {fallback} END"
-        state = "coalesce(s.wire, s.state)" if compact else "s.state"
+        state = _STATE_FORMS[min(max(form, 1), 3)]
         return (
             f"SELECT t.revision AS rev, {ident} AS ident, t.deleted AS deleted, s.revision AS state_rev, "
             f"{state} AS state, {data} AS data FROM {self.table.__tablename__} t "
             "LEFT JOIN sync_record_states s ON s.org_id = t.org_id AND s.record_id = t.id"
         )
 
-    def _build_sql(self, dialect: str, one: bool, compact: bool) -> TextClause:
+    def _build_sql(self, dialect: str, one: bool, form: int) -> TextClause:
         where = "t.id = :id" if one else "t.revision > :since AND t.revision <= :until"
-        statement = text(f"{self.select_sql(dialect, compact)} WHERE t.org_id = :org AND {where}")
+        statement = text(f"{self.select_sql(dialect, form)} WHERE t.org_id = :org AND {where}")
         if one:
             return statement.bindparams(bindparam("org", type_=Uuid), bindparam("id", type_=Uuid))
         return statement.bindparams(
@@ -199,17 +210,17 @@ class Feed:
         since: int = 0,
         until: int = 0,
         record_id: uuid.UUID | None = None,
-        compact: bool = False,
+        form: int = 1,
     ) -> list[FeedRow]:
         """This entity's rows with ``since < revision <= until`` (or the one ``record_id``), unordered;
-        ``compact``: stored states in their protocol 2 form where they have one."""
+        ``form``: the protocol whose form of the stored states to read (:data:`_STATE_FORMS`)."""
         dialect = session.get_bind().dialect.name
         if record_id is not None:
             params: dict[str, Any] = {"org": org_id, "id": record_id}
         else:
             params = {"org": org_id, "since": since, "until": until}
         result = session.connection().execute(
-            self.sql(dialect, one=record_id is not None, compact=compact), params
+            self.sql(dialect, one=record_id is not None, form=form), params
         )
         return [
             FeedRow(self, ident, int(rev), bool(deleted), data, state if state_rev == rev else None)
@@ -218,7 +229,7 @@ class Feed:
 
 
 def first_rows(
-    session: Session, feeds: Sequence[Feed], *, org_id: uuid.UUID, since: int, n: int, compact: bool
+    session: Session, feeds: Sequence[Feed], *, org_id: uuid.UUID, since: int, n: int, form: int
 ) -> list[FeedRow]:
     """The first ``n`` rows after revision ``since`` of every feed, in one statement (unordered): a pull
     page is cut from them without a separate query for its bounds.
@@ -229,7 +240,7 @@ def first_rows(
     cleared."""
     dialect = session.get_bind().dialect.name
     result = session.connection().execute(
-        _first_rows_sql(tuple(feeds), dialect, compact), {"org": org_id, "since": since, "n": n}
+        _first_rows_sql(tuple(feeds), dialect, form), {"org": org_id, "since": since, "n": n}
     )
     rows = [
         FeedRow(feeds[i], ident, int(rev), bool(deleted), data, state if state_rev == rev else None)
@@ -240,7 +251,7 @@ def first_rows(
         low = min(r.revision for r in missing if r.feed is feed)
         high = max(r.revision for r in missing if r.feed is feed)
         built = {
-            r.id: r for r in feed.rows(session, org_id=org_id, since=low - 1, until=high, compact=compact)
+            r.id: r for r in feed.rows(session, org_id=org_id, since=low - 1, until=high, form=form)
         }
         for row in missing:
             if row.feed is feed:
@@ -249,9 +260,9 @@ def first_rows(
 
 
 @functools.cache
-def _first_rows_sql(feeds: tuple[Feed, ...], dialect: str, compact: bool) -> TextClause:
+def _first_rows_sql(feeds: tuple[Feed, ...], dialect: str, form: int) -> TextClause:
     parts = [
-        f"SELECT * FROM (SELECT {i} AS feed, q.* FROM ({feed.select_sql(dialect, compact, stored_only=True)} "
+        f"SELECT * FROM (SELECT {i} AS feed, q.* FROM ({feed.select_sql(dialect, form, stored_only=True)} "
         "WHERE t.org_id = :org AND t.revision > :since ORDER BY t.revision LIMIT :n) AS q) AS "
         f"first_{i}"
         for i, feed in enumerate(feeds)
@@ -262,9 +273,9 @@ def _first_rows_sql(feeds: tuple[Feed, ...], dialect: str, compact: bool) -> Tex
 
 
 @functools.cache
-def _feed_sql(feed: Feed, dialect: str, one: bool, compact: bool) -> TextClause:
+def _feed_sql(feed: Feed, dialect: str, one: bool, form: int) -> TextClause:
     """Built once per feed and dialect (every pull runs them)."""
-    return feed._build_sql(dialect, one, compact)
+    return feed._build_sql(dialect, one, form)
 
 
 @functools.cache

@@ -334,8 +334,9 @@ def state_json(state: RecordState) -> str:
 
 
 def wire_texts(entity: str, wire: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, str | None]:
-    """The ``state`` and ``wire`` columns of a stored state: the full wire JSON, and its compact form for
-    protocol 2 pulls (``values``: the record's values as its columns hold them) or None."""
+    """The ``state`` and ``wire`` columns of a stored state: the full wire JSON, and its most compact form
+    for pulls (protocol 2's text markers, protocol 3's uniform form where it applies; ``values``: the record's
+    values as its columns hold them) or None."""
     compact = compact_state_wire(entity, wire, values)
     return {"state": _dumps(wire), "wire": None if compact is None else _dumps(compact)}
 

@@ -87,7 +87,7 @@ def _marks_sql(dialect: str) -> TextClause:
 
 
 def _page(
-    session: Session, *, org_id: uuid.UUID, since: int, limit: int, compact: bool
+    session: Session, *, org_id: uuid.UUID, since: int, limit: int, form: int
 ) -> tuple[int, bool, list[FeedRow]]:
     """Where the page after ``since`` ends, whether more follows, and its rows in feed order.
 
@@ -98,7 +98,7 @@ def _page(
     before the revision the page is cut at. Only a page of one revision larger than a page (a lookup delete
     stamps all its referencing records with one revision) is read again, whole."""
     found = page_rows(
-        first_rows(session, FEEDS, org_id=org_id, since=since, n=limit + 1, compact=compact), ENTITY_ORDER
+        first_rows(session, FEEDS, org_id=org_id, since=since, n=limit + 1, form=form), ENTITY_ORDER
     )
     if not found:
         return since, False, []
@@ -114,7 +114,7 @@ def _page(
         row
         for feed in FEEDS
         if feed.name in present
-        for row in feed.rows(session, org_id=org_id, since=since, until=last, compact=compact)
+        for row in feed.rows(session, org_id=org_id, since=since, until=last, form=form)
     ]
     return last, True, page_rows(whole, ENTITY_ORDER)
 
@@ -163,7 +163,7 @@ def pull(
             f"{since}: pull again from 0 (local edits are kept and pushed)"
         )
     next_since, has_more, page = _page(
-        session, org_id=org_id, since=since, limit=limit, compact=protocol >= 2
+        session, org_id=org_id, since=since, limit=limit, form=protocol
     )
     if with_state:
         _derive_stale_states(session, org_id=org_id, rows=page)

@@ -18,8 +18,10 @@ from outputhub.sync.protocol import (
     change_to_wire,
     compact_state_wire,
     expand_state_wire,
+    expand_uniform,
     state_from_wire,
     state_to_wire,
+    uniform_state_wire,
 )
 
 texts = st.text(alphabet="ab\n", max_size=12)
@@ -69,6 +71,13 @@ def test_states_and_changes_survive_the_wire(
         state = merge_change(state, removal, schema).state
     wire = json.loads(json.dumps(state_to_wire(state)))
     assert state_from_wire("prompt", "p1", wire) == state
+    # protocol 3: the uniform form, where it applies, stands for exactly this state
+    uniform = uniform_state_wire("prompt", wire)
+    assert (uniform is not None) == (len(changes) == 1)
+    if uniform is not None:
+        assert expand_uniform("prompt", json.loads(json.dumps(uniform))) == wire
+        with pytest.raises(ProtocolError, match="expanded"):
+            state_from_wire("prompt", "p1", uniform)
     for change in changes:
         assert change_from_wire(json.loads(json.dumps(change_to_wire(change)))) == change
 
@@ -166,14 +175,41 @@ def test_a_compact_state_expands_to_the_same_state(
             state = merge_change(state, edit, schema).state
     data = {name: state.values[name] for name in ("title", "body", "description")}
     wire = state_to_wire(state)
-    compact = compact_state_wire("prompt", wire, data)
-    sent = json.loads(json.dumps(compact if compact is not None else wire))
     long_in_data = [v for v in data.values() if isinstance(v, str) and len(v) >= COMPACT_MIN]
-    assert (compact is not None) == any(json.dumps(v) in json.dumps(wire) for v in long_in_data)
+    # protocol 2: the text markers alone
+    marked = compact_state_wire("prompt", wire, data, uniform=False)
+    sent = json.loads(json.dumps(marked if marked is not None else wire))
+    assert (marked is not None) == any(json.dumps(v) in json.dumps(wire) for v in long_in_data)
     for name, register in sent["f"].items():  # no write's value repeats a long text of the data
         for write in register["h"] + register.get("y", []):
             assert not (write[2] == data.get(name) and write[2] in long_in_data)
     assert state_from_wire("prompt", "p1", expand_state_wire("prompt", sent, data)) == state
+    # protocol 3: the uniform form too, exactly when one operation wrote the whole state
+    compact = compact_state_wire("prompt", wire, data)
+    sent3 = json.loads(json.dumps(compact if compact is not None else wire))
+    assert expand_state_wire("prompt", sent3, data) == wire
+    assert state_from_wire("prompt", "p1", expand_state_wire("prompt", sent3, data)) == state
+    writes = [w for register in wire["f"].values() for w in register["h"] + register.get("y", [])]
+    single = all(len(r["h"]) == 1 and not r["s"] and "y" not in r for r in wire["f"].values()) and len(
+        {(w[0], w[1]) for w in writes + wire["t"]["h"]}
+    ) == 1
+    assert ("u" in sent3) == single
+    if len(bodies) == 1 and len(descriptions) == 1:
+        assert "u" in sent3  # a record created and never edited
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"u": ["001-000000-a"], "v": {}},
+        {"u": ["001-000000-a", "op"], "v": {"planet": 1}},
+        {"u": ["001-000000-a", "op"], "v": []},
+        {"u": ["001-000000-a", "op"], "v": {}, "f": {}},
+    ],
+)
+def test_a_malformed_uniform_state_is_a_protocol_error(wire: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError, match="state prompt"):
+        expand_state_wire("prompt", wire, {})
 
 
 def test_a_marker_without_its_text_is_a_protocol_error() -> None:
