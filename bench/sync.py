@@ -6,8 +6,10 @@
 
 The server is the real app under uvicorn in a subprocess (loopback HTTP), filled through the bulk API (so
 every record has its stored merge state, as in production). In the same run, as baselines:
-- **raw insert**: the same rows, ``executemany`` into one plain table of a fresh SQLCipher file (what an
-  encrypted SQLite file can take at best, no indexes);
+- **raw insert**: the same rows, ``executemany`` into one plain table of a fresh SQLCipher file with the
+  replica's page size, 16 KiB (what an encrypted SQLite file can take at best, no indexes; the ratios are
+  against it), and again with SQLCipher's default 4 KiB pages (``raw_insert_4k_pages_rows_per_s``: the
+  baseline of the results recorded before 2026-11-26, when replicas had 4 KiB pages too);
 - **replica bulk insert**: the same rows through the replica's own ``bulk_insert_outputs`` (typed rows, link
   tables, full-text index): the floor for storing them usefully.
 Then the initial sync (pull everything, apply, verify) is timed end to end, the apply step alone
@@ -45,7 +47,7 @@ from bench.api import (
     wait_until_idle,
 )
 from outputhub.desktop.storage import OutputRecord, open_replica
-from outputhub.desktop.storage.cipher import connect, passphrase_bytes
+from outputhub.desktop.storage.cipher import LEGACY_PAGE_SIZE, PAGE_SIZE, connect, passphrase_bytes
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
 from outputhub.sync.client import HttpRemote, LocalLibrary, SyncClient, SyncReport
 from outputhub.sync.ports import ApplyResult, RemoteItem
@@ -84,9 +86,9 @@ def fill(base: str, lib: Any, rows: int) -> tuple[str, list[dict[str, Any]]]:
     return prompt_ids[0], items
 
 
-def raw_insert(path: Path, items: Sequence[dict[str, Any]]) -> float:
-    """rows/s of executemany into one plain table of a fresh encrypted file."""
-    conn = connect(path, key=passphrase_bytes(PASSPHRASE))
+def raw_insert(path: Path, items: Sequence[dict[str, Any]], *, page_size: int = PAGE_SIZE) -> float:
+    """rows/s of executemany into one plain table of a fresh encrypted file of ``page_size`` pages."""
+    conn = connect(path, key=passphrase_bytes(PASSPHRASE), page_size=page_size)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(
         "CREATE TABLE outputs (id TEXT PRIMARY KEY, prompt_id TEXT, content TEXT, custom_gpt_id TEXT, "
@@ -209,6 +211,10 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
         # the fill's event handlers and analytics run after the answers: let them finish before any figure
         results["fill_settle_seconds"] = round(wait_until_idle(base), 1)
         results["raw_insert_rows_per_s"] = round(raw_insert(workdir / "raw.db", items))
+        # SQLCipher's default page size (and the replica's before 2026-11-26), for comparison
+        results["raw_insert_4k_pages_rows_per_s"] = round(
+            raw_insert(workdir / "raw-4k.db", items, page_size=LEGACY_PAGE_SIZE)
+        )
         results["replica_bulk_insert_rows_per_s"] = round(
             replica_insert(workdir / "bulk.ohr", lib.org, items)
         )

@@ -89,10 +89,10 @@ def open_replica(
         _create_file(path, key=key)
     elif not path.is_file():
         raise CorruptReplicaError(f"{path} is not a file", path=path)
-    cipher.check_file_shape(path)
-    conn = cipher.connect(path, key=key)
+    conn, application_id, version, page_size = cipher.open_keyed(
+        path, key=key, page_sizes=cipher.check_file_shape(path)
+    )
     try:
-        application_id, version = cipher.unlock(conn, path=path)
         if application_id != cipher.APPLICATION_ID:
             raise CorruptReplicaError(
                 f"{path} opens with this passphrase but is not an Output Hub replica "
@@ -118,7 +118,9 @@ def open_replica(
     except BaseException:
         conn.close()
         raise
-    return Replica(conn=conn, path=path, schema_version=len(known), node_id=node_id, key=key)
+    return Replica(
+        conn=conn, path=path, schema_version=len(known), node_id=node_id, key=key, page_size=page_size
+    )
 
 
 def _create_file(path: Path, *, key: bytes) -> None:
@@ -187,10 +189,18 @@ class Replica:
     """An open replica. Use :func:`open_replica` to get one; close it (or use it as a context manager)."""
 
     def __init__(
-        self, *, conn: Connection, path: Path, schema_version: int, node_id: str, key: bytes = b""
+        self,
+        *,
+        conn: Connection,
+        path: Path,
+        schema_version: int,
+        node_id: str,
+        key: bytes = b"",
+        page_size: int = cipher.PAGE_SIZE,
     ) -> None:
         self._conn: Connection | None = conn
         self._path = path
+        self._page_size = page_size
         self._schema_version = schema_version
         self._node_id = node_id
         self._key = key
@@ -223,6 +233,11 @@ class Replica:
         if not self._key:
             raise ReplicaError("this replica was opened without a key to share", path=self._path)
         return self._key
+
+    @property
+    def page_size(self) -> int:
+        """The file's page size (16 KiB; 4 KiB for replicas created before 2026-11-26)."""
+        return self._page_size
 
     def cipher_version(self) -> str:
         with self._reading("read the cipher version") as conn:
@@ -324,7 +339,7 @@ class Replica:
             conn = self._require_open()
             if self._depth:
                 raise ReplicaError("cannot change the passphrase inside a transaction", path=self._path)
-            probe = cipher.connect(self._path, key=old_key)
+            probe = cipher.connect(self._path, key=old_key, page_size=self._page_size)
             try:
                 cipher.unlock(probe, path=self._path)
             finally:

@@ -20,9 +20,10 @@ from outputhub.desktop.storage import (
     ReplicaError,
     ReplicaNotFoundError,
     WrongPassphraseError,
+    cipher,
     open_replica,
 )
-from outputhub.desktop.storage.cipher import PAGE_SIZE
+from outputhub.desktop.storage.cipher import LEGACY_PAGE_SIZE, PAGE_SIZE
 
 SECRET = "ZQX-distinctive-plaintext-7f3a9c"
 
@@ -92,6 +93,67 @@ def test_wrong_passphrase_is_refused_and_nothing_is_written(replica_path: Path) 
     with pytest.raises(WrongPassphraseError):
         open_replica(replica_path, passphrase="not the passphrase", create=True)
     assert snapshot(replica_path.parent) == before
+
+
+def make_legacy_replica(path: Path) -> None:
+    """An empty replica as created before 2026-11-26: 4 KiB pages (the schema comes when it is opened)."""
+    conn = cipher.connect(path, key=cipher.passphrase_bytes(PASSPHRASE), page_size=LEGACY_PAGE_SIZE)
+    conn.execute(f"PRAGMA application_id = {cipher.APPLICATION_ID}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+
+
+def test_new_replicas_have_16_kib_pages(replica: Replica, replica_path: Path) -> None:
+    replica.upsert_prompt(record=prompt())
+    assert replica.page_size == PAGE_SIZE == 16384
+    replica.close()
+    assert replica_path.stat().st_size % PAGE_SIZE == 0
+    with open_replica(replica_path, passphrase=PASSPHRASE) as again:
+        assert again.page_size == PAGE_SIZE and len(again.list_prompts()) == 1
+
+
+@pytest.mark.parametrize("both_fit", [False, True], ids=["4 KiB pages only fit", "both page sizes fit"])
+def test_replicas_with_4_kib_pages_still_open_with_their_data(replica_path: Path, both_fit: bool) -> None:
+    make_legacy_replica(replica_path)
+    kept: list[str] = []
+    while not kept or (replica_path.stat().st_size % PAGE_SIZE == 0) != both_fit:
+        assert len(kept) < 100, "the file never reached a size of the kind under test"
+        with open_replica(replica_path, passphrase=PASSPHRASE) as legacy:
+            assert legacy.page_size == LEGACY_PAGE_SIZE
+            record = prompt(title=f"kept {len(kept)} {SECRET}", body="x" * 3000)
+            legacy.upsert_prompt(record=record)
+            kept.append(record.title)
+    before = snapshot(replica_path.parent)
+    with pytest.raises(WrongPassphraseError, match="does not unlock"):
+        open_replica(replica_path, passphrase="not the passphrase")
+    assert snapshot(replica_path.parent) == before
+    with open_replica(replica_path, passphrase=PASSPHRASE) as legacy:
+        assert legacy.page_size == LEGACY_PAGE_SIZE
+        assert sorted(p.title for p in legacy.list_prompts()) == sorted(kept)
+        legacy.change_passphrase(old=PASSPHRASE, new="new passphrase")
+    with open_replica(replica_path, passphrase="new passphrase") as legacy:
+        assert legacy.page_size == LEGACY_PAGE_SIZE and legacy.verify_integrity() == []
+
+
+def test_a_4_kib_replica_left_with_a_wal_opens_without_losing_it(tmp_path: Path) -> None:
+    """A crash leaves committed edits in the -wal file only; trying 16 KiB pages first must not lose them."""
+    source, copy = tmp_path / "source.db", tmp_path / "copy" / "replica.db"
+    copy.parent.mkdir()
+    make_legacy_replica(source)
+    with open_replica(source, passphrase=PASSPHRASE) as legacy:
+        legacy.upsert_prompt(record=prompt(title="checkpointed"))
+    with open_replica(source, passphrase=PASSPHRASE) as legacy:
+        legacy.upsert_prompt(record=prompt(title="only in the wal"))
+        for name in (source.name, f"{source.name}-wal"):  # the files as a crash right now would leave them
+            (copy.parent / name.replace(source.name, copy.name)).write_bytes((tmp_path / name).read_bytes())
+    assert Path(f"{copy}-wal").stat().st_size > 0
+    while copy.stat().st_size % PAGE_SIZE:  # a size both page sizes fit: the 16 KiB try runs first
+        with copy.open("ab") as handle:
+            handle.write(bytes(LEGACY_PAGE_SIZE))
+    with open_replica(copy, passphrase=PASSPHRASE) as reopened:
+        assert reopened.page_size == LEGACY_PAGE_SIZE
+        assert sorted(p.title for p in reopened.list_prompts()) == ["checkpointed", "only in the wal"]
+        assert reopened.verify_integrity() == []
 
 
 def test_passphrase_is_unicode_normalized(replica_path: Path) -> None:
