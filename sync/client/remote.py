@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 import httpx
 import orjson
 
-from outputhub.common.sync import PROTOCOL_VERSION
+from outputhub.common.sync import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS
 from outputhub.sync.client.errors import (
     AuthenticationFailedError,
     CursorExpiredError,
@@ -20,6 +21,21 @@ from outputhub.sync.client.errors import (
 )
 
 API = "/api/v1"
+T = TypeVar("T")
+
+_SPEAKS: Final = re.compile(r"speaks \[([0-9, ]+)\]")
+"""How a server names the protocols it speaks when it refuses one (``server/api/sync/router.py``)."""
+
+
+def common_protocol(detail: str, *, ours: frozenset[int] = SUPPORTED_PROTOCOLS) -> int | None:
+    """The newest protocol both this client and a server that refused ours speak, from its refusal's
+    message; None when it names none we speak."""
+    found = _SPEAKS.search(detail)
+    if found is None:
+        return None
+    theirs = {int(v) for v in found.group(1).replace(" ", "").split(",") if v}
+    both = theirs & ours
+    return max(both) if both else None
 
 
 def _detail(response: httpx.Response) -> str:
@@ -74,6 +90,8 @@ class HttpRemote:
         self._owns_client = client is None
         self._headers = {"Authorization": f"Bearer {token}"}
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self.protocol = PROTOCOL_VERSION
+        """The protocol spoken: this client's newest, or the newest an older server speaks too."""
 
     @property
     def server_url(self) -> str:
@@ -104,13 +122,32 @@ class HttpRemote:
             ) from exc
         return check(response)
 
+    def _negotiated(self, request: Callable[[int], T]) -> T:
+        """``request(protocol)``; when the server refuses the protocol (an older server), again once with the
+        newest one both speak, which is kept for the next requests. Every protocol this client speaks pulls
+        and pushes alike (older ones only send fuller states), so nothing is lost by speaking an older one."""
+        try:
+            return request(self.protocol)
+        except ProtocolMismatchError as exc:
+            fallback = common_protocol(str(exc))
+            if fallback is None or fallback == self.protocol:
+                raise
+            self.protocol = fallback
+            return request(fallback)
+
     def pull(self, *, since: int, limit: int) -> Mapping[str, Any]:
-        params = {"protocol": PROTOCOL_VERSION, "since": since, "limit": limit}
-        return orjson.loads(self._send("GET", self._url("/changes"), params=params).content)  # type: ignore[no-any-return]
+        def request(protocol: int) -> Mapping[str, Any]:
+            params = {"protocol": protocol, "since": since, "limit": limit}
+            return orjson.loads(self._send("GET", self._url("/changes"), params=params).content)  # type: ignore[no-any-return]
+
+        return self._negotiated(request)
 
     def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-        body = {"protocol": PROTOCOL_VERSION, "device": device, "changes": list(changes)}
-        return orjson.loads(self._send("POST", self._url("/push"), json_body=body).content)  # type: ignore[no-any-return]
+        def request(protocol: int) -> Mapping[str, Any]:
+            body = {"protocol": protocol, "device": device, "changes": list(changes)}
+            return orjson.loads(self._send("POST", self._url("/push"), json_body=body).content)  # type: ignore[no-any-return]
+
+        return self._negotiated(request)
 
     def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None:
         try:
