@@ -270,3 +270,112 @@ def test_upgrading_fills_the_data_of_records_written_before_it_was_stored(app, c
     assert migrate.current_revision(engine) == migrate.head_revision()
     assert stale_feed_data(factory, org.id) == []
     assert pull_all(org.owner, org)[0] == before
+
+
+def test_upgrading_stores_the_uniform_form_of_records_written_before_protocol_3(app, client):
+    """Migration 0009 stores protocol 3's uniform form of the current states stored before it (in protocol
+    2's form, or none): protocol 3 pulls then send it, exactly as for records written since. Simulated: each
+    stored wire set back to protocol 2's form, the schema taken back to 0008 (which turns the uniform wires
+    written since back into protocol 2's form) and upgraded. A record edited since its creation keeps its
+    wire."""
+    import uuid
+
+    import orjson
+    from alembic import command
+    from sqlalchemy import select
+
+    from outputhub.server.storage import migrate
+    from outputhub.sync.protocol import TABLE_ENTITIES, compact_state_wire, expand_state_wire
+
+    factory = app.state.services.session_factory
+    org = new_org(client)
+    org_id = uuid.UUID(org.id)
+    ids = seed_library(org)
+    o = org.owner
+    long_text = "An output long enough to be sent once.\n" * 20
+    once = o.post(f"{org.base}/outputs", json={"prompt_id": ids["prompt"], "content": long_text})
+    assert once.status_code == 201, once.text
+    made = o.post(f"{org.base}/outputs", json={"prompt_id": ids["prompt"], "content": long_text})
+    edited = o.patch(f"{org.base}/outputs/{made.json()['id']}", json={"content": long_text + "More.\n"})
+    assert edited.status_code == 200, edited.text
+    once_id, edited_id = once.json()["id"], edited.json()["id"]
+
+    def pull(protocol: int) -> dict[str, dict]:
+        r = o.get(f"{org.base}/sync/changes", params={"protocol": protocol, "since": 0, "limit": 1000})
+        assert r.status_code == 200, r.text
+        assert not r.json()["has_more"]
+        return {record["id"]: record for record in r.json()["records"]}
+
+    def stored() -> dict[uuid.UUID, tuple[str, str, str | None, str | None]]:
+        """record id -> (entity, state, data, wire) as stored."""
+        with unit_of_work(factory, read_only=True) as session:
+            set_tenant(session, org_id=org_id)
+            return {
+                ident: (entity, state, data, wire)
+                for ident, entity, state, data, wire in session.execute(
+                    select(
+                        SyncRecordState.record_id,
+                        SyncRecordState.entity,
+                        SyncRecordState.state,
+                        SyncRecordState.data,
+                        SyncRecordState.wire,
+                    ).where(SyncRecordState.org_id == org_id)
+                )
+            }
+
+    def wire_text(entity: str, state: str, data: str, *, uniform: bool) -> str | None:
+        wire = compact_state_wire(entity, orjson.loads(state), orjson.loads(data), uniform=uniform)
+        return None if wire is None else orjson.dumps(wire).decode()
+
+    full = pull(1)
+    written = pull(3)
+    assert "u" in written[once_id]["state"] and "u" not in written[edited_id]["state"]
+    # as stored before protocol 3 (protocol 2's text markers, or none)
+    before = stored()
+    with unit_of_work(factory) as session:
+        set_tenant(session, org_id=org_id)
+        for ident, (entity, state, data, _) in before.items():
+            assert data is not None
+            session.execute(
+                update(SyncRecordState)
+                .where(SyncRecordState.org_id == org_id, SyncRecordState.record_id == ident)
+                .values(wire=wire_text(entity, state, data, uniform=False))
+            )
+    old = pull(3)
+    assert old.keys() == full.keys()
+    assert not any("u" in r["state"] for r in old.values())
+    assert old[once_id]["state"] != written[once_id]["state"]
+    # a record written since: the commit hook stores its uniform form, which the downgrade turns back
+    tag = o.post(f"{org.base}/tags", json={"name": "written-since"}).json()["id"]
+    assert "u" in pull(3)[tag]["state"]
+    edited_wire = stored()[uuid.UUID(edited_id)][3]
+    assert edited_wire is not None and "u" not in orjson.loads(edited_wire)
+
+    engine = app.state.services.engine
+    cfg = migrate.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008")
+    downgraded = stored()
+    for entity, state, data, wire in downgraded.values():
+        assert data is not None and wire == wire_text(entity, state, data, uniform=False)
+    assert not any("u" in r["state"] for r in pull(3).values())
+
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert stale_feed_data(factory, org.id) == []
+    upgraded = stored()
+    # every wire is what the commit hook stores for its state and data (records.wire_texts)
+    for entity, state, data, wire in upgraded.values():
+        assert data is not None and wire == wire_text(entity, state, data, uniform=True)
+    assert upgraded[uuid.UUID(edited_id)][3] == edited_wire
+    pulled = pull(3)
+    assert pulled.keys() == full.keys() | {tag}
+    assert {ident: pulled[ident] for ident in written} == written  # as if written under protocol 3
+    assert sum("u" in r["state"] for r in pulled.values()) >= len(ids) - 2 + 2
+    assert "u" in pulled[once_id]["state"] and "u" not in pulled[edited_id]["state"]
+    protocol_1 = pull(1)
+    for ident, record in pulled.items():
+        assert record["data"] == protocol_1[ident]["data"]
+        entity = TABLE_ENTITIES[record["entity"]]
+        assert expand_state_wire(entity, record["state"], record["data"]) == protocol_1[ident]["state"]
