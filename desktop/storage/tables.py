@@ -218,16 +218,27 @@ def _replace_links(
     conn: Connection, spec: EntityTable[R], records: Sequence[R], *, new: bool = False
 ) -> None:
     """Each record's link rows become its link fields (``new``: the records were just inserted, they have no
-    link rows to delete)."""
+    link rows yet). Only the link rows that change are deleted or inserted: an edit of other fields (and a
+    pulled record this replica already shows) leaves them, and the pages they sit on, untouched."""
     if not spec.links:
         return
-    ids = [(r.id,) for r in records]
     for link in spec.links:
-        if not new:
-            conn.executemany(f"DELETE FROM {link.table} WHERE {link.owner} = ?", ids)
         pairs = [(r.id, target) for r in records for target in dict.fromkeys(getattr(r, link.field))]
+        if new:
+            if pairs:
+                conn.executemany(
+                    f"INSERT INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs
+                )
+            continue
+        conn.executemany(
+            f"DELETE FROM {link.table} WHERE {link.owner} = ? "
+            f"AND {link.target} NOT IN (SELECT value FROM json_each(?))",
+            [(r.id, dumps(list(dict.fromkeys(getattr(r, link.field))))) for r in records],
+        )
         if pairs:
-            conn.executemany(f"INSERT INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs)
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs
+            )
 
 
 def upsert(conn: Connection, spec: EntityTable[R], record: R) -> None:

@@ -59,6 +59,33 @@ def test_upsert_replaces_fields_and_links(replica: Replica) -> None:
     assert replica.list_prompts(tag_id=tag_b) == [changed]
 
 
+def test_upsert_writes_only_the_link_rows_that_change(replica: Replica) -> None:
+    kept, dropped, added = sorted(new_id() for _ in range(3))
+    record = prompt(tag_ids=tuple(sorted((kept, dropped))))
+    unlinked = prompt()
+    replica.upsert_prompt(record=record)
+    replica.upsert_prompt(record=unlinked)
+    conn = replica._require_open()
+
+    def changes(written: object) -> int:
+        before = conn.total_changes
+        replica.upsert_prompt(record=written)  # type: ignore[arg-type]
+        return conn.total_changes - before
+
+    later = T0 + timedelta(hours=1)
+    row_only = changes(dataclasses.replace(unlinked, updated_at=later))
+    # the same edit of a record with links: no link row deleted or re-inserted
+    assert changes(dataclasses.replace(record, updated_at=later)) == row_only
+    changed = dataclasses.replace(record, tag_ids=tuple(sorted((kept, added))), updated_at=later)
+    assert changes(changed) == row_only + 2  # the dropped link and the added one
+    assert replica.get_prompt(id=record.id) == changed
+    assert replica.list_prompts(tag_id=dropped) == []
+    cleared = dataclasses.replace(changed, tag_ids=())
+    replica.upsert_prompt(record=cleared)
+    assert replica.get_prompt(id=record.id) == cleared
+    assert replica.list_prompts(tag_id=kept) == []
+
+
 def test_list_filters_order_and_paging(replica: Replica) -> None:
     stage, tag = new_id(), new_id()
     records = [
