@@ -75,11 +75,11 @@ class Services:
         """Run the handlers (audit log, webhooks, notifications, analytics) on committed events; a failing
         handler is logged and its events stay in the outbox, to be redelivered."""
         if events:
-            delivered = run_handlers(self.event_handlers, events)
-            if self.outbox is not None:
-                if delivered:
-                    self.outbox.done(events)
-                self.outbox.maybe_redeliver(self.event_handlers)
+            if self.outbox is None:
+                run_handlers(self.event_handlers, events)
+                return
+            self.outbox.deliver(self.event_handlers, events)
+            self.outbox.maybe_redeliver(self.event_handlers)
 
 
 # Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in the thread pool,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -102,9 +103,36 @@ def row_snapshot(
     return snapshot
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(DomainEvent))
+_EVENT_JSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _jsonable_default(value: Any) -> Any:
+    """What orjson does not encode itself, encoded as :func:`jsonable` does."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return list(value)
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return str(value)
+
+
+def event_json(event: DomainEvent) -> bytes:
+    """The event as JSON text: what :func:`event_to_json` gives, encoded by orjson in one pass (a bulk push
+    stages a thousand events; the Python walk of :func:`jsonable` over each took twice as long)."""
+    return orjson.dumps(
+        {name: getattr(event, name) for name in _EVENT_FIELDS},
+        default=_jsonable_default,
+        option=_EVENT_JSON_OPTIONS,
+    )
+
+
 def event_to_json(event: DomainEvent) -> dict[str, Any]:
     """The event as a JSON-able dict (the outbox payload); :func:`event_from_json` reverses it."""
-    return {f.name: jsonable(getattr(event, f.name)) for f in fields(event)}
+    return orjson.loads(event_json(event))  # type: ignore[no-any-return]
 
 
 def event_from_json(data: dict[str, Any]) -> DomainEvent:

@@ -88,7 +88,7 @@ def build_services_and_background(settings: Settings) -> tuple[Services, Backgro
         cache=cache,
         event_handlers=handlers,
         documents=documents,
-        outbox=EventOutbox(engine=engine),
+        outbox=EventOutbox(engine=engine, session_factory=session_factory),
         jobs=background.queue,
         access_cache=access_cache,
         auth=AuthPolicy(

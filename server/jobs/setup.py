@@ -127,5 +127,5 @@ def build_background(*, settings: Settings, session_factory: sessionmaker[Sessio
         dispatcher=dispatcher,
         notifications=notifications,
         in_process=in_process,
-        handlers=[dispatcher.on_events, notifications.on_events],
+        handlers=[dispatcher, notifications],
     )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import select
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.errors import StorageError
@@ -34,14 +37,71 @@ def make_engine(settings: Settings) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=settings.sql_echo,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
         **json_options,
     )
+    install_liveness_check(engine)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 10.0
+"""A pooled connection idle longer than this is pinged (``SELECT 1``) before it is handed out."""
+
+_IDLE_SINCE = "outputhub.idle_since"
+
+
+def _socket_readable(dbapi_connection: Any) -> bool:
+    """Whether the server has sent something to an idle connection: a dead backend's farewell (PostgreSQL
+    sends a FATAL message, e.g. on shutdown or ``pg_terminate_backend``, then closes the socket) or an
+    end of file. A healthy idle connection has nothing to read. Unknown (no socket): True."""
+    try:
+        fd = dbapi_connection.pgconn.socket
+    except Exception:  # closed, or not a psycopg connection: let the ping decide
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    readable, _, errored = select.select([fd], [], [fd], 0)
+    return bool(readable or errored)
+
+
+def install_liveness_check(engine: Engine) -> None:
+    """What ``pool_pre_ping`` guards against, without its ``SELECT 1`` round trip on every checkout.
+
+    A pooled connection is pinged before it is handed out only when it may be dead: the server has written
+    to it while it sat idle (a backend that is terminated, or a server that shuts down or restarts, sends
+    a FATAL message and closes the socket: a zero-timeout ``poll`` sees it), or it has been idle longer
+    than :data:`PING_AFTER_IDLE_SECONDS` (a connection dropped silently by the network). A failed ping
+    raises ``InvalidatePoolError``: the pool then discards every connection older than it and hands out a
+    fresh one, as with ``pool_pre_ping``. Connections in use keep the usual handling (a statement that hits
+    a dead connection invalidates the pool and fails with ``StorageError``)."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None:  # a new connection: it has just proved itself by connecting
+            return
+        recent = time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS
+        if recent and not _socket_readable(dbapi_connection):
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)  # the public ping (pool_pre_ping's own statement)
+        except dialect.loaded_dbapi.Error as exc:
+            if not dialect.is_disconnect(exc, dbapi_connection, None):
+                raise
+            alive = False
+        if not alive:
+            raise InvalidatePoolError("a pooled connection is dead: the server closed it")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -86,6 +146,34 @@ def set_tenant(session: Session, *, org_id: uuid.UUID | None, user_id: uuid.UUID
         ),
         {"org": str(org_id) if org_id else "", "user": str(user_id) if user_id else ""},
     )
+
+
+_BACKGROUND_SCOPE = "outputhub.background_scope"
+
+
+def set_background_scope(session: Session, *, org_id: uuid.UUID | None) -> None:
+    """Scope after-commit work that shares one transaction (``EventOutbox.deliver``) on PostgreSQL.
+
+    With an organization: that organization's rows, no user (what ``set_tenant`` gives a background job);
+    with None: the maintenance scope (every organization's documents and the event outbox, and no tenant
+    table's rows at all). All three settings are set together, so one step's scope never leaks into the
+    next; the statement is skipped when the transaction is in that scope already. Steps that share a
+    transaction must scope themselves with this function only.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    transaction = session.get_transaction()
+    current = session.info.get(_BACKGROUND_SCOPE)
+    if current is not None and current[0] is transaction and current[1] == org_id:
+        return
+    session.execute(
+        text(
+            "SELECT set_config('outputhub.org_id', :org, true), set_config('outputhub.user_id', '', true), "
+            "set_config('outputhub.maintenance', :maintenance, true)"
+        ),
+        {"org": str(org_id) if org_id else "", "maintenance": "" if org_id else "on"},
+    )
+    session.info[_BACKGROUND_SCOPE] = (transaction, org_id)
 
 
 @contextmanager

@@ -170,12 +170,28 @@ def test_a_failed_audit_write_stays_in_the_outbox_and_is_delivered_later(docs_cl
             raise StorageError("document store: unavailable (simulated outage)")
         return original_insert(collection, docs, **kw)
 
+    def failing_joined(session, collection, docs):
+        if collection == "audit":
+            calls["joined"] = calls.get("joined", 0) + 1
+            from outputhub.common.errors import StorageError
+
+            raise StorageError("document store: unavailable (simulated outage)")
+        return original_joined(session, collection, docs)
+
+    # the embedded store's records are written in the shared after-commit transaction first; when that
+    # fails, each handler runs again on its own (store.insert)
+    original_joined = getattr(store, "insert_joined", None)
     store.insert = failing_insert  # an outage of the audit store, for this one request
+    if original_joined is not None:
+        store.insert_joined = failing_joined
     try:
         r = org.owner.post(f"{org.base}/tags", json={"name": "during-outage"})
     finally:
         del store.insert
+        if original_joined is not None:
+            del store.insert_joined
     assert r.status_code == 201 and calls["n"] == 1  # the request itself succeeded
+    assert calls.get("joined", 0) == (1 if original_joined is not None else 0)
     assert audit(org.owner, org, kind="tag.created") == []
     assert services.outbox.drain(services.event_handlers) >= 1
     [rec] = audit(org.owner, org, kind="tag.created")

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from outputhub.common.errors import InvalidInputError
 from outputhub.common.schemas import AuditRecordRead
 from outputhub.server.api.base import Tenant
@@ -20,6 +22,7 @@ from outputhub.server.events import DomainEvent
 from outputhub.server.security import b64url, b64url_decode
 from outputhub.server.storage.documents import AUDIT, Document, DocumentStore
 from outputhub.server.storage.documents.port import After
+from outputhub.server.storage.documents.sql import SqlDocumentStore
 
 
 def to_document(event: DomainEvent) -> Document:
@@ -52,6 +55,17 @@ class AuditLog:
 
     def __call__(self, events: Sequence[DomainEvent]) -> None:
         self.store.insert(AUDIT, [to_document(e) for e in events], skip_existing=True)
+
+
+@dataclass(frozen=True)
+class SqlAuditLog(AuditLog):
+    """The audit log kept in the server's own database (the embedded document store): it can also write
+    its documents inside the shared after-commit transaction (a ``JoinableHandler``)."""
+
+    store: SqlDocumentStore
+
+    def join(self, session: Session, events: Sequence[DomainEvent]) -> None:
+        self.store.insert_joined(session, AUDIT, [to_document(e) for e in events])
 
 
 def to_read(doc: Document) -> AuditRecordRead:

@@ -6,11 +6,12 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from outputhub.server.api.audit.service import AuditLog
+from outputhub.server.api.audit.service import AuditLog, SqlAuditLog
 from outputhub.server.api.outputs.bodies import OutputBodies, reconcile
 from outputhub.server.events import EventHandler
 from outputhub.server.settings import Settings
 from outputhub.server.storage.documents import DocumentStore
+from outputhub.server.storage.documents.sql import SqlDocumentStore
 
 if TYPE_CHECKING:
     from outputhub.server.deps import Services
@@ -22,7 +23,9 @@ def document_handlers(settings: Settings, store: DocumentStore) -> list[EventHan
     """Confirm staged output bodies first (shortest pending window), then the audit log."""
     handlers: list[EventHandler] = [OutputBodies(store=store, crash_at=settings.test_crash_at).on_events]
     if settings.audit_enabled:
-        handlers.append(AuditLog(store=store))
+        # in the server's own database, the audit records join the shared after-commit transaction
+        audit = SqlAuditLog(store=store) if isinstance(store, SqlDocumentStore) else AuditLog(store=store)
+        handlers.append(audit)
     return handlers
 
 

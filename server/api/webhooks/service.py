@@ -25,7 +25,7 @@ from outputhub.server.api.webhooks.schemas import WebhookEndpointCreate, is_priv
 from outputhub.server.api.webhooks.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from outputhub.server.events import DomainEvent
 from outputhub.server.jobs.queue import JobContext, JobQueue
-from outputhub.server.storage.database import set_tenant, unit_of_work
+from outputhub.server.storage.database import set_background_scope, set_tenant, unit_of_work
 
 log = logging.getLogger("outputhub.webhooks")
 DELIVER_JOB = "webhook.deliver"
@@ -47,6 +47,13 @@ def _check_target(url: str, *, allow_private: bool) -> None:
     host = urlsplit(url).hostname or ""
     if not allow_private and is_private_host(host):
         raise InvalidInputError("body.url", "must not point at a loopback or private address")
+
+
+def _by_org(events: Sequence[DomainEvent]) -> dict[uuid.UUID, list[DomainEvent]]:
+    by_org: dict[uuid.UUID, list[DomainEvent]] = {}
+    for event in events:
+        by_org.setdefault(event.org_id, []).append(event)
+    return by_org
 
 
 # --- endpoints --------------------------------------------------------------------------------------------
@@ -203,57 +210,60 @@ class WebhookDispatcher:
     def close(self) -> None:
         self._client.close()
 
-    def on_events(self, events: Sequence[DomainEvent]) -> None:
+    def __call__(self, events: Sequence[DomainEvent]) -> None:
         """An ``EventHandler``: a delivery and a job per matching endpoint, one transaction per org."""
-        by_org: dict[uuid.UUID, list[DomainEvent]] = {}
-        for event in events:
-            by_org.setdefault(event.org_id, []).append(event)
-        for org_id, org_events in by_org.items():
+        self.on_events(events)
+
+    def on_events(self, events: Sequence[DomainEvent]) -> None:
+        for org_id, org_events in _by_org(events).items():
             try:
-                self._fan_out(org_id, org_events)
+                with unit_of_work(self.session_factory) as session:
+                    set_tenant(session, org_id=org_id)
+                    self._fan_out(session, org_id, org_events)
             except Exception:  # handlers must not raise (the request has committed already)
                 log.exception("webhook fan-out failed for organization %s", org_id)
 
-    def _fan_out(self, org_id: uuid.UUID, events: list[DomainEvent]) -> None:
+    def join(self, session: Session, events: Sequence[DomainEvent]) -> None:
+        """The fan-out inside the shared after-commit transaction (``EventOutbox.deliver``)."""
+        for org_id, org_events in _by_org(events).items():
+            set_background_scope(session, org_id=org_id)
+            self._fan_out(session, org_id, org_events)
+
+    def _fan_out(self, session: Session, org_id: uuid.UUID, events: list[DomainEvent]) -> None:
+        """In ``session``, scoped to ``org_id`` by the caller."""
         now = utcnow()
-        with unit_of_work(self.session_factory, read_only=True) as session:
-            set_tenant(session, org_id=org_id)
-            endpoints = session.execute(
-                select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-                    WebhookEndpoint.org_id == org_id, WebhookEndpoint.enabled.is_(True)
-                )
-            ).all()
+        endpoints = session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+                WebhookEndpoint.org_id == org_id, WebhookEndpoint.enabled.is_(True)
+            )
+        ).all()
         targets = [
             (event, endpoint_id)
             for event in events
             for endpoint_id, filters in endpoints
             if matches(json.loads(filters or "[]"), event.kind)
         ]
-        if not targets:
-            return
-        with unit_of_work(self.session_factory) as session:
-            set_tenant(session, org_id=org_id)
-            for event, endpoint_id in targets:
-                message_id = f"msg_{uuid.uuid4().hex}"
-                delivery = WebhookDelivery(
-                    id=uuid.uuid4(),
-                    org_id=org_id,
-                    endpoint_id=endpoint_id,
-                    message_id=message_id,
-                    event_type=event.kind,
-                    payload=json.dumps(event_body(event, message_id=message_id), default=str),
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(delivery)
-                self.queue.enqueue(
-                    kind=DELIVER_JOB,
-                    payload={"delivery_id": str(delivery.id)},
-                    org_id=org_id,
-                    session=session,
-                )
+        for event, endpoint_id in targets:
+            message_id = f"msg_{uuid.uuid4().hex}"
+            delivery = WebhookDelivery(
+                id=uuid.uuid4(),
+                org_id=org_id,
+                endpoint_id=endpoint_id,
+                message_id=message_id,
+                event_type=event.kind,
+                payload=json.dumps(event_body(event, message_id=message_id), default=str),
+                status="pending",
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(delivery)
+            self.queue.enqueue(
+                kind=DELIVER_JOB,
+                payload={"delivery_id": str(delivery.id)},
+                org_id=org_id,
+                session=session,
+            )
 
     def deliver(self, ctx: JobContext) -> None:
         """One attempt. Raises on failure (the queue schedules the next attempt with backoff)."""

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import StorageError
+from outputhub.server.storage.database import set_background_scope
 from outputhub.server.storage.documents.port import (
     AUDIT,
     COMMITTED,
@@ -143,6 +144,27 @@ class SqlDocumentStore:
         if collection == AUDIT and time.monotonic() - self._last_purge > PURGE_INTERVAL_SECONDS:
             self.purge_expired(now=_utcnow())
         return written
+
+    def insert_joined(self, session: Session, collection: str, docs: Sequence[Document]) -> None:
+        """``insert(..., skip_existing=True)`` inside ``session``'s transaction (shared after-commit work,
+        ``EventOutbox.deliver``): each organization's documents under that organization's scope."""
+        if not docs:
+            return
+        make = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        stmt = make(DocumentRow.__table__).on_conflict_do_nothing()
+        for org_id, group in _by_org(docs).items():
+            set_background_scope(session, org_id=org_id)
+            session.execute(stmt, [_row(collection, d, state=d.state) for d in group])
+        if collection == AUDIT and time.monotonic() - self._last_purge > PURGE_INTERVAL_SECONDS:
+            # in the same transaction (on SQLite a second writer would wait for this one's lock)
+            self._last_purge = time.monotonic()
+            if self._retention:
+                set_background_scope(session, org_id=None)
+                session.execute(
+                    delete(DocumentRow).where(
+                        DocumentRow.collection == AUDIT, DocumentRow.at < _utcnow() - self._retention
+                    )
+                )
 
     def get(self, collection: str, *, org_id: uuid.UUID, doc_id: str) -> Document | None:
         with self._tx("read a document") as conn:
