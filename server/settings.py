@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     refresh_token_days: int = 30
     invitation_days: int = 7
     max_body_bytes: int = 5 * 1024 * 1024
+    compress_responses: bool = Field(
+        default=True,
+        description=(
+            "Compress responses (zstd, else brotli, else gzip) for clients that accept it; turn off when a "
+            "proxy in front compresses them."
+        ),
+    )
     max_bulk_items: int = 1000
     allow_rls_bypass: bool = Field(
         default=False,
