@@ -20,7 +20,8 @@ loopback port, started one after the other:
 
 The same records go to every server: N outputs (``output_content``: ~2 KB of text from the prompt collection
 in /work/shared/data, a prompt, a custom GPT, an accuracy level, two knowledge types, a tag). One
-``httpx.Client`` per server, one request at a time; request bodies are encoded before the clock starts and
+``httpx.Client`` per server, one request at a time, answers uncompressed (``Accept-Encoding: identity``:
+Kinto does not compress; ours would, with zstd); request bodies are encoded before the clock starts and
 every answer is decoded with orjson on both sides (pull pages with the cyclic GC paused, as our sync client
 does: see ``decode``). Measured:
 
@@ -96,6 +97,9 @@ COLLECTION: Final = "outputs"
 RECORDS_PATH: Final = f"/buckets/{BUCKET}/collections/{COLLECTION}/records"
 NODE: Final = "kintobench01"
 PUSH_MAX: Final = 1000  # PushRequest.changes max_length: our biggest push
+UNCOMPRESSED: Final = {"Accept-Encoding": "identity"}
+"""Both servers' answers as they make them: ours compresses for clients that accept it, Kinto (waitress)
+does not; on loopback compressing only costs CPU, and the comparison is of the servers' own work."""
 PULL_MAX: Final = 5000  # the pull's ``limit`` maximum
 JSON: Final = {"Content-Type": "application/json"}
 
@@ -668,7 +672,7 @@ def bench_ours(
         running_server(database_url=url, workdir=Path(tmp)) as base,
     ):
         lib = set_up_org(base, sources)
-        with httpx.Client(base_url=base, headers=lib.headers, timeout=600) as c:
+        with httpx.Client(base_url=base, headers={**lib.headers, **UNCOMPRESSED}, timeout=600) as c:
             prompt_ids = tuple(
                 _ok(c.post(f"{lib.base}/prompts", json={"title": s.act[:300], "body": s.prompt}), 201)["id"]
                 for s in sources[:50]
@@ -696,7 +700,7 @@ def bench_kinto(
         base = stack.enter_context(
             running_kinto(install, storage_url=storage_url, batch=plan.batch, workdir=tmp)
         )
-        with httpx.Client(base_url=base, auth=KINTO_AUTH, timeout=600) as c:
+        with httpx.Client(base_url=base, auth=KINTO_AUTH, headers=UNCOMPRESSED, timeout=600) as c:
             _ok(c.put(f"/buckets/{BUCKET}", json={"data": {}}), 201)
             _ok(c.put(f"/buckets/{BUCKET}/collections/{COLLECTION}", json={"data": {}}), 201)
             side = KintoSide(c, refs=Refs.synthetic(), database_url=storage_url)

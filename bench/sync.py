@@ -16,6 +16,8 @@ Then the initial sync (pull everything, apply, verify) is timed end to end, the 
 (``apply_rows_per_s``: ``apply_remote``) and the store step (``store_rows_per_s``: the transactions the pull
 opens, commits included), in pages of 5,000 and again (``initial_sync_page1000_*``) in the desktop's pages of
 1,000.
+The sync client asks for compressed answers as the desktop does (zstd); ``OUTPUTHUB_COMPRESS_RESPONSES=false``
+in the environment runs the server without.
 Round trip: with the library present, edit one prompt, push and pull it (p50/p95 over many runs, with the
 push and the pull halves' medians beside), and the full ``sync()`` including the checksum verification.
 """
