@@ -74,7 +74,7 @@ def build_window(
     background: BackgroundSync = (
         ThreadSync(service=sync, runner=runner)
         if sync_in_process
-        else ProcessSync(replica_path=replica.path, key=replica.key_material)
+        else ProcessSync(replica_path=replica.path, key=replica.key_material, page_size=replica.page_size)
     )
     controller = SyncController(
         service=sync, runner=runner, background=background, interval_ms=sync_interval_ms

@@ -59,6 +59,8 @@ class SyncRequest:
     key: bytes
     only_if_reachable: bool = False
     pull_page: int = 1000
+    page_size: int = 0
+    """The replica file's page size as the app opened it (0: unknown); the worker tries it first."""
 
     def encode(self) -> bytes:
         """The request line the app writes to the worker's stdin."""
@@ -68,6 +70,7 @@ class SyncRequest:
             "key": base64.b64encode(self.key).decode("ascii"),
             "only_if_reachable": self.only_if_reachable,
             "pull_page": self.pull_page,
+            "page_size": self.page_size,
         }
         return json.dumps(body).encode("utf-8") + b"\n"
 
@@ -81,7 +84,10 @@ class SyncRequest:
             page = int(body.get("pull_page", 1000))
             if not key or page < 1:
                 raise ValueError("empty key or page size below 1")
-            return cls(Path(str(body["replica"])), key, bool(body.get("only_if_reachable", False)), page)
+            page_size = int(body.get("page_size", 0))
+            return cls(
+                Path(str(body["replica"])), key, bool(body.get("only_if_reachable", False)), page, page_size
+            )
         except (KeyError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed request: {type(exc).__name__}") from None
 
@@ -117,7 +123,9 @@ def run(request: SyncRequest, events: _Events) -> dict[str, Any]:
     def progress(phase: str, done: int, total: int) -> None:
         events.emit({"event": "progress", "phase": phase, "done": done, "total": total})
 
-    replica = open_replica(request.replica, passphrase=request.key.decode("utf-8"))
+    replica = open_replica(
+        request.replica, passphrase=request.key.decode("utf-8"), page_size=request.page_size or None
+    )
     try:
         service = SyncService(replica=replica, pull_page=request.pull_page)
         if not service.configured():

@@ -68,6 +68,7 @@ class ProcessSync(QObject):
         replica_path: Path,
         key: Callable[[], bytes],
         pull_page: int = WORKER_PULL_PAGE,
+        page_size: int = 0,
         command: Sequence[str] | None = None,
         parent: QObject | None = None,
     ) -> None:
@@ -75,6 +76,7 @@ class ProcessSync(QObject):
         self._replica_path = Path(replica_path)
         self._key = key
         self._pull_page = pull_page
+        self._page_size = page_size  # the replica file's, as the app opened it (0: unknown)
         self._command = list(command) if command is not None else worker_command()
         self._process: QProcess | None = None
         self._final: dict[str, Any] | None = None
@@ -100,7 +102,9 @@ class ProcessSync(QObject):
     ) -> None:
         if self._process is not None:
             raise RuntimeError("a sync process is already running")
-        request = SyncRequest(self._replica_path, self._key(), only_if_reachable, self._pull_page)
+        request = SyncRequest(
+            self._replica_path, self._key(), only_if_reachable, self._pull_page, self._page_size
+        )
         process = QProcess(self)
         process.setProgram(self._command[0])
         process.setArguments(self._command[1:])

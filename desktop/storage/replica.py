@@ -71,13 +71,17 @@ def open_replica(
     passphrase: str,
     create: bool = False,
     migrations: Sequence[Migration] | None = None,
+    page_size: int | None = None,
 ) -> Replica:
     """Open the replica at ``path``, migrating it to the current schema.
 
     ``create=True`` creates the replica when ``path`` does not exist (an existing file is opened, never
-    replaced). ``migrations`` replaces the shipped migrations (tests). Raises ``ReplicaNotFoundError``,
-    ``WrongPassphraseError``, ``CorruptReplicaError``, ``ReplicaTooNewError``, ``ReplicaMigrationError`` or
-    ``ReplicaStorageError``; in the first four cases the file is left byte-for-byte as it was.
+    replaced). ``migrations`` replaces the shipped migrations (tests). ``page_size``: the file's page size
+    when the caller knows it (the app tells its sync process), tried first: an old 4 KiB replica whose length
+    16 KiB pages also fit would otherwise cost a second key derivation on every open. Raises
+    ``ReplicaNotFoundError``, ``WrongPassphraseError``, ``CorruptReplicaError``, ``ReplicaTooNewError``,
+    ``ReplicaMigrationError`` or ``ReplicaStorageError``; in the first four cases the file is left
+    byte-for-byte as it was.
     """
     path = Path(path)
     key = cipher.passphrase_bytes(passphrase)
@@ -89,9 +93,10 @@ def open_replica(
         _create_file(path, key=key)
     elif not path.is_file():
         raise CorruptReplicaError(f"{path} is not a file", path=path)
-    conn, application_id, version, page_size = cipher.open_keyed(
-        path, key=key, page_sizes=cipher.check_file_shape(path)
-    )
+    sizes = cipher.check_file_shape(path)
+    if page_size in sizes:
+        sizes = (page_size, *(n for n in sizes if n != page_size))
+    conn, application_id, version, page_size = cipher.open_keyed(path, key=key, page_sizes=sizes)
     try:
         if application_id != cipher.APPLICATION_ID:
             raise CorruptReplicaError(

@@ -328,6 +328,10 @@ def test_a_worker_that_dies_or_cannot_start_is_an_error_in_words(qtbot, replica,
 def test_the_worker_refuses_a_malformed_request_and_never_echoes_the_key() -> None:
     request = SyncRequest(Path("/tmp/x.ohb"), b"s\xc3\xa9cret", only_if_reachable=True, pull_page=300)
     assert SyncRequest.decode(request.encode()) == request
+    sized = SyncRequest(Path("/tmp/x.ohb"), b"k", pull_page=300, page_size=4096)
+    assert SyncRequest.decode(sized.encode()) == sized
+    older = b'{"protocol": 1, "replica": "/tmp/x.ohb", "key": "aw==", "pull_page": 300}'  # an older app's
+    assert SyncRequest.decode(older).page_size == 0
     for line in (b"", b"{}", b"not json", b'{"protocol": 1, "replica": "x", "key": "%%%"}'):
         with pytest.raises(ValueError) as caught:
             SyncRequest.decode(line)

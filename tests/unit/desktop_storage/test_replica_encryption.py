@@ -127,6 +127,21 @@ def test_replicas_with_4_kib_pages_still_open_with_their_data(replica_path: Path
     with pytest.raises(WrongPassphraseError, match="does not unlock"):
         open_replica(replica_path, passphrase="not the passphrase")
     assert snapshot(replica_path.parent) == before
+    tries: list[int] = []
+    connect = cipher.connect
+
+    def counted(path: Path, *, key: bytes, page_size: int = PAGE_SIZE) -> object:
+        tries.append(page_size)
+        return connect(path, key=key, page_size=page_size)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cipher, "connect", counted)
+        open_replica(replica_path, passphrase=PASSPHRASE).close()
+        assert tries == ([PAGE_SIZE, LEGACY_PAGE_SIZE] if both_fit else [LEGACY_PAGE_SIZE])
+        tries.clear()
+        # the app tells its sync process the size: one key derivation
+        open_replica(replica_path, passphrase=PASSPHRASE, page_size=LEGACY_PAGE_SIZE).close()
+        assert tries == [LEGACY_PAGE_SIZE]
     with open_replica(replica_path, passphrase=PASSPHRASE) as legacy:
         assert legacy.page_size == LEGACY_PAGE_SIZE
         assert sorted(p.title for p in legacy.list_prompts()) == sorted(kept)
