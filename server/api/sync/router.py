@@ -21,7 +21,7 @@ from outputhub.common.sync import (
 )
 from outputhub.server.api.sync import push as push_service
 from outputhub.server.api.sync import service
-from outputhub.server.deps import NowDep, Reader, SessionDep, Writer
+from outputhub.server.deps import NowDep, Reader, ServicesDep, SessionDep, Writer
 
 router = APIRouter(prefix="/orgs/{org_id}/sync", tags=["sync"])
 
@@ -70,11 +70,14 @@ def get_record(tenant: Reader, session: SessionDep, entity: str, record_id: uuid
     return service.record_state(session, tenant=tenant, entity=entity, ident=record_id)
 
 
-@router.get("/checksums")
-def get_checksums(tenant: Reader, session: SessionDep, full: bool = False) -> Checksums:
+@router.get("/checksums", response_model=Checksums)
+def get_checksums(tenant: Reader, session: SessionDep, services: ServicesDep, full: bool = False) -> Response:
     """Per table: record count and revision sum (and with `full=true` a digest of the sorted (id, revision)
     pairs), for the client's check after every sync."""
-    return service.checksums(session, tenant=tenant, full=full)
+    body = service.checksums_json(
+        session, tenant=tenant, full=full, cache=services.cache, ttl=services.settings.cache_ttl_seconds
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/conflicts")
