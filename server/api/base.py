@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, delete, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from outputhub.common.errors import InvalidInputError, PreconditionFailedError, UnknownReferenceError
@@ -137,17 +139,30 @@ class Link:
 def replace_links(
     session: Session, link: Link, *, tenant: Tenant, parent_id: uuid.UUID, child_ids: Sequence[uuid.UUID]
 ) -> None:
-    session.execute(
-        delete(link.table).where(
-            link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
-            link.parent_col() == parent_id,
-        )
-    )
+    set_links(session, link, org_id=tenant.org_id, parent_id=parent_id, child_ids=child_ids)
+
+
+def set_links(
+    session: Session, link: Link, *, org_id: uuid.UUID, parent_id: uuid.UUID, child_ids: Sequence[uuid.UUID]
+) -> None:
+    """The parent's link rows become exactly ``child_ids``, writing only the rows that change: the others
+    are deleted, the missing ones inserted (``ON CONFLICT DO NOTHING`` for those already there). Every edit
+    of a record used to delete and re-insert all its link rows: dead tuples and index churn on PostgreSQL,
+    rewritten pages on SQLite, for an edit of its title."""
     unique = list(dict.fromkeys(child_ids))
+    gone = delete(link.table).where(
+        link.table.org_id == org_id,  # type: ignore[attr-defined]
+        link.parent_col() == parent_id,
+    )
     if unique:
-        session.execute(
-            insert(link.table),
-            [{"org_id": tenant.org_id, link.parent: parent_id, link.child: c} for c in unique],
+        gone = gone.where(link.child_col().not_in(unique))
+    session.execute(gone)
+    if unique:
+        dialect = session.get_bind().dialect.name
+        insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        session.connection().execute(
+            insert_into(link.table.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
+            [{"org_id": org_id, link.parent: parent_id, link.child: c} for c in unique],
         )
 
 

@@ -24,7 +24,6 @@ from sqlalchemy import (
     TextClause,
     Uuid,
     bindparam,
-    delete,
     event,
     insert,
     select,
@@ -34,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.clock import HLC
-from outputhub.server.api.base import REVISIONS_KEY, Link
+from outputhub.server.api.base import REVISIONS_KEY, Link, set_links
 from outputhub.server.api.lookups.service import (
     CUSTOM_GPT_AGENT_GROUPS,
     OUTPUT_KNOWLEDGE_TYPES,
@@ -407,9 +406,10 @@ def write_row(
     session.flush()
     for name, link in spec.links.items():
         members = sorted(state.values[name] or frozenset())  # type: ignore[arg-type]
-        if not new:
-            session.execute(delete(link.table).where(link.parent_col() == row.id))
-        if members:  # a Core insert: the ORM's bulk path costs more than the rows
+        if not new:  # only the link rows that change are written (``set_links``)
+            children = [uuid.UUID(m) for m in members]
+            set_links(session, link, org_id=org_id, parent_id=row.id, child_ids=children)
+        elif members:  # a Core insert: the ORM's bulk path costs more than the rows
             session.connection().execute(
                 insert(link.table.__table__),  # type: ignore[attr-defined]
                 [{"org_id": org_id, link.parent: row.id, link.child: uuid.UUID(m)} for m in members],
