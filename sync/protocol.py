@@ -246,6 +246,7 @@ def _uniform_bases(entity: str) -> dict[str, Any]:
 
 
 _UNIFORM_BASES: Final[dict[str, dict[str, Any]]] = {e: _uniform_bases(e) for e in DEFAULT_SCHEMA.entities}
+_NO_BASE: Final = object()
 
 
 def uniform_state_wire(entity: str, wire: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -292,9 +293,6 @@ def uniform_state_wire(entity: str, wire: Mapping[str, Any]) -> dict[str, Any] |
             return None
         values[name] = w[2]
     return {"u": [version, op_id], "v": values}
-
-
-_NO_BASE: Final = object()
 
 
 def expand_uniform(entity: str, wire: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -8,12 +8,13 @@ per-page HMAC-SHA512, key derived with PBKDF2-HMAC-SHA512 at 256,000 iterations 
 random 16-byte salt kept in the first 16 bytes of the file. Pinning them means a later SQLCipher release with
 other defaults still opens old replicas. Pages are :data:`PAGE_SIZE` (16 KiB) in replicas created since
 2026-11-26, 4 KiB (SQLCipher's default) before: the page size cannot be read from an encrypted file, so a
-file is opened with each size it can have (:func:`page_sizes`), the newer first.
+file is opened with each size its length allows (:func:`check_file_shape`, :func:`open_keyed`), the newer
+first.
 
 Why 16 KiB: a replica's rows are mostly outputs of 2-4 KB, of which a 4 KiB page holds one (a row does not
 span leaf pages unless it overflows), so half of every page was empty, and every page is encrypted and
-authenticated on each write. 16 KiB pages hold 4-7 such rows: an initial sync writes a quarter less and
-stores 1.4x faster (docs/benchmarks.md).
+authenticated on each write. 16 KiB pages hold 4-7 such rows: an initial sync writes a sixth less and
+stores its pages 1.2-1.3x faster (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -450,21 +450,7 @@ class ReplicaSyncStore:
                     rows, links = _NEW_ROWS[entity](fresh, org)
                     tables.insert_new_rows(conn, spec, rows, links)
                 elif fresh:
-                    records = [
-                        build_record(
-                            entity,
-                            i.record_id,
-                            _data_values(entity, i.data),
-                            org_id=org,
-                            revision=i.revision,
-                            deleted=i.deleted,
-                            status=LocalStatus.SYNCED,
-                            state_wire=i.state,
-                            extra=i.data,
-                            previous=None,
-                        )
-                        for i in fresh
-                    ]
+                    records = [fresh_record(i, org) for i in fresh]
                     tables.bulk_upsert(conn, spec, records, chunk_size=1000, new=True)
                     for record in records:
                         self._version_snapshot(conn, None, record)
@@ -739,6 +725,23 @@ _FIELD_KINDS: Final = {
     name: tuple((f, kind is FieldKind.SET) for f, kind in DEFAULT_SCHEMA.entity(name).fields.items())
     for name in DEFAULT_SCHEMA.entities
 }
+
+
+def fresh_record(item: RemoteItem, org_id: str) -> ReplicatedRecord:
+    """The replica record of a pulled record new to this replica (the general path; outputs take
+    :func:`_new_output_rows`, which must give the same rows)."""
+    return build_record(
+        item.entity,
+        item.record_id,
+        _data_values(item.entity, item.data),
+        org_id=org_id,
+        revision=item.revision,
+        deleted=item.deleted,
+        status=LocalStatus.SYNCED,
+        state_wire=item.state,
+        extra=item.data,
+        previous=None,
+    )
 
 
 def _data_values(entity: str, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -224,21 +224,23 @@ def _replace_links(
         return
     for link in spec.links:
         pairs = [(r.id, target) for r in records for target in dict.fromkeys(getattr(r, link.field))]
-        if new:
-            if pairs:
-                conn.executemany(
-                    f"INSERT INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs
-                )
-            continue
-        conn.executemany(
-            f"DELETE FROM {link.table} WHERE {link.owner} = ? "
-            f"AND {link.target} NOT IN (SELECT value FROM json_each(?))",
-            [(r.id, dumps(list(dict.fromkeys(getattr(r, link.field))))) for r in records],
-        )
-        if pairs:
+        if not new:
             conn.executemany(
-                f"INSERT OR IGNORE INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs
+                f"DELETE FROM {link.table} WHERE {link.owner} = ? "
+                f"AND {link.target} NOT IN (SELECT value FROM json_each(?))",
+                [(r.id, dumps(list(dict.fromkeys(getattr(r, link.field))))) for r in records],
             )
+        _insert_links(conn, link, pairs, keep_present=not new)
+
+
+def _insert_links(
+    conn: Connection, link: Link, pairs: Sequence[tuple[str, str]], *, keep_present: bool = False
+) -> None:
+    """Insert link rows ``(owner id, target id)``; ``keep_present``: rows already there are left as they are
+    (``INSERT OR IGNORE``), else one that is there fails the insert."""
+    if pairs:
+        verb = "INSERT OR IGNORE" if keep_present else "INSERT"
+        conn.executemany(f"{verb} INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs)
 
 
 def upsert(conn: Connection, spec: EntityTable[R], record: R) -> None:
@@ -305,9 +307,7 @@ def insert_new_rows(
     with _indexed_per_statement(conn, spec) as indexed:
         indexed(lambda: conn.executemany(spec.insert_sql, rows))
     for link in spec.links:
-        pairs = links.get(link.field)
-        if pairs:
-            conn.executemany(f"INSERT INTO {link.table} ({link.owner}, {link.target}) VALUES (?, ?)", pairs)
+        _insert_links(conn, link, links.get(link.field, ()))
     return len(rows)
 
 

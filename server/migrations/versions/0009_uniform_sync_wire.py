@@ -122,7 +122,8 @@ def upgrade() -> None:
     import orjson
 
     from outputhub.server.api.sync.feed import FEEDS
-    from outputhub.sync.protocol import TABLE_ENTITIES, compact_state_wire
+    from outputhub.server.api.sync.records import wire_texts
+    from outputhub.sync.protocol import TABLE_ENTITIES
 
     bind = op.get_bind()
     update = _update_sql()
@@ -146,11 +147,10 @@ def upgrade() -> None:
                     # the data holds each of the entity's texts as its column does, as the values the
                     # commit hook compacts with (records.wire_texts) do: the same markers
                     try:
-                        compact = compact_state_wire(entity, orjson.loads(state), orjson.loads(data))
+                        text = wire_texts(entity, orjson.loads(state), orjson.loads(data))["wire"]
                     except (ValueError, TypeError, AttributeError, KeyError, IndexError):
                         unreadable += 1  # not a state this code can read: leave it as it is
                         continue
-                    text = None if compact is None else _dumps(compact)
                     if text != wire:
                         updates.append({"org": org, "id": record_id, "rev": rev, "wire": text})
                 if updates:

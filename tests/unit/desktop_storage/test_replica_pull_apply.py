@@ -16,9 +16,8 @@ from replica_support import ORG, PASSPHRASE
 from outputhub.common.clock import HLC
 from outputhub.desktop.storage import open_replica, tables
 from outputhub.desktop.storage import sync_store as store_module
-from outputhub.desktop.storage.records import LocalStatus
 from outputhub.desktop.storage.replica import Replica
-from outputhub.desktop.storage.sync_store import ReplicaSyncStore, _data_values, build_record
+from outputhub.desktop.storage.sync_store import ReplicaSyncStore
 from outputhub.sync.engine import DEFAULT_SCHEMA, make_create, merge_change, merge_states
 from outputhub.sync.ports import RemoteItem
 from outputhub.sync.protocol import state_to_wire
@@ -97,21 +96,7 @@ def pulled_outputs(count: int) -> list[RemoteItem]:
 def test_new_output_rows_equal_the_record_path() -> None:
     items = pulled_outputs(120)
     rows, links = store_module._new_output_rows(items, ORG)
-    expected = [
-        build_record(
-            "output",
-            i.record_id,
-            _data_values("output", i.data),
-            org_id=ORG,
-            revision=i.revision,
-            deleted=i.deleted,
-            status=LocalStatus.SYNCED,
-            state_wire=i.state,
-            extra=i.data,
-            previous=None,
-        )
-        for i in items
-    ]
+    expected = [store_module.fresh_record(i, ORG) for i in items]
     assert rows == [tables.OUTPUTS.to_row(r) for r in expected]
     assert links == {
         "tag_ids": [(r.id, t) for r in expected for t in r.tag_ids],  # type: ignore[attr-defined]
