@@ -103,6 +103,14 @@ def row_snapshot(
     return snapshot
 
 
+def events_by_org(events: Sequence[DomainEvent]) -> dict[uuid.UUID, list[DomainEvent]]:
+    """The events grouped by organization, in order (handlers work one organization's scope at a time)."""
+    by_org: dict[uuid.UUID, list[DomainEvent]] = {}
+    for event in events:
+        by_org.setdefault(event.org_id, []).append(event)
+    return by_org
+
+
 _EVENT_FIELDS = tuple(f.name for f in fields(DomainEvent))
 _EVENT_JSON_OPTIONS = (
     orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from outputhub.common.roles import Role
 from outputhub.server.api.base import utcnow
 from outputhub.server.api.notifications import service
-from outputhub.server.events import DomainEvent
+from outputhub.server.events import DomainEvent, events_by_org
 from outputhub.server.jobs.queue import JobContext, JobQueue
 from outputhub.server.storage.database import set_background_scope, set_tenant, unit_of_work
 
@@ -28,13 +28,6 @@ def _user_of(actor: str) -> uuid.UUID | None:
         except ValueError:
             return None
     return None
-
-
-def _by_org(events: Sequence[DomainEvent]) -> dict[uuid.UUID, list[DomainEvent]]:
-    by_org: dict[uuid.UUID, list[DomainEvent]] = {}
-    for event in events:
-        by_org.setdefault(event.org_id, []).append(event)
-    return by_org
 
 
 def _relevant(events: Sequence[DomainEvent]) -> bool:
@@ -53,7 +46,7 @@ class NotificationHandler:
         self.on_events(events)
 
     def on_events(self, events: Sequence[DomainEvent]) -> None:
-        for org_id, org_events in _by_org(events).items():
+        for org_id, org_events in events_by_org(events).items():
             if not _relevant(org_events):
                 continue
             try:
@@ -65,7 +58,7 @@ class NotificationHandler:
 
     def join(self, session: Session, events: Sequence[DomainEvent]) -> None:
         """The same inside the shared after-commit transaction (``EventOutbox.deliver``)."""
-        for org_id, org_events in _by_org(events).items():
+        for org_id, org_events in events_by_org(events).items():
             if _relevant(org_events):
                 set_background_scope(session, org_id=org_id)
                 self._handle(session, org_id, org_events)

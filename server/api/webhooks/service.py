@@ -23,7 +23,7 @@ from outputhub.server.api.notifications import service as notifications
 from outputhub.server.api.webhooks import signing
 from outputhub.server.api.webhooks.schemas import WebhookEndpointCreate, is_private_host
 from outputhub.server.api.webhooks.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from outputhub.server.events import DomainEvent
+from outputhub.server.events import DomainEvent, events_by_org
 from outputhub.server.jobs.queue import JobContext, JobQueue
 from outputhub.server.storage.database import set_background_scope, set_tenant, unit_of_work
 
@@ -47,13 +47,6 @@ def _check_target(url: str, *, allow_private: bool) -> None:
     host = urlsplit(url).hostname or ""
     if not allow_private and is_private_host(host):
         raise InvalidInputError("body.url", "must not point at a loopback or private address")
-
-
-def _by_org(events: Sequence[DomainEvent]) -> dict[uuid.UUID, list[DomainEvent]]:
-    by_org: dict[uuid.UUID, list[DomainEvent]] = {}
-    for event in events:
-        by_org.setdefault(event.org_id, []).append(event)
-    return by_org
 
 
 # --- endpoints --------------------------------------------------------------------------------------------
@@ -215,7 +208,7 @@ class WebhookDispatcher:
         self.on_events(events)
 
     def on_events(self, events: Sequence[DomainEvent]) -> None:
-        for org_id, org_events in _by_org(events).items():
+        for org_id, org_events in events_by_org(events).items():
             try:
                 with unit_of_work(self.session_factory) as session:
                     set_tenant(session, org_id=org_id)
@@ -225,7 +218,7 @@ class WebhookDispatcher:
 
     def join(self, session: Session, events: Sequence[DomainEvent]) -> None:
         """The fan-out inside the shared after-commit transaction (``EventOutbox.deliver``)."""
-        for org_id, org_events in _by_org(events).items():
+        for org_id, org_events in events_by_org(events).items():
             set_background_scope(session, org_id=org_id)
             self._fan_out(session, org_id, org_events)
 
