@@ -153,10 +153,10 @@ class TimedStore(ReplicaSyncStore):
             self.apply_seconds += time.perf_counter() - start
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def replayable_transaction(self) -> Iterator[None]:
         start = time.perf_counter()
         try:
-            with super().transaction():
+            with super().replayable_transaction():
                 yield
         finally:
             self.store_seconds += time.perf_counter() - start

@@ -211,6 +211,7 @@ class Replica:
         self._key = key
         self._lock = threading.RLock()
         self._depth = 0
+        self._relaxed = False  # the open transaction commits without waiting for the disk
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -275,11 +276,19 @@ class Replica:
                 yield conn
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
         """Group writes into one atomic transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``).
 
         A nested use is a savepoint: an exception leaving it undoes only its own writes (and then goes on
         to the enclosing block, which undoes everything unless it handles the exception).
+
+        ``durable=False`` is for writes that can be redone from elsewhere (sync bookkeeping: acknowledging
+        pushed operations, which the server answers again for a replayed op id; pulled pages applied with
+        their cursor, which are pulled again): the commit does not wait for the disk (``synchronous =
+        NORMAL``, safe in WAL mode: a power cut can only undo such transactions, whole, and never damages the
+        file). The next durable commit syncs them too. Every other write stays durable (``FULL``: a committed
+        edit and its outbox entry survive a power cut). The outermost transaction decides (SQLite sets the
+        level per commit, not per savepoint): only sync bookkeeping may run inside a relaxed one.
         """
         with self._lock:
             conn = self._require_open()
@@ -293,20 +302,32 @@ class Replica:
                     (f"ROLLBACK TO sp{depth}", f"RELEASE sp{depth}"),
                 )
             )
-            with driver_errors(path=self._path, action="begin a transaction"):
-                conn.execute(begin)
-            self._depth = depth + 1
             try:
-                yield
-                with driver_errors(path=self._path, action="commit"):
-                    conn.execute(commit)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    for statement in undo:
-                        conn.execute(statement)
-                raise
+                if depth == 0 and not durable:
+                    self._set_synchronous(conn, "NORMAL")
+                    self._relaxed = True
+                with driver_errors(path=self._path, action="begin a transaction"):
+                    conn.execute(begin)
+                self._depth = depth + 1
+                try:
+                    yield
+                    with driver_errors(path=self._path, action="commit"):
+                        conn.execute(commit)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        for statement in undo:
+                            conn.execute(statement)
+                    raise
+                finally:
+                    self._depth = depth
             finally:
-                self._depth = depth
+                if depth == 0 and self._relaxed:
+                    self._relaxed = False
+                    self._set_synchronous(conn, "FULL")
+
+    def _set_synchronous(self, conn: Connection, level: str) -> None:
+        with driver_errors(path=self._path, action="set the commit durability"):
+            conn.execute(f"PRAGMA synchronous = {level}")
 
     @contextlib.contextmanager
     def _writing(self, action: str) -> Iterator[Connection]:

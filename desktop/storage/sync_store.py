@@ -249,6 +249,9 @@ class ReplicaSyncStore:
     def transaction(self) -> AbstractContextManager[None]:
         return self.replica.transaction()
 
+    def replayable_transaction(self) -> AbstractContextManager[None]:
+        return self.replica.transaction(durable=False)
+
     # -- replica facts ---------------------------------------------------------------------------------
 
     def _meta(self, key: str) -> str | None:

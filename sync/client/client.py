@@ -3,7 +3,9 @@
 Durability: a local edit and its outbox entry are one transaction; an outbox entry leaves only when the
 server has answered for it (replaying an op id is a no-op on the server, so a lost answer is harmless); each
 pulled page is applied together with its cursor in one transaction, which consecutive pages may share (a crash
-mid-apply re-pulls the pages of that transaction).
+mid-apply re-pulls the pages of that transaction). Both kinds of bookkeeping can be redone, so they commit
+without waiting for the disk (``ReplicaStore.replayable_transaction``): a power cut may undo them, never an
+edit (a local edit and its outbox entry commit durably).
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ class SyncClient:
             answered: list[Outgoing] = [o for o in batch if o.op_id in results]
             if not answered:
                 raise SyncError("the server answered none of the pushed changes; they stay queued")
-            with self.store.transaction():
+            with self.store.replayable_transaction():
                 for op in answered:
                     result = results[op.op_id]
                     if result.get("status") == "refused":
@@ -217,7 +219,7 @@ class SyncClient:
                     # fetch the next page while this one is applied (server and replica work at once)
                     pending = prefetch.submit(self._fetch, since=int(page["next_since"]))
                 if not grouped:
-                    group.enter_context(self.store.transaction())
+                    group.enter_context(self.store.replayable_transaction())
                     opened = time.monotonic()
                 # no savepoint per page: SQLite would journal every page it touches (a failure rolls the
                 # whole transaction back, and the pages in it are pulled again)

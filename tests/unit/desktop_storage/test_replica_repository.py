@@ -363,3 +363,39 @@ def test_bulk_insert_with_repeated_ids_keeps_the_last_version(replica: Replica) 
     assert {h.id for h in replica.search("wording")} == {first.id}
     assert replica.search("draft") == []
     assert replica.verify_integrity() == []
+
+
+def _synchronous(replica: Replica) -> int:
+    with replica.reading("read the commit durability") as conn:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+
+FULL, NORMAL = 2, 1
+
+
+def test_a_relaxed_transaction_commits_at_normal_durability_and_restores_full(tmp_path: Path) -> None:
+    path = tmp_path / "relaxed.db"
+    kept, undone = prompt(), prompt()
+    with open_replica(path, passphrase=PASSPHRASE, create=True) as replica:
+        assert _synchronous(replica) == FULL
+        with replica.transaction(durable=False):
+            assert _synchronous(replica) == NORMAL
+            with replica.transaction():  # a nested one joins the outer transaction's durability
+                replica.upsert_prompt(record=kept)
+                assert _synchronous(replica) == NORMAL
+        assert _synchronous(replica) == FULL
+
+        class BoomError(Exception):
+            pass
+
+        with pytest.raises(BoomError), replica.transaction(durable=False):
+            replica.upsert_prompt(record=undone)
+            raise BoomError
+        assert _synchronous(replica) == FULL  # restored after a rollback too
+        assert replica.get_prompt(id=undone.id) is None
+        with replica.transaction():
+            assert _synchronous(replica) == FULL
+    # committed all the same: the relaxed transaction's writes are in the file
+    with open_replica(path, passphrase=PASSPHRASE) as reopened:
+        assert reopened.get_prompt(id=kept.id) == kept
+        assert reopened.get_prompt(id=undone.id) is None

@@ -108,9 +108,9 @@ class CountingStore(ReplicaSyncStore):
         self.apply_s = apply_s
         self.fail_at = fail_at
 
-    def transaction(self) -> AbstractContextManager[None]:
+    def replayable_transaction(self) -> AbstractContextManager[None]:
         self.transactions += 1
-        return super().transaction()
+        return super().replayable_transaction()
 
     def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
         time.sleep(self.apply_s)
