@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from outputhub.common.clock import HLC
 from outputhub.sync.engine import Change, RecordState
+from outputhub.sync.protocol import expand_state_wire
 
 
 @dataclass(frozen=True)
@@ -27,20 +28,59 @@ class LocalRecord:
     pending: bool
 
 
-@dataclass(frozen=True)
 class RemoteItem:
     """One record from the pull feed: engine entity, id, server revision, tombstone, the read-shape data
     and the wire form of its merge state (``state``: in full; ``wire``: the compact form it was pulled in,
     which stands for ``state`` given ``data`` (``sync.protocol.expand_state``), or None when it came in
-    full)."""
+    full).
 
-    entity: str
-    record_id: str
-    revision: int
-    deleted: bool
-    data: Mapping[str, Any]
-    state: Mapping[str, Any]
-    wire: Mapping[str, Any] | None = None
+    Made with ``wire`` and no ``state``, the full state is expanded from it on first use: a pulled record
+    new to the replica is stored in the compact form it came in and never needs the full one (expanding
+    cost more than decoding the record). The caller checks such a ``wire`` when it makes the item
+    (``sync.protocol.check_uniform``), so the expansion cannot fail later."""
+
+    __slots__ = ("_state", "data", "deleted", "entity", "record_id", "revision", "wire")
+
+    def __init__(
+        self,
+        entity: str,
+        record_id: str,
+        revision: int,
+        deleted: bool,
+        data: Mapping[str, Any],
+        state: Mapping[str, Any] | None = None,
+        wire: Mapping[str, Any] | None = None,
+    ) -> None:
+        if state is None and wire is None:
+            raise TypeError("a RemoteItem needs its state, in full or compact (wire)")
+        self.entity = entity
+        self.record_id = record_id
+        self.revision = revision
+        self.deleted = deleted
+        self.data = data
+        self.wire = wire
+        self._state = state
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        if self._state is None:
+            assert self.wire is not None
+            self._state = expand_state_wire(self.entity, self.wire, self.data)
+        return self._state
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.entity, self.record_id, self.revision, self.deleted, self.data, self.state, self.wire)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RemoteItem) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"RemoteItem({self.entity!r}, {self.record_id!r}, revision={self.revision}, "
+            f"deleted={self.deleted})"
+        )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from outputhub.sync.client.errors import CursorExpiredError, SyncError
 from outputhub.sync.ports import Outgoing, Remote, RemoteItem, ReplicaStore
-from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES, expand_state_wire
+from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES, check_uniform, expand_state_wire
 
 PULL_GROUP_ROWS: Final = 20000
 """Pulled records applied in one transaction at most while the next page is already there (see ``pull``;
@@ -52,7 +52,17 @@ def _item(record: dict[str, Any]) -> RemoteItem:
     entity = TABLE_ENTITIES[record["entity"]]
     data = record.get("data") or {}
     wire = record.get("state") or {}
-    state = expand_state_wire(entity, wire, data)  # protocol 2 and 3 compact forms
+    if "u" in wire:  # protocol 3's uniform form: checked now, expanded only if the apply needs it
+        check_uniform(entity, wire, data.get)
+        return RemoteItem(
+            entity=entity,
+            record_id=str(record["id"]),
+            revision=int(record["revision"]),
+            deleted=bool(record["deleted"]),
+            data=data,
+            wire=wire,
+        )
+    state = expand_state_wire(entity, wire, data)  # protocol 2's text markers
     return RemoteItem(
         entity=entity,
         record_id=str(record["id"]),

@@ -9,13 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outputhub.common.clock import HLC
+from outputhub.sync.client.client import _item
 from outputhub.sync.engine import DEFAULT_SCHEMA, make_create, make_delete, make_edit, merge_change
+from outputhub.sync.ports import RemoteItem
 from outputhub.sync.protocol import (
     COMPACT_MIN,
     CURRENT,
     ProtocolError,
     change_from_wire,
     change_to_wire,
+    check_uniform,
     compact_state_wire,
     expand_state_wire,
     expand_uniform,
@@ -210,6 +213,47 @@ def test_a_compact_state_expands_to_the_same_state(
 def test_a_malformed_uniform_state_is_a_protocol_error(wire: dict[str, object]) -> None:
     with pytest.raises(ProtocolError, match="state prompt"):
         expand_state_wire("prompt", wire, {})
+    with pytest.raises(ProtocolError, match="state prompt"):
+        check_uniform("prompt", wire, {}.get)
+
+
+_uniform_values = st.dictionaries(
+    st.sampled_from(["title", "body", "description", "version", "planet"]),
+    st.one_of(st.text(max_size=5), st.just(CURRENT), st.integers(), st.none()),
+    max_size=4,
+)
+
+
+@given(
+    stamp=st.one_of(
+        st.just(["001-000000-a", "op"]),
+        st.lists(st.one_of(st.text(max_size=3), st.integers()), max_size=3),
+        st.none(),
+    ),
+    values=st.one_of(_uniform_values, st.lists(st.integers(), max_size=2)),
+    extra=st.booleans(),
+    data=st.dictionaries(
+        st.sampled_from(["title", "body", "description"]),
+        st.one_of(st.text(max_size=5), st.none(), st.integers()),
+        max_size=3,
+    ),
+    entity=st.sampled_from(["prompt", "output", "tag", "planet"]),
+)
+def test_checking_a_uniform_state_refuses_exactly_what_expanding_it_refuses(
+    stamp: object, values: object, extra: bool, data: dict[str, object], entity: str
+) -> None:
+    """The pull checks a uniform state without expanding it (``sync.client.client._item``); the check must
+    let through only what the expansion accepts, and refuse what it refuses."""
+    wire: dict[str, object] = {"u": stamp, "v": values}
+    if extra:
+        wire["f"] = {}
+    try:
+        expand_state_wire(entity, wire, data)
+    except ProtocolError:
+        with pytest.raises(ProtocolError):
+            check_uniform(entity, wire, data.get)
+    else:
+        check_uniform(entity, wire, data.get)
 
 
 def test_a_marker_without_its_text_is_a_protocol_error() -> None:
@@ -220,3 +264,34 @@ def test_a_marker_without_its_text_is_a_protocol_error() -> None:
     assert expand_state_wire("prompt", wire, {"body": "the text"})["f"]["body"]["h"][0][2] == "the text"
     plain = {"f": {"title": {"h": [["001-000000-a", "op", "x", None, []]], "s": []}}}
     assert expand_state_wire("prompt", plain, {}) is plain
+
+
+def test_a_pulled_uniform_state_is_checked_at_once_and_expanded_on_use() -> None:
+    state = merge_change(
+        None,
+        make_create(
+            "prompt",
+            "p1",
+            {"title": "t", "body": "b" * COMPACT_MIN},
+            schema=DEFAULT_SCHEMA,
+            node="a",
+            hlc=HLC(1000, 0, "a"),
+            op_id="op0",
+        ),
+        DEFAULT_SCHEMA,
+    ).state
+    wire = state_to_wire(state)
+    data = {"id": "p1", "title": "t", "body": "b" * COMPACT_MIN}
+    compact = json.loads(json.dumps(compact_state_wire("prompt", wire, data)))
+    assert "u" in compact and compact["v"]["body"] == CURRENT
+    record = {"entity": "prompts", "id": "p1", "revision": 3, "deleted": False}
+    record |= {"data": data, "state": compact}
+    item = _item(record)
+    assert item.wire == compact
+    assert item.state == expand_state_wire("prompt", compact, data) == wire
+    assert state_from_wire("prompt", "p1", item.state) == state
+    # a uniform state whose marker has no text to stand for is refused when the page is read
+    with pytest.raises(ProtocolError, match="body"):
+        _item({**record, "data": {"id": "p1", "title": "t"}})
+    with pytest.raises(TypeError):
+        RemoteItem("prompt", "p1", 3, False, data)  # neither the state nor its compact form
