@@ -379,3 +379,48 @@ def test_upgrading_stores_the_uniform_form_of_records_written_before_protocol_3(
         assert record["data"] == protocol_1[ident]["data"]
         entity = TABLE_ENTITIES[record["entity"]]
         assert expand_state_wire(entity, record["state"], record["data"]) == protocol_1[ident]["state"]
+
+
+def test_a_remap_comes_with_the_page_that_holds_its_revision(client, tmp_path):
+    """A lookup created twice offline is merged on the server (a remap at the revision of the merge); the
+    remap travels with exactly the page whose revisions include it."""
+    from tests.sync.support import make_device
+
+    org = new_org(client)
+    o = org.owner
+    devices = [
+        make_device(tmp_path, name, http=client, base_url="", token=o.token, org_id=org.id)
+        for name in ("laptop", "desktop")
+    ]
+    try:
+        kept = devices[0].library.create("tag", {"name": "python"})
+        dropped = devices[1].library.create("tag", {"name": "Python"})
+        devices[0].sync()
+        devices[1].sync()
+        records, head = pull_all(o, org)
+        assert any(r["id"] == kept for r in records)
+        pages: list[dict] = []
+        since = 0
+        while True:
+            r = o.get(f"{org.base}/sync/changes", params={"protocol": 3, "since": since, "limit": 1})
+            assert r.status_code == 200, r.text
+            page = r.json()
+            pages.append({"since": since, **page})
+            since = page["next_since"]
+            if not page["has_more"]:
+                break
+        remaps = [(p["since"], p["next_since"], m) for p in pages for m in p["remaps"]]
+        assert len(remaps) == 1
+        low, high, remap = remaps[0]
+        assert remap["entity"] == "tag"
+        assert {remap["from_id"], remap["to_id"]} == {kept, dropped}
+        assert low < remap["revision"] <= high
+        # a pull starting after it does not carry it again
+        after = o.get(
+            f"{org.base}/sync/changes", params={"protocol": 3, "since": remap["revision"], "limit": 1000}
+        ).json()
+        assert after["remaps"] == []
+        assert head >= remap["revision"]
+    finally:
+        for device in devices:
+            device.replica.close()

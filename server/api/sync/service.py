@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
     TextClause,
     Uuid,
     bindparam,
@@ -62,7 +63,6 @@ from outputhub.server.storage.tables import (
     SyncConflict,
     SyncHorizon,
     SyncRecordState,
-    SyncRemap,
 )
 from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, Resolution, resolve, sides
 from outputhub.sync.protocol import TABLE_ENTITIES, state_to_wire
@@ -74,17 +74,34 @@ def horizon(session: Session, *, org_id: uuid.UUID) -> int:
 
 
 @functools.cache
-def _marks_sql(dialect: str) -> TextClause:
-    """The organization's sync horizon and newest revision. On PostgreSQL it also asks for generic plans for
-    the rest of the pull's transaction (``SET LOCAL``): the page statement (one part per replicated table)
-    takes 2-5 ms to plan and under 1 ms to run; psycopg prepares it after a few pulls, and a generic plan
-    then skips the planning (its parameters never change which plan is right: each part walks the
+def _marks_sql(dialect: str, *, remaps_since: bool = False) -> TextClause:
+    """The organization's sync horizon, its newest revision and (``remaps_since``) its lookup remaps after
+    ``:since`` (a JSON array of ``[entity, from_id, to_id, revision]``, in revision order: rare, so all of
+    them rather than a second statement once the page's end is known). On PostgreSQL it also asks for generic
+    plans for the rest of the pull's transaction (``SET LOCAL``): the page statement (one part per replicated
+    table) takes 2-5 ms to plan and under 1 ms to run; psycopg prepares it after a few pulls, and a generic
+    plan then skips the planning (its parameters never change which plan is right: each part walks the
     (org_id, revision) index)."""
-    generic = ", set_config('plan_cache_mode', 'force_generic_plan', true)" if dialect == "postgresql" else ""
-    return text(
+    if dialect == "postgresql":
+        generic = ", set_config('plan_cache_mode', 'force_generic_plan', true)"
+        remaps = (
+            "(SELECT coalesce(json_agg(json_build_array(entity, from_id, to_id, revision) "
+            "ORDER BY revision), '[]')::text FROM sync_remaps WHERE org_id = :org AND revision > :since)"
+        )
+    else:
+        generic = ""
+        remaps = (
+            "(SELECT json_group_array(json_array(entity, from_id, to_id, revision)) FROM (SELECT * FROM "
+            "sync_remaps WHERE org_id = :org AND revision > :since ORDER BY revision))"
+        )
+    statement = text(
         "SELECT (SELECT revision FROM sync_horizons WHERE org_id = :org), "
-        f"(SELECT revision FROM org_revisions WHERE org_id = :org){generic}"
-    ).bindparams(bindparam("org", type_=Uuid))
+        f"(SELECT revision FROM org_revisions WHERE org_id = :org), {remaps if remaps_since else 'NULL'}"
+        f"{generic}"
+    )
+    if remaps_since:
+        return statement.bindparams(bindparam("org", type_=Uuid), bindparam("since", type_=BigInteger))
+    return statement.bindparams(bindparam("org", type_=Uuid))
 
 
 def _page(
@@ -156,7 +173,9 @@ def pull(
 
     Rows are read with Core queries (``feed.py``) and stored states embedded as they are stored."""
     org_id = tenant.org_id
-    purged, head, *_ = session.execute(_marks_sql(session.get_bind().dialect.name), {"org": org_id}).one()
+    purged, head, remaps_json, *_ = session.execute(
+        _marks_sql(session.get_bind().dialect.name, remaps_since=True), {"org": org_id, "since": since}
+    ).one()
     purged = int(purged or 0)
     if 0 < since < purged:
         raise CursorExpiredError(
@@ -180,16 +199,9 @@ def pull(
         for r in page
     ]
     remaps = [
-        Remap(entity=r.entity, from_id=r.from_id, to_id=r.to_id, revision=r.revision)
-        for r in session.execute(
-            select(SyncRemap)
-            .where(
-                SyncRemap.org_id == org_id,
-                SyncRemap.revision > since,
-                SyncRemap.revision <= next_since,
-            )
-            .order_by(SyncRemap.revision)
-        ).scalars()
+        Remap(entity=entity, from_id=from_id, to_id=to_id, revision=rev).model_dump(mode="json")
+        for entity, from_id, to_id, rev in orjson.loads(remaps_json or "[]")
+        if rev <= next_since
     ]
     return orjson.dumps(
         {
@@ -199,7 +211,7 @@ def pull(
             "has_more": has_more,
             # read before the page (PostgreSQL reads each statement at its own snapshot): never behind it
             "head": None if head is None else max(int(head), next_since),
-            "remaps": [r.model_dump(mode="json") for r in remaps],
+            "remaps": remaps,
         }
     )
 
