@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from outputhub.common.clock import HLC
 from outputhub.server.api.sync import push as push_service
@@ -406,3 +406,47 @@ def _random_batch(fresh: Fresh, ops: list[_Op]) -> list[dict[str, Any]]:
 @given(ops=_ops)
 def test_random_creates_and_references_come_out_the_same(app, client, ops: list[_Op]) -> None:  # type: ignore[no-untyped-def]
     _same_both_ways(app, client, lambda fresh: [_random_batch(fresh, ops)])
+
+
+def test_bulk_created_records_get_their_feed_data_in_one_pass(app, client) -> None:  # type: ignore[no-untyped-def]
+    """New records written in bulk store their pull-feed data with their states (the commit does not rewrite
+    those state rows); a record written again later in the same push (a new revision) still has its data
+    rebuilt at commit, and a replay changes nothing."""
+    org = new_org(client, name="Feed data")
+    seeded = seed_library(org)
+    names = Names({f"seed-{k}": v for k, v in seeded.items()})
+    n = names
+    created = {"prompt_id": n("seed-prompt"), "content": "before", "tag_ids": [n("seed-tag")]}
+    changes = [
+        _create("output", n(f"o{i}"), {**created, "content": f"output {i}"}, 10 + i, f"op-o{i}")
+        for i in range(5)
+    ]
+    changes.append(
+        _edit_of_create("output", n("o2"), {**created, "content": "output 2"}, {"tag_ids": []}, 12, "op-e")
+    )
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = app.state.services.engine
+    runs: Runs = []
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        results = _push(org, changes, bulk=True, runs=runs)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert [r["status"] for r in results] == ["applied"] * 6
+    assert runs == [([f"op-o{i}" for i in range(5)], True)]
+    refreshes = [s for s in statements if s.lstrip().startswith("UPDATE sync_record_states AS s SET data")]
+    assert len(refreshes) == 1  # only the revision of the edit, not the five creates
+    assert stale_feed_data(app.state.services.session_factory, org.id) == []
+    feed = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 1, "since": 0, "limit": 5000}).json()
+    pulled = {r["id"]: r["data"] for r in feed["records"] if r["entity"] == "outputs"}
+    for i in range(5):
+        rest = org.owner.get(f"{org.base}/outputs/{n(f'o{i}')}").json()
+        assert pulled[n(f"o{i}")] == rest
+    assert pulled[n("o2")]["tag_ids"] == []
+    replay = _push(org, changes, bulk=True, runs=runs)
+    assert all(r["replayed"] for r in replay)
+    assert stale_feed_data(app.state.services.session_factory, org.id) == []

@@ -31,12 +31,14 @@ from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
 from outputhub.server.api.base import Tenant, allocate_revisions
 from outputhub.server.api.lookups.service import name_key
+from outputhub.server.api.sync.feed import FEED_BY_NAME
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
     SPECS,
     EntitySpec,
     column_values,
     load_states,
+    mark_data_stored,
     reference_ids,
     state_texts,
     store_state,
@@ -748,10 +750,11 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
                 }
             )
         rows.setdefault(spec.table, []).append(row)
+        children: dict[str, list[uuid.UUID]] = {}
         for name, link in spec.links.items():
+            children[name] = [uuid.UUID(m) for m in sorted(state.values[name] or frozenset())]  # type: ignore[arg-type]
             links.setdefault(link, []).extend(
-                {"org_id": tenant.org_id, link.parent: new.rid, link.child: uuid.UUID(m)}
-                for m in sorted(state.values[name] or frozenset())  # type: ignore[arg-type]
+                {"org_id": tenant.org_id, link.parent: new.rid, link.child: child} for child in children[name]
             )
         states.append(
             {
@@ -760,6 +763,8 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
                 "entity": state.entity,
                 "revision": new.revision,
                 **state_texts(state),
+                # the pull feed's data, final already (the commit does not build it again)
+                "data": FEED_BY_NAME[spec.table.__tablename__].data_json(row, children),
             }
         )
     nested = session.begin_nested()
@@ -778,6 +783,7 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
         nested.rollback()
         return False
     nested.commit()
+    mark_data_stored(session, org_id=tenant.org_id, revisions=[new.revision for new in news])
     return True
 
 

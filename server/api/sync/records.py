@@ -463,6 +463,10 @@ def _before_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # SQLAlchemy fires this when a savepoint is released too: wait for the real commit
     ranges: list[tuple[uuid.UUID, int, int]] = session.info.pop(REVISIONS_KEY, [])
+    marks = session.info.pop(DATA_STORED_KEY, None)
+    stored_data: dict[uuid.UUID, list[tuple[int, int]]] = (
+        marks[1] if marks is not None and marks[0] is session.get_transaction() else {}
+    )
     if not ranges:
         return
     by_org: dict[uuid.UUID, list[tuple[int, int]]] = {}
@@ -508,12 +512,56 @@ def _before_commit(session: Session) -> None:
                 store_state(session, org_id=org_id, state=states[row.id], revision=row.revision)
         session.flush()
         # every written record's pull-feed data, built once here rather than on every pull (the rows, their
-        # links and their states are all final now)
+        # links and their states are all final now), except at the revisions whose data went in with their
+        # states (the bulk insert of new records: a second pass rewrote each of those state rows)
+        spans_left = uncovered(low, high, stored_data.get(org_id, []))
         for spec in SPECS.values():
             if spec.entity in written:
-                session.execute(FEED_BY_NAME[spec.table.__tablename__].refresh_sql(dialect), bounds)
+                for first, last in spans_left:
+                    session.execute(
+                        FEED_BY_NAME[spec.table.__tablename__].refresh_sql(dialect),
+                        {"org": org_id, "low": first, "high": last},
+                    )
     session.flush()
     session.info.pop(REVISIONS_KEY, None)
+
+
+def mark_data_stored(session: Session, *, org_id: uuid.UUID, revisions: Iterable[int]) -> None:
+    """The records written at these revisions have their final pull-feed ``data`` stored with their states:
+    the commit does not build it again. A record written again later in the transaction gets a new
+    revision, which is not marked."""
+    transaction = session.get_transaction()
+    marks = session.info.get(DATA_STORED_KEY)
+    if marks is None or marks[0] is not transaction:  # marks of a transaction that rolled back are dropped
+        marks = session.info[DATA_STORED_KEY] = (transaction, {})
+    spans: list[tuple[int, int]] = marks[1].setdefault(org_id, [])
+    for revision in sorted(revisions):
+        if spans and spans[-1][1] + 1 == revision:
+            spans[-1] = (spans[-1][0], revision)
+        else:
+            spans.append((revision, revision))
+
+
+DATA_STORED_KEY: Final = "outputhub.feed_data_stored"
+"""``session.info`` entry: (the transaction, per organization the (first, last) revision spans whose feed data
+is stored in it)."""
+
+
+def uncovered(low: int, high: int, covered: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The spans of ``low..high`` (inclusive) outside every ``covered`` span, in order."""
+    out: list[tuple[int, int]] = []
+    start = low
+    for first, last in sorted(covered):
+        if last < start:
+            continue
+        if first > high:
+            break
+        if first > start:
+            out.append((start, first - 1))
+        start = max(start, last + 1)
+    if start <= high:
+        out.append((start, high))
+    return out
 
 
 def install_state_tracking(factory: sessionmaker[Session]) -> None:
