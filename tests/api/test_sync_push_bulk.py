@@ -409,9 +409,9 @@ def test_random_creates_and_references_come_out_the_same(app, client, ops: list[
 
 
 def test_bulk_created_records_get_their_feed_data_in_one_pass(app, client) -> None:  # type: ignore[no-untyped-def]
-    """New records written in bulk store their pull-feed data with their states (the commit does not rewrite
-    those state rows); a record written again later in the same push (a new revision) still has its data
-    rebuilt at commit, and a replay changes nothing."""
+    """New records written in bulk store their pull-feed data with their states, and so does an edit on the
+    per-op path (a record written again later in the same push: a new revision, its own data): the commit
+    neither rewrites those state rows nor looks for stale states, and a replay changes nothing."""
     org = new_org(client, name="Feed data")
     seeded = seed_library(org)
     names = Names({f"seed-{k}": v for k, v in seeded.items()})
@@ -439,7 +439,8 @@ def test_bulk_created_records_get_their_feed_data_in_one_pass(app, client) -> No
     assert [r["status"] for r in results] == ["applied"] * 6
     assert runs == [([f"op-o{i}" for i in range(5)], True)]
     refreshes = [s for s in statements if s.lstrip().startswith("UPDATE sync_record_states AS s SET data")]
-    assert len(refreshes) == 1  # only the revision of the edit, not the five creates
+    assert refreshes == []  # neither the five creates nor the edit
+    assert not [s for s in statements if "AS stale" in s]  # every revision of the push stored its own
     assert stale_feed_data(app.state.services.session_factory, org.id) == []
     feed = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 1, "since": 0, "limit": 5000}).json()
     pulled = {r["id"]: r["data"] for r in feed["records"] if r["entity"] == "outputs"}

@@ -369,7 +369,7 @@ def apply_change(
     row.revision = revision
     row.updated_at = now
     row.updated_by = tenant.actor
-    write_row(session, spec, row, state, org_id=tenant.org_id, new=new)
+    write_row(session, spec, row, state, org_id=tenant.org_id, new=new, previous=current)
     if isinstance(row, Prompt) and text_changed:
         session.add(
             PromptVersion(
@@ -384,7 +384,14 @@ def apply_change(
             )
         )
     session.flush()
-    store_state(session, org_id=tenant.org_id, state=state, revision=revision, new=new)
+    # the pull feed's data goes in with the state (the row and its links are final for this revision)
+    feed = FEED_BY_NAME[spec.table.__tablename__]
+    data = feed.data_json(
+        {column: getattr(row, column) for column in feed.columns},
+        {name: [uuid.UUID(str(m)) for m in state.values[name] or ()] for name in spec.links},  # type: ignore[union-attr]
+    )
+    store_state(session, org_id=tenant.org_id, state=state, revision=revision, new=new, data=data)
+    mark_data_stored(session, org_id=tenant.org_id, revisions=[revision])
     for conflict in outcome.conflicts:
         session.merge(
             SyncConflict(

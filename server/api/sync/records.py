@@ -346,11 +346,20 @@ def state_texts(state: RecordState) -> dict[str, str | None]:
 
 
 def store_state(
-    session: Session, *, org_id: uuid.UUID, state: RecordState, revision: int, new: bool = False
+    session: Session,
+    *,
+    org_id: uuid.UUID,
+    state: RecordState,
+    revision: int,
+    new: bool = False,
+    data: str | None = None,
 ) -> None:
     """Store (insert or replace) the record's state as of the row's ``revision`` (``new``: the record was
-    created by this transaction, so there is nothing to replace)."""
-    texts = state_texts(state)
+    created by this transaction, so there is nothing to replace), with ``data``, its pull-feed data, when
+    the caller built it (``Feed.data_json``; it then marks the revision with :func:`mark_data_stored`)."""
+    texts: dict[str, Any] = dict(state_texts(state))
+    if data is not None:
+        texts["data"] = data
     record_id = uuid.UUID(state.record_id)
     replaced = not new and session.execute(
         update(SyncRecordState)
@@ -392,9 +401,11 @@ def write_row(
     *,
     org_id: uuid.UUID,
     new: bool = False,
+    previous: RecordState | None = None,
 ) -> None:
     """Materialize the state's values onto the row (columns) and its link tables (``new``: the row was just
-    added, it has no links to replace)."""
+    added, it has no links to replace; ``previous``: the state the row and its link tables hold now, whose
+    unchanged link sets are not written again)."""
     for name, value in column_values(spec, state).items():
         setattr(row, name, value)
     if spec.lookup:
@@ -405,6 +416,8 @@ def write_row(
     row.deleted = state.deleted
     session.flush()
     for name, link in spec.links.items():
+        if previous is not None and previous.values[name] == state.values[name]:
+            continue  # the set did not change: its link rows are right (an edit of a title writes none)
         members = sorted(state.values[name] or frozenset())  # type: ignore[arg-type]
         if not new:  # only the link rows that change are written (``set_links``)
             children = [uuid.UUID(m) for m in members]
@@ -475,6 +488,11 @@ def _before_commit(session: Session) -> None:
     dialect = session.get_bind().dialect.name
     for org_id, spans in by_org.items():
         low, high = min(a for a, _ in spans), max(b for _, b in spans)
+        # the revisions whose records stored their state and final data themselves (the sync push): none of
+        # them needs anything here; when that is all of them (a push whose every op wrote), nothing is read
+        spans_left = uncovered(low, high, stored_data.get(org_id, []))
+        if not spans_left:
+            continue
         bounds = {"org": org_id, "low": low, "high": high}
         # one round trip finds the written rows and which of them have a state missing or older than the
         # row (a sync push stores its own states, so for it none)
@@ -513,8 +531,7 @@ def _before_commit(session: Session) -> None:
         session.flush()
         # every written record's pull-feed data, built once here rather than on every pull (the rows, their
         # links and their states are all final now), except at the revisions whose data went in with their
-        # states (the bulk insert of new records: a second pass rewrote each of those state rows)
-        spans_left = uncovered(low, high, stored_data.get(org_id, []))
+        # states (the sync push's writes: a second pass rewrote each of those state rows)
         for spec in SPECS.values():
             if spec.entity in written:
                 for first, last in spans_left:
@@ -527,9 +544,10 @@ def _before_commit(session: Session) -> None:
 
 
 def mark_data_stored(session: Session, *, org_id: uuid.UUID, revisions: Iterable[int]) -> None:
-    """The records written at these revisions have their final pull-feed ``data`` stored with their states:
-    the commit does not build it again. A record written again later in the transaction gets a new
-    revision, which is not marked."""
+    """The records written at these revisions have their state and final pull-feed ``data`` stored: the
+    commit neither checks their states nor builds their data again. Only a path that wrote nothing else at
+    these revisions may mark them (each write allocates its own). A record written again later in the
+    transaction gets a new revision, which is not marked."""
     transaction = session.get_transaction()
     marks = session.info.get(DATA_STORED_KEY)
     if marks is None or marks[0] is not transaction:  # marks of a transaction that rolled back are dropped
