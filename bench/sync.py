@@ -19,7 +19,11 @@ opens, commits included), in pages of 5,000 and again (``initial_sync_page1000_*
 The sync client asks for compressed answers as the desktop does (zstd); ``OUTPUTHUB_COMPRESS_RESPONSES=false``
 in the environment runs the server without.
 Round trip: with the library present, edit one prompt, push and pull it (p50/p95 over many runs, with the
-push and the pull halves' medians beside), and the full ``sync()`` including the checksum verification.
+push and the pull halves' medians beside), and the full ``sync()`` including the checksum verification. Its
+baseline in the same run (``bare_request_pair_ms_p50``): a POST of a push-sized body and a GET to the bare
+routes of the same server through the same client, the floor of two requests on this machine at this
+minute (``ratio_round_trip_vs_bare_pair``: the round trip in such pairs; the machine's speed varies 2x from
+hour to hour, the ratio much less).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from bench.api import (
     DEFAULT_CSV,
@@ -48,6 +53,7 @@ from bench.api import (
     set_up_org,
     wait_until_idle,
 )
+from bench.server import BARE_PATH
 from outputhub.desktop.storage import OutputRecord, open_replica
 from outputhub.desktop.storage.cipher import LEGACY_PAGE_SIZE, PAGE_SIZE, connect, passphrase_bytes
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
@@ -55,6 +61,7 @@ from outputhub.sync.client import HttpRemote, LocalLibrary, SyncClient, SyncRepo
 from outputhub.sync.ports import ApplyResult, RemoteItem
 
 PASSPHRASE = "bench passphrase, not secret"
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def fill(base: str, lib: Any, rows: int) -> tuple[str, list[dict[str, Any]]]:
@@ -275,12 +282,25 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
                 start = time.perf_counter()
                 client.sync()
                 full.append((time.perf_counter() - start) * 1000)
+            # the floor in this run: the same two requests (a POST of a push-sized body, a GET) to the bare
+            # routes of the same server, through the same client (no database, no replica)
+            body = orjson.dumps({"protocol": 3, "device": "bench", "changes": [{"op": "x" * 600}]})
+            bare: list[float] = []
+            for _ in range(trips):
+                start = time.perf_counter()
+                _ok(http.post(f"{base}{BARE_PATH}", content=body, headers=JSON_HEADERS), 201)
+                _ok(http.get(f"{base}{BARE_PATH}"), 200)
+                bare.append((time.perf_counter() - start) * 1000)
             results["round_trip_ms_p50"] = round(statistics.median(trip), 1)
             results["round_trip_ms_p95"] = round(pct(trip, 0.95), 1)
             # the two halves (medians of each, so they need not add up to the trip's median exactly)
             results["round_trip_push_ms_p50"] = round(statistics.median(pushes), 1)
             results["round_trip_pull_ms_p50"] = round(statistics.median(pulls), 1)
             results["sync_with_verify_ms_p50"] = round(statistics.median(full), 1)
+            results["bare_request_pair_ms_p50"] = round(statistics.median(bare), 2)
+            results["ratio_round_trip_vs_bare_pair"] = round(
+                statistics.median(trip) / statistics.median(bare), 1
+            )
             remote.close()
         replica.close()
     return results
