@@ -15,7 +15,8 @@ equal). What a user sees is then a *pure function of that state*:
 - scalar: the head with the highest (HLC, node) wins; every other head with a different value is a
   :class:`Conflict` (the losing value is kept in the state until a resolution supersedes it);
 - text: heads are folded from the highest version down, each merged with diff3 into the result against the
-  newest known common ancestor (found through the write history, which text fields keep); a head whose
+  newest known common ancestor (found through the write history, which text fields keep: the newest
+  :data:`TEXT_HISTORY_LIMIT` superseded writes); a head whose
   merge overlaps stays out (the winner stays in place) and is a conflict;
 - set: an observed-remove set over the write history -- a member is present iff some write added it and
   no write that removed it had seen that add: an add beats a concurrent remove, and a remove only removes
@@ -29,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Final
 
 from outputhub.common.clock import HLC
 from outputhub.sync.engine.errors import InvalidChangeError
@@ -92,7 +94,20 @@ def _tombstone_write_key(write: TombstoneWrite) -> tuple[object, ...]:
     return (write.op_id, write.deleted, sorted(write.covers))
 
 
-def _join_field(a: FieldState, b: FieldState, *, keep_history: bool) -> FieldState:
+TEXT_HISTORY_LIMIT: Final = 16
+"""The superseded writes a text field keeps: the newest this many. Merging concurrent text heads looks for
+their newest common ancestor in the history; a fork deeper than this on one side merges against an older
+common ancestor (a child write's base text, or the empty text every record starts from), which may open a
+conflict where the full history would have merged cleanly -- nothing is lost either way. Without a bound a
+prompt's body edited 200 times kept 200 bodies in its state (415 KB, sent with every pull of it). Keeping the
+newest K of a union is keeping the newest K of the sides' newest K, so the join stays commutative,
+associative and idempotent, and replicas that saw the same writes hold the same history. Set fields keep
+their whole history (the observed-remove set reads every add and remove)."""
+
+
+def _join_field(
+    a: FieldState, b: FieldState, *, keep_history: bool, history_limit: int | None = None
+) -> FieldState:
     superseded = a.superseded | b.superseded
     by_version: dict[HLC, FieldWrite] = {}
     for write in (*a.heads, *a.history, *b.heads, *b.history):
@@ -104,6 +119,8 @@ def _join_field(a: FieldState, b: FieldState, *, keep_history: bool) -> FieldSta
     versions = sorted(by_version)
     heads = tuple(by_version[v] for v in versions if v not in superseded)
     history = tuple(by_version[v] for v in versions if v in superseded) if keep_history else ()
+    if history_limit is not None and len(history) > history_limit:
+        history = history[len(history) - history_limit :]  # ascending: the newest are last
     return FieldState(heads, superseded, history)
 
 
@@ -157,6 +174,7 @@ def merge_states(a: RecordState, b: RecordState, schema: EntitySchema) -> Record
             a.fields.get(name, empty),
             b.fields.get(name, empty),
             keep_history=schema.kind(a.entity, name) is not FieldKind.SCALAR,
+            history_limit=TEXT_HISTORY_LIMIT if schema.kind(a.entity, name) is FieldKind.TEXT else None,
         )
         for name in sorted(a.fields.keys() | b.fields.keys())
     }

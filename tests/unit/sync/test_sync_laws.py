@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -47,6 +48,7 @@ from outputhub.sync.engine import (
     merge_states,
     resolve,
 )
+from outputhub.sync.engine import merge as merge_module
 
 EXAMPLES = int(os.environ.get("OUTPUTHUB_HYPOTHESIS_EXAMPLES", "200"))
 SLOW_EXAMPLES = int(os.environ.get("OUTPUTHUB_HYPOTHESIS_EXAMPLES", "1000"))
@@ -557,3 +559,68 @@ def test_every_delivery_order_converges(
     # Applying each change twice, anywhere in the sequence, changes nothing either.
     doubled = [c for change in shuffled for c in (change, change)]
     assert fold_changes(doubled, SCHEMA) == reference
+
+
+@settings(
+    derandomize=True,
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    history=histories,
+    order=st.permutations(range(40)),
+    subsets=st.tuples(indexes, indexes),
+    limit=st.integers(0, 2),
+)
+def test_laws_hold_with_a_short_text_history(
+    history: tuple[list[tuple[int, ...]], list[int], bool],
+    order: list[int],
+    subsets: tuple[list[int], list[int]],
+    limit: int,
+) -> None:
+    """Text fields keep only their newest superseded writes (``TEXT_HISTORY_LIMIT``, 16); with a window of
+    0-2 writes, forks are deeper than it all the time, and the laws still hold: replays change nothing,
+    delivery order does not matter, replicas with the same changes are identical, and no edit is lost (a
+    merge that cannot find its ancestor any more opens a conflict)."""
+    with mock.patch.object(merge_module, "TEXT_HISTORY_LIMIT", limit):
+        world = run_history(*history)
+        check_laws(world, order, subsets)
+        for replica in world.replicas:
+            if replica.state is None:
+                continue
+            for name, fs in replica.state.fields.items():
+                if SCHEMA.kind(ENTITY, name) is FieldKind.TEXT:
+                    assert len(fs.history) <= limit
+
+
+def test_a_text_field_keeps_its_newest_superseded_writes() -> None:
+    body = "x" * 2000
+    state = make_create(
+        ENTITY, RECORD, {"title": "t", "body": body}, schema=SCHEMA, node="n0", hlc=HLC(1, 0, "n0"), op_id="c"
+    )
+    merged = merge_change(None, state, SCHEMA).state
+    for n in range(1, 60):
+        edit = make_edit(
+            merged, {"body": f"{body}{n}"}, schema=SCHEMA, node="n0", hlc=HLC(1 + n, 0, "n0"), op_id=f"e{n}"
+        )
+        assert edit is not None
+        merged = merge_change(merged, edit, SCHEMA).state
+    body_state = merged.fields["body"]
+    assert [w.op_id for w in body_state.history] == [
+        f"e{n}" for n in range(59 - merge_module.TEXT_HISTORY_LIMIT, 59)
+    ]
+    assert len(body_state.superseded) == 59  # every superseded version is still known (late replays)
+    assert merged.values["body"] == f"{body}59"
+    # a late replay of a write that fell out of the window is still recognised: nothing changes
+    first = make_edit(
+        merge_change(None, state, SCHEMA).state,
+        {"body": f"{body}1"},
+        schema=SCHEMA,
+        node="n0",
+        hlc=HLC(2, 0, "n0"),
+        op_id="e1",
+    )
+    assert first is not None
+    again = merge_change(merged, first, SCHEMA)
+    assert again.kind is OutcomeKind.NOOP and again.state == merged
