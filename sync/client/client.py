@@ -52,17 +52,11 @@ def _item(record: dict[str, Any]) -> RemoteItem:
     entity = TABLE_ENTITIES[record["entity"]]
     data = record.get("data") or {}
     wire = record.get("state") or {}
+    state: Mapping[str, Any] | None = None
     if "u" in wire:  # protocol 3's uniform form: checked now, expanded only if the apply needs it
         check_uniform(entity, wire, data.get)
-        return RemoteItem(
-            entity=entity,
-            record_id=str(record["id"]),
-            revision=int(record["revision"]),
-            deleted=bool(record["deleted"]),
-            data=data,
-            wire=wire,
-        )
-    state = expand_state_wire(entity, wire, data)  # protocol 2's text markers
+    else:
+        state = expand_state_wire(entity, wire, data)  # protocol 2's text markers
     return RemoteItem(
         entity=entity,
         record_id=str(record["id"]),

@@ -37,6 +37,7 @@ from outputhub.server.api.sync.records import (
     SPECS,
     EntitySpec,
     column_values,
+    link_children,
     load_states,
     mark_data_stored,
     reference_ids,
@@ -386,10 +387,8 @@ def apply_change(
     session.flush()
     # the pull feed's data goes in with the state (the row and its links are final for this revision)
     feed = FEED_BY_NAME[spec.table.__tablename__]
-    data = feed.data_json(
-        {column: getattr(row, column) for column in feed.columns},
-        {name: [uuid.UUID(str(m)) for m in state.values[name] or ()] for name in spec.links},  # type: ignore[union-attr]
-    )
+    values = {column: getattr(row, column) for column in feed.columns}
+    data = feed.data_json(values, link_children(spec, state))
     store_state(session, org_id=tenant.org_id, state=state, revision=revision, new=new, data=data)
     mark_data_stored(session, org_id=tenant.org_id, revisions=[revision])
     for conflict in outcome.conflicts:
@@ -757,9 +756,8 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
                 }
             )
         rows.setdefault(spec.table, []).append(row)
-        children: dict[str, list[uuid.UUID]] = {}
+        children = link_children(spec, state)
         for name, link in spec.links.items():
-            children[name] = [uuid.UUID(m) for m in sorted(state.values[name] or frozenset())]  # type: ignore[arg-type]
             links.setdefault(link, []).extend(
                 {"org_id": tenant.org_id, link.parent: new.rid, link.child: child} for child in children[name]
             )

@@ -393,6 +393,14 @@ def column_values(spec: EntitySpec, state: RecordState) -> dict[str, Any]:
     return out
 
 
+def link_children(spec: EntitySpec, state: RecordState) -> dict[str, list[uuid.UUID]]:
+    """Per link field, the state's members as sorted UUIDs: the link rows the record holds."""
+    return {
+        name: [uuid.UUID(str(m)) for m in sorted(state.values[name] or frozenset())]  # type: ignore[arg-type]
+        for name in spec.links
+    }
+
+
 def write_row(
     session: Session,
     spec: EntitySpec,
@@ -415,17 +423,16 @@ def write_row(
             row.position = 0
     row.deleted = state.deleted
     session.flush()
+    children = link_children(spec, state)
     for name, link in spec.links.items():
         if previous is not None and previous.values[name] == state.values[name]:
             continue  # the set did not change: its link rows are right (an edit of a title writes none)
-        members = sorted(state.values[name] or frozenset())  # type: ignore[arg-type]
         if not new:  # only the link rows that change are written (``set_links``)
-            children = [uuid.UUID(m) for m in members]
-            set_links(session, link, org_id=org_id, parent_id=row.id, child_ids=children)
-        elif members:  # a Core insert: the ORM's bulk path costs more than the rows
+            set_links(session, link, org_id=org_id, parent_id=row.id, child_ids=children[name])
+        elif children[name]:  # a Core insert: the ORM's bulk path costs more than the rows
             session.connection().execute(
                 insert(link.table.__table__),  # type: ignore[attr-defined]
-                [{"org_id": org_id, link.parent: row.id, link.child: uuid.UUID(m)} for m in members],
+                [{"org_id": org_id, link.parent: row.id, link.child: c} for c in children[name]],
             )
 
 
@@ -543,6 +550,11 @@ def _before_commit(session: Session) -> None:
     session.info.pop(REVISIONS_KEY, None)
 
 
+DATA_STORED_KEY: Final = "outputhub.feed_data_stored"
+"""``session.info`` entry: (the transaction, per organization the (first, last) revision spans whose feed data
+is stored in it)."""
+
+
 def mark_data_stored(session: Session, *, org_id: uuid.UUID, revisions: Iterable[int]) -> None:
     """The records written at these revisions have their state and final pull-feed ``data`` stored: the
     commit neither checks their states nor builds their data again. Only a path that wrote nothing else at
@@ -558,11 +570,6 @@ def mark_data_stored(session: Session, *, org_id: uuid.UUID, revisions: Iterable
             spans[-1] = (spans[-1][0], revision)
         else:
             spans.append((revision, revision))
-
-
-DATA_STORED_KEY: Final = "outputhub.feed_data_stored"
-"""``session.info`` entry: (the transaction, per organization the (first, last) revision spans whose feed data
-is stored in it)."""
 
 
 def uncovered(low: int, high: int, covered: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from outputhub.common.clock import HLC
 from outputhub.sync.client.client import _item
-from outputhub.sync.engine import DEFAULT_SCHEMA, make_create, make_delete, make_edit, merge_change
+from outputhub.sync.engine import (
+    DEFAULT_SCHEMA,
+    RecordState,
+    make_create,
+    make_delete,
+    make_edit,
+    merge_change,
+)
 from outputhub.sync.ports import RemoteItem
 from outputhub.sync.protocol import (
     COMPACT_MIN,
@@ -26,6 +33,15 @@ from outputhub.sync.protocol import (
     state_to_wire,
     uniform_state_wire,
 )
+
+
+def created_prompt(values: dict[str, object]) -> RecordState:
+    """The state of prompt p1 created with ``values`` by one operation (node a)."""
+    change = make_create(
+        "prompt", "p1", values, schema=DEFAULT_SCHEMA, node="a", hlc=HLC(1000, 0, "a"), op_id="op0"
+    )
+    return merge_change(None, change, DEFAULT_SCHEMA).state
+
 
 texts = st.text(alphabet="ab\n", max_size=12)
 ids = st.frozensets(st.sampled_from(["t1", "t2", "t3"]), max_size=3)
@@ -149,19 +165,7 @@ def test_a_compact_state_expands_to_the_same_state(
     """Protocol 2: long text writes equal to the record's data travel as the marker; the client puts the
     data's text back and gets exactly the state the server holds (heads, history and concurrent writes)."""
     schema = DEFAULT_SCHEMA
-    state = merge_change(
-        None,
-        make_create(
-            "prompt",
-            "p1",
-            {"title": "t", "body": bodies[0], "description": descriptions[0]},
-            schema=schema,
-            node="a",
-            hlc=HLC(1000, 0, "a"),
-            op_id="op0",
-        ),
-        schema,
-    ).state
+    state = created_prompt({"title": "t", "body": bodies[0], "description": descriptions[0]})
     base = state
     edits = [{"body": b} for b in bodies[1:]] + [{"description": d} for d in descriptions[1:]]
     for n, values in enumerate(edits, start=1):
@@ -267,19 +271,7 @@ def test_a_marker_without_its_text_is_a_protocol_error() -> None:
 
 
 def test_a_pulled_uniform_state_is_checked_at_once_and_expanded_on_use() -> None:
-    state = merge_change(
-        None,
-        make_create(
-            "prompt",
-            "p1",
-            {"title": "t", "body": "b" * COMPACT_MIN},
-            schema=DEFAULT_SCHEMA,
-            node="a",
-            hlc=HLC(1000, 0, "a"),
-            op_id="op0",
-        ),
-        DEFAULT_SCHEMA,
-    ).state
+    state = created_prompt({"title": "t", "body": "b" * COMPACT_MIN})
     wire = state_to_wire(state)
     data = {"id": "p1", "title": "t", "body": "b" * COMPACT_MIN}
     compact = json.loads(json.dumps(compact_state_wire("prompt", wire, data)))
