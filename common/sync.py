@@ -7,12 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 """What this client speaks. 2: a pulled state may stand for a long text of the record's data with the marker
 ``{"=": 1}``; 3: a state written by a single operation may come in the uniform form ``{"u": [version,
-op_id], "v": {field: value}}`` (docs/sync-protocol.md); everything else is as in 1."""
-SUPPORTED_PROTOCOLS = frozenset({1, 2, PROTOCOL_VERSION})
-"""What the server answers: a client of protocol 1 gets full states, one of protocol 2 no uniform form."""
+op_id], "v": {field: value}}``; 4: a push may ask for the changes after a cursor (``pull``), which come back
+in its answer (``changes``), read once the push has committed (docs/sync-protocol.md); everything else is
+as in 1."""
+SUPPORTED_PROTOCOLS = frozenset({1, 2, 3, PROTOCOL_VERSION})
+"""What the server answers: a client of protocol 1 gets full states, one of protocol 2 no uniform form, one
+of protocol 3 no pull with its push."""
 
 
 class PulledRecord(BaseModel):
@@ -41,6 +44,13 @@ class PullPage(BaseModel):
     )
 
 
+class PullAlong(BaseModel):
+    """Protocol 4: the pull a push asks for (the same parameters as ``GET .../sync/changes``)."""
+
+    since: int = Field(ge=0, description="The last revision the replica has (0: everything).")
+    limit: int = Field(default=1000, ge=1, le=5000, description="At most this many records.")
+
+
 class PushRequest(BaseModel):
     protocol: int
     device: str = Field(min_length=1, max_length=64, description="The replica's node id.")
@@ -48,6 +58,11 @@ class PushRequest(BaseModel):
         max_length=1000,
         description="Operations, oldest first: {op_id, entity, id, kind, node, hlc, values, base, "
         "base_revision} (see docs/sync-protocol.md).",
+    )
+    pull: PullAlong | None = Field(
+        default=None,
+        description="Protocol 4 and later: also answer with the first page of changes after `pull.since`, "
+        "read once this push has committed (`changes` in the answer), saving the client a request.",
     )
 
 
@@ -77,6 +92,11 @@ class OpResult(BaseModel):
 class PushResult(BaseModel):
     protocol: int
     results: list[OpResult]
+    changes: PullPage | None = Field(
+        default=None,
+        description="Only when the push asked for `pull`: the page `GET .../sync/changes?since=` would give "
+        "right after this push (absent when it could not be read, e.g. a cursor too old: pull then).",
+    )
 
 
 class Remap(BaseModel):

@@ -167,7 +167,17 @@ class Remote(Protocol):
 
     def pull(self, *, since: int, limit: int) -> Mapping[str, Any]: ...
 
-    def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]: ...
+    def push(
+        self,
+        *,
+        device: str,
+        changes: Sequence[Mapping[str, Any]],
+        pull_since: int | None = None,
+        pull_limit: int = 1000,
+    ) -> Mapping[str, Any]:
+        """Push ``changes``; with ``pull_since``, the answer may also carry the first page of changes after
+        that cursor, as read right after the push (``changes``: protocol 4; absent from older servers)."""
+        ...
 
     def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None: ...
 

@@ -68,6 +68,18 @@ def _item(record: dict[str, Any]) -> RemoteItem:
     )
 
 
+def _page_along(answer: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, list[RemoteItem]]:
+    """The page a push's answer carries (protocol 4) and its records, or (None, []) when it carries none.
+    A page whose records cannot be read is left for :meth:`SyncClient.pull` to fetch again and report."""
+    page = answer.get("changes")
+    if not isinstance(page, Mapping):
+        return None, []
+    try:
+        return page, [_item(r) for r in page.get("records", [])]
+    except (KeyError, TypeError, ValueError):  # ProtocolError is a ValueError
+        return None, []
+
+
 _gc_lock = threading.Lock()
 _gc_pauses = 0
 _gc_state: list[bool] = []  # whether the collector was on when the outermost pause began
@@ -115,23 +127,40 @@ class SyncClient:
 
     def sync(self, progress: Progress | None = None) -> SyncReport:
         report = SyncReport()
-        self.push(report, progress)
-        self.pull(report, progress)
+        if not self.push(report, progress, pull=True):
+            self.pull(report, progress)
         self.verify(report, progress)
         return report
 
     # -- push ----------------------------------------------------------------------------------------------
 
-    def push(self, report: SyncReport, progress: Progress | None = None) -> None:
+    def push(self, report: SyncReport, progress: Progress | None = None, *, pull: bool = False) -> bool:
+        """Push the outbox in batches. ``pull``: the last batch asks for the changes after the replica's
+        cursor too (protocol 4: one request where a push and a pull took two); its answer's page is applied
+        in the transaction that acknowledges the batch. True when that page left nothing more to pull (the
+        caller skips :meth:`pull`); False when there was nothing to push, or the server sent no page (an
+        older server, a cursor it no longer serves) or said more follows."""
         total = self.store.pending_count()
         done = 0
         refused_records: set[tuple[str, str]] = set()
+        caught_up = False
         while True:
             batch = self.store.pending(limit=self.push_batch)
             if not batch:
                 break
+            since = (
+                self.store.cursor(server_url=self.remote.server_url, org_id=self.remote.org_id)
+                if pull and done + len(batch) >= total
+                else None
+            )
             try:
-                answer = self.remote.push(device=self.store.node_id, changes=[o.change for o in batch])
+                with collector_paused():
+                    answer = self.remote.push(
+                        device=self.store.node_id,
+                        changes=[o.change for o in batch],
+                        pull_since=since,
+                        pull_limit=self.pull_page,
+                    )
             except SyncError as exc:
                 self.store.record_failure([o.op_id for o in batch], str(exc))
                 raise
@@ -139,7 +168,8 @@ class SyncClient:
             answered: list[Outgoing] = [o for o in batch if o.op_id in results]
             if not answered:
                 raise SyncError("the server answered none of the pushed changes; they stay queued")
-            with self.store.replayable_transaction():
+            page, items = _page_along(answer) if since is not None else (None, [])
+            with collector_paused(), self.store.replayable_transaction():
                 for op in answered:
                     result = results[op.op_id]
                     if result.get("status") == "refused":
@@ -153,12 +183,17 @@ class SyncClient:
                     else:
                         report.conflicts_opened.extend(result.get("conflicts") or [])
                 self.store.acknowledge([o.op_id for o in answered])
+                if page is not None:
+                    assert since is not None
+                    report.cursor = self._apply_page(page, items, report, progress, start=since)
+            caught_up = page is not None and not page.get("has_more")
             report.pushed += len(answered)
             done += len(answered)
             if progress:
                 progress("push", done, max(total, done))
         for entity, record_id in sorted(refused_records):
             self._reset(entity, record_id)
+        return caught_up
 
     def _reset(self, entity: str, record_id: str) -> None:
         """After a refused edit: show the server's version of the record again (the edit is kept in a
@@ -227,27 +262,40 @@ class SyncClient:
                     opened = time.monotonic()
                 # no savepoint per page: SQLite would journal every page it touches (a failure rolls the
                 # whole transaction back, and the pages in it are pulled again)
-                result = self.store.apply_remote(items)
-                for remap in page.get("remaps", []):
-                    self.store.remap(remap["entity"], str(remap["from_id"]), str(remap["to_id"]))
-                cursor = int(page["next_since"])
-                self.store.set_cursor(server_url=server, org_id=org, cursor=cursor)
+                cursor = self._apply_page(page, items, report, progress, start=start)
                 grouped += max(len(items), 1)
                 if seen is not None:
                     for item in items:
                         seen.setdefault(item.entity, set()).add(item.record_id)
-                report.pulled += len(items)
-                report.conflicts_opened.extend(c for c in result.opened if c not in report.conflicts_opened)
-                report.conflicts_closed.extend(result.closed)
-                if progress:
-                    head = page.get("head")
-                    progress("pull", cursor - start, (int(head) - start) if head else None)
                 if not page.get("has_more"):
                     break
             group.close()
         report.cursor = cursor
         if seen is not None and (report.full_resync or full):
             self._drop_unseen(seen)
+
+    def _apply_page(
+        self,
+        page: Mapping[str, Any],
+        items: list[RemoteItem],
+        report: SyncReport,
+        progress: Progress | None,
+        *,
+        start: int,
+    ) -> int:
+        """Apply one pulled page and store its cursor (in the caller's transaction); the new cursor."""
+        result = self.store.apply_remote(items)
+        for remap in page.get("remaps", []):
+            self.store.remap(remap["entity"], str(remap["from_id"]), str(remap["to_id"]))
+        cursor = int(page["next_since"])
+        self.store.set_cursor(server_url=self.remote.server_url, org_id=self.remote.org_id, cursor=cursor)
+        report.pulled += len(items)
+        report.conflicts_opened.extend(c for c in result.opened if c not in report.conflicts_opened)
+        report.conflicts_closed.extend(result.closed)
+        if progress:
+            head = page.get("head")
+            progress("pull", cursor - start, (int(head) - start) if head else None)
+        return cursor
 
     def _fetch(self, *, since: int) -> tuple[Mapping[str, Any], list[RemoteItem]]:
         """A page and its records as :class:`RemoteItem` (compact states expanded): run on the prefetch

@@ -22,6 +22,8 @@ from outputhub.sync.client.errors import (
 
 API = "/api/v1"
 T = TypeVar("T")
+PULL_WITH_PUSH: Final = 4
+"""The first protocol whose push may carry a pull (``pull`` in the request, ``changes`` in the answer)."""
 
 _SPEAKS: Final = re.compile(r"speaks \[([0-9, ]+)\]")
 """How a server names the protocols it speaks when it refuses one (``server/api/sync/router.py``)."""
@@ -142,9 +144,18 @@ class HttpRemote:
 
         return self._negotiated(request)
 
-    def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    def push(
+        self,
+        *,
+        device: str,
+        changes: Sequence[Mapping[str, Any]],
+        pull_since: int | None = None,
+        pull_limit: int = 1000,
+    ) -> Mapping[str, Any]:
         def request(protocol: int) -> Mapping[str, Any]:
-            body = {"protocol": protocol, "device": device, "changes": list(changes)}
+            body: dict[str, Any] = {"protocol": protocol, "device": device, "changes": list(changes)}
+            if pull_since is not None and protocol >= PULL_WITH_PUSH:  # an older server: pulled apart
+                body["pull"] = {"since": pull_since, "limit": pull_limit}
             return orjson.loads(self._send("POST", self._url("/push"), json_body=body).content)  # type: ignore[no-any-return]
 
         return self._negotiated(request)

@@ -238,7 +238,7 @@ def test_protocols_2_and_3_send_compact_states_that_expand_to_protocol_1(app, cl
     assert sum("u" in r["state"] for r in uniform.values()) >= len(ids) - 2
     assert "u" not in uniform[made.json()["id"]]["state"]
     assert stale_feed_data(app.state.services.session_factory, org.id) == []
-    unknown = o.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": 0})
+    unknown = o.get(f"{org.base}/sync/changes", params={"protocol": 99, "since": 0})
     assert unknown.status_code in (400, 422) and "protocol" in unknown.text
 
 

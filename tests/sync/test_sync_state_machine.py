@@ -118,7 +118,14 @@ class FaultyRemote:
             page = self._remote().pull(since=since, limit=limit)
         return page
 
-    def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    def push(
+        self,
+        *,
+        device: str,
+        changes: Sequence[Mapping[str, Any]],
+        pull_since: int | None = None,
+        pull_limit: int = 1000,
+    ) -> Mapping[str, Any]:
         fault = self._take()
         if fault == "lose-request":
             raise ServerUnreachableError("injected: request lost")
@@ -129,9 +136,10 @@ class FaultyRemote:
             self.rng.shuffle(records)
             rank = {r: i for i, r in enumerate(records)}
             batch.sort(key=lambda c: rank[c["id"]])
-        answer = self._remote().push(device=device, changes=batch)
+        along = {"pull_since": pull_since, "pull_limit": pull_limit}
+        answer = self._remote().push(device=device, changes=batch, **along)
         if fault == "duplicate":
-            answer = self._remote().push(device=device, changes=batch)
+            answer = self._remote().push(device=device, changes=batch, **along)
         if fault == "lose-response":
             raise ServerUnreachableError("injected: response lost after the server applied it")
         return answer

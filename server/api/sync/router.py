@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
-from outputhub.common.errors import InvalidInputError
+from outputhub.common.errors import CursorExpiredError, InvalidInputError
 from outputhub.common.sync import (
     SUPPORTED_PROTOCOLS,
     Checksums,
     ConflictRead,
     ConflictResolve,
     OpResult,
+    PullAlong,
     PulledRecord,
     PullPage,
     PushRequest,
     PushResult,
 )
+from outputhub.server.api.base import Tenant
 from outputhub.server.api.sync import push as push_service
 from outputhub.server.api.sync import service
-from outputhub.server.deps import NowDep, Reader, ServicesDep, SessionDep, Writer
+from outputhub.server.deps import NowDep, Reader, Services, ServicesDep, SessionDep, Writer
+from outputhub.server.storage.database import set_tenant, unit_of_work
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/orgs/{org_id}/sync", tags=["sync"])
 
@@ -51,17 +60,63 @@ def pull_changes(
     )
 
 
+class PushAnswer(Response):
+    """A push's answer; with a ``pull``, the page of changes after the client's cursor is read when the
+    answer is sent: after the push's transaction has committed (``SessionDep`` commits when the endpoint
+    returns), in a read-only transaction of its own, so the page holds the push's own revisions and the
+    organization's revision counter is not held while it is built. A page that cannot be read (a cursor
+    older than the tombstone retention, a database error) is left out: the push stands, and the client
+    pulls on its own, which reports the error."""
+
+    media_type = "application/json"
+
+    def __init__(self, result: PushResult, pull: Callable[[], bytes] | None = None) -> None:
+        # serialized once here (the results are built as PushResult's own models; no second validation)
+        super().__init__(result.model_dump_json(exclude={"changes"}).encode())
+        self._pull = pull
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._pull is not None:
+            page = await run_in_threadpool(self._pull)
+            if page:
+                self.body = self.body[:-1] + b',"changes":' + page + b"}"
+                self.init_headers()  # the new Content-Length
+        await super().__call__(scope, receive, send)
+
+
+def _pull_after_commit(
+    services: Services, tenant: Tenant, along: PullAlong, protocol: int
+) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            with unit_of_work(services.session_factory, read_only=True) as session:
+                set_tenant(session, org_id=tenant.org_id, user_id=tenant.user_id)
+                return service.pull(
+                    session, tenant=tenant, since=along.since, limit=along.limit, protocol=protocol
+                )
+        except CursorExpiredError:
+            return b""
+        except Exception:  # the push has committed: its answer goes out, without the page
+            logger.exception("reading the changes to send with a push answer failed")
+            return b""
+
+    return read
+
+
 @router.post("/push", response_model=PushResult)
-def push_changes(tenant: Reader, session: SessionDep, body: PushRequest, now: NowDep) -> Response:
+def push_changes(
+    tenant: Reader, session: SessionDep, services: ServicesDep, body: PushRequest, now: NowDep
+) -> Response:
     """Merge a batch of offline operations. Each is answered on its own (`applied`, `merged`, `conflict`,
     `noop` or `refused` with a reason); a refused one does not stop the others; replaying an op id returns
-    its first answer and changes nothing."""
+    its first answer and changes nothing. With `pull` (protocol 4), the answer also carries the changes
+    after `pull.since` as read right after this push committed (`changes`), as `GET /changes` would."""
     _check_protocol(body.protocol, "body.protocol")
+    if body.pull is not None and body.protocol < 4:
+        raise InvalidInputError("body.pull", "a push carries a pull from sync protocol 4 on")
     results = push_service.push(session, tenant=tenant, device=body.device, changes=body.changes, now=now)
-    # serialized once here (the results are built as PushResult's own models; no second validation)
-    return Response(
-        PushResult(protocol=body.protocol, results=results).model_dump_json(), media_type="application/json"
-    )
+    pull = None if body.pull is None else _pull_after_commit(services, tenant, body.pull, body.protocol)
+    return PushAnswer(PushResult(protocol=body.protocol, results=results), pull)
 
 
 @router.get("/records/{entity}/{record_id}")

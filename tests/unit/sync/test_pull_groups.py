@@ -88,7 +88,9 @@ class FeedRemote:
             "head": len(self.records),
         }
 
-    def push(self, *, device: str, changes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    def push(
+        self, *, device: str, changes: Sequence[Mapping[str, Any]], **_pull: Any
+    ) -> Mapping[str, Any]:
         raise AssertionError("nothing to push")
 
     def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None:
