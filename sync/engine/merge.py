@@ -400,7 +400,9 @@ def build_state(
     """Assemble a canonical :class:`RecordState` from raw field and tombstone registers."""
     entity_type = schema.entity(entity)
     raw = {
-        name: state if entity_type.fields.get(name) is not FieldKind.SCALAR else replace(state, history=())
+        name: replace(state, history=())
+        if state.history and entity_type.fields.get(name) is FieldKind.SCALAR
+        else state
         for name, state in sorted(fields.items())
         if state.heads or state.superseded
     }

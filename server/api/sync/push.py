@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -475,6 +475,13 @@ def _parse(raw: Any) -> Change | ProtocolError | ValueError:
     return change
 
 
+_OPS = SyncOp.__table__
+_ANSWERED = select(_OPS.c.op_id, _OPS.c.result).where(
+    _OPS.c.org_id == bindparam("org"), _OPS.c.op_id.in_(bindparam("ids", expanding=True))
+)
+"""The answers already given to a push's op ids (built once: every push runs it first)."""
+
+
 def push(
     session: Session,
     *,
@@ -490,14 +497,11 @@ def push(
     may_write = allows(tenant.role, Action.WRITE)
     op_ids = [str(raw.get("op_id") or "")[:64] if isinstance(raw, dict) else "" for raw in changes]
     answered: dict[str, OpResult] = {
-        op.op_id: OpResult.model_validate(json.loads(op.result) | {"replayed": True})
+        op_id: OpResult.model_validate(json.loads(result) | {"replayed": True})
         for start in range(0, len(op_ids), 500)
-        for op in session.execute(
-            select(SyncOp).where(
-                SyncOp.org_id == tenant.org_id,
-                SyncOp.op_id.in_([o for o in op_ids[start : start + 500] if o]),
-            )
-        ).scalars()
+        for op_id, result in session.execute(
+            _ANSWERED, {"org": tenant.org_id, "ids": [o for o in op_ids[start : start + 500] if o]}
+        )
     }
     parsed: list[Change | ProtocolError | ValueError | None] = [
         _parse(raw) if may_write and op_id and op_id not in answered else None
