@@ -275,7 +275,7 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
                 library.edit("prompt", prompt_id, {"title": f"Edited {n}"})
                 start = time.perf_counter()
                 scratch = SyncReport()
-                if not client.push(scratch, pull=True):
+                if not client.push(scratch, pull=True).caught_up:
                     raise RuntimeError("the push's answer did not bring the changes back")
                 trip.append((time.perf_counter() - start) * 1000)
                 # as two requests (what a protocol 3 server gets): push, then pull

@@ -49,6 +49,11 @@ class PullAlong(BaseModel):
 
     since: int = Field(ge=0, description="The last revision the replica has (0: everything).")
     limit: int = Field(default=1000, ge=1, le=5000, description="At most this many records.")
+    checksums: bool = Field(
+        default=False,
+        description="Also the check's per-table counts and revision sums (`checksums` in the answer, as "
+        "`GET .../sync/checksums` gives them), read after the page in the same transaction.",
+    )
 
 
 class PushRequest(BaseModel):
@@ -96,6 +101,10 @@ class PushResult(BaseModel):
         default=None,
         description="Only when the push asked for `pull`: the page `GET .../sync/changes?since=` would give "
         "right after this push (absent when it could not be read, e.g. a cursor too old: pull then).",
+    )
+    checksums: Checksums | None = Field(
+        default=None,
+        description="Only when the pull asked for them (and the page was read): the check's sums.",
     )
 
 

@@ -174,9 +174,11 @@ class Remote(Protocol):
         changes: Sequence[Mapping[str, Any]],
         pull_since: int | None = None,
         pull_limit: int = 1000,
+        pull_checksums: bool = False,
     ) -> Mapping[str, Any]:
         """Push ``changes``; with ``pull_since``, the answer may also carry the first page of changes after
-        that cursor, as read right after the push (``changes``: protocol 4; absent from older servers)."""
+        that cursor, as read right after the push (``changes``: protocol 4; absent from older servers), and
+        with ``pull_checksums`` the check's sums read after it (``checksums``)."""
         ...
 
     def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None: ...

@@ -34,6 +34,16 @@ Progress = Callable[[str, int, int | None], None]
 """``(phase, done, total)``: phase is ``push`` or ``pull``; total may be unknown (None)."""
 
 
+@dataclass(frozen=True)
+class PulledAlong:
+    """What the answer to a push brought besides its results (protocol 4)."""
+
+    caught_up: bool = False
+    """A page came and nothing more follows it: the replica has everything up to the server's head then."""
+    checksums: Mapping[str, Any] | None = None
+    """The check's sums, read after that page (only when caught up and asked for)."""
+
+
 @dataclass
 class SyncReport:
     pushed: int = 0
@@ -127,23 +137,32 @@ class SyncClient:
 
     def sync(self, progress: Progress | None = None) -> SyncReport:
         report = SyncReport()
-        if not self.push(report, progress, pull=True):
+        along = self.push(report, progress, pull=True, checksums=not self.full_check)
+        if not along.caught_up:
             self.pull(report, progress)
-        self.verify(report, progress)
+        self.verify(report, progress, checksums=along.checksums if along.caught_up else None)
         return report
 
     # -- push ----------------------------------------------------------------------------------------------
 
-    def push(self, report: SyncReport, progress: Progress | None = None, *, pull: bool = False) -> bool:
+    def push(
+        self,
+        report: SyncReport,
+        progress: Progress | None = None,
+        *,
+        pull: bool = False,
+        checksums: bool = False,
+    ) -> PulledAlong:
         """Push the outbox in batches. ``pull``: the last batch asks for the changes after the replica's
-        cursor too (protocol 4: one request where a push and a pull took two); its answer's page is applied
-        in the transaction that acknowledges the batch. True when that page left nothing more to pull (the
-        caller skips :meth:`pull`); False when there was nothing to push, or the server sent no page (an
-        older server, a cursor it no longer serves) or said more follows."""
+        cursor too (protocol 4: one request where a push and a pull took two), and with ``checksums`` for the
+        check's sums read after them; its answer's page is applied in the transaction that acknowledges the
+        batch. ``caught_up`` when that page left nothing more to pull (the caller skips :meth:`pull`); not
+        when there was nothing to push, or the server sent no page (an older server, a cursor it no longer
+        serves) or said more follows."""
         total = self.store.pending_count()
         done = 0
         refused_records: set[tuple[str, str]] = set()
-        caught_up = False
+        along = PulledAlong()
         while True:
             batch = self.store.pending(limit=self.push_batch)
             if not batch:
@@ -160,6 +179,7 @@ class SyncClient:
                         changes=[o.change for o in batch],
                         pull_since=since,
                         pull_limit=self.pull_page,
+                        pull_checksums=checksums and since is not None,
                     )
             except SyncError as exc:
                 self.store.record_failure([o.op_id for o in batch], str(exc))
@@ -187,13 +207,15 @@ class SyncClient:
                     assert since is not None
                     report.cursor = self._apply_page(page, items, report, progress, start=since)
             caught_up = page is not None and not page.get("has_more")
+            sums = answer.get("checksums") if caught_up else None
+            along = PulledAlong(caught_up, sums if isinstance(sums, Mapping) else None)
             report.pushed += len(answered)
             done += len(answered)
             if progress:
                 progress("push", done, max(total, done))
         for entity, record_id in sorted(refused_records):
             self._reset(entity, record_id)
-        return caught_up
+        return along
 
     def _reset(self, entity: str, record_id: str) -> None:
         """After a refused edit: show the server's version of the record again (the edit is kept in a
@@ -317,15 +339,23 @@ class SyncClient:
     # -- invariants ----------------------------------------------------------------------------------------
 
     def verify(
-        self, report: SyncReport, progress: Progress | None = None, *, full: bool | None = None
+        self,
+        report: SyncReport,
+        progress: Progress | None = None,
+        *,
+        full: bool | None = None,
+        checksums: Mapping[str, Any] | None = None,
     ) -> None:
         """Compare per-table counts and revision sums (and with ``full`` digests of every (id, revision)) with
-        the server; on a mismatch, pull everything again (the join keeps local edits) and report it."""
+        the server; on a mismatch, pull everything again (the join keeps local edits) and report it.
+        ``checksums``: the server's sums as a push's answer brought them (not full ones), used instead of
+        asking for them first."""
         if self.store.pending_count():
             return
         full = self.full_check if full is None else full
         for _ in range(3):
-            remote = self.remote.checksums(full=full)
+            remote = checksums if checksums is not None and not full else self.remote.checksums(full=full)
+            checksums = None
             if int(remote.get("revision", 0)) <= report.cursor:
                 break
             self.pull(report, progress)  # someone pushed meanwhile: catch up first

@@ -151,11 +151,12 @@ class HttpRemote:
         changes: Sequence[Mapping[str, Any]],
         pull_since: int | None = None,
         pull_limit: int = 1000,
+        pull_checksums: bool = False,
     ) -> Mapping[str, Any]:
         def request(protocol: int) -> Mapping[str, Any]:
             body: dict[str, Any] = {"protocol": protocol, "device": device, "changes": list(changes)}
             if pull_since is not None and protocol >= PULL_WITH_PUSH:  # an older server: pulled apart
-                body["pull"] = {"since": pull_since, "limit": pull_limit}
+                body["pull"] = {"since": pull_since, "limit": pull_limit, "checksums": pull_checksums}
             return orjson.loads(self._send("POST", self._url("/push"), json_body=body).content)  # type: ignore[no-any-return]
 
         return self._negotiated(request)

@@ -60,7 +60,8 @@ def test_a_sync_of_an_edit_is_one_push_that_brings_the_other_edits_back(  # type
     laptop.library.edit("prompt", ids["prompt"], {"title": "from the laptop"})
     requests.clear()
     report = laptop.sync()
-    assert requests == ["POST /push", "GET /checksums"]  # no GET /changes: the push brought them
+    # no GET /changes and no GET /checksums: the push's answer brought the changes and the sums
+    assert requests == ["POST /push"]
     assert report.pushed == 1 and report.pulled >= 1 and report.checksum_ok is True
     prompt = laptop.store.snapshot_values("prompt")[ids["prompt"]]
     assert (prompt["title"], prompt["description"]) == ("from the laptop", "from the desktop")
@@ -91,9 +92,16 @@ def test_the_page_with_a_push_is_the_pull_right_after_it(devices) -> None:  # ty
     again = org.owner.post(f"{org.base}/sync/push", json={**body, "pull": {"since": revision, "limit": 50}})
     assert again.json()["results"][0]["replayed"] is True
     assert again.json()["changes"]["records"] == [] and again.json()["changes"]["next_since"] == revision
+    assert "checksums" not in pushed  # not asked for
+    # with the check's sums: as GET /checksums gives them
+    sums = org.owner.post(
+        f"{org.base}/sync/push", json={**body, "pull": {"since": revision, "checksums": True}}
+    ).json()["checksums"]
+    assert sums == org.owner.get(f"{org.base}/sync/checksums").json()
+    assert sums["revision"] == revision
     # no pull asked for: no page
     plain = org.owner.post(f"{org.base}/sync/push", json=body).json()
-    assert "changes" not in plain and plain["results"][0]["replayed"] is True
+    assert "changes" not in plain and "checksums" not in plain and plain["results"][0]["replayed"] is True
 
 
 def test_a_pull_with_a_push_needs_protocol_4(devices) -> None:  # type: ignore[no-untyped-def]
@@ -109,7 +117,7 @@ def test_a_pull_with_a_push_needs_protocol_4(devices) -> None:  # type: ignore[n
 def test_a_protocol_3_server_gets_a_push_then_a_pull(  # type: ignore[no-untyped-def]
     devices, requests: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    org, ids, laptop, desktop = devices
+    _org, ids, laptop, desktop = devices
     monkeypatch.setattr(router, "SUPPORTED_PROTOCOLS", frozenset({1, 2, 3}))
     desktop.library.edit("prompt", ids["prompt"], {"description": "desktop, protocol 3"})
     desktop.sync()
@@ -168,4 +176,21 @@ def test_a_cursor_too_old_for_the_page_resyncs_and_keeps_the_edit(  # type: igno
     assert laptop.store.snapshot_values("prompt")[ids["prompt"]]["title"] == "edited behind the horizon"
     assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == (
         "edited behind the horizon"
+    )
+
+
+def test_a_replica_that_lost_a_record_is_repaired_from_the_sums_a_push_brought(  # type: ignore[no-untyped-def]
+    devices, requests: list[str]
+) -> None:
+    org, ids, laptop, _desktop = devices
+    laptop.store.drop("output", ids["output"])  # a replica that lost a row behind the sync's back
+    laptop.library.edit("prompt", ids["prompt"], {"title": "edited on a damaged replica"})
+    requests.clear()
+    report = laptop.sync()
+    # the sums came with the push; they disagree, so everything is pulled again and checked again
+    assert requests[0] == "POST /push" and "GET /changes" in requests and requests[-1] == "GET /checksums"
+    assert report.repaired is True and report.mismatched_tables == ["outputs"] and report.checksum_ok is True
+    assert ids["output"] in laptop.store.snapshot_values("output")
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == (
+        "edited on a damaged replica"
     )

@@ -125,6 +125,7 @@ class FaultyRemote:
         changes: Sequence[Mapping[str, Any]],
         pull_since: int | None = None,
         pull_limit: int = 1000,
+        pull_checksums: bool = False,
     ) -> Mapping[str, Any]:
         fault = self._take()
         if fault == "lose-request":
@@ -136,7 +137,7 @@ class FaultyRemote:
             self.rng.shuffle(records)
             rank = {r: i for i, r in enumerate(records)}
             batch.sort(key=lambda c: rank[c["id"]])
-        along = {"pull_since": pull_since, "pull_limit": pull_limit}
+        along = {"pull_since": pull_since, "pull_limit": pull_limit, "pull_checksums": pull_checksums}
         answer = self._remote().push(device=device, changes=batch, **along)
         if fault == "duplicate":
             answer = self._remote().push(device=device, changes=batch, **along)

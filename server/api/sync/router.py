@@ -72,14 +72,14 @@ class PushAnswer(Response):
 
     def __init__(self, result: PushResult, pull: Callable[[], bytes] | None = None) -> None:
         # serialized once here (the results are built as PushResult's own models; no second validation)
-        super().__init__(result.model_dump_json(exclude={"changes"}).encode())
+        super().__init__(result.model_dump_json(exclude={"changes", "checksums"}).encode())
         self._pull = pull
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._pull is not None:
-            page = await run_in_threadpool(self._pull)
-            if page:
-                self.body = self.body[:-1] + b',"changes":' + page + b"}"
+            extra = await run_in_threadpool(self._pull)
+            if extra:
+                self.body = self.body[:-1] + extra + b"}"
                 self.init_headers()  # the new Content-Length
         await super().__call__(scope, receive, send)
 
@@ -87,13 +87,26 @@ class PushAnswer(Response):
 def _pull_after_commit(
     services: Services, tenant: Tenant, along: PullAlong, protocol: int
 ) -> Callable[[], bytes]:
+    """What the answer gets after its results: ``,"changes":<page>`` and, when asked for,
+    ``,"checksums":<sums>`` read after the page in the same transaction; nothing when they cannot be read."""
+
     def read() -> bytes:
         try:
             with unit_of_work(services.session_factory, read_only=True) as session:
                 set_tenant(session, org_id=tenant.org_id, user_id=tenant.user_id)
-                return service.pull(
+                extra = b',"changes":' + service.pull(
                     session, tenant=tenant, since=along.since, limit=along.limit, protocol=protocol
                 )
+                if along.checksums:
+                    sums = service.checksums_json(
+                        session,
+                        tenant=tenant,
+                        full=False,
+                        cache=services.cache,
+                        ttl=services.settings.cache_ttl_seconds,
+                    )
+                    extra += b',"checksums":' + sums
+                return extra
         except CursorExpiredError:
             return b""
         except Exception:  # the push has committed: its answer goes out, without the page
