@@ -259,16 +259,22 @@ def derive_state(
     return state
 
 
+_STATES = SyncRecordState.__table__
+_READ_STATES = select(_STATES.c.record_id, _STATES.c.revision, _STATES.c.state).where(
+    _STATES.c.org_id == bindparam("org"), _STATES.c.record_id.in_(bindparam("ids", expanding=True))
+)
+"""Built once, on the table: every push reads the states of the records it edits with it."""
+
+
 def _stored(
     session: Session, *, org_id: uuid.UUID, ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[int, str]]:
     """Record id -> (revision stored at, wire JSON) of the stored states among ``ids``."""
     out: dict[uuid.UUID, tuple[int, str]] = {}
+    session.flush()  # a Core statement does not flush the session's pending rows on its own
     for start in range(0, len(ids), 500):
         for record_id, revision, wire in session.execute(
-            select(SyncRecordState.record_id, SyncRecordState.revision, SyncRecordState.state).where(
-                SyncRecordState.org_id == org_id, SyncRecordState.record_id.in_(ids[start : start + 500])
-            )
+            _READ_STATES, {"org": org_id, "ids": list(ids[start : start + 500])}
         ):
             out[record_id] = (revision, wire)
     return out
@@ -361,18 +367,35 @@ def store_state(
     if data is not None:
         texts["data"] = data
     record_id = uuid.UUID(state.record_id)
-    replaced = not new and session.execute(
-        update(SyncRecordState)
-        .where(SyncRecordState.org_id == org_id, SyncRecordState.record_id == record_id)
-        .values(revision=revision, **texts)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    replaced = (
+        not new
+        and session.execute(
+            _replace_state_sql(tuple(texts)),
+            {
+                "org": org_id,
+                "rid": record_id,
+                "new_revision": revision,
+                **{f"new_{c}": v for c, v in texts.items()},
+            },
+        ).rowcount
+    )
     if not replaced:
         session.add(
             SyncRecordState(
                 org_id=org_id, record_id=record_id, entity=state.entity, revision=revision, **texts
             )
         )
+
+
+@functools.cache
+def _replace_state_sql(columns: tuple[str, ...]) -> Any:
+    """``UPDATE sync_record_states SET revision, <columns> WHERE org and record``, built once per column set
+    (a Core statement on the table: no ORM bulk-update machinery for rows no session holds)."""
+    return (
+        update(_STATES)
+        .where(_STATES.c.org_id == bindparam("org"), _STATES.c.record_id == bindparam("rid"))
+        .values(revision=bindparam("new_revision"), **{c: bindparam(f"new_{c}") for c in columns})
+    )
 
 
 def _uuid_or_none(value: FieldValue) -> uuid.UUID | None:
