@@ -90,7 +90,9 @@ def test_filters_and_cursor_paging(docs_client):
         o.post(f"{org.base}/tags", json={"name": f"owner-{i}"})
         admin.post(f"{org.base}/tags", json={"name": f"admin-{i}"})
     everything = audit(o, org)
-    arrived = [r["arrived_at"] for r in everything]
+    # compared as times: a timestamp on a whole second is written without a fraction ("...:33Z"), which sorts
+    # after "...:33.157000Z" as text
+    arrived = [datetime.fromisoformat(r["arrived_at"]) for r in everything]
     assert arrived == sorted(arrived, reverse=True)  # newest first
 
     by_admin = audit(o, org, actor=f"user:{admin.user_id}", kind="tag.created")
