@@ -13,6 +13,9 @@ PROTOCOL_VERSION = 4
 op_id], "v": {field: value}}``; 4: a push may ask for the changes after a cursor (``pull``), which come back
 in its answer (``changes``), read once the push has committed (docs/sync-protocol.md); everything else is
 as in 1."""
+PULL_WITH_PUSH = 4
+"""The first protocol whose push may carry a pull (``PushRequest.pull``; ``changes`` and ``checksums`` in the
+answer)."""
 SUPPORTED_PROTOCOLS = frozenset({1, 2, 3, PROTOCOL_VERSION})
 """What the server answers: a client of protocol 1 gets full states, one of protocol 2 no uniform form, one
 of protocol 3 no pull with its push."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from outputhub.common.clock import HLC
+from outputhub.common.sync import PullAlong
 from outputhub.sync.engine import Change, RecordState
 from outputhub.sync.protocol import expand_state_wire
 
@@ -172,13 +173,11 @@ class Remote(Protocol):
         *,
         device: str,
         changes: Sequence[Mapping[str, Any]],
-        pull_since: int | None = None,
-        pull_limit: int = 1000,
-        pull_checksums: bool = False,
+        pull: PullAlong | None = None,
     ) -> Mapping[str, Any]:
-        """Push ``changes``; with ``pull_since``, the answer may also carry the first page of changes after
-        that cursor, as read right after the push (``changes``: protocol 4; absent from older servers), and
-        with ``pull_checksums`` the check's sums read after it (``checksums``)."""
+        """Push ``changes``; with ``pull``, the answer may also carry the first page of changes after
+        ``pull.since``, as read right after the push (``changes``: protocol 4; absent from older servers),
+        and with ``pull.checksums`` the check's sums read after it (``checksums``)."""
         ...
 
     def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None: ...

@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from outputhub.common.sync import PullAlong
 from outputhub.sync.client.errors import CursorExpiredError, SyncError
 from outputhub.sync.ports import Outgoing, Remote, RemoteItem, ReplicaStore
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES, check_uniform, expand_state_wire
@@ -167,19 +168,19 @@ class SyncClient:
             batch = self.store.pending(limit=self.push_batch)
             if not batch:
                 break
-            since = (
-                self.store.cursor(server_url=self.remote.server_url, org_id=self.remote.org_id)
+            along_with = (
+                PullAlong(
+                    since=self.store.cursor(server_url=self.remote.server_url, org_id=self.remote.org_id),
+                    limit=self.pull_page,
+                    checksums=checksums,
+                )
                 if pull and done + len(batch) >= total
                 else None
             )
             try:
                 with collector_paused():
                     answer = self.remote.push(
-                        device=self.store.node_id,
-                        changes=[o.change for o in batch],
-                        pull_since=since,
-                        pull_limit=self.pull_page,
-                        pull_checksums=checksums and since is not None,
+                        device=self.store.node_id, changes=[o.change for o in batch], pull=along_with
                     )
             except SyncError as exc:
                 self.store.record_failure([o.op_id for o in batch], str(exc))
@@ -188,7 +189,7 @@ class SyncClient:
             answered: list[Outgoing] = [o for o in batch if o.op_id in results]
             if not answered:
                 raise SyncError("the server answered none of the pushed changes; they stay queued")
-            page, items = _page_along(answer) if since is not None else (None, [])
+            page, items = _page_along(answer) if along_with is not None else (None, [])
             with collector_paused(), self.store.replayable_transaction():
                 for op in answered:
                     result = results[op.op_id]
@@ -204,8 +205,8 @@ class SyncClient:
                         report.conflicts_opened.extend(result.get("conflicts") or [])
                 self.store.acknowledge([o.op_id for o in answered])
                 if page is not None:
-                    assert since is not None
-                    report.cursor = self._apply_page(page, items, report, progress, start=since)
+                    assert along_with is not None
+                    report.cursor = self._apply_page(page, items, report, progress, start=along_with.since)
             caught_up = page is not None and not page.get("has_more")
             sums = answer.get("checksums") if caught_up else None
             along = PulledAlong(caught_up, sums if isinstance(sums, Mapping) else None)

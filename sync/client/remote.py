@@ -9,7 +9,7 @@ from typing import Any, Final, TypeVar
 import httpx
 import orjson
 
-from outputhub.common.sync import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS
+from outputhub.common.sync import PROTOCOL_VERSION, PULL_WITH_PUSH, SUPPORTED_PROTOCOLS, PullAlong
 from outputhub.sync.client.errors import (
     AuthenticationFailedError,
     CursorExpiredError,
@@ -22,8 +22,6 @@ from outputhub.sync.client.errors import (
 
 API = "/api/v1"
 T = TypeVar("T")
-PULL_WITH_PUSH: Final = 4
-"""The first protocol whose push may carry a pull (``pull`` in the request, ``changes`` in the answer)."""
 
 _SPEAKS: Final = re.compile(r"speaks \[([0-9, ]+)\]")
 """How a server names the protocols it speaks when it refuses one (``server/api/sync/router.py``)."""
@@ -149,14 +147,12 @@ class HttpRemote:
         *,
         device: str,
         changes: Sequence[Mapping[str, Any]],
-        pull_since: int | None = None,
-        pull_limit: int = 1000,
-        pull_checksums: bool = False,
+        pull: PullAlong | None = None,
     ) -> Mapping[str, Any]:
         def request(protocol: int) -> Mapping[str, Any]:
             body: dict[str, Any] = {"protocol": protocol, "device": device, "changes": list(changes)}
-            if pull_since is not None and protocol >= PULL_WITH_PUSH:  # an older server: pulled apart
-                body["pull"] = {"since": pull_since, "limit": pull_limit, "checksums": pull_checksums}
+            if pull is not None and protocol >= PULL_WITH_PUSH:  # an older server: pulled apart
+                body["pull"] = pull.model_dump()
             return orjson.loads(self._send("POST", self._url("/push"), json_body=body).content)  # type: ignore[no-any-return]
 
         return self._negotiated(request)

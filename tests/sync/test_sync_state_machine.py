@@ -36,6 +36,7 @@ from hypothesis.stateful import (
 )
 
 from outputhub.common.clock import HLC
+from outputhub.common.sync import PullAlong
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
 from outputhub.server.main import create_app
@@ -123,9 +124,7 @@ class FaultyRemote:
         *,
         device: str,
         changes: Sequence[Mapping[str, Any]],
-        pull_since: int | None = None,
-        pull_limit: int = 1000,
-        pull_checksums: bool = False,
+        pull: PullAlong | None = None,
     ) -> Mapping[str, Any]:
         fault = self._take()
         if fault == "lose-request":
@@ -137,10 +136,9 @@ class FaultyRemote:
             self.rng.shuffle(records)
             rank = {r: i for i, r in enumerate(records)}
             batch.sort(key=lambda c: rank[c["id"]])
-        along = {"pull_since": pull_since, "pull_limit": pull_limit, "pull_checksums": pull_checksums}
-        answer = self._remote().push(device=device, changes=batch, **along)
+        answer = self._remote().push(device=device, changes=batch, pull=pull)
         if fault == "duplicate":
-            answer = self._remote().push(device=device, changes=batch, **along)
+            answer = self._remote().push(device=device, changes=batch, pull=pull)
         if fault == "lose-response":
             raise ServerUnreachableError("injected: response lost after the server applied it")
         return answer

@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from outputhub.common.errors import CursorExpiredError, InvalidInputError
 from outputhub.common.sync import (
+    PULL_WITH_PUSH,
     SUPPORTED_PROTOCOLS,
     Checksums,
     ConflictRead,
@@ -125,7 +126,7 @@ def push_changes(
     its first answer and changes nothing. With `pull` (protocol 4), the answer also carries the changes
     after `pull.since` as read right after this push committed (`changes`), as `GET /changes` would."""
     _check_protocol(body.protocol, "body.protocol")
-    if body.pull is not None and body.protocol < 4:
+    if body.pull is not None and body.protocol < PULL_WITH_PUSH:
         raise InvalidInputError("body.pull", "a push carries a pull from sync protocol 4 on")
     results = push_service.push(session, tenant=tenant, device=body.device, changes=body.changes, now=now)
     pull = None if body.pull is None else _pull_after_commit(services, tenant, body.pull, body.protocol)

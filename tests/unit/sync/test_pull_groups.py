@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from outputhub.common.clock import HLC
+from outputhub.common.sync import PullAlong
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.replica import Replica
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
@@ -89,7 +90,7 @@ class FeedRemote:
         }
 
     def push(
-        self, *, device: str, changes: Sequence[Mapping[str, Any]], **_pull: Any
+        self, *, device: str, changes: Sequence[Mapping[str, Any]], pull: PullAlong | None = None
     ) -> Mapping[str, Any]:
         raise AssertionError("nothing to push")
 
