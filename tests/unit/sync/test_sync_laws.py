@@ -52,6 +52,13 @@ from outputhub.sync.engine import merge as merge_module
 
 EXAMPLES = int(os.environ.get("OUTPUTHUB_HYPOTHESIS_EXAMPLES", "200"))
 SLOW_EXAMPLES = int(os.environ.get("OUTPUTHUB_HYPOTHESIS_EXAMPLES", "1000"))
+LAW_SETTINGS = settings(
+    derandomize=True,
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+"""The law tests over whole simulated histories (big examples, slow to generate)."""
 SCHEMA = DEFAULT_SCHEMA
 ENTITY = "prompt"
 RECORD = "00000000-0000-4000-8000-000000000001"
@@ -485,12 +492,7 @@ def offline_sessions(draw: st.DrawFn) -> list[tuple[int, ...]]:
     return actions
 
 
-@settings(
-    derandomize=True,
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@LAW_SETTINGS
 @given(history=histories, order=st.permutations(range(40)), subsets=st.tuples(indexes, indexes))
 def test_laws_hold_for_simulated_histories(
     history: tuple[list[tuple[int, ...]], list[int], bool],
@@ -526,12 +528,7 @@ def test_laws_hold_for_long_histories(
     check_laws(world, order, subsets)
 
 
-@settings(
-    derandomize=True,
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@LAW_SETTINGS
 @given(
     actions=offline_sessions(),
     skews=st.lists(st.integers(-5000, 5000), min_size=3, max_size=3),
@@ -561,12 +558,7 @@ def test_every_delivery_order_converges(
     assert fold_changes(doubled, SCHEMA) == reference
 
 
-@settings(
-    derandomize=True,
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@LAW_SETTINGS
 @given(
     history=histories,
     order=st.permutations(range(40)),
