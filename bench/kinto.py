@@ -81,6 +81,7 @@ from bench.api import (
     set_up_org,
     wait_until_idle,
 )
+from bench.load import JSON_HEADERS
 from outputhub.common.clock import HLC, tick
 from outputhub.common.sync import PROTOCOL_VERSION
 from outputhub.sync.engine import DEFAULT_SCHEMA, make_create
@@ -101,7 +102,6 @@ UNCOMPRESSED: Final = {"Accept-Encoding": "identity"}
 """Both servers' answers as they make them: ours compresses for clients that accept it, Kinto (waitress)
 does not; on loopback compressing only costs CPU, and the comparison is of the servers' own work."""
 PULL_MAX: Final = 5000  # the pull's ``limit`` maximum
-JSON: Final = {"Content-Type": "application/json"}
 
 OURS: Final = ("ours-sqlite", "ours-postgres")
 KINTOS: Final = ("kinto-memory", "kinto-postgresql")
@@ -489,7 +489,7 @@ class OurSide(Side):
         return self.encoder.body(records, self.refs)
 
     def write(self, body: bytes, expected: int) -> int:
-        response = self.client.post(f"{self.root}/push", content=body, headers=JSON)
+        response = self.client.post(f"{self.root}/push", content=body, headers=JSON_HEADERS)
         if response.status_code != 200:
             raise RuntimeError(f"push: {response.status_code} {response.text[:500]}")
         check_push_answer(orjson.loads(response.content), expected)
@@ -530,7 +530,7 @@ class KintoSide(Side):
         return kinto_batch_body(records, self.refs)
 
     def write(self, body: bytes, expected: int) -> int:
-        response = self.client.post("/batch", content=body, headers=JSON)
+        response = self.client.post("/batch", content=body, headers=JSON_HEADERS)
         if response.status_code != 200:
             raise RuntimeError(f"Kinto batch: {response.status_code} {response.text[:500]}")
         check_batch_answer(orjson.loads(response.content), expected)

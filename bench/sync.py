@@ -56,6 +56,7 @@ from bench.api import (
     set_up_org,
     wait_until_idle,
 )
+from bench.load import JSON_HEADERS
 from bench.server import BARE_PATH
 from outputhub.desktop.storage import OutputRecord, open_replica
 from outputhub.desktop.storage.cipher import LEGACY_PAGE_SIZE, PAGE_SIZE, connect, passphrase_bytes
@@ -64,7 +65,6 @@ from outputhub.sync.client import HttpRemote, LocalLibrary, SyncClient, SyncRepo
 from outputhub.sync.ports import ApplyResult, RemoteItem
 
 PASSPHRASE = "bench passphrase, not secret"
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def fill(base: str, lib: Any, rows: int) -> tuple[str, list[dict[str, Any]]]:
