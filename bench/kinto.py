@@ -82,6 +82,7 @@ from bench.api import (
     wait_until_idle,
 )
 from bench.load import JSON_HEADERS
+from bench.server import PAGE_PATH
 from outputhub.common.clock import HLC, tick
 from outputhub.common.sync import PROTOCOL_VERSION
 from outputhub.sync.engine import DEFAULT_SCHEMA, make_create
@@ -452,6 +453,13 @@ class Side:
     refs: Refs
     database_url: str | None = None
     """A PostgreSQL database to ``ANALYZE`` after the bulk write (None: nothing to do)."""
+    sample: bytes = b""
+    """The answer's bytes of the biggest pull page seen (for the pull's ceiling, see :func:`ceilings`)."""
+    sample_records: int = 0
+
+    def keep_sample(self, body: bytes, records: int) -> None:
+        if records > self.sample_records:
+            self.sample, self.sample_records = body, records
 
     def write_body(self, records: Sequence[Record]) -> bytes:
         raise NotImplementedError
@@ -507,6 +515,7 @@ class OurSide(Side):
             requests += 1
             size += len(response.content)
             count += len(data["records"])
+            self.keep_sample(response.content, len(data["records"]))
             self.cursor = int(data["next_since"])
             if not data["has_more"]:
                 break
@@ -548,6 +557,7 @@ class KintoSide(Side):
             requests += 1
             size += len(response.content)
             count += len(data)
+            self.keep_sample(response.content, len(data))
             if data:
                 self.since = max(self.since, max(int(r["last_modified"]) for r in data))
             url = response.headers.get("Next-Page")
@@ -665,7 +675,7 @@ def extra_count(plan: Plan) -> int:
 
 def bench_ours(
     backend: str, plan: Plan, dataset: Sequence[Record], extra: Sequence[Record], sources: list[SourcePrompt]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Side]:
     with (
         tempfile.TemporaryDirectory(prefix=f"bench-kinto-ours-{backend}-") as tmp,
         backend_database(backend) as (url, version),
@@ -684,13 +694,14 @@ def bench_ours(
                 knowledge_types=tuple(lib.knowledge_types),
                 tags=tuple(lib.tags.values()),
             )
-            result = measure(OurSide(c, org=lib.org, refs=refs, database_url=url), dataset, extra, plan)
-        return {"server": f"outputhub ({backend})", "database_version": version, **result}
+            ours = OurSide(c, org=lib.org, refs=refs, database_url=url)
+            result = measure(ours, dataset, extra, plan)
+        return {"server": f"outputhub ({backend})", "database_version": version, **result}, ours
 
 
 def bench_kinto(
     install: KintoInstall, backend: str, plan: Plan, dataset: Sequence[Record], extra: Sequence[Record]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Side]:
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-kinto-{backend}-")))
         storage_url: str | None = None
@@ -705,7 +716,83 @@ def bench_kinto(
             _ok(c.put(f"/buckets/{BUCKET}/collections/{COLLECTION}", json={"data": {}}), 201)
             side = KintoSide(c, refs=Refs.synthetic(), database_url=storage_url)
             result = measure(side, dataset, extra, plan)
-        return {"server": f"kinto {install.version} ({backend})", "database_version": version, **result}
+        return {"server": f"kinto {install.version} ({backend})", "database_version": version, **result}, side
+
+
+# --- the pull's ceiling ------------------------------------------------------------------------------------
+
+
+def decode_seconds(body: bytes, *, repeats: int = 30) -> float:
+    """The median time to decode ``body`` as :func:`decode` does (the client's share of a pull page)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        decode(body)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bare_pull_seconds(client: httpx.Client, *, pages: int, repeats: int = 3) -> float:
+    """The median time to GET the stored page ``pages`` times and decode each: a full pull of that many
+    pages from a server whose own work takes no time (the page is already bytes in memory)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(pages):
+            response = client.get(PAGE_PATH)
+            if response.status_code != 200:
+                raise RuntimeError(f"bare page: {response.status_code}")
+            decode(response.content)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def ceilings(sides: dict[str, Side], plan: Plan) -> dict[str, dict[str, float]]:
+    """What a full pull could reach at best, for each side's own page format, in this run.
+
+    Each side's biggest pull page (its exact answer bytes) is served again by a bare route of an idle server
+    of ours (``bench.server``'s ``/bench/page``: no database, no encoding, the same uvicorn and middleware,
+    the same client) as many times as a full pull has pages, and decoded as the pull decodes it
+    (``ceiling_http_rows_per_s``), and decoded alone (``ceiling_decode_rows_per_s``: no server and no
+    transfer at all). A server that answers in no time reaches the first; nothing that sends these bytes to
+    this client beats the second."""
+    out: dict[str, dict[str, float]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-kinto-ceiling-") as tmp,
+        running_server(database_url=None, workdir=Path(tmp)) as base,
+        httpx.Client(base_url=base, headers=UNCOMPRESSED, timeout=600) as client,
+    ):
+        for target, side in sides.items():
+            if not side.sample_records:
+                continue
+            pages = -(-plan.records // plan.page)
+            _ok(client.put(PAGE_PATH, content=side.sample, headers=JSON_HEADERS), 204)
+            bare_pull_seconds(client, pages=1, repeats=2)  # warm up
+            http_s = bare_pull_seconds(client, pages=pages, repeats=plan.pull_repeats)
+            out[target] = {
+                "ceiling_page_records": side.sample_records,
+                "ceiling_page_bytes": len(side.sample),
+                "ceiling_http_rows_per_s": round(side.sample_records * pages / http_s, 1),
+                "ceiling_decode_rows_per_s": round(side.sample_records / decode_seconds(side.sample), 1),
+            }
+    return out
+
+
+def ceiling_table(results: dict[str, dict[str, Any]]) -> str:
+    """Each side's full pull beside its ceilings, and each against Kinto on PostgreSQL's full pull."""
+    kinto = results.get("kinto-postgresql", {}).get("pull_rows_per_s")
+    lines = [
+        "| pull, rows/s | full pull | its page from a bare route | decoding its page alone |",
+        "|---|--:|--:|--:|",
+    ]
+    for target in TARGETS:
+        r = results.get(target)
+        if not r or "ceiling_http_rows_per_s" not in r:
+            continue
+        cells = [r["pull_rows_per_s"], r["ceiling_http_rows_per_s"], r["ceiling_decode_rows_per_s"]]
+        text = [f"{c:,.0f}" + (f" ({c / kinto:.1f}x Kinto PG)" if kinto else "") for c in cells]
+        lines.append(f"| {LABELS[target]} | " + " | ".join(text) + " |")
+    return "\n".join(lines)
 
 
 # --- reporting --------------------------------------------------------------------------------------------
@@ -785,6 +872,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-analyze", action="store_true", help="never ANALYZE (stale planner statistics, autovacuum off)"
     )
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the pull's ceiling (each side's page from a bare route)",
+    )
     parser.add_argument("--kinto-venv", type=Path, default=DEFAULT_KINTO_VENV)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="the prompts CSV (act,prompt,...)")
     parser.add_argument(
@@ -819,15 +911,20 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
+    sides: dict[str, Side] = {}
     for target in TARGETS:
         if target not in targets:
             continue
         print(f"[{target}] {plan.records} records ...", flush=True)
         if target in OURS:
-            results[target] = bench_ours(target.split("-", 1)[1], plan, dataset, extra, sources)
+            results[target], sides[target] = bench_ours(
+                target.split("-", 1)[1], plan, dataset, extra, sources
+            )
         else:
             assert install is not None
-            results[target] = bench_kinto(install, target.split("-", 1)[1], plan, dataset, extra)
+            results[target], sides[target] = bench_kinto(
+                install, target.split("-", 1)[1], plan, dataset, extra
+            )
         r = results[target]
         print(
             f"[{target}] write {r['write_rows_per_s']:,.0f} rows/s, pull {r['pull_rows_per_s']:,.0f} rows/s "
@@ -835,10 +932,17 @@ def main(argv: list[str] | None = None) -> int:
             f"pull of {plan.increment} new {r['incremental_ms_median']} ms",
             flush=True,
         )
+    if not args.no_ceiling:
+        print("[ceiling] each side's pull page again from a bare route ...", flush=True)
+        for target, figures in ceilings(sides, plan).items():
+            results[target].update(figures)
     duration = time.perf_counter() - t0
 
     print()
     print(table(results, plan))
+    if not args.no_ceiling:
+        print()
+        print(ceiling_table(results))
     print(f"\n{plan.records} outputs of ~2 KB per server; total {duration:.0f} s")
     result = {
         "benchmark": "kinto",

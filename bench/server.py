@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import Body, FastAPI
+from fastapi import Body, FastAPI, Request, Response
 
 from outputhub.server.main import create_app
 from outputhub.server.settings import Settings
 
 BARE_PATH = "/bench/bare"
+PAGE_PATH = "/bench/page"
+"""A stored answer served as is (``PUT`` its bytes, then ``GET`` them): a pull page with no server work."""
 
 
 def add_baseline_routes(app: FastAPI) -> None:
@@ -32,6 +34,19 @@ def add_baseline_routes(app: FastAPI) -> None:
     def bare_post(payload: dict[str, Any] = Body(...)) -> dict[str, Any]:
         """Parse a JSON body and send it back: the floor cost of a request and response of that size."""
         return payload
+
+    stored: dict[str, bytes] = {"page": b"{}"}
+
+    @app.put(PAGE_PATH, status_code=204, include_in_schema=False)
+    async def put_page(request: Request) -> Response:
+        stored["page"] = await request.body()
+        return Response(status_code=204)
+
+    @app.get(PAGE_PATH, include_in_schema=False)
+    def get_page() -> Response:
+        """The stored bytes as a JSON answer: what a pull page costs the stack and the client when the
+        server's own work (database, encoding) takes no time at all."""
+        return Response(content=stored["page"], media_type="application/json")
 
 
 def build_app(*, data_dir: Path, database_url: str | None, secret_key: str) -> FastAPI:

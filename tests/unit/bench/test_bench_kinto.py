@@ -7,6 +7,8 @@ import itertools
 
 import orjson
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from bench.api import SourcePrompt
 from bench.kinto import (
@@ -14,6 +16,8 @@ from bench.kinto import (
     Plan,
     PushEncoder,
     Refs,
+    Side,
+    ceiling_table,
     check_batch_answer,
     check_push_answer,
     chunks,
@@ -25,6 +29,7 @@ from bench.kinto import (
     ratios,
     table,
 )
+from bench.server import PAGE_PATH, add_baseline_routes
 from outputhub.common.sync import PROTOCOL_VERSION
 from outputhub.sync.engine import ChangeKind
 from outputhub.sync.protocol import change_from_wire
@@ -134,3 +139,46 @@ def test_analyze_follows_autovacuums_default_threshold() -> None:
     assert needs_analyze(written=51, analyzed=0)
     assert not needs_analyze(written=11_000, analyzed=10_000)  # 1,000 < 50 + 1,000
     assert needs_analyze(written=12_000, analyzed=10_000)
+
+
+def test_a_side_keeps_its_biggest_pull_page() -> None:
+    side = Side()
+    side.keep_sample(b'{"records": [1, 2]}', 2)
+    side.keep_sample(b'{"records": [1, 2, 3]}', 3)
+    side.keep_sample(b'{"records": [1]}', 1)  # a last, short page does not replace it
+    assert (side.sample, side.sample_records) == (b'{"records": [1, 2, 3]}', 3)
+
+
+def test_the_bare_page_route_serves_the_stored_bytes_as_they_are() -> None:
+    app = FastAPI()
+    add_baseline_routes(app)
+    page = orjson.dumps({"records": [{"id": n, "content": "x" * 2000} for n in range(50)]})
+    with TestClient(app) as client:
+        assert client.put(PAGE_PATH, content=page).status_code == 204
+        answer = client.get(PAGE_PATH)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.content == page
+
+
+def test_the_ceiling_table_sets_each_side_against_kintos_pull() -> None:
+    results = {
+        "ours-postgres": {
+            "pull_rows_per_s": 30_000,
+            "ceiling_http_rows_per_s": 60_000,
+            "ceiling_decode_rows_per_s": 150_000,
+        },
+        "kinto-postgresql": {
+            "pull_rows_per_s": 20_000,
+            "ceiling_http_rows_per_s": 80_000,
+            "ceiling_decode_rows_per_s": 200_000,
+        },
+        "kinto-memory": {"pull_rows_per_s": 10_000},  # no ceiling measured: no line
+    }
+    lines = ceiling_table(results).splitlines()
+    assert len(lines) == 4
+    assert (
+        lines[2]
+        == "| ours, PostgreSQL | 30,000 (1.5x Kinto PG) | 60,000 (3.0x Kinto PG) | 150,000 (7.5x Kinto PG) |"
+    )
+    assert lines[3].startswith("| Kinto, PostgreSQL | 20,000 (1.0x Kinto PG) | 80,000 (4.0x Kinto PG)")
