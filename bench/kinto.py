@@ -766,7 +766,9 @@ def ceilings(sides: dict[str, Side], plan: Plan) -> dict[str, dict[str, float]]:
             if not side.sample_records:
                 continue
             pages = -(-plan.records // plan.page)
-            _ok(client.put(PAGE_PATH, content=side.sample, headers=JSON_HEADERS), 204)
+            stored = client.put(PAGE_PATH, content=side.sample, headers=JSON_HEADERS)
+            if stored.status_code != 204:
+                raise RuntimeError(f"bare page: {stored.status_code} {stored.text[:300]}")
             bare_pull_seconds(client, pages=1, repeats=2)  # warm up
             http_s = bare_pull_seconds(client, pages=pages, repeats=plan.pull_repeats)
             out[target] = {

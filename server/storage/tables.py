@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -399,12 +401,46 @@ class SyncHorizon(Base):
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+REPLICATED_TABLES: tuple[str, ...] = (
+    "tags",
+    "knowledge_types",
+    "accuracy_levels",
+    "development_stages",
+    "gpt_models",
+    "agent_groups",
+    "custom_gpts",
+    "prompts",
+    "outputs",
+)
+"""The tables of :class:`ReplicatedRow` records (what the sync check counts)."""
+
+
+def sums_columns(table: str) -> tuple[str, str]:
+    """The ``sync_sums`` columns that hold ``table``'s row count and the sum of its rows' revisions."""
+    return f"{table}_count", f"{table}_revisions"
+
+
+SYNC_SUMS = Table(
+    "sync_sums",
+    Base.metadata,
+    Column("org_id", ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True),
+    *(
+        Column(name, BigInteger, nullable=False, default=0, server_default="0")
+        for table in REPLICATED_TABLES
+        for name in sums_columns(table)
+    ),
+)
+"""Per organization, every replicated table's row count (tombstones included) and revision sum: what the
+sync check answers, kept by database triggers on those tables (migration 0011) in the writing transaction,
+so that the check reads one row instead of counting and summing every record after each write."""
+
 SYNC_TABLES: tuple[str, ...] = (
     "sync_record_states",
     "sync_ops",
     "sync_conflicts",
     "sync_remaps",
     "sync_horizons",
+    "sync_sums",
 )
 
 TENANT_TABLES: tuple[str, ...] = (

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import (
@@ -24,6 +24,7 @@ from outputhub.server.events import emit_change, row_snapshot
 from outputhub.server.security import API_KEY_KIND, INVITATION_KIND, TenantSecret, digest
 from outputhub.server.storage.database import set_tenant
 from outputhub.server.storage.tables import (
+    SYNC_SUMS,
     ApiKey,
     AuthSession,
     Invitation,
@@ -49,6 +50,7 @@ def create_org(
     session.flush()
     set_tenant(session, org_id=org_id, user_id=user.id)
     session.add(OrgRevision(org_id=org_id, revision=0))
+    session.execute(insert(SYNC_SUMS).values(org_id=org_id))  # the sync check's figures, all 0
     session.add(
         Membership(
             id=uuid.uuid4(), org_id=org_id, user_id=user.id, role=Role.OWNER, created_at=now, updated_at=now

@@ -63,6 +63,7 @@ from outputhub.server.storage.tables import (
     SyncConflict,
     SyncHorizon,
     SyncRecordState,
+    sums_columns,
 )
 from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, Resolution, resolve, sides
 from outputhub.sync.protocol import TABLE_ENTITIES, state_to_wire
@@ -182,9 +183,7 @@ def pull(
             f"deleted records up to revision {purged} have been purged; this replica last synced at revision "
             f"{since}: pull again from 0 (local edits are kept and pushed)"
         )
-    next_since, has_more, page = _page(
-        session, org_id=org_id, since=since, limit=limit, form=protocol
-    )
+    next_since, has_more, page = _page(session, org_id=org_id, since=since, limit=limit, form=protocol)
     if with_state:
         _derive_stale_states(session, org_id=org_id, rows=page)
     records = [
@@ -252,15 +251,44 @@ def _sums_sql() -> TextClause:
     return text(" UNION ALL ".join(parts)).bindparams(bindparam("org", type_=Uuid))
 
 
+@functools.cache
+def _kept_sums_sql() -> TextClause:
+    """The organization's ``sync_sums`` row (kept by triggers, migration 0011), the figures in feed order,
+    and its newest revision, in one statement."""
+    names = [name for feed in FEEDS for name in sums_columns(feed.table.__tablename__)]
+    return text(
+        f"SELECT {', '.join(names)}, "
+        "coalesce((SELECT revision FROM org_revisions WHERE org_id = :org), 0) "
+        "FROM sync_sums WHERE org_id = :org"
+    ).bindparams(bindparam("org", type_=Uuid))
+
+
+def counted_sums(session: Session, *, org_id: uuid.UUID) -> dict[int, tuple[int, int]]:
+    """(count, revision sum) per feed index, and ``-1``: (0, newest revision), counted from the rows."""
+    return {int(k): (int(n), int(total)) for k, n, total in session.execute(_sums_sql(), {"org": org_id})}
+
+
+def kept_sums(session: Session, *, org_id: uuid.UUID) -> dict[int, tuple[int, int]] | None:
+    """:func:`counted_sums` as the triggers keep them (one row read); None if the organization has none."""
+    row = session.execute(_kept_sums_sql(), {"org": org_id}).first()
+    if row is None:
+        return None
+    figures = [int(v) for v in row]
+    sums = {i: (figures[2 * i], figures[2 * i + 1]) for i in range(len(FEEDS))}
+    sums[-1] = (0, figures[-1])
+    return sums
+
+
 def checksums(session: Session, *, tenant: Tenant, full: bool = False) -> Checksums:
-    """Per table: how many records (tombstones included) and the sum of their revisions, computed by the
-    database; with ``full`` also a digest of the sorted (id, revision) pairs.
+    """Per table: how many records (tombstones included) and the sum of their revisions, as the database
+    keeps them (``sync_sums``); with ``full``, counted from the rows instead, with a digest of the sorted
+    (id, revision) pairs.
 
     A replica with nothing pending computes the same from its rows; a mismatch means it missed or mangled
     something, and it repairs itself by pulling from zero."""
-    sums = {
-        int(k): (int(n), int(total)) for k, n, total in session.execute(_sums_sql(), {"org": tenant.org_id})
-    }
+    sums = None if full else kept_sums(session, org_id=tenant.org_id)
+    if sums is None:
+        sums = counted_sums(session, org_id=tenant.org_id)
     revision = sums[-1][1]
     tables: dict[str, TableChecksum] = {}
     for i, feed in enumerate(FEEDS):
