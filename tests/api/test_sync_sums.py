@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from outputhub.server.api.sync.feed import FEEDS
 from outputhub.server.api.sync.service import counted_sums, kept_sums, purge_tombstones
@@ -194,3 +194,45 @@ def test_any_sequence_of_writes_keeps_the_figures(app, client, ops: list[str]) -
                 set_tenant(session, org_id=uuid.UUID(org.id))
                 purge_tombstones(session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1))
         assert_kept(app, org)
+
+
+def test_upgrading_counts_the_records_written_before_the_figures_were_kept(app, client) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0011 creates every organization's row from its records: simulated by taking the schema back
+    to 0010 (no figures, no triggers), writing, and upgrading again."""
+    from alembic import command
+
+    from outputhub.server.storage import migrate
+
+    org = new_org(client, name="Sums after an upgrade")
+    ids = seed_library(org)
+    engine = app.state.services.engine
+    cfg = migrate.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0010")
+    try:
+        made = org.owner.post(
+            f"{org.base}/outputs/bulk",
+            json={"items": [{"prompt_id": ids["prompt"], "content": f"before {n}"} for n in range(7)]},
+        )
+        assert made.status_code == 201, made.text
+        assert org.owner.delete(f"{org.base}/outputs/{made.json()['items'][0]['id']}").status_code == 204
+    finally:
+        migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    counted = assert_kept(app, org)
+    check = org.owner.get(f"{org.base}/sync/checksums").json()
+    assert count_of(counted, "outputs") == check["tables"]["outputs"]["count"] == 8  # the seeded one and 7
+
+
+def test_an_organization_without_its_row_is_counted(app, client) -> None:  # type: ignore[no-untyped-def]
+    org = new_org(client, name="Sums row lost")
+    seed_library(org)
+    with unit_of_work(app.state.services.session_factory) as session:
+        set_tenant(session, org_id=uuid.UUID(org.id))
+        session.execute(delete(SYNC_SUMS).where(SYNC_SUMS.c.org_id == uuid.UUID(org.id)))
+    assert sums(app, org)[0] is None
+    check = org.owner.get(f"{org.base}/sync/checksums").json()
+    counted = sums(app, org)[1]
+    assert check["tables"]["outputs"]["count"] == count_of(counted, "outputs") == 1
+    assert check["tables"]["prompts"]["count"] == count_of(counted, "prompts") == 1
