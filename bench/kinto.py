@@ -37,6 +37,11 @@ does: see ``decode``). Measured:
    them included), then the changes since the cursor
    the previous pull ended at (ours: ``next_since``; Kinto: the newest ``last_modified`` seen), ``--rounds``
    times; the median is reported.
+4. **the pull's ceiling** (``--no-ceiling`` skips it): each side's biggest pull page, its exact answer bytes,
+   served again by a bare route of an idle server of ours (``bench.server``'s ``/bench/page``) as many
+   times as a full pull has pages and decoded (what a server that answers in no time would reach through
+   this HTTP stack and client), and decoded alone (what nothing that sends these bytes to this client
+   beats); printed as a second table, each against Kinto on PostgreSQL's full pull.
 
 Both PostgreSQL databases get an ``ANALYZE`` (not timed) whenever autovacuum's default rule would run one
 (50 rows + 10 % of the table written since the last) and after the bulk write: the development machines'
