@@ -19,6 +19,7 @@ import random
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,10 @@ from outputhub.common.clock import HLC
 from outputhub.common.sync import PullAlong
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
+from outputhub.server.api.sync.service import counted_sums, kept_sums
 from outputhub.server.main import create_app
 from outputhub.server.settings import Settings
+from outputhub.server.storage.database import set_tenant, unit_of_work
 from outputhub.sync.client import (
     HttpRemote,
     LocalEditError,
@@ -395,6 +398,11 @@ class SyncMachine(RuleBasedStateMachine):
         # the data the server stored at each commit is what its rows say now (replicas would agree on a
         # stale one too, so this is checked against the rows themselves)
         assert stale_feed_data(self.server.app.state.services.session_factory, self.org.id) == []
+        # the check's figures the triggers kept through every fault are the rows counted
+        with unit_of_work(self.server.app.state.services.session_factory) as session:
+            set_tenant(session, org_id=uuid.UUID(self.org.id))
+            kept = kept_sums(session, org_id=uuid.UUID(self.org.id))
+            assert kept == counted_sums(session, org_id=uuid.UUID(self.org.id))
         truth = {e: observer.store.snapshot_values(e) for e in ENTITY_TABLES}
         for device in self.devices:
             assert device.store.pending_count() == 0, f"{device.name}: outbox not empty"
