@@ -9,19 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import (
-    ColumnElement,
-    Insert,
-    Select,
-    Table,
-    and_,
-    bindparam,
-    delete,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -182,16 +170,6 @@ def set_links(
             insert_into(link.table.__table__).on_conflict_do_nothing(),  # type: ignore[attr-defined]
             [{"org_id": org_id, link.parent: parent_id, link.child: c} for c in unique],
         )
-
-
-def insert_rows(table: Table) -> Insert:
-    """An INSERT of many replicated rows (executed with a list of them) that runs as multi-row statements.
-
-    SQLAlchemy runs an executemany INSERT as one statement per row on psycopg, and as multi-row ``VALUES``
-    pages of 1,000 ("insertmanyvalues") when it has RETURNING. On PostgreSQL each statement fires the sync
-    check's statement-level triggers (migration 0011) once: per row, every one updated the organization's
-    ``sync_sums`` row (1,000 row versions for a 1,000-record push); per page, once."""
-    return insert(table).returning(table.c.id)
 
 
 def insert_links(

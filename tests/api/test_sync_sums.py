@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 
 from outputhub.server.api.sync.feed import FEEDS
 from outputhub.server.api.sync.service import counted_sums, kept_sums, purge_tombstones
@@ -236,43 +236,3 @@ def test_an_organization_without_its_row_is_counted(app, client) -> None:  # typ
     counted = sums(app, org)[1]
     assert check["tables"]["outputs"]["count"] == count_of(counted, "outputs") == 1
     assert check["tables"]["prompts"]["count"] == count_of(counted, "prompts") == 1
-
-
-def test_bulk_writes_insert_their_records_in_multi_row_statements(  # type: ignore[no-untyped-def]
-    app, client, tmp_path: Path
-) -> None:
-    """A bulk write runs one INSERT per page of records, not one per record: on PostgreSQL every statement
-    fires the statement-level triggers that keep the figures (one update of the organization's row each)."""
-    org = new_org(client, name="Sums of bulk statements")
-    ids = seed_library(org)
-    statements: list[tuple[str, bool]] = []  # (statement, executemany)
-
-    def record(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("INSERT INTO OUTPUTS "):
-            statements.append((statement, executemany))
-
-    engine = app.state.services.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        made = org.owner.post(
-            f"{org.base}/outputs/bulk",
-            json={"items": [{"prompt_id": ids["prompt"], "content": f"rest {n}"} for n in range(40)]},
-        )
-        assert made.status_code == 201, made.text
-        rest = list(statements)
-        statements.clear()
-        device = make_device(tmp_path, "bulk", http=client, base_url="", token=org.owner.token, org_id=org.id)
-        try:
-            device.sync()
-            for n in range(40):
-                device.library.create("output", {"prompt_id": ids["prompt"], "content": f"synced {n}"})
-            assert device.sync().pushed == 40
-        finally:
-            device.replica.close()
-        pushed = list(statements)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    for label, seen in (("REST bulk", rest), ("sync push", pushed)):
-        assert len(seen) == 1, (label, [(s[:200], m) for s, m in seen])
-        assert seen[0][0].count("), (") == 39, label  # one statement with the 40 rows' VALUES
-    assert_kept(app, org)

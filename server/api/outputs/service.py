@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import DuplicateError, InvalidInputError, NotFoundError, UnknownReferenceError
@@ -20,7 +20,6 @@ from outputhub.server.api.base import (
     get_live,
     has_all_links,
     insert_links,
-    insert_rows,
     live_ids,
     load_links,
     page_rows,
@@ -178,7 +177,7 @@ def create_many(
             index = ids.index(uuid.UUID(exc.doc_id)) if _is_uuid(exc.doc_id) else 0
             raise DuplicateError(f"body.items.{index}.id" if bulk else "body.id", exc.doc_id) from exc
     try:
-        session.execute(insert_rows(Output.__table__), rows)  # one statement per 1,000 rows (its triggers)
+        session.execute(insert(Output), rows)
     except Exception:
         if sizes and bodies is not None:  # best effort; reconcile removes what this misses
             bodies.discard(tenant=tenant, ids=list(sizes))

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
-from outputhub.server.api.base import Tenant, allocate_revisions, insert_rows
+from outputhub.server.api.base import Tenant, allocate_revisions
 from outputhub.server.api.lookups.service import name_key
 from outputhub.server.api.sync.feed import FEED_BY_NAME
 from outputhub.server.api.sync.records import (
@@ -781,7 +781,7 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
         connection = session.connection()
         for spec in SPECS.values():  # referenced tables first (custom GPTs, prompts, then outputs)
             if spec.table in rows:
-                connection.execute(insert_rows(spec.table.__table__), rows[spec.table])  # type: ignore[attr-defined]
+                connection.execute(insert(spec.table.__table__), rows[spec.table])  # type: ignore[attr-defined]
         for link, items in links.items():
             if items:
                 connection.execute(insert(link.table.__table__), items)
