@@ -11,8 +11,11 @@ triggers on the replicated tables, so that every writer (REST, sync pushes, bulk
 of deleted records) keeps them exact without knowing about them, and the check reads one row.
 
 - PostgreSQL: one statement-level trigger per event (insert, update, delete) per table, with its transition
-  tables: a bulk insert of 1,000 rows updates the row once. The function runs as the writer, under the
-  tenant's row-level security, which admits the writer's organization only (as it does for the rows).
+  tables: a multi-row statement (a purge's ``DELETE``) updates the row once. The server's bulk inserts run
+  as psycopg's pipelined executemany, one statement per row, so they fire it per row: ~6 % of a bulk push
+  of 1,000 records (docs/benchmarks.md); multi-row INSERTs through SQLAlchemy cost more than that. The
+  function runs as the writer, under the tenant's row-level security, which admits the writer's
+  organization only (as it does for the rows).
 - SQLite: row-level triggers (``AFTER UPDATE OF revision, org_id``).
 
 One row per organization (not per table): every trigger of a transaction updates that one row, so
