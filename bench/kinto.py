@@ -767,10 +767,10 @@ def ceilings(sides: dict[str, Side], plan: Plan) -> dict[str, dict[str, float]]:
         running_server(database_url=None, workdir=Path(tmp)) as base,
         httpx.Client(base_url=base, headers=UNCOMPRESSED, timeout=600) as client,
     ):
+        pages = -(-plan.records // plan.page)  # a full pull's
         for target, side in sides.items():
             if not side.sample_records:
                 continue
-            pages = -(-plan.records // plan.page)
             stored = client.put(PAGE_PATH, content=side.sample, headers=JSON_HEADERS)
             if stored.status_code != 204:
                 raise RuntimeError(f"bare page: {stored.status_code} {stored.text[:300]}")
