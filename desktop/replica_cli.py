@@ -190,8 +190,8 @@ def init(typer_ctx: typer.Context) -> None:
     with ctx.replica(create=True) as replica:
         emit(
             ctx,
-            {"replica": str(ctx.path), "cipher": replica.cipher_version, "node_id": replica.node_id},
-            f"created {ctx.path} (SQLCipher {replica.cipher_version})",
+            {"replica": str(ctx.path), "cipher": replica.cipher_version(), "node_id": replica.node_id},
+            f"created {ctx.path} (SQLCipher {replica.cipher_version()})",
         )
 
 

@@ -98,8 +98,12 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     password_file.write_text(PASSWORD)
 
     a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
+    # init says which SQLCipher made the file, as text and as JSON
+    assert f"created {a.replica} (SQLCipher 4." in a.run("init")
+    created = b.json("init")
+    assert isinstance(created, dict) and created["replica"] == str(b.replica)
+    assert str(created["cipher"]).startswith("4.") and created["node_id"]
     for ws in (a, b):
-        assert "created" in ws.run("init")
         ws.run(
             "attach",
             "--server",
