@@ -90,6 +90,9 @@ class Context:
             replica.close()
 
 
+EDITS_KEPT = "(local edits are kept and will be pushed next time)"
+
+
 def fail(code: int, message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -288,7 +291,7 @@ def _remote(store: ReplicaSyncStore) -> HttpRemote:
         try:
             pair = refresh_tokens(server, refresh_token=credential)
         except ServerUnreachableError as exc:
-            fail(3, str(exc))
+            fail(3, f"{exc} {EDITS_KEPT}")
         except SyncError:
             fail(4, "the saved login has expired or was revoked: run `outputhub replica attach` again")
         store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
@@ -316,7 +319,7 @@ def sync(
         try:
             report = SyncClient(store, remote, full_check=full_check).sync(progress=progress)
         except ServerUnreachableError as exc:
-            fail(3, f"{exc} (local edits are kept and will be pushed next time)")
+            fail(3, f"{exc} {EDITS_KEPT}")
         except (AuthenticationFailedError, SyncPermissionError) as exc:
             fail(4, str(exc))
         except SyncError as exc:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from outputhub.desktop.storage import open_replica
 from outputhub.server.cli import app
 from tests.e2e.test_serve_cli import free_port
 
@@ -180,6 +181,36 @@ def test_clear_errors_and_nothing_lost(server: str, tmp_path: Path) -> None:
         str(key_file),
     )
     prompt = ws.run("add", "prompt", "--set", "title=Offline", "--set", "body=kept").strip()
-    assert "cannot reach" in ws.run("sync", code=3)
+    unreachable = ws.run("sync", code=3)
+    assert "cannot reach" in unreachable and "local edits are kept" in unreachable
     assert ws.json("status")["pending"] == 1  # type: ignore[index]
     assert ws.json("show", "prompt", prompt)["title"] == "Offline"  # type: ignore[index]
+
+
+def test_a_saved_login_offline_keeps_the_edits(server: str, tmp_path: Path) -> None:
+    """Attached with a password, the replica refreshes its login before each sync: with the server gone, that
+    refresh fails as "unreachable" (exit 3), says the edits are kept, and keeps them."""
+    email = "offline@example.com"
+    httpx.post(
+        f"{server}/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "O"}
+    ).raise_for_status()
+    token = httpx.post(f"{server}/api/v1/auth/token", data={"username": email, "password": PASSWORD}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    org = httpx.post(f"{server}/api/v1/orgs", json={"name": "Offline"}, headers=headers).json()["id"]
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    ws = Workstation(tmp_path, "o")
+    ws.run("init")
+    login = ("--email", email, "--password-file", str(password_file))
+    ws.run("attach", "--server", server, "--org", org, *login)
+    ws.run("sync")
+    replica = open_replica(ws.replica, passphrase=ws.secret.read_text())
+    try:  # the server moves away (as if the laptop left the office network)
+        replica.set_setting(key="server_url", value=f"http://127.0.0.1:{free_port()}")
+    finally:
+        replica.close()
+    prompt = ws.run("add", "prompt", "--set", "title=Written offline", "--set", "body=kept").strip()
+    unreachable = ws.run("sync", code=3)
+    assert "cannot reach" in unreachable and "local edits are kept" in unreachable
+    assert ws.json("status")["pending"] == 1  # type: ignore[index]
+    assert ws.json("show", "prompt", prompt)["title"] == "Written offline"  # type: ignore[index]
