@@ -1,9 +1,10 @@
 """``outputhub replica ...``: every desktop action on the encrypted replica, scriptable and headless.
 
 The passphrase comes from ``--passphrase-file`` or ``OUTPUTHUB_PASSPHRASE`` (never a command-line argument,
-which other users could read in the process list). ``--json`` prints machine-readable results. Errors exit
-non-zero with one line saying what went wrong: 2 replica (wrong passphrase, corrupt, missing), 3 server
-unreachable, 4 permission or login refused, 5 a conflict or edit that is not possible, 1 anything else.
+which other users could read in the process list). ``--json`` (before or after the command) prints
+machine-readable results. Errors exit non-zero with one line saying what went wrong: 2 replica (wrong
+passphrase, corrupt, missing), 3 server unreachable, 4 permission or login refused, 5 a conflict or edit
+that is not possible, 1 anything else.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from outputhub.desktop.services.sync import (
     Organization,
@@ -46,8 +49,25 @@ from outputhub.sync.client import (
 from outputhub.sync.engine import DEFAULT_SCHEMA
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
 
+JSON_FLAG = "--json"
+
+
+class ReplicaGroup(TyperGroup):
+    """``--json`` belongs to ``outputhub replica`` itself, and scripts also write it after the command
+    (``outputhub replica list prompt --json``): it is moved in front of the command before parsing. Nothing
+    after a ``--`` is touched (``search -- --json`` searches for the word)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        if JSON_FLAG in args[:end]:
+            args = [JSON_FLAG, *(a for a in args[:end] if a != JSON_FLAG), *args[end:]]
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
-    help="The encrypted local replica: edit offline, sync, resolve conflicts.", no_args_is_help=True
+    help="The encrypted local replica: edit offline, sync, resolve conflicts.",
+    no_args_is_help=True,
+    cls=ReplicaGroup,
 )
 conflicts_app = typer.Typer(help="Merge conflicts and refused edits.", no_args_is_help=True)
 app.add_typer(conflicts_app, name="conflicts")
@@ -178,7 +198,9 @@ def main(
             envvar="OUTPUTHUB_PASSPHRASE", hidden=True, help="Use the environment variable instead."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[
+        bool, typer.Option(JSON_FLAG, help="Machine-readable output (also accepted after the command).")
+    ] = False,
 ) -> None:
     typer_ctx.obj = Context(replica, passphrase_file, passphrase, as_json)
 

@@ -155,6 +155,12 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     exported = json.loads(a.run("export"))
     assert [p["title"] for p in exported["prompts"]] == ["From B"]
 
+    # scripts may put --json after the command, in nested groups too; after "--" it is a search word
+    listed = json.loads(a.run("list", "prompt", "--json"))
+    assert [(p["id"], p["label"]) for p in listed] == [(prompt, "From B")]
+    assert json.loads(a.run("conflicts", "list", "--json")) == []
+    assert a.run("search", "--", "--json").strip() == "no matches"
+
 
 def test_clear_errors_and_nothing_lost(server: str, tmp_path: Path) -> None:
     ws = Workstation(tmp_path, "w")
