@@ -23,7 +23,7 @@ from outputhub.common.errors import (
 from outputhub.common.roles import Action, allows
 from outputhub.server.api.auth import service as auth_service
 from outputhub.server.api.auth.service import AuthPolicy
-from outputhub.server.api.base import Tenant, utcnow
+from outputhub.server.api.base import Tenant, lock_org_writes, utcnow
 from outputhub.server.api.orgs import service as orgs_service
 from outputhub.server.cache import AccessCache, Cache, InProcessCache
 from outputhub.server.events import DomainEvent, EventHandler, take_events
@@ -170,6 +170,7 @@ CurrentUserDep = Annotated[User, Depends(get_current_user)]
 
 def get_tenant(
     org_id: Annotated[uuid.UUID, Path(description="The organization (tenant) id.")],
+    request: Request,
     session: SessionDep,
     services: ServicesDep,
     token: BearerDep,
@@ -181,7 +182,21 @@ def get_tenant(
     cache when that is safe (see :class:`AccessCache`): a hit costs no query on SQLite and only the
     ``SET LOCAL`` of the tenant on PostgreSQL."""
     if token.startswith(API_KEY_KIND + "_"):
-        return orgs_service.tenant_for_api_key(session, org_id=org_id, token=token, now=now)
+        tenant = orgs_service.tenant_for_api_key(session, org_id=org_id, token=token, now=now)
+    else:
+        tenant = _user_tenant(org_id, session, services, token, now)
+    if request.method not in SAFE_METHODS:  # a write: the organization's writes queue here, before any read
+        lock_org_writes(session, org_id=org_id)
+    return tenant
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _user_tenant(
+    org_id: uuid.UUID, session: Session, services: Services, token: str, now: datetime
+) -> Tenant:
+    """A signed-in user's tenant (see :func:`get_tenant`)."""
     claims = _claims(services, token)
     cache = services.access_cache
     generation = cache.generation() if cache is not None else -1  # read before the database is asked

@@ -62,6 +62,24 @@ def allocate_revisions(session: Session, *, org_id: uuid.UUID, count: int = 1) -
     return first
 
 
+_LOCK_WRITES = select(_COUNTERS.c.revision).where(_COUNTERS.c.org_id == bindparam("org")).with_for_update()
+
+
+def lock_org_writes(session: Session, *, org_id: uuid.UUID) -> None:
+    """Take the organization's write lock (its revision counter row) now, before the request reads anything.
+
+    Every write allocates revisions, which locks that row until the transaction ends; taken at the start of
+    a writing request, the lock makes the request read what every earlier writer of the organization
+    committed. Taken only at the allocation (after the reads), a request could act on rows read before it
+    waited: a sync push would merge into a stale copy of a record that another push had just changed and
+    derive a "server edit" undoing that push's edit, and two ``If-Match`` edits of one revision would both
+    pass. One order (counter, then rows) for every writer also leaves no lock cycle between a REST edit and
+    a push of the same record. SQLite serializes write transactions whole (``BEGIN IMMEDIATE``): nothing to
+    do there."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_WRITES, {"org": org_id})
+
+
 REVISIONS_KEY = "outputhub.revisions"
 """``session.info`` entry: the (org, first, last) revision ranges this transaction allocated."""
 

@@ -536,9 +536,14 @@ def _before_commit(session: Session) -> None:
             if spec.entity not in stale_ids:
                 continue
             table = spec.table
+            # as the database has them now: a row this session loaded earlier keeps its loaded values in the
+            # identity map, and a column it did not change may have been changed since by a writer that
+            # committed before this one took the revision counter
             stale = list(
                 session.execute(
-                    select(table).where(table.org_id == org_id, table.id.in_(stale_ids[spec.entity]))
+                    select(table)
+                    .where(table.org_id == org_id, table.id.in_(stale_ids[spec.entity]))
+                    .execution_options(populate_existing=True)
                 ).scalars()
             )
             stored = _stored(session, org_id=org_id, ids=[r.id for r in stale])

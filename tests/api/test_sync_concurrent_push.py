@@ -1,0 +1,186 @@
+"""Two devices push edits of the same record at the same moment: both edits must survive.
+
+On PostgreSQL (READ COMMITTED) a push reads the records it touches and then waits for the organization's
+revision counter, which the other push holds until it commits. The test makes that interleaving certain: it
+holds the counter row itself while both pushes start, so both read the record as it was, then lets them
+through one after the other. The second must merge into what the first committed, not into what it read
+before waiting (that copy is stale: merging it would take the first push's edit for a REST edit reverting
+it, and drop it). On SQLite a write transaction takes the database lock before it reads anything, so the
+pushes cannot interleave; the test runs there too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from outputhub.common.clock import HLC
+from outputhub.sync.engine import DEFAULT_SCHEMA, make_edit
+from outputhub.sync.protocol import change_to_wire, state_from_wire
+from tests.support.client import Org, new_org, seed_library
+
+
+@contextmanager
+def counter_held(backend: str, request: pytest.FixtureRequest, org_id: str) -> Iterator[None]:
+    """Hold the organization's revision counter row (PostgreSQL) until the block ends."""
+    if backend != "postgres":
+        yield
+        return
+    with psycopg.connect(request.getfixturevalue("pg_url")) as conn:
+        conn.execute("SELECT set_config('outputhub.org_id', %s, true)", (org_id,))
+        locked = conn.execute(
+            "SELECT revision FROM org_revisions WHERE org_id = %s FOR UPDATE", (org_id,)
+        ).fetchall()
+        assert len(locked) == 1, "the counter row must be visible to lock it"
+        yield
+        conn.rollback()
+
+
+def waiting_on_the_counter(backend: str, request: pytest.FixtureRequest, count: int) -> bool:
+    """Whether ``count`` other sessions are blocked on a row lock (the two pushes, on the counter)."""
+    if backend != "postgres":
+        return True
+    with psycopg.connect(request.getfixturevalue("pg_url")) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ).fetchone()
+    return row is not None and int(row[0]) >= count
+
+
+def _edit(org: Org, prompt_id: str, values: dict[str, Any], node: str) -> dict[str, Any]:
+    wire = org.owner.get(f"{org.base}/sync/records/prompt/{prompt_id}").json()
+    state = state_from_wire("prompt", prompt_id, wire["state"])
+    change = make_edit(
+        state,
+        values,
+        schema=DEFAULT_SCHEMA,
+        node=node,
+        hlc=HLC(int(time.time() * 1000), 0, node),
+        op_id=f"{node}-{uuid.uuid4()}",
+    )
+    assert change is not None
+    return change_to_wire(change)
+
+
+Send = Callable[[TestClient], Any]
+
+
+def race(
+    app: FastAPI, backend: str, request: pytest.FixtureRequest, org: Org, sends: list[Send]
+) -> list[Any]:
+    """Run the requests at the same moment: each starts while the test holds the organization's revision
+    counter, and all of them are waiting when it lets go. Returns their responses, in order."""
+    answers: list[Any] = [None] * len(sends)
+
+    def run(i: int) -> None:
+        answers[i] = sends[i](TestClient(app))  # one client per thread (the app is started already)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(sends))]
+    with counter_held(backend, request, org.id):
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while not waiting_on_the_counter(backend, request, len(sends)):
+            assert time.monotonic() < deadline, "the requests never queued on the revision counter"
+            time.sleep(0.05)
+    for t in threads:
+        t.join(timeout=60)
+    return answers
+
+
+def pushing(org: Org, device: str, change: dict[str, Any]) -> Send:
+    return lambda c: c.post(
+        f"{org.base}/sync/push",
+        headers=org.owner.headers,
+        json={"protocol": 4, "device": device, "changes": [change]},
+    )
+
+
+def patching(org: Org, prompt_id: str, values: dict[str, Any], if_match: int | None = None) -> Send:
+    headers = {**org.owner.headers, **({"If-Match": f'"{if_match}"'} if if_match is not None else {})}
+    return lambda c: c.patch(f"{org.base}/prompts/{prompt_id}", headers=headers, json=values)
+
+
+def served_state(org: Org, prompt_id: str) -> tuple[dict[str, Any], Any]:
+    served = org.owner.get(f"{org.base}/prompts/{prompt_id}").json()
+    record = org.owner.get(f"{org.base}/sync/records/prompt/{prompt_id}").json()
+    return served, state_from_wire("prompt", prompt_id, record["state"])
+
+
+def test_concurrent_pushes_to_one_record_keep_both_edits(
+    app: FastAPI, client: TestClient, backend: str, request: pytest.FixtureRequest
+) -> None:
+    org = new_org(client, name="Race")
+    prompt_id = seed_library(org)["prompt"]
+    laptop = _edit(org, prompt_id, {"title": "Title from the laptop"}, "laptop")
+    desktop = _edit(org, prompt_id, {"description": "Description from the desktop"}, "desktop")
+    answers = race(
+        app, backend, request, org, [pushing(org, "laptop", laptop), pushing(org, "desktop", desktop)]
+    )
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert [r["status"] for r in answer.json()["results"]] == ["applied"], answer.text
+
+    served, state = served_state(org, prompt_id)
+    for shown in (served, state.values):
+        assert shown["title"] == "Title from the laptop"
+        assert shown["description"] == "Description from the desktop"
+    assert not state.conflicts, "different fields merge without a conflict"
+
+
+def test_a_rest_edit_and_a_push_at_once_keep_both_edits(
+    app: FastAPI, client: TestClient, backend: str, request: pytest.FixtureRequest
+) -> None:
+    org = new_org(client, name="Race REST")
+    prompt_id = seed_library(org)["prompt"]
+    desktop = _edit(org, prompt_id, {"description": "Description from the desktop"}, "desktop")
+    answers = race(
+        app,
+        backend,
+        request,
+        org,
+        [patching(org, prompt_id, {"title": "Title from the web"}), pushing(org, "desktop", desktop)],
+    )
+    assert answers[0].status_code == 200, answers[0].text
+    assert answers[1].status_code == 200, answers[1].text
+    assert [r["status"] for r in answers[1].json()["results"]] == ["applied"], answers[1].text
+
+    served, state = served_state(org, prompt_id)
+    for shown in (served, state.values):
+        assert shown["title"] == "Title from the web"
+        assert shown["description"] == "Description from the desktop"
+    assert not state.conflicts
+
+
+def test_two_edits_from_one_revision_at_once_one_is_refused(
+    app: FastAPI, client: TestClient, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """``If-Match``: of two edits made from the same revision, the second to arrive gets 412, even when
+    they arrive together."""
+    org = new_org(client, name="Race If-Match")
+    prompt_id = seed_library(org)["prompt"]
+    revision = org.owner.get(f"{org.base}/prompts/{prompt_id}").json()["revision"]
+    answers = race(
+        app,
+        backend,
+        request,
+        org,
+        [
+            patching(org, prompt_id, {"title": "First"}, if_match=revision),
+            patching(org, prompt_id, {"title": "Second"}, if_match=revision),
+        ],
+    )
+    assert sorted(a.status_code for a in answers) == [200, 412], [a.text for a in answers]
+    winner = next(a for a in answers if a.status_code == 200).json()
+    served, state = served_state(org, prompt_id)
+    assert served["title"] == state.values["title"] == winner["title"]
