@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,6 +25,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from outputhub.common.clock import HLC
+from outputhub.server.api.sync.service import purge_tombstones
+from outputhub.server.storage.database import set_tenant, unit_of_work
 from outputhub.sync.engine import DEFAULT_SCHEMA, make_edit
 from outputhub.sync.protocol import change_to_wire, state_from_wire
 from tests.support.client import Org, new_org, seed_library
@@ -78,21 +81,31 @@ Send = Callable[[TestClient], Any]
 def race(
     app: FastAPI, backend: str, request: pytest.FixtureRequest, org: Org, sends: list[Send]
 ) -> list[Any]:
-    """Run the requests at the same moment: each starts while the test holds the organization's revision
-    counter, and all of them are waiting when it lets go. Returns their responses, in order."""
+    """Run the requests at the same moment. On PostgreSQL each starts while the test holds the
+    organization's revision counter, in the order given (the next starts once the previous one waits), and
+    all of them are waiting when it lets go. SQLite runs one write transaction at a time: there they run one
+    after the other, in the order given. Returns their responses, in order."""
     answers: list[Any] = [None] * len(sends)
 
     def run(i: int) -> None:
         answers[i] = sends[i](TestClient(app))  # one client per thread (the app is started already)
 
+    if backend != "postgres":
+        for i in range(len(sends)):
+            run(i)
+        return answers
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(sends))]
     with counter_held(backend, request, org.id):
-        for t in threads:
+        waiting = 0
+        for n, t in enumerate(threads, start=1):
             t.start()
-        deadline = time.monotonic() + 20
-        while not waiting_on_the_counter(backend, request, len(sends)):
-            assert time.monotonic() < deadline, "the requests never queued on the revision counter"
-            time.sleep(0.05)
+            deadline = time.monotonic() + 20
+            # a request that does not take the counter first runs to its end right away (the assertions on
+            # the outcome then tell what that did)
+            while t.is_alive() and not waiting_on_the_counter(backend, request, waiting + 1):
+                assert time.monotonic() < deadline, f"request {n} neither queued on the counter nor ended"
+                time.sleep(0.02)
+            waiting += t.is_alive()
     for t in threads:
         t.join(timeout=60)
     return answers
@@ -184,3 +197,34 @@ def test_two_edits_from_one_revision_at_once_one_is_refused(
     winner = next(a for a in answers if a.status_code == 200).json()
     served, state = served_state(org, prompt_id)
     assert served["title"] == state.values["title"] == winner["title"]
+
+
+def test_a_purge_waits_for_a_push_that_restores_the_tombstone(
+    app: FastAPI, client: TestClient, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A device that was offline for months edits a record someone deleted meanwhile: the edit restores it.
+    A tombstone purge running at that moment must not hard-delete the record the push is restoring."""
+    org = new_org(client, name="Race purge")
+    made = org.owner.post(f"{org.base}/prompts", json={"title": "Old", "body": "kept offline"})
+    assert made.status_code == 201, made.text
+    prompt_id = made.json()["id"]
+    edit = _edit(org, prompt_id, {"body": "edited offline, before the delete arrived"}, "laptop")
+    assert org.owner.delete(f"{org.base}/prompts/{prompt_id}").status_code == 204
+
+    def purge(_: TestClient) -> int:
+        services = app.state.services
+        with unit_of_work(services.session_factory) as session:
+            set_tenant(session, org_id=uuid.UUID(org.id))
+            return purge_tombstones(
+                session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(minutes=1)
+            )
+
+    answers = race(app, backend, request, org, [pushing(org, "laptop", edit), purge])
+    assert answers[0].status_code == 200, answers[0].text
+    # the edit wins over the delete it did not see: restored, with the delete kept as a conflict to look at
+    results = answers[0].json()["results"]
+    assert [(r["status"], len(r["conflicts"])) for r in results] == [("conflict", 1)], answers[0].text
+    assert answers[1] == 0, "nothing is purged: the push restored the only tombstone"
+    served, state = served_state(org, prompt_id)
+    assert served["body"] == "edited offline, before the delete arrived"
+    assert not state.deleted

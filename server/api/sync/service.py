@@ -40,7 +40,7 @@ from outputhub.common.sync import (
     Remap,
     TableChecksum,
 )
-from outputhub.server.api.base import Link, Tenant
+from outputhub.server.api.base import Link, Tenant, lock_org_writes
 from outputhub.server.api.lookups.service import (
     KINDS,
 )
@@ -446,7 +446,12 @@ def resolve_conflict(
 
 def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -> int:
     """Hard-delete records deleted before ``before`` that nothing references any more, and raise the
-    organization's sync horizon past them: replicas with an older cursor get 410 and resynchronize."""
+    organization's sync horizon past them: replicas with an older cursor get 410 and resynchronize.
+
+    Takes the organization's write lock first, like every writer (:func:`lock_org_writes`): a push restoring
+    one of these records (an edit made offline before the delete arrived) either commits before the purge
+    reads the tombstones, or waits for the purge."""
+    lock_org_writes(session, org_id=org_id)
     purged = 0
     top = horizon(session, org_id=org_id)
     referencing: dict[type[ReplicatedRow], list[tuple[type[ReplicatedRow], str]]] = {}
