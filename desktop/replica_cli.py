@@ -46,7 +46,7 @@ from outputhub.sync.client import (
     login,
     refresh_tokens,
 )
-from outputhub.sync.engine import DEFAULT_SCHEMA
+from outputhub.sync.engine import DEFAULT_SCHEMA, TOMBSTONE
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
 
 JSON_FLAG = "--json"
@@ -516,12 +516,32 @@ def conflicts_list(typer_ctx: typer.Context) -> None:
             lambda: (
                 "\n".join(
                     f"{c.id}  {c.entity} {c.record_id} {c.field}"
-                    + ("  (refused by the server)" if c.field == REJECTED_FIELD else "")
+                    + ("  (refused by the server)" if c.field == REJECTED_FIELD else f"  {_sides(c)}")
                     for c in items
                 )
                 or "no open conflicts"
             ),
         )
+
+
+LIST_VALUE_CHARS = 40
+"""``conflicts list`` shows each side's value up to this many characters (``conflicts show`` shows it all)."""
+
+
+def _sides(conflict: Any) -> str:
+    """Both sides of a conflict on one line: ``mine 'A' / theirs 'B'``; a delete against an edit says
+    which side deleted."""
+    if conflict.field == TOMBSTONE:
+        return " / ".join(
+            f"{side} {'deleted' if value else 'edited'}"
+            for side, value in (("mine", conflict.mine), ("theirs", conflict.theirs))
+        )
+
+    def short(value: object) -> str:
+        text = repr(value)
+        return text if len(text) <= LIST_VALUE_CHARS else text[: LIST_VALUE_CHARS - 1] + "…"
+
+    return f"mine {short(conflict.mine)} / theirs {short(conflict.theirs)}"
 
 
 @conflicts_app.command("show")

@@ -142,6 +142,9 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     assert "1 new conflict" in out
     [conflict] = b.json("conflicts", "list")  # type: ignore[misc]
     assert {conflict["mine"], conflict["theirs"]} == {"From A", "From B"}
+    # the list shows both sides on the conflict's line
+    sides = f"mine {conflict['mine']!r} / theirs {conflict['theirs']!r}"
+    assert b.run("conflicts", "list").splitlines() == [f"{conflict['id']}  prompt {prompt} title  {sides}"]
     shown = b.run("conflicts", "show", conflict["id"])
     assert "mine:" in shown and "theirs:" in shown
     b.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
