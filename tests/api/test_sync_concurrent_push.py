@@ -294,3 +294,23 @@ def test_many_devices_pushing_at_once_lose_no_edit(app: FastAPI, client: TestCli
         assert written[prompt_id] <= known, f"{prompt_id}: writes lost: {written[prompt_id] - known}"
         for name in ("title", "description", "body"):
             assert served[name] == state.values[name], name
+
+
+def test_a_push_retried_while_the_first_attempt_runs_is_answered_once(
+    app: FastAPI, client: TestClient, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A client that timed out sends the same batch again while the server is still applying the first:
+    the second attempt waits, then gets the first one's answers (replayed), and the edit is applied once."""
+    org = new_org(client, name="Race retry")
+    prompt_id = seed_library(org)["prompt"]
+    edit = _edit(org, prompt_id, {"title": "Sent twice"}, "laptop")
+    before = org.owner.get(f"{org.base}/prompts/{prompt_id}").json()["revision"]
+    first, second = race(
+        app, backend, request, org, [pushing(org, "laptop", edit), pushing(org, "laptop", edit)]
+    )
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    [one], [two] = first.json()["results"], second.json()["results"]
+    assert one["status"] == "applied" and not one.get("replayed")
+    assert two["replayed"] is True and two["revision"] == one["revision"] and two["status"] == one["status"]
+    served = org.owner.get(f"{org.base}/prompts/{prompt_id}").json()
+    assert served["title"] == "Sent twice" and served["revision"] == one["revision"] > before
