@@ -6,10 +6,6 @@ Two workstations (two encrypted replicas) edit offline, sync, meet a conflict an
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +15,7 @@ from typer.testing import CliRunner
 
 from outputhub.desktop.storage import open_replica
 from outputhub.server.cli import app
+from tests.e2e.support import serving
 from tests.e2e.test_serve_cli import free_port
 
 pytestmark = pytest.mark.postgres
@@ -27,35 +24,8 @@ PASSWORD = "a long password"
 
 @pytest.fixture(scope="module")
 def server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTPUTHUB_")}
-    env["OUTPUTHUB_DATA_DIR"] = str(tmp_path_factory.mktemp("serve"))
-    env["OUTPUTHUB_DATABASE_URL"] = pg_url
-    env["OUTPUTHUB_SECRET_KEY"] = "replica-cli-test-secret-with-enough-length"
-    exe = str(Path(sys.executable).with_name("outputhub"))
-    proc = subprocess.Popen(
-        [exe, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "server exited"
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+    with serving(pg_url, tmp_path_factory.mktemp("serve")) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 class Workstation:
