@@ -584,7 +584,15 @@ def conflicts_resolve(
     with edits(ctx) as (replica, _store, library):
         found = [c for c in replica.list_conflicts() if c.id == conflict_id]
         if not found:
-            fail(5, f"no open conflict {conflict_id}")
+            # a conflict is one pair of writes: an edit of either side since it was listed (here or
+            # pulled by a sync) closes it and opens the one between the newer writes, under a new id
+            others = [o for o in replica.list_conflicts(include_resolved=True) if o.id == conflict_id]
+            why = (
+                "it is resolved already"
+                if others
+                else "it may have been replaced by a newer one after an edit of the same field"
+            )
+            fail(5, f"no open conflict {conflict_id} ({why}): see `outputhub replica conflicts list`")
         c = found[0]
         if c.field == REJECTED_FIELD:
             if keep == "mine":

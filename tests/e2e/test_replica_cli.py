@@ -118,6 +118,10 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     shown = b.run("conflicts", "show", conflict["id"])
     assert "mine:" in shown and "theirs:" in shown
     b.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
+    again = b.run("conflicts", "resolve", conflict["id"], "--keep", "theirs", code=5)
+    assert "resolved already" in again and "conflicts list" in again
+    unknown = b.run("conflicts", "resolve", "00000000-0000-5000-8000-000000000000", "--keep", "mine", code=5)
+    assert "replaced by a newer one" in unknown
     b.run("sync")
     a.run("sync", "--full-check")
     assert a.json("show", "prompt", prompt)["title"] == "From B"  # type: ignore[index]
