@@ -49,8 +49,23 @@ def add_baseline_routes(app: FastAPI) -> None:
         return Response(content=stored["page"], media_type="application/json")
 
 
+BENCH_RATE_LIMIT = 10**9
+"""Requests per window for every caller: the limiter still counts each request (its cost is part of every
+figure, as in production), but a benchmark, one user sending thousands of requests a minute, is never
+refused (with the default 1,200 per user, ``bench.api`` got 429 from its first output on)."""
+
+
 def build_app(*, data_dir: Path, database_url: str | None, secret_key: str) -> FastAPI:
-    app = create_app(Settings(data_dir=data_dir, database_url=database_url, secret_key=secret_key))
+    app = create_app(
+        Settings(
+            data_dir=data_dir,
+            database_url=database_url,
+            secret_key=secret_key,
+            rate_limit_per_user=BENCH_RATE_LIMIT,
+            rate_limit_per_api_key=BENCH_RATE_LIMIT,
+            rate_limit_anonymous=BENCH_RATE_LIMIT,
+        )
+    )
     add_baseline_routes(app)
     return app
 
