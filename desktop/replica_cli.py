@@ -351,12 +351,17 @@ def sync(
         if not ctx.as_json:
             typer.echo("", err=True)
 
+        new, changed = _new_and_changed(replica, report.conflicts_opened, report.conflicts_closed)
+
         def text() -> str:
             lines = [f"pushed {report.pushed}, pulled {report.pulled}, at revision {report.cursor}"]
             lines += [f"refused: {r['entity']} {r['id']}: {r['reason']}" for r in report.refused]
-            if report.conflicts_opened:
+            if new:
+                lines.append(f"{new} new conflict(s): see `outputhub replica conflicts list`")
+            if changed:
                 lines.append(
-                    f"{len(report.conflicts_opened)} new conflict(s): see `outputhub replica conflicts list`"
+                    f"{changed} open conflict(s) changed (a side was edited again; they have new ids): "
+                    "see `outputhub replica conflicts list`"
                 )
             if report.repaired:
                 lines.append(
@@ -365,6 +370,18 @@ def sync(
             return "\n".join(lines)
 
         emit(ctx, report, text)
+
+
+def _new_and_changed(replica: Replica, opened: list[str], closed: list[str]) -> tuple[int, int]:
+    """How many of the conflicts a sync opened are new, and how many replace one it closed on the same field
+    of the same record (a conflict is one pair of writes: an edit of either side closes it and opens the
+    one between the newer writes)."""
+    if not opened:
+        return 0, 0
+    where = {c.id: (c.entity, c.record_id, c.field) for c in replica.list_conflicts(include_resolved=True)}
+    replaced = {where[i] for i in closed if i in where}
+    changed = sum(1 for i in opened if where.get(i) in replaced)
+    return len(opened) - changed, changed
 
 
 @app.command()
@@ -586,13 +603,13 @@ def conflicts_resolve(
         if not found:
             # a conflict is one pair of writes: an edit of either side since it was listed (here or
             # pulled by a sync) closes it and opens the one between the newer writes, under a new id
-            others = [o for o in replica.list_conflicts(include_resolved=True) if o.id == conflict_id]
-            why = (
-                "it is resolved already"
-                if others
-                else "it may have been replaced by a newer one after an edit of the same field"
-            )
-            fail(5, f"no open conflict {conflict_id} ({why}): see `outputhub replica conflicts list`")
+            if any(o.id == conflict_id for o in replica.list_conflicts(include_resolved=True)):
+                fail(
+                    5,
+                    f"conflict {conflict_id} is closed (resolved, or replaced by a newer one after another "
+                    "edit of the field): see `outputhub replica conflicts list`",
+                )
+            fail(5, f"no conflict {conflict_id}: see `outputhub replica conflicts list`")
         c = found[0]
         if c.field == REJECTED_FIELD:
             if keep == "mine":

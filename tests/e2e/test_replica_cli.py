@@ -117,11 +117,22 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     assert b.run("conflicts", "list").splitlines() == [f"{conflict['id']}  prompt {prompt} title  {sides}"]
     shown = b.run("conflicts", "show", conflict["id"])
     assert "mine:" in shown and "theirs:" in shown
-    b.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
-    again = b.run("conflicts", "resolve", conflict["id"], "--keep", "theirs", code=5)
-    assert "resolved already" in again and "conflicts list" in again
+    assert conflict["mine"] == "From B"
+
+    # a edits the title again before it has seen B's edit: the conflict's sides change, under a new id
+    a.run("edit", "prompt", prompt, "--set", "title=From A again")
+    a.run("sync")
+    out = b.run("sync")
+    assert "1 open conflict(s) changed" in out and "new conflict" not in out
+    [changed] = b.json("conflicts", "list")  # type: ignore[misc]
+    assert changed["id"] != conflict["id"]
+    assert (changed["mine"], changed["theirs"]) == ("From B", "From A again")
+    stale = b.run("conflicts", "resolve", conflict["id"], "--keep", "mine", code=5)
+    assert "is closed" in stale and "replaced by a newer one" in stale and "conflicts list" in stale
     unknown = b.run("conflicts", "resolve", "00000000-0000-5000-8000-000000000000", "--keep", "mine", code=5)
-    assert "replaced by a newer one" in unknown
+    assert "no conflict" in unknown
+
+    b.run("conflicts", "resolve", changed["id"], "--keep", "mine")
     b.run("sync")
     a.run("sync", "--full-check")
     assert a.json("show", "prompt", prompt)["title"] == "From B"  # type: ignore[index]
