@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 from outputhub.desktop.services.sync import (
     Organization,
     OrganizationChoiceError,
+    conflict_news,
     find_organization,
     list_organizations,
 )
@@ -351,7 +352,7 @@ def sync(
         if not ctx.as_json:
             typer.echo("", err=True)
 
-        new, changed = _new_and_changed(replica, report.conflicts_opened, report.conflicts_closed)
+        new, changed = conflict_news(replica, report.conflicts_opened, report.conflicts_closed)
 
         def text() -> str:
             lines = [f"pushed {report.pushed}, pulled {report.pulled}, at revision {report.cursor}"]
@@ -370,18 +371,6 @@ def sync(
             return "\n".join(lines)
 
         emit(ctx, report, text)
-
-
-def _new_and_changed(replica: Replica, opened: list[str], closed: list[str]) -> tuple[int, int]:
-    """How many of the conflicts a sync opened are new, and how many replace one it closed on the same field
-    of the same record (a conflict is one pair of writes: an edit of either side closes it and opens the
-    one between the newer writes)."""
-    if not opened:
-        return 0, 0
-    where = {c.id: (c.entity, c.record_id, c.field) for c in replica.list_conflicts(include_resolved=True)}
-    replaced = {where[i] for i in closed if i in where}
-    changed = sum(1 for i in opened if where.get(i) in replaced)
-    return len(opened) - changed, changed
 
 
 @app.command()

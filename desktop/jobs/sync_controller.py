@@ -33,6 +33,8 @@ class SyncPort(Protocol):
 
     def sync(self, *, progress: ProgressCallback, only_if_reachable: bool = False) -> Any: ...
 
+    def conflict_news(self, report: Any) -> tuple[int, int]: ...
+
 
 class BackgroundSync(Protocol):
     """Runs one sync off the GUI thread; the callbacks are called on the GUI thread. The outcome passed to
@@ -266,8 +268,10 @@ class SyncController(QObject):
             self._set(SyncStatus("offline", f"Offline: server not reachable{since}"))
             return
         self._last_ok = now
-        conflicts = len(set(getattr(outcome, "conflicts_opened", ())))
-        extra = f" · {conflicts} new conflict(s)" if conflicts else ""
+        new, changed = self._service.conflict_news(outcome)
+        extra = (f" · {new} new conflict(s)" if new else "") + (
+            f" · {changed} conflict(s) changed" if changed else ""
+        )
         self._set(SyncStatus("up_to_date", f"Up to date at {now:%H:%M}{extra}"))
         self.synced.emit(outcome)
 

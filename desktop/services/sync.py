@@ -144,6 +144,19 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def conflict_news(replica: Replica, opened: Sequence[str], closed: Sequence[str]) -> tuple[int, int]:
+    """Of the conflicts a sync opened, (how many are new, how many replace one it closed on the same field
+    of the same record). A conflict is one pair of writes: when either side is edited again, it is closed and
+    the conflict between the newer writes opens under a new id; that is a changed conflict, not a new one."""
+    if not opened:
+        return 0, 0
+    where = {c.id: (c.entity, c.record_id, c.field) for c in replica.list_conflicts(include_resolved=True)}
+    replaced = {where[i] for i in closed if i in where}
+    unique = list(dict.fromkeys(opened))
+    changed = sum(1 for i in unique if where.get(i) in replaced)
+    return len(unique) - changed, changed
+
+
 class SyncService:
     def __init__(self, *, replica: Replica, http_timeout: float = 30.0, pull_page: int = PULL_PAGE) -> None:
         self._replica = replica
@@ -278,6 +291,14 @@ class SyncService:
             for key in ("access_token", "refresh_token"):
                 self._replica.set_setting(key=key, value=None)
         return self.settings()
+
+    def conflict_news(self, report: Any) -> tuple[int, int]:
+        """(new, changed) among the conflicts ``report`` (a ``SyncReport``) opened: :func:`conflict_news`."""
+        return conflict_news(
+            self._replica,
+            list(getattr(report, "conflicts_opened", ())),
+            list(getattr(report, "conflicts_closed", ())),
+        )
 
     def reachable(self) -> bool:
         url = self._get("server_url")

@@ -81,14 +81,13 @@ def test_log_in_sync_edit_and_resolve_a_conflict(qtbot, replica, session, api, l
     )
 
     # another device changes the prompt's title; this one changes it too, offline
-    with httpx.Client(base_url=live_server, timeout=30) as http:
-        other = make_device(
-            tmp_path, "laptop", http=http, base_url=live_server, token=org.owner.token, org_id=org.id
-        )
-        other.sync()
-        other.library.edit("prompt", ids["prompt"], {"title": "Laptop title"})
-        other.sync()
-        other.replica.close()
+    http = httpx.Client(base_url=live_server, timeout=30)
+    other = make_device(
+        tmp_path, "laptop", http=http, base_url=live_server, token=org.owner.token, org_id=org.id
+    )
+    other.sync()
+    other.library.edit("prompt", ids["prompt"], {"title": "Laptop title"})
+    other.sync()
     prompts = show(qtbot, session, "Prompts")
     qtbot.waitUntil(lambda: prompts.model.row_of(ids["prompt"]) is not None, timeout=5000)
     prompts.list.select_id(ids["prompt"])
@@ -104,11 +103,22 @@ def test_log_in_sync_edit_and_resolve_a_conflict(qtbot, replica, session, api, l
     assert "1 new conflict" in text
     qtbot.waitUntil(lambda: "1 conflict" in session.window.conflict_label.text(), timeout=5000)
 
+    # the laptop edits its title again before it has seen this edit: the same conflict, its other side
+    # changed (a conflict is one pair of writes, so it comes back under a new id): not a new one
+    other.library.edit("prompt", ids["prompt"], {"title": "Laptop title, again"})
+    other.sync()
+    other.replica.close()
+    http.close()
+    qtbot.keyClick(session.window, Qt.Key.Key_F5)
+    text = wait_status(qtbot, session, "up_to_date")
+    assert "1 conflict(s) changed" in text and "new conflict" not in text
+    qtbot.waitUntil(lambda: "1 conflict" in session.window.conflict_label.text(), timeout=5000)
+
     conflicts = show(qtbot, session, "Conflicts")
     qtbot.waitUntil(lambda: conflicts.model.rowCount() == 1, timeout=5000)
     conflicts.list.select_id(conflicts.model.row_at(0).id)
     assert conflicts.mine.toPlainText() == "Desktop title"
-    assert conflicts.theirs.toPlainText() == "Laptop title"
+    assert conflicts.theirs.toPlainText() == "Laptop title, again"
     assert conflicts.base.toPlainText() == "Linux Terminal"
     assert conflicts.merged.toPlainText() == "Desktop title"  # a single value: mine is suggested
     conflicts.merged.selectAll()
