@@ -311,13 +311,18 @@ def _remote(store: ReplicaSyncStore) -> HttpRemote:
     assert server is not None and credential is not None
     token = credential
     if kind == "refresh":
-        try:
-            pair = refresh_tokens(server, refresh_token=credential)
-        except ServerUnreachableError as exc:
-            fail(3, f"{exc} {EDITS_KEPT}")
-        except SyncError:
-            fail(4, "the saved login has expired or was revoked: run `outputhub replica attach` again")
-        store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
+        # One refresh at a time per replica, under its write lock (which other processes wait for too), with
+        # the token read again inside it: the server rotates the refresh token at each use and revokes the
+        # login when a used one comes back, which two syncs started together would otherwise both send.
+        with store.replica.transaction():
+            credential = store.replica.get_setting(key="credential") or credential
+            try:
+                pair = refresh_tokens(server, refresh_token=credential)
+            except ServerUnreachableError as exc:
+                fail(3, f"{exc} {EDITS_KEPT}")
+            except SyncError:
+                fail(4, "the saved login has expired or was revoked: run `outputhub replica attach` again")
+            store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
         token = str(pair["access_token"])
     return HttpRemote(server, token=token, org_id=store.org_id())
 

@@ -6,6 +6,8 @@ Two workstations (two encrypted replicas) edit offline, sync, meet a conflict an
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +210,38 @@ def test_a_saved_login_offline_keeps_the_edits(server: str, tmp_path: Path) -> N
     assert "cannot reach" in unreachable and "local edits are kept" in unreachable
     assert ws.json("status")["pending"] == 1  # type: ignore[index]
     assert ws.json("show", "prompt", prompt)["title"] == "Written offline"  # type: ignore[index]
+
+
+def test_two_syncs_of_one_replica_at_once_keep_the_login(server: str, tmp_path: Path) -> None:
+    """A scheduled sync and a manual one start together: both refresh the saved login. The server rotates
+    the refresh token at each use and revokes the login when a used one comes back, so the two refreshes
+    must not both use the same token: both syncs succeed, and the login still works afterwards."""
+    email = "twice@example.com"
+    httpx.post(
+        f"{server}/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "T"}
+    ).raise_for_status()
+    token = httpx.post(f"{server}/api/v1/auth/token", data={"username": email, "password": PASSWORD}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    org = httpx.post(f"{server}/api/v1/orgs", json={"name": "Twice"}, headers=headers).json()["id"]
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    ws = Workstation(tmp_path, "t")
+    ws.run("init")
+    ws.run(
+        "attach", "--server", server, "--org", org, "--email", email, "--password-file", str(password_file)
+    )
+    for n in range(5):
+        ws.run("add", "prompt", "--set", f"title=Prompt {n}", "--set", "body=text")
+
+    exe = str(Path(sys.executable).with_name("outputhub"))
+    command = [exe, "replica", "--replica", str(ws.replica), "--passphrase-file", str(ws.secret), "sync"]
+    runs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert "pushed 0" in ws.run("sync")  # the login still works, and everything was pushed once
+    assert ws.json("status")["pending"] == 0  # type: ignore[index]
+    listed = httpx.get(f"{server}/api/v1/orgs/{org}/prompts", headers=headers).json()["items"]
+    assert sorted(p["title"] for p in listed) == [f"Prompt {n}" for n in range(5)]
