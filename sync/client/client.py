@@ -13,14 +13,16 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
+
 from outputhub.common.sync import PullAlong
-from outputhub.sync.client.errors import CursorExpiredError, SyncError
+from outputhub.sync.client.errors import CursorExpiredError, RequestTooLargeError, SyncError
 from outputhub.sync.ports import Outgoing, Remote, RemoteItem, ReplicaStore
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES, check_uniform, expand_state_wire
 
@@ -30,6 +32,12 @@ PULL_GROUP_ROWS: Final = 20000
 committed every 5,000, 9.4k every 10,000, 9.6k every 20,000 (docs/benchmarks.md)."""
 PULL_GROUP_SECONDS: Final = 1.0
 """A transaction takes no further page after this long (the replica's write lock: GUI edits wait for it)."""
+
+PUSH_BATCH_BYTES: Final = 4 * 1024 * 1024
+"""A push sends changes up to about this many bytes of JSON at once (and at most ``push_batch`` of them): the
+server refuses bodies over its ``max_body_bytes`` (5 MiB by default) with 413. A server that refuses a batch
+anyway (a lower limit) gets batches half the size, down to one change; one change it still refuses is kept
+as a refused edit, so the changes queued after it are not held up."""
 
 Progress = Callable[[str, int, int | None], None]
 """``(phase, done, total)``: phase is ``push`` or ``pull``; total may be unknown (None)."""
@@ -120,6 +128,21 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
+def _size(batch: Sequence[Outgoing]) -> int:
+    """The batch's changes as JSON, in bytes (about what they add to a push's body)."""
+    return sum(len(orjson.dumps(o.change)) for o in batch)
+
+
+def _within(batch: list[Outgoing], budget: int) -> list[Outgoing]:
+    """The first changes of ``batch`` that fit in ``budget`` bytes of JSON; at least one."""
+    total = 0
+    for n, op in enumerate(batch):
+        total += len(orjson.dumps(op.change))
+        if total > budget and n > 0:
+            return batch[:n]
+    return batch
+
+
 class SyncClient:
     def __init__(
         self,
@@ -127,6 +150,7 @@ class SyncClient:
         remote: Remote,
         *,
         push_batch: int = 500,
+        push_batch_bytes: int = PUSH_BATCH_BYTES,
         pull_page: int = 1000,
         full_check: bool = False,
     ) -> None:
@@ -134,6 +158,7 @@ class SyncClient:
         self.remote = remote
         self.full_check = full_check
         self.push_batch = push_batch
+        self.push_batch_bytes = push_batch_bytes
         self.pull_page = pull_page
 
     def sync(self, progress: Progress | None = None) -> SyncReport:
@@ -165,7 +190,7 @@ class SyncClient:
         refused_records: set[tuple[str, str]] = set()
         along = PulledAlong()
         while True:
-            batch = self.store.pending(limit=self.push_batch)
+            batch = _within(self.store.pending(limit=self.push_batch), self.push_batch_bytes)
             if not batch:
                 break
             along_with = (
@@ -182,6 +207,27 @@ class SyncClient:
                     answer = self.remote.push(
                         device=self.store.node_id, changes=[o.change for o in batch], pull=along_with
                     )
+            except RequestTooLargeError as exc:
+                if len(batch) > 1:  # this server takes less at once: half as much, and again if need be
+                    self.push_batch_bytes = max(1, _size(batch) // 2)
+                    continue
+                # one change the server will not take in any batch: kept as a refused edit, and the
+                # changes queued after it go on
+                reason = f"too-large: {exc}"
+                with self.store.replayable_transaction():
+                    self.store.add_rejection(op=batch[0], reason=reason)
+                    self.store.acknowledge([batch[0].op_id])
+                report.refused.append(
+                    {
+                        "op_id": batch[0].op_id,
+                        "entity": batch[0].entity,
+                        "id": batch[0].record_id,
+                        "reason": reason,
+                    }
+                )
+                refused_records.add((batch[0].entity, batch[0].record_id))
+                done += 1
+                continue
             except SyncError as exc:
                 self.store.record_failure([o.op_id for o in batch], str(exc))
                 raise

@@ -27,6 +27,10 @@ class NotFoundOnServerError(SyncError):
     """The server has no such organization or record (or it belongs to another organization)."""
 
 
+class RequestTooLargeError(SyncError):
+    """The server refused a request body as too large (413): a push sends fewer changes at a time."""
+
+
 class CursorExpiredError(SyncError):
     """The server purged tombstones newer than this replica's cursor: pull again from zero."""
 

@@ -15,6 +15,7 @@ from outputhub.sync.client.errors import (
     CursorExpiredError,
     NotFoundOnServerError,
     ProtocolMismatchError,
+    RequestTooLargeError,
     ServerUnreachableError,
     SyncError,
     SyncPermissionError,
@@ -64,6 +65,8 @@ def check(response: httpx.Response) -> httpx.Response:
         raise CursorExpiredError(detail)
     if status == 422 and "protocol" in detail:
         raise ProtocolMismatchError(f"this client and the server speak different sync protocols: {detail}")
+    if status == 413:
+        raise RequestTooLargeError(f"the server refused the request as too large: {detail}")
     if status == 429:
         wait = response.headers.get("Retry-After", "a few")
         raise SyncError(f"the server is rate limiting this client; retry in {wait} s")
