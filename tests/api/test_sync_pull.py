@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
+from outputhub.server.api.sync import service as sync_service
 from outputhub.server.api.sync.service import purge_tombstones
 from outputhub.server.storage.database import set_tenant, unit_of_work
 from outputhub.server.storage.tables import SyncRecordState
@@ -82,6 +83,38 @@ def test_small_pages_never_split_a_revision_and_lose_nothing(client):
         assert [(r["entity"], r["id"], r["revision"]) for r in paged] == [
             (r["entity"], r["id"], r["revision"]) for r in full
         ]
+
+
+def test_large_records_make_shorter_pages_and_lose_nothing(client, monkeypatch):
+    """A page ends before its records pass ``PULL_PAGE_BYTES`` (32 MiB; 60 KB here), whatever ``limit``
+    asks for, and still never splits a revision: paging through large records gets every one once."""
+    monkeypatch.setattr(sync_service, "PULL_PAGE_BYTES", 60_000)
+    org = new_org(client)
+    ids = seed_library(org)
+    o = org.owner
+    _, start = pull_all(o, org)
+    contents = [f"{i} " + "a long output " * 1_400 for i in range(12)]  # ~20 KB each
+    r = o.post(
+        f"{org.base}/outputs/bulk",
+        json={"items": [{"prompt_id": ids["prompt"], "content": c} for c in contents]},
+    )
+    assert r.status_code == 201, r.text
+    sizes: list[int] = []
+    since, seen = start, []
+    while True:
+        page = o.get(f"{org.base}/sync/changes", params={"protocol": 3, "since": since, "limit": 1000}).json()
+        sizes.append(len(page["records"]))
+        seen += page["records"]
+        since = page["next_since"]
+        if not page["has_more"]:
+            break
+    assert [r["data"]["content"] for r in seen] == contents, "every record once, in revision order"
+    assert len(sizes) >= 4 and max(sizes) <= 3, sizes  # ~20 KB of content (+ state) each: 2-3 per 60 KB page
+    # a record larger than the whole budget still comes, alone on its page
+    big = o.post(f"{org.base}/outputs", json={"prompt_id": ids["prompt"], "content": "x" * 100_000})
+    assert big.status_code == 201, big.text
+    page = o.get(f"{org.base}/sync/changes", params={"protocol": 3, "since": since, "limit": 1000}).json()
+    assert [r["id"] for r in page["records"]] == [big.json()["id"]] and not page["has_more"]
 
 
 def test_viewer_may_pull_and_protocol_is_checked(client):

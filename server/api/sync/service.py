@@ -105,6 +105,22 @@ def _marks_sql(dialect: str, *, remaps_since: bool = False) -> TextClause:
     return statement.bindparams(bindparam("org", type_=Uuid))
 
 
+PULL_PAGE_BYTES: Final = 32 * 1024 * 1024
+"""A pull page ends before its records' data and states pass this many bytes (but holds at least one
+revision): ``limit`` records of 250 KB each would otherwise make a 250 MB answer that the client has to hold
+and decode at once. Pages of ordinary records (~3.3 KB each with their state) never reach it."""
+
+
+def _byte_limit(found: Sequence[FeedRow], limit: int) -> int:
+    """``limit``, lowered to the number of leading rows of ``found`` that fit in :data:`PULL_PAGE_BYTES`."""
+    total = 0
+    for n, row in enumerate(found[:limit]):
+        total += len(row.data) + len(row.state or "")
+        if total > PULL_PAGE_BYTES:
+            return max(1, n)
+    return limit
+
+
 def _page(
     session: Session, *, org_id: uuid.UUID, since: int, limit: int, form: int
 ) -> tuple[int, bool, list[FeedRow]]:
@@ -112,7 +128,8 @@ def _page(
 
     The page is every record with ``since < revision <= next_since``: up to ``limit`` records cut at a
     revision boundary, or all of one revision that alone is larger than a page. One statement reads the first
-    ``limit + 1`` rows of every entity; the page is cut from them. Every row of the page is among them: an
+    ``limit + 1`` rows of every entity; the page is cut from them (after fewer records when they are large:
+    :data:`PULL_PAGE_BYTES`). Every row of the page is among them: an
     entity with more than ``limit + 1`` rows at or below ``next_since`` would put more than ``limit`` rows
     before the revision the page is cut at. Only a page of one revision larger than a page (a lookup delete
     stamps all its referencing records with one revision) is read again, whole."""
@@ -121,6 +138,7 @@ def _page(
     )
     if not found:
         return since, False, []
+    limit = _byte_limit(found, limit)  # a smaller page of the same rows: every row of it is still among them
     if len(found) <= limit:
         return found[-1].revision, False, found
     last = found[limit - 1].revision
