@@ -1,12 +1,13 @@
-"""Two devices push edits of the same record at the same moment: both edits must survive.
+"""Writes that reach the server at the same moment must all survive: two pushes of one record, a REST edit
+and a push, two If-Match edits of one revision, a purge and a push restoring a tombstone, one batch sent
+twice, and a crowd of devices pushing at once.
 
-On PostgreSQL (READ COMMITTED) a push reads the records it touches and then waits for the organization's
-revision counter, which the other push holds until it commits. The test makes that interleaving certain: it
-holds the counter row itself while both pushes start, so both read the record as it was, then lets them
-through one after the other. The second must merge into what the first committed, not into what it read
-before waiting (that copy is stale: merging it would take the first push's edit for a REST edit reverting
-it, and drop it). On SQLite a write transaction takes the database lock before it reads anything, so the
-pushes cannot interleave; the test runs there too.
+On PostgreSQL (READ COMMITTED) a writer that read records before waiting for the organization's revision
+counter would act on a stale copy once the writer ahead of it committed: a push would take the other push's
+edit for a REST edit reverting it and drop it. Every writing request now takes the counter before it reads
+(``lock_org_writes``). The tests make each interleaving certain: they hold the counter row themselves while
+the requests start, in a set order, then let go. On SQLite a write transaction takes the database lock before
+it reads anything, so writers cannot interleave; the same requests run there one after the other.
 """
 
 from __future__ import annotations
