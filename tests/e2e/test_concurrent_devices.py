@@ -20,7 +20,7 @@ import pytest
 
 from outputhub.common.clock import HLC
 from outputhub.sync.protocol import state_from_wire
-from tests.e2e.support import serving
+from tests.e2e.support import new_account, serving
 from tests.sync.support import Device, make_device
 
 pytestmark = pytest.mark.postgres
@@ -35,15 +35,10 @@ def server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
 
 def test_devices_syncing_at_once_lose_no_edit(server: str, tmp_path: Path) -> None:
-    email = f"crowd-{uuid.uuid4().hex[:8]}@example.com"
-    httpx.post(
-        f"{server}/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "C"}
-    ).raise_for_status()
-    token = httpx.post(f"{server}/api/v1/auth/token", data={"username": email, "password": PASSWORD}).json()[
-        "access_token"
-    ]
-    headers = {"Authorization": f"Bearer {token}"}
-    org = httpx.post(f"{server}/api/v1/orgs", json={"name": "Crowd"}, headers=headers).json()["id"]
+    account = new_account(
+        server, email=f"crowd-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, org_name="Crowd"
+    )
+    token, headers, org = account.token, account.headers, account.org_id
     base = f"{server}/api/v1/orgs/{org}"
     prompts = [
         httpx.post(f"{base}/prompts", json={"title": f"P{n}", "body": "a\nb\nc\nd"}, headers=headers).json()[

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from outputhub.desktop.storage import open_replica
 from outputhub.server.cli import app
-from tests.e2e.support import serving
+from tests.e2e.support import new_account, serving
 from tests.e2e.test_serve_cli import free_port
 
 pytestmark = pytest.mark.postgres
@@ -57,16 +57,8 @@ class Workstation:
 
 
 def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, tmp_path: Path) -> None:
-    email = "curator@example.com"
-    assert (
-        httpx.post(
-            f"{server}/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "C"}
-        ).status_code
-        == 201
-    )
-    token = httpx.post(f"{server}/api/v1/auth/token", data={"username": email, "password": PASSWORD}).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    org = httpx.post(f"{server}/api/v1/orgs", json={"name": "CLI"}, headers=headers).json()["id"]
+    account = new_account(server, email="curator@example.com", password=PASSWORD, org_name="CLI")
+    email, headers, org = account.email, account.headers, account.org_id
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD)
 
@@ -186,13 +178,8 @@ def test_clear_errors_and_nothing_lost(server: str, tmp_path: Path) -> None:
 def test_a_saved_login_offline_keeps_the_edits(server: str, tmp_path: Path) -> None:
     """Attached with a password, the replica refreshes its login before each sync: with the server gone, that
     refresh fails as "unreachable" (exit 3), says the edits are kept, and keeps them."""
-    email = "offline@example.com"
-    httpx.post(
-        f"{server}/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "O"}
-    ).raise_for_status()
-    token = httpx.post(f"{server}/api/v1/auth/token", data={"username": email, "password": PASSWORD}).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    org = httpx.post(f"{server}/api/v1/orgs", json={"name": "Offline"}, headers=headers).json()["id"]
+    account = new_account(server, email="offline@example.com", password=PASSWORD, org_name="Offline")
+    email, org = account.email, account.org_id
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD)
     ws = Workstation(tmp_path, "o")
@@ -216,13 +203,8 @@ def test_two_syncs_of_one_replica_at_once_keep_the_login(server: str, tmp_path: 
     """A scheduled sync and a manual one start together: both refresh the saved login. The server rotates
     the refresh token at each use and revokes the login when a used one comes back, so the two refreshes
     must not both use the same token: both syncs succeed, and the login still works afterwards."""
-    email = "twice@example.com"
-    httpx.post(
-        f"{server}/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "T"}
-    ).raise_for_status()
-    token = httpx.post(f"{server}/api/v1/auth/token", data={"username": email, "password": PASSWORD}).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    org = httpx.post(f"{server}/api/v1/orgs", json={"name": "Twice"}, headers=headers).json()["id"]
+    account = new_account(server, email="twice@example.com", password=PASSWORD, org_name="Twice")
+    email, headers, org = account.email, account.headers, account.org_id
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD)
     ws = Workstation(tmp_path, "t")
