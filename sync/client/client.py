@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -128,19 +128,16 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def _size(batch: Sequence[Outgoing]) -> int:
-    """The batch's changes as JSON, in bytes (about what they add to a push's body)."""
-    return sum(len(orjson.dumps(o.change)) for o in batch)
-
-
-def _within(batch: list[Outgoing], budget: int) -> list[Outgoing]:
-    """The first changes of ``batch`` that fit in ``budget`` bytes of JSON; at least one."""
+def _within(batch: list[Outgoing], budget: int) -> tuple[list[Outgoing], int]:
+    """The first changes of ``batch`` that fit in ``budget`` bytes of JSON (at least one), and their size in
+    bytes (about what they add to a push's body)."""
     total = 0
     for n, op in enumerate(batch):
-        total += len(orjson.dumps(op.change))
-        if total > budget and n > 0:
-            return batch[:n]
-    return batch
+        size = len(orjson.dumps(op.change))
+        if total + size > budget and n > 0:
+            return batch[:n], total
+        total += size
+    return batch, total
 
 
 class SyncClient:
@@ -190,7 +187,7 @@ class SyncClient:
         refused_records: set[tuple[str, str]] = set()
         along = PulledAlong()
         while True:
-            batch = _within(self.store.pending(limit=self.push_batch), self.push_batch_bytes)
+            batch, size = _within(self.store.pending(limit=self.push_batch), self.push_batch_bytes)
             if not batch:
                 break
             along_with = (
@@ -209,23 +206,13 @@ class SyncClient:
                     )
             except RequestTooLargeError as exc:
                 if len(batch) > 1:  # this server takes less at once: half as much, and again if need be
-                    self.push_batch_bytes = max(1, _size(batch) // 2)
+                    self.push_batch_bytes = max(1, size // 2)
                     continue
                 # one change the server will not take in any batch: kept as a refused edit, and the
                 # changes queued after it go on
-                reason = f"too-large: {exc}"
                 with self.store.replayable_transaction():
-                    self.store.add_rejection(op=batch[0], reason=reason)
+                    self._refuse(batch[0], f"too-large: {exc}", report, refused_records)
                     self.store.acknowledge([batch[0].op_id])
-                report.refused.append(
-                    {
-                        "op_id": batch[0].op_id,
-                        "entity": batch[0].entity,
-                        "id": batch[0].record_id,
-                        "reason": reason,
-                    }
-                )
-                refused_records.add((batch[0].entity, batch[0].record_id))
                 done += 1
                 continue
             except SyncError as exc:
@@ -242,11 +229,7 @@ class SyncClient:
                     if result.get("status") == "refused":
                         error = result.get("error") or {}
                         reason = f"{error.get('code', 'refused')}: {error.get('detail', '')}"
-                        self.store.add_rejection(op=op, reason=reason)
-                        report.refused.append(
-                            {"op_id": op.op_id, "entity": op.entity, "id": op.record_id, "reason": reason}
-                        )
-                        refused_records.add((op.entity, op.record_id))
+                        self._refuse(op, reason, report, refused_records)
                     else:
                         report.conflicts_opened.extend(result.get("conflicts") or [])
                 self.store.acknowledge([o.op_id for o in answered])
@@ -263,6 +246,15 @@ class SyncClient:
         for entity, record_id in sorted(refused_records):
             self._reset(entity, record_id)
         return along
+
+    def _refuse(
+        self, op: Outgoing, reason: str, report: SyncReport, refused_records: set[tuple[str, str]]
+    ) -> None:
+        """Keep a change the server will not take as a refused edit (in the caller's transaction); its record
+        is shown as the server has it once the push is done."""
+        self.store.add_rejection(op=op, reason=reason)
+        report.refused.append({"op_id": op.op_id, "entity": op.entity, "id": op.record_id, "reason": reason})
+        refused_records.add((op.entity, op.record_id))
 
     def _reset(self, entity: str, record_id: str) -> None:
         """After a refused edit: show the server's version of the record again (the edit is kept in a
