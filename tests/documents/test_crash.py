@@ -9,11 +9,8 @@ event handlers run after the answer is sent, so in the second case the client go
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,20 +21,14 @@ import pymongo
 import pytest
 
 from tests.support.postgres import app_database
+from tests.support.serve import clean_env, served
 
 PASSWORD = "a long password"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def server_env(request, tmp_path: Path, mongo_url: str) -> Iterator[dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTPUTHUB_")}
-    env.update(
+    env = clean_env(
         OUTPUTHUB_DATA_DIR=str(tmp_path / "data"),
         OUTPUTHUB_SECRET_KEY="crash-test-secret-key-long-enough-for-hs256",
         OUTPUTHUB_MONGO_URL=mongo_url,
@@ -53,29 +44,8 @@ def server_env(request, tmp_path: Path, mongo_url: str) -> Iterator[dict[str, st
 
 @contextmanager
 def running(env: dict[str, str], **extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = _free_port()
-    exe = str(Path(sys.executable).with_name("outputhub"))
-    proc = subprocess.Popen(
-        [exe, "serve", "--port", str(port)], env={**env, **extra}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "server exited"
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+    with served({**env, **extra}) as (proc, base):
         yield proc, base
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=20)
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from typer.testing import CliRunner
 from outputhub.desktop.storage import open_replica
 from outputhub.server.cli import app
 from tests.e2e.support import new_account, serving
-from tests.e2e.test_serve_cli import free_port
+from tests.support.serve import OUTPUTHUB_EXE, free_port
 
 pytestmark = pytest.mark.postgres
 PASSWORD = "a long password"
@@ -215,8 +214,15 @@ def test_two_syncs_of_one_replica_at_once_keep_the_login(server: str, tmp_path: 
     for n in range(5):
         ws.run("add", "prompt", "--set", f"title=Prompt {n}", "--set", "body=text")
 
-    exe = str(Path(sys.executable).with_name("outputhub"))
-    command = [exe, "replica", "--replica", str(ws.replica), "--passphrase-file", str(ws.secret), "sync"]
+    command = [
+        OUTPUTHUB_EXE,
+        "replica",
+        "--replica",
+        str(ws.replica),
+        "--passphrase-file",
+        str(ws.secret),
+        "sync",
+    ]
     runs = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(2)
