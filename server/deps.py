@@ -94,13 +94,17 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Requests that write nothing (a read-only transaction) and so do not take the organization's write lock."""
+
+
 def get_session(request: Request, services: ServicesDep, background: BackgroundTasks) -> Iterator[Session]:
     """One transaction per request. Its events are staged in the outbox in the same transaction; once it
     has committed, cache entries are invalidated at once and the event handlers (audit log, webhooks,
     notifications, analytics) run right after the response is sent, so a write's answer does not wait for
     them (the outbox redelivers events whose handlers did not finish, e.g. after a crash)."""
     # API-key reads may record the key's last use, so only token-authenticated reads are read-only
-    read_only = request.method in ("GET", "HEAD") and not request.headers.get("authorization", "").startswith(
+    read_only = request.method in SAFE_METHODS and not request.headers.get("authorization", "").startswith(
         f"Bearer {API_KEY_KIND}_"
     )
     with unit_of_work(services.session_factory, read_only=read_only) as session:
@@ -189,8 +193,6 @@ def get_tenant(
         lock_org_writes(session, org_id=org_id)
     return tenant
 
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _user_tenant(
