@@ -185,11 +185,18 @@ def get_tenant(
     A signed-in user's access (live login, active account, role) is one query, remembered in the access
     cache when that is safe (see :class:`AccessCache`): a hit costs no query on SQLite and only the
     ``SET LOCAL`` of the tenant on PostgreSQL."""
+    write = request.method not in SAFE_METHODS
     if token.startswith(API_KEY_KIND + "_"):
-        tenant = orgs_service.tenant_for_api_key(session, org_id=org_id, token=token, now=now)
-    else:
-        tenant = _user_tenant(org_id, session, services, token, now)
-    if request.method not in SAFE_METHODS:  # a write: the organization's writes queue here, before any read
+        # The key's last use is written at the next flush, which must come after the organization's lock: a
+        # revoke of the key holds that lock and then locks the key's row (locked the other way round, the two
+        # would wait for each other).
+        with session.no_autoflush:
+            tenant = orgs_service.tenant_for_api_key(session, org_id=org_id, token=token, now=now)
+            if write:
+                lock_org_writes(session, org_id=org_id)
+        return tenant
+    tenant = _user_tenant(org_id, session, services, token, now)
+    if write:  # the organization's writes queue here, before any read
         lock_org_writes(session, org_id=org_id)
     return tenant
 

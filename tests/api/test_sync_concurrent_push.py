@@ -315,3 +315,46 @@ def test_a_push_retried_while_the_first_attempt_runs_is_answered_once(
     assert two["replayed"] is True and two["revision"] == one["revision"] and two["status"] == one["status"]
     served = org.owner.get(f"{org.base}/prompts/{prompt_id}").json()
     assert served["title"] == "Sent twice" and served["revision"] == one["revision"] > before
+
+
+def test_an_api_key_write_and_a_revoke_of_that_key_at_once_do_not_deadlock(
+    app: FastAPI, client: TestClient, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """An API-key write notes the key's last use (a row lock on the key) and a revoke of the key locks the
+    key's row while it holds the organization's write lock. The write must not lock the key's row before it
+    queues on the organization's lock: the revoke would then wait for the write and the write for the revoke
+    (PostgreSQL breaks the cycle by failing one of them: ``503 DeadlockDetected``). The test plays the
+    revoke's part itself: it holds the counter, lets the write queue, then locks the key's row."""
+    org = new_org(client, name="Race key")
+    made = org.owner.post(f"{org.base}/api-keys", json={"name": "ci", "scope": "write"})
+    assert made.status_code == 201, made.text
+    key = made.json()
+    headers = {"Authorization": f"Bearer {key['key']}"}
+
+    def write(c: TestClient) -> Any:
+        return c.post(f"{org.base}/prompts", headers=headers, json={"title": "From CI", "body": "b"})
+
+    if backend != "postgres":  # one writer at a time: nothing can interleave; both simply work
+        assert write(client).status_code == 201
+        assert org.owner.delete(f"{org.base}/api-keys/{key['id']}").status_code in (200, 204)
+        return
+    answer: list[Any] = []
+    thread = threading.Thread(target=lambda: answer.append(write(TestClient(app))))
+    with psycopg.connect(request.getfixturevalue("pg_url")) as conn:
+        conn.execute("SELECT set_config('outputhub.org_id', %s, true)", (org.id,))
+        conn.execute("SELECT revision FROM org_revisions WHERE org_id = %s FOR UPDATE", (org.id,))
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not waiting_on_the_counter(backend, request, 1):
+            assert thread.is_alive(), f"the write did not queue on the organization's lock: {answer}"
+            assert time.monotonic() < deadline, "the write never queued on the organization's lock"
+            time.sleep(0.02)
+        locked = conn.execute(  # what a revoke does next, holding the organization's lock
+            "SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key["id"],)
+        ).fetchall()
+        assert len(locked) == 1
+        conn.commit()
+    thread.join(timeout=60)
+    assert answer and answer[0].status_code == 201, answer[0].text if answer else "no answer"
+    listed = {k["id"]: k for k in org.owner.get(f"{org.base}/api-keys").json()}
+    assert listed[key["id"]]["last_used_at"] is not None, "the key's last use is still noted"
