@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import random
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import update
 
 from outputhub.server.api.sync import service as sync_service
+from outputhub.server.api.sync.feed import FEEDS, FeedRow, first_rows
 from outputhub.server.api.sync.service import purge_tombstones
 from outputhub.server.storage.database import set_tenant, unit_of_work
 from outputhub.server.storage.tables import SyncRecordState
-from tests.support.client import add_member, new_org, seed_library
+from tests.support.client import Org, add_member, new_org, seed_library
 from tests.support.feed import stale_feed_data
 
 
@@ -115,6 +123,42 @@ def test_large_records_make_shorter_pages_and_lose_nothing(client, monkeypatch):
     assert big.status_code == 201, big.text
     page = o.get(f"{org.base}/sync/changes", params={"protocol": 3, "since": since, "limit": 1000}).json()
     assert [r["id"] for r in page["records"]] == [big.json()["id"]] and not page["has_more"]
+
+
+def test_the_server_reads_large_records_only_up_to_the_page_budget(app, client):
+    """Not only the answer is bounded: the statement that reads a page's candidates stops each entity's rows
+    in the database once its earlier revisions pass the byte budget (5,000 outputs of 1 MB would otherwise
+    be read, 5 GB, to send 32 MiB of them). The row the budget is passed at is still read (the page is cut
+    there), and a bound larger than every row reads them all."""
+    org = new_org(client)
+    ids = seed_library(org)
+    o = org.owner
+    _, start = pull_all(o, org)
+    contents = [f"{i} " + "ein großer Ausgabetext " * 900 for i in range(12)]  # ~20 KB, multibyte
+    r = o.post(
+        f"{org.base}/outputs/bulk",
+        json={"items": [{"prompt_id": ids["prompt"], "content": c} for c in contents]},
+    )
+    assert r.status_code == 201, r.text
+
+    def outputs_read(budget: int) -> list[FeedRow]:
+        with unit_of_work(app.state.services.session_factory, read_only=True) as session:
+            set_tenant(session, org_id=uuid.UUID(org.id))
+            rows = first_rows(
+                session, FEEDS, org_id=uuid.UUID(org.id), since=start, n=1001, form=3, budget=budget
+            )
+        return sorted((row for row in rows if row.feed.name == "outputs"), key=lambda row: row.revision)
+
+    everything = outputs_read(10**12)
+    assert [len(row.data) > 20_000 for row in everything] == [True] * 12
+    assert all(row.size >= len(row.data.encode()) for row in everything), "sizes count bytes"
+    budget = 60_000
+    bounded = outputs_read(budget)
+    expected = 0
+    while expected < 12 and sum(row.size for row in everything[:expected]) <= budget:
+        expected += 1  # the rows whose earlier rows fit, and the one that passes the budget
+    assert 2 <= expected < 12
+    assert [row.id for row in bounded] == [row.id for row in everything[:expected]]
 
 
 def test_viewer_may_pull_and_protocol_is_checked(client):
@@ -457,3 +501,56 @@ def test_a_remap_comes_with_the_page_that_holds_its_revision(client, tmp_path):
     finally:
         for device in devices:
             device.replica.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(budget=st.integers(min_value=1, max_value=120_000), limit=st.integers(min_value=1, max_value=12))
+def test_paging_under_any_byte_budget_and_limit_gets_every_record_once_in_order(
+    paged_library: tuple[Org, int, list[str]], budget: int, limit: int, monkeypatch_budget: Any
+) -> None:
+    """Records of many sizes in several entities (a tag and outputs in one bulk revision, alone and in
+    between): whatever the byte budget and ``limit``, the pages bring every record once, in feed order."""
+    org, start, expected = paged_library
+    monkeypatch_budget(budget)
+    seen, since = [], start
+    for _ in range(200):
+        page = org.owner.get(
+            f"{org.base}/sync/changes", params={"protocol": 3, "since": since, "limit": limit}
+        ).json()
+        seen += [r["id"] for r in page["records"]]
+        assert page["next_since"] > since or not page["has_more"]
+        since = page["next_since"]
+        if not page["has_more"]:
+            break
+    assert seen == expected
+
+
+@pytest.fixture
+def monkeypatch_budget(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    return lambda budget: monkeypatch.setattr(sync_service, "PULL_PAGE_BYTES", budget)
+
+
+@pytest.fixture
+def paged_library(client: Any) -> tuple[Org, int, list[str]]:
+    """An organization whose feed after ``start`` holds records of 10 B to 40 KB in three entities, some
+    sharing one revision; ``expected``: their ids in feed order, as a full pull lists them."""
+    org = new_org(client)
+    ids = seed_library(org)
+    o = org.owner
+    _, start = pull_all(o, org)
+    rng = random.Random(7)
+    for n in range(6):
+        assert o.post(f"{org.base}/tags", json={"name": f"tag {n}"}).status_code == 201
+        items = [
+            {"prompt_id": ids["prompt"], "content": f"{n}.{i} " + "x" * rng.choice([10, 900, 9_000, 40_000])}
+            for i in range(rng.randint(1, 4))
+        ]
+        assert o.post(f"{org.base}/outputs/bulk", json={"items": items}).status_code == 201
+        assert (
+            o.post(
+                f"{org.base}/prompts", json={"title": f"P{n}", "body": "y" * rng.randint(5, 30_000)}
+            ).status_code
+            == 201
+        )
+    records, _ = pull_all(o, org, since=start)
+    return org, start, [r["id"] for r in records]

@@ -132,6 +132,9 @@ class FeedRow:
     """The record's read-schema representation, as JSON text."""
     state: str | None
     """The stored state's wire JSON when it is current (stored at this revision), else None: derive it."""
+    size: int = 0
+    """Bytes of the stored data and state as the database counted them (:func:`first_rows` only): what a
+    pull page's byte bound adds up."""
 
 
 _STATE_FORMS: Final[dict[int, str]] = {
@@ -258,10 +261,24 @@ class Feed:
 
 
 def first_rows(
-    session: Session, feeds: Sequence[Feed], *, org_id: uuid.UUID, since: int, n: int, form: int
+    session: Session,
+    feeds: Sequence[Feed],
+    *,
+    org_id: uuid.UUID,
+    since: int,
+    n: int,
+    form: int,
+    budget: int,
 ) -> list[FeedRow]:
     """The first ``n`` rows after revision ``since`` of every feed, in one statement (unordered): a pull
     page is cut from them without a separate query for its bounds.
+
+    A feed's rows stop early, in the database, once the rows of its earlier revisions pass ``budget`` bytes
+    (:attr:`FeedRow.size`): the rows of the first revision past the budget are the last ones read. So large
+    records are not all read into the server's memory to make one short page (5,000 outputs of 1 MB would
+    be 5 GB). A page cut at ``budget`` (summing the same sizes in feed order) needs no row beyond those: a
+    row before the cut has at most ``budget`` bytes of rows before it across all feeds, so also within its
+    own feed; and the row the cut happens at is read, so the cut is seen.
 
     The statement reads stored data only (building it in SQL for nine tables made it cost ~5 ms to plan on
     PostgreSQL, more than a small pull's whole work); rows without it are read again through
@@ -269,11 +286,14 @@ def first_rows(
     cleared."""
     dialect = session.get_bind().dialect.name
     result = session.connection().execute(
-        _first_rows_sql(tuple(feeds), dialect, form), {"org": org_id, "since": since, "n": n}
+        _first_rows_sql(tuple(feeds), dialect, form),
+        {"org": org_id, "since": since, "n": n, "budget": budget},
     )
     rows = [
-        FeedRow(feeds[i], ident, int(rev), bool(deleted), data, state if state_rev == rev else None)
-        for i, rev, ident, deleted, state_rev, state, data in result
+        FeedRow(
+            feeds[i], ident, int(rev), bool(deleted), data, state if state_rev == rev else None, int(size)
+        )
+        for i, rev, ident, deleted, state_rev, state, data, size in result
     ]
     missing = [row for row in rows if row.data is None]
     for feed in dict.fromkeys(row.feed for row in missing):
@@ -290,14 +310,24 @@ def first_rows(
 
 @functools.cache
 def _first_rows_sql(feeds: tuple[Feed, ...], dialect: str, form: int) -> TextClause:
+    # bytes, not characters: PostgreSQL's octet_length reads a TOASTed value's size without fetching it
+    size = "octet_length({})" if dialect == "postgresql" else "length(CAST({} AS BLOB))"
+    row_size = f"coalesce({size.format('q.data')}, 0) + coalesce({size.format('q.state')}, 0)"
+    # bytes of the feed's rows at earlier revisions (RANGE: rows of one revision alike, in any order)
+    before = f"sum({row_size}) OVER (ORDER BY q.rev RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
     parts = [
-        f"SELECT * FROM (SELECT {i} AS feed, q.* FROM ({feed.select_sql(dialect, form, stored_only=True)} "
-        "WHERE t.org_id = :org AND t.revision > :since ORDER BY t.revision LIMIT :n) AS q) AS "
-        f"first_{i}"
+        f"SELECT {i} AS feed, w.rev, w.ident, w.deleted, w.state_rev, w.state, w.data, w.size FROM ("
+        f"SELECT q.*, {row_size} AS size, coalesce({before}, 0) AS before FROM ("
+        f"{feed.select_sql(dialect, form, stored_only=True)} "
+        "WHERE t.org_id = :org AND t.revision > :since ORDER BY t.revision LIMIT :n) AS q"
+        f") AS w WHERE w.before <= :budget"
         for i, feed in enumerate(feeds)
     ]
     return text(" UNION ALL ".join(parts)).bindparams(
-        bindparam("org", type_=Uuid), bindparam("since", type_=BigInteger), bindparam("n", type_=Integer)
+        bindparam("org", type_=Uuid),
+        bindparam("since", type_=BigInteger),
+        bindparam("n", type_=Integer),
+        bindparam("budget", type_=BigInteger),
     )
 
 

@@ -115,7 +115,7 @@ def _byte_limit(found: Sequence[FeedRow], limit: int) -> int:
     """``limit``, lowered to the number of leading rows of ``found`` that fit in :data:`PULL_PAGE_BYTES`."""
     total = 0
     for n, row in enumerate(found[:limit]):
-        total += len(row.data) + len(row.state or "")
+        total += row.size  # the sizes first_rows bounded its reads by: the cut needs no row it left out
         if total > PULL_PAGE_BYTES:
             return max(1, n)
     return limit
@@ -134,7 +134,10 @@ def _page(
     before the revision the page is cut at. Only a page of one revision larger than a page (a lookup delete
     stamps all its referencing records with one revision) is read again, whole."""
     found = page_rows(
-        first_rows(session, FEEDS, org_id=org_id, since=since, n=limit + 1, form=form), ENTITY_ORDER
+        first_rows(
+            session, FEEDS, org_id=org_id, since=since, n=limit + 1, form=form, budget=PULL_PAGE_BYTES
+        ),
+        ENTITY_ORDER,
     )
     if not found:
         return since, False, []
