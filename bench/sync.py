@@ -37,7 +37,6 @@ import json
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ from bench.api import (
 )
 from bench.load import JSON_HEADERS
 from bench.server import BARE_PATH
+from outputhub.common.ids import new_id_text
 from outputhub.desktop.storage import OutputRecord, open_replica
 from outputhub.desktop.storage.cipher import LEGACY_PAGE_SIZE, PAGE_SIZE, connect, passphrase_bytes
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
@@ -108,7 +108,7 @@ def raw_insert(path: Path, items: Sequence[dict[str, Any]], *, page_size: int = 
     )
     rows = [
         (
-            str(uuid.uuid4()),
+            new_id_text(),  # time-ordered like the ids the server gave the synced rows
             i["prompt_id"],
             i["content"],
             i["custom_gpt_id"],
@@ -130,7 +130,7 @@ def replica_insert(path: Path, org: str, items: Sequence[dict[str, Any]]) -> flo
     replica = open_replica(path, passphrase=PASSPHRASE, create=True)
     records = [
         OutputRecord(
-            id=str(uuid.uuid4()),
+            id=new_id_text(),
             org_id=org,
             prompt_id=i["prompt_id"],
             content=i["content"],

@@ -18,6 +18,8 @@ import orjson
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
+from outputhub.common.ids import new_uuid
+
 _EVENTS_KEY = "outputhub.events"
 _TOUCHED_KEY = "outputhub.touched_orgs"
 
@@ -47,7 +49,7 @@ class DomainEvent:
     merge: str | None = None
     """For synced edits: the merge decision (applied / merged / conflict / noop)."""
     details: dict[str, Any] = field(default_factory=dict)
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    id: uuid.UUID = field(default_factory=new_uuid)
     """Unique per event: handlers that may see an event twice (outbox redelivery) deduplicate on it."""
 
 

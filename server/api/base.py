@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from outputhub.common.errors import InvalidInputError, PreconditionFailedError, UnknownReferenceError
+from outputhub.common.ids import new_uuid
 from outputhub.common.roles import Role
 from outputhub.server.events import touch_org
 from outputhub.server.security import b64url, b64url_decode
@@ -311,4 +312,4 @@ def page_rows(rows: Sequence[M], *, sort: SortKey, limit: int) -> tuple[list[M],
 
 
 def new_id(given: uuid.UUID | None) -> uuid.UUID:
-    return given or uuid.uuid4()
+    return given or new_uuid()

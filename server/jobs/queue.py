@@ -32,6 +32,7 @@ from sqlalchemy import delete, event, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.errors import NotFoundError
+from outputhub.common.ids import new_uuid
 from outputhub.server.jobs.tables import Job, JobStatus
 from outputhub.server.storage.database import unit_of_work
 
@@ -200,7 +201,7 @@ class JobQueue:
             raise ValueError(f"unknown job kind {kind!r}")
         now = self.clock()
         row = Job(
-            id=uuid.uuid4(),
+            id=new_uuid(),
             kind=kind,
             org_id=org_id,
             payload=json.dumps(payload, default=str),
@@ -227,7 +228,7 @@ class JobQueue:
         now = self.clock()
         rows = [
             Job(
-                id=uuid.uuid4(),
+                id=new_uuid(),
                 kind=kind,
                 org_id=org_id,
                 payload=json.dumps(payload, default=str),

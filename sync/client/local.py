@@ -4,11 +4,11 @@ and queued for pushing, in one replica transaction (the durable outbox)."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from outputhub.common.clock import HLC, tick
+from outputhub.common.ids import new_id_text
 from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
@@ -81,7 +81,7 @@ class LocalLibrary:
         """Make the change (``build(node, hlc, op_id)``), merge it into the state and store both with the
         outbox entry. False when there is nothing to change."""
         try:
-            change = build(self.store.node_id, self._hlc(state), str(uuid.uuid4()))
+            change = build(self.store.node_id, self._hlc(state), new_id_text())
             if change is None:
                 return False
             new_state = merge_change(state, change, DEFAULT_SCHEMA).state
@@ -93,7 +93,7 @@ class LocalLibrary:
     # -- edits ---------------------------------------------------------------------------------------------
 
     def create(self, entity: str, values: Mapping[str, Any], *, id: str | None = None) -> str:
-        record_id = id or str(uuid.uuid4())
+        record_id = id or new_id_text()
         if self.store.load(entity, record_id) is not None:
             raise LocalEditError(f"{entity} {record_id} already exists")
         coerced = _coerce(entity, values)

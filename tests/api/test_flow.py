@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from tests.support.client import add_member, new_org, register, seed_library
 
 
@@ -223,3 +225,19 @@ def test_api_keys_scoped_hashed_revocable(client, app):
         client.post(f"{org.base}/invitations", headers=r_h, json={"email": "x@example.com"}).status_code
         == 403
     )
+
+
+def test_records_made_one_after_another_get_ids_in_that_order(client) -> None:
+    """Server-made ids are time-ordered (UUIDv7): one bulk write's outputs, in the order sent."""
+    org = new_org(client)
+    ids = seed_library(org)
+    made = org.owner.post(
+        f"{org.base}/outputs/bulk",
+        json={"items": [{"prompt_id": ids["prompt"], "content": f"output {n}"} for n in range(50)]},
+    )
+    assert made.status_code == 201, made.text
+    created = [uuid.UUID(item["id"]) for item in made.json()["items"]]
+    assert all(i.version == 7 for i in created)
+    assert created == sorted(created)
+    later = uuid.UUID(org.owner.post(f"{org.base}/tags", json={"name": "later"}).json()["id"])
+    assert later > created[-1]

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import AuthenticationError, DuplicateError
+from outputhub.common.ids import new_uuid
 from outputhub.common.schemas import RegisterRequest, TokenPair
 from outputhub.server.security import (
     TokenSigner,
@@ -41,7 +42,7 @@ def register(session: Session, *, data: RegisterRequest, now: datetime) -> User:
     if session.execute(select(User.id).where(User.email == email)).first():
         raise DuplicateError("body.email", email)
     user = User(
-        id=uuid.uuid4(),
+        id=new_uuid(),
         email=email,
         display_name=data.display_name,
         password_hash=hash_password(data.password),
@@ -57,7 +58,7 @@ def register(session: Session, *, data: RegisterRequest, now: datetime) -> User:
 def _issue(session: Session, *, user: User, policy: AuthPolicy, now: datetime) -> TokenPair:
     refresh = new_secret()
     auth_session = AuthSession(
-        id=uuid.uuid4(),
+        id=new_uuid(),
         user_id=user.id,
         refresh_hash=digest(refresh),
         created_at=now,

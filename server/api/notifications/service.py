@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from outputhub.common.ids import new_uuid
 from outputhub.common.roles import ROLE_RANK, Role
 from outputhub.server.api.base import Tenant
 from outputhub.server.api.notifications.tables import AccuracyAlertRule, Notification, NotificationRead
@@ -40,7 +41,7 @@ def notify(
 ) -> Notification:
     """For ``user_id`` alone, or (without it) for every member with at least ``min_role``."""
     row = Notification(
-        id=uuid.uuid4(),
+        id=new_uuid(),
         org_id=org_id,
         kind=kind,
         title=title[:300],

@@ -16,6 +16,7 @@ from outputhub.common.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from outputhub.common.ids import new_uuid
 from outputhub.common.roles import ROLE_RANK, SCOPE_ROLE, ApiKeyScope, Role
 from outputhub.common.schemas import ApiKeyCreate, InvitationCreate, OrgCreate
 from outputhub.server.api.base import Tenant
@@ -40,7 +41,7 @@ API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 def create_org(
     session: Session, *, user: User, data: OrgCreate, now: datetime
 ) -> tuple[Organization, Tenant]:
-    org_id = data.id or uuid.uuid4()
+    org_id = data.id or new_uuid()
     if session.get(Organization, org_id) is not None:
         raise DuplicateError("body.id", str(org_id))
     org = Organization(
@@ -53,7 +54,7 @@ def create_org(
     session.execute(insert(SYNC_SUMS).values(org_id=org_id))  # the sync check's figures, all 0
     session.add(
         Membership(
-            id=uuid.uuid4(), org_id=org_id, user_id=user.id, role=Role.OWNER, created_at=now, updated_at=now
+            id=new_uuid(), org_id=org_id, user_id=user.id, role=Role.OWNER, created_at=now, updated_at=now
         )
     )
     session.flush()
@@ -272,7 +273,7 @@ def invite(
         raise DuplicateError("body.email", email)
     token = TenantSecret.new(kind=INVITATION_KIND, org_id=tenant.org_id)
     invitation = Invitation(
-        id=uuid.uuid4(),
+        id=new_uuid(),
         org_id=tenant.org_id,
         email=email,
         role=data.role,
@@ -352,7 +353,7 @@ def accept_invitation(
     if existing is None:
         session.add(
             Membership(
-                id=uuid.uuid4(), org_id=org.id, user_id=user.id, role=role, created_at=now, updated_at=now
+                id=new_uuid(), org_id=org.id, user_id=user.id, role=role, created_at=now, updated_at=now
             )
         )
     invitation.accepted_at = now
@@ -389,7 +390,7 @@ def create_api_key(
 ) -> tuple[ApiKey, str]:
     token = TenantSecret.new(kind=API_KEY_KIND, org_id=tenant.org_id)
     key = ApiKey(
-        id=uuid.uuid4(),
+        id=new_uuid(),
         org_id=tenant.org_id,
         name=data.name,
         scope=data.scope,

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import DuplicateError, InvalidInputError, NotFoundError, UnknownReferenceError
+from outputhub.common.ids import new_uuid
 from outputhub.common.schemas import OutputCreate, OutputRead
 from outputhub.server.api.base import (
     Tenant,
@@ -152,7 +153,7 @@ def create_many(
         rows.append(
             {
                 **{k: item[k] for k in SCALARS},
-                "id": item.get("id") or uuid.uuid4(),
+                "id": item.get("id") or new_uuid(),
                 "org_id": tenant.org_id,
                 "revision": first + offset,
                 "deleted": False,

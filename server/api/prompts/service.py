@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import InUseError, NotFoundError
+from outputhub.common.ids import new_uuid
 from outputhub.common.schemas import DiffHunk, PromptCreate, PromptDiff, PromptRead
 from outputhub.server.api.base import (
     Tenant,
@@ -66,7 +67,7 @@ def _check(session: Session, *, tenant: Tenant, data: dict[str, Any]) -> None:
 def _snapshot(session: Session, row: Prompt, *, tenant: Tenant, now: datetime) -> None:
     session.add(
         PromptVersion(
-            id=uuid.uuid4(),
+            id=new_uuid(),
             org_id=tenant.org_id,
             prompt_id=row.id,
             version=row.version,

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS
+from outputhub.common.ids import new_uuid
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
 from outputhub.server.api.base import Tenant, allocate_revisions
@@ -374,7 +375,7 @@ def apply_change(
     if isinstance(row, Prompt) and text_changed:
         session.add(
             PromptVersion(
-                id=uuid.uuid4(),
+                id=new_uuid(),
                 org_id=tenant.org_id,
                 prompt_id=row.id,
                 version=row.version,
@@ -749,7 +750,7 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
             row["version"] = 1
             versions.append(
                 {
-                    "id": uuid.uuid4(),
+                    "id": new_uuid(),
                     "org_id": tenant.org_id,
                     "prompt_id": new.rid,
                     "version": 1,

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.errors import InvalidInputError, NotFoundError
+from outputhub.common.ids import new_uuid
 from outputhub.common.roles import Role
 from outputhub.server.api.base import Tenant, utcnow
 from outputhub.server.api.notifications import service as notifications
@@ -57,7 +58,7 @@ def create_endpoint(
 ) -> WebhookEndpoint:
     _check_target(data.url, allow_private=allow_private)
     row = WebhookEndpoint(
-        id=uuid.uuid4(),
+        id=new_uuid(),
         org_id=tenant.org_id,
         url=data.url,
         description=data.description,
@@ -239,7 +240,7 @@ class WebhookDispatcher:
         for event, endpoint_id in targets:
             message_id = f"msg_{uuid.uuid4().hex}"
             delivery = WebhookDelivery(
-                id=uuid.uuid4(),
+                id=new_uuid(),
                 org_id=org_id,
                 endpoint_id=endpoint_id,
                 message_id=message_id,
@@ -330,7 +331,7 @@ class WebhookDispatcher:
             delivery.last_error = error
             session.add(
                 WebhookAttempt(
-                    id=uuid.uuid4(),
+                    id=new_uuid(),
                     org_id=ctx.org_id,
                     delivery_id=delivery_id,
                     attempt=delivery.attempts,
