@@ -4,7 +4,6 @@ replica per test, the real services, and a real server (uvicorn in a thread) for
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from outputhub.desktop.storage import Replica, open_replica
+from tests.support.serve import free_port
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -51,12 +51,6 @@ def wait_idle(qtbot: Any, runner: Any, timeout: int = 10_000) -> None:
     qtbot.wait(20)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real API on embedded SQLite, served by uvicorn on a free port in a thread."""
@@ -70,7 +64,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         secret_key="test-secret-key-with-enough-length-for-hs256",
     )
     app = create_app(settings)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

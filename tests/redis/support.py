@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -21,12 +20,7 @@ from fastapi import FastAPI
 
 from outputhub.server.main import create_app
 from tests.conftest import make_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.serve import free_port
 
 
 class RedisServer:

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,11 +21,7 @@ from pathlib import Path
 import pymongo
 from pymongo.errors import PyMongoError
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.serve import free_port
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, *, timeout: float = 30.0) -> None:
@@ -53,7 +48,7 @@ def mongo_server() -> Iterator[str]:
         yield url
         return
     workdir = Path(tempfile.mkdtemp(prefix="outputhub-secantus-"))
-    port = _free_port()
+    port = free_port()
     log = (workdir / "server.log").open("wb")
     proc = subprocess.Popen(
         [

@@ -12,7 +12,6 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from tests.support.serve import free_port
 
 APP_ROLE = "outputhub_test_app"
 APP_PASSWORD = "outputhub-test"
@@ -54,16 +55,10 @@ def _binary(name: str) -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _throwaway_cluster() -> Iterator[PgServer]:
     workdir = Path(tempfile.mkdtemp(prefix="outputhub-pg-"))
-    port = _free_port()
+    port = free_port()
     prefix: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         shutil.chown(workdir, user="postgres")
