@@ -32,7 +32,7 @@ from outputhub.desktop.services.sync import (
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.errors import ReplicaError
 from outputhub.desktop.storage.records import LookupKind
-from outputhub.desktop.storage.replica import Replica
+from outputhub.desktop.storage.replica import CLOSED_CONFLICTS_KEPT, Replica
 from outputhub.desktop.storage.sync_store import LOCAL_ORG, REJECTED_FIELD, ReplicaSyncStore
 from outputhub.sync.client import (
     AuthenticationFailedError,
@@ -562,7 +562,8 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: str) -> None:
     with ctx.replica() as replica:
         found = [c for c in replica.list_conflicts(include_resolved=True) if c.id == conflict_id]
         if not found:
-            fail(5, f"no conflict {conflict_id}")
+            kept = CLOSED_CONFLICTS_KEPT.days
+            fail(5, f"no conflict {conflict_id} (closed conflicts are kept {kept} days)")
         c = found[0]
         emit(
             ctx,
@@ -603,7 +604,11 @@ def conflicts_resolve(
                     f"conflict {conflict_id} is closed (resolved, or replaced by a newer one after another "
                     "edit of the field): see `outputhub replica conflicts list`",
                 )
-            fail(5, f"no conflict {conflict_id}: see `outputhub replica conflicts list`")
+            fail(
+                5,
+                f"no conflict {conflict_id} (closed conflicts are kept {CLOSED_CONFLICTS_KEPT.days} days): "
+                "see `outputhub replica conflicts list`",
+            )
         c = found[0]
         if c.field == REJECTED_FIELD:
             if keep == "mine":

@@ -13,7 +13,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,6 +53,12 @@ DEFAULT_LIMIT: Final = 100
 BULK_CHUNK_SIZE: Final = 2000
 ID_CHUNK: Final = 500  # ids per ``IN (...)`` list
 OUTPUT_LINKS: Final = frozenset({"prompt_id", "custom_gpt_id"})
+CLOSED_CONFLICTS_KEPT: Final = timedelta(days=90)
+"""A closed conflict (resolved, replaced by a newer one, or a refused edit dismissed) stays in the replica's
+``conflicts`` table this long (``conflicts show`` still finds it, a sync tells a changed conflict from a new
+one by it), then goes, the next time a conflict closes: the table would otherwise keep every conflict ever,
+each with its base, mine and theirs. The decision lives on in the record's state and the server's audit
+log."""
 CACHE_KIB: Final = 65536  # page cache: every page read from disk is decrypted and HMAC-checked
 LOOKUP_USERS: Final[dict[LookupKind, tuple[tuple[tables.EntityTable[Any], str], ...]]] = {
     LookupKind.TAGS: ((tables.PROMPTS, "tag_ids"), (tables.OUTPUTS, "tag_ids")),
@@ -960,13 +966,16 @@ class Replica:
 
     def resolve_conflict(self, *, id: str, at: datetime | None = None) -> bool:
         with self._writing("resolve the conflict") as conn:
-            return (
+            closed = (
                 conn.execute(
                     "UPDATE conflicts SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL",
                     (to_timestamp(at or utc_now()), id),
                 ).rowcount
                 > 0
             )
+            if closed:
+                forget_closed_conflicts(conn)
+            return closed
 
     # --- settings kept in the replica (encrypted with it) -------------------------------------------------
 
@@ -1042,3 +1051,13 @@ def _output_conditions(
         },
         linked={"tag_ids": tag_id, "knowledge_type_ids": knowledge_type_id},
     )
+
+
+def forget_closed_conflicts(conn: Connection) -> int:
+    """Delete the conflicts closed more than :data:`CLOSED_CONFLICTS_KEPT` ago (in the caller's transaction);
+    returns how many."""
+    cutoff = to_timestamp(utc_now() - CLOSED_CONFLICTS_KEPT)
+    deleted = conn.execute(
+        "DELETE FROM conflicts WHERE resolved_at IS NOT NULL AND resolved_at < ?", (cutoff,)
+    )
+    return int(deleted.rowcount)

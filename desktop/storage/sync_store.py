@@ -31,7 +31,7 @@ from outputhub.desktop.storage.records import (
     ReplicatedRecord,
     utc_now,
 )
-from outputhub.desktop.storage.replica import Replica
+from outputhub.desktop.storage.replica import Replica, forget_closed_conflicts
 from outputhub.desktop.storage.tables import EntityTable, dumps, to_timestamp
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
@@ -391,6 +391,8 @@ class ReplicaSyncStore:
             conn.execute("UPDATE conflicts SET resolved_at = ? WHERE id = ?", (now, cid))
             if result is not None:
                 result.closed.append(cid)
+        if open_ids - current:
+            forget_closed_conflicts(conn)
 
     def save_local(self, state: RecordState, change: Change, *, base_revision: int | None) -> None:
         entity = state.entity
@@ -556,6 +558,7 @@ class ReplicaSyncStore:
                     "AND resolved_at IS NULL AND field <> ?",
                     (to_timestamp(utc_now()), entity, record_id, REJECTED_FIELD),
                 )
+                forget_closed_conflicts(conn)
                 return
             state = state_from_wire(entity, record_id, item.state)
             record = build_record(

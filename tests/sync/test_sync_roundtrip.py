@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from outputhub.desktop.storage.tables import to_timestamp
 from outputhub.sync.client import Merged
 from tests.support.client import add_member, new_org, seed_library
 from tests.support.feed import stale_feed_data
@@ -273,3 +276,64 @@ def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore
     assert laptop.library.get("output", ids["output"])["tag_ids"] == [ids["tag"]] or sorted(
         laptop.library.get("output", ids["output"])["tag_ids"]
     ) == sorted([ids["tag"], old_tag])
+
+
+def test_closed_conflicts_are_kept_for_a_while_then_forgotten(org, devices) -> None:  # type: ignore[no-untyped-def]
+    """The replica's conflicts table keeps a closed conflict for CLOSED_CONFLICTS_KEPT (90 days; `conflicts
+    show` finds it, a sync tells a changed conflict from a new one by it) and forgets it when a later one
+    closes, instead of keeping every conflict ever. Open conflicts stay, however old."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    laptop.sync()
+    desktop.sync()
+    now = datetime.now(UTC)
+    elsewhere = str(uuid.uuid4())
+
+    def conflict_row(name: str, *, created: datetime, resolved: datetime | None) -> tuple[object, ...]:
+        return (
+            name,
+            "prompt",
+            elsewhere,  # a record this test's syncs never touch
+            "title",
+            '"b"',
+            '"m"',
+            '"t"',
+            to_timestamp(created),
+            None if resolved is None else to_timestamp(resolved),
+        )
+
+    with laptop.replica.writing("seed old conflicts") as conn:
+        conn.executemany(
+            "INSERT INTO conflicts (id, entity, record_id, field, base, mine, theirs, created_at, "
+            "resolved_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                conflict_row(
+                    "closed-long-ago", created=now - timedelta(days=200), resolved=now - timedelta(days=91)
+                ),
+                conflict_row(
+                    "closed-lately", created=now - timedelta(days=200), resolved=now - timedelta(days=89)
+                ),
+                conflict_row("open-for-long", created=now - timedelta(days=400), resolved=None),
+            ],
+        )
+    laptop.library.edit("prompt", ids["prompt"], {"title": "Laptop title"})
+    desktop.library.edit("prompt", ids["prompt"], {"title": "Desktop title"})
+    desktop.sync()
+    laptop.sync()
+    [opened] = [
+        c for c in laptop.open_conflicts() if c.record_id == ids["prompt"] and c.id != "open-for-long"
+    ]
+    kept = {c.id for c in laptop.replica.list_conflicts(include_resolved=True)}
+    assert {"closed-long-ago", "closed-lately", "open-for-long"} <= kept, (
+        "nothing closed yet: nothing forgotten"
+    )
+
+    laptop.library.resolve_conflict("prompt", ids["prompt"], opened.id, Merged("Merged title"))
+    kept = {c.id: c for c in laptop.replica.list_conflicts(include_resolved=True)}
+    assert "closed-long-ago" not in kept
+    assert {"closed-lately", "open-for-long", opened.id} <= set(kept)
+    assert kept[opened.id].resolved_at is not None and kept["open-for-long"].resolved_at is None
+    laptop.sync()
+    desktop.sync()
+    assert desktop.library.get("prompt", ids["prompt"])["title"] == "Merged title"
