@@ -4,6 +4,7 @@ and queued for pushing, in one replica transaction (the durable outbox)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -35,9 +36,10 @@ def wall_clock_ms() -> int:
 
 def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        fields = DEFAULT_SCHEMA.entity(entity).fields
+        schema = DEFAULT_SCHEMA.entity(entity)
     except InvalidChangeError as exc:
         raise LocalEditError(str(exc)) from None
+    fields = schema.fields
     out: dict[str, Any] = {}
     for name, value in values.items():
         kind = fields.get(name)
@@ -49,6 +51,14 @@ def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
             value = frozenset(str(v) for v in (value or ()))
         elif kind.value == "text" and value is None:
             value = ""
+        if name in schema.references and value not in (None, ""):
+            for member in value if isinstance(value, frozenset) else (value,):
+                try:
+                    uuid.UUID(str(member))
+                except ValueError:
+                    raise LocalEditError(
+                        f"{entity}.{name}: {str(member)[:60]!r} is not a record id (a UUID)"
+                    ) from None
         out[name] = value
     return out
 

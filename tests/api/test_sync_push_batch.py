@@ -69,3 +69,42 @@ def test_ops_see_what_earlier_ops_of_the_same_push_did(client) -> None:  # type:
     assert [x["status"] for x in again] == [x["status"] for x in results]
     assert all(x.get("replayed") for x in again[:4])
     assert org.owner.get(f"{org.base}/outputs/{output_id}").json()["revision"] == stored["revision"]
+
+
+def test_a_reference_that_is_not_an_id_refuses_that_op_only(client) -> None:  # type: ignore[no-untyped-def]
+    """A replica whose outbox holds an edit with a reference that is not a UUID (``tag_ids=oops``, typed by
+    hand or by an older client) got ``500`` for every push, forever: nothing it held could sync again. The op
+    is refused as invalid, naming the field, and the rest of the batch goes through, also when the batch
+    needs remaps of merged lookups (the bulk path rewrites references first)."""
+    org = new_org(client, name="Bad refs")
+    ids = seed_library(org)
+    name = org.owner.get(f"{org.base}/tags/{ids['tag']}").json()["name"]
+    twin = str(uuid.uuid4())  # the same tag made offline: merged into the existing one, remapped
+    r = org.owner.post(
+        f"{org.base}/sync/push",
+        json={"protocol": 4, "device": NODE, "changes": [_create("tag", twin, {"name": name}, 1)]},
+    )
+    assert r.status_code == 200, r.text
+    good, bad_set, bad_scalar = (str(uuid.uuid4()) for _ in range(3))
+    changes = [
+        _create("output", good, {"prompt_id": ids["prompt"], "content": "ok", "tag_ids": [twin]}, 2),
+        _create(
+            "output", bad_set, {"prompt_id": ids["prompt"], "content": "x", "tag_ids": ["not-a-uuid"]}, 3
+        ),
+        _create("output", bad_scalar, {"prompt_id": "garbage", "content": "y"}, 4),
+        _create("prompt", str(uuid.uuid4()), {"title": "Fine", "body": "b", "development_stage_id": "??"}, 5),
+        _create("prompt", str(uuid.uuid4()), {"title": "Also fine", "body": "b"}, 6),
+    ]
+    r = org.owner.post(f"{org.base}/sync/push", json={"protocol": 4, "device": NODE, "changes": changes})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["applied", "refused", "refused", "refused", "applied"]
+    assert [(x["error"]["code"], x["error"]["field"]) for x in results[1:4]] == [
+        ("invalid", "tag_ids"),
+        ("invalid", "prompt_id"),
+        ("invalid", "development_stage_id"),
+    ]
+    assert "'not-a-uuid' is not a record id" in results[1]["error"]["detail"]
+    stored = org.owner.get(f"{org.base}/outputs/{good}").json()
+    assert stored["tag_ids"] == [ids["tag"]], "the twin's reference was remapped"
+    assert org.owner.get(f"{org.base}/outputs/{bad_set}").status_code == 404

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from outputhub.desktop.storage.tables import to_timestamp
-from outputhub.sync.client import Merged
+from outputhub.sync.client import LocalEditError, Merged
 from tests.support.client import add_member, new_org, seed_library
 from tests.support.feed import stale_feed_data
 from tests.sync.support import Device, make_device
@@ -337,3 +337,24 @@ def test_closed_conflicts_are_kept_for_a_while_then_forgotten(org, devices) -> N
     laptop.sync()
     desktop.sync()
     assert desktop.library.get("prompt", ids["prompt"])["title"] == "Merged title"
+
+
+def test_a_reference_that_is_not_an_id_is_refused_as_it_is_typed(org, devices) -> None:  # type: ignore[no-untyped-def]
+    """``--set tag_ids=oops`` is refused at once (the CLI's exit 5), naming the field, instead of being
+    queued for a sync that can only refuse it; nothing is written."""
+    ids = seed_library(org)
+    laptop, _ = devices
+    laptop.sync()
+    before = laptop.values()
+    for entity, values in (
+        ("output", {"prompt_id": ids["prompt"], "content": "x", "tag_ids": "not-a-uuid"}),
+        ("output", {"prompt_id": "garbage", "content": "x"}),
+        ("prompt", {"title": "T", "body": "b", "development_stage_id": "??"}),
+    ):
+        with pytest.raises(LocalEditError, match="is not a record id"):
+            laptop.library.create(entity, values)
+    with pytest.raises(LocalEditError, match=r"prompt\.tag_ids"):
+        laptop.library.edit("prompt", ids["prompt"], {"tag_ids": [ids["tag"], "nope"]})
+    assert laptop.values() == before and laptop.store.pending_count() == 0
+    laptop.library.edit("prompt", ids["prompt"], {"tag_ids": []})  # clearing a reference stays possible
+    assert laptop.sync().pushed == 1

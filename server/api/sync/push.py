@@ -42,6 +42,7 @@ from outputhub.server.api.sync.records import (
     load_states,
     mark_data_stored,
     reference_ids,
+    reference_problem,
     state_texts,
     store_state,
     write_row,
@@ -216,6 +217,8 @@ def remap_change(
     remaps already read for this push (bases are looked up when they name other ids)."""
     wanted: set[uuid.UUID] = set()
     for source in (change.values, {n: b.value for n, b in change.base.items() if n in spec.references}):
+        if reference_problem(spec, source) is not None:
+            return change  # not remapped: the op is refused, naming the field, before anything is written
         for _field, ident in reference_ids(spec, source):
             wanted.add(ident)
     if known is not None:
@@ -841,6 +844,15 @@ def _handle(
             ),
         )
     spec = SPECS[change.entity]
+    problem = reference_problem(spec, change.values)
+    if problem is not None:
+        return OpResult(
+            op_id=op_id,
+            status="refused",
+            entity=entity,
+            id=ident,
+            error=OpError(code="invalid", detail=problem[0], field=problem[1]),
+        )
     change = remap_change(session, org_id=tenant.org_id, change=change, spec=spec, known=batch.remaps)
     nested = session.begin_nested()
     try:
