@@ -5,7 +5,8 @@
     .venv/bin/python -m bench.sync --backend postgres
 
 The server is the real app under uvicorn in a subprocess (loopback HTTP), filled through the bulk API (so
-every record has its stored merge state, as in production). In the same run, as baselines:
+every record has its stored merge state, as in production). On PostgreSQL the planner statistics are refreshed after
+the fill (``ANALYZE``, as autovacuum would; this machine runs PostgreSQL with autovacuum off). In the same run, as baselines:
 - **raw insert**: the same rows, ``executemany`` into one plain table of a fresh SQLCipher file with the
   replica's page size, 16 KiB (what an encrypted SQLite file can take at best, no indexes; the ratios are
   against it), and again with SQLCipher's default 4 KiB pages (``raw_insert_4k_pages_rows_per_s``: the
@@ -47,6 +48,7 @@ import orjson
 from bench.api import (
     DEFAULT_CSV,
     _ok,
+    analyze,
     backend_database,
     load_prompts,
     machine_info,
@@ -67,8 +69,12 @@ from outputhub.sync.ports import ApplyResult, RemoteItem
 PASSPHRASE = "bench passphrase, not secret"
 
 
-def fill(base: str, lib: Any, rows: int) -> tuple[str, list[dict[str, Any]]]:
-    """One prompt per source row, then ``rows`` outputs through the bulk endpoint (not timed)."""
+def fill(
+    base: str, lib: Any, rows: int, *, url: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """One prompt per source row, then ``rows`` outputs through the bulk endpoint (not timed). On PostgreSQL
+    (``url``) the statistics are refreshed after the first 5,000 outputs and at the end, as autovacuum would
+    (:func:`bench.api.analyze`)."""
     items: list[dict[str, Any]] = []
     with httpx.Client(base_url=base, headers=lib.headers, timeout=300) as c:
         prompt_ids = [
@@ -92,9 +98,12 @@ def fill(base: str, lib: Any, rows: int) -> tuple[str, list[dict[str, Any]]]:
                 _ok(c.post(f"{lib.base}/outputs/bulk", json={"items": batch}), 201)
                 items.extend(batch)
                 batch = []
+                if len(items) == 5000:
+                    analyze(url)
         if batch:
             _ok(c.post(f"{lib.base}/outputs/bulk", json={"items": batch}), 201)
             items.extend(batch)
+    analyze(url)
     return prompt_ids[0], items
 
 
@@ -218,7 +227,7 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
         results["database_version"] = version
         lib = set_up_org(base, sources)
         t0 = time.perf_counter()
-        prompt_id, items = fill(base, lib, rows)
+        prompt_id, items = fill(base, lib, rows, url=url)
         results["fill_seconds"] = round(time.perf_counter() - t0, 1)
         # the fill's event handlers and analytics run after the answers: let them finish before any figure
         results["fill_settle_seconds"] = round(wait_until_idle(base), 1)
