@@ -16,12 +16,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import click
 import typer
 from typer.core import TyperGroup
 
+from outputhub.desktop.services.conflicts import reapply_refused
 from outputhub.desktop.services.sync import (
     Organization,
     OrganizationChoiceError,
@@ -91,13 +92,16 @@ class Context:
     def passphrase(self) -> str:
         if self.passphrase_file is not None:
             try:
-                return self.passphrase_file.read_text().rstrip("\n")
-            except OSError as exc:
-                fail(2, f"cannot read the passphrase file {self.passphrase_file}: {exc.strerror}")
+                lines = self.passphrase_file.read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not text"
+                fail(2, f"cannot read the passphrase file {self.passphrase_file}: {reason}")
+            if not lines or not lines[0]:
+                fail(2, f"the passphrase file {self.passphrase_file} has no passphrase on its first line")
+            return lines[0]  # the first line, without its line ending (\n or \r\n)
         if self.passphrase_env:
             return self.passphrase_env
         fail(2, "no passphrase: use --passphrase-file FILE or set OUTPUTHUB_PASSPHRASE")
-        raise AssertionError  # unreachable
 
     @contextmanager
     def replica(self, *, create: bool = False) -> Iterator[Replica]:
@@ -107,6 +111,8 @@ class Context:
             fail(2, str(exc))
         try:
             yield replica
+        except ReplicaError as exc:  # found while reading or writing (a damaged page): nothing was changed
+            fail(2, str(exc))
         finally:
             replica.close()
 
@@ -114,7 +120,7 @@ class Context:
 EDITS_KEPT = "(local edits are kept and will be pushed next time)"
 
 
-def fail(code: int, message: str) -> None:
+def fail(code: int, message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -611,9 +617,26 @@ def conflicts_resolve(
             )
         c = found[0]
         if c.field == REJECTED_FIELD:
-            if keep == "mine":
-                library.edit(c.entity, c.record_id, dict(c.mine.get("values") or {}))
-            replica.resolve_conflict(id=c.id)
+            if keep not in ("mine", "theirs"):
+                fail(5, "a refused edit takes --keep mine (make it again) or --keep theirs (drop it)")
+            if keep == "theirs":
+                replica.resolve_conflict(id=c.id)
+                emit(
+                    ctx, {"resolved": conflict_id, "dropped": True}, f"dropped the refused edit {conflict_id}"
+                )
+                return
+            try:
+                with replica.transaction():  # made again and closed together, or neither
+                    done = reapply_refused(library, c)
+                    replica.resolve_conflict(id=c.id)
+            except LocalEditError as exc:
+                fail(5, f"cannot make the refused edit again: {exc}")
+            emit(
+                ctx,
+                {"resolved": conflict_id, "reapplied": True},
+                f"{done}; run `outputhub replica sync` to share it",
+            )
+            return
         else:
             if keep is not None and keep not in ("mine", "theirs"):
                 fail(5, "--keep takes mine or theirs")

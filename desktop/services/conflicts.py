@@ -9,8 +9,9 @@ from typing import Any, Literal
 from outputhub.common.errors import InvalidInputError, NotFoundError
 from outputhub.desktop.services.editing import LOOKUP_KINDS, Editor
 from outputhub.desktop.storage import Replica
+from outputhub.desktop.storage.records import ConflictRecord
 from outputhub.desktop.storage.sync_store import REJECTED_FIELD
-from outputhub.sync.client import LocalEditError, Merged
+from outputhub.sync.client import LocalEditError, LocalLibrary, Merged
 from outputhub.sync.engine.schema import DEFAULT_SCHEMA, TOMBSTONE, FieldKind
 from outputhub.sync.engine.textmerge import merge3
 
@@ -52,6 +53,40 @@ def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
         union = sorted(set(mine or ()) | set(theirs or ()))
         return union, "Both sides' entries kept (union)."
     return mine, "A single value: yours is suggested; pick theirs if it is the right one."
+
+
+def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
+    """Make a refused edit again, as a new local edit that the next sync pushes (``outputhub replica
+    conflicts resolve ID --keep mine``), after whatever made the server refuse it has changed (a viewer made
+    editor, a value fixed). A refused create is created again under its id (the server never stored it and
+    the replica dropped it), a refused delete deletes again, an edit is applied to the record as it is now.
+    Returns what was done, in words; raises ``LocalEditError`` when it cannot be done (the record is gone, a
+    value is invalid): the refused edit then stays open."""
+    mine = refused.mine if isinstance(refused.mine, dict) else {}
+    kind = mine.get("kind")
+    values = dict(mine.get("values") or {})
+    entity, record_id = refused.entity, refused.record_id
+    try:
+        current: dict[str, Any] | None = library.get(entity, record_id)
+    except LocalEditError:
+        current = None
+    if kind == "create" and current is None:
+        library.create(entity, values, id=record_id)
+        return f"{entity} {record_id} created again"
+    if current is None:
+        raise LocalEditError(
+            f"{entity} {record_id} is no longer in this replica: nothing to apply the edit to"
+        )
+    if kind == "delete":
+        if current["deleted"]:
+            raise LocalEditError(f"{entity} {record_id} is deleted already")
+        library.delete(entity, record_id)
+        return f"{entity} {record_id} deleted again"
+    if kind == "restore" or (kind == "create" and current["deleted"]):
+        library.restore(entity, record_id)
+    if values and not library.edit(entity, record_id, values):
+        return f"{entity} {record_id} already holds the refused values"
+    return f"the refused {kind or 'edit'} of {entity} {record_id} made again"
 
 
 class ConflictService:

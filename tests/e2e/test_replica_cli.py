@@ -233,3 +233,110 @@ def test_two_syncs_of_one_replica_at_once_keep_the_login(server: str, tmp_path: 
     assert ws.json("status")["pending"] == 0  # type: ignore[index]
     listed = httpx.get(f"{server}/api/v1/orgs/{org}/prompts", headers=headers).json()["items"]
     assert sorted(p["title"] for p in listed) == [f"Prompt {n}" for n in range(5)]
+
+
+def test_refused_edits_are_made_again_once_allowed_or_dropped(server: str, tmp_path: Path) -> None:
+    """A viewer's offline create, edit and delete are refused by the server and kept as refused edits.
+    Once the viewer is made an editor, ``--keep mine`` makes each again (the create under its id, the delete
+    as a delete) and the next sync shares them; ``--keep theirs`` drops one; any other ``--keep`` is refused
+    and changes nothing."""
+    owner = new_account(server, email="owner-refused@example.com", password=PASSWORD, org_name="Refused")
+    owner_headers = {"Authorization": f"Bearer {owner.token}"}
+    base = f"{server}/api/v1/orgs/{owner.org_id}"
+    httpx.post(
+        f"{server}/api/v1/auth/register",
+        json={"email": "viewer-refused@example.com", "password": PASSWORD, "display_name": "V"},
+    ).raise_for_status()
+    viewer_token = httpx.post(
+        f"{server}/api/v1/auth/token", data={"username": "viewer-refused@example.com", "password": PASSWORD}
+    ).json()["access_token"]
+    invite = httpx.post(
+        f"{base}/invitations",
+        json={"email": "viewer-refused@example.com", "role": "viewer"},
+        headers=owner_headers,
+    ).json()["token"]
+    accepted = httpx.post(
+        f"{server}/api/v1/invitations/accept",
+        json={"token": invite},
+        headers={"Authorization": f"Bearer {viewer_token}"},
+    )
+    accepted.raise_for_status()
+    shared = httpx.post(
+        f"{base}/prompts", json={"title": "Shared", "body": "b"}, headers=owner_headers
+    ).json()
+    doomed = httpx.post(
+        f"{base}/prompts", json={"title": "Doomed", "body": "b"}, headers=owner_headers
+    ).json()
+
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    v = Workstation(tmp_path, "viewer")
+    v.run("init")
+    v.run(
+        "attach",
+        "--server",
+        server,
+        "--org",
+        owner.org_id,
+        "--email",
+        "viewer-refused@example.com",
+        "--password-file",
+        str(password_file),
+    )
+    v.run("sync")
+    tag = v.run("add", "tag", "--set", "name=from-the-viewer").strip()
+    v.run("edit", "prompt", shared["id"], "--set", "title=Viewer title")
+    v.run("delete", "prompt", doomed["id"])
+    v.run("sync")
+    refused = {c["record_id"]: c["id"] for c in v.json("conflicts", "list")}  # type: ignore[union-attr]
+    assert set(refused) == {tag, shared["id"], doomed["id"]}
+    assert "--keep mine" in v.run("conflicts", "resolve", refused[tag], "--keep", "banana", code=5)
+    assert len(v.json("conflicts", "list")) == 3  # type: ignore[arg-type]
+
+    user_id = next(
+        m["user_id"]
+        for m in httpx.get(f"{base}/members", headers=owner_headers).json()
+        if m["email"] == "viewer-refused@example.com"
+    )
+    httpx.patch(
+        f"{base}/members/{user_id}", json={"role": "editor"}, headers=owner_headers
+    ).raise_for_status()
+    assert "created again" in v.run("conflicts", "resolve", refused[tag], "--keep", "mine")
+    assert "deleted again" in v.run("conflicts", "resolve", refused[doomed["id"]], "--keep", "mine")
+    assert "dropped" in v.run("conflicts", "resolve", refused[shared["id"]], "--keep", "theirs")
+    assert v.json("conflicts", "list") == []
+    v.run("sync")
+    assert httpx.get(f"{base}/tags/{tag}", headers=owner_headers).json()["name"] == "from-the-viewer"
+    assert httpx.get(f"{base}/prompts/{doomed['id']}", headers=owner_headers).status_code == 404
+    assert httpx.get(f"{base}/prompts/{shared['id']}", headers=owner_headers).json()["title"] == "Shared"
+    assert v.json("conflicts", "list") == []
+
+
+def test_the_passphrase_file_first_line_and_a_damaged_replica(tmp_path: Path) -> None:
+    """``--passphrase-file`` uses the file's first line (as its help says), with a Windows line ending too;
+    an empty file is a clear error. A replica damaged past its first page opens, and the damage is found on
+    reading: a one-line error (exit 2), not a traceback, and the file is left as it was."""
+    ws = Workstation(tmp_path, "w")
+    ws.secret.write_text("the passphrase\r\nsecond line, not part of it\n")
+    ws.run("init")
+    for n in range(40):
+        ws.run("add", "prompt", "--set", f"title=Prompt {n}", "--set", "body=" + "text " * 400)
+    only = tmp_path / "only-first-line"
+    only.write_text("the passphrase")
+    assert len(json.loads(ws.run("list", "prompt", "--json", passphrase=only))) == 40
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    assert "no passphrase on its first line" in ws.run("status", code=2, passphrase=empty)
+
+    damaged = tmp_path / "damaged.ohr"
+    data = bytearray(ws.replica.read_bytes())
+    for page in range(16_384, len(data), 16_384):  # every 16 KiB page but the first (the header)
+        data[page + 100 : page + 116] = b"X" * 16
+    damaged.write_bytes(bytes(data))
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["replica", "--replica", str(damaged), "--passphrase-file", str(ws.secret), "list", "prompt"]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error:") and "Traceback" not in result.output
+    assert damaged.read_bytes() == bytes(data)
