@@ -22,7 +22,9 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from outputhub.common.errors import InvalidInputError
 from outputhub.desktop.services.conflicts import reapply_refused
+from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.services.sync import (
     Organization,
     OrganizationChoiceError,
@@ -414,12 +416,41 @@ def edit(
 
 
 @app.command()
-def delete(typer_ctx: typer.Context, kind: str, record_id: str) -> None:
-    """Delete a record (a tombstone that syncs; a concurrent edit elsewhere restores it)."""
+def delete(
+    typer_ctx: typer.Context,
+    kind: str,
+    record_id: str,
+    cascade: Annotated[
+        bool, typer.Option("--cascade", help="A prompt that has outputs: delete them with it.")
+    ] = False,
+) -> None:
+    """Delete a record (a tombstone that syncs; a concurrent edit elsewhere restores it), as the desktop app
+    does: a prompt's outputs go with it (only with --cascade, as in the REST API), a tag or another lookup
+    entry is taken off the records that name it."""
     ctx: Context = typer_ctx.obj
-    with edits(ctx) as (_r, _s, library):
-        library.delete(entity_name(kind), record_id)
-        emit(ctx, {"deleted": record_id}, f"deleted {record_id}")
+    entity = entity_name(kind)
+    with edits(ctx) as (replica, _s, library):
+        library.get(entity, record_id)  # "no <entity> with id ..." for an unknown one
+        service = LibraryService(replica=replica, editor=library)
+        try:
+            plan = service.plan_deletion(entity=entity, ids=[record_id])
+        except InvalidInputError:
+            fail(5, f"{entity} {record_id} is deleted already")
+        if plan.outputs_deleted_too and not cascade:
+            fail(
+                5,
+                f"prompt {record_id} has {plan.outputs_deleted_too} output(s): pass --cascade to delete them "
+                "with it",
+            )
+        deletion = service.delete_records(entity=entity, ids=[record_id])
+        outputs = [i for e, i in deletion.records if e == "output"]
+        unlinked = len({(e, i) for e, i, _f, _l in deletion.unlinked})
+        said = f"deleted {record_id}"
+        if outputs:
+            said += f" and its {len(outputs)} output(s)"
+        if unlinked:
+            said += f"; taken off {unlinked} record(s) that named it"
+        emit(ctx, {"deleted": record_id, "outputs_deleted": outputs, "records_unlinked": unlinked}, said)
 
 
 @app.command()

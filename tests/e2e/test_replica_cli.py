@@ -340,3 +340,52 @@ def test_the_passphrase_file_first_line_and_a_damaged_replica(tmp_path: Path) ->
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error:") and "Traceback" not in result.output
     assert damaged.read_bytes() == bytes(data)
+
+
+def test_delete_takes_a_prompts_outputs_and_a_tags_uses_with_it(server: str, tmp_path: Path) -> None:
+    """``replica delete`` leaves no reference to a deleted record, as the desktop app and the REST API do:
+    a prompt with outputs is refused without --cascade and takes them with it; a tag is taken off
+    the records that name it. After a sync the server holds no dangling reference either."""
+    account = new_account(server, email="deleter@example.com", password=PASSWORD, org_name="Deletes")
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    ws = Workstation(tmp_path, "d")
+    ws.run("init")
+    ws.run(
+        "attach",
+        "--server",
+        server,
+        "--org",
+        account.org_id,
+        "--email",
+        account.email,
+        "--password-file",
+        str(password_file),
+    )
+    tag = ws.run("add", "tag", "--set", "name=python").strip()
+    prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b", "--set", f"tag_ids={tag}").strip()
+    keeper = ws.run(
+        "add", "prompt", "--set", "title=Keeper", "--set", "body=b", "--set", f"tag_ids={tag}"
+    ).strip()
+    gone = ws.run("add", "output", "--set", f"prompt_id={prompt}", "--set", "content=o").strip()
+    kept = ws.run(
+        "add", "output", "--set", f"prompt_id={keeper}", "--set", "content=k", "--set", f"tag_ids={tag}"
+    )
+    kept = kept.strip()
+    ws.run("sync")
+
+    assert "pass --cascade" in ws.run("delete", "prompt", prompt, code=5)
+    assert ws.json("show", "prompt", prompt)["deleted"] is False  # type: ignore[index]
+    said = ws.json("delete", "prompt", prompt, "--cascade")
+    assert said == {"deleted": prompt, "outputs_deleted": [gone], "records_unlinked": 0}
+    assert "taken off 2 record(s)" in ws.run("delete", "tag", tag)
+    assert "deleted already" in ws.run("delete", "tag", tag, code=5)
+    ws.run("sync")
+
+    headers = {"Authorization": f"Bearer {account.token}"}
+    base = f"{server}/api/v1/orgs/{account.org_id}"
+    for path in (f"prompts/{prompt}", f"outputs/{gone}", f"tags/{tag}"):
+        assert httpx.get(f"{base}/{path}", headers=headers).status_code == 404, path
+    assert httpx.get(f"{base}/outputs/{kept}", headers=headers).json()["tag_ids"] == []
+    assert httpx.get(f"{base}/prompts/{keeper}", headers=headers).json()["tag_ids"] == []
+    assert ws.json("show", "output", kept)["tag_ids"] == []  # type: ignore[index]
