@@ -232,6 +232,13 @@ class SyncClient:
                         self._refuse(op, reason, report, refused_records)
                     else:
                         report.conflicts_opened.extend(result.get("conflicts") or [])
+                        for closed in result.get("resolved") or []:
+                            # a later op of this push closed it (the same record edited twice against a
+                            # delete): it never reached the user, so it is neither new nor replaced
+                            if closed in report.conflicts_opened:
+                                report.conflicts_opened.remove(closed)
+                            else:
+                                report.conflicts_closed.append(closed)
                 self.store.acknowledge([o.op_id for o in answered])
                 if page is not None:
                     assert along_with is not None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from outputhub.desktop.services.sync import conflict_news
 from outputhub.desktop.storage.tables import to_timestamp
 from outputhub.sync.client import LocalEditError, Merged
 from tests.support.client import add_member, new_org, seed_library
@@ -358,3 +359,21 @@ def test_a_reference_that_is_not_an_id_is_refused_as_it_is_typed(org, devices) -
     assert laptop.values() == before and laptop.store.pending_count() == 0
     laptop.library.edit("prompt", ids["prompt"], {"tag_ids": []})  # clearing a reference stays possible
     assert laptop.sync().pushed == 1
+
+
+def test_two_edits_against_a_delete_report_one_new_conflict(org, devices) -> None:  # type: ignore[no-untyped-def]
+    """The desktop edits a record twice offline while the laptop deletes it. The first pushed edit opens a
+    delete conflict, the second replaces it with the conflict between the newer writes: the sync reports
+    one new conflict (it said two) and one is open."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    laptop.sync()
+    desktop.sync()
+    laptop.library.delete("prompt", ids["prompt"])
+    laptop.sync()
+    desktop.library.edit("prompt", ids["prompt"], {"title": "Edited offline"})
+    desktop.library.edit("prompt", ids["prompt"], {"body": "and again"})
+    report = desktop.sync()
+    assert len(desktop.open_conflicts()) == 1
+    assert conflict_news(desktop.replica, report.conflicts_opened, report.conflicts_closed) == (1, 0)
+    assert desktop.library.get("prompt", ids["prompt"])["title"] == "Edited offline"
