@@ -368,7 +368,8 @@ def sync(
         new, changed = conflict_news(replica, report.conflicts_opened, report.conflicts_closed)
 
         def text() -> str:
-            lines = [f"pushed {report.pushed}, pulled {report.pulled}, at revision {report.cursor}"]
+            refused = f" ({len(report.refused)} refused, kept: `conflicts list`)" if report.refused else ""
+            lines = [f"pushed {report.pushed}{refused}, pulled {report.pulled}, at revision {report.cursor}"]
             lines += [f"refused: {r['entity']} {r['id']}: {r['reason']}" for r in report.refused]
             if new:
                 lines.append(f"{new} new conflict(s): see `outputhub replica conflicts list`")
@@ -383,7 +384,7 @@ def sync(
                 )
             return "\n".join(lines)
 
-        emit(ctx, report, text)
+        emit(ctx, {**_jsonable(report), "conflicts_new": new, "conflicts_changed": changed}, text)
 
 
 @app.command()
