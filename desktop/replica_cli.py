@@ -182,6 +182,28 @@ def parse_sets(entity: str, pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+def parse_values(entity: str, pairs: list[str], files: list[str]) -> dict[str, Any]:
+    """``--set field=value`` pairs and ``--set-file field=PATH`` pairs (the file's text, verbatim: long
+    outputs, text with a literal backslash-n) as one set of values."""
+    if not pairs and not files:
+        fail(5, "give at least one --set field=value or --set-file field=PATH")
+    values = parse_sets(entity, pairs)
+    fields = DEFAULT_SCHEMA.entity(entity).fields
+    for pair in files:
+        name, sep, path = pair.partition("=")
+        if not sep or not path:
+            fail(5, f"--set-file takes field=PATH, got {pair!r}")
+        kind = fields.get(name)
+        if kind is None or kind.value == "set":
+            fail(5, f"{entity} has no text field {name!r} to read from a file")
+        try:
+            values[name] = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            fail(5, f"cannot read {path} for {name}: {reason}")
+    return values
+
+
 @contextmanager
 def edits(ctx: Context) -> Iterator[tuple[Replica, ReplicaSyncStore, LocalLibrary]]:
     with ctx.replica() as replica:
@@ -391,13 +413,18 @@ def sync(
 def add(
     typer_ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="prompt, output, custom-gpt, tag, knowledge-type, ...")],
-    values: Annotated[list[str], typer.Option("--set", help="field=value (sets: comma-separated ids)")],
+    values: Annotated[
+        list[str] | None, typer.Option("--set", help="field=value (sets: comma-separated ids)")
+    ] = None,
+    files: Annotated[
+        list[str] | None, typer.Option("--set-file", help="field=PATH: a text field from a file, verbatim")
+    ] = None,
 ) -> None:
     """Create a record offline; prints its id."""
     ctx: Context = typer_ctx.obj
     entity = entity_name(kind)
     with edits(ctx) as (_replica, _store, library):
-        record_id = library.create(entity, parse_sets(entity, values))
+        record_id = library.create(entity, parse_values(entity, values or [], files or []))
         emit(ctx, {"id": record_id}, record_id)
 
 
@@ -406,13 +433,16 @@ def edit(
     typer_ctx: typer.Context,
     kind: Annotated[str, typer.Argument()],
     record_id: Annotated[str, typer.Argument()],
-    values: Annotated[list[str], typer.Option("--set", help="field=value")],
+    values: Annotated[list[str] | None, typer.Option("--set", help="field=value")] = None,
+    files: Annotated[
+        list[str] | None, typer.Option("--set-file", help="field=PATH: a text field from a file, verbatim")
+    ] = None,
 ) -> None:
     """Change fields of a record offline."""
     ctx: Context = typer_ctx.obj
     entity = entity_name(kind)
     with edits(ctx) as (_replica, _store, library):
-        changed = library.edit(entity, record_id, parse_sets(entity, values))
+        changed = library.edit(entity, record_id, parse_values(entity, values or [], files or []))
         emit(ctx, {"changed": changed}, "changed" if changed else "nothing to change")
 
 
@@ -628,7 +658,13 @@ def conflicts_resolve(
     """Keep mine, keep theirs, or save an edited merge; it syncs like any edit."""
     ctx: Context = typer_ctx.obj
     if value_file is not None:
-        value = value_file.read_text()
+        try:
+            value = value_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(
+                5,
+                f"cannot read {value_file}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8 text'}",
+            )
     if (keep is None) == (value is None):
         fail(5, "give either --keep mine|theirs or --value/--value-file")
     with edits(ctx) as (replica, _store, library):

@@ -389,3 +389,27 @@ def test_delete_takes_a_prompts_outputs_and_a_tags_uses_with_it(server: str, tmp
     assert httpx.get(f"{base}/outputs/{kept}", headers=headers).json()["tag_ids"] == []
     assert httpx.get(f"{base}/prompts/{keeper}", headers=headers).json()["tag_ids"] == []
     assert ws.json("show", "output", kept)["tag_ids"] == []  # type: ignore[index]
+
+
+def test_long_texts_come_from_files_verbatim(tmp_path: Path) -> None:
+    """``--set-file field=PATH`` reads a text field from a file as it is: longer than a command line takes
+    (300 KB), with a literal backslash-n and any character; an unreadable file or no value: a clear error."""
+    ws = Workstation(tmp_path, "f")
+    ws.run("init")
+    prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    text = ("line with a literal \\n and ünïcödé 🙂\n" * 8_000) + "end"
+    content = tmp_path / "output.txt"
+    content.write_text(text, encoding="utf-8")
+    output = ws.run(
+        "add", "output", "--set", f"prompt_id={prompt}", "--set-file", f"content={content}"
+    ).strip()
+    assert ws.json("show", "output", output)["content"] == text  # type: ignore[index]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("first\nsecond\n", encoding="utf-8")
+    assert ws.run("edit", "output", output, "--set-file", f"notes={notes}").strip() == "changed"
+    assert ws.json("show", "output", output)["notes"] == "first\nsecond\n"  # type: ignore[index]
+    assert "cannot read" in ws.run(
+        "edit", "output", output, "--set-file", f"notes={tmp_path / 'none'}", code=5
+    )
+    assert "at least one --set" in ws.run("edit", "output", output, code=5)
+    assert "no text field" in ws.run("edit", "output", output, "--set-file", f"tag_ids={notes}", code=5)
