@@ -5,8 +5,9 @@
     .venv/bin/python -m bench.sync --backend postgres
 
 The server is the real app under uvicorn in a subprocess (loopback HTTP), filled through the bulk API (so
-every record has its stored merge state, as in production). On PostgreSQL the planner statistics are refreshed after
-the fill (``ANALYZE``, as autovacuum would; this machine runs PostgreSQL with autovacuum off). In the same run, as baselines:
+every record has its stored merge state, as in production); on PostgreSQL the planner statistics are
+refreshed after the fill (``ANALYZE``, as autovacuum would; this machine runs it with autovacuum off). In the
+same run, as baselines:
 - **raw insert**: the same rows, ``executemany`` into one plain table of a fresh SQLCipher file with the
   replica's page size, 16 KiB (what an encrypted SQLite file can take at best, no indexes; the ratios are
   against it), and again with SQLCipher's default 4 KiB pages (``raw_insert_4k_pages_rows_per_s``: the
