@@ -107,6 +107,8 @@ class LocalLibrary:
         if self.store.load(entity, record_id) is not None:
             raise LocalEditError(f"{entity} {record_id} already exists")
         coerced = _coerce(entity, values)
+        if DEFAULT_SCHEMA.entity(entity).lookup and coerced.get("position") is None:
+            coerced["position"] = 0  # as the REST API stores it: a replica and the server show the same entry
         with self.store.transaction():
             self._record(
                 None,

@@ -377,3 +377,14 @@ def test_two_edits_against_a_delete_report_one_new_conflict(org, devices) -> Non
     assert len(desktop.open_conflicts()) == 1
     assert conflict_news(desktop.replica, report.conflicts_opened, report.conflicts_closed) == (1, 0)
     assert desktop.library.get("prompt", ids["prompt"])["title"] == "Edited offline"
+
+
+def test_a_lookup_made_offline_shows_the_position_the_server_shows(org, devices) -> None:  # type: ignore[no-untyped-def]
+    """A tag created on a replica without a position is stored with position 0, as the REST API stores one:
+    the replicas, the sync state and the REST answer agree (the replica said None, REST 0)."""
+    laptop, desktop = devices
+    tag = laptop.library.create("tag", {"name": "made offline"})
+    laptop.sync()
+    desktop.sync()
+    assert org.owner.get(f"{org.base}/tags/{tag}").json()["position"] == 0
+    assert laptop.library.get("tag", tag)["position"] == desktop.library.get("tag", tag)["position"] == 0
