@@ -351,7 +351,12 @@ def _remote(store: ReplicaSyncStore) -> HttpRemote:
             except ServerUnreachableError as exc:
                 fail(3, f"{exc} {EDITS_KEPT}")
             except SyncError:
-                fail(4, "the saved login has expired or was revoked: run `outputhub replica attach` again")
+                fail(
+                    4,
+                    "the saved login has expired or was revoked: run `outputhub replica attach` again "
+                    "(a copy of a replica, e.g. a restored backup, shares its login: the first copy to renew "
+                    "it revokes the others', so attach each copy on its own)",
+                )
             store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
         token = str(pair["access_token"])
     return HttpRemote(server, token=token, org_id=store.org_id())
