@@ -121,6 +121,13 @@ def _byte_limit(found: Sequence[FeedRow], limit: int) -> int:
     return limit
 
 
+_NO_PARALLEL_WORKERS: Final = text("SET LOCAL max_parallel_workers_per_gather = 0")
+"""For the rest of the pull's transaction. Once PostgreSQL has statistics of a large library, the generic plan
+it keeps for the page statement (prepared: it runs on every pull) reads the outputs with a parallel index
+scan, for a ``since`` that could match them all; starting the worker costs 2-4 ms, for a pull that finds one
+row in 0.1 ms (measured at 50,000 outputs: 4.1 ms against 0.4 ms)."""
+
+
 def _page(
     session: Session, *, org_id: uuid.UUID, since: int, limit: int, form: int
 ) -> tuple[int, bool, list[FeedRow]]:
@@ -133,6 +140,8 @@ def _page(
     entity with more than ``limit + 1`` rows at or below ``next_since`` would put more than ``limit`` rows
     before the revision the page is cut at. Only a page of one revision larger than a page (a lookup delete
     stamps all its referencing records with one revision) is read again, whole."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_NO_PARALLEL_WORKERS)
     found = page_rows(
         first_rows(
             session, FEEDS, org_id=org_id, since=since, n=limit + 1, form=form, budget=PULL_PAGE_BYTES
