@@ -104,6 +104,22 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    """A number too large for where it goes (a driver's ``OverflowError``). Parameters and bodies are bounded
+    before they reach a driver; this is the net behind them. Answered here rather than by the catch-all,
+    which re-raises to the server and so closes the client's keep-alive connection."""
+    log.warning("number out of range on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        Problem(
+            status=422,
+            title="Invalid input",
+            detail="a number in the request is out of range",
+            type=TYPE_BASE + "invalid-input",
+            instance=request.url.path,
+        )
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -121,6 +137,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(OverflowError, _out_of_range)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -7,6 +7,11 @@ from typing import Annotated
 
 from fastapi import Query
 
+DB_INT_MAX = 2**63 - 1
+"""The largest integer a database column holds (SQLite INTEGER, PostgreSQL BIGINT). Every integer path and
+query parameter has it (or less) as its upper bound, so a larger one is a 422 naming the parameter, not an
+OverflowError from the driver."""
+
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=1000, description="next_cursor from the previous page.")]
 Text = Annotated[str | None, Query(max_length=200, description="Case-insensitive text to look for.")]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
+from outputhub.server.problems import install_problem_handlers
 from tests.support.client import new_org, seed_library
 
 MISSING = str(uuid.uuid4())
+HUGE = 99999999999999999999  # beyond 64 bits
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,14 @@ def cases(ids):
         ("GET", "/prompts", {"tag_id": "abc"}, 422, "query.tag_id.0"),
         ("GET", f"/prompts/{ids['prompt']}/diff", {"from": 1, "to": 99}, 404, "query.to"),
         ("GET", f"/prompts/{ids['prompt']}/diff", {"from": 1}, 422, "query.to"),
+        # integers beyond 64 bits: refused before they reach the database (SQLite raised OverflowError; QA)
+        ("GET", f"/prompts/{ids['prompt']}/versions/{HUGE}", None, 422, "path.version"),
+        ("GET", f"/prompts/{ids['prompt']}/versions/{2**63}", None, 422, "path.version"),
+        ("GET", f"/prompts/{ids['prompt']}/diff", {"from": 1, "to": HUGE}, 422, "query.to"),
+        ("GET", f"/prompts/{ids['prompt']}/diff", {"from": 2**63, "to": 1}, 422, "query.from"),
+        ("GET", "/sync/changes", {"protocol": 4, "since": HUGE}, 422, "query.since"),
+        ("GET", "/sync/changes", {"protocol": 4, "since": 2**63}, 422, "query.since"),
+        ("GET", "/sync/changes", {"protocol": HUGE}, 422, "query.protocol"),
         ("POST", "/outputs", {"prompt_id": ids["prompt"]}, 422, "body.content"),
         ("POST", "/outputs", {"prompt_id": MISSING, "content": "c"}, 422, "body.prompt_id"),
         (
@@ -173,3 +185,21 @@ def test_auth_errors_are_problems(client, world):
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     r = client.put(f"{org.base}/prompts")
     assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_an_overflow_anywhere_is_a_problem_not_a_crash() -> None:
+    """The safety net behind the parameter bounds: an OverflowError a number causes deeper down is answered
+    as a problem by the app (not re-raised to the server, which closed the keep-alive connection)."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+    with TestClient(app, raise_server_exceptions=True) as test_client:
+        r = test_client.get("/boom")
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["title"] and problem["detail"] and problem["instance"] == "/boom"

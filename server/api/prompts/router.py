@@ -16,6 +16,7 @@ from outputhub.common.schemas import (
     PromptVersionRead,
 )
 from outputhub.server.api.filters import (
+    DB_INT_MAX,
     AccuracyFilter,
     AgentGroupFilter,
     Cursor,
@@ -146,7 +147,10 @@ def list_versions(prompt_id: uuid.UUID, tenant: Reader, session: SessionDep) -> 
 
 @router.get("/{prompt_id}/versions/{version}")
 def get_version(
-    prompt_id: uuid.UUID, version: Annotated[int, Path(ge=1)], tenant: Reader, session: SessionDep
+    prompt_id: uuid.UUID,
+    version: Annotated[int, Path(ge=1, le=DB_INT_MAX)],
+    tenant: Reader,
+    session: SessionDep,
 ) -> PromptVersionRead:
     row = service.get_version(session, tenant=tenant, ident=prompt_id, version=version)
     return PromptVersionRead.model_validate(row, from_attributes=True)
@@ -157,8 +161,10 @@ def diff_versions(
     prompt_id: uuid.UUID,
     tenant: Reader,
     session: SessionDep,
-    from_version: Annotated[int, Query(alias="from", ge=1, description="Older version number.")],
-    to_version: Annotated[int, Query(alias="to", ge=1, description="Newer version number.")],
+    from_version: Annotated[
+        int, Query(alias="from", ge=1, le=DB_INT_MAX, description="Older version number.")
+    ],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=DB_INT_MAX, description="Newer version number.")],
 ) -> PromptDiff:
     return service.diff(
         session, tenant=tenant, ident=prompt_id, from_version=from_version, to_version=to_version

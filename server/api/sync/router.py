@@ -26,6 +26,7 @@ from outputhub.common.sync import (
     PushResult,
 )
 from outputhub.server.api.base import Tenant
+from outputhub.server.api.filters import DB_INT_MAX
 from outputhub.server.api.sync import push as push_service
 from outputhub.server.api.sync import service
 from outputhub.server.deps import NowDep, Reader, Services, ServicesDep, SessionDep, Writer
@@ -47,8 +48,10 @@ def _check_protocol(protocol: int, field: str) -> None:
 def pull_changes(
     tenant: Reader,
     session: SessionDep,
-    protocol: Annotated[int, Query(description="Sync protocol version the client speaks.")],
-    since: Annotated[int, Query(ge=0, description="The last revision the replica has (0: everything).")] = 0,
+    protocol: Annotated[int, Query(le=DB_INT_MAX, description="Sync protocol version the client speaks.")],
+    since: Annotated[
+        int, Query(ge=0, le=DB_INT_MAX, description="The last revision the replica has (0: everything).")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> Response:
     """Every record changed after `since`, tombstones included, in revision order (lookups before the
