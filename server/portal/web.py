@@ -191,6 +191,15 @@ def _day(value: str | None, field: str) -> date | None:
         raise InvalidInputError(f"query.{field}", "must be a date (YYYY-MM-DD)") from exc
 
 
+def _day_after(day: date | None) -> datetime | None:
+    """The exclusive end of a date range that includes ``day``. The last day the calendar holds
+    (9999-12-31, which a date picker offers) has no day after it: the range is then open-ended, as
+    nothing can be created later."""
+    if day is None or day == date.max:
+        return None
+    return datetime.combine(day + timedelta(days=1), datetime.min.time())
+
+
 def _safe_next(target: str | None) -> str:
     """Only redirect back into the portal (no open redirect)."""
     if target and target.startswith(PREFIX + "/") and not target.startswith("//") and "\\" not in target:
@@ -626,7 +635,7 @@ def build_router(*, environment: Environment, keys: PortalKeys) -> APIRouter:
         start, end = _day(from_day, "from"), _day(to_day, "to")
         return AnalyticsFilters(
             created_from=datetime.combine(start, datetime.min.time()) if start else None,
-            created_to=datetime.combine(end + timedelta(days=1), datetime.min.time()) if end else None,
+            created_to=_day_after(end),
             gpt_model_ids=tuple(chosen["gpt_model_id"]),
             custom_gpt_ids=tuple(chosen["custom_gpt_id"]),
             agent_group_ids=tuple(chosen["agent_group_id"]),
@@ -639,14 +648,24 @@ def build_router(*, environment: Environment, keys: PortalKeys) -> APIRouter:
         return {name: _ids(request.query_params.getlist(name), name) for name in ANALYTICS_FILTERS}
 
     def compute_all(
-        session: Any, services: Any, tenant: Tenant, filters: AnalyticsFilters, *, by: str, bucket: str
+        session: Any,
+        services: Any,
+        tenant: Tenant,
+        filters: AnalyticsFilters,
+        *,
+        by: str,
+        bucket: str,
+        only: str | None = None,
     ) -> dict[str, dict[str, Any]]:
-        def run(name: str, options: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-            return analytics.cached(
+        """Every chart of the page, or with ``only`` just that one (a CSV download needs no other chart,
+        and one chart's refusal, such as too many buckets, must not refuse another's download)."""
+
+        def run(name: str, options: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> Any:
+            return lambda: analytics.cached(
                 services.cache, tenant=tenant, name=name, filters=filters, options=options, compute=compute
             )
 
-        return {
+        charts: dict[str, Callable[[], dict[str, Any]]] = {
             "overview": run(
                 "overview", {}, lambda: analytics.overview(session, tenant=tenant, filters=filters)
             ),
@@ -688,6 +707,7 @@ def build_router(*, environment: Environment, keys: PortalKeys) -> APIRouter:
                 ),
             ),
         }
+        return {name: chart() for name, chart in charts.items() if only is None or name == only}
 
     def _check_choice(value: str, allowed: tuple[str, ...], field: str) -> str:
         if value not in allowed:
@@ -744,7 +764,8 @@ def build_router(*, environment: Environment, keys: PortalKeys) -> APIRouter:
         _check_choice(by, DIMENSIONS, "by")
         _check_choice(bucket, ("day", "week", "month"), "bucket")
         filters = analytics_filters(from_day=from_day, to_day=to_day, chosen=_chosen_from(request))
-        result = compute_all(session, services, page.tenant, filters, by=by, bucket=bucket)[CSV_NAMES[name]]
+        chart = CSV_NAMES[name]
+        result = compute_all(session, services, page.tenant, filters, by=by, bucket=bucket, only=chart)[chart]
         return Response(
             analytics.to_csv(result),
             media_type="text/csv; charset=utf-8",

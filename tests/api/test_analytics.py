@@ -356,6 +356,29 @@ def test_csv_defuses_formulas(client):
     assert f"'=HYPERLINK(1),{tag},0,0" in text
 
 
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"to": "0001-01-01"},
+        {"from": "9999-12-31T12:00:00", "to": "9999-12-31T13:00:00", "bucket": "day"},
+        {"from": "9999-12-01", "to": "9999-12-31T12:00:00", "bucket": "day"},
+        {"from": "9999-12-01", "to": "9999-12-31T12:00:00", "bucket": "week"},
+        {"from": "9999-11-01", "to": "9999-12-31T12:00:00", "bucket": "month"},
+        {"from": "0001-01-01", "to": "0001-02-01", "bucket": "day"},
+    ],
+)
+def test_the_calendars_first_and_last_days(library, params):
+    """Knowledge types over time at the ends of the calendar: no bucket before 0001-01-01 or after
+    9999-12-31 is computed (they were a 500, an OverflowError)."""
+    result = library.get("knowledge-types", **params)
+    assert sum(result["totals"]) == 0
+    if "from" in params:
+        assert result["labels"][0] == params["from"][:10] or params["bucket"] == "week"
+    for path in ("overview", "accuracy", "stage-funnel", "tags", "prompt-ranking"):
+        library.get(path, **params)
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -369,6 +392,8 @@ def test_csv_defuses_formulas(client):
         ({"order": "middle"}, "query.order"),
         ({"tag_id": "not-a-uuid"}, "query.tag_id.0"),
         ({"bucket": "day", "from": "2020-01-01", "to": "2026-01-01"}, "query.bucket"),
+        ({"to": "0001-01-01T00:00:00+01:00"}, "query.to"),  # before the calendar in UTC
+        ({"from": "9999-12-31T23:00:00-02:00"}, "query.from"),  # after it
     ],
 )
 def test_bad_parameters_are_422_naming_the_field(library, params, field):

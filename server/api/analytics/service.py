@@ -78,10 +78,15 @@ class AnalyticsFilters:
     development_stage_ids: tuple[uuid.UUID, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("created_from", "created_to"):  # a naive date-time is UTC
+        for name, field in (("created_from", "query.from"), ("created_to", "query.to")):
             value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                object.__setattr__(self, name, value.replace(tzinfo=UTC))
+            if value is None:
+                continue
+            try:  # a naive date-time is UTC; an offset one is taken to UTC, which must still be a date
+                value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            except OverflowError as exc:
+                raise InvalidInputError(field, "must be between 0001-01-01 and 9999-12-31 in UTC") from exc
+            object.__setattr__(self, name, value)
         if self.created_from and self.created_to and self.created_from >= self.created_to:
             raise InvalidInputError("query.from", "must be earlier than `to`")
 
@@ -332,8 +337,22 @@ def _bucket_range(first: date, last: date, bucket: Bucket) -> list[date]:
                 f"more than {MAX_BUCKETS} {bucket} buckets; choose a wider bucket or a shorter date range",
             )
         out.append(day)
-        day = _next_bucket(day, bucket)
+        if day == last:
+            break
+        try:
+            day = _next_bucket(day, bucket)
+        except (OverflowError, ValueError):  # the calendar's last bucket (9999-12-31) has no next one
+            break
     return out
+
+
+def _last_bucket(created_to: datetime, bucket: Bucket) -> date | None:
+    """The bucket of the last moment before ``created_to`` (exclusive); None when no moment is before it
+    (``created_to`` is the calendar's first instant, 0001-01-01)."""
+    try:
+        return bucket_start(created_to - timedelta(microseconds=1), bucket)
+    except OverflowError:
+        return None
 
 
 def knowledge_over_time(
@@ -365,11 +384,7 @@ def knowledge_over_time(
     first = (
         bucket_start(filters.created_from, bucket) if filters.created_from else (found[0] if found else None)
     )
-    last = (
-        bucket_start(filters.created_to - timedelta(microseconds=1), bucket)
-        if filters.created_to
-        else (found[-1] if found else None)
-    )
+    last = _last_bucket(filters.created_to, bucket) if filters.created_to else (found[-1] if found else None)
     days = _bucket_range(first, last, bucket) if first and last else []
     labels = [d.isoformat() for d in days]
     types = _lookup_names(session, KnowledgeType, tenant=tenant)
