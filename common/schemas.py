@@ -8,6 +8,7 @@ Unknown fields are rejected, so a typo is a 422 naming the field rather than a s
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -298,10 +299,13 @@ class PromptDiff(BaseModel):
 
 METADATA_MAX_BYTES = 64 * 1024
 METADATA_MAX_DEPTH = 20
+METADATA_INT_MIN = -(2**63)
+METADATA_INT_MAX = 2**63 - 1
 
 
 def _check_metadata(value: Any, *, path: str = "", depth: int = 0) -> None:
-    """Keys a document store can hold: no ``$`` prefix, no dots, no NUL; bounded nesting."""
+    """Keys a document store can hold: no ``$`` prefix, no dots, no NUL; bounded nesting; numbers every store
+    and JSON itself can carry: integers of 64 bits (signed, as BSON has them) and finite floats."""
     if depth > METADATA_MAX_DEPTH:
         raise ValueError(f"nested deeper than {METADATA_MAX_DEPTH} levels at {path or 'the top'}")
     if isinstance(value, dict):
@@ -314,6 +318,16 @@ def _check_metadata(value: Any, *, path: str = "", depth: int = 0) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_metadata(item, path=f"{path}[{index}]", depth=depth + 1)
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not METADATA_INT_MIN <= value <= METADATA_INT_MAX:
+            raise ValueError(
+                f"the integer at {path or 'the top'} does not fit in 64 bits"
+                f" ({METADATA_INT_MIN} .. {METADATA_INT_MAX})"
+            )
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"the number at {path or 'the top'} is not finite ({value}); JSON cannot carry it")
 
 
 class TranscriptMessage(Input):

@@ -81,6 +81,40 @@ def cases(ids):
             422,
             "body.produced_at",
         ),
+        # metadata numbers a document store cannot hold (orjson raised "Integer exceeds 64-bit range"; QA)
+        (
+            "POST",
+            "/outputs",
+            {"prompt_id": ids["prompt"], "content": "m", "metadata": {"n": 2**64}},
+            422,
+            "body.metadata",
+        ),
+        (
+            "POST",
+            "/outputs",
+            {"prompt_id": ids["prompt"], "content": "m", "metadata": {"a": [{"n": -(2**63) - 1}]}},
+            422,
+            "body.metadata",
+        ),
+        (
+            "POST",
+            "/outputs/bulk",
+            {"items": [{"prompt_id": ids["prompt"], "content": "m", "metadata": {"n": 2**64}}]},
+            422,
+            "body.items.0.metadata",
+        ),
+        (
+            "POST",
+            "/outputs/bulk",
+            {
+                "items": [
+                    {"prompt_id": ids["prompt"], "content": "fine", "metadata": {"n": 1}},
+                    {"prompt_id": ids["prompt"], "content": "m", "metadata": {"n": HUGE}},
+                ]
+            },
+            422,
+            "body.items.1.metadata",
+        ),
         ("POST", "/outputs/bulk", {"items": []}, 422, "body.items"),
         (
             "POST",
@@ -156,6 +190,42 @@ def test_malformed_and_oversized_bodies(client, world):
 
     r = client.post(f"{org.base}/prompts", content=chunks(), headers=h)
     assert r.status_code == 413
+
+
+@pytest.mark.parametrize("number", [b"1e999", b"-1e999", b"Infinity", b"NaN"])
+def test_non_finite_metadata_numbers_are_refused(client, world, number):
+    """1e999 was stored as null: a number JSON cannot carry is refused, in one output and in a bulk."""
+    org, ids = world
+    o = org.owner
+    h = {**o.headers, "content-type": "application/json"}
+    outputs_before = o.get(f"{org.base}/outputs", params={"limit": 500}).json()
+    item = b'{"prompt_id": "%s", "content": "m", "metadata": {"a": {"f": %s}}}' % (
+        ids["prompt"].encode(),
+        number,
+    )
+    fine = b'{"prompt_id": "%s", "content": "fine"}' % ids["prompt"].encode()
+    for path, body, field in (
+        ("/outputs", item, "body.metadata"),
+        ("/outputs/bulk", b'{"items": [%s, %s]}' % (fine, item), "body.items.1.metadata"),
+    ):
+        r = client.post(f"{org.base}{path}", content=body, headers=h)
+        assert r.status_code == 422, f"{path} {number!r}: {r.status_code} {r.text[:300]}"
+        assert r.headers["content-type"] == "application/problem+json"
+        assert field in [e["field"] for e in r.json()["errors"]], r.json()
+    assert o.get(f"{org.base}/outputs", params={"limit": 500}).json() == outputs_before
+
+
+def test_metadata_numbers_at_the_limits_are_kept(client, world):
+    org, ids = world
+    metadata = {"max": 2**63 - 1, "min": -(2**63), "f": 1.5, "e": 1e300, "b": True, "z": None}
+    r = org.owner.post(
+        f"{org.base}/outputs", json={"prompt_id": ids["prompt"], "content": "m", "metadata": metadata}
+    )
+    assert r.status_code == 201, r.text
+    body = org.owner.get(f"{org.base}/outputs/{r.json()['id']}/body")
+    assert body.status_code == 200, body.text
+    assert body.json()["metadata"] == metadata
+    assert org.owner.delete(f"{org.base}/outputs/{r.json()['id']}").status_code == 204
 
 
 def test_auth_errors_are_problems(client, world):
