@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from outputhub.server.deps import get_now
 from outputhub.server.storage.database import set_tenant, unit_of_work
 from outputhub.server.storage.tables import Output
-from tests.support.client import Org, add_member, new_org, register
+from tests.support.client import PASSWORD, Org, add_member, new_org, register
 
 T1 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday
 T2 = datetime(2026, 1, 7, 9, 30, tzinfo=UTC)  # same week
@@ -354,6 +356,57 @@ def test_csv_defuses_formulas(client):
     tag = org.owner.post(f"{org.base}/tags", json={"name": "=HYPERLINK(1)"}).json()["id"]
     text = org.owner.get(f"{org.base}/analytics/tags", params={"format": "csv"}).text
     assert f"'=HYPERLINK(1),{tag},0,0" in text
+
+
+def test_csv_defuses_formulas_in_the_header_row(app, client):
+    """Series names (accuracy levels, knowledge types) head the columns: they are defused like the row labels
+    (found by QA: an accuracy level named `=EVIL()` reached the header row raw)."""
+    org = new_org(client)
+    o = org.owner
+    level = o.post(f"{org.base}/accuracy-levels", json={"name": "=EVIL()", "score": 50}).json()["id"]
+    kind = o.post(f"{org.base}/knowledge-types", json={"name": "+KT()"}).json()["id"]
+    gpt = o.post(f"{org.base}/custom-gpts", json={"name": "-GPT"}).json()["id"]
+    prompt = o.post(f"{org.base}/prompts", json={"title": "@SUM(1)", "body": "b"}).json()["id"]
+    r = o.post(
+        f"{org.base}/outputs",
+        json={
+            "prompt_id": prompt,
+            "content": "x",
+            "accuracy_level_id": level,
+            "knowledge_type_ids": [kind],
+            "custom_gpt_id": gpt,
+        },
+    )
+    assert r.status_code == 201, r.text
+    dangerous = ("=", "+", "-", "@", "\t", "\r")
+    downloads = [
+        o.get(f"{org.base}/analytics/{path}", params={**params, "format": "csv"}).text
+        for path, params in (
+            ("accuracy", {"by": "custom_gpt"}),
+            ("knowledge-types", {"bucket": "month"}),
+            ("overview", {}),
+            ("stage-funnel", {}),
+            ("tags", {}),
+            ("prompt-ranking", {}),
+        )
+    ]
+    # the portal's downloads share the writer
+    web = TestClient(app)
+    token = re.search(r'name="csrf" value="([^"]+)"', web.get("/portal/login").text).group(1)
+    web.post("/portal/login", data={"email": o.email, "password": PASSWORD, "csrf": token, "next": ""})
+    choices = {"by": "custom_gpt", "bucket": "month"}
+    for name in ("accuracy", "knowledge-types", "overview", "stage-funnel", "tags", "best-prompts"):
+        r = web.get(f"/portal/orgs/{org.id}/analytics/{name}.csv", params=choices)
+        assert r.status_code == 200, name
+        downloads.append(r.text)
+    for text in downloads:
+        rows = list(csv.reader(io.StringIO(text)))
+        cells = [cell for row in rows for cell in row]
+        assert all(not cell.startswith(dangerous) for cell in cells), rows
+    accuracy = list(csv.reader(io.StringIO(downloads[0])))
+    assert "'=EVIL()" in accuracy[0] and accuracy[1][0] == "'-GPT"
+    assert "'@SUM(1)" in downloads[5]
+    assert "'+KT()" in next(csv.reader(io.StringIO(downloads[1])))
 
 
 

@@ -570,9 +570,14 @@ def to_csv(result: dict[str, Any]) -> str:
     writer = csv.writer(buffer, lineterminator="\r\n")
     extra = [name for name in ("totals", "rated", "mean_score") if isinstance(result.get(name), list)]
     extra_names = {"totals": "Total", "rated": "Rated", "mean_score": "Mean accuracy score"}
-    writer.writerow(
-        [result["label_name"], "id", *(s["name"] for s in result["series"]), *(extra_names[e] for e in extra)]
-    )
+    # series names are user-given too (accuracy levels, knowledge types): the header row is defused as well
+    header = [
+        result["label_name"],
+        "id",
+        *(s["name"] for s in result["series"]),
+        *(extra_names[e] for e in extra),
+    ]
+    writer.writerow([_csv_safe(str(cell)) for cell in header])
     for index, label in enumerate(result["labels"]):
         values = [s["data"][index] for s in result["series"]] + [result[e][index] for e in extra]
         writer.writerow(
@@ -582,5 +587,6 @@ def to_csv(result: dict[str, Any]) -> str:
 
 
 def _csv_safe(value: str) -> str:
-    """Defuse spreadsheet formulas in user-given names (CSV injection)."""
+    """Defuse spreadsheet formulas in user-given names (CSV injection): in every text cell, the header row's
+    series names as well as the row labels."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
