@@ -118,3 +118,29 @@ def test_invitation_rules(client):
     member = add_member(org, "viewer")
     dup = org.owner.post(f"{org.base}/invitations", json={"email": member.email, "role": "viewer"})
     assert dup.status_code == 409 and dup.json()["errors"][0]["field"] == "body.email"
+
+
+def test_any_member_may_leave_but_only_managers_remove_others(client):
+    """docs/permissions.md: anyone may leave an organization except its last owner. Viewers and editors got
+    403 "may not manage members" on their own membership (found by QA)."""
+    org = new_org(client)
+    viewer = add_member(org, "viewer")
+    editor = add_member(org, "editor")
+    other = add_member(org, "viewer")
+    for actor in (viewer, editor):
+        r = actor.delete(f"{org.base}/members/{other.user_id}")
+        assert r.status_code == 403, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+    assert other.get(f"{org.base}/prompts").status_code == 200
+    for actor in (viewer, editor):
+        assert actor.get(f"{org.base}/prompts").status_code == 200
+        r = actor.delete(f"{org.base}/members/{actor.user_id}")
+        assert r.status_code == 204, r.text
+        assert actor.get(org.base).status_code == 404
+        assert actor.get(f"{org.base}/prompts").status_code == 404
+        assert actor.delete(f"{org.base}/members/{actor.user_id}").status_code == 404
+    members = {m["user_id"] for m in org.owner.get(f"{org.base}/members").json()}
+    assert members == {org.owner.user_id, other.user_id}
+    # the last owner still cannot leave
+    r = org.owner.delete(f"{org.base}/members/{org.owner.user_id}")
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "path.user_id"

@@ -97,7 +97,9 @@ def change_role(
 
 
 @router.delete("/orgs/{org_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_member(user_id: uuid.UUID, tenant: MemberManager, session: SessionDep) -> None:
+def remove_member(user_id: uuid.UUID, tenant: Reader, session: SessionDep) -> None:
+    """Remove a member. Anyone may leave (their own user id) except the last owner; removing someone else
+    takes the manage-members permission (the service checks it: the dependency cannot tell the two apart)."""
     service.remove_member(session, tenant=tenant, user_id=user_id)
 
 

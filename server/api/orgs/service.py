@@ -17,7 +17,7 @@ from outputhub.common.errors import (
     PermissionDeniedError,
 )
 from outputhub.common.ids import new_uuid
-from outputhub.common.roles import ROLE_RANK, SCOPE_ROLE, ApiKeyScope, Role
+from outputhub.common.roles import ROLE_RANK, SCOPE_ROLE, Action, ApiKeyScope, Role, allows
 from outputhub.common.schemas import ApiKeyCreate, InvitationCreate, OrgCreate
 from outputhub.server.api.base import Tenant
 from outputhub.server.api.lookups import service as lookups
@@ -237,9 +237,14 @@ def change_role(
 def remove_member(
     session: Session, *, tenant: Tenant, user_id: uuid.UUID, now: datetime | None = None
 ) -> None:
+    """Remove a member. Any member may leave (remove their own membership); removing someone else takes the
+    member-manager permission (and, for owners and admins, an owner). The last owner can do neither."""
+    leaving = user_id == tenant.user_id
+    if not leaving and not allows(tenant.role, Action.MANAGE_MEMBERS):
+        raise PermissionDeniedError(f"the {tenant.role.value} role may not manage members")
     member = _membership(session, tenant=tenant, user_id=user_id)
     current = Role(member.role)
-    if user_id != tenant.user_id:
+    if not leaving:
         _check_can_assign(tenant, current=current, new=None)
     if current == Role.OWNER and _owner_count(session, tenant=tenant) == 1:
         raise InvalidInputError("path.user_id", "the organization's last owner cannot leave or be removed")
@@ -252,7 +257,7 @@ def remove_member(
         entity_id=user_id,
         at=now or datetime.now(UTC),
         before={"role": current.value},
-        details={"left": user_id == tenant.user_id},
+        details={"left": leaving},
     )
 
 
