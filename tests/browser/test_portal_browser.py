@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from bench.portal_screenshots import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    PASSWORD,
     VIEWPORTS,
     Demo,
     LiveServer,
@@ -167,3 +169,72 @@ def test_a_shared_link_opens_after_sign_in(page: Page, server: LiveServer, demo:
     expect(page).to_have_url(server.url + shared)
     expect(page.get_by_role("heading", name="Accuracy by agent group")).to_be_visible()
     check_layout(page)
+
+
+LONG_TAG = "customer-onboarding-email-sequence-" + "-".join(f"q{n}-2026-v2" for n in range(1, 18))[:165]
+LONG_STAGE = "Stage" + "x" * 195  # one unbroken 200-character word: the worst case
+LONG_GPT = "Quarterly Financial Report Writer"
+
+
+@pytest.fixture(scope="module")
+def long_names(server: LiveServer) -> Demo:
+    """An organization of its own (the demo's pages stay as they are) with long names: a custom GPT
+    "Quarterly Financial Report Writer", a 200-character tag and stage, a realistic long tag."""
+    email = "long-names@northwind.example"
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        assert http.post(
+            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "Lee Long"}
+        ).is_success
+        token = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
+        http.headers["Authorization"] = f"Bearer {token['access_token']}"
+        org = http.post("/api/v1/orgs", json={"name": "Long Names Ltd"}).json()
+        base = f"/api/v1/orgs/{org['id']}"
+
+        def create(path: str, body: dict[str, object]) -> str:
+            r = http.post(f"{base}/{path}", json=body)
+            assert r.is_success, r.text
+            return str(r.json()["id"])
+
+        assert len(LONG_TAG) == 200 and len(LONG_STAGE) == 200
+        realistic = "customer-onboarding-email-sequence-q3-2026-v2"
+        tags = [create("tags", {"name": n}) for n in (LONG_TAG, realistic)]
+        stage = create("development-stages", {"name": LONG_STAGE})
+        gpt = create("custom-gpts", {"name": LONG_GPT, "description": "Writes the quarterly report."})
+        create("custom-gpts", {"name": "G" * 200})
+        prompt = create(
+            "prompts",
+            {"title": "Report", "body": "Write it.", "development_stage_id": stage, "tag_ids": tags},
+        )
+        output = create(
+            "outputs", {"prompt_id": prompt, "content": "The report.", "custom_gpt_id": gpt, "tag_ids": tags}
+        )
+    demo = Demo(email=email, org_id=org["id"])
+    demo.prompt_ids.append(prompt)
+    demo.output_ids.append(output)
+    return demo
+
+
+def test_long_names_wrap_instead_of_scrolling_sideways(
+    page: Page, server: LiveServer, long_names: Demo
+) -> None:
+    """Found by QA: chips, badges and buttons never wrapped (`white-space: nowrap`), so a long custom GPT,
+    tag or stage name made a page 475 px wide at 375 px, and a 200-character name ~1900 px at any width."""
+    sign_in(page, server, long_names)
+    org = f"{server.url}/portal/orgs/{long_names.org_id}"
+    for path, shown in (
+        ("/custom-gpts", f"Outputs by {LONG_GPT}"),
+        (f"/prompts/{long_names.prompt_ids[0]}", LONG_STAGE),
+        ("/prompts", LONG_TAG),
+        (f"/outputs/{long_names.output_ids[0]}", LONG_TAG),
+        ("/outputs", LONG_GPT),
+    ):
+        page.goto(org + path)
+        expect(page.locator("main")).to_contain_text(shown)
+        width = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+        assert width[0] <= width[1], f"{path} is {width[0]}px wide in a {width[1]}px window"
+        check_layout(page)
+    # the long name is shown in full (wrapped), not cut off
+    page.goto(f"{org}/prompts/{long_names.prompt_ids[0]}")
+    stage = page.locator(".badge", has_text=LONG_STAGE).first
+    expect(stage).to_be_visible()
+    assert stage.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
