@@ -173,6 +173,7 @@ class JobQueue:
         self._wake = threading.Event()
         self._relay_thread: threading.Thread | None = None
         self._relay_lock = threading.Lock()
+        self._relay_again = False  # a kick came while a relay ran: it goes round once more
         self.actor = dramatiq.actor(
             self._run_message,
             broker=broker,
@@ -249,11 +250,17 @@ class JobQueue:
     # --- relay: job table -> broker ----------------------------------------------------------------------
 
     def kick(self) -> None:
-        """Relay now if the broker is reachable (else leave it to the relay thread)."""
+        """Relay now if the broker is reachable (else leave it to the relay thread), without waiting for a
+        relay already running: that one goes round once more instead.
+
+        A kick runs in the committing request's thread, from its session's ``after_commit``, when that
+        session still holds its pooled connection. Waiting there for the relay lock while the relay waits
+        for a pooled connection was a deadlock: with a webhook registered, six concurrent writers exhausted
+        the pool and every request stalled for the pool's 30 s timeout, then failed with 500."""
         if time.monotonic() < self._broker_down_until:
             return
         try:
-            self.relay_once()
+            self.relay_once(wait=False)
         except Exception:  # never fail the caller's request: the relay thread tries again
             log.exception("job relay failed")
 
@@ -274,10 +281,27 @@ class JobQueue:
         self._broker_error = None
         return True
 
-    def relay_once(self, *, batch: int = 500) -> int:
-        """Hand pending jobs (and queued ones whose message was lost) to the broker. Returns how many."""
-        with self._relay_lock:
-            return self._relay(batch)
+    def relay_once(self, *, batch: int = 500, wait: bool = True) -> int:
+        """Hand pending jobs (and queued ones whose message was lost) to the broker. Returns how many.
+
+        ``wait=False``: if a relay is running, ask it to go round once more (it then sees the jobs committed
+        meanwhile) and return 0 at once."""
+        total = 0
+        while True:
+            if not self._relay_lock.acquire(blocking=wait):
+                self._relay_again = True
+                return total
+            try:
+                while True:
+                    self._relay_again = False
+                    total += self._relay(batch)
+                    if not self._relay_again:
+                        break
+            finally:
+                self._relay_lock.release()
+            if not self._relay_again:  # no kick came between the last round and the release
+                return total
+            wait = False
 
     def _relay(self, batch: int) -> int:
         now = self.clock()
@@ -299,6 +323,7 @@ class JobQueue:
         for job_id, status, attempts, run_at, locked_until in rows:
             if time.monotonic() < self._broker_down_until:
                 break
+            now = self.clock()  # not before the read: its transaction may have waited for the database
             with unit_of_work(self.session_factory) as session:
                 if status == JobStatus.PENDING:
                     claim = update(Job).where(Job.id == job_id, Job.status == JobStatus.PENDING)
