@@ -108,3 +108,27 @@ def test_a_reference_that_is_not_an_id_refuses_that_op_only(client) -> None:  # 
     stored = org.owner.get(f"{org.base}/outputs/{good}").json()
     assert stored["tag_ids"] == [ids["tag"]], "the twin's reference was remapped"
     assert org.owner.get(f"{org.base}/outputs/{bad_set}").status_code == 404
+
+
+def test_a_value_of_the_wrong_type_refuses_that_op_only(client) -> None:  # type: ignore[no-untyped-def]
+    """``"name": 5`` failed the whole push with 500 (every sync of that replica, forever); ``"title": true``
+    was stored as "1" in the row and ``true`` in the state, so REST and the replicas disagreed. Each such op
+    is refused as invalid, naming the field; the rest of the batch goes through (found by QA)."""
+    org = new_org(client, name="Bad types")
+    changes = [
+        _create("tag", str(uuid.uuid4()), {"name": 5}, 1),
+        _create("tag", str(uuid.uuid4()), {"name": "big", "position": 10**30}, 2),
+        _create("prompt", str(uuid.uuid4()), {"title": True, "body": "b"}, 3),
+        _create("tag", str(uuid.uuid4()), {"name": "fine", "position": 3}, 5),
+    ]
+    r = org.owner.post(f"{org.base}/sync/push", json={"protocol": 4, "device": NODE, "changes": changes})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["refused"] * 3 + ["applied"]
+    assert [(x["error"]["code"], x["error"]["field"]) for x in results[:3]] == [
+        ("invalid", "name"),
+        ("invalid", "position"),
+        ("invalid", "title"),
+    ]
+    names = [t["name"] for t in org.owner.get(f"{org.base}/tags").json()["items"]]
+    assert "fine" in names and "big" not in names

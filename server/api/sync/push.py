@@ -45,6 +45,7 @@ from outputhub.server.api.sync.records import (
     reference_problem,
     state_texts,
     store_state,
+    value_problem,
     write_row,
 )
 from outputhub.server.events import DomainEvent, emit
@@ -238,7 +239,11 @@ def remap_change(
 
 
 def _field_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[str, str] | None:
-    """(detail, field) of the first required field missing or text too long, or None."""
+    """(detail, field) of the first value of the wrong type, required field missing or text too long, or
+    None."""
+    problem = value_problem(spec, values)
+    if problem is not None:
+        return problem
     for name in spec.required:
         value = values.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -844,7 +849,7 @@ def _handle(
             ),
         )
     spec = SPECS[change.entity]
-    problem = reference_problem(spec, change.values)
+    problem = reference_problem(spec, change.values) or value_problem(spec, change.values)
     if problem is not None:
         return OpResult(
             op_id=op_id,

@@ -470,6 +470,39 @@ def reference_ids(spec: EntitySpec, values: Mapping[str, FieldValue]) -> Iterabl
             yield name, uuid.UUID(str(member))
 
 
+_INT64: Final = 2**63
+
+
+@functools.cache
+def _column_types(entity: str) -> dict[str, type]:
+    """The Python type each non-reference column holds (``str``, ``int``, ...), where the column says."""
+    spec = SPECS[entity]
+    types: dict[str, type] = {}
+    for name in spec.columns:
+        if name in spec.references:
+            continue
+        try:
+            types[name] = spec.table.__table__.c[name].type.python_type  # type: ignore[attr-defined]
+        except NotImplementedError:
+            continue
+    return types
+
+
+def value_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[str, str] | None:
+    """(detail, field) of the first column value of the wrong type (a number for a title, a 100-digit
+    position), or None. Without this a pushed ``"title": true`` was stored as "1" in the row and as ``true``
+    in the state (REST and replicas then disagreed), and ``"name": 5`` failed the whole push with 500."""
+    for name, kind in _column_types(spec.entity).items():
+        value = values.get(name)
+        if value is None:
+            continue
+        if kind is str and not isinstance(value, str):
+            return f"{spec.entity}.{name} must be text, not {type(value).__name__}", name
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or abs(value) >= _INT64):
+            return f"{spec.entity}.{name} must be a whole number (64-bit)", name
+    return None
+
+
 def reference_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[str, str] | None:
     """(detail, field) of the first reference in ``values`` that is not a UUID, or None."""
     for name in spec.references:
