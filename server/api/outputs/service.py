@@ -169,9 +169,11 @@ def create_many(
     with_body = [(r["id"], d) for r, d in zip(rows, data, strict=True) if d.has_body()]
     if with_body and bodies is None:
         raise InvalidInputError("body.transcript", "output bodies are not accepted on this path")
+    given = [r["id"] for r, i in zip(rows, items, strict=True) if i.get("id")]
+    if given:  # a taken id is named with its item (the insert's own error could not say which)
+        _check_new_ids(session, tenant=tenant, ids=given, bulk=bulk, all_ids=ids)
     sizes: dict[uuid.UUID, int] = {}
     if with_body and bodies is not None:
-        _check_new_ids(session, tenant=tenant, ids=[i for i, _ in with_body], bulk=bulk, all_ids=ids)
         try:
             sizes = bodies.stage(session, tenant=tenant, items=with_body, now=now)
         except DocumentExistsError as exc:
