@@ -83,6 +83,20 @@ def test_bad_urls_and_filters_are_rejected_naming_the_field(hooks_client):
         f"{org.base}/webhooks", json={"url": "https://example.com/h", "event_types": ["Prompt!"]}
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("body.event_types")
+    # a filter naming no event the server sends would make an endpoint that never fires (found by QA)
+    for unknown in (["bogus.event"], ["prompt.exploded"], ["widget.*"]):
+        r = org.owner.post(
+            f"{org.base}/webhooks", json={"url": "https://example.com/h", "event_types": unknown}
+        )
+        assert r.status_code == 422, (unknown, r.text)
+        assert r.json()["errors"][0]["field"].startswith("body.event_types")
+    listed = org.owner.get(f"{org.base}/webhooks/event-types").json()
+    assert {"tag.created", "prompt.restored", "member.added", "conflict.created"} <= set(listed)
+    for known in (["tag.created", "output.*"], ["*"], listed):
+        r = org.owner.post(
+            f"{org.base}/webhooks", json={"url": "https://example.com/h", "event_types": known}
+        )
+        assert r.status_code == 201, (known, r.text)
     endpoint = register(org, "https://example.com/h")
     r = org.owner.patch(f"{org.base}/webhooks/{endpoint['id']}", json={"url": "gopher://x"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.url"

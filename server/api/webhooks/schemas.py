@@ -12,19 +12,41 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 EVENT_PATTERN = re.compile(r"^(\*|[a-z][a-z_]*\.(\*|[a-z][a-z_]*))$")
+RECORD_ENTITIES = (
+    "prompt",
+    "output",
+    "custom_gpt",
+    "tag",
+    "knowledge_type",
+    "accuracy_level",
+    "development_stage",
+    "gpt_model",
+    "agent_group",
+)
+"""Replicated records: each is created, updated, deleted and restored (by the API or by a sync)."""
 KNOWN_EVENTS = (
-    "prompt.created",
-    "prompt.updated",
-    "prompt.deleted",
-    "output.created",
-    "output.updated",
-    "output.deleted",
-    "custom_gpt.created",
-    "custom_gpt.updated",
-    "custom_gpt.deleted",
+    *(
+        f"{entity}.{verb}"
+        for entity in RECORD_ENTITIES
+        for verb in ("created", "updated", "deleted", "restored")
+    ),
     "conflict.created",
     "import.finished",
+    "org.created",
+    "org.updated",
+    "org.deleted",
+    "member.added",
+    "member.updated",
+    "member.removed",
+    "invitation.created",
+    "invitation.accepted",
+    "invitation.revoked",
+    "api_key.created",
+    "api_key.revoked",
 )
+"""Every event a webhook can be sent (``GET .../webhooks/event-types``); a filter must name one of them, an
+``entity.*`` of a known entity, or ``*``: a typo would otherwise make an endpoint that never fires."""
+_KNOWN_ENTITIES = frozenset(e.split(".", 1)[0] for e in KNOWN_EVENTS)
 
 
 def check_url(value: str) -> str:
@@ -64,6 +86,9 @@ def check_events(value: list[str]) -> list[str]:
                 f"{item!r} is not an event filter: use entity.verb (e.g. {', '.join(KNOWN_EVENTS[:3])}), "
                 "entity.* or *"
             )
+        entity, _, verb = item.partition(".")
+        if item != "*" and (entity not in _KNOWN_ENTITIES or (verb != "*" and item not in KNOWN_EVENTS)):
+            raise ValueError(f"{item!r} is no event this server sends: see GET .../webhooks/event-types")
     return list(dict.fromkeys(value))
 
 
