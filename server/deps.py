@@ -201,7 +201,6 @@ def get_tenant(
     return tenant
 
 
-
 def _user_tenant(
     org_id: uuid.UUID, session: Session, services: Services, token: str, now: datetime
 ) -> Tenant:
@@ -258,16 +257,21 @@ async def get_if_match(
             alias="If-Match", description="The ETag (revision) you edited from; 412 if the record moved on."
         ),
     ] = None,
-) -> int | None:
+) -> frozenset[int] | None:
+    """The revisions ``If-Match`` names: one entity tag or a comma-separated list (RFC 9110); ``*`` or none
+    names no condition."""
     if if_match is None or if_match.strip() == "*":
         return None
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise InvalidInputError("header.If-Match", 'must be an ETag such as "42"')
-    return int(value)
+    revisions: set[int] = set()
+    for tag in if_match.split(","):
+        value = tag.strip().removeprefix("W/").strip('"')
+        if not value.isdigit() or len(value) > 19:
+            raise InvalidInputError("header.If-Match", 'must be an ETag such as "42", or a list: "41", "42"')
+        revisions.add(int(value))
+    return frozenset(revisions)
 
 
-IfMatchDep = Annotated[int | None, Depends(get_if_match)]
+IfMatchDep = Annotated[frozenset[int] | None, Depends(get_if_match)]
 
 
 def etag(revision: int) -> str:

@@ -110,11 +110,13 @@ def get_live(session: Session, model: type[M], *, tenant: Tenant, ident: uuid.UU
     ).scalar_one_or_none()
 
 
-def check_revision(row: ReplicatedRow, *, if_match: int | None) -> None:
-    """``If-Match`` precondition: the caller edited from this revision, or the record moved on (412)."""
-    if if_match is not None and if_match != row.revision:
+def check_revision(row: ReplicatedRow, *, if_match: frozenset[int] | None) -> None:
+    """``If-Match`` precondition: the caller edited from one of these revisions (RFC 9110 allows a list of
+    entity tags), or the record moved on (412)."""
+    if if_match is not None and row.revision not in if_match:
+        given = ", ".join(str(r) for r in sorted(if_match))
         raise PreconditionFailedError(
-            f"the record is at revision {row.revision}, not {if_match}; reload and retry"
+            f"the record is at revision {row.revision}, not {given}; reload and retry"
         )
 
 

@@ -259,3 +259,21 @@ def test_a_bulk_item_reusing_a_taken_id_is_named_by_its_index(client) -> None:
         f"{org.base}/outputs", json={"prompt_id": ids["prompt"], "content": "x", "id": ids["output"]}
     )
     assert single.status_code == 409 and single.json()["errors"][0]["field"] == "body.id"
+
+
+def test_if_match_takes_a_list_of_entity_tags(client) -> None:
+    """RFC 9110 allows ``If-Match: "41", "42"``: the edit goes through when the record is at any of them (it
+    answered 422; found by QA); a list naming none of them is 412; a malformed one 422 naming the header."""
+    org = new_org(client)
+    ids = seed_library(org)
+    path = f"{org.base}/prompts/{ids['prompt']}"
+    current = org.owner.get(path).headers["etag"]
+    ok = org.owner.patch(path, json={"title": "Listed"}, headers={"If-Match": f'"1", {current}, W/"2"'})
+    assert ok.status_code == 200, ok.text
+    stale = org.owner.patch(path, json={"title": "Stale"}, headers={"If-Match": f'"1", {current}'})
+    assert stale.status_code == 412 and "not 1, " in stale.json()["detail"]
+    bad = org.owner.patch(path, json={"title": "Bad"}, headers={"If-Match": '"1", "x"'})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "header.If-Match"
+    huge = org.owner.patch(path, json={"title": "Huge"}, headers={"If-Match": '"99999999999999999999"'})
+    assert huge.status_code == 422
+    assert org.owner.get(path).json()["title"] == "Listed"

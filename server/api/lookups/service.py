@@ -237,7 +237,7 @@ def update_one(
     ident: uuid.UUID,
     data: dict[str, Any],
     now: datetime,
-    if_match: int | None = None,
+    if_match: frozenset[int] | None = None,
 ) -> LookupRow:
     reject_nulls(data, ("name", "description", "position", *kind.extra_fields))
     row = get(session, kind, tenant=tenant, ident=ident)
@@ -273,7 +273,7 @@ def delete_one(
     tenant: Tenant,
     ident: uuid.UUID,
     now: datetime,
-    if_match: int | None = None,
+    if_match: frozenset[int] | None = None,
 ) -> None:
     row = get(session, kind, tenant=tenant, ident=ident)
     check_revision(row, if_match=if_match)

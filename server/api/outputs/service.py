@@ -234,7 +234,7 @@ def update_one(
     ident: uuid.UUID,
     data: dict[str, Any],
     now: datetime,
-    if_match: int | None = None,
+    if_match: frozenset[int] | None = None,
 ) -> Output:
     reject_nulls(data, ("prompt_id", "content", "notes", "knowledge_type_ids", "tag_ids"))
     row = get(session, tenant=tenant, ident=ident)
@@ -276,7 +276,12 @@ def update_one(
 
 
 def delete_one(
-    session: Session, *, tenant: Tenant, ident: uuid.UUID, now: datetime, if_match: int | None = None
+    session: Session,
+    *,
+    tenant: Tenant,
+    ident: uuid.UUID,
+    now: datetime,
+    if_match: frozenset[int] | None = None,
 ) -> None:
     row = get(session, tenant=tenant, ident=ident)
     check_revision(row, if_match=if_match)

@@ -116,7 +116,7 @@ def update_one(
     ident: uuid.UUID,
     data: dict[str, Any],
     now: datetime,
-    if_match: int | None = None,
+    if_match: frozenset[int] | None = None,
 ) -> Prompt:
     """Apply the fields present in ``data``; a change of title or text adds an immutable version."""
     reject_nulls(data, ("title", "body", "description", "tag_ids"))
@@ -161,7 +161,7 @@ def delete_one(
     ident: uuid.UUID,
     cascade: bool,
     now: datetime,
-    if_match: int | None = None,
+    if_match: frozenset[int] | None = None,
 ) -> int:
     """Tombstone the prompt; its outputs too only with ``cascade``, else a prompt with outputs stays (409)."""
     row = get(session, tenant=tenant, ident=ident)
