@@ -4,7 +4,6 @@ and queued for pushing, in one replica transaction (the durable outbox)."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -51,15 +50,10 @@ def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
             value = frozenset(str(v) for v in (value or ()))
         elif kind.value == "text" and value is None:
             value = ""
-        if name in schema.references and value not in (None, ""):
-            for member in value if isinstance(value, frozenset) else (value,):
-                try:
-                    uuid.UUID(str(member))
-                except ValueError:
-                    raise LocalEditError(
-                        f"{entity}.{name}: {str(member)[:60]!r} is not a record id (a UUID)"
-                    ) from None
         out[name] = value
+    problem = schema.reference_problem({k: v for k, v in out.items() if v != ""})
+    if problem is not None:
+        raise LocalEditError(problem[0])
     return out
 
 

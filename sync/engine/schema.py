@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -43,6 +44,20 @@ class EntityType:
                 raise ValueError(f"{self.name}: reference field {ref!r} must be scalar or set")
         if self.lookup and self.fields.get("name") is not FieldKind.SCALAR:
             raise ValueError(f"{self.name}: a lookup needs a scalar 'name' field")
+
+    def reference_problem(self, values: Mapping[str, object]) -> tuple[str, str] | None:
+        """(detail, field) of the first reference in ``values`` that is not a record id (a UUID), or None:
+        the client refuses such an edit as it is typed, the server refuses such an op of a push."""
+        for name in self.references:
+            value = values.get(name)
+            if value is None:
+                continue
+            for member in value if isinstance(value, frozenset) else (value,):
+                try:
+                    uuid.UUID(str(member))
+                except ValueError:
+                    return f"{self.name}.{name}: {str(member)[:60]!r} is not a record id (a UUID)", name
+        return None
 
 
 @dataclass(frozen=True)

@@ -505,16 +505,7 @@ def value_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[s
 
 def reference_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[str, str] | None:
     """(detail, field) of the first reference in ``values`` that is not a UUID, or None."""
-    for name in spec.references:
-        value = values.get(name)
-        if value is None:
-            continue
-        for member in value if isinstance(value, frozenset) else (value,):
-            try:
-                uuid.UUID(str(member))
-            except ValueError:
-                return f"{spec.entity}.{name}: {str(member)[:60]!r} is not a record id (a UUID)", name
-    return None
+    return DEFAULT_SCHEMA.entity(spec.entity).reference_problem(values)
 
 
 # -- keeping states in step with REST writes -----------------------------------------------------------------

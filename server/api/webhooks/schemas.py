@@ -11,18 +11,10 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from outputhub.sync.engine.schema import DEFAULT_SCHEMA
+
 EVENT_PATTERN = re.compile(r"^(\*|[a-z][a-z_]*\.(\*|[a-z][a-z_]*))$")
-RECORD_ENTITIES = (
-    "prompt",
-    "output",
-    "custom_gpt",
-    "tag",
-    "knowledge_type",
-    "accuracy_level",
-    "development_stage",
-    "gpt_model",
-    "agent_group",
-)
+RECORD_ENTITIES = tuple(DEFAULT_SCHEMA.entities)
 """Replicated records: each is created, updated, deleted and restored (by the API or by a sync)."""
 KNOWN_EVENTS = (
     *(
