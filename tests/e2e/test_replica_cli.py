@@ -48,27 +48,11 @@ class Workstation:
         assert result.exit_code == code, (args, result.exit_code, result.output)
         return result.output
 
-    def json(self, *args: str) -> object:
-        base = ["replica", "--replica", str(self.replica), "--passphrase-file", str(self.secret), "--json"]
-        result = self.runner.invoke(app, [*base, *args])
-        assert result.exit_code == 0, (args, result.output)
-        return json.loads(result.stdout)
-
-
-def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, tmp_path: Path) -> None:
-    account = new_account(server, email="curator@example.com", password=PASSWORD, org_name="CLI")
-    email, headers, org = account.email, account.headers, account.org_id
-    password_file = tmp_path / "password"
-    password_file.write_text(PASSWORD)
-
-    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
-    # init says which SQLCipher made the file, as text and as JSON
-    assert f"created {a.replica} (SQLCipher 4." in a.run("init")
-    created = b.json("init")
-    assert isinstance(created, dict) and created["replica"] == str(b.replica)
-    assert str(created["cipher"]).startswith("4.") and created["node_id"]
-    for ws in (a, b):
-        ws.run(
+    def attach(self, server: str, org: str, email: str) -> str:
+        """Log this replica in to ``org`` on ``server`` as ``email`` (password ``PASSWORD``, from a file)."""
+        password_file = self.replica.with_name(f"{self.replica.stem}.password")
+        password_file.write_text(PASSWORD)
+        return self.run(
             "attach",
             "--server",
             server,
@@ -79,6 +63,26 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
             "--password-file",
             str(password_file),
         )
+
+    def json(self, *args: str) -> object:
+        base = ["replica", "--replica", str(self.replica), "--passphrase-file", str(self.secret), "--json"]
+        result = self.runner.invoke(app, [*base, *args])
+        assert result.exit_code == 0, (args, result.output)
+        return json.loads(result.stdout)
+
+
+def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, tmp_path: Path) -> None:
+    account = new_account(server, email="curator@example.com", password=PASSWORD, org_name="CLI")
+    email, headers, org = account.email, account.headers, account.org_id
+
+    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
+    # init says which SQLCipher made the file, as text and as JSON
+    assert f"created {a.replica} (SQLCipher 4." in a.run("init")
+    created = b.json("init")
+    assert isinstance(created, dict) and created["replica"] == str(b.replica)
+    assert str(created["cipher"]).startswith("4.") and created["node_id"]
+    for ws in (a, b):
+        ws.attach(server, org, email)
 
     tag = a.run("add", "tag", "--set", "name=cli").strip()
     prompt = a.run(
@@ -204,13 +208,9 @@ def test_two_syncs_of_one_replica_at_once_keep_the_login(server: str, tmp_path: 
     must not both use the same token: both syncs succeed, and the login still works afterwards."""
     account = new_account(server, email="twice@example.com", password=PASSWORD, org_name="Twice")
     email, headers, org = account.email, account.headers, account.org_id
-    password_file = tmp_path / "password"
-    password_file.write_text(PASSWORD)
     ws = Workstation(tmp_path, "t")
     ws.run("init")
-    ws.run(
-        "attach", "--server", server, "--org", org, "--email", email, "--password-file", str(password_file)
-    )
+    ws.attach(server, org, email)
     for n in range(5):
         ws.run("add", "prompt", "--set", f"title=Prompt {n}", "--set", "body=text")
 
@@ -268,21 +268,9 @@ def test_refused_edits_are_made_again_once_allowed_or_dropped(server: str, tmp_p
         f"{base}/prompts", json={"title": "Doomed", "body": "b"}, headers=owner_headers
     ).json()
 
-    password_file = tmp_path / "password"
-    password_file.write_text(PASSWORD)
     v = Workstation(tmp_path, "viewer")
     v.run("init")
-    v.run(
-        "attach",
-        "--server",
-        server,
-        "--org",
-        owner.org_id,
-        "--email",
-        "viewer-refused@example.com",
-        "--password-file",
-        str(password_file),
-    )
+    v.attach(server, owner.org_id, "viewer-refused@example.com")
     v.run("sync")
     tag = v.run("add", "tag", "--set", "name=from-the-viewer").strip()
     v.run("edit", "prompt", shared["id"], "--set", "title=Viewer title")
@@ -347,21 +335,9 @@ def test_delete_takes_a_prompts_outputs_and_a_tags_uses_with_it(server: str, tmp
     a prompt with outputs is refused without --cascade and takes them with it; a tag is taken off
     the records that name it. After a sync the server holds no dangling reference either."""
     account = new_account(server, email="deleter@example.com", password=PASSWORD, org_name="Deletes")
-    password_file = tmp_path / "password"
-    password_file.write_text(PASSWORD)
     ws = Workstation(tmp_path, "d")
     ws.run("init")
-    ws.run(
-        "attach",
-        "--server",
-        server,
-        "--org",
-        account.org_id,
-        "--email",
-        account.email,
-        "--password-file",
-        str(password_file),
-    )
+    ws.attach(server, account.org_id, account.email)
     tag = ws.run("add", "tag", "--set", "name=python").strip()
     prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b", "--set", f"tag_ids={tag}").strip()
     keeper = ws.run(
