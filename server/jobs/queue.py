@@ -287,21 +287,17 @@ class JobQueue:
         ``wait=False``: if a relay is running, ask it to go round once more (it then sees the jobs committed
         meanwhile) and return 0 at once."""
         total = 0
-        while True:
-            if not self._relay_lock.acquire(blocking=wait):
-                self._relay_again = True
-                return total
+        while self._relay_lock.acquire(blocking=wait):
             try:
-                while True:
-                    self._relay_again = False
-                    total += self._relay(batch)
-                    if not self._relay_again:
-                        break
+                self._relay_again = False
+                total += self._relay(batch)
             finally:
                 self._relay_lock.release()
-            if not self._relay_again:  # no kick came between the last round and the release
+            if not self._relay_again:  # no kick came during the round
                 return total
             wait = False
+        self._relay_again = True  # the relay holding the lock goes round once more
+        return total
 
     def _relay(self, batch: int) -> int:
         now = self.clock()
