@@ -23,7 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from outputhub.common.errors import InvalidInputError
-from outputhub.desktop.services.conflicts import reapply_refused
+from outputhub.desktop.services.conflicts import reapply_refused, resolve_conflict
 from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.services.sync import (
     Organization,
@@ -716,7 +716,7 @@ def conflicts_resolve(
             choice: Any = keep if keep is not None else Merged(value)
             if value is not None and DEFAULT_SCHEMA.kind(c.entity, c.field).value == "set":
                 choice = Merged(frozenset(v for v in value.split(",") if v))
-            library.resolve_conflict(c.entity, c.record_id, c.id, choice)
+            resolve_conflict(replica, library, c, choice)
         emit(
             ctx,
             {"resolved": conflict_id},

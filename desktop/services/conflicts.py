@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from outputhub.common.errors import InvalidInputError, NotFoundError
 from outputhub.desktop.services.editing import LOOKUP_KINDS, Editor
+from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.storage import Replica
 from outputhub.desktop.storage.records import ConflictRecord
 from outputhub.desktop.storage.sync_store import REJECTED_FIELD
@@ -89,6 +90,28 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
     return f"the refused {kind or 'edit'} of {entity} {record_id} made again"
 
 
+def resolve_conflict(replica: Replica, editor: Editor, conflict: ConflictRecord, choice: Any) -> None:
+    """Resolve an open conflict (``"mine"``, ``"theirs"`` or ``Merged``). When the resolution deletes the
+    record (a delete kept), what a delete of it takes along goes too, in the same transaction: the server
+    keeps a record alive while live records name it, and would open the conflict again."""
+    with replica.transaction():
+        editor.resolve_conflict(conflict.entity, conflict.record_id, conflict.id, choice)
+        if conflict.field == TOMBSTONE and _deleted(replica, conflict.entity, conflict.record_id):
+            LibraryService(replica=replica, editor=editor).take_along(
+                entity=conflict.entity, ids=[conflict.record_id]
+            )
+
+
+def _deleted(replica: Replica, entity: str, record_id: str) -> bool:
+    if entity == "prompt":
+        record: Any = replica.get_prompt(id=record_id)
+    elif entity in LOOKUP_KINDS:
+        record = replica.get_lookup(kind=LOOKUP_KINDS[entity], id=record_id)
+    else:
+        return False  # nothing is taken along with an output or a custom GPT
+    return record is not None and bool(record.deleted)
+
+
 class ConflictService:
     def __init__(self, *, replica: Replica, editor: Editor) -> None:
         self._replica = replica
@@ -156,6 +179,6 @@ class ConflictService:
             raise InvalidInputError("choice", "choose mine, theirs or merged")
         pick: object = Merged(merged) if choice == "merged" else choice
         try:
-            self._editor.resolve_conflict(conflict.entity, conflict.record_id, conflict_id, pick)
+            resolve_conflict(self._replica, self._editor, conflict, pick)
         except LocalEditError as exc:
             raise InvalidInputError("choice", str(exc)) from exc

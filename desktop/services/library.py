@@ -343,15 +343,26 @@ class LibraryService:
         goes through ``LocalLibrary`` (a tombstone change in the outbox), so it syncs and can be undone."""
         with self._replica.transaction():
             live_ids, labels = self._live(entity, ids)
-            records: list[tuple[str, str]] = []
-            if entity == "prompt":
-                outputs = self._replica.live_output_ids(link="prompt_id", ids=live_ids)
-                records += [("output", i) for i in outputs]
-            records += [(entity, i) for i in live_ids]
-            unlinked = self._unlink(entity, live_ids) if entity in LOOKUP_KINDS else []
-            for record_entity, record_id in records:
+            taken, unlinked = self.take_along(entity=entity, ids=live_ids)
+            records = taken + [(entity, i) for i in live_ids]
+            for record_entity, record_id in records[len(taken) :]:
                 self._editor.delete(record_entity, record_id)
         return Deletion(entity, labels, tuple(records), tuple(unlinked))
+
+    def take_along(
+        self, *, entity: str, ids: Sequence[str]
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str, str]]]:
+        """What deleting ``ids`` takes with it, done: a prompt's live outputs deleted, a lookup entry taken
+        off the live records that name it. Returns the records deleted and the entries taken off. (Used by a
+        delete, and by keeping a delete as a conflict's resolution: the server keeps a record alive while
+        live records name it.)"""
+        deleted: list[tuple[str, str]] = []
+        if entity == "prompt":
+            deleted = [("output", i) for i in self._replica.live_output_ids(link="prompt_id", ids=ids)]
+        unlinked = self._unlink(entity, ids) if entity in LOOKUP_KINDS else []
+        for record_entity, record_id in deleted:
+            self._editor.delete(record_entity, record_id)
+        return deleted, unlinked
 
     def restore_records(self, *, deletion: Deletion) -> int:
         """Undo a :class:`Deletion` (restores, which sync like any edit); returns how many came back.

@@ -38,8 +38,10 @@ from hypothesis.stateful import (
 
 from outputhub.common.clock import HLC
 from outputhub.common.sync import PullAlong
+from outputhub.desktop.services.conflicts import resolve_conflict
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
+from outputhub.server.api.sync.references import dangling_references
 from outputhub.server.api.sync.service import counted_sums, kept_sums
 from outputhub.server.main import create_app
 from outputhub.server.settings import Settings
@@ -251,6 +253,17 @@ class SyncMachine(RuleBasedStateMachine):
         local = device.store.load(entity, rid)
         return local.state if local is not None else None
 
+    @rule(target=records, prompt=records, d=st.integers(0, len(DEVICES) - 1), word=st.sampled_from(WORDS))
+    def create_output(self, prompt: tuple[str, str, int], d: int, word: str) -> tuple[str, str, int]:
+        """An output under a prompt this device sees live (another may be deleting it meanwhile)."""
+        device = self.devices[d]
+        state = self._visible(device, "prompt", prompt[1]) if prompt[0] == "prompt" else None
+        if state is None or state.deleted:
+            return ("output", "", d)
+        rid = device.library.create("output", {"prompt_id": prompt[1], "content": f"{word} answer"})
+        self._remember(device, "output", rid)
+        return ("output", rid, d)
+
     @rule(record=records, d=st.integers(0, len(DEVICES) - 1), word=st.sampled_from(WORDS))
     def edit_title(self, record: tuple[str, str, int], d: int, word: str) -> None:
         entity, rid, _ = record
@@ -258,8 +271,8 @@ class SyncMachine(RuleBasedStateMachine):
         state = self._visible(device, entity, rid)
         if state is None or state.deleted:
             return
-        field = "title" if entity == "prompt" else "name"
-        value = word if entity == "prompt" else f"tag-{word}-{device.name}"
+        field = {"prompt": "title", "output": "notes"}.get(entity, "name")
+        value = f"tag-{word}-{device.name}" if field == "name" else word
         if device.library.edit(entity, rid, {field: value}):
             self._remember(device, entity, rid)
 
@@ -323,8 +336,8 @@ class SyncMachine(RuleBasedStateMachine):
             choice = Merged(engine_conflict.winner.value)
         else:
             choice = "mine" if pick != "theirs" else "theirs"
-        try:
-            device.library.resolve_conflict(conflict.entity, conflict.record_id, conflict.id, choice)
+        try:  # as the desktop and the CLI resolve (keeping a delete takes its dependents along)
+            resolve_conflict(device.replica, device.library, conflict, choice)
         except LocalEditError:
             return
         self._remember(device, conflict.entity, conflict.record_id)
@@ -403,6 +416,10 @@ class SyncMachine(RuleBasedStateMachine):
             set_tenant(session, org_id=uuid.UUID(self.org.id))
             kept = kept_sums(session, org_id=uuid.UUID(self.org.id))
             assert kept == counted_sums(session, org_id=uuid.UUID(self.org.id))
+        # no live record names a deleted one (a delete that met a reference it did not see was overridden)
+        with unit_of_work(self.server.app.state.services.session_factory) as session:
+            set_tenant(session, org_id=uuid.UUID(self.org.id))
+            assert dangling_references(session, org_id=uuid.UUID(self.org.id)) == []
         truth = {e: observer.store.snapshot_values(e) for e in ENTITY_TABLES}
         for device in self.devices:
             assert device.store.pending_count() == 0, f"{device.name}: outbox not empty"

@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS
+from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC
 from outputhub.common.ids import new_uuid
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
@@ -35,6 +35,7 @@ from outputhub.server.api.lookups.service import name_key
 from outputhub.server.api.sync.feed import FEED_BY_NAME
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
+    SPEC_BY_TABLE,
     SPECS,
     EntitySpec,
     column_values,
@@ -48,6 +49,7 @@ from outputhub.server.api.sync.records import (
     value_problem,
     write_row,
 )
+from outputhub.server.api.sync.references import deleted_among, named_by, still_named
 from outputhub.server.events import DomainEvent, emit
 from outputhub.server.storage.tables import (
     LookupRow,
@@ -61,6 +63,7 @@ from outputhub.server.storage.tables import (
 )
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
+    TOMBSTONE,
     Change,
     ChangeKind,
     Conflict,
@@ -526,6 +529,7 @@ def push(
     results: list[OpResult | None] = [None] * len(changes)
     op_rows: list[dict[str, Any]] = []
     run = _Run(batch=batch)
+    watch = _Watch()
 
     def remember(index: int, op_id: str, result: OpResult) -> None:
         results[index] = result
@@ -556,6 +560,7 @@ def push(
             max_drift_ms=max_drift_ms,
             device=device,
             batch=batch,
+            watch=watch,
         )
         remember(index, op_id, result)
 
@@ -570,6 +575,7 @@ def push(
                 batch.known.setdefault(new.spec.table, set()).add(new.rid)
                 applied = Applied(new.outcome.kind, new.outcome.state, new.revision, (), (), None)
                 _emit(session, tenant=tenant, change=new.change, applied=applied, device=device, now=now)
+                watch.saw(new.spec, new.change, applied)
                 remember(
                     new.index,
                     new.change.op_id,
@@ -615,6 +621,7 @@ def push(
         write_run()
         handle(index, raw, op_id, change)
     write_run()
+    _keep_named(session, tenant=tenant, watch=watch, now=now, device=device)
     if op_rows:
         session.execute(insert(SyncOp.__table__), op_rows)  # type: ignore[arg-type]
     session.flush()
@@ -817,6 +824,7 @@ def _handle(
     max_drift_ms: int,
     device: str,
     batch: PushBatch,
+    watch: _Watch,
 ) -> OpResult:
     entity = raw.get("entity") if isinstance(raw.get("entity"), str) else None
     ident = str(raw.get("id")) if raw.get("id") is not None else None
@@ -891,6 +899,8 @@ def _handle(
         batch.remaps[change.record_id] = remapped_to
     if applied.outcome is not OutcomeKind.NOOP:
         _emit(session, tenant=tenant, change=change, applied=applied, device=device, now=now)
+        if remapped_to is None:
+            watch.saw(spec, change, applied)
     return OpResult(
         op_id=op_id,
         status=applied.outcome.value,
@@ -904,7 +914,14 @@ def _handle(
 
 
 def _emit(
-    session: Session, *, tenant: Tenant, change: Change, applied: Applied, device: str, now: datetime
+    session: Session,
+    *,
+    tenant: Tenant,
+    change: Change,
+    applied: Applied,
+    device: str,
+    now: datetime,
+    reason: str | None = None,
 ) -> None:
     verb = {
         ChangeKind.CREATE: "created",
@@ -929,7 +946,8 @@ def _emit(
             before=applied.before,
             after=_display(applied.state),
             merge=applied.outcome.value,
-            details={"op_id": change.op_id, "changed": sorted(change.values)},
+            details={"op_id": change.op_id, "changed": sorted(change.values)}
+            | ({"reason": reason} if reason else {}),
         ),
     )
     for conflict in applied.opened:
@@ -955,3 +973,99 @@ def _emit(
                 },
             ),
         )
+
+
+@dataclass
+class _Watch:
+    """What a push wrote that may leave a live record naming a deleted one (see ``references``)."""
+
+    named: dict[type[ReplicatedRow], set[uuid.UUID]] = field(default_factory=dict)
+    """Records that live records written by this push name."""
+    dropped: dict[type[ReplicatedRow], set[uuid.UUID]] = field(default_factory=dict)
+    """Records this push deleted."""
+
+    def saw(self, spec: EntitySpec, change: Change, applied: Applied) -> None:
+        state = applied.state
+        was_live = applied.before is not None and not applied.before.get("deleted")
+        if state.deleted:
+            if was_live:
+                self.dropped.setdefault(spec.table, set()).add(uuid.UUID(state.record_id))
+            return
+        # a record that just became live names all it names; a live one only what the change touched
+        fields = None if not was_live or change.kind is not ChangeKind.UPDATE else change.values.keys()
+        for table, ident in named_by(spec, state, fields):
+            self.named.setdefault(table, set()).add(ident)
+
+
+def _keep_named(session: Session, *, tenant: Tenant, watch: _Watch, now: datetime, device: str) -> None:
+    """Restore every deleted record that a live record names after this push (a delete that met a
+    reference its author did not see), and what those name in turn; each keeps the delete as a conflict."""
+    todo = deleted_among(session, org_id=tenant.org_id, ids=watch.named)
+    if watch.dropped:
+        for table, ids in still_named(session, org_id=tenant.org_id, ids=watch.dropped).items():
+            todo.setdefault(table, set()).update(ids)
+    done: set[tuple[type[ReplicatedRow], uuid.UUID]] = set()
+    while todo:
+        named: dict[type[ReplicatedRow], set[uuid.UUID]] = {}
+        for table, ids in todo.items():
+            for rid in sorted(ids):
+                if (table, rid) in done:
+                    continue
+                done.add((table, rid))
+                spec = SPEC_BY_TABLE[table]
+                applied = _restore_named(session, tenant=tenant, spec=spec, rid=rid, now=now, device=device)
+                if applied is not None:
+                    for target, ident in named_by(spec, applied.state):
+                        named.setdefault(target, set()).add(ident)
+        todo = {
+            t: {i for i in ids if (t, i) not in done}
+            for t, ids in deleted_among(session, org_id=tenant.org_id, ids=named).items()
+        }
+        todo = {t: ids for t, ids in todo.items() if ids}
+
+
+def _restore_named(
+    session: Session, *, tenant: Tenant, spec: EntitySpec, rid: uuid.UUID, now: datetime, device: str
+) -> Applied | None:
+    """Restore a deleted record that a live record names, by a server restore concurrent with its deletes
+    (its base names none of them), so the merge keeps each delete as a conflict. None when the record is
+    not deleted after all, or could not be live again (a lookup whose name another entry took since)."""
+    row = session.get(spec.table, rid)
+    if row is None or row.org_id != tenant.org_id or not row.deleted:
+        return None
+    state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[rid]
+    known = state.known_versions
+    top = max(known) if known else None
+    now_ms = int(now.timestamp() * 1000)
+    hlc = (
+        HLC(top.wall_ms, top.counter + 1, SERVER_NODE)
+        if top is not None and top.wall_ms >= now_ms
+        else HLC(now_ms, 0, SERVER_NODE)
+    )
+    change = Change(
+        spec.entity,
+        str(rid),
+        SERVER_NODE,
+        hlc,
+        f"server:{rid}:kept:{hlc.encode()}",
+        ChangeKind.RESTORE,
+        {},
+        {TOMBSTONE: FieldBase(True, frozenset())},
+    )
+    nested = session.begin_nested()
+    try:
+        applied = apply_change(session, tenant=tenant, change=change, now=now)
+    except OpRefusedError:
+        nested.rollback()
+        return None
+    nested.commit()
+    _emit(
+        session,
+        tenant=tenant,
+        change=change,
+        applied=applied,
+        device=device,
+        now=now,
+        reason="a live record names it: its delete is kept as a conflict",
+    )
+    return applied

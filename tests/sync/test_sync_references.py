@@ -1,0 +1,175 @@
+"""A record a live record references is never left deleted: a delete that meets a reference it did not see
+(an output made offline under a prompt deleted meanwhile, a tag added while another replica deleted it)
+is overridden, as an edit overrides a delete, and kept as a delete conflict to resolve.
+
+In-process app on SQLite and PostgreSQL, two replicas syncing through the real API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from outputhub.desktop.services.conflicts import ConflictService
+from outputhub.server.api.sync.references import dangling_references
+from outputhub.server.storage.database import set_tenant, unit_of_work
+from tests.support.client import Org, new_org, seed_library
+from tests.sync.support import Device, make_device
+
+
+@pytest.fixture
+def org(client):  # type: ignore[no-untyped-def]
+    return new_org(client, name="References")
+
+
+@pytest.fixture
+def devices(client, org, tmp_path: Path) -> Iterator[list[Device]]:  # type: ignore[no-untyped-def]
+    made = [
+        make_device(tmp_path, name, http=client, base_url="", token=org.owner.token, org_id=org.id)
+        for name in ("laptop", "desktop")
+    ]
+    yield made
+    for device in made:
+        device.replica.close()
+
+
+def _dangling(app: FastAPI, org: Org) -> list[tuple[str, str, str, str]]:
+    with unit_of_work(app.state.services.session_factory) as session:
+        set_tenant(session, org_id=uuid.UUID(org.id))
+        return dangling_references(session, org_id=uuid.UUID(org.id))
+
+
+def _settle(*devices: Device) -> None:
+    for _ in range(2):
+        for device in devices:
+            report = device.sync()
+            assert report.checksum_ok is not False
+
+
+def _delete_conflicts(org: Org, record_id: str) -> list[dict[str, object]]:
+    items = org.owner.get(f"{org.base}/sync/conflicts").json()
+    return [c for c in items if c["record_id"] == record_id and c["kind"] == "delete"]
+
+
+@pytest.mark.parametrize("deleter_first", [True, False], ids=["delete-first", "output-first"])
+def test_an_output_made_offline_keeps_its_prompt_deleted_meanwhile(  # type: ignore[no-untyped-def]
+    app, org, devices, deleter_first: bool
+) -> None:
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    laptop.library.delete("output", ids["output"])  # as the desktop deletes a prompt: its outputs first
+    laptop.library.delete("prompt", ids["prompt"])
+    made = desktop.library.create("output", {"prompt_id": ids["prompt"], "content": "written on the train"})
+    first, second = (laptop, desktop) if deleter_first else (desktop, laptop)
+    first.sync()
+    second.sync()
+    _settle(laptop, desktop)
+
+    prompt = org.owner.get(f"{org.base}/prompts/{ids['prompt']}")
+    assert prompt.status_code == 200, "the prompt an output was made under must stay"
+    assert org.owner.get(f"{org.base}/outputs/{made}").json()["prompt_id"] == ids["prompt"]
+    assert org.owner.get(f"{org.base}/outputs/{ids['output']}").status_code == 404  # its own delete stands
+    assert len(_delete_conflicts(org, ids["prompt"])) == 1, "the overridden delete is kept as a conflict"
+    assert _dangling(app, org) == []
+    assert laptop.values() == desktop.values()
+    shown = laptop.replica.get_prompt(id=ids["prompt"])
+    assert shown is not None and not shown.deleted
+    assert any(c.record_id == ids["prompt"] for c in laptop.open_conflicts())
+
+
+@pytest.mark.parametrize("deleter_first", [True, False], ids=["delete-first", "tagging-first"])
+def test_a_tag_added_while_another_replica_deleted_it_stays(  # type: ignore[no-untyped-def]
+    app, org, devices, deleter_first: bool
+) -> None:
+    ids = seed_library(org)
+    laptop, desktop = devices
+    other = org.owner.post(f"{org.base}/prompts", json={"title": "Untagged", "body": "b"}).json()["id"]
+    _settle(laptop, desktop)
+    # the laptop deletes the tag and takes it off the records it knows (as the desktop and the CLI do)
+    laptop.library.edit("prompt", ids["prompt"], {"tag_ids": []})
+    laptop.library.edit("output", ids["output"], {"tag_ids": []})
+    laptop.library.delete("tag", ids["tag"])
+    desktop.library.edit("prompt", other, {"tag_ids": [ids["tag"]]})
+    first, second = (laptop, desktop) if deleter_first else (desktop, laptop)
+    first.sync()
+    second.sync()
+    _settle(laptop, desktop)
+
+    tags = {t["id"] for t in org.owner.get(f"{org.base}/tags").json()["items"]}
+    assert ids["tag"] in tags, "a tag still on a prompt must stay"
+    assert org.owner.get(f"{org.base}/prompts/{other}").json()["tag_ids"] == [ids["tag"]]
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["tag_ids"] == []
+    assert len(_delete_conflicts(org, ids["tag"])) == 1
+    assert _dangling(app, org) == []
+    assert laptop.values() == desktop.values()
+
+
+def test_a_cascade_delete_meeting_an_edit_of_one_output_keeps_its_prompt(  # type: ignore[no-untyped-def]
+    app, org, devices
+) -> None:
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    laptop.library.delete("output", ids["output"])
+    laptop.library.delete("prompt", ids["prompt"])
+    desktop.library.edit("output", ids["output"], {"notes": "still useful"})
+    desktop.sync()
+    laptop.sync()
+    _settle(laptop, desktop)
+
+    assert org.owner.get(f"{org.base}/outputs/{ids['output']}").json()["notes"] == "still useful"
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").status_code == 200
+    assert len(_delete_conflicts(org, ids["output"])) == 1
+    assert len(_delete_conflicts(org, ids["prompt"])) == 1
+    assert _dangling(app, org) == []
+    assert laptop.values() == desktop.values()
+
+
+def test_a_kept_record_brings_back_what_it_references_in_turn(app, org, devices) -> None:  # type: ignore[no-untyped-def]
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    # an older client deleted the prompt, its output and its tag without taking the tag off anything
+    laptop.library.delete("output", ids["output"])
+    laptop.library.delete("prompt", ids["prompt"])
+    laptop.library.delete("tag", ids["tag"])
+    desktop.library.create("output", {"prompt_id": ids["prompt"], "content": "made offline"})
+    laptop.sync()
+    desktop.sync()
+    _settle(laptop, desktop)
+
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["tag_ids"] == [ids["tag"]]
+    assert ids["tag"] in {t["id"] for t in org.owner.get(f"{org.base}/tags").json()["items"]}
+    assert _dangling(app, org) == []
+    assert laptop.values() == desktop.values()
+
+
+def test_a_delete_kept_as_the_resolution_takes_its_dependents_along(app, org, devices) -> None:  # type: ignore[no-untyped-def]
+    """Keeping the delete of a prompt kept for an output made offline deletes that output too, as deleting a
+    prompt with outputs does: the conflict is not opened again by the next sync."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    laptop.library.delete("output", ids["output"])
+    laptop.library.delete("prompt", ids["prompt"])
+    made = desktop.library.create("output", {"prompt_id": ids["prompt"], "content": "written on the train"})
+    laptop.sync()
+    desktop.sync()
+    _settle(laptop, desktop)
+    (conflict,) = [c for c in laptop.open_conflicts() if c.record_id == ids["prompt"]]
+
+    service = ConflictService(replica=laptop.replica, editor=laptop.library)
+    service.resolve(conflict_id=conflict.id, choice="mine")
+    _settle(laptop, desktop)
+
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").status_code == 404
+    assert org.owner.get(f"{org.base}/outputs/{made}").status_code == 404
+    assert all(c["resolved_at"] for c in _delete_conflicts(org, ids["prompt"]))
+    assert [c for c in laptop.open_conflicts() if c.record_id == ids["prompt"]] == []
+    assert _dangling(app, org) == []
+    assert laptop.values() == desktop.values()
