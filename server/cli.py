@@ -181,6 +181,34 @@ def sync_purge_tombstones(
     )
 
 
+@sync_app.command("keep-referenced")
+def sync_keep_referenced() -> None:
+    """Restore every deleted record that a live record still names (an output's prompt, a record's tags and
+    other lookups), each with its delete kept as a conflict, as every push does since 2026-11-27; for data
+    synced before. Safe to run any time: it changes nothing when nothing dangles."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from outputhub.common.roles import Role
+    from outputhub.server.api.base import Tenant, lock_org_writes
+    from outputhub.server.api.sync.push import keep_referenced
+    from outputhub.server.storage.database import make_engine, make_session_factory, set_tenant, unit_of_work
+    from outputhub.server.storage.tables import Organization
+
+    factory = make_session_factory(make_engine(Settings()))
+    with unit_of_work(factory, read_only=True) as session:
+        orgs = list(session.execute(select(Organization.id)).scalars())
+    total = 0
+    for org_id in orgs:
+        with unit_of_work(factory) as session:
+            set_tenant(session, org_id=org_id)
+            lock_org_writes(session, org_id=org_id)
+            tenant = Tenant(org_id=org_id, role=Role.OWNER, actor="system:keep-referenced")
+            total += keep_referenced(session, tenant=tenant, now=datetime.now(UTC))
+    typer.echo(f"restored {total} deleted records that live records name, in {len(orgs)} organizations")
+
+
 documents_app = typer.Typer(help="The document store: output bodies and the audit log.", no_args_is_help=True)
 app.add_typer(documents_app, name="documents")
 

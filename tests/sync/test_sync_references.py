@@ -173,3 +173,46 @@ def test_a_delete_kept_as_the_resolution_takes_its_dependents_along(app, org, de
     assert [c for c in laptop.open_conflicts() if c.record_id == ids["prompt"]] == []
     assert _dangling(app, org) == []
     assert laptop.values() == desktop.values()
+
+
+def test_keep_referenced_repairs_what_older_servers_left(  # type: ignore[no-untyped-def]
+    app, org, devices, monkeypatch
+) -> None:
+    """Before pushes kept referenced records alive, a sync delete of a tag left it on the records that had
+    it: ``outputhub sync keep-referenced`` restores such records, each with its delete as a conflict."""
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    from outputhub.server.api.base import allocate_revisions
+    from outputhub.server.cli import app as cli
+    from outputhub.server.storage.tables import Tag
+
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    with unit_of_work(app.state.services.session_factory) as session:  # a delete as older servers stored it
+        set_tenant(session, org_id=uuid.UUID(org.id))
+        tag = session.get(Tag, uuid.UUID(ids["tag"]))
+        assert tag is not None
+        tag.deleted, tag.updated_at = True, datetime.now(UTC)
+        tag.revision = allocate_revisions(session, org_id=uuid.UUID(org.id))
+    assert len(_dangling(app, org)) == 2  # the prompt and the output name it
+
+    settings = app.state.services.settings
+    monkeypatch.setenv("OUTPUTHUB_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("OUTPUTHUB_DATABASE_URL", settings.database_url)
+    else:
+        monkeypatch.delenv("OUTPUTHUB_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(cli, ["sync", "keep-referenced"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("restored 1 ")
+
+    assert _dangling(app, org) == []
+    assert ids["tag"] in {t["id"] for t in org.owner.get(f"{org.base}/tags").json()["items"]}
+    assert len(_delete_conflicts(org, ids["tag"])) == 1
+    _settle(laptop, desktop)
+    assert laptop.values() == desktop.values()
+    again = CliRunner().invoke(cli, ["sync", "keep-referenced"])
+    assert again.exit_code == 0 and again.output.startswith("restored 0 "), again.output

@@ -49,7 +49,7 @@ from outputhub.server.api.sync.records import (
     value_problem,
     write_row,
 )
-from outputhub.server.api.sync.references import deleted_among, named_by, still_named
+from outputhub.server.api.sync.references import dangling_references, deleted_among, named_by, still_named
 from outputhub.server.events import DomainEvent, emit
 from outputhub.server.storage.tables import (
     LookupRow,
@@ -621,7 +621,11 @@ def push(
         write_run()
         handle(index, raw, op_id, change)
     write_run()
-    _keep_named(session, tenant=tenant, watch=watch, now=now, device=device)
+    todo = deleted_among(session, org_id=tenant.org_id, ids=watch.named)
+    if watch.dropped:
+        for table, ids in still_named(session, org_id=tenant.org_id, ids=watch.dropped).items():
+            todo.setdefault(table, set()).update(ids)
+    _keep_named(session, tenant=tenant, todo=todo, now=now, device=device)
     if op_rows:
         session.execute(insert(SyncOp.__table__), op_rows)  # type: ignore[arg-type]
     session.flush()
@@ -997,13 +1001,17 @@ class _Watch:
             self.named.setdefault(table, set()).add(ident)
 
 
-def _keep_named(session: Session, *, tenant: Tenant, watch: _Watch, now: datetime, device: str) -> None:
-    """Restore every deleted record that a live record names after this push (a delete that met a
-    reference its author did not see), and what those name in turn; each keeps the delete as a conflict."""
-    todo = deleted_among(session, org_id=tenant.org_id, ids=watch.named)
-    if watch.dropped:
-        for table, ids in still_named(session, org_id=tenant.org_id, ids=watch.dropped).items():
-            todo.setdefault(table, set()).update(ids)
+def _keep_named(
+    session: Session,
+    *,
+    tenant: Tenant,
+    todo: dict[type[ReplicatedRow], set[uuid.UUID]],
+    now: datetime,
+    device: str,
+) -> int:
+    """Restore the deleted records ``todo`` that live records name (a delete that met a reference its author
+    did not see), and what those name in turn; each keeps its delete as a conflict. Returns how many."""
+    restored = 0
     done: set[tuple[type[ReplicatedRow], uuid.UUID]] = set()
     while todo:
         named: dict[type[ReplicatedRow], set[uuid.UUID]] = {}
@@ -1015,6 +1023,7 @@ def _keep_named(session: Session, *, tenant: Tenant, watch: _Watch, now: datetim
                 spec = SPEC_BY_TABLE[table]
                 applied = _restore_named(session, tenant=tenant, spec=spec, rid=rid, now=now, device=device)
                 if applied is not None:
+                    restored += 1
                     for target, ident in named_by(spec, applied.state):
                         named.setdefault(target, set()).add(ident)
         todo = {
@@ -1022,6 +1031,17 @@ def _keep_named(session: Session, *, tenant: Tenant, watch: _Watch, now: datetim
             for t, ids in deleted_among(session, org_id=tenant.org_id, ids=named).items()
         }
         todo = {t: ids for t, ids in todo.items() if ids}
+    return restored
+
+
+def keep_referenced(session: Session, *, tenant: Tenant, now: datetime) -> int:
+    """Restore every deleted record a live record of the organization names, as a push would have (for data
+    written before pushes did: ``outputhub sync keep-referenced``). The caller holds the organization's
+    write lock. Returns how many records were restored."""
+    todo: dict[type[ReplicatedRow], set[uuid.UUID]] = {}
+    for entity, _record, name, target in dangling_references(session, org_id=tenant.org_id):
+        todo.setdefault(SPECS[entity].references[name], set()).add(uuid.UUID(target))
+    return _keep_named(session, tenant=tenant, todo=todo, now=now, device="server")
 
 
 def _restore_named(
