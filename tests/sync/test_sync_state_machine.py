@@ -39,6 +39,7 @@ from hypothesis.stateful import (
 from outputhub.common.clock import HLC
 from outputhub.common.sync import PullAlong
 from outputhub.desktop.services.conflicts import resolve_conflict
+from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
 from outputhub.server.api.sync.references import dangling_references
@@ -317,6 +318,30 @@ class SyncMachine(RuleBasedStateMachine):
         else:
             device.library.delete(entity, rid)
         self._remember(device, entity, rid)
+
+    @rule(record=records, d=st.integers(0, len(DEVICES) - 1))
+    def delete_like_the_desktop(self, record: tuple[str, str, int], d: int) -> None:
+        """Delete as the desktop does: a prompt with its outputs, a tag taken off the records this device
+        knows (another device may be using it meanwhile)."""
+        entity, rid, _ = record
+        device = self.devices[d]
+        state = self._visible(device, entity, rid)
+        if state is None or state.deleted:
+            return
+        service = LibraryService(replica=device.replica, editor=device.library)
+        before = len(device.store.pending(limit=100_000))
+        deletion = service.delete_records(entity=entity, ids=[rid])
+        for taken_entity, taken_id in deletion.records:
+            self._remember_nth(device, taken_entity, taken_id, before)
+        for user_entity, user_id, _field, _entry in deletion.unlinked:
+            self._remember_nth(device, user_entity, user_id, before)
+
+    def _remember_nth(self, device: Device, entity: str, record_id: str, since: int) -> None:
+        """Remember the edits of ``record_id`` queued after the first ``since`` outbox entries."""
+        for entry in device.store.pending(limit=100_000)[since:]:
+            change = entry.change
+            if str(change["id"]) == record_id:
+                self.made.append((device.name, entity, record_id, str(change["op_id"]), str(change["hlc"])))
 
     @rule(d=st.integers(0, len(DEVICES) - 1), pick=st.sampled_from(["mine", "theirs", "merged"]))
     def resolve_a_conflict(self, d: int, pick: str) -> None:
