@@ -201,3 +201,32 @@ def test_a_failed_audit_write_stays_in_the_outbox_and_is_delivered_later(docs_cl
     # delivered once even if drained again
     services.outbox.drain(services.event_handlers)
     assert len(audit(org.owner, org, kind="tag.created")) == 1
+
+
+def test_webhook_changes_are_audited_without_their_secrets_and_never_sent_to_webhooks(docs_client):
+    org = new_org(docs_client)
+    o = org.owner
+    watcher = o.post(f"{org.base}/webhooks", json={"url": "https://hooks.example.invalid/all"}).json()
+    made = o.post(f"{org.base}/webhooks", json={"url": "https://hooks.example.invalid/a", "event_types": ["*"]})
+    assert made.status_code == 201, made.text
+    hook = made.json()
+    moved = o.patch(f"{org.base}/webhooks/{hook['id']}", json={"url": "https://elsewhere.example.invalid/x"})
+    assert moved.status_code == 200, moved.text
+    assert o.post(f"{org.base}/webhooks/{hook['id']}/rotate-secret").status_code == 200
+    assert o.delete(f"{org.base}/webhooks/{hook['id']}").status_code == 204
+
+    records = audit(o, org, entity="webhook")
+    assert [r["kind"] for r in reversed(records)] == [
+        "webhook.created",
+        "webhook.created",
+        "webhook.updated",
+        "webhook.secret_rotated",
+        "webhook.deleted",
+    ]
+    [updated] = [r for r in records if r["kind"] == "webhook.updated"]
+    assert updated["before"] == {"url": "https://hooks.example.invalid/a"}
+    assert updated["after"] == {"url": "https://elsewhere.example.invalid/x"}
+    assert updated["actor"] == f"user:{o.user_id}" and updated["entity_id"] == hook["id"]
+    assert "whsec_" not in str(records), "a secret reached the audit log"
+    sent = o.get(f"{org.base}/webhooks/{watcher['id']}/deliveries").json()
+    assert not any(d["event_type"].startswith("webhook.") for d in sent)

@@ -95,8 +95,8 @@ def update_endpoint(
 
 
 @router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_endpoint(endpoint_id: uuid.UUID, tenant: WebhookManager, session: SessionDep) -> None:
-    service.delete_endpoint(session, tenant=tenant, ident=endpoint_id)
+def delete_endpoint(endpoint_id: uuid.UUID, tenant: WebhookManager, session: SessionDep, now: NowDep) -> None:
+    service.delete_endpoint(session, tenant=tenant, ident=endpoint_id, now=now)
 
 
 @router.post("/{endpoint_id}/rotate-secret")

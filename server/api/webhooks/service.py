@@ -24,7 +24,7 @@ from outputhub.server.api.notifications import service as notifications
 from outputhub.server.api.webhooks import signing
 from outputhub.server.api.webhooks.schemas import WebhookEndpointCreate, is_private_host
 from outputhub.server.api.webhooks.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from outputhub.server.events import DomainEvent, events_by_org
+from outputhub.server.events import DomainEvent, emit_change, events_by_org
 from outputhub.server.jobs.queue import JobContext, JobQueue
 from outputhub.server.storage.database import set_background_scope, set_tenant, unit_of_work
 
@@ -42,6 +42,28 @@ def matches(filters: Sequence[str], kind: str) -> bool:
         return True
     entity = kind.split(".", 1)[0]
     return any(f in ("*", kind, f"{entity}.*") for f in filters)
+
+
+AUDIT_ONLY_ENTITY = "webhook"
+"""``webhook.*`` events (an endpoint created, changed, deleted, its secret rotated) go to the audit log only:
+an endpoint is never sent another endpoint's URL."""
+_SNAPSHOT = ("url", "description", "event_types", "enabled")
+
+
+def _snapshot(row: WebhookEndpoint) -> dict[str, Any]:
+    """What the audit log keeps of an endpoint (never its secrets)."""
+    return {
+        "url": row.url,
+        "description": row.description,
+        "event_types": event_types(row),
+        "enabled": row.enabled,
+    }
+
+
+def _audit(
+    session: Session, *, tenant: Tenant, kind: str, row: WebhookEndpoint, now: datetime, **kw: Any
+) -> None:
+    emit_change(session, org_id=tenant.org_id, actor=tenant.actor, kind=kind, entity_id=row.id, at=now, **kw)
 
 
 def _check_target(url: str, *, allow_private: bool) -> None:
@@ -71,6 +93,7 @@ def create_endpoint(
     )
     session.add(row)
     session.flush()
+    _audit(session, tenant=tenant, kind="webhook.created", row=row, now=now, after=_snapshot(row))
     return row
 
 
@@ -103,6 +126,7 @@ def update_endpoint(
     allow_private: bool,
 ) -> WebhookEndpoint:
     row = get_endpoint(session, tenant=tenant, ident=ident)
+    before = _snapshot(row)
     for name in ("url", "description", "enabled"):
         if name in data and data[name] is None:
             raise InvalidInputError(f"body.{name}", "may not be null")
@@ -122,11 +146,25 @@ def update_endpoint(
             row.disabled_reason = f"paused by {tenant.actor}"
     row.updated_at = now
     session.flush()
+    after = _snapshot(row)
+    changed = [n for n in _SNAPSHOT if before[n] != after[n]]
+    if changed:
+        _audit(
+            session,
+            tenant=tenant,
+            kind="webhook.updated",
+            row=row,
+            now=now,
+            before={n: before[n] for n in changed},
+            after={n: after[n] for n in changed},
+        )
     return row
 
 
-def delete_endpoint(session: Session, *, tenant: Tenant, ident: uuid.UUID) -> None:
-    session.delete(get_endpoint(session, tenant=tenant, ident=ident))
+def delete_endpoint(session: Session, *, tenant: Tenant, ident: uuid.UUID, now: datetime) -> None:
+    row = get_endpoint(session, tenant=tenant, ident=ident)
+    _audit(session, tenant=tenant, kind="webhook.deleted", row=row, now=now, before=_snapshot(row))
+    session.delete(row)
     session.flush()
 
 
@@ -140,6 +178,14 @@ def rotate_secret(
     row.secret = signing.new_secret()
     row.updated_at = now
     session.flush()
+    _audit(
+        session,
+        tenant=tenant,
+        kind="webhook.secret_rotated",
+        row=row,
+        now=now,
+        details={"previous_secret_valid_until": row.previous_secret_expires_at},
+    )
     return row.secret, row.previous_secret_expires_at
 
 
@@ -235,7 +281,7 @@ class WebhookDispatcher:
             (event, endpoint_id)
             for event in events
             for endpoint_id, filters in endpoints
-            if matches(json.loads(filters or "[]"), event.kind)
+            if event.entity != AUDIT_ONLY_ENTITY and matches(json.loads(filters or "[]"), event.kind)
         ]
         for event, endpoint_id in targets:
             message_id = f"msg_{uuid.uuid4().hex}"
