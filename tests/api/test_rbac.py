@@ -120,6 +120,36 @@ def test_invitation_rules(client):
     assert dup.status_code == 409 and dup.json()["errors"][0]["field"] == "body.email"
 
 
+def test_only_an_owner_revokes_an_owner_or_admin_invitation(client):
+    """docs/permissions.md: granting the owner or admin role takes an owner, and so does withdrawing such an
+    invitation. An admin revoked an admin invitation the owner had made (found by QA)."""
+    org = new_org(client)
+    admin = add_member(org, "admin")
+
+    def invite(role: str) -> str:
+        r = org.owner.post(f"{org.base}/invitations", json={"email": f"{role}-new@example.com", "role": role})
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    def revoked(invitation_id: str) -> bool:
+        rows = {i["id"]: i for i in org.owner.get(f"{org.base}/invitations").json()}
+        return rows[invitation_id]["revoked_at"] is not None
+
+    for role in ("admin", "owner"):
+        invitation = invite(role)
+        r = admin.delete(f"{org.base}/invitations/{invitation}")
+        assert r.status_code == 403, f"{role}: {r.status_code} {r.text}"
+        assert r.headers["content-type"] == "application/problem+json"
+        assert f"the {role} role" in r.json()["detail"]
+        assert not revoked(invitation)
+        assert org.owner.delete(f"{org.base}/invitations/{invitation}").status_code == 204
+        assert revoked(invitation)
+    for role in ("editor", "viewer"):
+        invitation = invite(role)
+        assert admin.delete(f"{org.base}/invitations/{invitation}").status_code == 204
+        assert revoked(invitation)
+
+
 def test_any_member_may_leave_but_only_managers_remove_others(client):
     """docs/permissions.md: anyone may leave an organization except its last owner. Viewers and editors got
     403 "may not manage members" on their own membership (found by QA)."""

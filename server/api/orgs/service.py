@@ -202,13 +202,16 @@ def _owner_count(session: Session, *, tenant: Tenant) -> int:
     ).scalar_one()
 
 
-def _check_can_assign(tenant: Tenant, *, current: Role | None, new: Role | None) -> None:
-    """Admins manage editors and viewers; only owners grant, change or remove owner and admin roles."""
+def _check_can_assign(
+    tenant: Tenant, *, current: Role | None, new: Role | None, action: str = "grant or change the {role} role"
+) -> None:
+    """Admins manage editors and viewers; only owners grant, change or remove owner and admin roles (an
+    invitation to one included)."""
     if tenant.role == Role.OWNER:
         return
     for role in (current, new):
         if role is not None and ROLE_RANK[role] >= ROLE_RANK[tenant.role]:
-            raise PermissionDeniedError(f"only an owner can grant or change the {role.value} role")
+            raise PermissionDeniedError(f"only an owner can {action.format(role=role.value)}")
 
 
 def change_role(
@@ -317,6 +320,9 @@ def revoke_invitation(session: Session, *, tenant: Tenant, invitation_id: uuid.U
     ).scalar_one_or_none()
     if invitation is None:
         raise NotFoundError("invitation", invitation_id)
+    _check_can_assign(
+        tenant, current=Role(invitation.role), new=None, action="revoke an invitation to the {role} role"
+    )
     if invitation.revoked_at is None and invitation.accepted_at is None:
         invitation.revoked_at = now
         emit_change(
