@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -34,6 +35,26 @@ NonEmptyLongText = Annotated[str, StringConstraints(min_length=1, max_length=1_0
 ShortText = Annotated[str, StringConstraints(max_length=20_000)]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 IdList = Annotated[list[uuid.UUID], Field(max_length=200)]
+
+UTC_RANGE_MESSAGE = "must be between 0001-01-01 and 9999-12-31 in UTC"
+
+
+def to_utc(value: datetime) -> datetime:
+    """The same instant in UTC (a naive date-time is taken as UTC). An offset that carries it past the first
+    or the last day a ``datetime`` holds (``0001-01-01T00:00:00+14:00``) is a ``ValueError`` here, where it
+    names the field, instead of an ``OverflowError`` wherever it is first converted (a database bind, a
+    comparison with an aware date-time)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(UTC_RANGE_MESSAGE) from exc
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(to_utc)]
+"""Every date-time the API takes (bodies and query parameters): ISO 8601, UTC if naive, converted to UTC;
+one that is no date-time in UTC is a 422 naming the field."""
 
 
 class Input(BaseModel):
@@ -387,7 +408,7 @@ class OutputCreate(OutputBodyFields):
     accuracy_level_id: uuid.UUID | None = None
     knowledge_type_ids: IdList = Field(default_factory=list)
     tag_ids: IdList = Field(default_factory=list)
-    produced_at: datetime | None = None
+    produced_at: UtcDateTime | None = None
 
 
 class OutputBodyRead(BaseModel):
@@ -409,7 +430,7 @@ class OutputUpdate(Input):
     accuracy_level_id: uuid.UUID | None = None
     knowledge_type_ids: IdList | None = None
     tag_ids: IdList | None = None
-    produced_at: datetime | None = None
+    produced_at: UtcDateTime | None = None
 
 
 class OutputRead(RowMeta):

@@ -9,10 +9,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from outputhub.server.problems import install_problem_handlers
-from tests.support.client import new_org, seed_library
+from tests.support.client import cursor, new_org, seed_library
 
 MISSING = str(uuid.uuid4())
 HUGE = 99999999999999999999  # beyond 64 bits
+EARLY = "0001-01-01T00:00:00+14:00"  # before 0001-01-01 in UTC
+LATE = "9999-12-31T23:59:59-00:30"  # after 9999-12-31 in UTC
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,35 @@ def cases(ids):
             422,
             "body.produced_at",
         ),
+        # date-times an offset carries past year 1 or 9999 in UTC (astimezone raised OverflowError; QA)
+        (
+            "POST",
+            "/outputs",
+            {"prompt_id": ids["prompt"], "content": "c", "produced_at": "0001-01-01T00:00:00+14:00"},
+            422,
+            "body.produced_at",
+        ),
+        (
+            "POST",
+            "/outputs/bulk",
+            {
+                "items": [
+                    {"prompt_id": ids["prompt"], "content": "fine", "produced_at": "0001-01-01T00:00:00Z"},
+                    {"prompt_id": ids["prompt"], "content": "c", "produced_at": "0001-01-01T00:00:00+14:00"},
+                ]
+            },
+            422,
+            "body.items.1.produced_at",
+        ),
+        ("PATCH", f"/outputs/{ids['output']}", {"produced_at": LATE}, 422, "body.produced_at"),
+        ("GET", "/outputs", {"created_after": "0001-01-01T00:00:00+01:00"}, 422, "query.created_after"),
+        ("GET", "/outputs", {"created_before": "9999-12-31T23:59:59-01:00"}, 422, "query.created_before"),
+        ("GET", "/analytics/overview", {"from": "0001-01-01T00:00:00+14:00"}, 422, "query.from"),
+        ("GET", "/audit", {"from": "0001-01-01T00:00:00+14:00"}, 422, "query.from"),
+        ("GET", "/audit", {"to": "9999-12-31T23:59:59-12:00"}, 422, "query.to"),
+        ("GET", "/audit", {"cursor": cursor({"at": EARLY, "id": MISSING})}, 422, "query.cursor"),
+        ("GET", "/audit", {"cursor": cursor({"at": "2026-01-01T00:00:00Z", "id": 7})}, 422, "query.cursor"),
+        ("GET", "/audit", {"cursor": cursor(["2026-01-01T00:00:00Z", MISSING])}, 422, "query.cursor"),
         # metadata numbers a document store cannot hold (orjson raised "Integer exceeds 64-bit range"; QA)
         (
             "POST",
@@ -273,3 +304,30 @@ def test_an_overflow_anywhere_is_a_problem_not_a_crash() -> None:
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
     assert problem["title"] and problem["detail"] and problem["instance"] == "/boom"
+
+
+def test_date_times_at_the_calendar_edges_and_with_any_offset_are_kept(client):
+    """The first and last instants in UTC are date-times like any other; a naive one is UTC, so it mixes
+    with an offset one (comparing them raised TypeError: naive and aware)."""
+    org = new_org(client)
+    ids = seed_library(org)
+    o = org.owner
+    first = o.post(
+        f"{org.base}/outputs",
+        json={"prompt_id": ids["prompt"], "content": "first", "produced_at": "0001-01-01T10:00:00+10:00"},
+    )
+    assert first.status_code == 201, first.text
+    assert first.json()["produced_at"].startswith("0001-01-01T00:00:00")
+    last = o.patch(f"{org.base}/outputs/{ids['output']}", json={"produced_at": "9999-12-31T23:59:59.999999Z"})
+    assert last.status_code == 200, last.text
+    again = o.get(f"{org.base}/outputs/{ids['output']}").json()
+    assert again["produced_at"].startswith("9999-12-31T23:59:59.999999")
+    for path, params in (
+        ("/outputs", {"created_after": "2020-01-01T00:00:00", "created_before": "9999-12-31T23:59:59Z"}),
+        ("/outputs", {"created_after": "0001-01-01T00:00:00Z", "created_before": "9999-12-31T12:00-10:00"}),
+        ("/audit", {"from": "2020-01-01T00:00:00", "to": "9999-12-31T23:59:59+00:00"}),
+        ("/audit", {"from": "0001-01-01T14:00:00+14:00", "to": "9999-12-31"}),
+    ):
+        r = o.get(f"{org.base}{path}", params=params)
+        assert r.status_code == 200, (path, params, r.text)
+        assert len(r.json()["items"]) >= 2, (path, params)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +11,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 PASSWORD = "correct horse battery"
+
+
+def cursor(payload: object) -> str:
+    """A pagination cursor as the server makes them (base64url JSON), holding whatever it is given."""
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
 @dataclass

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
+from outputhub.common.schemas import UtcDateTime
 from outputhub.server.api.analytics import service
 from outputhub.server.api.analytics.service import AnalyticsFilters, Bucket, Dimension, RankOrder
 from outputhub.server.api.filters import (
@@ -32,11 +32,11 @@ Format = Annotated[
 
 def get_filters(
     created_from: Annotated[
-        datetime | None,
+        UtcDateTime | None,
         Query(alias="from", description="Outputs created at or after (ISO date or date-time; UTC if naive)."),
     ] = None,
     created_to: Annotated[
-        datetime | None, Query(alias="to", description="Outputs created before (exclusive).")
+        UtcDateTime | None, Query(alias="to", description="Outputs created before (exclusive).")
     ] = None,
     prompt_id: PromptFilter = None,
     tag_id: TagFilter = None,

@@ -20,13 +20,14 @@ import io
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, String, and_, func, select
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import InvalidInputError
+from outputhub.common.schemas import to_utc
 from outputhub.server.api.base import Tenant
 from outputhub.server.api.outputs import service as outputs_service
 from outputhub.server.cache import Cache, cached_json
@@ -82,10 +83,10 @@ class AnalyticsFilters:
             value = getattr(self, name)
             if value is None:
                 continue
-            try:  # a naive date-time is UTC; an offset one is taken to UTC, which must still be a date
-                value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-            except OverflowError as exc:
-                raise InvalidInputError(field, "must be between 0001-01-01 and 9999-12-31 in UTC") from exc
+            try:  # the router's UtcDateTime did this already; other callers (the portal) rely on it here
+                value = to_utc(value)
+            except ValueError as exc:
+                raise InvalidInputError(field, str(exc)) from exc
             object.__setattr__(self, name, value)
         if self.created_from and self.created_to and self.created_from >= self.created_to:
             raise InvalidInputError("query.from", "must be earlier than `to`")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from outputhub.common.roles import Action
-from outputhub.common.schemas import AuditRecordRead, Page
+from outputhub.common.schemas import AuditRecordRead, Page, UtcDateTime
 from outputhub.server.api.audit import service
 from outputhub.server.api.base import Tenant
 from outputhub.server.api.filters import Cursor, Limit
@@ -34,9 +33,11 @@ def list_audit(
     kind: Annotated[str | None, Query(min_length=1, max_length=64, description="e.g. prompt.updated")] = None,
     source: Annotated[str | None, Query(min_length=1, max_length=16, description="api, sync, ...")] = None,
     since: Annotated[
-        datetime | None, Query(alias="from", description="Arrived at or after (inclusive).")
+        UtcDateTime | None, Query(alias="from", description="Arrived at or after (inclusive; UTC if naive).")
     ] = None,
-    until: Annotated[datetime | None, Query(alias="to", description="Arrived before (exclusive).")] = None,
+    until: Annotated[
+        UtcDateTime | None, Query(alias="to", description="Arrived before (exclusive).")
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[AuditRecordRead]:

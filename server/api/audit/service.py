@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import InvalidInputError
-from outputhub.common.schemas import AuditRecordRead
+from outputhub.common.schemas import AuditRecordRead, to_utc
 from outputhub.server.api.base import Tenant
 from outputhub.server.events import DomainEvent
 from outputhub.server.security import b64url, b64url_decode
@@ -95,7 +95,10 @@ def _encode_cursor(doc: Document) -> str:
 def _decode_cursor(cursor: str) -> After:
     try:
         payload = json.loads(b64url_decode(cursor))
-        return After(at=datetime.fromisoformat(payload["at"]), id=str(uuid.UUID(payload["id"])))
+        at, ident = payload["at"], payload["id"]
+        if not isinstance(at, str) or not isinstance(ident, str):
+            raise TypeError("the cursor's at and id are strings")
+        return After(at=to_utc(datetime.fromisoformat(at)), id=str(uuid.UUID(ident)))
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(
             "query.cursor", "invalid cursor (use next_cursor of the previous page)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -16,6 +15,7 @@ from outputhub.common.schemas import (
     OutputRead,
     OutputUpdate,
     Page,
+    UtcDateTime,
 )
 from outputhub.server.api.filters import (
     AccuracyFilter,
@@ -50,8 +50,10 @@ def list_outputs(
     gpt_model_id: GptModelFilter = None,
     agent_group_id: AgentGroupFilter = None,
     development_stage_id: StageFilter = None,
-    created_after: Annotated[datetime | None, Query()] = None,
-    created_before: Annotated[datetime | None, Query()] = None,
+    created_after: Annotated[
+        UtcDateTime | None, Query(description="Created at or after (UTC if naive).")
+    ] = None,
+    created_before: Annotated[UtcDateTime | None, Query(description="Created before (exclusive).")] = None,
     sort: Annotated[str, Query(description="created_at, updated_at; - to reverse")] = "-created_at",
     cursor: Cursor = None,
     limit: Limit = 50,
