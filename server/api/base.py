@@ -13,10 +13,13 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, insert, o
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.types import TypeDecorator
 
 from outputhub.common.errors import InvalidInputError, PreconditionFailedError, UnknownReferenceError
 from outputhub.common.ids import new_uuid
 from outputhub.common.roles import Role
+from outputhub.common.schemas import to_utc
+from outputhub.server.api.filters import DB_INT_MAX
 from outputhub.server.events import touch_org
 from outputhub.server.security import b64url, b64url_decode
 from outputhub.server.storage.tables import Base, OrgRevision, ReplicatedRow
@@ -263,10 +266,32 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, dict) and "t" in value:
-        return datetime.fromisoformat(value["t"])
-    return value
+def _sort_type(column: InstrumentedAttribute[Any]) -> type:
+    col_type = column.type
+    if isinstance(col_type, TypeDecorator):
+        col_type = col_type.impl
+    return col_type.python_type  # type: ignore[no-any-return]
+
+
+def _decode_value(value: Any, *, column: InstrumentedAttribute[Any]) -> Any:
+    """The cursor's sort value, checked against the sort column's type: a cursor is the client's input, and a
+    value of another type (or one the database cannot hold) reached the query as a 500. ``ValueError`` when
+    it does not fit."""
+    expected = _sort_type(column)
+    if expected is datetime:
+        if not (isinstance(value, dict) and value.keys() == {"t"} and isinstance(value["t"], str)):
+            raise ValueError("a date-time sort value is {'t': ISO 8601}")
+        return to_utc(datetime.fromisoformat(value["t"]))
+    if expected is int:
+        if type(value) is not int or not -DB_INT_MAX - 1 <= value <= DB_INT_MAX:
+            raise ValueError("an integer sort value is a 64-bit integer")
+        return value
+    if expected is str:
+        if not isinstance(value, str) or "\x00" in value:
+            raise ValueError("a text sort value is a string without NUL")
+        value.encode()  # a lone surrogate ("\ud800") is no text a database holds: UnicodeEncodeError
+        return value
+    raise ValueError(f"no cursor decoding for {expected.__name__} sort values")
 
 
 def encode_cursor(sort: SortKey, row: Any) -> str:
@@ -287,11 +312,13 @@ def apply_page(
     if cursor:
         try:
             payload = json.loads(b64url_decode(cursor))
-            last_value = _decode_value(payload["v"])
-            last_id = uuid.UUID(payload["i"])
-            if payload["s"] != sort.name or payload["d"] != sort.descending:
+            if not isinstance(payload, dict) or not isinstance(payload.get("i"), str):
+                raise ValueError("a cursor is an object with the last row's id")
+            if payload.get("s") != sort.name or payload.get("d") is not sort.descending:
                 raise ValueError("sort changed")
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            last_value = _decode_value(payload.get("v"), column=sort.column)
+            last_id = uuid.UUID(payload["i"])
+        except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeError, binascii.Error: ValueErrors
             raise InvalidInputError(
                 "query.cursor", "invalid cursor (it must come from next_cursor of the same query)"
             ) from exc

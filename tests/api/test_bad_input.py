@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta, timezone
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outputhub.server.problems import install_problem_handlers
 from tests.support.client import cursor, new_org, seed_library
@@ -22,6 +25,23 @@ def world(client):
     org = new_org(client)
     ids = seed_library(org)
     return org, ids
+
+
+LISTS = [  # (a paged list, a sort it takes); the sorts' values are date-times, text and integers
+    ("/prompts", "-created_at"),
+    ("/prompts", "title"),
+    ("/outputs", "updated_at"),
+    ("/custom-gpts", "name"),
+    ("/tags", "name"),
+    ("/knowledge-types", "-updated_at"),
+    ("/development-stages", "position"),
+    ("/gpt-models", "-position"),
+]
+
+
+def shape(sort: str, value: object) -> dict[str, object]:
+    """A cursor of the shape the server makes for ``sort``, with ``value`` as the last row's sort value."""
+    return {"s": sort.lstrip("-"), "d": sort.startswith("-"), "v": value, "i": MISSING}
 
 
 def cases(ids):
@@ -47,6 +67,49 @@ def cases(ids):
         ("PATCH", f"/prompts/{MISSING}", {"title": "x"}, 404, None),
         ("GET", "/prompts/not-a-uuid", None, 422, "path.prompt_id"),
         ("GET", "/prompts", {"cursor": "bm90IGEgY3Vyc29y"}, 422, "query.cursor"),
+        # cursors of well-formed JSON with values of the wrong type (they reached the query: a 500; QA)
+        *[
+            ("GET", path, {"sort": sort, "cursor": cursor(shape(sort, value))}, 422, "query.cursor")
+            for path, sort in LISTS
+            for value in ([], {}, None, True, 1.5, {"t": 5}, {"t": EARLY}, {"t": "2026-01-01", "x": 1})
+        ],
+        (
+            "GET",
+            "/outputs",
+            {"cursor": cursor(shape("-created_at", "2026-01-01T00:00:00Z"))},
+            422,
+            "query.cursor",
+        ),
+        ("GET", "/tags", {"sort": "name", "cursor": cursor(shape("name", "a\x00b"))}, 422, "query.cursor"),
+        ("GET", "/tags", {"sort": "name", "cursor": cursor(shape("name", "\ud800"))}, 422, "query.cursor"),
+        (
+            "GET",
+            "/development-stages",
+            {"sort": "position", "cursor": cursor(shape("position", "3"))},
+            422,
+            "query.cursor",
+        ),
+        (
+            "GET",
+            "/development-stages",
+            {"sort": "position", "cursor": cursor(shape("position", HUGE))},
+            422,
+            "query.cursor",
+        ),
+        (
+            "GET",
+            "/prompts",
+            {"cursor": cursor(shape("-created_at", {"t": "2026-01-01"}) | {"i": 7})},
+            422,
+            "query.cursor",
+        ),
+        (
+            "GET",
+            "/prompts",
+            {"cursor": cursor(["created_at", True, "2026-01-01", MISSING])},
+            422,
+            "query.cursor",
+        ),
         ("GET", "/prompts", {"sort": "password"}, 422, "query.sort"),
         ("GET", "/prompts", {"limit": 0}, 422, "query.limit"),
         ("GET", "/prompts", {"tag_id": "abc"}, 422, "query.tag_id.0"),
@@ -331,3 +394,35 @@ def test_date_times_at_the_calendar_edges_and_with_any_offset_are_kept(client):
         r = o.get(f"{org.base}{path}", params=params)
         assert r.status_code == 200, (path, params, r.text)
         assert len(r.json()["items"]) >= 2, (path, params)
+
+
+ISO = st.builds(
+    lambda at, minutes: at.replace(tzinfo=timezone(timedelta(minutes=minutes))).isoformat(),
+    st.datetimes(),
+    st.integers(min_value=-1439, max_value=1439),
+)
+TEXT = st.text(max_size=20) | st.sampled_from(["", "a\x00b", "\ud800", "Linux Terminal"]) | ISO
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    listing=st.sampled_from(LISTS),
+    value=JSON | st.builds(lambda t: {"t": t}, JSON),
+    ident=st.just(MISSING) | JSON,
+    whole=st.none() | JSON,
+)
+def test_any_json_in_a_cursor_is_a_page_or_a_problem_naming_it(client, world, listing, value, ident, whole):
+    """Whatever JSON a cursor holds (any value where the last row's sort value and id go, or any JSON at
+    all), the list answers a page or a 422 naming ``query.cursor``: never a 500."""
+    org, _ = world
+    path, sort = listing
+    payload = whole if whole is not None else shape(sort, value) | {"i": ident}
+    r = org.owner.get(f"{org.base}{path}", params={"sort": sort, "cursor": cursor(payload)})
+    assert r.status_code in (200, 422), r.text
+    if r.status_code == 422:
+        assert [e["field"] for e in r.json()["errors"]] == ["query.cursor"], r.text

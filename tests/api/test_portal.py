@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
-from tests.support.client import PASSWORD, Actor, add_member, new_org, register, seed_library
+from tests.support.client import PASSWORD, Actor, add_member, cursor, new_org, register, seed_library
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -217,7 +217,7 @@ def test_non_members_get_404_on_every_org_page(app, client, library):
 
 
 def test_bad_parameters_are_a_422_page(app, library):
-    org, _ = library
+    org, ids = library
     web = browser(app)
     sign_in(web, org.owner)
     base = f"/portal/orgs/{org.id}"
@@ -225,12 +225,18 @@ def test_bad_parameters_are_a_422_page(app, library):
         ("prompts", {"tag_id": "not-an-id"}),
         ("prompts", {"sort": "colour"}),
         ("prompts", {"cursor": "garbage"}),
+        # well-formed cursors with values of the wrong type (a raw JSON 500 on outputs and custom GPTs; QA)
+        ("prompts", {"cursor": cursor({"s": "updated_at", "d": True, "v": "x", "i": ids["prompt"]})}),
+        ("outputs", {"cursor": cursor({"s": "created_at", "d": True, "v": [], "i": ids["output"]})}),
+        ("outputs", {"cursor": cursor({"s": "created_at", "d": True, "v": {"t": None}, "i": ids["output"]})}),
+        ("custom-gpts", {"cursor": cursor({"s": "name", "d": False, "v": None, "i": ids["custom_gpt"]})}),
+        ("custom-gpts", {"cursor": cursor({"s": "name", "d": False, "v": "a", "i": 1})}),
         ("analytics", {"by": "colour"}),
         ("analytics", {"from": "yesterday"}),
         ("analytics", {"from": "2026-02-01", "to": "2026-01-01"}),
     ):
         r = web.get(f"{base}/{path}", params=params)
-        assert r.status_code == 422, (path, params)
+        assert r.status_code == 422, (path, params, r.text[:300])
         assert r.headers["content-type"].startswith("text/html")
 
 
