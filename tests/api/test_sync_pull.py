@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
 
+from outputhub.common.sync import SUPPORTED_PROTOCOLS
 from outputhub.server.api.sync import service as sync_service
 from outputhub.server.api.sync.feed import FEEDS, FeedRow, first_rows
 from outputhub.server.api.sync.service import purge_tombstones
@@ -64,6 +65,20 @@ def test_pull_replays_the_library_and_then_only_what_changed(client):
     assert kinds[("prompts", ids["prompt"])]["data"]["title"] == "Renamed"
     assert kinds[("outputs", ids["output"])]["deleted"] is True
     assert kinds[("knowledge_types", ids["knowledge"])]["deleted"] is True
+
+
+def test_head_is_the_newest_revision_whatever_the_cursor(client):
+    """``head`` is the organization's newest revision, also for a cursor at or beyond it (it answered the
+    cursor: ``since=5000`` gave ``"head": 5000``; found by QA)."""
+    org = new_org(client)
+    seed_library(org)
+    o = org.owner
+    _, newest = pull_all(o, org)
+    for protocol in sorted(SUPPORTED_PROTOCOLS):
+        for since in (0, newest - 1, newest, newest + 1, 5000, 2**63 - 1):
+            r = o.get(f"{org.base}/sync/changes", params={"protocol": protocol, "since": since, "limit": 1})
+            assert r.status_code == 200, r.text
+            assert r.json()["head"] == newest, (protocol, since)
 
 
 def test_small_pages_never_split_a_revision_and_lose_nothing(client):

@@ -238,8 +238,9 @@ def pull(
             "records": records,
             "next_since": next_since,
             "has_more": has_more,
-            # read before the page (PostgreSQL reads each statement at its own snapshot): never behind it
-            "head": None if head is None else max(int(head), next_since),
+            # read before the page (PostgreSQL reads each statement at its own snapshot): never behind it. An
+            # empty page's next_since is the client's own cursor, which may be beyond the newest revision
+            "head": None if head is None else max(int(head), next_since) if page else int(head),
             "remaps": remaps,
         }
     )
