@@ -40,6 +40,32 @@ class InvalidInputError(OutputHubError):
         self.field = field_name
 
 
+class MalformedJsonError(OutputHubError):
+    """The request body is not JSON: a syntax error, or bytes that are not UTF-8 (RFC 8259 section 8.1)."""
+
+    status = 400
+    title = "Malformed JSON"
+    type_slug = "malformed-json"
+
+    def __init__(self, message: str = "not valid JSON") -> None:
+        super().__init__(f"the request body is {message}", errors=[FieldError("body", message)])
+
+
+class UnsupportedMediaTypeError(OutputHubError):
+    """A body of a media type the endpoint does not read (it takes JSON)."""
+
+    status = 415
+    title = "Unsupported media type"
+    type_slug = "unsupported-media-type"
+
+    def __init__(self, received: str, *, expected: str = "application/json") -> None:
+        message = f"must be {expected}, not {received}" if received else f"missing: send {expected}"
+        super().__init__(
+            f"this endpoint reads {expected} (Content-Type: {received or 'none'})",
+            errors=[FieldError("header.Content-Type", message)],
+        )
+
+
 class NotFoundError(OutputHubError):
     """The thing does not exist *for this caller* (also used for other tenants' rows)."""
 

@@ -331,10 +331,15 @@ def _check_metadata(value: Any, *, path: str = "", depth: int = 0) -> None:
         raise ValueError(f"nested deeper than {METADATA_MAX_DEPTH} levels at {path or 'the top'}")
     if isinstance(value, dict):
         for key, item in value.items():
-            if not key or key.startswith("$") or "." in key or "\x00" in key:
-                raise ValueError(
-                    f"key {key!r} at {path or 'the top'}: keys may not be empty, start with $ or contain dots"
-                )
+            where = f"key {key!r} at {path or 'the top'}"
+            if not key:
+                raise ValueError(f"{where}: keys may not be empty")
+            if key.startswith("$"):
+                raise ValueError(f"{where}: keys may not start with $")
+            if "." in key:
+                raise ValueError(f"{where}: keys may not contain dots")
+            if "\x00" in key:
+                raise ValueError(f"{where}: keys may not contain a NUL character (U+0000)")
             _check_metadata(item, path=f"{path}.{key}" if path else key, depth=depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):

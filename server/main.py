@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette_compress import CompressMiddleware
@@ -36,6 +36,7 @@ from outputhub.server.jobs.setup import Background, build_background, make_cache
 from outputhub.server.portal.web import install_portal
 from outputhub.server.problems import BodySizeLimit, install_problem_handlers
 from outputhub.server.ratelimit import RateLimitMiddleware
+from outputhub.server.request_guard import check_request
 from outputhub.server.security import TokenSigner
 from outputhub.server.settings import Settings
 from outputhub.server.storage import migrate
@@ -145,6 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         lifespan=lifespan,
+        # every route: a JSON body really is JSON, and no text holds a NUL character (server/request_guard.py)
+        dependencies=[Depends(check_request)],
     )
     app.state.services = services
     app.state.background = background

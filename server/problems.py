@@ -12,7 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from outputhub.common.errors import AuthenticationError, FieldError, OutputHubError, Problem
+from outputhub.common.errors import (
+    AuthenticationError,
+    FieldError,
+    MalformedJsonError,
+    OutputHubError,
+    Problem,
+)
 
 log = logging.getLogger("outputhub.server")
 PROBLEM_JSON = "application/problem+json"
@@ -50,16 +56,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = [FieldError(_loc(e.get("loc", ())), e.get("msg", "invalid")) for e in exc.errors()]
     malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
     if malformed:
-        return problem_response(
-            Problem(
-                status=400,
-                title="Malformed JSON",
-                detail="the request body is not valid JSON",
-                type=TYPE_BASE + "malformed-json",
-                instance=request.url.path,
-                errors=[FieldError("body", "not valid JSON")],
-            )
-        )
+        return await _domain_error(request, MalformedJsonError())
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
     return problem_response(
         Problem(
@@ -73,8 +70,16 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_UNREADABLE_BODY = {UnicodeDecodeError: "not UTF-8", RecursionError: "nested too deeply"}
+"""Why the framework could not parse a JSON body (its 400 "There was an error parsing the body" is caused by
+one of these), as the malformed-json problem says it."""
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    unreadable = next((m for t, m in _UNREADABLE_BODY.items() if isinstance(exc.__cause__, t)), None)
+    if exc.status_code == 400 and unreadable:
+        return await _domain_error(request, MalformedJsonError(unreadable))
     return problem_response(
         Problem(
             status=exc.status_code, title=str(exc.detail), detail=str(exc.detail), instance=request.url.path

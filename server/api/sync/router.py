@@ -30,6 +30,7 @@ from outputhub.server.api.filters import DB_INT_MAX
 from outputhub.server.api.sync import push as push_service
 from outputhub.server.api.sync import service
 from outputhub.server.deps import NowDep, Reader, Services, ServicesDep, SessionDep, Writer
+from outputhub.server.request_guard import nul_checked_elsewhere
 from outputhub.server.storage.database import set_tenant, unit_of_work
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def _pull_after_commit(
 
 
 @router.post("/push", response_model=PushResult)
+@nul_checked_elsewhere("changes.*.values")  # a value with a NUL refuses its op alone (records.value_problem)
 def push_changes(
     tenant: Reader, session: SessionDep, services: ServicesDep, body: PushRequest, now: NowDep
 ) -> Response:

@@ -1,0 +1,125 @@
+"""Checks every request gets before its route validates it, installed once as an app-wide dependency
+(``create_app``), so no endpoint and no schema can forget them:
+
+- a route that reads a JSON body gets JSON: another media type is a 415 naming ``header.Content-Type``, and
+  bytes that are not UTF-8 (UTF-16, Latin-1) are the 400 ``malformed-json`` problem;
+- no text may hold a NUL character (U+0000), which PostgreSQL text and JSON columns cannot store: a NUL in a
+  path parameter, a query parameter, a form field or anywhere in a JSON body (object keys included) is a
+  422 naming where it is. A route whose body carries values it checks on its own names them with
+  ``nul_checked_elsewhere`` (the sync push refuses such a value for its op alone).
+"""
+
+from __future__ import annotations
+
+import email.message
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.params import Form
+from fastapi.routing import APIRoute
+
+from outputhub.common.errors import MalformedJsonError, UnsupportedMediaTypeError
+
+NUL = "\x00"
+NUL_MESSAGE = "must not contain a NUL character (U+0000)"
+_ESCAPED_NUL = b"\\u0000"  # the only way a JSON text can carry a NUL (a raw one is not JSON)
+_MAX_REPORTED = 20
+_EXEMPT_ATTRIBUTE = "__nul_checked_elsewhere__"
+_ANY = "*"
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+Loc = tuple[str | int, ...]
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether ``value`` (text, or JSON-like containers of it) holds a NUL character anywhere."""
+    return next(nul_locations(value), None) is not None
+
+
+def nul_locations(
+    value: Any, loc: Loc = (), *, exempt: tuple[tuple[str, ...], ...] = ()
+) -> Iterator[tuple[Loc, str]]:
+    """(where, message) of each NUL character in ``value``: a string holding one, or a key holding one (then
+    named at its object). Walked without recursion (a JSON body may nest as deep as the parser allows);
+    subtrees matching an ``exempt`` pattern (``("changes", "*", "values")``) are skipped."""
+    stack: list[tuple[Loc, Any]] = [(loc, value)]
+    while stack:
+        where, item = stack.pop()
+        if exempt and any(_matches(pattern, where[len(loc) :]) for pattern in exempt):
+            continue
+        if isinstance(item, str):
+            if NUL in item:
+                yield where, NUL_MESSAGE
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                if isinstance(key, str) and NUL in key:
+                    yield where, f"key {key!r} {NUL_MESSAGE}"
+                stack.append(((*where, key), child))
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(((*where, index), child) for index, child in reversed(list(enumerate(item))))
+
+
+def _matches(pattern: tuple[str, ...], where: Loc) -> bool:
+    return len(pattern) == len(where) and all(
+        p in (_ANY, str(w)) for p, w in zip(pattern, where, strict=True)
+    )
+
+
+def nul_checked_elsewhere(*paths: str) -> Callable[[Endpoint], Endpoint]:
+    """Mark parts of an endpoint's JSON body (dotted paths, ``*`` for any item or key) whose NUL characters
+    the endpoint refuses on its own terms, so the request-wide check leaves them alone."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, _EXEMPT_ATTRIBUTE, tuple(tuple(path.split(".")) for path in paths))
+        return endpoint
+
+    return mark
+
+
+def _is_json(content_type: str) -> bool:
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+async def check_request(request: Request) -> None:
+    """The app-wide dependency: see the module's description."""
+    errors: list[tuple[Loc, str]] = []
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and NUL in value:
+            errors.append((("path", name), NUL_MESSAGE))
+    for name, value in request.query_params.multi_items():
+        if NUL in name:
+            errors.append((("query",), f"parameter name {name!r} {NUL_MESSAGE}"))
+        elif NUL in value:
+            errors.append((("query", name), NUL_MESSAGE))
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None) if isinstance(route, APIRoute) else None
+    if body_field is not None and isinstance(body_field.field_info, Form):
+        for name, value in (await request.form()).multi_items():
+            if isinstance(value, str) and NUL in value:
+                errors.append((("body", name), NUL_MESSAGE))
+    elif body_field is not None:
+        body = await request.body()
+        if body:
+            content_type = request.headers.get("content-type", "")
+            if not _is_json(content_type):
+                raise UnsupportedMediaTypeError(content_type)
+            if b"\x00" in body:  # UTF-16 or UTF-32 (a JSON text in UTF-8 holds no zero byte)
+                raise MalformedJsonError("not UTF-8")
+            if _ESCAPED_NUL in body:
+                exempt = getattr(getattr(route, "endpoint", None), _EXEMPT_ATTRIBUTE, ())
+                errors.extend(nul_locations(json.loads(body), ("body",), exempt=exempt))
+    if errors:
+        raise RequestValidationError(
+            [
+                {"type": "nul_character", "loc": loc, "msg": message, "input": None}
+                for loc, message in errors[:_MAX_REPORTED]
+            ]
+        )
