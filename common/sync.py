@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 PROTOCOL_VERSION = 4
 """What this client speaks. 2: a pulled state may stand for a long text of the record's data with the marker
@@ -133,6 +133,8 @@ class ConflictRead(BaseModel):
 
 
 class ConflictResolve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     keep: str | None = Field(
         default=None,
         description="winner | loser (for a delete conflict: winner keeps the record, loser keeps the delete)",

@@ -210,3 +210,13 @@ def test_a_body_that_is_not_json_is_a_415(client, world, content_type):
         )
         assert r.status_code == 201, f"{json_type}: {r.text}"
         assert org.owner.delete(f"{org.base}/tags/{r.json()['id']}").status_code == 204
+
+
+def test_resolving_a_conflict_refuses_unknown_fields(client, world):
+    """Every write body refuses fields it does not know; the conflict resolution took {"extra": 1} (QA)."""
+    org, _ = world
+    r = org.owner.post(
+        f"{org.base}/sync/conflicts/{uuid.uuid4()}/resolve", json={"keep": "winner", "extra": 1}
+    )
+    assert r.status_code == 422, r.text
+    assert "body.extra" in [e["field"] for e in r.json()["errors"]]
