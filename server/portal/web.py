@@ -11,9 +11,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path as FsPath
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +23,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from outputhub.common.errors import (
     AuthenticationError,
@@ -34,6 +36,7 @@ from outputhub.server.api.analytics import service as analytics
 from outputhub.server.api.analytics.service import DIMENSION_LABELS, DIMENSIONS, AnalyticsFilters
 from outputhub.server.api.base import Tenant
 from outputhub.server.api.custom_gpts import service as custom_gpts
+from outputhub.server.api.filters import DB_INT_MAX
 from outputhub.server.api.lookups import service as lookups
 from outputhub.server.api.orgs import service as orgs
 from outputhub.server.api.outputs import service as outputs
@@ -97,12 +100,56 @@ SORTS = {"-updated_at": "Recently updated", "-created_at": "Newest", "title": "T
 
 
 def install_portal(app: FastAPI) -> None:
-    """Add the portal's routes and its stylesheet to the app (called by ``create_app``)."""
+    """Add the portal's routes and its stylesheet to the app (called by ``create_app``, after the problem
+    handlers: under ``/portal`` a framework error, such as a 404 for no such page, is an HTML page)."""
     services = app.state.services
     keys = PortalKeys.derive(services.settings.token_secret())
     app.state.portal_keys = keys
-    app.include_router(build_router(environment=make_environment(), keys=keys))
+    environment = make_environment()
+    app.include_router(build_router(environment=environment, keys=keys))
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="portal-static")
+    install_error_pages(app, environment)
+
+
+def is_portal_path(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def install_error_pages(app: FastAPI, environment: Environment) -> None:
+    """Errors the framework raises before a portal route runs (no such page: 404; a method a page does not
+    take: 405) are the portal's HTML error page with that status; the API keeps its problem documents."""
+    api_handler = app.exception_handlers[StarletteHTTPException]
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if not is_portal_path(request.url.path):
+            return await api_handler(request, exc)  # type: ignore[no-any-return]
+        title, detail = ERROR_TEXTS.get(
+            exc.status_code, (HTTPStatus(exc.status_code).phrase, str(exc.detail))
+        )
+        response = render_page(
+            environment, request, "error.html", status=exc.status_code, title=title, detail=detail
+        )
+        response.headers.update(exc.headers or {})
+        return response
+
+    app.add_exception_handler(StarletteHTTPException, handler)
+
+
+ERROR_TEXTS = {
+    404: ("Not found", "This page does not exist, or you are not a member of its organization."),
+    405: ("Not allowed", "This page can only be read: the portal changes nothing."),
+}
+
+
+def render_page(
+    environment: Environment, request: Request, template: str, *, status: int = 200, **context: Any
+) -> HTMLResponse:
+    context.update(request=request, csrf=csrf_token(request), url_with=url_with, prefix=PREFIX)
+    html = environment.get_template(template).render(**context)
+    response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    ensure_csrf_cookie(request, response)
+    return response
 
 
 def make_environment() -> Environment:
@@ -201,10 +248,20 @@ def _day_after(day: date | None) -> datetime | None:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only redirect back into the portal (no open redirect)."""
-    if target and target.startswith(PREFIX + "/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return f"{PREFIX}/orgs"
+    """Only redirect back into the portal (no open redirect): a path under ``/portal/`` that a browser
+    resolves to itself. No dot segments, not even percent-encoded (``/portal/../api`` is ``/api``), no
+    backslash, and no control character or space (a browser drops tabs and newlines, joining what they
+    separate); anything else goes to the organization list."""
+    if not target or not target.startswith(PREFIX + "/"):
+        return f"{PREFIX}/orgs"
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    if (
+        any(segment in (".", "..") for segment in unquote(path).split("/"))
+        or "\\" in target
+        or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in target)
+    ):
+        return f"{PREFIX}/orgs"
+    return target
 
 
 def url_with(request: Request, **changes: Any) -> str:
@@ -221,11 +278,7 @@ def url_with(request: Request, **changes: Any) -> str:
 
 def build_router(*, environment: Environment, keys: PortalKeys) -> APIRouter:
     def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
-        context.update(request=request, csrf=csrf_token(request), url_with=url_with, prefix=PREFIX)
-        html = environment.get_template(template).render(**context)
-        response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
-        ensure_csrf_cookie(request, response)
-        return response
+        return render_page(environment, request, template, status=status, **context)
 
     def error_page(request: Request, *, status: int, title: str, detail: str) -> HTMLResponse:
         return render(request, "error.html", status=status, title=title, detail=detail)
@@ -254,10 +307,11 @@ def build_router(*, environment: Environment, keys: PortalKeys) -> APIRouter:
                     )
                 except NotFoundError:
                     return error_page(
-                        request,
-                        status=404,
-                        title="Not found",
-                        detail="This page does not exist, or you are not a member of its organization.",
+                        request, status=404, title=ERROR_TEXTS[404][0], detail=ERROR_TEXTS[404][1]
+                    )
+                except OverflowError:  # a number too large for the database, past the parameters' bounds
+                    return error_page(
+                        request, status=422, title="That address is not quite right", detail="a number"
                     )
                 except OutputHubError as exc:
                     return error_page(request, status=exc.status, title=exc.title, detail=exc.detail)
@@ -446,8 +500,8 @@ def build_router(*, environment: Environment, keys: PortalKeys) -> APIRouter:
         page: OrgDep,
         session: SessionDep,
         services: ServicesDep,
-        from_version: Annotated[int | None, Query(alias="from", ge=1)] = None,
-        to_version: Annotated[int | None, Query(alias="to", ge=1)] = None,
+        from_version: Annotated[int | None, Query(alias="from", ge=1, le=DB_INT_MAX)] = None,
+        to_version: Annotated[int | None, Query(alias="to", ge=1, le=DB_INT_MAX)] = None,
     ) -> Response:
         row = prompts.get(session, tenant=page.tenant, ident=prompt_id)
         prompt = prompts.to_read(session, tenant=page.tenant, rows=[row])[0]

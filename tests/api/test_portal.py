@@ -133,6 +133,34 @@ def test_pages_redirect_to_sign_in_and_back(app, library):
     assert r.headers["location"] == "/portal/orgs"
 
 
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "/portal/../api/v1/orgs",  # a browser resolves it to /api/v1/orgs (found by QA)
+        "/portal/%2e%2e/api/v1/orgs",
+        "/portal/.%2E/api/v1/orgs",
+        "/portal/orgs/../../api/v1/orgs",
+        "/portal/./orgs/..",
+        "/portal/.\t./api/v1/orgs",  # a browser drops the tab
+        "/portal/..\n/api",
+        "/portal/\\evil.example",
+    ],
+)
+def test_sign_in_goes_back_only_to_a_normalized_portal_path(app, library, next_url):
+    org, _ = library
+    r = sign_in(browser(app), org.owner, next_url=next_url)
+    assert r.status_code == 303 and r.headers["location"] == "/portal/orgs", next_url
+    web = browser(app)
+    r = web.get("/portal/login", params={"next": next_url})
+    assert f'value="{next_url}"' not in r.text
+
+
+def test_sign_in_keeps_a_portal_link_with_its_query(app, library):
+    org, _ = library
+    target = f"/portal/orgs/{org.id}/prompts?q=linux%20terminal&sort=title#top"
+    assert sign_in(browser(app), org.owner, next_url=target).headers["location"] == target
+
+
 def test_a_viewer_browses_every_page(app, library):
     org, ids = library
     viewer = add_member(org, "viewer")
@@ -238,6 +266,40 @@ def test_bad_parameters_are_a_422_page(app, library):
         r = web.get(f"{base}/{path}", params=params)
         assert r.status_code == 422, (path, params, r.text[:300])
         assert r.headers["content-type"].startswith("text/html")
+
+
+def test_portal_errors_are_html_pages(app, library):
+    """No such page, a page a method does not take, a number past the database's: HTML with the 4xx, as
+    every other portal error (found by QA: JSON problem documents)."""
+    org, ids = library
+    web = browser(app)
+    for path in ("/portal/nonexistent", "/portal/orgs/x/y/z", "/portal/static/nothing.css"):
+        r = web.get(path)
+        assert r.status_code == 404, (path, r.text[:200])
+        assert r.headers["content-type"].startswith("text/html"), path
+        assert "<h1" in r.text and "Not found" in r.text
+    sign_in(web, org.owner)
+    base = f"/portal/orgs/{org.id}"
+    for path, params in (
+        ("/portal/nonexistent", {}),
+        (f"{base}/nothing-here", {}),
+        (f"{base}/prompts/{ids['prompt']}", {"from": "99999999999999999999", "to": "1"}),
+        (f"{base}/prompts/{ids['prompt']}", {"from": "1", "to": str(2**63)}),
+    ):
+        r = web.get(path, params=params)
+        assert r.status_code in (404, 422), (path, params, r.status_code)
+        assert r.headers["content-type"].startswith("text/html"), (path, params, r.text[:200])
+    assert (
+        web.get(f"{base}/prompts/{ids['prompt']}", params={"from": "99999999999999999999"}).status_code == 422
+    )
+    r = web.post(f"{base}/prompts")
+    assert r.status_code == 405 and r.headers["content-type"].startswith("text/html")
+    assert "GET" in r.headers["allow"]
+    # the API keeps its problem documents
+    r = web.get("/api/v1/nonexistent")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    r = web.get("/portalx")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
 
 
 def _routes(routes) -> list:

@@ -171,6 +171,32 @@ def test_a_shared_link_opens_after_sign_in(page: Page, server: LiveServer, demo:
     check_layout(page)
 
 
+def test_sign_in_never_leaves_the_portal(page: Page, server: LiveServer, demo: Demo) -> None:
+    """``next=/portal/../api/v1/orgs`` passed the prefix check; the browser resolved the redirect to
+    /api/v1/orgs (found by QA). It lands on the organization list now."""
+    page.goto(f"{server.url}/portal/login?next=/portal/%2e%2e/api/v1/orgs")
+    page.get_by_label("Email").fill(demo.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{server.url}/portal/orgs")
+    page.goto(f"{server.url}/portal/login?next=/portal/../api/v1/orgs")  # signed in: straight through
+    expect(page).to_have_url(f"{server.url}/portal/orgs")
+
+
+def test_no_such_page_is_an_html_page(page: Page, server: LiveServer, demo: Demo) -> None:
+    response = page.goto(f"{server.url}/portal/nonexistent")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+    expect(page.get_by_role("link", name="Back to your organizations")).to_be_visible()
+    check_layout(page)
+    sign_in(page, server, demo)
+    response = page.goto(
+        f"{server.url}/portal/orgs/{demo.org_id}/prompts/{demo.prompt_ids[0]}?from=99999999999999999999&to=1"
+    )
+    assert response is not None and response.status == 422
+    expect(page.get_by_role("heading", level=1)).to_have_text("That address is not quite right")
+
+
 LONG_TAG = "customer-onboarding-email-sequence-" + "-".join(f"q{n}-2026-v2" for n in range(1, 18))[:165]
 LONG_STAGE = "Stage" + "x" * 195  # one unbroken 200-character word: the worst case
 LONG_GPT = "Quarterly Financial Report Writer"
