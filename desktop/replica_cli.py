@@ -10,6 +10,7 @@ that is not possible, 1 anything else.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -582,7 +583,12 @@ def export(
         }
     text = json.dumps(data, indent=2, sort_keys=True)
     if output is not None:
-        output.write_text(text)
+        # the library in clear text: readable by its owner only, as the replica is (and a file already there
+        # is taken down to 0600 before it gets the text)
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            os.fchmod(file.fileno(), 0o600)
+            file.write(text)
         typer.echo(f"wrote {sum(len(v) for v in data.values())} records to {output}", err=True)
     else:
         typer.echo(text)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -84,3 +87,24 @@ def test_attach_with_one_organization_needs_no_org(api, live_server, tmp_path: P
     key.write_text("ohk_not_a_real_key")
     out = replica_cli(tmp_path, "attach", "--server", live_server, "--api-key-file", str(key), code=5)
     assert "--api-key-file needs --org" in out
+
+
+def test_replica_export_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """The export is the library decrypted: 0600 like the replica (it was -rw-r--r--; found by QA)."""
+    previous = os.umask(0o022)
+    try:
+        replica_cli(tmp_path, "init")
+        replica_cli(tmp_path, "add", "prompt", "--set", "title=Secret plans", "--set", "body=do not share")
+        assert stat.S_IMODE((tmp_path / "cli.ohr").stat().st_mode) == 0o600
+        fresh = tmp_path / "lib.json"
+        replica_cli(tmp_path, "export", "-o", str(fresh))
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+        assert [p["title"] for p in json.loads(fresh.read_text())["prompts"]] == ["Secret plans"]
+        there = tmp_path / "there.json"  # a file already there, readable by everyone, and longer
+        there.write_text("x" * 100_000)
+        there.chmod(0o644)
+        replica_cli(tmp_path, "export", "-o", str(there))
+        assert stat.S_IMODE(there.stat().st_mode) == 0o600
+        assert json.loads(there.read_text()) == json.loads(fresh.read_text())
+    finally:
+        os.umask(previous)
