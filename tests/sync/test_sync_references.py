@@ -216,3 +216,43 @@ def test_keep_referenced_repairs_what_older_servers_left(  # type: ignore[no-unt
     assert laptop.values() == desktop.values()
     again = CliRunner().invoke(cli, ["sync", "keep-referenced"])
     assert again.exit_code == 0 and again.output.startswith("restored 0 "), again.output
+
+
+@pytest.mark.parametrize("entity", ["prompt", "tag"])
+def test_keeping_the_delete_through_the_api_takes_the_dependents_along(  # type: ignore[no-untyped-def]
+    app, org, devices, entity: str
+) -> None:
+    """``POST .../sync/conflicts/{id}/resolve {"keep": "loser"}`` on a delete kept for a reference: the
+    prompt's outputs go with it, the tag comes off its records, as a delete through the API does."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    if entity == "prompt":
+        made = desktop.library.create("output", {"prompt_id": ids["prompt"], "content": "made offline"})
+        assert (
+            org.owner.delete(f"{org.base}/prompts/{ids['prompt']}", params={"cascade": "true"}).status_code
+            == 204
+        )
+    else:
+        other = org.owner.post(f"{org.base}/prompts", json={"title": "Other", "body": "b"}).json()["id"]
+        desktop.sync()
+        desktop.library.edit("prompt", other, {"tag_ids": [ids["tag"]]})
+        assert org.owner.delete(f"{org.base}/tags/{ids['tag']}").status_code == 204
+    desktop.sync()
+    target = ids[entity]
+    (conflict,) = _delete_conflicts(org, target)
+    assert not conflict["resolved_at"]
+
+    kept = org.owner.post(f"{org.base}/sync/conflicts/{conflict['id']}/resolve", json={"keep": "loser"})
+    assert kept.status_code == 200, kept.text
+
+    path = "prompts" if entity == "prompt" else "tags"
+    assert org.owner.get(f"{org.base}/{path}/{target}").status_code == 404
+    if entity == "prompt":
+        assert org.owner.get(f"{org.base}/outputs/{made}").status_code == 404
+    else:
+        assert org.owner.get(f"{org.base}/prompts/{other}").json()["tag_ids"] == []
+    assert _dangling(app, org) == []
+    _settle(laptop, desktop)
+    assert laptop.values() == desktop.values()
+    assert not [c for c in laptop.open_conflicts() if c.record_id == target]

@@ -278,34 +278,7 @@ def delete_one(
     row = get(session, kind, tenant=tenant, ident=ident)
     check_revision(row, if_match=if_match)
     revision = allocate_revisions(session, org_id=tenant.org_id)
-    for ref in kind.references:
-        if isinstance(ref, ColumnRef):
-            col = getattr(ref.table, ref.column)
-            session.execute(
-                update(ref.table)
-                .where(ref.table.org_id == tenant.org_id, col == row.id)
-                .values(
-                    {ref.column: None, "revision": revision, "updated_at": now, "updated_by": tenant.actor}
-                )
-                .execution_options(synchronize_session=False)
-            )
-        else:
-            parents = select(ref.link.parent_col()).where(
-                ref.link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
-                ref.link.child_col() == row.id,
-            )
-            session.execute(
-                update(ref.parent_table)
-                .where(ref.parent_table.org_id == tenant.org_id, ref.parent_table.id.in_(parents))
-                .values(revision=revision, updated_at=now, updated_by=tenant.actor)
-                .execution_options(synchronize_session=False)
-            )
-            session.execute(
-                delete(ref.link.table).where(
-                    ref.link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
-                    ref.link.child_col() == row.id,
-                )
-            )
+    take_off_records(session, kind, tenant=tenant, ident=row.id, revision=revision, now=now)
     row.deleted = True
     stamp_changed(row, tenant=tenant, revision=revision, now=now)
     session.flush()
@@ -319,6 +292,41 @@ def delete_one(
         revision=revision,
         before=row_snapshot(row, only=kind.fields()),
     )
+
+
+def take_off_records(
+    session: Session, kind: LookupKind, *, tenant: Tenant, ident: uuid.UUID, revision: int, now: datetime
+) -> None:
+    """Take the entry ``ident`` off every record that names it (stamped with ``revision``): what deleting an
+    entry does, through the API or by keeping its delete as a conflict's resolution."""
+    for ref in kind.references:
+        if isinstance(ref, ColumnRef):
+            col = getattr(ref.table, ref.column)
+            session.execute(
+                update(ref.table)
+                .where(ref.table.org_id == tenant.org_id, col == ident)
+                .values(
+                    {ref.column: None, "revision": revision, "updated_at": now, "updated_by": tenant.actor}
+                )
+                .execution_options(synchronize_session=False)
+            )
+        else:
+            parents = select(ref.link.parent_col()).where(
+                ref.link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
+                ref.link.child_col() == ident,
+            )
+            session.execute(
+                update(ref.parent_table)
+                .where(ref.parent_table.org_id == tenant.org_id, ref.parent_table.id.in_(parents))
+                .values(revision=revision, updated_at=now, updated_by=tenant.actor)
+                .execution_options(synchronize_session=False)
+            )
+            session.execute(
+                delete(ref.link.table).where(
+                    ref.link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
+                    ref.link.child_col() == ident,
+                )
+            )
 
 
 def list_page(

@@ -40,16 +40,15 @@ from outputhub.common.sync import (
     Remap,
     TableChecksum,
 )
-from outputhub.server.api.base import Link, Tenant, lock_org_writes
-from outputhub.server.api.lookups.service import (
-    KINDS,
-)
+from outputhub.server.api.base import Link, Tenant, allocate_revisions, lock_org_writes
+from outputhub.server.api.lookups.service import KINDS, take_off_records
 from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, FeedRow, first_rows, page_rows
 from outputhub.server.api.sync.push import OpRefusedError, apply_change
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
     SPEC_BY_TABLE,
     SPECS,
+    EntitySpec,
     load_state_wires,
     load_states,
 )
@@ -404,6 +403,30 @@ def get_conflict(session: Session, *, tenant: Tenant, ident: uuid.UUID) -> Confl
     return _conflict_read(item)
 
 
+def _take_along(
+    session: Session, *, tenant: Tenant, spec: EntitySpec, ident: uuid.UUID, now: datetime
+) -> None:
+    """What deleting the record takes with it, as a delete through the API does: a prompt's live outputs,
+    a lookup entry off the records that name it. (A delete kept as a conflict's resolution: without this,
+    live records would name the deleted one; a replica's ``keep mine`` does the same by edits.)"""
+    if spec.table is Prompt:
+        session.execute(
+            update(Output)
+            .where(Output.org_id == tenant.org_id, Output.prompt_id == ident, Output.deleted.is_(False))
+            .values(
+                deleted=True,
+                revision=allocate_revisions(session, org_id=tenant.org_id),
+                updated_at=now,
+                updated_by=tenant.actor,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    elif spec.lookup:
+        kind = next(k for k in KINDS if k.entity == spec.entity)
+        revision = allocate_revisions(session, org_id=tenant.org_id)
+        take_off_records(session, kind, tenant=tenant, ident=ident, revision=revision, now=now)
+
+
 def resolve_conflict(
     session: Session, *, tenant: Tenant, ident: uuid.UUID, body: ConflictResolve, now: datetime
 ) -> OpResult:
@@ -461,6 +484,8 @@ def resolve_conflict(
         applied = apply_change(session, tenant=tenant, change=change, now=now, source="api")
     except OpRefusedError as refused:
         raise InvalidInputError(f"body.{refused.error.field or 'value'}", refused.error.detail) from None
+    if conflict.kind.value == "delete" and applied.state.deleted:
+        _take_along(session, tenant=tenant, spec=spec, ident=row.id, now=now)
     item.resolved_at, item.resolved_by = now, tenant.actor
     return OpResult(
         op_id=op_id,
