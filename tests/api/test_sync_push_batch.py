@@ -132,3 +132,30 @@ def test_a_value_of_the_wrong_type_refuses_that_op_only(client) -> None:  # type
     ]
     names = [t["name"] for t in org.owner.get(f"{org.base}/tags").json()["items"]]
     assert "fine" in names and "big" not in names
+
+
+def test_a_refused_op_leaves_no_gap_that_pulls_never_close(client) -> None:  # type: ignore[no-untyped-def]
+    """A refused op's revision is drawn and not used: the organization's newest revision is then past every
+    record. The last page's cursor passes it, so a replica is up to date after one pull; its cursor stayed
+    behind and every later sync pulled and checked again (found by QA: four pulls per sync)."""
+    org = new_org(client, name="Gap")
+    changes = [
+        _create("tag", str(uuid.uuid4()), {"name": "kept"}, 1),
+        _create("prompt", str(uuid.uuid4()), {"title": True, "body": "b"}, 2),  # refused
+    ]
+    r = org.owner.post(f"{org.base}/sync/push", json={"protocol": 4, "device": NODE, "changes": changes})
+    assert [x["status"] for x in r.json()["results"]] == ["applied", "refused"]
+    head = org.owner.get(f"{org.base}/sync/checksums").json()["revision"]
+    since = 0
+    while True:
+        page = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": since}).json()
+        assert page["records"] or not page["has_more"]
+        since = page["next_since"]
+        if not page["has_more"]:
+            break
+    assert since == head == page["head"], "the cursor reached the newest revision"
+    everything = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": 0}).json()
+    newest = max(x["revision"] for x in everything["records"])
+    assert newest < head, "the refused op's revision holds no record"
+    again = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": since}).json()
+    assert again["records"] == [] and again["next_since"] == head and not again["has_more"]

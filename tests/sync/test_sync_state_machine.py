@@ -59,7 +59,7 @@ from outputhub.sync.engine import RecordState
 from outputhub.sync.ports import ApplyResult, RemoteItem
 from outputhub.sync.protocol import ENTITY_TABLES
 from tests.conftest import make_settings
-from tests.support.client import new_org
+from tests.support.client import new_org, seed_library
 from tests.support.feed import stale_feed_data
 from tests.sync.support import PASSPHRASE
 
@@ -211,6 +211,8 @@ class SyncMachine(RuleBasedStateMachine):
         self.directory = Path(tempfile.mkdtemp(prefix="sync-machine-"))
         self.server = Server(type(self).settings_factory(self.directory))
         org = new_org(self.server.http, name="Machine")
+        seed_library(org)  # a shared library to start from: a tagged prompt with an output, lookups
+        org.owner.post(f"{org.base}/prompts", json={"title": "second", "body": "one\ntwo\nthree\n"})
         self.org = org
         self.rng = random.Random(0)
         self.devices: list[Device] = []
@@ -254,14 +256,17 @@ class SyncMachine(RuleBasedStateMachine):
         local = device.store.load(entity, rid)
         return local.state if local is not None else None
 
-    @rule(target=records, prompt=records, d=st.integers(0, len(DEVICES) - 1), word=st.sampled_from(WORDS))
-    def create_output(self, prompt: tuple[str, str, int], d: int, word: str) -> tuple[str, str, int]:
-        """An output under a prompt this device sees live (another may be deleting it meanwhile)."""
+    @rule(
+        target=records, d=st.integers(0, len(DEVICES) - 1), p=st.integers(0, 7), word=st.sampled_from(WORDS)
+    )
+    def create_output(self, d: int, p: int, word: str) -> tuple[str, str, int]:
+        """An output under a prompt this device shows live (another may be deleting it meanwhile)."""
         device = self.devices[d]
-        state = self._visible(device, "prompt", prompt[1]) if prompt[0] == "prompt" else None
-        if state is None or state.deleted:
+        prompts = self._live_ids(device, "prompt")
+        if not prompts:
             return ("output", "", d)
-        rid = device.library.create("output", {"prompt_id": prompt[1], "content": f"{word} answer"})
+        prompt = prompts[p % len(prompts)]
+        rid = device.library.create("output", {"prompt_id": prompt, "content": f"{word} answer"})
         self._remember(device, "output", rid)
         return ("output", rid, d)
 
@@ -294,17 +299,25 @@ class SyncMachine(RuleBasedStateMachine):
         if device.library.edit(entity, rid, {"body": "\n".join(lines) + "\n"}):
             self._remember(device, entity, rid)
 
-    @rule(prompt=records, tag=records, d=st.integers(0, len(DEVICES) - 1), add=st.booleans())
-    def toggle_tag(self, prompt: tuple[str, str, int], tag: tuple[str, str, int], d: int, add: bool) -> None:
+    def _live_ids(self, device: Device, entity: str) -> list[str]:
+        """The records of ``entity`` this device shows live, in a stable order."""
+        return sorted(i for i, v in device.store.snapshot_values(entity).items() if not v["_deleted"])
+
+    @rule(d=st.integers(0, len(DEVICES) - 1), p=st.integers(0, 7), t=st.integers(0, 7), add=st.booleans())
+    def toggle_tag(self, d: int, p: int, t: int, add: bool) -> None:
+        """Put a tag on a prompt, or take it off: among those this device shows (relations are drawn from what
+        a device sees, so tags and prompts meet often enough for a delete to cross a new use)."""
         device = self.devices[d]
-        state = self._visible(device, "prompt", prompt[1]) if prompt[0] == "prompt" else None
-        tag_state = self._visible(device, "tag", tag[1]) if tag[0] == "tag" else None
-        if state is None or state.deleted or tag_state is None or tag_state.deleted:
+        prompts, tags = self._live_ids(device, "prompt"), self._live_ids(device, "tag")
+        if not prompts or not tags:
             return
-        tags = set(state.values["tag_ids"])  # type: ignore[arg-type]
-        tags = tags | {tag[1]} if add else tags - {tag[1]}
-        if device.library.edit("prompt", prompt[1], {"tag_ids": sorted(tags)}):
-            self._remember(device, "prompt", prompt[1])
+        prompt, tag = prompts[p % len(prompts)], tags[t % len(tags)]
+        state = self._visible(device, "prompt", prompt)
+        assert state is not None
+        members = set(state.values["tag_ids"])  # type: ignore[arg-type]
+        members = members | {tag} if add else members - {tag}
+        if device.library.edit("prompt", prompt, {"tag_ids": sorted(members)}):
+            self._remember(device, "prompt", prompt)
 
     @rule(record=records, d=st.integers(0, len(DEVICES) - 1))
     def delete_or_restore(self, record: tuple[str, str, int], d: int) -> None:
@@ -319,15 +332,19 @@ class SyncMachine(RuleBasedStateMachine):
             device.library.delete(entity, rid)
         self._remember(device, entity, rid)
 
-    @rule(record=records, d=st.integers(0, len(DEVICES) - 1))
-    def delete_like_the_desktop(self, record: tuple[str, str, int], d: int) -> None:
+    @rule(
+        d=st.integers(0, len(DEVICES) - 1),
+        entity=st.sampled_from(["prompt", "tag", "output"]),
+        k=st.integers(0, 7),
+    )
+    def delete_like_the_desktop(self, d: int, entity: str, k: int) -> None:
         """Delete as the desktop does: a prompt with its outputs, a tag taken off the records this device
         knows (another device may be using it meanwhile)."""
-        entity, rid, _ = record
         device = self.devices[d]
-        state = self._visible(device, entity, rid)
-        if state is None or state.deleted:
+        live = self._live_ids(device, entity)
+        if not live:
             return
+        rid = live[k % len(live)]
         service = LibraryService(replica=device.replica, editor=device.library)
         before = len(device.store.pending(limit=100_000))
         deletion = service.delete_records(entity=entity, ids=[rid])
