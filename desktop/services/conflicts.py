@@ -45,8 +45,9 @@ def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
         )
     if kind == "existence":
         return mine, (
-            "One side deleted the record while the other edited it: the edit kept it. Keep mine or keep "
-            "theirs decides whether it stays (with the edit) or is deleted."
+            "One side deleted the record while the other edited it, or started using it (an output under "
+            "a prompt, a tag on a record): that kept it. Keep mine or keep theirs decides whether it stays "
+            "or is deleted (a delete takes what uses it along: a prompt's outputs, a tag off its records)."
         )
     if kind == "rejected":
         return mine, "The server refused this edit (shown as mine). Dismiss it with either button."
