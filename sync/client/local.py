@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from outputhub.common.clock import HLC, tick
 from outputhub.common.ids import new_id_text
 from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
+    LOOKUP_ENTITIES,
     Change,
+    ConflictKind,
     InvalidChangeError,
     Merged,
     RecordState,
@@ -29,8 +31,53 @@ from outputhub.sync.ports import ReplicaStore
 ResolutionChoice = Literal["mine", "theirs"] | Merged
 
 
+REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
+    "prompt": ("title",),
+    "output": ("prompt_id",),
+    "custom_gpt": ("name",),
+    **{name: ("name",) for name in LOOKUP_ENTITIES},
+}
+"""Fields a record cannot be without (blank text counts as missing): the server refuses a pushed op that
+leaves one empty (``EntitySpec.required``), so a replica refuses the edit as it is made."""
+
+MERGED_INTO: Final = ":merged-into:"
+"""The server merges a lookup created offline under a name another live one of its kind has into that one
+(docs/sync-protocol.md section 6): it keeps the new record as a tombstone whose delete has the op id
+``server:<id>:merged-into:<surviving id>``. Every replica pulls that state, so the tombstone itself says
+which record took its place."""
+
+
 def wall_clock_ms() -> int:
     return int(time.time() * 1000)
+
+
+def merged_into(state: RecordState) -> str | None:
+    """The id of the lookup the server merged this deleted one into, or None (not deleted, or deleted by
+    someone)."""
+    if not state.deleted:
+        return None
+    prefix = f"server:{state.record_id}{MERGED_INTO}"
+    for head in state.tombstone.heads:
+        if head.deleted and head.op_id.startswith(prefix):
+            return head.op_id[len(prefix) :] or None
+    return None
+
+
+def _label(values: Mapping[str, Any]) -> str:
+    for name in ("name", "title"):
+        value = values.get(name)
+        if isinstance(value, str) and value.strip():
+            return f" ({value.strip()[:60]!r})"
+    return ""
+
+
+def _check_required(entity: str, values: Mapping[str, Any], *, creating: bool) -> None:
+    for name in REQUIRED.get(entity, ()):
+        if not creating and name not in values:
+            continue
+        value = values.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise LocalEditError(f"{entity}.{name} is required: give it a value")
 
 
 def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,9 +148,11 @@ class LocalLibrary:
         if self.store.load(entity, record_id) is not None:
             raise LocalEditError(f"{entity} {record_id} already exists")
         coerced = _coerce(entity, values)
+        _check_required(entity, coerced, creating=True)
         if DEFAULT_SCHEMA.entity(entity).lookup and coerced.get("position") is None:
             coerced["position"] = 0  # as the REST API stores it: a replica and the server show the same entry
         with self.store.transaction():
+            coerced = self._live_references(entity, coerced, None)
             self._record(
                 None,
                 None,
@@ -128,6 +177,9 @@ class LocalLibrary:
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
             coerced = _coerce(entity, values)
+            _check_required(entity, coerced, creating=False)
+            if not state.deleted:  # a deleted one is refused below, as the engine says
+                coerced = self._live_references(entity, coerced, state.values)
             return self._record(
                 state,
                 revision,
@@ -150,6 +202,16 @@ class LocalLibrary:
     def restore(self, entity: str, record_id: str) -> None:
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
+            survivor = merged_into(state)
+            if survivor is not None:
+                # the server keeps the name for the surviving record (a restore is refused as name-taken)
+                # and rewrites every reference to this one into a reference to it
+                kept = self.store.load(entity, survivor)
+                label = _label(kept.state.values) if kept is not None else ""
+                raise LocalEditError(
+                    f"{entity} {record_id} cannot be restored: it was merged into {entity} {survivor}{label} "
+                    f"(the same name, made on another replica); use that one"
+                )
             self._record(
                 state,
                 revision,
@@ -157,6 +219,50 @@ class LocalLibrary:
                     state, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id
                 ),
             )
+
+    def _live_references(
+        self, entity: str, values: Mapping[str, Any], current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """``values`` with the references they add checked: each must name a record this replica has live (a
+        live record never names a deleted one; the server would restore it), and one to a lookup the server
+        merged into another is rewritten to the surviving one (as the server rewrites it). What a reference
+        adds is a scalar's new non-null value, or the members a set gains over ``current`` (the record's
+        values; None for a create): members already there are left alone (a concurrent delete may have left
+        one). Raises ``LocalEditError`` naming the field."""
+        out = dict(values)
+        for name, target in DEFAULT_SCHEMA.entity(entity).references.items():
+            if name not in values:
+                continue
+            value = values[name]
+            before = current.get(name) if current is not None else None
+            if isinstance(value, frozenset):
+                added = value - (before if isinstance(before, frozenset) else frozenset())
+                if added:
+                    out[name] = (value - added) | {
+                        self._live_reference(entity, name, target, str(m)) for m in added
+                    }
+            elif value is not None and value != before:
+                out[name] = self._live_reference(entity, name, target, str(value))
+        return out
+
+    def _live_reference(self, entity: str, name: str, target: str, ident: str) -> str:
+        """``ident`` if this replica has that ``target`` live, the lookup it was merged into if that one is
+        live; else ``LocalEditError``."""
+        where = f"{entity}.{name}"
+        seen = {ident}
+        record = self.store.load(target, ident)
+        while record is not None and record.state.deleted:
+            survivor = merged_into(record.state)
+            if survivor is None or survivor in seen:
+                raise LocalEditError(
+                    f"{where}: {target} {ident}{_label(record.state.values)} is deleted: restore it first, "
+                    "or choose another"
+                )
+            seen.add(survivor)
+            record = self.store.load(target, survivor)
+        if record is None:
+            raise LocalEditError(f"{where}: there is no {target} {ident} in this replica")
+        return record.record_id
 
     def get(self, entity: str, record_id: str) -> dict[str, Any]:
         """The record's displayed values, ``deleted`` and its open conflicts."""
@@ -185,15 +291,17 @@ class LocalLibrary:
             if conflict is None:
                 raise LocalEditError(f"conflict {conflict_id} is not open on {entity} {record_id}")
             if isinstance(choice, Merged):
+                if conflict.kind is ConflictKind.DELETE:
+                    raise LocalEditError(
+                        "a delete conflict is resolved with keep mine or keep theirs, not an edited value"
+                    )
                 value = choice.value
-                kind = DEFAULT_SCHEMA.kind(entity, conflict.field) if conflict.field != "_deleted" else None
-                if (
-                    kind is not None
-                    and kind.value == "set"
-                    and isinstance(value, Iterable)
-                    and not isinstance(value, str)
-                ):
+                kind = DEFAULT_SCHEMA.kind(entity, conflict.field)
+                if kind.value == "set" and isinstance(value, Iterable) and not isinstance(value, str):
                     value = frozenset(value)
+                if conflict.field in DEFAULT_SCHEMA.entity(entity).references:  # an edited value: as an edit
+                    checked = self._live_references(entity, {conflict.field: value}, state.values)
+                    value = checked[conflict.field]
                 pick: Resolution | Merged = Merged(value)
             elif choice == "mine":
                 pick = Resolution.KEEP_MINE

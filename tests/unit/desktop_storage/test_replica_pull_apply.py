@@ -201,6 +201,7 @@ def _echo_setup(replica: Replica) -> tuple[str, dict[str, Any], dict[str, Any]]:
     clock = iter(range(1_700_000_000_000, 1_700_000_100_000, 10))
     library = LocalLibrary(store, now_ms=lambda: next(clock))
     body = "Act as a careful reviewer of long texts. " * 4
+    library.create("tag", {"name": "reviewing"}, id=TAGS[0])  # a replica names only records it has
     prompt = library.create("prompt", {"title": "t", "body": body, "tag_ids": [TAGS[0]]}, id=PROMPT)
     created = store.load("prompt", prompt)
     library.edit("prompt", prompt, {"title": "t2"})

@@ -1,0 +1,182 @@
+"""A replica refuses, as the edit is made, what the server would refuse or repair at the next sync: a
+reference it adds to a record it does not have live, an empty required field, the restore of a lookup the
+server merged into another; a reference to such a merged lookup is written as the surviving one.
+
+In-process app on SQLite and PostgreSQL, two replicas syncing through the real API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from outputhub.sync.client import LocalEditError
+from tests.support.client import Org, new_org, seed_library
+from tests.sync.support import Device, make_device
+
+
+@pytest.fixture
+def org(client):  # type: ignore[no-untyped-def]
+    return new_org(client, name="Local edits")
+
+
+@pytest.fixture
+def devices(client, org, tmp_path: Path) -> Iterator[list[Device]]:  # type: ignore[no-untyped-def]
+    made = [
+        make_device(tmp_path, name, http=client, base_url="", token=org.owner.token, org_id=org.id)
+        for name in ("laptop", "desktop")
+    ]
+    yield made
+    for device in made:
+        device.replica.close()
+
+
+def _settle(*devices: Device) -> None:
+    for _ in range(2):
+        for device in devices:
+            report = device.sync()
+            assert report.checksum_ok is not False
+            assert report.refused == [], report.refused
+
+
+def _merged_tag(laptop: Device, desktop: Device) -> tuple[str, str]:
+    """Both replicas make a tag "ml" offline; the desktop's reaches the server first and stays, the laptop's
+    is merged into it. Returns (merged, surviving)."""
+    merged = laptop.library.create("tag", {"name": "ml"})
+    surviving = desktop.library.create("tag", {"name": "ML "})
+    _settle(desktop, laptop)
+    assert laptop.library.get("tag", merged)["deleted"] is True
+    assert laptop.library.get("tag", surviving)["deleted"] is False
+    return merged, surviving
+
+
+def test_a_reference_to_a_merged_lookup_is_written_as_the_one_it_was_merged_into(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    merged, surviving = _merged_tag(laptop, desktop)
+
+    assert laptop.library.edit("prompt", ids["prompt"], {"tag_ids": [ids["tag"], merged]})
+    assert laptop.library.get("prompt", ids["prompt"])["tag_ids"] == sorted([ids["tag"], surviving])
+    made = laptop.library.create("output", {"prompt_id": ids["prompt"], "content": "c", "tag_ids": [merged]})
+    assert laptop.library.get("output", made)["tag_ids"] == [surviving]
+    # naming it again changes nothing: the record holds the survivor already
+    assert not laptop.library.edit("prompt", ids["prompt"], {"tag_ids": [ids["tag"], merged]})
+    _settle(laptop, desktop)
+
+    served = org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()
+    assert sorted(served["tag_ids"]) == sorted([ids["tag"], surviving])
+    assert org.owner.get(f"{org.base}/outputs/{made}").json()["tag_ids"] == [surviving]
+    assert laptop.values() == desktop.values()
+
+
+def test_a_merged_lookup_is_not_restored(org: Org, devices: list[Device]) -> None:  # type: ignore[no-untyped-def]
+    laptop, desktop = devices
+    merged, surviving = _merged_tag(laptop, desktop)
+    pending = laptop.store.pending_count()
+    with pytest.raises(LocalEditError, match=f"merged into tag {surviving} \\('ML'\\)"):
+        laptop.library.restore("tag", merged)
+    assert laptop.library.get("tag", merged)["deleted"] is True
+    assert laptop.store.pending_count() == pending
+    _settle(laptop, desktop)
+    assert laptop.values() == desktop.values()
+
+
+def test_a_reference_added_to_a_record_the_replica_lacks_or_deleted_is_refused(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    old_tag = laptop.library.create("tag", {"name": "old"})
+    laptop.library.delete("tag", old_tag)
+    _settle(laptop, desktop)
+    pending = laptop.store.pending_count()
+    before = laptop.values()
+    unknown = str(uuid.uuid4())
+
+    attempts = [
+        ("edit", "prompt", {"tag_ids": [ids["tag"], unknown]}, "prompt.tag_ids: there is no tag"),
+        ("edit", "prompt", {"tag_ids": [old_tag]}, "prompt.tag_ids: tag .* \\('old'\\) is deleted"),
+        ("edit", "prompt", {"development_stage_id": unknown}, "prompt.development_stage_id"),
+        ("edit", "output", {"custom_gpt_id": unknown}, "output.custom_gpt_id"),
+        ("create", "output", {"prompt_id": unknown, "content": "c"}, "output.prompt_id: there is no prompt"),
+        ("create", "custom_gpt", {"name": "G", "agent_group_ids": [unknown]}, "custom_gpt.agent_group_ids"),
+    ]
+    for action, entity, values, message in attempts:
+        with pytest.raises(LocalEditError, match=message):
+            if action == "edit":
+                laptop.library.edit(entity, ids[entity], values)
+            else:
+                laptop.library.create(entity, values)
+    assert laptop.store.pending_count() == pending
+    assert laptop.values() == before
+    _settle(laptop, desktop)
+    tags = {t["id"] for t in org.owner.get(f"{org.base}/tags").json()["items"]}
+    assert old_tag not in tags  # not brought back on the server
+    assert org.owner.get(f"{org.base}/sync/conflicts").json() == []
+
+
+def test_a_deleted_member_already_there_is_left_alone(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """A delete may leave a record naming a deleted entry (deleted without taking it off, or a delete that
+    crossed the reference): the record can still be edited, its set edited around that member and its
+    scalar written with the value it holds, without being refused."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    other = laptop.library.create("tag", {"name": "other"})
+    laptop.library.delete("tag", ids["tag"])  # not taken off the prompt
+    laptop.library.delete("development_stage", ids["stage"])
+    shown = laptop.library.get("prompt", ids["prompt"])
+    assert ids["tag"] in shown["tag_ids"] and shown["development_stage_id"] == ids["stage"]
+
+    assert laptop.library.edit(
+        "prompt",
+        ids["prompt"],
+        {"tag_ids": [ids["tag"], other], "development_stage_id": ids["stage"], "body": "new"},
+    )
+    assert laptop.library.get("prompt", ids["prompt"])["tag_ids"] == sorted([ids["tag"], other])
+    # taken off, it is not put back
+    assert laptop.library.edit("prompt", ids["prompt"], {"tag_ids": [other]})
+    with pytest.raises(LocalEditError, match=r"prompt.tag_ids: tag .* is deleted"):
+        laptop.library.edit("prompt", ids["prompt"], {"tag_ids": [other, ids["tag"]]})
+    _settle(laptop, desktop)  # the server keeps what the prompt names, as it does for a crossing delete
+    assert laptop.values() == desktop.values()
+
+
+def test_required_fields_are_checked_as_the_edit_is_made(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    pending = laptop.store.pending_count()
+    refused = [
+        ("create", "output", {"content": "x"}, "output.prompt_id is required"),
+        ("create", "output", {"prompt_id": None, "content": "x"}, "output.prompt_id is required"),
+        ("create", "prompt", {"title": "", "body": "x"}, "prompt.title is required"),
+        ("create", "prompt", {"title": "  ", "body": "x"}, "prompt.title is required"),
+        ("create", "prompt", {"body": "x"}, "prompt.title is required"),
+        ("create", "tag", {"name": " "}, "tag.name is required"),
+        ("create", "custom_gpt", {"description": "d"}, "custom_gpt.name is required"),
+        ("edit", "prompt", {"title": ""}, "prompt.title is required"),
+        ("edit", "output", {"prompt_id": None}, "output.prompt_id is required"),
+        ("edit", "tag", {"name": ""}, "tag.name is required"),
+    ]
+    for action, entity, values, message in refused:
+        with pytest.raises(LocalEditError, match=message):
+            if action == "edit":
+                laptop.library.edit(entity, ids[entity], values)
+            else:
+                laptop.library.create(entity, values)
+    assert laptop.store.pending_count() == pending
+    # an edit that leaves the required field alone is fine
+    assert laptop.library.edit("prompt", ids["prompt"], {"description": "d"})
+    _settle(laptop, desktop)
