@@ -480,7 +480,8 @@ def delete(
                 "with it",
             )
         deletion = service.delete_records(entity=entity, ids=[record_id])
-        outputs = [i for e, i in deletion.records if e == "output"]
+        # what went with it: a prompt's outputs (an output is not its own dependent)
+        outputs = [i for e, i in deletion.records if e == "output" and (e, i) != (entity, record_id)]
         unlinked = len({(e, i) for e, i, _f, _l in deletion.unlinked})
         said = f"deleted {record_id}"
         if outputs:
@@ -719,6 +720,8 @@ def conflicts_resolve(
         else:
             if keep is not None and keep not in ("mine", "theirs"):
                 fail(5, "--keep takes mine or theirs")
+            if value is not None and c.field == TOMBSTONE:
+                fail(5, "a delete conflict is resolved with --keep mine or --keep theirs")
             choice: Any = keep if keep is not None else Merged(value)
             if value is not None and DEFAULT_SCHEMA.kind(c.entity, c.field).value == "set":
                 choice = Merged(frozenset(v for v in value.split(",") if v))

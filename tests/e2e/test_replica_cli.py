@@ -389,3 +389,84 @@ def test_long_texts_come_from_files_verbatim(tmp_path: Path) -> None:
     )
     assert "at least one --set" in ws.run("edit", "output", output, code=5)
     assert "no text field" in ws.run("edit", "output", output, "--set-file", f"tag_ids={notes}", code=5)
+
+
+def test_edits_the_server_would_refuse_are_refused_as_they_are_made(tmp_path: Path) -> None:
+    """A required field left empty, a reference to a record the replica does not have or has deleted: exit 5
+    naming the field, and nothing is queued for the server."""
+    ws = Workstation(tmp_path, "r")
+    ws.run("init")
+    prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    tag = ws.run("add", "tag", "--set", "name=gone").strip()
+    ws.run("delete", "tag", tag)
+    queued = ws.json("status")["pending"]  # type: ignore[index]
+
+    assert "output.prompt_id is required" in ws.run("add", "output", "--set", "content=x", code=5)
+    assert "prompt.title is required" in ws.run("add", "prompt", "--set", "title=", "--set", "body=x", code=5)
+    assert "prompt.title is required" in ws.run("edit", "prompt", prompt, "--set", "title= ", code=5)
+    unknown = "8d0f7a52-3c36-4a53-9f0e-6f1d2b7c9a10"
+    said = ws.run("edit", "prompt", prompt, "--set", f"tag_ids={unknown}", code=5)
+    assert said.startswith("error: prompt.tag_ids: there is no tag") and unknown in said
+    said = ws.run("edit", "prompt", prompt, "--set", f"tag_ids={tag}", code=5)
+    assert "prompt.tag_ids" in said and "'gone'" in said and "is deleted" in said
+    said = ws.run("add", "output", "--set", f"prompt_id={unknown}", "--set", "content=x", code=5)
+    assert "output.prompt_id: there is no prompt" in said
+    assert ws.json("status")["pending"] == queued  # type: ignore[index]
+    assert ws.json("show", "prompt", prompt)["tag_ids"] == []  # type: ignore[index]
+
+
+def test_deleting_an_output_deletes_no_other(tmp_path: Path) -> None:
+    """``replica delete output O`` deletes O alone: it is not counted as its own dependent output."""
+    ws = Workstation(tmp_path, "o")
+    ws.run("init")
+    prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    first, second = (
+        ws.run("add", "output", "--set", f"prompt_id={prompt}", "--set", f"content={n}").strip()
+        for n in ("one", "two")
+    )
+    assert ws.run("delete", "output", first).strip() == f"deleted {first}"
+    said = ws.json("delete", "output", second)
+    assert said == {"deleted": second, "outputs_deleted": [], "records_unlinked": 0}
+    assert ws.json("show", "prompt", prompt)["deleted"] is False  # type: ignore[index]
+
+
+def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, tmp_path: Path) -> None:
+    """Two workstations make the tag "ml" offline: the second to sync has its tag merged into the first's.
+    There, restoring the merged tag is refused naming the one it was merged into, and naming it on a prompt
+    names the surviving one. A delete conflict takes --keep, not --value (a clear exit 5, not a traceback)."""
+    account = new_account(server, email="merged@example.com", password=PASSWORD, org_name="Merged")
+    headers, org = account.headers, account.org_id
+    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
+    for ws in (a, b):
+        ws.run("init")
+        ws.attach(server, org, account.email)
+    prompt = a.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    kept = b.run("add", "tag", "--set", "name=ml").strip()
+    merged = a.run("add", "tag", "--set", "name=ML").strip()
+    b.run("sync")
+    a.run("sync")
+    b.run("sync")
+    assert a.json("show", "tag", merged)["deleted"] is True  # type: ignore[index]
+
+    said = a.run("restore", "tag", merged, code=5)
+    assert f"merged into tag {kept} ('ml')" in said
+    assert a.json("show", "tag", merged)["deleted"] is True  # type: ignore[index]
+    assert a.run("edit", "prompt", prompt, "--set", f"tag_ids={merged}").strip() == "changed"
+    assert a.json("show", "prompt", prompt)["tag_ids"] == [kept]  # type: ignore[index]
+    assert "refused" not in a.run("sync")
+    served = httpx.get(f"{server}/api/v1/orgs/{org}/prompts/{prompt}", headers=headers).json()
+    assert served["tag_ids"] == [kept]
+
+    b.run("sync")
+    b.run("delete", "prompt", prompt)
+    a.run("edit", "prompt", prompt, "--set", "body=edited meanwhile")
+    b.run("sync")
+    a.run("sync")
+    [conflict] = a.json("conflicts", "list")  # type: ignore[misc]
+    assert conflict["field"] == "_deleted"
+    for args in ((), ("--json",)):
+        said = a.run("conflicts", "resolve", conflict["id"], "--value", "foo", *args, code=5)
+        assert "a delete conflict is resolved with --keep mine or --keep theirs" in said
+        assert "Traceback" not in said
+    assert a.json("conflicts", "list") == [conflict]
+    assert "resolved" in a.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
