@@ -256,3 +256,27 @@ def test_keeping_the_delete_through_the_api_takes_the_dependents_along(  # type:
     _settle(laptop, desktop)
     assert laptop.values() == desktop.values()
     assert not [c for c in laptop.open_conflicts() if c.record_id == target]
+
+
+def test_a_deleted_tag_whose_name_was_taken_since_is_replaced_by_the_live_one(  # type: ignore[no-untyped-def]
+    app, org, devices
+) -> None:
+    """Tag "python" deleted, a new "Python" made, and an offline replica puts the old one on a prompt: the old
+    one cannot come back under a taken name, so the prompt is given the live "Python" instead."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    desktop.library.edit("output", ids["output"], {"notes": "offline"})  # the desktop stays offline
+    other = org.owner.post(f"{org.base}/prompts", json={"title": "Other", "body": "b"}).json()["id"]
+    desktop.sync()  # knows "other" and the old tag, then goes offline
+    assert org.owner.delete(f"{org.base}/tags/{ids['tag']}").status_code == 204
+    fresh = org.owner.post(f"{org.base}/tags", json={"name": "Python"}).json()["id"]
+    desktop.library.edit("prompt", other, {"tag_ids": [ids["tag"]]})
+    desktop.sync()
+    _settle(laptop, desktop)
+
+    assert org.owner.get(f"{org.base}/prompts/{other}").json()["tag_ids"] == [fresh]
+    assert org.owner.get(f"{org.base}/tags/{ids['tag']}").status_code == 404
+    assert _dangling(app, org) == []
+    assert laptop.values() == desktop.values()
+    assert desktop.library.get("prompt", other)["tag_ids"] == [fresh]

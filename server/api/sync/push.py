@@ -49,7 +49,13 @@ from outputhub.server.api.sync.records import (
     value_problem,
     write_row,
 )
-from outputhub.server.api.sync.references import dangling_references, deleted_among, named_by, still_named
+from outputhub.server.api.sync.references import (
+    KEPT_ALIVE,
+    dangling_references,
+    deleted_among,
+    named_by,
+    still_named,
+)
 from outputhub.server.events import DomainEvent, emit
 from outputhub.server.storage.tables import (
     LookupRow,
@@ -74,6 +80,7 @@ from outputhub.sync.engine import (
     OutcomeKind,
     RecordState,
     make_delete,
+    make_edit,
     merge_change,
 )
 from outputhub.sync.protocol import ProtocolError, change_from_wire, encode_value
@@ -1054,14 +1061,7 @@ def _restore_named(
     if row is None or row.org_id != tenant.org_id or not row.deleted:
         return None
     state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[rid]
-    known = state.known_versions
-    top = max(known) if known else None
-    now_ms = int(now.timestamp() * 1000)
-    hlc = (
-        HLC(top.wall_ms, top.counter + 1, SERVER_NODE)
-        if top is not None and top.wall_ms >= now_ms
-        else HLC(now_ms, 0, SERVER_NODE)
-    )
+    hlc = _server_hlc(state, now)
     change = Change(
         spec.entity,
         str(rid),
@@ -1075,8 +1075,18 @@ def _restore_named(
     nested = session.begin_nested()
     try:
         applied = apply_change(session, tenant=tenant, change=change, now=now)
-    except OpRefusedError:
+    except OpRefusedError as refused:
         nested.rollback()
+        if refused.error.code == "name-taken":
+            _move_references(
+                session,
+                tenant=tenant,
+                spec=spec,
+                rid=rid,
+                name=str(state.values["name"]),
+                now=now,
+                device=device,
+            )
         return None
     nested.commit()
     _emit(
@@ -1089,3 +1099,77 @@ def _restore_named(
         reason="a live record names it: its delete is kept as a conflict",
     )
     return applied
+
+
+def _server_hlc(state: RecordState, now: datetime) -> HLC:
+    """A version for a server change to ``state``: now, or just after the newest write it knows."""
+    known = state.known_versions
+    top = max(known) if known else None
+    now_ms = int(now.timestamp() * 1000)
+    if top is not None and top.wall_ms >= now_ms:
+        return HLC(top.wall_ms, top.counter + 1, SERVER_NODE)
+    return HLC(now_ms, 0, SERVER_NODE)
+
+
+def _move_references(
+    session: Session,
+    *,
+    tenant: Tenant,
+    spec: EntitySpec,
+    rid: uuid.UUID,
+    name: str,
+    now: datetime,
+    device: str,
+) -> None:
+    """A deleted lookup entry live records name cannot come back: another entry took its name since (tag
+    "python" deleted, a new "python" made, an offline replica put the old one on a prompt). The records
+    that name it are edited by the server to name the live entry of that name instead."""
+    table: type[LookupRow] = spec.table  # type: ignore[assignment]
+    live = session.execute(
+        select(table.id).where(
+            table.org_id == tenant.org_id, table.deleted.is_(False), table.name_key == name_key(name)
+        )
+    ).scalar_one_or_none()
+    if live is None:
+        return
+    old, new = str(rid), str(live)
+    for ref in KEPT_ALIVE:
+        if ref.target is not spec.table:
+            continue
+        users = still_named(
+            session, org_id=tenant.org_id, ids={spec.table: {rid}}, references=(ref,), users=True
+        ).get(ref.spec.table, set())
+        rows = [session.get(ref.spec.table, u) for u in sorted(users)]
+        states = load_states(
+            session, org_id=tenant.org_id, spec=ref.spec, rows=[r for r in rows if r is not None]
+        )
+        for user_id, state in states.items():
+            value = state.values[ref.field]
+            moved = (frozenset(value) - {old}) | {new} if isinstance(value, frozenset) else new
+            hlc = _server_hlc(state, now)
+            change = make_edit(
+                state,
+                {ref.field: moved},
+                schema=DEFAULT_SCHEMA,
+                node=SERVER_NODE,
+                hlc=hlc,
+                op_id=f"server:{user_id}:moved:{old}:{hlc.encode()}",
+            )
+            if change is None:
+                continue
+            nested = session.begin_nested()
+            try:
+                applied = apply_change(session, tenant=tenant, change=change, now=now)
+            except OpRefusedError:
+                nested.rollback()
+                continue
+            nested.commit()
+            _emit(
+                session,
+                tenant=tenant,
+                change=change,
+                applied=applied,
+                device=device,
+                now=now,
+                reason=f"named a deleted {spec.entity} whose name another has taken since: moved to that one",
+            )

@@ -91,12 +91,18 @@ def deleted_among(
 
 
 def still_named(
-    session: Session, *, org_id: uuid.UUID, ids: dict[type[ReplicatedRow], set[uuid.UUID]]
+    session: Session,
+    *,
+    org_id: uuid.UUID,
+    ids: dict[type[ReplicatedRow], set[uuid.UUID]],
+    references: Iterable[Reference] = KEPT_ALIVE,
+    users: bool = False,
 ) -> dict[type[ReplicatedRow], set[uuid.UUID]]:
-    """The records among ``ids`` that some live record names (through a reference that keeps it alive)."""
+    """The records among ``ids`` that some live record names (through ``references``); with ``users``, the
+    live records that name them instead (keyed by their table)."""
     session.flush()
     out: dict[type[ReplicatedRow], set[uuid.UUID]] = {}
-    for ref in KEPT_ALIVE:
+    for ref in references:
         wanted = ids.get(ref.target)
         if not wanted:
             continue
@@ -105,16 +111,17 @@ def still_named(
             link = ref.link
             if link is None:
                 column = getattr(user, ref.field)
-                query = select(column).where(
+                query = select(user.id if users else column).where(
                     user.org_id == org_id, user.deleted.is_(False), column.in_(chunk)
                 )
             else:
                 query = (
-                    select(link.child_col())
+                    select(link.parent_col() if users else link.child_col())
                     .join(user, user.id == link.parent_col())
                     .where(user.org_id == org_id, user.deleted.is_(False), link.child_col().in_(chunk))
                 )
-            out.setdefault(ref.target, set()).update(session.execute(query.distinct()).scalars())
+            key = user if users else ref.target
+            out.setdefault(key, set()).update(session.execute(query.distinct()).scalars())
     return {t: s for t, s in out.items() if s}
 
 
