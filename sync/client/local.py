@@ -208,9 +208,10 @@ class LocalLibrary:
                 # and rewrites every reference to this one into a reference to it
                 kept = self.store.load(entity, survivor)
                 label = _label(kept.state.values) if kept is not None else ""
+                use = "restore and use that one" if kept is None or kept.state.deleted else "use that one"
                 raise LocalEditError(
                     f"{entity} {record_id} cannot be restored: it was merged into {entity} {survivor}{label} "
-                    f"(the same name, made on another replica); use that one"
+                    f"(the same name, made on another replica); {use}"
                 )
             self._record(
                 state,
@@ -254,10 +255,10 @@ class LocalLibrary:
         while record is not None and record.state.deleted:
             survivor = merged_into(record.state)
             if survivor is None or survivor in seen:
-                raise LocalEditError(
-                    f"{where}: {target} {ident}{_label(record.state.values)} is deleted: restore it first, "
-                    "or choose another"
-                )
+                found = f"{target} {record.record_id}{_label(record.state.values)}"
+                if record.record_id != ident:
+                    found = f"{target} {ident} was merged into {found}, which"
+                raise LocalEditError(f"{where}: {found} is deleted: restore it first, or choose another")
             seen.add(survivor)
             record = self.store.load(target, survivor)
         if record is None:

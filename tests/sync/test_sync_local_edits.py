@@ -86,6 +86,15 @@ def test_a_merged_lookup_is_not_restored(org: Org, devices: list[Device]) -> Non
     _settle(laptop, desktop)
     assert laptop.values() == desktop.values()
 
+    # the one it was merged into deleted since: naming the merged one is refused, saying so
+    desktop.library.delete("tag", surviving)
+    _settle(desktop, laptop)
+    prompt = laptop.library.create("prompt", {"title": "P", "body": "b"})
+    with pytest.raises(LocalEditError, match=rf"merged into tag {surviving} \('ML'\), which is deleted"):
+        laptop.library.edit("prompt", prompt, {"tag_ids": [merged]})
+    with pytest.raises(LocalEditError, match="restore and use that one"):
+        laptop.library.restore("tag", merged)
+
 
 def test_a_reference_added_to_a_record_the_replica_lacks_or_deleted_is_refused(  # type: ignore[no-untyped-def]
     org: Org, devices: list[Device]
