@@ -327,7 +327,10 @@ class SyncMachine(RuleBasedStateMachine):
         if state is None:
             return
         if state.deleted:
-            device.library.restore(entity, rid)
+            try:
+                device.library.restore(entity, rid)
+            except LocalEditError:  # a tag the server merged into another of its name is not restored
+                return
         else:
             device.library.delete(entity, rid)
         self._remember(device, entity, rid)
