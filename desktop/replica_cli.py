@@ -124,8 +124,16 @@ EDITS_KEPT = "(local edits are kept and will be pushed next time)"
 
 
 def fail(code: int, message: str) -> NoReturn:
+    """Exit ``code`` with ``message`` on stderr; with ``--json``, also ``{"error": message, "exit": code}`` on
+    stdout, so a script reads every outcome from stdout."""
     typer.echo(f"error: {message}", err=True)
+    if _invocation is not None and _invocation.as_json:
+        typer.echo(json.dumps({"error": message, "exit": code}))
     raise typer.Exit(code)
+
+
+_invocation: Context | None = None
+"""This invocation's options (set by the ``replica`` callback), for :func:`fail`."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -234,7 +242,8 @@ def main(
         bool, typer.Option(JSON_FLAG, help="Machine-readable output (also accepted after the command).")
     ] = False,
 ) -> None:
-    typer_ctx.obj = Context(replica, passphrase_file, passphrase, as_json)
+    global _invocation
+    typer_ctx.obj = _invocation = Context(replica, passphrase_file, passphrase, as_json)
 
 
 @app.command()

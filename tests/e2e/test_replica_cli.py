@@ -157,6 +157,12 @@ def test_clear_errors_and_nothing_lost(server: str, tmp_path: Path) -> None:
     assert "passphrase" in ws.run("status", code=2, passphrase=wrong).lower()
     assert ws.replica.read_bytes() == before
     assert "not attached" in ws.run("sync", code=5)
+    # with --json an error is also a JSON object on stdout (scripts read every outcome from there)
+    failed = ws.runner.invoke(
+        app, ["replica", "--replica", str(ws.replica), "--passphrase-file", str(ws.secret), "sync", "--json"]
+    )
+    answer = json.loads(failed.stdout)
+    assert failed.exit_code == 5 and answer["exit"] == 5 and "not attached" in answer["error"]
     assert "has no field" in ws.run("add", "prompt", "--set", "colour=red", code=5)
 
     key_file = tmp_path / "key"
