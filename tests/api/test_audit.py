@@ -207,7 +207,9 @@ def test_webhook_changes_are_audited_without_their_secrets_and_never_sent_to_web
     org = new_org(docs_client)
     o = org.owner
     watcher = o.post(f"{org.base}/webhooks", json={"url": "https://hooks.example.invalid/all"}).json()
-    made = o.post(f"{org.base}/webhooks", json={"url": "https://hooks.example.invalid/a", "event_types": ["*"]})
+    made = o.post(
+        f"{org.base}/webhooks", json={"url": "https://hooks.example.invalid/a", "event_types": ["*"]}
+    )
     assert made.status_code == 201, made.text
     hook = made.json()
     moved = o.patch(f"{org.base}/webhooks/{hook['id']}", json={"url": "https://elsewhere.example.invalid/x"})

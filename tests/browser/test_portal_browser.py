@@ -7,6 +7,7 @@ Needs ``/usr/bin/chromium`` (``apt-get install chromium``; packaging/dev.sh inst
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,7 +147,8 @@ def test_sign_in_browse_search_diff_and_charts(page: Page, server: LiveServer, d
     expect(page.get_by_role("table").first).to_contain_text("Tutor")
     check_layout(page)
     page.get_by_role("link", name="Per month").click()
-    assert "bucket=month" in page.url
+    page.wait_for_url(re.compile(r"bucket=month"))
+    page.wait_for_load_state()  # a Tab pressed while the next page loads lands nowhere (a busy machine)
     check_layout(page)
 
     # keyboard: the first Tab reaches the skip link
