@@ -15,6 +15,7 @@ goes through the per-op path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -1061,7 +1062,7 @@ def _restore_named(
     if row is None or row.org_id != tenant.org_id or not row.deleted:
         return None
     state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[rid]
-    hlc = _server_hlc(state, now)
+    hlc = server_hlc(state, now)
     change = Change(
         spec.entity,
         str(rid),
@@ -1072,11 +1073,16 @@ def _restore_named(
         {},
         {TOMBSTONE: FieldBase(True, frozenset())},
     )
-    nested = session.begin_nested()
     try:
-        applied = apply_change(session, tenant=tenant, change=change, now=now)
+        return _apply_server_change(
+            session,
+            tenant=tenant,
+            change=change,
+            now=now,
+            device=device,
+            reason="a live record names it: its delete is kept as a conflict",
+        )
     except OpRefusedError as refused:
-        nested.rollback()
         if refused.error.code == "name-taken":
             _move_references(
                 session,
@@ -1088,20 +1094,25 @@ def _restore_named(
                 device=device,
             )
         return None
+
+
+def _apply_server_change(
+    session: Session, *, tenant: Tenant, change: Change, now: datetime, device: str, reason: str
+) -> Applied:
+    """Apply a change the server makes on its own (in a savepoint: a refusal, re-raised, writes nothing)
+    and emit its event, saying why."""
+    nested = session.begin_nested()
+    try:
+        applied = apply_change(session, tenant=tenant, change=change, now=now)
+    except OpRefusedError:
+        nested.rollback()
+        raise
     nested.commit()
-    _emit(
-        session,
-        tenant=tenant,
-        change=change,
-        applied=applied,
-        device=device,
-        now=now,
-        reason="a live record names it: its delete is kept as a conflict",
-    )
+    _emit(session, tenant=tenant, change=change, applied=applied, device=device, now=now, reason=reason)
     return applied
 
 
-def _server_hlc(state: RecordState, now: datetime) -> HLC:
+def server_hlc(state: RecordState, now: datetime) -> HLC:
     """A version for a server change to ``state``: now, or just after the newest write it knows."""
     known = state.known_versions
     top = max(known) if known else None
@@ -1146,7 +1157,7 @@ def _move_references(
         for user_id, state in states.items():
             value = state.values[ref.field]
             moved = (frozenset(value) - {old}) | {new} if isinstance(value, frozenset) else new
-            hlc = _server_hlc(state, now)
+            hlc = server_hlc(state, now)
             change = make_edit(
                 state,
                 {ref.field: moved},
@@ -1157,19 +1168,12 @@ def _move_references(
             )
             if change is None:
                 continue
-            nested = session.begin_nested()
-            try:
-                applied = apply_change(session, tenant=tenant, change=change, now=now)
-            except OpRefusedError:
-                nested.rollback()
-                continue
-            nested.commit()
-            _emit(
-                session,
-                tenant=tenant,
-                change=change,
-                applied=applied,
-                device=device,
-                now=now,
-                reason=f"named a deleted {spec.entity} whose name another has taken since: moved to that one",
-            )
+            with contextlib.suppress(OpRefusedError):  # left as it is: nothing of it was written
+                _apply_server_change(
+                    session,
+                    tenant=tenant,
+                    change=change,
+                    now=now,
+                    device=device,
+                    reason=f"named a deleted {spec.entity} whose name another took since: moved to that one",
+                )

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outputhub.server.api.base import Link
-from outputhub.server.api.sync.records import SPEC_BY_TABLE, SPECS, EntitySpec, reference_ids
+from outputhub.server.api.sync.records import SPECS, EntitySpec, reference_ids
 from outputhub.server.storage.tables import CustomGpt, ReplicatedRow
 from outputhub.sync.engine import RecordState
 
@@ -149,7 +149,3 @@ def dangling_references(session: Session, *, org_id: uuid.UUID) -> list[tuple[st
             )
         out += [(ref.spec.entity, str(a), ref.field, str(b)) for a, b in session.execute(query)]
     return sorted(out)
-
-
-def spec_of(table: type[ReplicatedRow]) -> EntitySpec:
-    return SPEC_BY_TABLE[table]

@@ -28,7 +28,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from outputhub.common.clock import HLC
 from outputhub.common.errors import CursorExpiredError, InvalidInputError, NotFoundError
 from outputhub.common.sync import (
     PROTOCOL_VERSION,
@@ -42,8 +41,9 @@ from outputhub.common.sync import (
 )
 from outputhub.server.api.base import Link, Tenant, allocate_revisions, lock_org_writes
 from outputhub.server.api.lookups.service import KINDS, take_off_records
+from outputhub.server.api.prompts.service import delete_outputs
 from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, FeedRow, first_rows, page_rows
-from outputhub.server.api.sync.push import OpRefusedError, apply_change
+from outputhub.server.api.sync.push import OpRefusedError, apply_change, server_hlc
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
     SPEC_BY_TABLE,
@@ -416,17 +416,8 @@ def _take_along(
     a lookup entry off the records that name it. (A delete kept as a conflict's resolution: without this,
     live records would name the deleted one; a replica's ``keep mine`` does the same by edits.)"""
     if spec.table is Prompt:
-        session.execute(
-            update(Output)
-            .where(Output.org_id == tenant.org_id, Output.prompt_id == ident, Output.deleted.is_(False))
-            .values(
-                deleted=True,
-                revision=allocate_revisions(session, org_id=tenant.org_id),
-                updated_at=now,
-                updated_by=tenant.actor,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        revision = allocate_revisions(session, org_id=tenant.org_id)
+        delete_outputs(session, tenant=tenant, prompt_id=ident, revision=revision, now=now)
     elif spec.lookup:
         kind = next(k for k in KINDS if k.entity == spec.entity)
         revision = allocate_revisions(session, org_id=tenant.org_id)
@@ -470,13 +461,7 @@ def resolve_conflict(
     else:
         side = conflict.winner if body.keep == "winner" else conflict.loser
         choice = Merged(side.value)
-    top = max(state.known_versions)
-    now_ms = int(now.timestamp() * 1000)
-    hlc = (
-        HLC(now_ms, 0, SERVER_NODE)
-        if now_ms > top.wall_ms
-        else HLC(top.wall_ms, top.counter + 1, SERVER_NODE)
-    )
+    hlc = server_hlc(state, now)
     op_id = f"server:resolve:{ident}:{hlc.encode()}"
     if conflict.kind.value == "delete":
         # winner = the surviving record; loser = the overridden delete
