@@ -174,12 +174,7 @@ def delete_one(
         raise InUseError(f"the prompt has {count} outputs; delete them first or pass cascade=true")
     revision = allocate_revisions(session, org_id=tenant.org_id)
     if count:
-        session.execute(
-            update(Output)
-            .where(Output.org_id == tenant.org_id, Output.prompt_id == row.id, Output.deleted.is_(False))
-            .values(deleted=True, revision=revision, updated_at=now, updated_by=tenant.actor)
-            .execution_options(synchronize_session=False)
-        )
+        delete_outputs(session, tenant=tenant, prompt_id=row.id, revision=revision, now=now)
     row.deleted = True
     stamp_changed(row, tenant=tenant, revision=revision, now=now)
     session.flush()
@@ -195,6 +190,19 @@ def delete_one(
         details={"outputs_deleted": count},
     )
     return count
+
+
+def delete_outputs(
+    session: Session, *, tenant: Tenant, prompt_id: uuid.UUID, revision: int, now: datetime
+) -> None:
+    """Tombstone the prompt's live outputs (stamped with ``revision``): what deleting a prompt with
+    ``cascade`` does, and keeping a prompt's delete as a conflict's resolution."""
+    session.execute(
+        update(Output)
+        .where(Output.org_id == tenant.org_id, Output.prompt_id == prompt_id, Output.deleted.is_(False))
+        .values(deleted=True, revision=revision, updated_at=now, updated_by=tenant.actor)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def list_page(
