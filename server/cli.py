@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from outputhub.desktop.replica_cli import app as replica_app
 from outputhub.server.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(help="Output Hub: curate LLM prompts and their outputs.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -160,25 +165,14 @@ def sync_purge_tombstones(
     (their local edits are kept); run it from cron or the worker host."""
     from datetime import UTC, datetime, timedelta
 
-    from sqlalchemy import select
-
     from outputhub.server.api.sync.service import purge_tombstones
-    from outputhub.server.storage.database import make_engine, make_session_factory, set_tenant, unit_of_work
-    from outputhub.server.storage.tables import Organization
 
-    settings = Settings()
-    factory = make_session_factory(make_engine(settings))
     before = datetime.now(UTC) - timedelta(days=older_than_days)
-    with unit_of_work(factory, read_only=True) as session:
-        orgs = list(session.execute(select(Organization.id)).scalars())
-    total = 0
-    for org_id in orgs:
-        with unit_of_work(factory) as session:
-            set_tenant(session, org_id=org_id)
-            total += purge_tombstones(session, org_id=org_id, before=before)
-    typer.echo(
-        f"purged {total} deleted records older than {older_than_days} days in {len(orgs)} organizations"
-    )
+    total = orgs = 0
+    for org_id, session in _each_organization():
+        total += purge_tombstones(session, org_id=org_id, before=before)
+        orgs += 1
+    typer.echo(f"purged {total} deleted records older than {older_than_days} days in {orgs} organizations")
 
 
 @sync_app.command("keep-referenced")
@@ -188,25 +182,33 @@ def sync_keep_referenced() -> None:
     synced before. Safe to run any time: it changes nothing when nothing dangles."""
     from datetime import UTC, datetime
 
-    from sqlalchemy import select
-
     from outputhub.common.roles import Role
     from outputhub.server.api.base import Tenant, lock_org_writes
     from outputhub.server.api.sync.push import keep_referenced
+
+    total = orgs = 0
+    for org_id, session in _each_organization():
+        lock_org_writes(session, org_id=org_id)
+        tenant = Tenant(org_id=org_id, role=Role.OWNER, actor="system:keep-referenced")
+        total += keep_referenced(session, tenant=tenant, now=datetime.now(UTC))
+        orgs += 1
+    typer.echo(f"restored {total} deleted records that live records name, in {orgs} organizations")
+
+
+def _each_organization() -> Iterator[tuple[uuid.UUID, Session]]:
+    """Each organization's id with a session scoped to it, one transaction per organization."""
+    from sqlalchemy import select
+
     from outputhub.server.storage.database import make_engine, make_session_factory, set_tenant, unit_of_work
     from outputhub.server.storage.tables import Organization
 
     factory = make_session_factory(make_engine(Settings()))
     with unit_of_work(factory, read_only=True) as session:
         orgs = list(session.execute(select(Organization.id)).scalars())
-    total = 0
     for org_id in orgs:
         with unit_of_work(factory) as session:
             set_tenant(session, org_id=org_id)
-            lock_org_writes(session, org_id=org_id)
-            tenant = Tenant(org_id=org_id, role=Role.OWNER, actor="system:keep-referenced")
-            total += keep_referenced(session, tenant=tenant, now=datetime.now(UTC))
-    typer.echo(f"restored {total} deleted records that live records name, in {len(orgs)} organizations")
+            yield org_id, session
 
 
 documents_app = typer.Typer(help="The document store: output bodies and the audit log.", no_args_is_help=True)
