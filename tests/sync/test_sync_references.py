@@ -8,8 +8,6 @@ In-process app on SQLite and PostgreSQL, two replicas syncing through the real A
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -17,24 +15,8 @@ from fastapi import FastAPI
 from outputhub.desktop.services.conflicts import ConflictService
 from outputhub.server.api.sync.references import dangling_references
 from outputhub.server.storage.database import set_tenant, unit_of_work
-from tests.support.client import Org, new_org, seed_library
-from tests.sync.support import Device, make_device
-
-
-@pytest.fixture
-def org(client):  # type: ignore[no-untyped-def]
-    return new_org(client, name="References")
-
-
-@pytest.fixture
-def devices(client, org, tmp_path: Path) -> Iterator[list[Device]]:  # type: ignore[no-untyped-def]
-    made = [
-        make_device(tmp_path, name, http=client, base_url="", token=org.owner.token, org_id=org.id)
-        for name in ("laptop", "desktop")
-    ]
-    yield made
-    for device in made:
-        device.replica.close()
+from tests.support.client import Org, seed_library
+from tests.sync.support import Device
 
 
 def _dangling(app: FastAPI, org: Org) -> list[tuple[str, str, str, str]]:

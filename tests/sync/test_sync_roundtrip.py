@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,25 +11,9 @@ import pytest
 from outputhub.desktop.services.sync import conflict_news
 from outputhub.desktop.storage.tables import to_timestamp
 from outputhub.sync.client import LocalEditError, Merged
-from tests.support.client import add_member, new_org, seed_library
+from tests.support.client import add_member, seed_library
 from tests.support.feed import stale_feed_data
-from tests.sync.support import Device, make_device
-
-
-@pytest.fixture
-def org(client):  # type: ignore[no-untyped-def]
-    return new_org(client, name="Sync")
-
-
-@pytest.fixture
-def devices(client, org, tmp_path: Path) -> Iterator[list[Device]]:  # type: ignore[no-untyped-def]
-    made = [
-        make_device(tmp_path, name, http=client, base_url="", token=org.owner.token, org_id=org.id)
-        for name in ("laptop", "desktop")
-    ]
-    yield made
-    for device in made:
-        device.replica.close()
+from tests.sync.support import make_device
 
 
 def test_initial_sync_brings_the_library_and_both_replicas_agree(org, devices) -> None:  # type: ignore[no-untyped-def]
