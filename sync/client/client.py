@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ import orjson
 
 from outputhub.common.sync import PullAlong
 from outputhub.sync.client.errors import CursorExpiredError, RequestTooLargeError, SyncError
+from outputhub.sync.engine import ChangeKind
 from outputhub.sync.ports import Outgoing, Remote, RemoteItem, ReplicaStore
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES, check_uniform, expand_state_wire
 
@@ -223,6 +224,7 @@ class SyncClient:
             if not answered:
                 raise SyncError("the server answered none of the pushed changes; they stay queued")
             page, items = _page_along(answer) if along_with is not None else (None, [])
+            moved = self._moved_edits(answered, results)
             with collector_paused(), self.store.replayable_transaction():
                 for op in answered:
                     result = results[op.op_id]
@@ -240,6 +242,10 @@ class SyncClient:
                             else:
                                 report.conflicts_closed.append(closed)
                 self.store.acknowledge([o.op_id for o in answered])
+                for (entity, record_id), remote in moved.items():
+                    local = self.store.load(entity, record_id)
+                    if local is not None and not local.pending:
+                        self.store.replace_with_remote(remote, entity=entity, record_id=record_id)
                 if page is not None:
                     assert along_with is not None
                     report.cursor = self._apply_page(page, items, report, progress, start=along_with.since)
@@ -253,6 +259,24 @@ class SyncClient:
         for entity, record_id in sorted(refused_records):
             self._reset(entity, record_id)
         return along
+
+    def _moved_edits(
+        self, answered: Sequence[Outgoing], results: Mapping[str, Mapping[str, Any]]
+    ) -> dict[tuple[str, str], RemoteItem | None]:
+        """Edits of a lookup the server had merged into another, which it applied to the surviving one
+        (``remapped_to`` on an update): the merged record, as the server has it, by (entity, id). Read before
+        the answer is applied, which then shows the record as the server does (its tombstone) instead of
+        merging the moved edit into it again (that would restore it here and nowhere else)."""
+        moved: dict[tuple[str, str], RemoteItem | None] = {}
+        for op in answered:
+            result = results[op.op_id]
+            if result.get("status") == "refused" or not result.get("remapped_to"):
+                continue
+            if op.change.get("kind") != ChangeKind.UPDATE.value or (op.entity, op.record_id) in moved:
+                continue
+            remote = self.remote.record(entity=ENTITY_TABLES[op.entity], record_id=op.record_id)
+            moved[(op.entity, op.record_id)] = _item(dict(remote)) if remote is not None else None
+        return moved
 
     def _refuse(
         self, op: Outgoing, reason: str, report: SyncReport, refused_records: set[tuple[str, str]]

@@ -176,6 +176,7 @@ class LocalLibrary:
         """Change the given fields (only those whose value differs are recorded). False if nothing did."""
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
+            self._refuse_merged(entity, record_id, state, "edited")
             coerced = _coerce(entity, values)
             _check_required(entity, coerced, creating=False)
             if not state.deleted:  # a deleted one is refused below, as the engine says
@@ -202,17 +203,9 @@ class LocalLibrary:
     def restore(self, entity: str, record_id: str) -> None:
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
-            survivor = merged_into(state)
-            if survivor is not None:
-                # the server keeps the name for the surviving record (a restore is refused as name-taken)
-                # and rewrites every reference to this one into a reference to it
-                kept = self.store.load(entity, survivor)
-                label = _label(kept.state.values) if kept is not None else ""
-                use = "restore and use that one" if kept is None or kept.state.deleted else "use that one"
-                raise LocalEditError(
-                    f"{entity} {record_id} cannot be restored: it was merged into {entity} {survivor}{label} "
-                    f"(the same name, made on another replica); {use}"
-                )
+            # the server keeps the name for the surviving record (a restore is refused as name-taken) and
+            # rewrites every reference to this one into a reference to it
+            self._refuse_merged(entity, record_id, state, "restored")
             self._record(
                 state,
                 revision,
@@ -220,6 +213,19 @@ class LocalLibrary:
                     state, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id
                 ),
             )
+
+    def _refuse_merged(self, entity: str, record_id: str, state: RecordState, done: str) -> None:
+        """Raise ``LocalEditError`` naming the surviving record if the server merged this one into it."""
+        survivor = merged_into(state)
+        if survivor is None:
+            return
+        kept = self.store.load(entity, survivor)
+        label = _label(kept.state.values) if kept is not None else ""
+        use = "restore and use that one" if kept is None or kept.state.deleted else "use that one"
+        raise LocalEditError(
+            f"{entity} {record_id} cannot be {done}: it was merged into {entity} {survivor}{label} "
+            f"(the same name, made on another replica); {use}"
+        )
 
     def _live_references(
         self, entity: str, values: Mapping[str, Any], current: Mapping[str, Any] | None

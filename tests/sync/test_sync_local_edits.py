@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from outputhub.sync.client import LocalEditError
+from outputhub.sync.client import LocalEditError, SyncReport
 from tests.support.client import Org, seed_library
 from tests.sync.support import Device
 
@@ -76,6 +76,67 @@ def test_a_merged_lookup_is_not_restored(org: Org, devices: list[Device]) -> Non
         laptop.library.edit("prompt", prompt, {"tag_ids": [merged]})
     with pytest.raises(LocalEditError, match="restore and use that one"):
         laptop.library.restore("tag", merged)
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["in-one-push", "create-pushed-before"])
+def test_an_edit_of_a_lookup_made_before_it_was_merged_moves_onto_the_survivor(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device], apart: bool
+) -> None:
+    laptop, desktop = devices
+    surviving = desktop.library.create("tag", {"name": "ML "})
+    _settle(desktop)
+    mine = laptop.library.create("tag", {"name": "ml"})
+    if apart:  # the create reached the server (and was merged) before the laptop learnt of it
+        laptop.client.push(SyncReport())
+        assert laptop.library.get("tag", mine)["deleted"] is False
+    laptop.library.edit("tag", mine, {"description": "machine learning, in the laptop's words"})
+    report = laptop.sync()
+    assert report.refused == [], "the edit was refused (name taken) and lost"
+    assert report.conflicts_opened == []
+    _settle(laptop, desktop)
+
+    served = org.owner.get(f"{org.base}/tags/{surviving}").json()
+    assert (served["name"], served["description"]) == ("ML ", "machine learning, in the laptop's words")
+    assert org.owner.get(f"{org.base}/tags/{mine}").status_code == 404
+    assert laptop.library.get("tag", mine)["deleted"] is True, "the merged record is not restored here alone"
+    assert laptop.library.get("tag", surviving)["description"] == served["description"]
+    assert laptop.values() == desktop.values()
+    assert laptop.open_conflicts() == [] and desktop.open_conflicts() == []
+    merged_message = f"cannot be edited: it was merged into tag {surviving} \\('ML'\\)"
+    with pytest.raises(LocalEditError, match=merged_message):
+        laptop.library.edit("tag", mine, {"description": "again"})
+
+
+def test_a_rename_of_a_merged_lookup_is_a_conflict_on_the_survivors_name(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    laptop, desktop = devices
+    surviving = desktop.library.create("tag", {"name": "ML"})
+    _settle(desktop)
+    mine = laptop.library.create("tag", {"name": "ml"})
+    laptop.library.edit("tag", mine, {"name": "machine learning"})
+    assert laptop.sync().refused == []
+    _settle(laptop, desktop)
+
+    # both names were given to the same tag at once: the newer stands, the other is kept in a conflict
+    assert org.owner.get(f"{org.base}/tags/{surviving}").json()["name"] == "machine learning"
+    conflicts = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == surviving]
+    assert [(c["field"], c["loser"]["value"]) for c in conflicts] == [("name", "ML")]
+    assert laptop.values() == desktop.values()
+
+
+def test_a_lookup_made_and_deleted_offline_does_not_delete_the_one_it_was_merged_into(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    laptop, desktop = devices
+    surviving = desktop.library.create("tag", {"name": "ML"})
+    _settle(desktop)
+    mine = laptop.library.create("tag", {"name": "ml"})
+    laptop.library.delete("tag", mine)
+    _settle(laptop, desktop)
+    assert org.owner.get(f"{org.base}/tags/{surviving}").json()["name"] == "ML"
+    assert laptop.library.get("tag", surviving)["deleted"] is False
+    assert laptop.values() == desktop.values()
 
 
 def test_a_reference_added_to_a_record_the_replica_lacks_or_deleted_is_refused(  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,6 +153,8 @@ def _prepare_batch(
             continue
         spec = SPECS[change.entity]
         wanted.setdefault(spec.table, set()).add(uuid.UUID(change.record_id))
+        if spec.lookup and change.kind is ChangeKind.UPDATE:
+            referenced.add(uuid.UUID(change.record_id))  # an edit of a merged lookup moves onto the survivor
         bases = {n: b.value for n, b in change.base.items() if n in spec.references}
         try:
             for name, ident in reference_ids(spec, change.values):
@@ -879,6 +881,10 @@ def _handle(
             error=OpError(code="invalid", detail=problem[0], field=problem[1]),
         )
     change = remap_change(session, org_id=tenant.org_id, change=change, spec=spec, known=batch.remaps)
+    moved_from = None
+    if spec.lookup and change.kind is ChangeKind.UPDATE and change.record_id in batch.remaps:
+        moved_from, change = change.record_id, _moved_onto_survivor(change, batch.remaps[change.record_id])
+        batch.exists(session, spec.table, {uuid.UUID(change.record_id)})  # not one the batch read
     nested = session.begin_nested()
     try:
         remapped_to = None
@@ -917,12 +923,23 @@ def _handle(
         op_id=op_id,
         status=applied.outcome.value,
         entity=change.entity,
-        id=change.record_id,
+        id=moved_from or change.record_id,
         revision=applied.revision,
         conflicts=[c.id for c in applied.opened],
         resolved=[c.id for c in applied.resolved],
-        remapped_to=remapped_to,
+        remapped_to=remapped_to or (change.record_id if moved_from else None),
     )
+
+
+def _moved_onto_survivor(change: Change, survivor: str) -> Change:
+    """An edit of a lookup the server merged into another (made before the replica learnt of the merge:
+    often in the same push as its create) as an edit of the surviving one: the merged record is a tombstone
+    whose name the survivor holds, so the edit itself would be refused (name taken) and lost. Its base
+    versions are the merged record's, none of which the survivor has, so every field it changes counts as
+    concurrent with the survivor's: text merges against the edit's base, a scalar both changed is a conflict
+    like any other. A delete of the merged record is not moved (the record is gone already; its maker's
+    delete must not delete the entry others made)."""
+    return replace(change, record_id=survivor)
 
 
 def _emit(
