@@ -4,7 +4,9 @@ The passphrase comes from ``--passphrase-file`` or ``OUTPUTHUB_PASSPHRASE`` (nev
 which other users could read in the process list). ``--json`` (before or after the command) prints
 machine-readable results. Errors exit non-zero with one line saying what went wrong: 2 replica (wrong
 passphrase, corrupt, missing), 3 server unreachable, 4 permission or login refused, 5 a conflict or edit
-that is not possible, 1 anything else.
+that is not possible, 1 anything else. A ``sync`` whose edits the server refused prints its report and exits
+4 when one was refused for want of permission (a viewer's edit), else 5; the refused edits are kept
+(``conflicts list``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from outputhub.desktop.services.sync import (
     conflict_news,
     find_organization,
     list_organizations,
+    normalize_url,
 )
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.errors import ReplicaError
@@ -284,6 +287,10 @@ def attach(
         fail(5, "give either --email (with --password-file) or --api-key-file")
     if api_key_file is not None and org is None:
         fail(5, "--api-key-file needs --org ORG_ID (the organization the key belongs to)")
+    try:
+        server = normalize_url(server)
+    except InvalidInputError:
+        fail(5, f"--server {server!r}: give the server's URL with http:// or https://, e.g. https://hub.example.com")
     with ctx.replica() as replica:
         store = ReplicaSyncStore(replica)
         try:
@@ -422,6 +429,10 @@ def sync(
             return "\n".join(lines)
 
         emit(ctx, {**_jsonable(report), "conflicts_new": new, "conflicts_changed": changed}, text)
+        if report.refused:
+            # the sync went through, but edits did not land: a script must not take that for success
+            denied = any(str(r["reason"]).startswith("permission-denied") for r in report.refused)
+            raise typer.Exit(4 if denied else 5)
 
 
 @app.command()

@@ -64,10 +64,10 @@ class Workstation:
             str(password_file),
         )
 
-    def json(self, *args: str) -> object:
+    def json(self, *args: str, code: int = 0) -> object:
         base = ["replica", "--replica", str(self.replica), "--passphrase-file", str(self.secret), "--json"]
         result = self.runner.invoke(app, [*base, *args])
-        assert result.exit_code == 0, (args, result.output)
+        assert result.exit_code == code, (args, result.output)
         return json.loads(result.stdout)
 
 
@@ -281,7 +281,7 @@ def test_refused_edits_are_made_again_once_allowed_or_dropped(server: str, tmp_p
     tag = v.run("add", "tag", "--set", "name=from-the-viewer").strip()
     v.run("edit", "prompt", shared["id"], "--set", "title=Viewer title")
     v.run("delete", "prompt", doomed["id"])
-    assert "pushed 3 (3 refused" in v.run("sync")
+    assert "pushed 3 (3 refused" in v.run("sync", code=4)  # a script sees its edits did not land
     refused = {c["record_id"]: c["id"] for c in v.json("conflicts", "list")}  # type: ignore[union-attr]
     assert set(refused) == {tag, shared["id"], doomed["id"]}
     assert "--keep mine" in v.run("conflicts", "resolve", refused[tag], "--keep", "banana", code=5)
@@ -304,6 +304,34 @@ def test_refused_edits_are_made_again_once_allowed_or_dropped(server: str, tmp_p
     assert httpx.get(f"{base}/prompts/{doomed['id']}", headers=owner_headers).status_code == 404
     assert httpx.get(f"{base}/prompts/{shared['id']}", headers=owner_headers).json()["title"] == "Shared"
     assert v.json("conflicts", "list") == []
+
+
+def test_a_sync_whose_edit_is_refused_exits_5_and_a_server_address_needs_its_scheme(
+    server: str, tmp_path: Path
+) -> None:
+    """A rename to a name another workstation took meanwhile is refused by the server (name taken): the sync
+    reports it and exits 5 (with ``--json``, the report on stdout). ``attach --server`` without http:// or
+    https:// is refused as such, not reported as an unreachable server."""
+    account = new_account(server, email="renames@example.com", password=PASSWORD, org_name="Renames")
+    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
+    for ws in (a, b):
+        ws.run("init")
+    bare = server.removeprefix("http://")
+    said = a.run("attach", "--server", bare, "--org", account.org_id, "--api-key-file", "key", code=5)
+    assert "give the server's URL with http:// or https://" in said
+    for ws in (a, b):
+        ws.attach(server, account.org_id, account.email)
+    alpha = a.run("add", "tag", "--set", "name=alpha").strip()
+    a.run("sync")
+    b.run("sync")
+    a.run("add", "tag", "--set", "name=beta")
+    a.run("sync")
+    b.run("edit", "tag", alpha, "--set", "name=Beta")
+    report = b.json("sync", code=5)
+    refused = [(r["id"], r["reason"].split(":")[0]) for r in report["refused"]]  # type: ignore[index]
+    assert refused == [(alpha, "name-taken")]
+    assert "pushed 0, pulled 0" in b.run("sync")  # nothing left to push: success again
+    assert b.json("show", "tag", alpha)["name"] == "alpha"  # type: ignore[index]
 
 
 def test_the_passphrase_file_first_line_and_a_damaged_replica(tmp_path: Path) -> None:
