@@ -26,7 +26,7 @@ import typer
 from typer.core import TyperGroup
 
 from outputhub.common.errors import InvalidInputError
-from outputhub.desktop.services.conflicts import reapply_refused, resolve_conflict
+from outputhub.desktop.services.conflicts import conflict_kind, reapply_refused, resolve_conflict, suggest
 from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.services.sync import (
     Organization,
@@ -665,29 +665,40 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: str) -> None:
             kept = CLOSED_CONFLICTS_KEPT.days
             fail(5, f"no conflict {conflict_id} (closed conflicts are kept {kept} days)")
         c = found[0]
-        emit(
-            ctx,
-            c,
-            lambda: "\n".join(
-                (
-                    f"{c.entity} {c.record_id} field {c.field}",
-                    f"base:   {c.base!r}",
-                    f"mine:   {c.mine!r}",
-                    f"theirs: {c.theirs!r}",
-                )
-            ),
-        )
+        kind = conflict_kind(c)
+        suggestion, note = suggest(kind, c.base, c.mine, c.theirs)
+        lines = [
+            f"{c.entity} {c.record_id} field {c.field}",
+            f"base:   {c.base!r}",
+            f"mine:   {c.mine!r}",
+            f"theirs: {c.theirs!r}",
+        ]
+        if kind in MERGEABLE:
+            lines.append(f"merged: {suggestion!r}  ({note} `--keep merged` takes it.)")
+        shown = {**asdict(c), "suggestion": suggestion if kind in MERGEABLE else None}
+        emit(ctx, shown, lambda: "\n".join(lines))
+
+
+MERGEABLE = ("text", "set", "scalar")
+"""Conflict kinds with a merge suggestion (``--keep merged``): texts merged line by line (overlapping
+passages keep mine), sets united, a single value mine."""
 
 
 @conflicts_app.command("resolve")
 def conflicts_resolve(
     typer_ctx: typer.Context,
     conflict_id: str,
-    keep: Annotated[str | None, typer.Option(help="mine or theirs")] = None,
+    keep: Annotated[
+        str | None,
+        typer.Option(
+            help="mine, theirs, or merged: the suggestion `conflicts show` prints (texts merged line by "
+            "line, overlapping passages mine; sets united)."
+        ),
+    ] = None,
     value: Annotated[str | None, typer.Option(help="An edited merge instead of keep.")] = None,
     value_file: Annotated[Path | None, typer.Option(help="The edited merge, from a file.")] = None,
 ) -> None:
-    """Keep mine, keep theirs, or save an edited merge; it syncs like any edit."""
+    """Keep mine, keep theirs, the merge suggestion, or save an edited merge; it syncs like any edit."""
     ctx: Context = typer_ctx.obj
     if value_file is not None:
         try:
@@ -698,7 +709,7 @@ def conflicts_resolve(
                 f"cannot read {value_file}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8 text'}",
             )
     if (keep is None) == (value is None):
-        fail(5, "give either --keep mine|theirs or --value/--value-file")
+        fail(5, "give either --keep mine|theirs|merged or --value/--value-file")
     with edits(ctx) as (replica, _store, library):
         found = [c for c in replica.list_conflicts() if c.id == conflict_id]
         if not found:
@@ -738,11 +749,14 @@ def conflicts_resolve(
             )
             return
         else:
-            if keep is not None and keep not in ("mine", "theirs"):
-                fail(5, "--keep takes mine or theirs")
-            if value is not None and c.field == TOMBSTONE:
+            if keep is not None and keep not in ("mine", "theirs", "merged"):
+                fail(5, "--keep takes mine, theirs or merged")
+            if (value is not None or keep == "merged") and c.field == TOMBSTONE:
                 fail(5, "a delete conflict is resolved with --keep mine or --keep theirs")
             choice: Any = keep if keep is not None else Merged(value)
+            if keep == "merged":
+                suggestion, _note = suggest(conflict_kind(c), c.base, c.mine, c.theirs)
+                choice = Merged(frozenset(suggestion) if isinstance(suggestion, list) else suggestion)
             if value is not None and DEFAULT_SCHEMA.kind(c.entity, c.field).value == "set":
                 choice = Merged(frozenset(v for v in value.split(",") if v))
             resolve_conflict(replica, library, c, choice)

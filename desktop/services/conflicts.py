@@ -57,6 +57,18 @@ def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
     return mine, "A single value: yours is suggested; pick theirs if it is the right one."
 
 
+def conflict_kind(conflict: ConflictRecord) -> str:
+    """existence (deleted vs edited), rejected (an edit the server refused), or the field's kind."""
+    if conflict.field == TOMBSTONE:
+        return "existence"
+    if conflict.field == REJECTED_FIELD:
+        return "rejected"
+    try:
+        return DEFAULT_SCHEMA.kind(conflict.entity, conflict.field).value
+    except Exception:
+        return FieldKind.SCALAR.value
+
+
 def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
     """Make a refused edit again, as a new local edit that the next sync pushes (``outputhub replica
     conflicts resolve ID --keep mine``), after whatever made the server refuse it has changed (a viewer made
@@ -138,15 +150,7 @@ class ConflictService:
     def open_conflicts(self) -> list[ConflictItem]:
         items = []
         for c in self._replica.list_conflicts():
-            if c.field == TOMBSTONE:
-                kind = "existence"
-            elif c.field == REJECTED_FIELD:
-                kind = "rejected"
-            else:
-                try:
-                    kind = DEFAULT_SCHEMA.kind(c.entity, c.field).value
-                except Exception:
-                    kind = FieldKind.SCALAR.value
+            kind = conflict_kind(c)
             suggestion, note = suggest(kind, c.base, c.mine, c.theirs)
             items.append(
                 ConflictItem(

@@ -334,6 +334,43 @@ def test_a_sync_whose_edit_is_refused_exits_5_and_a_server_address_needs_its_sch
     assert b.json("show", "tag", alpha)["name"] == "alpha"  # type: ignore[index]
 
 
+def test_keep_merged_takes_the_line_merge_and_keeps_a_third_workstations_line(
+    server: str, tmp_path: Path
+) -> None:
+    """A and B change the same line of a prompt's body, C another line; B's edit is the newest. On A,
+    ``conflicts show`` prints the merge suggestion and ``--keep merged`` takes it: A's version of the line
+    both changed, and C's line, which ``--keep mine`` (A's whole text) would have dropped."""
+    account = new_account(server, email="merged-text@example.com", password=PASSWORD, org_name="Texts")
+    a, b, c = (Workstation(tmp_path, n) for n in "abc")
+    for ws in (a, b, c):
+        ws.run("init")
+        ws.attach(server, account.org_id, account.email)
+    body = "\n".join(f"line {n}" for n in range(1, 7))
+    prompt = a.run("add", "prompt", "--set", "title=T", "--set", f"body={body}").strip()
+    for ws in (a, b, c):
+        ws.run("sync")
+    a.run("edit", "prompt", prompt, "--set", "body=" + body.replace("line 2", "line 2 by A"))
+    c.run("edit", "prompt", prompt, "--set", "body=" + body.replace("line 5", "line 5 by C"))
+    b.run("edit", "prompt", prompt, "--set", "body=" + body.replace("line 2", "line 2 by B"))
+    for ws in (c, a, b, a):
+        ws.run("sync")
+    [conflict] = a.json("conflicts", "list")  # type: ignore[misc]
+    assert "line 5 by C" in conflict["theirs"] and "line 5 by C" not in conflict["mine"]
+    expected = body.replace("line 2", "line 2 by A").replace("line 5", "line 5 by C")
+    shown = a.run("conflicts", "show", conflict["id"])
+    assert f"merged: {expected!r}" in shown and "overlapping passage" in shown
+    assert a.json("conflicts", "show", conflict["id"])["suggestion"] == expected  # type: ignore[index]
+    said = a.run("conflicts", "resolve", conflict["id"], "--keep", "x", code=5)
+    assert "--keep takes mine, theirs or merged" in said
+    a.run("conflicts", "resolve", conflict["id"], "--keep", "merged")
+    for ws in (a, b, c):
+        ws.run("sync")
+    served = httpx.get(f"{server}/api/v1/orgs/{account.org_id}/prompts/{prompt}", headers=account.headers)
+    assert served.json()["body"] == expected
+    assert b.json("show", "prompt", prompt)["body"] == expected  # type: ignore[index]
+    assert b.json("conflicts", "list") == [] and a.json("conflicts", "list") == []
+
+
 def test_the_passphrase_file_first_line_and_a_damaged_replica(tmp_path: Path) -> None:
     """``--passphrase-file`` uses the file's first line (as its help says), with a Windows line ending too;
     an empty file is a clear error. A replica damaged past its first page opens, and the damage is found on
