@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PROTOCOL_VERSION = 4
 """What this client speaks. 2: a pulled state may stand for a long text of the record's data with the marker
@@ -80,6 +80,13 @@ class OpError(BaseModel):
     )
     detail: str
     field: str | None = None
+
+    @field_validator("detail", "field")
+    @classmethod
+    def _encodable(cls, text: str | None) -> str | None:
+        """A detail may quote what was refused; a lone surrogate in it is written as its escape (the answer is
+        UTF-8 JSON, which cannot hold one)."""
+        return text.encode("utf-8", "backslashreplace").decode() if text is not None else None
 
 
 class OpResult(BaseModel):

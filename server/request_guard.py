@@ -3,16 +3,19 @@
 
 - a route that reads a JSON body gets JSON: another media type is a 415 naming ``header.Content-Type``, and
   bytes that are not UTF-8 (UTF-16, Latin-1) are the 400 ``malformed-json`` problem;
-- no text may hold a NUL character (U+0000), which PostgreSQL text and JSON columns cannot store: a NUL in a
-  path parameter, a query parameter, a form field or anywhere in a JSON body (object keys included) is a
-  422 naming where it is. A route whose body carries values it checks on its own names them with
-  ``nul_checked_elsewhere`` (the sync push refuses such a value for its op alone).
+- no text may hold a NUL character (U+0000), which PostgreSQL text and JSON columns cannot store, or a lone
+  UTF-16 surrogate (a JSON escape such as ``"\\udc00"`` that is half of no pair), which is not Unicode text
+  and cannot be written as UTF-8 at all: such a character in a path parameter, a query parameter, a form
+  field or anywhere in a JSON body (object keys included) is a 422 naming where it is. A route whose body
+  carries values it checks on its own names them with ``nul_checked_elsewhere`` (the sync push refuses such
+  a value for its op alone).
 """
 
 from __future__ import annotations
 
 import email.message
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -25,7 +28,11 @@ from outputhub.common.errors import MalformedJsonError, UnsupportedMediaTypeErro
 
 NUL = "\x00"
 NUL_MESSAGE = "must not contain a NUL character (U+0000)"
+SURROGATE_MESSAGE = "must be Unicode text: it holds a lone surrogate (half of a UTF-16 pair, U+D800-U+DFFF)"
 _ESCAPED_NUL = b"\\u0000"  # the only way a JSON text can carry a NUL (a raw one is not JSON)
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+"""A surrogate escape (a pair is fine, a lone one is not: the strings tell), or one encoded raw (the JSON
+parser decodes UTF-8 with surrogates passed through)."""
 _MAX_REPORTED = 20
 _EXEMPT_ATTRIBUTE = "__nul_checked_elsewhere__"
 _ANY = "*"
@@ -34,9 +41,22 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 Loc = tuple[str | int, ...]
 
 
-def contains_nul(value: Any) -> bool:
-    """Whether ``value`` (text, or JSON-like containers of it) holds a NUL character anywhere."""
-    return next(nul_locations(value), None) is not None
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored (a NUL character, a lone surrogate), or None."""
+    if NUL in text:
+        return NUL_MESSAGE
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_MESSAGE
+    return None
+
+
+def contains_nul(value: Any) -> str | None:
+    """Why ``value`` (text, or JSON-like containers of it) cannot be stored (a NUL character or a lone
+    surrogate anywhere), or None."""
+    found = next(nul_locations(value), None)
+    return found[1] if found is not None else None
 
 
 def nul_locations(
@@ -51,12 +71,14 @@ def nul_locations(
         if exempt and any(_matches(pattern, where[len(loc) :]) for pattern in exempt):
             continue
         if isinstance(item, str):
-            if NUL in item:
-                yield where, NUL_MESSAGE
+            problem = text_problem(item)
+            if problem is not None:
+                yield where, problem
         elif isinstance(item, dict):
             for key, child in reversed(item.items()):
-                if isinstance(key, str) and NUL in key:
-                    yield where, f"key {key!r} {NUL_MESSAGE}"
+                problem = text_problem(key) if isinstance(key, str) else None
+                if problem is not None:
+                    yield where, f"key {key!r} {problem}"
                 stack.append(((*where, key), child))
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend(((*where, index), child) for index, child in reversed(list(enumerate(item))))
@@ -113,7 +135,7 @@ async def check_request(request: Request) -> None:
                 raise UnsupportedMediaTypeError(content_type)
             if b"\x00" in body:  # UTF-16 or UTF-32 (a JSON text in UTF-8 holds no zero byte)
                 raise MalformedJsonError("not UTF-8")
-            if _ESCAPED_NUL in body:
+            if _ESCAPED_NUL in body or _SURROGATE.search(body):
                 exempt = getattr(getattr(route, "endpoint", None), _EXEMPT_ATTRIBUTE, ())
                 errors.extend(nul_locations(json.loads(body), ("body",), exempt=exempt))
     if errors:

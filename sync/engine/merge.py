@@ -426,7 +426,7 @@ def build_state(
         conflicts.extend(out.conflicts)
     unknown = raw.keys() - entity_type.fields.keys()
     if unknown:
-        raise InvalidChangeError(f"{entity} has no field(s) {', '.join(sorted(unknown))}")
+        raise InvalidChangeError(f"{entity} has no field(s) {', '.join(repr(n) for n in sorted(unknown))}")
     deleted, tomb_conflicts = _tombstone(entity, record_id, raw, tombstone)
     conflicts.extend(tomb_conflicts)
     return RecordState(

@@ -220,3 +220,56 @@ def test_resolving_a_conflict_refuses_unknown_fields(client, world):
     )
     assert r.status_code == 422, r.text
     assert "body.extra" in [e["field"] for e in r.json()["errors"]]
+
+
+LONE = "\udc00"  # half of a UTF-16 pair: valid as a JSON escape, not Unicode text (UTF-8 cannot encode it)
+
+
+def _escaped(client, org, method: str, path: str, body: Any) -> Any:
+    """Send ``body`` as JSON with every non-ASCII character escaped (a lone surrogate as ``\\udc00``)."""
+    headers = {**org.owner.headers, "content-type": "application/json"}
+    return client.request(method, path, content=json.dumps(body).encode(), headers=headers)
+
+
+def test_a_lone_surrogate_is_refused_like_a_nul_and_a_push_refuses_its_op_alone(client, world):
+    """A JSON body may carry ``"\\udc00"``; it decoded to a string no encoder takes: the sync push answered
+    500 and stored none of its ops, and so did a conflict resolution (found by QA)."""
+    org, _ = world
+    before = _state(org)
+    bad, fine = _op({"name": f"a{LONE}b"}), _op({"name": "fine-after-surrogate"})
+    unknown_field = _op({"name": "unknown-field"})
+    unknown_field["values"][LONE] = "x"
+    body = {"protocol": 4, "device": NODE, "changes": [bad, unknown_field, fine]}
+    r = _escaped(client, org, "POST", f"{org.base}/sync/push", body)
+    assert r.status_code == 200, r.text
+    refused, other, applied = r.json()["results"]
+    assert (refused["status"], refused["error"]["field"]) == ("refused", "name"), refused
+    assert "surrogate" in refused["error"]["detail"]
+    assert other["status"] == "refused", other
+    assert applied["status"] == "applied", applied
+
+    named = _op({"name": "op-id-with-a-surrogate"})
+    named["op_id"] = f"op{LONE}"
+    for method, path, body, field in (
+        ("POST", f"{org.base}/sync/push", {"protocol": 4, "device": NODE, "changes": [named]}, "op_id"),
+        ("POST", f"{org.base}/sync/conflicts/{uuid.uuid4()}/resolve", {"value": f"v{LONE}"}, "body.value"),
+        ("POST", f"{org.base}/prompts", {"title": f"t{LONE}", "body": "b"}, "body.title"),
+        ("POST", f"{org.base}/tags", {f"name{LONE}": "x", "name": "y"}, "body"),
+    ):
+        r = _escaped(client, org, method, path, body)
+        assert r.status_code == 422, f"{method} {path}: {r.status_code} {r.text[:300]}"
+        problem = r.json()
+        assert any(e["field"].endswith(field) for e in problem["errors"]), problem
+        assert "surrogate" in problem["detail"], problem
+    # the same character sent as raw bytes (which the JSON parser also lets through)
+    raw = b'{"title": "t\xed\xb0\x80", "body": "b"}'
+    headers = {**org.owner.headers, "content-type": "application/json"}
+    r = client.post(f"{org.base}/prompts", content=raw, headers=headers)
+    assert r.status_code in (400, 422), r.text
+    after = _state(org)
+    tags_after = [t for t in after[2]["items"] if t["name"] != "fine-after-surrogate"]
+    assert tags_after == before[2]["items"] and after[:2] == before[:2]
+
+    # a pair (json.dumps writes this one as the escapes \ud83d\ude00) is one character, and fine
+    r = _escaped(client, org, "POST", f"{org.base}/tags", {"name": "smile \U0001f600"})
+    assert r.status_code == 201 and r.json()["name"] == "smile \U0001f600", r.text
