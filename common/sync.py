@@ -50,7 +50,7 @@ class PullPage(BaseModel):
 class PullAlong(BaseModel):
     """Protocol 4: the pull a push asks for (the same parameters as ``GET .../sync/changes``)."""
 
-    since: int = Field(ge=0, description="The last revision the replica has (0: everything).")
+    since: int = Field(ge=0, le=2**63 - 1, description="The last revision the replica has (0: everything).")
     limit: int = Field(default=1000, ge=1, le=5000, description="At most this many records.")
     checksums: bool = Field(
         default=False,

@@ -153,6 +153,12 @@ def _page(
     if len(found) <= limit:
         return found[-1].revision, False, found
     last = found[limit - 1].revision
+    if found[limit].revision > last:
+        # the page ends at a revision boundary: every row at or below ``last`` is among ``found`` (more rows
+        # of one feed would have come before ``found[limit]``; a feed its bytes cut was read through the
+        # revision of the cut, which the page's own byte cut would have met first), so the page is
+        # ``found[:limit]``, full (it was one record short, always: ``limit - 1`` records per page)
+        return last, True, found[:limit]
     earlier = [row.revision for row in found[:limit] if row.revision < last]
     if earlier:
         next_since = earlier[-1]
@@ -213,12 +219,16 @@ def pull(
             f"{since}: pull again from 0 (local edits are kept and pushed)"
         )
     next_since, has_more, page = _page(session, org_id=org_id, since=since, limit=limit, form=protocol)
-    if not has_more and head is not None and int(head) > next_since:
+    last_head = int(head) if head is not None else 0
+    if not has_more and (last_head > next_since or (not page and since > last_head)):
         # the last page: revisions up to head that no record holds were drawn and not used (a refused op's),
         # and every record at or below head was visible to the page (head is read first, and every writer
         # commits its revisions with its records), so the cursor may pass them: a client whose cursor
-        # stayed behind head pulled and checked again at every sync
-        next_since = int(head)
+        # stayed behind head pulled and checked again at every sync. A cursor beyond head (the server's
+        # database restored from an older backup) comes back to head: kept, it would have skipped every
+        # revision written until head passed it (the check then finds what the replica has and the server
+        # does not, and repairs it)
+        next_since = last_head
     if with_state:
         _derive_stale_states(session, org_id=org_id, rows=page)
     records = [
