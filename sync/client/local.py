@@ -4,6 +4,7 @@ and queued for pushing, in one replica transaction (the durable outbox)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal
 
@@ -80,6 +81,17 @@ def _check_required(entity: str, values: Mapping[str, Any], *, creating: bool) -
             raise LocalEditError(f"{entity}.{name} is required: give it a value")
 
 
+def _canonical_id(value: Any) -> Any:
+    """``value`` written as record ids are (lower-case hex with dashes) if it is one; else as it was (the
+    reference check then refuses it)."""
+    if not isinstance(value, str) or not value:
+        return value
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value
+
+
 def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
     try:
         schema = DEFAULT_SCHEMA.entity(entity)
@@ -97,6 +109,12 @@ def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
             value = frozenset(str(v) for v in (value or ()))
         elif kind.value == "text" and value is None:
             value = ""
+        if name in schema.references:  # an id typed as 8D0F... or {8d0f...} is written as ids are
+            value = (
+                frozenset(_canonical_id(v) for v in value)
+                if isinstance(value, frozenset)
+                else _canonical_id(value)
+            )
         out[name] = value
     problem = schema.reference_problem({k: v for k, v in out.items() if v != ""})
     if problem is not None:
@@ -144,7 +162,11 @@ class LocalLibrary:
     # -- edits ---------------------------------------------------------------------------------------------
 
     def create(self, entity: str, values: Mapping[str, Any], *, id: str | None = None) -> str:
-        record_id = id or new_id_text()
+        record_id = _canonical_id(id) if id else new_id_text()  # 8D0F... or {8d0f...} written as ids are
+        try:
+            uuid.UUID(record_id)
+        except ValueError:
+            raise LocalEditError(f"{entity} id {record_id!r} is not a record id (a UUID)") from None
         if self.store.load(entity, record_id) is not None:
             raise LocalEditError(f"{entity} {record_id} already exists")
         coerced = _coerce(entity, values)

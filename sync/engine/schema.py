@@ -46,17 +46,25 @@ class EntityType:
             raise ValueError(f"{self.name}: a lookup needs a scalar 'name' field")
 
     def reference_problem(self, values: Mapping[str, object]) -> tuple[str, str] | None:
-        """(detail, field) of the first reference in ``values`` that is not a record id (a UUID), or None:
-        the client refuses such an edit as it is typed, the server refuses such an op of a push."""
+        """(detail, field) of the first reference in ``values`` that is not a record id (a UUID written as
+        ids are: lower-case hex with dashes), or None: the client refuses such an edit as it is typed, the
+        server refuses such an op of a push. ``8D0F...`` and ``{8d0f...}`` name the same record as
+        ``8d0f...``, but a state holding them would not: a set removal of one would miss the other."""
         for name in self.references:
             value = values.get(name)
             if value is None:
                 continue
             for member in value if isinstance(value, frozenset) else (value,):
                 try:
-                    uuid.UUID(str(member))
+                    canonical = str(uuid.UUID(str(member)))
                 except ValueError:
                     return f"{self.name}.{name}: {str(member)[:60]!r} is not a record id (a UUID)", name
+                if member != canonical:
+                    return (
+                        f"{self.name}.{name}: {str(member)[:60]!r} is not written as record ids are "
+                        f"(lower-case hex with dashes: {canonical})",
+                        name,
+                    )
         return None
 
 

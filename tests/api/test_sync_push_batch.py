@@ -159,3 +159,67 @@ def test_a_refused_op_leaves_no_gap_that_pulls_never_close(client) -> None:  # t
     assert newest < head, "the refused op's revision holds no record"
     again = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": since}).json()
     assert again["records"] == [] and again["next_since"] == head and not again["has_more"]
+
+
+def test_ids_not_written_as_ids_are_and_bad_op_ids_refuse_their_op_alone(client) -> None:  # type: ignore[no-untyped-def]
+    """An id in upper case, braces or without dashes names a record the server stores under its canonical
+    form: it was accepted as sent, then every later op naming it failed the whole push (422), the pulled
+    state disagreed with the row, and a set removal of a tag named in upper case was lost. An op id longer
+    than 64 characters was cut to 64 (a second op sharing the first 64 was answered as a replay of the first
+    and never applied), and a number was taken as text. Each is refused for its op alone, naming the field
+    (found by QA)."""
+    org = new_org(client, name="Canonical")
+    ids = seed_library(org)
+    good_id = str(uuid.uuid4())
+    upper = _create("tag", str(uuid.uuid4()).upper(), {"name": "upper"}, 1)
+    braced = _create("tag", "{" + str(uuid.uuid4()) + "}", {"name": "braced"}, 2)
+    referencing = _create("prompt", str(uuid.uuid4()), {"title": "t", "body": "b"}, 3)
+    referencing["values"]["tag_ids"] = [ids["tag"].upper()]
+    scalar = _create("output", str(uuid.uuid4()), {"prompt_id": ids["prompt"].upper(), "content": "c"}, 4)
+    long_a, long_b = (_create("tag", str(uuid.uuid4()), {"name": f"long {n}"}, 5 + n) for n in range(2))
+    long_a["op_id"], long_b["op_id"] = "p" * 64 + "A", "p" * 64 + "B"
+    numbered = _create("tag", str(uuid.uuid4()), {"name": "numbered"}, 7)
+    numbered["op_id"] = 12345
+    good = _create("tag", good_id, {"name": "canonical"}, 8)
+    changes = [upper, braced, referencing, scalar, long_a, long_b, numbered, good]
+    r = org.owner.post(f"{org.base}/sync/push", json={"protocol": 4, "device": NODE, "changes": changes})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["refused"] * 7 + ["applied"]
+    fields = [(x["error"]["code"], x["error"]["field"]) for x in results[:7]]
+    assert fields == [
+        ("invalid", "id"),
+        ("invalid", "id"),
+        ("invalid", "tag_ids"),
+        ("invalid", "prompt_id"),
+        ("invalid", "op_id"),
+        ("invalid", "op_id"),
+        ("invalid", "op_id"),
+    ]
+    assert "lower-case hex with dashes" in results[0]["error"]["detail"]
+    assert [x["op_id"] for x in results[4:7]] == ["p" * 64 + "A", "p" * 64 + "B", "12345"]
+    assert "longer than 64" in results[4]["error"]["detail"]
+    names = {t["name"] for t in org.owner.get(f"{org.base}/tags", params={"limit": 500}).json()["items"]}
+    assert names & {"upper", "braced", "long 0", "long 1", "numbered"} == set()
+    assert "canonical" in names
+    # a base naming a tag in upper case is refused too (a removal of it would miss the tag)
+    created = make_create(
+        "prompt",
+        str(uuid.uuid4()),
+        {"title": "tagged", "body": "b", "tag_ids": [good_id]},
+        schema=DEFAULT_SCHEMA,
+        node=NODE,
+        hlc=_hlc(9),
+        op_id=f"op-{uuid.uuid4()}",
+    )
+    push = {"protocol": 4, "device": NODE, "changes": [change_to_wire(created)]}
+    assert org.owner.post(f"{org.base}/sync/push", json=push).json()["results"][0]["status"] == "applied"
+    state = merge_change(None, created, DEFAULT_SCHEMA).state
+    edit = make_edit(state, {"tag_ids": []}, schema=DEFAULT_SCHEMA, node=NODE, hlc=_hlc(10), op_id="op-untag")
+    assert edit is not None
+    removal = change_to_wire(edit)
+    removal["base"]["tag_ids"][0] = [good_id.upper()]
+    push = {"protocol": 4, "device": NODE, "changes": [removal]}
+    [refused] = org.owner.post(f"{org.base}/sync/push", json=push).json()["results"]
+    assert (refused["status"], refused["error"]["field"]) == ("refused", "tag_ids"), refused
+    assert org.owner.get(f"{org.base}/prompts/{created.record_id}").json()["tag_ids"] == [good_id]

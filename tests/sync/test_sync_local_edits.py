@@ -232,3 +232,28 @@ def test_required_fields_are_checked_as_the_edit_is_made(  # type: ignore[no-unt
     # an edit that leaves the required field alone is fine
     assert laptop.library.edit("prompt", ids["prompt"], {"description": "d"})
     _settle(laptop, desktop)
+
+
+def test_an_id_typed_in_upper_case_or_braces_is_written_as_ids_are(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """The server refuses ids not written as ids are (lower-case, dashes); a replica writes what a user
+    typed (``outputhub replica ... --set prompt_id=8D0F...``) in that form, and refuses what is no id."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    _settle(laptop, desktop)
+    wanted = str(uuid.uuid4())
+    made = laptop.library.create(
+        "output",
+        {"prompt_id": ids["prompt"].upper(), "content": "c", "tag_ids": "{" + ids["tag"] + "}"},
+        id=wanted.upper(),
+    )
+    assert made == wanted
+    shown = laptop.library.get("output", made)
+    assert (shown["prompt_id"], shown["tag_ids"]) == (ids["prompt"], [ids["tag"]])
+    with pytest.raises(LocalEditError, match="is not a record id"):
+        laptop.library.create("tag", {"name": "x"}, id="not-an-id")
+    _settle(laptop, desktop)
+    served = org.owner.get(f"{org.base}/outputs/{wanted}").json()
+    assert (served["prompt_id"], served["tag_ids"]) == (ids["prompt"], [ids["tag"]])
+    assert laptop.values() == desktop.values()

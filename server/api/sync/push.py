@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -488,13 +488,47 @@ def _merge_duplicate_lookup(
     return Applied(OutcomeKind.MERGED, state, revision, (), (), None), str(existing)
 
 
+class _FieldError(ValueError):
+    """An op refused for one of its own fields (named in the answer)."""
+
+    def __init__(self, detail: str, field: str) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
 def _parse(raw: Any) -> Change | ProtocolError | ValueError:
     try:
         change = change_from_wire(raw)
-        uuid.UUID(change.record_id)
+        canonical = str(uuid.UUID(change.record_id))
     except (ProtocolError, ValueError) as exc:
         return exc
+    if canonical != change.record_id:
+        # the record would be stored under the canonical id and its state under the id as sent: every later
+        # op naming it failed the whole push, and set removals of it were lost
+        return _FieldError(
+            f"{change.entity} id {change.record_id!r} is not written as record ids are (lower-case hex with "
+            f"dashes: {canonical})",
+            "id",
+        )
     return change
+
+
+MAX_OP_ID: Final = 64
+"""The longest op id (``SyncOp.op_id``; a client's UUID is 36)."""
+
+
+def _op_id(raw: Any) -> tuple[str, str | None]:
+    """(the op id to answer with, why it cannot be one or None). An op id is the key its answer is kept
+    under: text of 1 to 64 characters (it was cut to 64, and a second op sharing the first 64 was answered as
+    a replay of the first and never applied)."""
+    value = raw.get("op_id") if isinstance(raw, dict) else None
+    if value is None or value == "":
+        return "", "missing op_id"
+    if not isinstance(value, str):
+        return json.dumps(value)[:200], f"op_id must be text, not {type(value).__name__}"
+    if len(value) > MAX_OP_ID:
+        return value, f"op_id is longer than {MAX_OP_ID} characters"
+    return value, None
 
 
 _OPS = SyncOp.__table__
@@ -517,7 +551,8 @@ def push(
     """Answer each op of a push, in order (``bulk_creates=False``: every op through the per-op path, the
     reference the bulk path of new records is tested against)."""
     may_write = allows(tenant.role, Action.WRITE)
-    op_ids = [str(raw.get("op_id") or "")[:64] if isinstance(raw, dict) else "" for raw in changes]
+    named = [_op_id(raw) for raw in changes]
+    op_ids = [op_id if problem is None else "" for op_id, problem in named]
     answered: dict[str, OpResult] = {
         op_id: OpResult.model_validate(json.loads(result) | {"replayed": True})
         for start in range(0, len(op_ids), 500)
@@ -605,8 +640,11 @@ def push(
     now_ms = int(now.timestamp() * 1000)
     for index, (raw, op_id, change) in enumerate(zip(changes, op_ids, parsed, strict=True)):
         if not op_id:
+            echo, problem = named[index]
             results[index] = OpResult(
-                op_id="", status="refused", error=OpError(code="invalid", detail="missing op_id")
+                op_id=echo,
+                status="refused",
+                error=OpError(code="invalid", detail=problem or "missing op_id", field="op_id"),
             )
             continue
         if op_id in run.op_ids:
@@ -725,7 +763,7 @@ def _storable(
     """Whether :func:`_check_values` surely accepts the state and :func:`write_row` can store it as is,
     judged without a query (False sends the op to the per-op path, which answers it exactly)."""
     values = state.values
-    if _field_problem(spec, values) is not None:
+    if _field_problem(spec, values) is not None or reference_problem(spec, values) is not None:
         return False
     if values.get("position") is not None:
         return False
@@ -856,7 +894,7 @@ def _handle(
             status="refused",
             entity=entity,
             id=ident,
-            error=OpError(code="invalid", detail=str(change)),
+            error=OpError(code="invalid", detail=str(change), field=getattr(change, "field", None)),
         )
     now_ms = int(now.timestamp() * 1000)
     if change.hlc.wall_ms > now_ms + max_drift_ms:
@@ -871,7 +909,11 @@ def _handle(
             ),
         )
     spec = SPECS[change.entity]
-    problem = reference_problem(spec, change.values) or value_problem(spec, change.values)
+    problem = (
+        reference_problem(spec, change.values)
+        or reference_problem(spec, {n: b.value for n, b in change.base.items() if n in spec.references})
+        or value_problem(spec, change.values)
+    )
     if problem is not None:
         return OpResult(
             op_id=op_id,
