@@ -47,7 +47,11 @@ TABLE_ENTITIES: Final[dict[str, str]] = {table: entity for entity, table in ENTI
 
 
 class ProtocolError(ValueError):
-    """A wire payload is malformed; the message says where."""
+    """A wire payload is malformed; the message says where, ``field`` which field of a change (or None)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 _decoded_hlc = functools.lru_cache(maxsize=1 << 14)(HLC.decode)
@@ -86,13 +90,13 @@ def decode_value(schema: EntitySchema, entity: str, name: str, value: object, wh
     try:
         kind = schema.kind(entity, name)
     except InvalidChangeError as exc:
-        raise ProtocolError(f"{where}: {exc}") from None
+        raise ProtocolError(f"{where}: {exc}", field=name) from None
     if kind is FieldKind.SET:
         if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
-            raise ProtocolError(f"{where}: a set value must be a list of strings")
+            raise ProtocolError(f"{where}: a set value must be a list of strings", field=name)
         return frozenset(value)
     if isinstance(value, list | dict):
-        raise ProtocolError(f"{where}: {entity}.{name} takes a single value")
+        raise ProtocolError(f"{where}: {entity}.{name} takes a single value", field=name)
     return value  # type: ignore[return-value]  # str | int | float | bool | None, checked by the engine
 
 
@@ -129,13 +133,16 @@ def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_
         base: dict[str, FieldBase] = {}
         for name, pair in dict(data.get("base") or {}).items():
             if not isinstance(pair, list) or len(pair) != 2:
-                raise ProtocolError(f"{where}.base.{name}: expected [value, versions]")
+                raise ProtocolError(f"{where}.base.{name}: expected [value, versions]", field=name)
             value = pair[0]
             if name != TOMBSTONE and name in values:
                 value = decode_value(schema, entity, name, value, f"{where}.base.{name}")
             elif isinstance(value, list):
                 value = frozenset(value)
-            base[name] = FieldBase(value, _versions(pair[1], f"{where}.base.{name}"))
+            try:
+                base[name] = FieldBase(value, _versions(pair[1], f"{where}.base.{name}"))
+            except ProtocolError as exc:
+                raise ProtocolError(str(exc), field=name) from None
         change = Change(
             entity=entity,
             record_id=str(data["id"]),
@@ -147,7 +154,7 @@ def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_
             base=base,
         )
     except KeyError as exc:
-        raise ProtocolError(f"{where}: missing {exc.args[0]!r}") from None
+        raise ProtocolError(f"{where}: missing {exc.args[0]!r}", field=str(exc.args[0])) from None
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ProtocolError):
             raise
@@ -155,7 +162,7 @@ def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_
     try:
         change.validate(schema)
     except InvalidChangeError as exc:
-        raise ProtocolError(str(exc)) from None
+        raise ProtocolError(str(exc), field=exc.errors[0].field if exc.errors else None) from None
     return change
 
 

@@ -7,12 +7,14 @@ the same information hold *equal* objects: convergence can be checked with ``==`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
 from outputhub.common.clock import HLC
+from outputhub.common.errors import FieldError
 from outputhub.sync.engine.errors import InvalidChangeError
 from outputhub.sync.engine.schema import TOMBSTONE, EntitySchema, FieldValue, check_value
 
@@ -65,15 +67,18 @@ class Change:
         if not self.record_id or not self.op_id:
             raise InvalidChangeError("change needs a record id and an op id")
         for name, value in self.values.items():
-            check_value(self.entity, name, schema.kind(self.entity, name), value)
+            with _naming(name):
+                check_value(self.entity, name, schema.kind(self.entity, name), value)
         for name, base in self.base.items():
             if name == TOMBSTONE:
                 if self.kind not in (ChangeKind.DELETE, ChangeKind.RESTORE):
                     raise InvalidChangeError(f"change {self.op_id}: only delete/restore may name {TOMBSTONE}")
             elif name in self.values:  # a delete's base only lists versions; its values are not used
-                check_value(self.entity, name, schema.kind(self.entity, name), base.value)
+                with _naming(name):
+                    check_value(self.entity, name, schema.kind(self.entity, name), base.value)
             else:
-                schema.kind(self.entity, name)
+                with _naming(name):
+                    schema.kind(self.entity, name)
             if any(v >= self.hlc for v in base.versions):
                 raise InvalidChangeError(
                     f"change {self.op_id}: base of {name!r} is not older than the change (receive the remote "
@@ -235,3 +240,15 @@ class RecordState:
 
     def conflict(self, conflict_id: str) -> Conflict | None:
         return next((c for c in self.conflicts if c.id == conflict_id), None)
+
+
+@contextmanager
+def _naming(name: str) -> Iterator[None]:
+    """Re-raise an :class:`InvalidChangeError` about field ``name`` naming it (``errors``), for answers that
+    say which field was refused."""
+    try:
+        yield
+    except InvalidChangeError as exc:
+        if exc.errors:
+            raise
+        raise InvalidChangeError(exc.detail, errors=[FieldError(name, exc.detail)]) from None

@@ -223,3 +223,30 @@ def test_ids_not_written_as_ids_are_and_bad_op_ids_refuse_their_op_alone(client)
     [refused] = org.owner.post(f"{org.base}/sync/push", json=push).json()["results"]
     assert (refused["status"], refused["error"]["field"]) == ("refused", "tag_ids"), refused
     assert org.owner.get(f"{org.base}/prompts/{created.record_id}").json()["tag_ids"] == [good_id]
+
+
+def test_a_malformed_value_is_refused_naming_its_field(client) -> None:  # type: ignore[no-untyped-def]
+    """A refused op's ``error.field`` names the field its detail is about (it was null for a wrong-typed
+    text, a null set, an unknown field or a malformed base; found by QA)."""
+    org = new_org(client, name="Fields")
+    seed_library(org)
+
+    def op(values: dict[str, Any], n: int, **extra: Any) -> dict[str, Any]:
+        wire = _create("prompt", str(uuid.uuid4()), {"title": "t", "body": "b"}, n)
+        wire["values"].update(values)
+        wire.update(extra)
+        return wire
+
+    cases = [
+        (op({"body": 5}, 1), "body"),
+        (op({"tag_ids": None}, 2), "tag_ids"),
+        (op({"colour": "red"}, 3), "colour"),
+        (op({"tag_ids": "not-a-list"}, 4), "tag_ids"),
+        ({**op({}, 5), "kind": "update", "base": {"title": "no pair"}, "values": {"title": "x"}}, "title"),
+    ]
+    push = {"protocol": 4, "device": NODE, "changes": [c for c, _ in cases]}
+    r = org.owner.post(f"{org.base}/sync/push", json=push)
+    assert r.status_code == 200, r.text
+    answers = r.json()["results"]
+    expected = [("refused", field) for _, field in cases]
+    assert [(a["status"], a["error"]["field"]) for a in answers] == expected, answers
