@@ -158,6 +158,17 @@ class Problem:
         return body
 
 
+class AlreadyResolvedError(OutputHubError):
+    """A sync conflict that was resolved already (by someone else, or by an edit that replicated)."""
+
+    status = 409
+    title = "Already resolved"
+    type_slug = "already-resolved"
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}", errors=[FieldError(field_name, message)])
+
+
 class InUseError(OutputHubError):
     """The operation would orphan other records (e.g. deleting a prompt that still has outputs)."""
 

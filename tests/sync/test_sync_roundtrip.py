@@ -206,6 +206,39 @@ def test_rest_edit_and_offline_edit_of_same_field_conflict(org, devices) -> None
     assert laptop.open_conflicts() == []
 
 
+def test_resolving_through_the_api_refuses_bad_values_naming_them(org, devices) -> None:  # type: ignore[no-untyped-def]
+    """A value of the wrong shape is a 422 naming ``body.value`` (an object gave a bare invalid-change, a
+    number named ``body.title``), ``null`` takes a reference away, and resolving a conflict twice is a 409
+    (found by QA)."""
+    ids = seed_library(org)
+    laptop, _ = devices
+    laptop.sync()
+    stage = org.owner.post(f"{org.base}/development-stages", json={"name": "beta"}).json()["id"]
+    laptop.sync()
+    laptop.library.edit("prompt", ids["prompt"], {"title": "Offline", "development_stage_id": stage})
+    other = org.owner.post(f"{org.base}/development-stages", json={"name": "gamma"}).json()["id"]
+    online = {"title": "Online", "development_stage_id": other}
+    org.owner.patch(f"{org.base}/prompts/{ids['prompt']}", json=online)
+    laptop.sync()
+    conflicts = {c["field"]: c for c in org.owner.get(f"{org.base}/sync/conflicts").json()}
+    assert set(conflicts) == {"title", "development_stage_id"}
+    title_url = f"{org.base}/sync/conflicts/{conflicts['title']['id']}/resolve"
+    for value in ({"a": 1}, 5, ["x"]):
+        r = org.owner.post(title_url, json={"value": value})
+        assert r.status_code == 422, r.text
+        assert [e["field"] for e in r.json()["errors"]] == ["body.value"], r.text
+    stage_url = f"{org.base}/sync/conflicts/{conflicts['development_stage_id']['id']}/resolve"
+    taken_away = org.owner.post(stage_url, json={"value": None})
+    assert taken_away.status_code == 200, taken_away.text
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["development_stage_id"] is None
+    assert org.owner.post(title_url, json={"keep": "winner"}).status_code == 200
+    again = org.owner.post(title_url, json={"keep": "loser"})
+    assert again.status_code == 409, again.text
+    assert again.json()["errors"][0]["field"] == "path.conflict_id"
+    laptop.sync()
+    assert laptop.open_conflicts() == []
+
+
 def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore[no-untyped-def]
     app, backend, org, devices, monkeypatch, tmp_path: Path
 ) -> None:

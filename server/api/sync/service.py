@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from outputhub.common.errors import CursorExpiredError, InvalidInputError, NotFoundError
+from outputhub.common.errors import AlreadyResolvedError, CursorExpiredError, InvalidInputError, NotFoundError
 from outputhub.common.sync import (
     PROTOCOL_VERSION,
     Checksums,
@@ -64,7 +64,8 @@ from outputhub.server.storage.tables import (
     SyncRecordState,
     sums_columns,
 )
-from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, Resolution, resolve, sides
+from outputhub.sync.engine import DEFAULT_SCHEMA, InvalidChangeError, Merged, Resolution, resolve, sides
+from outputhub.sync.engine.schema import check_value
 from outputhub.sync.protocol import TABLE_ENTITIES, state_to_wire
 
 
@@ -444,7 +445,7 @@ def resolve_conflict(
     if item is None:
         raise NotFoundError("conflict", ident)
     if item.resolved_at is not None:
-        raise InvalidInputError("path.conflict_id", "this conflict is already resolved")
+        raise AlreadyResolvedError("path.conflict_id", "this conflict is already resolved")
     spec = SPECS[item.entity]
     row = session.execute(
         select(spec.table).where(spec.table.org_id == tenant.org_id, spec.table.id == item.record_id)
@@ -454,11 +455,12 @@ def resolve_conflict(
     if conflict is None:  # closed by an edit that replicated meanwhile
         item.resolved_at, item.resolved_by = now, tenant.actor
         return OpResult(op_id="", status="noop", entity=spec.entity, id=str(row.id), revision=row.revision)
-    if (body.keep is None) == (body.value is None):
+    given = "value" in body.model_fields_set  # null is a value (a reference taken away)
+    if (body.keep is None) == (not given):
         raise InvalidInputError("body.keep", "give either keep (winner or loser) or value")
     if body.keep is not None and body.keep not in ("winner", "loser"):
         raise InvalidInputError("body.keep", "must be winner or loser")
-    if body.value is not None:
+    if given:
         if conflict.kind.value == "delete":
             raise InvalidInputError("body.value", "a delete conflict is resolved with keep (winner or loser)")
         kind = DEFAULT_SCHEMA.kind(spec.entity, conflict.field)
@@ -467,6 +469,10 @@ def resolve_conflict(
         )
         if kind.value == "text" and not isinstance(value, str):
             raise InvalidInputError("body.value", "must be text")
+        try:
+            check_value(spec.entity, conflict.field, kind, value)
+        except InvalidChangeError as exc:
+            raise InvalidInputError("body.value", exc.detail) from None
         choice = Merged(value)
     else:
         side = conflict.winner if body.keep == "winner" else conflict.loser
@@ -483,8 +489,8 @@ def resolve_conflict(
         change = resolve(conflict, choice, node=SERVER_NODE, hlc=hlc, op_id=op_id)
     try:
         applied = apply_change(session, tenant=tenant, change=change, now=now, source="api")
-    except OpRefusedError as refused:
-        raise InvalidInputError(f"body.{refused.error.field or 'value'}", refused.error.detail) from None
+    except OpRefusedError as refused:  # about the resolved field: the body's value (or the side kept)
+        raise InvalidInputError("body.value" if given else "body.keep", refused.error.detail) from None
     if conflict.kind.value == "delete" and applied.state.deleted:
         _take_along(session, tenant=tenant, spec=spec, ident=row.id, now=now)
     item.resolved_at, item.resolved_by = now, tenant.actor
