@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 PROTOCOL_VERSION = 4
 """What this client speaks. 2: a pulled state may stand for a long text of the record's data with the marker
@@ -60,7 +60,7 @@ class PullAlong(BaseModel):
 
 
 class PushRequest(BaseModel):
-    protocol: int
+    protocol: StrictInt = Field(description="The protocol version, a JSON number (not text, not true).")
     device: str = Field(min_length=1, max_length=64, description="The replica's node id.")
     changes: list[dict[str, Any]] = Field(
         max_length=1000,

@@ -70,6 +70,11 @@ def _hlc(text: object, where: str) -> HLC:
         raise ProtocolError(f"{where}: {exc}") from None
 
 
+MAX_BASE_VERSIONS: Final = 1000
+"""The most versions one field's base in a pushed change may name (a base names the heads its author saw: a
+handful; 20,000 made-up ones were stored in the record's state). Stored states are not bounded by it."""
+
+
 def _versions(items: object, where: str) -> frozenset[HLC]:
     if not isinstance(items, list):
         raise ProtocolError(f"{where}: versions must be a list")
@@ -126,6 +131,9 @@ def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_
         if entity not in schema.entities:
             raise ProtocolError(f"{where}: unknown entity {entity!r}")
         kind = ChangeKind(data["kind"])
+        for part in ("values", "base"):
+            if not isinstance(data.get(part) or {}, Mapping):
+                raise ProtocolError(f"{where}: {part} must be an object of fields", field=part)
         values = {
             name: decode_value(schema, entity, name, v, f"{where}.values.{name}")
             for name, v in dict(data.get("values") or {}).items()
@@ -139,6 +147,9 @@ def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_
                 value = decode_value(schema, entity, name, value, f"{where}.base.{name}")
             elif isinstance(value, list):
                 value = frozenset(value)
+            if isinstance(pair[1], list) and len(pair[1]) > MAX_BASE_VERSIONS:
+                too_many = f"{where}.base.{name}: more than {MAX_BASE_VERSIONS} versions"
+                raise ProtocolError(too_many, field=name)
             try:
                 base[name] = FieldBase(value, _versions(pair[1], f"{where}.base.{name}"))
             except ProtocolError as exc:

@@ -250,3 +250,27 @@ def test_a_malformed_value_is_refused_naming_its_field(client) -> None:  # type:
     answers = r.json()["results"]
     expected = [("refused", field) for _, field in cases]
     assert [(a["status"], a["error"]["field"]) for a in answers] == expected, answers
+
+
+def test_a_push_takes_its_protocol_as_a_number_and_its_values_as_objects(client) -> None:  # type: ignore[no-untyped-def]
+    """``"protocol": true`` or ``"4"`` is a 422 (it was read as 1 and 4); values or a base given as a list
+    of pairs refuse their op (they were read as objects); a base naming 20,000 versions refuses its op (it
+    was stored in the record's state; found by QA)."""
+    org = new_org(client, name="Strict")
+    for protocol in (True, "4", 4.0):
+        body = {"protocol": protocol, "device": NODE, "changes": []}
+        r = org.owner.post(f"{org.base}/sync/push", json=body)
+        assert r.status_code == 422, (protocol, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == ["body.protocol"], r.text
+    pairs = _create("tag", str(uuid.uuid4()), {"name": "pairs"}, 1)
+    pairs["values"] = [["name", "pairs"]]
+    bloated = _create("tag", str(uuid.uuid4()), {"name": "bloated"}, 2)
+    bloated_edit = {**bloated, "kind": "update", "op_id": f"op-{uuid.uuid4()}", "hlc": _hlc(3).encode()}
+    bloated_edit["base"] = {"name": ["bloated", [HLC(1_000_000 + n, 0, "x").encode() for n in range(20_000)]]}
+    push = {"protocol": 4, "device": NODE, "changes": [pairs, bloated, bloated_edit]}
+    results = org.owner.post(f"{org.base}/sync/push", json=push).json()["results"]
+    assert [(x["status"], (x.get("error") or {}).get("field")) for x in results] == [
+        ("refused", "values"),
+        ("applied", None),
+        ("refused", "name"),
+    ], results
