@@ -274,3 +274,21 @@ def test_a_push_takes_its_protocol_as_a_number_and_its_values_as_objects(client)
         ("applied", None),
         ("refused", "name"),
     ], results
+
+
+def test_an_op_id_reused_for_another_record_is_refused_not_answered_as_a_replay(client) -> None:  # type: ignore[no-untyped-def]
+    """A replay gets the first answer; an op id that comes back with a change of another record got that
+    answer too (another record's id, ``replayed``), so the client dropped its change unapplied (found by
+    QA). It is refused, naming ``op_id``."""
+    org = new_org(client, name="Reuse")
+    first = _create("tag", str(uuid.uuid4()), {"name": "first"}, 1)
+    second = _create("tag", str(uuid.uuid4()), {"name": "second"}, 2)
+    second["op_id"] = first["op_id"]
+    push = {"protocol": 4, "device": NODE, "changes": [first]}
+    [applied] = org.owner.post(f"{org.base}/sync/push", json=push).json()["results"]
+    push = {"protocol": 4, "device": NODE, "changes": [first, second]}
+    replayed, refused = org.owner.post(f"{org.base}/sync/push", json=push).json()["results"]
+    assert replayed == {**applied, "replayed": True}
+    assert (refused["status"], refused["id"], refused["error"]["field"]) == ("refused", second["id"], "op_id")
+    names = {t["name"] for t in org.owner.get(f"{org.base}/tags", params={"limit": 500}).json()["items"]}
+    assert "first" in names and "second" not in names

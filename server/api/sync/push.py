@@ -517,6 +517,27 @@ MAX_OP_ID: Final = 64
 """The longest op id (``SyncOp.op_id``; a client's UUID is 36)."""
 
 
+def _replay(first: OpResult, raw: Any) -> OpResult:
+    """The first answer to an op id, for a replay of its op; a refusal when the op id comes back with a change
+    of another record (a client reusing op ids would otherwise take another record's answer for its own, and
+    drop the change from its outbox unapplied)."""
+    entity, ident = (raw.get("entity"), raw.get("id")) if isinstance(raw, dict) else (None, None)
+    if (first.entity and entity != first.entity) or (first.id and str(ident) != first.id):
+        return OpResult(
+            op_id=first.op_id,
+            status="refused",
+            entity=entity if isinstance(entity, str) else None,
+            id=str(ident) if ident is not None else None,
+            error=OpError(
+                code="invalid",
+                detail=f"op_id {first.op_id!r} was used for a change of {first.entity} {first.id}: every "
+                "change needs an op id of its own",
+                field="op_id",
+            ),
+        )
+    return first.model_copy(update={"replayed": True})
+
+
 def _op_id(raw: Any) -> tuple[str, str | None]:
     """(the op id to answer with, why it cannot be one or None). An op id is the key its answer is kept
     under: text of 1 to 64 characters (it was cut to 64, and a second op sharing the first 64 was answered as
@@ -650,7 +671,7 @@ def push(
         if op_id in run.op_ids:
             write_run()  # its answer is final only once written
         if op_id in answered:  # a replay (an earlier push, or twice in this one)
-            results[index] = answered[op_id].model_copy(update={"replayed": True})
+            results[index] = _replay(answered[op_id], raw)
             continue
         if bulk_creates and may_write and isinstance(change, Change):
             new = _new_record(
