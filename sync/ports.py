@@ -166,7 +166,10 @@ class Remote(Protocol):
     @property
     def org_id(self) -> str: ...
 
-    def pull(self, *, since: int, limit: int) -> Mapping[str, Any]: ...
+    def pull(self, *, since: int, limit: int, from_zero: bool = False) -> Mapping[str, Any]:
+        """A page of changes after ``since``; ``from_zero``: it continues a pull that started at 0 (an
+        initial sync or a full resync), which a purge of tombstones does not expire."""
+        ...
 
     def push(
         self,

@@ -337,7 +337,7 @@ class SyncClient:
                 except CursorExpiredError:
                     group.close()
                     grouped = 0
-                    if cursor == 0:
+                    if start == 0:  # a pull from 0 cannot expire (an older server said so mid-walk: no loop)
                         raise
                     report.full_resync = True
                     cursor, start, seen = 0, 0, {}
@@ -348,7 +348,7 @@ class SyncClient:
                     raise
                 if page.get("has_more"):
                     # fetch the next page while this one is applied (server and replica work at once)
-                    pending = prefetch.submit(self._fetch, since=int(page["next_since"]))
+                    pending = prefetch.submit(self._fetch, since=int(page["next_since"]), walk=start == 0)
                 if not grouped:
                     group.enter_context(self.store.replayable_transaction())
                     opened = time.monotonic()
@@ -389,10 +389,11 @@ class SyncClient:
             progress("pull", cursor - start, (int(head) - start) if head else None)
         return cursor
 
-    def _fetch(self, *, since: int) -> tuple[Mapping[str, Any], list[RemoteItem]]:
+    def _fetch(self, *, since: int, walk: bool = False) -> tuple[Mapping[str, Any], list[RemoteItem]]:
         """A page and its records as :class:`RemoteItem` (compact states expanded): run on the prefetch
-        thread, so that decoding the next page overlaps applying this one (SQLite releases the GIL)."""
-        page = self.remote.pull(since=since, limit=self.pull_page)
+        thread, so that decoding the next page overlaps applying this one (SQLite releases the GIL).
+        ``walk``: the page continues a pull that started at 0 (its cursor may be below the purge horizon)."""
+        page = self.remote.pull(since=since, limit=self.pull_page, from_zero=walk)
         return page, [_item(r) for r in page.get("records", [])]
 
     def _drop_unseen(self, seen: dict[str, set[str]]) -> None:

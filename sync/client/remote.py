@@ -138,9 +138,11 @@ class HttpRemote:
             self.protocol = fallback
             return request(fallback)
 
-    def pull(self, *, since: int, limit: int) -> Mapping[str, Any]:
+    def pull(self, *, since: int, limit: int, from_zero: bool = False) -> Mapping[str, Any]:
         def request(protocol: int) -> Mapping[str, Any]:
-            params = {"protocol": protocol, "since": since, "limit": limit}
+            params: dict[str, Any] = {"protocol": protocol, "since": since, "limit": limit}
+            if from_zero and since:
+                params["from_zero"] = "true"
             return orjson.loads(self._send("GET", self._url("/changes"), params=params).content)  # type: ignore[no-any-return]
 
         return self._negotiated(request)

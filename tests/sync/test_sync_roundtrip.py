@@ -240,7 +240,7 @@ def test_resolving_through_the_api_refuses_bad_values_naming_them(org, devices) 
 
 
 def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore[no-untyped-def]
-    app, backend, org, devices, monkeypatch, tmp_path: Path
+    app, backend, client, org, devices, monkeypatch, tmp_path: Path
 ) -> None:
     from typer.testing import CliRunner
 
@@ -248,6 +248,11 @@ def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore
 
     ids = seed_library(org)
     laptop, desktop = devices
+    # more than a page of records below the purge horizon (the devices pull 200 at a time): a resync from 0
+    # walks pages whose cursors are below it (each expired, and the resync started again, forever; QA)
+    items = [{"prompt_id": ids["prompt"], "content": f"bulk {n}"} for n in range(450)]
+    assert org.owner.post(f"{org.base}/outputs/bulk", json={"items": items[:300]}).status_code == 201
+    assert org.owner.post(f"{org.base}/outputs/bulk", json={"items": items[300:]}).status_code == 201
     laptop.sync()
     desktop.sync()
     doomed = org.owner.post(f"{org.base}/prompts", json={"title": "Doomed", "body": "x"}).json()["id"]
@@ -287,9 +292,14 @@ def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore
     [kept] = [c for c in desktop.open_conflicts() if c.record_id == doomed]
     assert kept.field == "_rejected" and kept.mine["values"] == {"title": "Edited a doomed prompt"}
     assert desktop.replica.get_prompt(id=doomed) is None
-    laptop.sync()
-    assert report.checksum_ok is True
+    laptop_report = laptop.sync()  # its cursor is the horizon: it lacks nothing, but holds purged tombstones
+    assert report.checksum_ok is True and laptop_report.checksum_ok is not False
     assert laptop.values() == desktop.values()
+    owner = org.owner.token
+    newcomer = make_device(tmp_path, "newcomer", http=client, base_url="", token=owner, org_id=org.id)
+    first = newcomer.sync()  # a new replica after a purge: an initial sync of several pages
+    assert first.checksum_ok is True and not first.full_resync
+    assert newcomer.values() == laptop.values()
     assert stale_feed_data(app.state.services.session_factory, org.id, allow_missing=True) == []
     assert org.owner.get(f"{org.base}/outputs/{ids['output']}").json()["tag_ids"] == [ids["tag"]]
     assert laptop.library.get("output", ids["output"])["tag_ids"] == [ids["tag"]]

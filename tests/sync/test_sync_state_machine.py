@@ -114,15 +114,15 @@ class FaultyRemote:
         fault, self.fault = self.fault, "none"
         return fault
 
-    def pull(self, *, since: int, limit: int) -> Mapping[str, Any]:
+    def pull(self, *, since: int, limit: int, from_zero: bool = False) -> Mapping[str, Any]:
         fault = self._take()
         if fault == "lose-request":
             raise ServerUnreachableError("injected: request lost")
-        page = self._remote().pull(since=since, limit=limit)
+        page = self._remote().pull(since=since, limit=limit, from_zero=from_zero)
         if fault == "lose-response":
             raise ServerUnreachableError("injected: response lost")
         if fault == "duplicate":
-            page = self._remote().pull(since=since, limit=limit)
+            page = self._remote().pull(since=since, limit=limit, from_zero=from_zero)
         return page
 
     def push(

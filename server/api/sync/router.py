@@ -54,15 +54,23 @@ def pull_changes(
         int, Query(ge=0, le=DB_INT_MAX, description="The last revision the replica has (0: everything).")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    from_zero: Annotated[
+        bool,
+        Query(
+            description="This page continues a pull that started at 0 (an initial sync or a full resync): "
+            "its cursor, a page boundary of that pull, does not expire."
+        ),
+    ] = False,
 ) -> Response:
     """Every record changed after `since`, tombstones included, in revision order (lookups before the
     records that reference them), with each record's merge state. Pages never split a revision. A cursor
-    older than the tombstone retention gets 410 `cursor-expired`: pull again from 0."""
+    older than the tombstone retention gets 410 `cursor-expired`: pull again from 0 (and pass `from_zero`
+    with the pages after the first)."""
     _check_protocol(protocol, "query.protocol")
-    return Response(
-        service.pull(session, tenant=tenant, since=since, limit=limit, protocol=protocol),
-        media_type="application/json",
+    page = service.pull(
+        session, tenant=tenant, since=since, limit=limit, protocol=protocol, from_zero=from_zero
     )
+    return Response(page, media_type="application/json")
 
 
 class PushAnswer(Response):

@@ -203,6 +203,7 @@ def pull(
     limit: int,
     with_state: bool = True,
     protocol: int = PROTOCOL_VERSION,
+    from_zero: bool = False,
 ) -> bytes:
     """Changes with revision > ``since`` in revision order, as the JSON of a :class:`PullPage`. A page never
     splits one revision, so ``next_since`` (the highest revision on the page) is always a safe cursor, and a
@@ -214,7 +215,10 @@ def pull(
         _marks_sql(session.get_bind().dialect.name, remaps_since=True), {"org": org_id, "since": since}
     ).one()
     purged = int(purged or 0)
-    if 0 < since < purged:
+    if 0 < since < purged and not from_zero:
+        # a pull that started at 0 walks what exists now: its later pages' cursors are below the horizon as
+        # a matter of course (they expired every page after the first, and the client started again: a
+        # resync after a purge never ended)
         raise CursorExpiredError(
             f"deleted records up to revision {purged} have been purged; this replica last synced at revision "
             f"{since}: pull again from 0 (local edits are kept and pushed)"

@@ -75,7 +75,7 @@ class FeedRemote:
     def org_id(self) -> str:
         return ORG
 
-    def pull(self, *, since: int, limit: int) -> Mapping[str, Any]:
+    def pull(self, *, since: int, limit: int, from_zero: bool = False) -> Mapping[str, Any]:
         if self.on_pull is not None:
             self.on_pull(since)
         if self.delay_s:
