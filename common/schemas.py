@@ -24,17 +24,25 @@ from pydantic import (
     model_validator,
 )
 
+from outputhub.common.limits import (
+    LONG_TEXT_MAX,
+    MEMBERS_MAX,
+    NAME_MAX,
+    POSITION_MAX,
+    SHORT_TEXT_MAX,
+    TITLE_MAX,
+)
 from outputhub.common.roles import ApiKeyScope, Role
 
 T = TypeVar("T")
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-LongText = Annotated[str, StringConstraints(max_length=1_000_000)]
-NonEmptyLongText = Annotated[str, StringConstraints(min_length=1, max_length=1_000_000)]
-ShortText = Annotated[str, StringConstraints(max_length=20_000)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX)]
+LongText = Annotated[str, StringConstraints(max_length=LONG_TEXT_MAX)]
+NonEmptyLongText = Annotated[str, StringConstraints(min_length=1, max_length=LONG_TEXT_MAX)]
+ShortText = Annotated[str, StringConstraints(max_length=SHORT_TEXT_MAX)]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
-IdList = Annotated[list[uuid.UUID], Field(max_length=200)]
+IdList = Annotated[list[uuid.UUID], Field(max_length=MEMBERS_MAX)]
 
 UTC_RANGE_MESSAGE = "must be between 0001-01-01 and 9999-12-31 in UTC"
 
@@ -193,13 +201,13 @@ class LookupCreate(Input):
     id: uuid.UUID | None = None
     name: Name
     description: ShortText = ""
-    position: int | None = Field(default=None, ge=0, le=1_000_000, description="Order on ordered scales.")
+    position: int | None = Field(default=None, ge=0, le=POSITION_MAX, description="Order on ordered scales.")
 
 
 class LookupUpdate(Input):
     name: Name | None = None
     description: ShortText | None = None
-    position: int | None = Field(default=None, ge=0, le=1_000_000)
+    position: int | None = Field(default=None, ge=0, le=POSITION_MAX)
 
 
 class LookupRead(RowMeta):

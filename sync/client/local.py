@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 
 from outputhub.common.clock import HLC, tick
 from outputhub.common.ids import new_id_text
+from outputhub.common.limits import limit_problem
 from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
@@ -117,8 +118,17 @@ def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
             )
         out[name] = value
     problem = schema.reference_problem({k: v for k, v in out.items() if v != ""})
+    problem = problem or limit_problem(entity, out)
     if problem is not None:
         raise LocalEditError(problem[0])
+    for name, value in out.items():  # text the server cannot store is refused as it is typed
+        if isinstance(value, str) and "\x00" in value:
+            raise LocalEditError(f"{entity}.{name} must not contain a NUL character (U+0000)")
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LocalEditError(f"{entity}.{name} is not UTF-8 text") from None
     return out
 
 

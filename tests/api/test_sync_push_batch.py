@@ -292,3 +292,40 @@ def test_an_op_id_reused_for_another_record_is_refused_not_answered_as_a_replay(
     assert (refused["status"], refused["id"], refused["error"]["field"]) == ("refused", second["id"], "op_id")
     names = {t["name"] for t in org.owner.get(f"{org.base}/tags", params={"limit": 500}).json()["items"]}
     assert "first" in names and "second" not in names
+
+
+def test_a_push_keeps_to_the_rest_apis_limits(client) -> None:  # type: ignore[no-untyped-def]
+    """What REST refuses, a push refuses for its op alone, naming the field (common/limits.py): sync took a
+    position of -3 or 1,000,001, a 30,000-character description and 1.1M characters of content, and a
+    position past 2^31 failed every push of its replica with a 500 (found by QA)."""
+    org = new_org(client, name="Limits")
+    ids = seed_library(org)
+    output = {"prompt_id": ids["prompt"], "content": "c"}
+    cases = [
+        (_create("tag", str(uuid.uuid4()), {"name": "low", "position": -3}, 1), "position"),
+        (_create("tag", str(uuid.uuid4()), {"name": "high", "position": 1_000_001}, 2), "position"),
+        (_create("accuracy_level", str(uuid.uuid4()), {"name": "huge", "position": 2**40}, 3), "position"),
+        (_create("tag", str(uuid.uuid4()), {"name": "long", "description": "d" * 20_001}, 4), "description"),
+        (_create("output", str(uuid.uuid4()), {**output, "notes": "n" * 20_001}, 5), "notes"),
+        (
+            _create(
+                "prompt",
+                str(uuid.uuid4()),
+                {"title": "t", "body": "b", "tag_ids": [str(uuid.uuid4()) for _ in range(201)]},
+                6,
+            ),
+            "tag_ids",
+        ),
+    ]
+    at_the_limits = {"name": "fine", "position": 1_000_000, "description": "d" * 20_000}
+    fine = _create("tag", str(uuid.uuid4()), at_the_limits, 7)
+    push = {"protocol": 4, "device": NODE, "changes": [c for c, _ in cases] + [fine]}
+    r = org.owner.post(f"{org.base}/sync/push", json=push)
+    assert r.status_code == 200, r.text[:500]
+    answers = r.json()["results"]
+    expected = [("refused", field) for _, field in cases] + [("applied", None)]
+    assert [(a["status"], (a.get("error") or {}).get("field")) for a in answers] == expected, answers
+    # the REST API says the same of the same values
+    assert org.owner.post(f"{org.base}/tags", json={"name": "low", "position": -3}).status_code == 422
+    too_long = {"name": "x", "description": "d" * 20_001}
+    assert org.owner.post(f"{org.base}/tags", json=too_long).status_code == 422

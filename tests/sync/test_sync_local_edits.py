@@ -7,6 +7,7 @@ In-process app on SQLite and PostgreSQL, two replicas syncing through the real A
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -257,3 +258,31 @@ def test_an_id_typed_in_upper_case_or_braces_is_written_as_ids_are(  # type: ign
     served = org.owner.get(f"{org.base}/outputs/{wanted}").json()
     assert (served["prompt_id"], served["tag_ids"]) == (ids["prompt"], [ids["tag"]])
     assert laptop.values() == desktop.values()
+
+
+def test_values_past_the_limits_and_text_the_server_cannot_store_are_refused_as_typed(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """A replica refuses, as the edit is made, what the server refuses (common/limits.py, a NUL, a lone
+    surrogate from a command line that was not UTF-8): a position past 2^31 was queued, and every later push
+    of that replica failed with a 500, for good (found by QA)."""
+    laptop, _ = devices
+    tag = laptop.library.create("tag", {"name": "limited"})
+    pending = laptop.store.pending_count()
+    attempts = [
+        ({"position": 2**63 - 1}, "tag.position must be between 0 and 1,000,000"),
+        ({"position": -3}, "tag.position must be between 0 and 1,000,000"),
+        ({"description": "d" * 20_001}, "tag.description is longer than 20,000 characters"),
+        ({"name": "n" * 201}, "tag.name is longer than 200 characters"),
+        ({"name": "nul\x00"}, "NUL"),
+        ({"name": "bad\udcffbyte"}, "tag.name is not UTF-8 text"),
+    ]
+    for values, message in attempts:
+        with pytest.raises(LocalEditError, match=re.escape(message)):
+            laptop.library.edit("tag", tag, values)
+    with pytest.raises(LocalEditError, match="more than 200 ids"):
+        many = [tag] + [str(uuid.uuid4()) for _ in range(200)]
+        laptop.library.create("prompt", {"title": "t", "body": "b", "tag_ids": many})
+    assert laptop.store.pending_count() == pending
+    assert laptop.library.edit("tag", tag, {"position": 1_000_000})
+    assert laptop.sync().refused == []

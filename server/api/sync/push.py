@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC
 from outputhub.common.ids import new_uuid
+from outputhub.common.limits import limit_problem
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
 from outputhub.server.api.base import Tenant, allocate_revisions
@@ -252,8 +253,8 @@ def remap_change(
 
 
 def _field_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[str, str] | None:
-    """(detail, field) of the first value of the wrong type, required field missing or text too long, or
-    None."""
+    """(detail, field) of the first value of the wrong type, required field missing, or value past its limit
+    (``common/limits.py``, the REST API's limits too), or None."""
     problem = value_problem(spec, values)
     if problem is not None:
         return problem
@@ -261,11 +262,7 @@ def _field_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[
         value = values.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             return f"{spec.entity}.{name} is required", name
-    for name, limit in spec.max_lengths.items():
-        value = values.get(name)
-        if isinstance(value, str) and len(value) > limit:
-            return f"{spec.entity}.{name} is longer than {limit} characters", name
-    return None
+    return limit_problem(spec.entity, values)
 
 
 def _check_values(

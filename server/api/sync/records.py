@@ -82,7 +82,6 @@ class EntitySpec:
     columns: tuple[str, ...]  # scalar and text fields stored as columns
     links: Mapping[str, Link]  # set fields stored in link tables
     references: Mapping[str, type[ReplicatedRow]]  # field -> referenced table
-    max_lengths: Mapping[str, int]
     required: tuple[str, ...] = ()
 
     @property
@@ -91,7 +90,7 @@ class EntitySpec:
 
 
 def _lookup(entity: str, table: type[LookupRow]) -> EntitySpec:
-    return EntitySpec(entity, table, ("name", "description", "position"), {}, {}, {"name": 200}, ("name",))
+    return EntitySpec(entity, table, ("name", "description", "position"), {}, {}, ("name",))
 
 
 SPECS: Final[dict[str, EntitySpec]] = {
@@ -109,7 +108,6 @@ SPECS: Final[dict[str, EntitySpec]] = {
             ("name", "description", "instructions", "gpt_model_id"),
             {"agent_group_ids": CUSTOM_GPT_AGENT_GROUPS},
             {"gpt_model_id": GptModel, "agent_group_ids": AgentGroup},
-            {"name": 200},
             ("name",),
         ),
         EntitySpec(
@@ -118,7 +116,6 @@ SPECS: Final[dict[str, EntitySpec]] = {
             ("title", "body", "description", "development_stage_id"),
             {"tag_ids": PROMPT_TAGS},
             {"development_stage_id": DevelopmentStage, "tag_ids": Tag},
-            {"title": 300},
             ("title",),
         ),
         EntitySpec(
@@ -134,7 +131,6 @@ SPECS: Final[dict[str, EntitySpec]] = {
                 "knowledge_type_ids": KnowledgeType,
                 "tag_ids": Tag,
             },
-            {},
             ("prompt_id",),
         ),
     )
