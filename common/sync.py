@@ -104,9 +104,25 @@ class OpResult(BaseModel):
     replayed: bool = Field(default=False, description="The op id was seen before; this is the first answer.")
 
 
+class RefusedRecord(BaseModel):
+    """A record a refused op named, as the server has it after the push: the replica shows it again."""
+
+    entity: str = Field(description="The op's entity (prompt, output, tag, ...).")
+    id: str
+    record: PulledRecord | None = Field(
+        description="The record as `GET .../sync/records/{table}/{id}` gives it; null: the server has none."
+    )
+
+
 class PushResult(BaseModel):
     protocol: int
     results: list[OpResult]
+    refused_records: list[RefusedRecord] = Field(
+        default_factory=list,
+        description="Each record a refused op of this push named, as the server has it now (read after the "
+        "push): a replica resets its copy to it in the transaction that keeps the refused edit, without a "
+        "request per record.",
+    )
     changes: PullPage | None = Field(
         default=None,
         description="Only when the push asked for `pull`: the page `GET .../sync/changes?since=` would give "

@@ -47,6 +47,7 @@ from outputhub.sync.client import (
     LocalEditError,
     LocalLibrary,
     Merged,
+    NotFoundOnServerError,
     ServerUnreachableError,
     SyncClient,
     SyncError,
@@ -402,6 +403,8 @@ def sync(
             fail(3, f"{exc} {EDITS_KEPT}")
         except (AuthenticationFailedError, SyncPermissionError) as exc:
             fail(4, str(exc))
+        except NotFoundOnServerError as exc:  # the organization deleted, or this account removed from it
+            fail(4, f"{exc} {EDITS_KEPT}")
         except SyncError as exc:
             fail(1, str(exc))
         finally:
@@ -421,6 +424,11 @@ def sync(
                 lines.append(
                     f"{changed} open conflict(s) changed (a side was edited again; they have new ids): "
                     "see `outputhub replica conflicts list`"
+                )
+            if report.reset:
+                lines.append(
+                    f"{report.reset} record(s) shown as the server has them again (edits it refused are "
+                    "kept: `conflicts list`)"
                 )
             if report.repaired:
                 lines.append(

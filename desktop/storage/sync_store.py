@@ -619,6 +619,22 @@ class ReplicaSyncStore:
             for e in self.replica.pending_outbox(limit=limit)
         ]
 
+    def out_of_step(self, *, limit: int) -> list[tuple[str, str]]:
+        """Records whose local status is not ``synced`` (each table's partial index ``<table>_pending``) while
+        the outbox holds no op of them."""
+        out: list[tuple[str, str]] = []
+        with self.replica.reading("find records out of step") as conn:
+            for entity, spec in SPEC.items():
+                if len(out) >= limit:
+                    break
+                rows = conn.execute(
+                    f"SELECT id FROM {spec.table} AS t WHERE local_status <> 'synced' AND NOT EXISTS "
+                    "(SELECT 1 FROM outbox AS o WHERE o.entity = ? AND o.record_id = t.id) LIMIT ?",
+                    (entity, limit - len(out)),
+                )
+                out.extend((entity, str(r[0])) for r in rows)
+        return out
+
     def pending_count(self) -> int:
         with self.replica.reading("count the outbox") as conn:
             return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])

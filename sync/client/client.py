@@ -66,6 +66,8 @@ class SyncReport:
     checksum_ok: bool | None = None
     mismatched_tables: list[str] = field(default_factory=list)
     cursor: int = 0
+    reset: int = 0
+    """Records shown as the server has them again after the sync that refused their edits stopped short."""
 
 
 def _item(record: dict[str, Any]) -> RemoteItem:
@@ -129,6 +131,27 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
+class _Ask:
+    """The server's version of a record is not at hand: ask for it."""
+
+
+ASK: Final = _Ask()
+
+OUT_OF_STEP_PER_SYNC: Final = 200
+"""At most this many out-of-step records are shown as the server has them per sync, a request each (the
+rest at the next sync): a server limits how many requests a client makes a minute."""
+
+
+def _refused_records(answer: Mapping[str, Any]) -> dict[tuple[str, str], RemoteItem | None]:
+    """The records the refused ops of a push named, as the server had them after it, by (entity, id): what
+    a server that sends ``refused_records`` said (an older one sends nothing: each is asked for)."""
+    out: dict[tuple[str, str], RemoteItem | None] = {}
+    for entry in answer.get("refused_records") or ():
+        record = entry.get("record")
+        out[(str(entry["entity"]), str(entry["id"]))] = _item(dict(record)) if record is not None else None
+    return out
+
+
 def _within(batch: list[Outgoing], budget: int) -> tuple[list[Outgoing], int]:
     """The first changes of ``batch`` that fit in ``budget`` bytes of JSON (at least one), and their size in
     bytes (about what they add to a push's body)."""
@@ -164,6 +187,7 @@ class SyncClient:
         along = self.push(report, progress, pull=True, checksums=not self.full_check)
         if not along.caught_up:
             self.pull(report, progress)
+        self.repair_out_of_step(report)
         self.verify(report, progress, checksums=along.checksums if along.caught_up else None)
         return report
 
@@ -225,6 +249,7 @@ class SyncClient:
                 raise SyncError("the server answered none of the pushed changes; they stay queued")
             page, items = _page_along(answer) if along_with is not None else (None, [])
             moved = self._moved_edits(answered, results)
+            current = _refused_records(answer)
             with collector_paused(), self.store.replayable_transaction():
                 for op in answered:
                     result = results[op.op_id]
@@ -242,6 +267,10 @@ class SyncClient:
                             else:
                                 report.conflicts_closed.append(closed)
                 self.store.acknowledge([o.op_id for o in answered])
+                for key in sorted(refused_records & current.keys()):
+                    # the server's copy came with the answer: shown again with the refused edit kept
+                    self._reset(*key, current[key])
+                    refused_records.discard(key)
                 for (entity, record_id), remote in moved.items():
                     local = self.store.load(entity, record_id)
                     if local is not None and not local.pending:
@@ -287,16 +316,28 @@ class SyncClient:
         report.refused.append({"op_id": op.op_id, "entity": op.entity, "id": op.record_id, "reason": reason})
         refused_records.add((op.entity, op.record_id))
 
-    def _reset(self, entity: str, record_id: str) -> None:
+    def _reset(self, entity: str, record_id: str, remote: RemoteItem | _Ask | None = ASK) -> None:
         """After a refused edit: show the server's version of the record again (the edit is kept in a
-        rejection record)."""
+        rejection record); ``remote``: that version, when the push's answer brought it (``None``: the server
+        has no such record), else it is asked for."""
         local = self.store.load(entity, record_id)
         if local is not None and local.pending:
             return
-        remote = self.remote.record(entity=ENTITY_TABLES[entity], record_id=record_id)
-        self.store.replace_with_remote(
-            _item(dict(remote)) if remote is not None else None, entity=entity, record_id=record_id
-        )
+        if remote is ASK:
+            fetched = self.remote.record(entity=ENTITY_TABLES[entity], record_id=record_id)
+            remote = _item(dict(fetched)) if fetched is not None else None
+        assert not isinstance(remote, _Ask)
+        self.store.replace_with_remote(remote, entity=entity, record_id=record_id)
+
+    def repair_out_of_step(self, report: SyncReport, *, limit: int = OUT_OF_STEP_PER_SYNC) -> None:
+        """Records that show local changes no pending op carries (the server refused them and the sync
+        stopped before the record was shown as the server has it): shown as the server has them now. Run
+        after the pull, which brings every record whose acknowledged edits the server took; what is still
+        out of step then is what the server did not take. Without this such a record kept showing the
+        refused edit for good, and no check noticed (its revision is the server's)."""
+        for entity, record_id in self.store.out_of_step(limit=limit):
+            self._reset(entity, record_id)
+            report.reset += 1
 
     # -- pull ----------------------------------------------------------------------------------------------
 

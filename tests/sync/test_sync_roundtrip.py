@@ -10,7 +10,7 @@ import pytest
 
 from outputhub.desktop.services.sync import conflict_news
 from outputhub.desktop.storage.tables import to_timestamp
-from outputhub.sync.client import LocalEditError, Merged
+from outputhub.sync.client import LocalEditError, Merged, ServerUnreachableError
 from tests.support.client import add_member, seed_library
 from tests.support.feed import stale_feed_data
 from tests.sync.support import make_device
@@ -166,6 +166,73 @@ def test_viewer_edit_is_refused_kept_and_reverted(client, org, devices, tmp_path
     [kept] = device.open_conflicts()
     assert kept.field == "_rejected" and kept.mine["values"] == {"title": "Viewer was here"}
     assert device.store.pending_count() == 0
+    device.replica.close()
+
+
+def test_a_viewers_refused_edits_are_reset_from_the_answer_without_a_request_each(  # type: ignore[no-untyped-def]
+    client, org, tmp_path: Path, monkeypatch
+) -> None:
+    """The push's answer brings each record a refused op named, as the server has it (``refused_records``,
+    ``null`` for a create it never stored): the replica shows them again without asking for each one (1,500
+    refused edits made 1,500 requests and ran into the rate limit; found by QA)."""
+    ids = seed_library(org)
+    viewer = add_member(org, "viewer")
+    device = make_device(tmp_path, "viewer", http=client, base_url="", token=viewer.token, org_id=org.id)
+    device.sync()
+    made = [device.library.create("tag", {"name": f"viewer tag {n}"}) for n in range(30)]
+    device.library.edit("prompt", ids["prompt"], {"title": "Viewer was here"})
+    device.library.edit("output", ids["output"], {"notes": "viewer notes"})
+    asked: list[str] = []
+    monkeypatch.setattr(device.remote, "record", lambda **kw: asked.append(kw["record_id"]))
+    report = device.sync()
+    assert len(report.refused) == 32 and asked == []
+    assert device.library.get("prompt", ids["prompt"])["title"] == "Linux Terminal"
+    assert device.library.get("output", ids["output"])["notes"] == ""
+    for tag in made:
+        with pytest.raises(LocalEditError):
+            device.library.get("tag", tag)
+    assert len(device.open_conflicts()) == 32
+    assert device.store.out_of_step(limit=100) == []
+    device.replica.close()
+
+
+def test_a_record_left_showing_a_refused_edit_is_reset_at_the_next_sync(  # type: ignore[no-untyped-def]
+    client, org, tmp_path: Path, monkeypatch
+) -> None:
+    """A sync that stopped after the server refused an edit but before the replica showed the record as
+    the server has it (an older server's answer, then the request for the record lost) left the refused
+    edit on screen for good: every later sync said nothing and the check passed (its revision is the
+    server's; found by QA). The next sync shows it as the server has it."""
+    ids = seed_library(org)
+    viewer = add_member(org, "viewer")
+    device = make_device(tmp_path, "viewer", http=client, base_url="", token=viewer.token, org_id=org.id)
+    device.sync()
+    made = device.library.create("tag", {"name": "never stored"})
+    device.library.edit("prompt", ids["prompt"], {"title": "Viewer was here"})
+    push = device.remote.push
+
+    def older_server(**kwargs):  # type: ignore[no-untyped-def]
+        answer = dict(push(**kwargs))
+        answer.pop("refused_records", None)
+        return answer
+
+    def lost(**kwargs):  # type: ignore[no-untyped-def]
+        raise ServerUnreachableError("injected: the request for the record was lost")
+
+    monkeypatch.setattr(device.remote, "push", older_server)
+    with monkeypatch.context() as patched:
+        patched.setattr(device.remote, "record", lost)
+        with pytest.raises(ServerUnreachableError):
+            device.sync()
+    assert device.library.get("prompt", ids["prompt"])["title"] == "Viewer was here"  # out of step
+    assert device.store.pending_count() == 0 and len(device.open_conflicts()) == 2
+    report = device.sync()
+    assert report.reset == 2 and report.checksum_ok is True
+    assert device.library.get("prompt", ids["prompt"])["title"] == "Linux Terminal"
+    with pytest.raises(LocalEditError):
+        device.library.get("tag", made)
+    assert device.store.out_of_step(limit=100) == []
+    assert len(device.open_conflicts()) == 2, "the refused edits stay kept"
     device.replica.close()
 
 

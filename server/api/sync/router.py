@@ -142,8 +142,9 @@ def push_changes(
     if body.pull is not None and body.protocol < PULL_WITH_PUSH:
         raise InvalidInputError("body.pull", "a push carries a pull from sync protocol 4 on")
     results = push_service.push(session, tenant=tenant, device=body.device, changes=body.changes, now=now)
+    refused = service.refused_records(session, tenant=tenant, results=results)
     pull = None if body.pull is None else _pull_after_commit(services, tenant, body.pull, body.protocol)
-    return PushAnswer(PushResult(protocol=body.protocol, results=results), pull)
+    return PushAnswer(PushResult(protocol=body.protocol, results=results, refused_records=refused), pull)
 
 
 @router.get("/records/{entity}/{record_id}")

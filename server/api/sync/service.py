@@ -36,6 +36,7 @@ from outputhub.common.sync import (
     ConflictResolve,
     OpResult,
     PulledRecord,
+    RefusedRecord,
     Remap,
     TableChecksum,
 )
@@ -287,6 +288,32 @@ def record_state(session: Session, *, tenant: Tenant, entity: str, ident: uuid.U
         data=orjson.loads(item.data),
         state=state_to_wire(state),
     )
+
+
+def refused_records(session: Session, *, tenant: Tenant, results: Sequence[OpResult]) -> list[RefusedRecord]:
+    """The records the refused ops of a push named, as the server has them after it (``None``: it has
+    none). A replica resets its copy to them with the answer: it asked for each one afterwards, a request
+    per record, and a viewer's sync of 1,500 edits ran into the rate limit and left the rest showing edits
+    the server never took (found by QA). Never stored with the op's answer: a replay reads them again."""
+    wanted: dict[tuple[str, str], None] = {}
+    for result in results:
+        if result.status == "refused" and result.entity in SPECS and result.id:
+            try:
+                canonical = str(uuid.UUID(result.id))
+            except ValueError:
+                continue
+            if canonical == result.id:
+                wanted[(result.entity, result.id)] = None
+    out: list[RefusedRecord] = []
+    for entity, ident in wanted:
+        try:
+            record: PulledRecord | None = record_state(
+                session, tenant=tenant, entity=entity, ident=uuid.UUID(ident)
+            )
+        except NotFoundError:
+            record = None
+        out.append(RefusedRecord(entity=entity, id=ident, record=record))
+    return out
 
 
 @functools.cache
