@@ -60,7 +60,10 @@ def check(response: httpx.Response) -> httpx.Response:
     if status == 403:
         raise SyncPermissionError(f"permission denied: {detail}")
     if status == 404:
-        raise NotFoundOnServerError(f"not found on the server (wrong organization?): {detail}")
+        raise NotFoundOnServerError(
+            f"not found on the server: {detail} (an organization is not found when it was deleted or this "
+            "account is no longer a member of it)"
+        )
     if status == 410:
         raise CursorExpiredError(detail)
     if status == 422 and "protocol" in detail:
@@ -69,7 +72,7 @@ def check(response: httpx.Response) -> httpx.Response:
         raise RequestTooLargeError(f"the server refused the request as too large: {detail}")
     if status == 429:
         wait = response.headers.get("Retry-After", "a few")
-        raise SyncError(f"the server is rate limiting this client; retry in {wait} s")
+        raise ServerUnreachableError(f"the server is rate limiting this client; retry in {wait} s")
     if status >= 500:
         raise ServerUnreachableError(f"the server failed ({status}): {detail}")
     raise SyncError(f"the server refused the request ({status}): {detail}")

@@ -371,6 +371,23 @@ def test_keep_merged_takes_the_line_merge_and_keeps_a_third_workstations_line(
     assert b.json("conflicts", "list") == [] and a.json("conflicts", "list") == []
 
 
+def test_a_sync_after_the_organization_is_gone_exits_4_and_keeps_the_edits(
+    server: str, tmp_path: Path
+) -> None:
+    """The organization deleted (or this account removed from it) while the replica holds an edit: exit 4
+    (access), saying why and that the edits are kept; it was exit 1, "wrong organization?" (found by QA)."""
+    account = new_account(server, email="gone@example.com", password=PASSWORD, org_name="Gone soon")
+    ws = Workstation(tmp_path, "g")
+    ws.run("init")
+    ws.attach(server, account.org_id, account.email)
+    ws.run("add", "tag", "--set", "name=kept")
+    gone = httpx.delete(f"{server}/api/v1/orgs/{account.org_id}", headers=account.headers)
+    assert gone.status_code == 204, gone.text
+    said = ws.run("sync", code=4)
+    assert "no longer a member" in said and "local edits are kept" in said
+    assert ws.json("status")["pending"] == 1  # type: ignore[index]
+
+
 def test_the_passphrase_file_first_line_and_a_damaged_replica(tmp_path: Path) -> None:
     """``--passphrase-file`` uses the file's first line (as its help says), with a Windows line ending too;
     an empty file is a clear error. A replica damaged past its first page opens, and the damage is found on
