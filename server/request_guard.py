@@ -30,9 +30,20 @@ NUL = "\x00"
 NUL_MESSAGE = "must not contain a NUL character (U+0000)"
 SURROGATE_MESSAGE = "must be Unicode text: it holds a lone surrogate (half of a UTF-16 pair, U+D800-U+DFFF)"
 _ESCAPED_NUL = b"\\u0000"  # the only way a JSON text can carry a NUL (a raw one is not JSON)
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-"""A surrogate escape (a pair is fine, a lone one is not: the strings tell), or one encoded raw (the JSON
-parser decodes UTF-8 with surrogates passed through)."""
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_RAW_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def _may_hold_surrogate(body: bytes) -> bool:
+    """Whether ``body`` may hold a surrogate: an escape (a pair is fine, a lone one is not: the strings
+    tell), or one encoded raw (the JSON parser decodes UTF-8 with surrogates passed through). The substring
+    tests first: a regular expression over a 2 MB push costs 15 ms, ``in`` 1 ms, and most bodies hold
+    neither ``\\u`` (orjson writes text as UTF-8) nor the byte 0xED."""
+    return (b"\\u" in body and _SURROGATE_ESCAPE.search(body) is not None) or (
+        b"\xed" in body and _RAW_SURROGATE.search(body) is not None
+    )
+
+
 _MAX_REPORTED = 20
 _EXEMPT_ATTRIBUTE = "__nul_checked_elsewhere__"
 _ANY = "*"
@@ -135,7 +146,7 @@ async def check_request(request: Request) -> None:
                 raise UnsupportedMediaTypeError(content_type)
             if b"\x00" in body:  # UTF-16 or UTF-32 (a JSON text in UTF-8 holds no zero byte)
                 raise MalformedJsonError("not UTF-8")
-            if _ESCAPED_NUL in body or _SURROGATE.search(body):
+            if _ESCAPED_NUL in body or _may_hold_surrogate(body):
                 exempt = getattr(getattr(route, "endpoint", None), _EXEMPT_ATTRIBUTE, ())
                 errors.extend(nul_locations(json.loads(body), ("body",), exempt=exempt))
     if errors:
