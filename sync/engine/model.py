@@ -7,8 +7,7 @@ the same information hold *equal* objects: convergence can be checked with ``==`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -66,19 +65,24 @@ class Change:
             raise InvalidChangeError(f"change {self.op_id}: hlc node {self.hlc.node!r} is not {self.node!r}")
         if not self.record_id or not self.op_id:
             raise InvalidChangeError("change needs a record id and an op id")
-        for name, value in self.values.items():
-            with _naming(name):
-                check_value(self.entity, name, schema.kind(self.entity, name), value)
+        checking = ""  # the field being checked: an error about it names it (``errors``)
+        try:
+            for checking, value in self.values.items():
+                check_value(self.entity, checking, schema.kind(self.entity, checking), value)
+            for checking, base in self.base.items():
+                if checking == TOMBSTONE:
+                    continue
+                if checking in self.values:  # a delete's base only lists versions; its values are not used
+                    check_value(self.entity, checking, schema.kind(self.entity, checking), base.value)
+                else:
+                    schema.kind(self.entity, checking)
+        except InvalidChangeError as exc:
+            if exc.errors:
+                raise
+            raise InvalidChangeError(exc.detail, errors=[FieldError(checking, exc.detail)]) from None
         for name, base in self.base.items():
-            if name == TOMBSTONE:
-                if self.kind not in (ChangeKind.DELETE, ChangeKind.RESTORE):
-                    raise InvalidChangeError(f"change {self.op_id}: only delete/restore may name {TOMBSTONE}")
-            elif name in self.values:  # a delete's base only lists versions; its values are not used
-                with _naming(name):
-                    check_value(self.entity, name, schema.kind(self.entity, name), base.value)
-            else:
-                with _naming(name):
-                    schema.kind(self.entity, name)
+            if name == TOMBSTONE and self.kind not in (ChangeKind.DELETE, ChangeKind.RESTORE):
+                raise InvalidChangeError(f"change {self.op_id}: only delete/restore may name {TOMBSTONE}")
             if any(v >= self.hlc for v in base.versions):
                 raise InvalidChangeError(
                     f"change {self.op_id}: base of {name!r} is not older than the change (receive the remote "
@@ -241,14 +245,3 @@ class RecordState:
     def conflict(self, conflict_id: str) -> Conflict | None:
         return next((c for c in self.conflicts if c.id == conflict_id), None)
 
-
-@contextmanager
-def _naming(name: str) -> Iterator[None]:
-    """Re-raise an :class:`InvalidChangeError` about field ``name`` naming it (``errors``), for answers that
-    say which field was refused."""
-    try:
-        yield
-    except InvalidChangeError as exc:
-        if exc.errors:
-            raise
-        raise InvalidChangeError(exc.detail, errors=[FieldError(name, exc.detail)]) from None
