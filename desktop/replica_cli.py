@@ -350,6 +350,31 @@ def _choose_org(server: str, access_token: str, wanted: str | None, *, attached:
     return orgs[0]
 
 
+LOGIN_GONE = (
+    "the saved login has expired or was revoked: run `outputhub replica attach` again "
+    "(a copy of a replica, e.g. a restored backup, shares its login: the first copy to renew "
+    "it revokes the others', so attach each copy on its own)"
+)
+
+
+def _refreshed_access_token(store: ReplicaSyncStore, server: str) -> str:
+    """A new access token for the saved login, the rotated refresh token saved. One refresh at a time per
+    replica, under its write lock (which other processes wait for too), with the token read again inside
+    it: the server rotates the refresh token at each use and revokes the login when a used one comes back,
+    which two syncs started together would otherwise both send. Raises ``ServerUnreachableError``, or
+    ``AuthenticationFailedError`` when the login is gone."""
+    with store.replica.transaction():
+        credential = store.replica.get_setting(key="credential") or ""
+        try:
+            pair = refresh_tokens(server, refresh_token=credential)
+        except ServerUnreachableError:
+            raise
+        except SyncError:
+            raise AuthenticationFailedError(LOGIN_GONE) from None
+        store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
+    return str(pair["access_token"])
+
+
 def _remote(store: ReplicaSyncStore) -> HttpRemote:
     server, kind, credential = (
         store.replica.get_setting(key=k) for k in ("server_url", "auth_kind", "credential")
@@ -359,24 +384,16 @@ def _remote(store: ReplicaSyncStore) -> HttpRemote:
     assert server is not None and credential is not None
     token = credential
     if kind == "refresh":
-        # One refresh at a time per replica, under its write lock (which other processes wait for too), with
-        # the token read again inside it: the server rotates the refresh token at each use and revokes the
-        # login when a used one comes back, which two syncs started together would otherwise both send.
-        with store.replica.transaction():
-            credential = store.replica.get_setting(key="credential") or credential
-            try:
-                pair = refresh_tokens(server, refresh_token=credential)
-            except ServerUnreachableError as exc:
-                fail(3, f"{exc} {EDITS_KEPT}")
-            except SyncError:
-                fail(
-                    4,
-                    "the saved login has expired or was revoked: run `outputhub replica attach` again "
-                    "(a copy of a replica, e.g. a restored backup, shares its login: the first copy to renew "
-                    "it revokes the others', so attach each copy on its own)",
-                )
-            store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
-        token = str(pair["access_token"])
+        try:
+            token = _refreshed_access_token(store, server)
+        except ServerUnreachableError as exc:
+            fail(3, f"{exc} {EDITS_KEPT}")
+        except AuthenticationFailedError:
+            fail(4, LOGIN_GONE)
+        # a sync that outlasts the access token (a first sync over a slow link) renews it and goes on
+        return HttpRemote(
+            server, token=token, org_id=store.org_id(), renew=lambda: _refreshed_access_token(store, server)
+        )
     return HttpRemote(server, token=token, org_id=store.org_id())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
@@ -89,13 +90,16 @@ class HttpRemote:
         org_id: str,
         client: httpx.Client | None = None,
         timeout: float = 30.0,
+        renew: Callable[[], str] | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._org = org_id
         self._client = client or httpx.Client(timeout=timeout)
         self._owns_client = client is None
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._renew = renew
+        """Gives a new access token when the server no longer takes this one (it expired mid-sync)."""
+        self._renew_lock = threading.Lock()
+        self._use(token)
         self.protocol = PROTOCOL_VERSION
         """The protocol spoken: this client's newest, or the newest an older server speaks too."""
 
@@ -114,19 +118,34 @@ class HttpRemote:
     def _url(self, path: str) -> str:
         return f"{self._base}{API}/orgs/{self._org}/sync{path}"
 
+    def _use(self, token: str) -> None:
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+
     def _send(self, method: str, url: str, *, json_body: Any = None, **kwargs: Any) -> httpx.Response:
         """One request on the shared client (its pooled keep-alive connection); bodies in and out as JSON
-        through orjson (several times faster than the standard library on a push of many ops)."""
+        through orjson (several times faster than the standard library on a push of many ops). A 401 with
+        ``renew`` set: the token is renewed (once for the requests that met it at once) and the request
+        sent again (every request of the sync protocol may be: a push is answered once per op id)."""
         if json_body is not None:
             kwargs["content"] = orjson.dumps(json_body)
-        headers = self._json_headers if json_body is not None else self._headers
+        response = self._request(method, url, json_body is not None, **kwargs)
+        if response.status_code == 401 and self._renew is not None:
+            used = response.request.headers.get("Authorization")
+            with self._renew_lock:
+                if self._headers["Authorization"] == used:  # not renewed by another thread meanwhile
+                    self._use(self._renew())
+            response = self._request(method, url, json_body is not None, **kwargs)
+        return check(response)
+
+    def _request(self, method: str, url: str, is_json: bool, **kwargs: Any) -> httpx.Response:
+        headers = self._json_headers if is_json else self._headers
         try:
-            response = self._client.request(method, url, headers=headers, **kwargs)
+            return self._client.request(method, url, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise ServerUnreachableError(
                 f"cannot reach the server at {self._base}: {exc.__class__.__name__}"
             ) from exc
-        return check(response)
 
     def _negotiated(self, request: Callable[[int], T]) -> T:
         """``request(protocol)``; when the server refuses the protocol (an older server), again once with the

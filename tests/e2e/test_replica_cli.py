@@ -388,6 +388,36 @@ def test_a_sync_after_the_organization_is_gone_exits_4_and_keeps_the_edits(
     assert ws.json("status")["pending"] == 1  # type: ignore[index]
 
 
+def test_a_sync_that_outlasts_its_access_token_renews_it_and_goes_on(server: str, tmp_path: Path) -> None:
+    """A first sync over a slow link outlasted the 15-minute access token and stopped (exit 4, "refresh
+    it"; found by QA). The replica's remote now renews the token on a 401, saving the rotated login, and
+    sends the request again; later syncs use the renewed login."""
+    from outputhub.desktop.replica_cli import _remote
+    from outputhub.desktop.storage.sync_store import ReplicaSyncStore
+    from outputhub.sync.client import SyncClient
+
+    account = new_account(server, email="renew@example.com", password=PASSWORD, org_name="Renew")
+    ws = Workstation(tmp_path, "renew")
+    ws.run("init")
+    ws.attach(server, account.org_id, account.email)
+    ws.run("add", "tag", "--set", "name=made before the token ran out")
+    replica = open_replica(ws.replica, passphrase=ws.secret.read_text())
+    try:
+        store = ReplicaSyncStore(replica)
+        remote = _remote(store)
+        saved = replica.get_setting(key="credential")
+        remote._use("an-access-token-the-server-no-longer-takes")  # as one that expired mid-sync
+        report = SyncClient(store, remote).sync()
+        assert report.pushed == 1 and report.checksum_ok is True
+        assert replica.get_setting(key="credential") != saved, "the rotated login is saved"
+        remote.close()
+    finally:
+        replica.close()
+    tags = httpx.get(f"{server}/api/v1/orgs/{account.org_id}/tags", headers=account.headers).json()["items"]
+    assert "made before the token ran out" in [t["name"] for t in tags]
+    assert "pushed 0" in ws.run("sync")  # the saved login still works
+
+
 def test_the_passphrase_file_first_line_and_a_damaged_replica(tmp_path: Path) -> None:
     """``--passphrase-file`` uses the file's first line (as its help says), with a Windows line ending too;
     an empty file is a clear error. A replica damaged past its first page opens, and the damage is found on
