@@ -26,3 +26,12 @@ def new_uuid() -> uuid.UUID:
 def new_id_text() -> str:
     """:func:`new_uuid` as its canonical 36-character text (the replica stores ids as text)."""
     return str(uuid7())
+
+
+def canonical_id(text: object) -> str | None:
+    """``text`` as record ids are written (lower-case hex with dashes) if it is a UUID in any form
+    (``8D0F...``, ``{8d0f...}``, no dashes), else None."""
+    try:
+        return str(uuid.UUID(str(text)))
+    except ValueError:
+        return None

@@ -4,12 +4,11 @@ and queued for pushing, in one replica transaction (the durable outbox)."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal
 
 from outputhub.common.clock import HLC, tick
-from outputhub.common.ids import new_id_text
+from outputhub.common.ids import canonical_id, new_id_text
 from outputhub.common.limits import limit_problem
 from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
@@ -85,12 +84,7 @@ def _check_required(entity: str, values: Mapping[str, Any], *, creating: bool) -
 def _canonical_id(value: Any) -> Any:
     """``value`` written as record ids are (lower-case hex with dashes) if it is one; else as it was (the
     reference check then refuses it)."""
-    if not isinstance(value, str) or not value:
-        return value
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return value
+    return (canonical_id(value) or value) if isinstance(value, str) else value
 
 
 def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,11 +166,9 @@ class LocalLibrary:
     # -- edits ---------------------------------------------------------------------------------------------
 
     def create(self, entity: str, values: Mapping[str, Any], *, id: str | None = None) -> str:
-        record_id = _canonical_id(id) if id else new_id_text()  # 8D0F... or {8d0f...} written as ids are
-        try:
-            uuid.UUID(record_id)
-        except ValueError:
-            raise LocalEditError(f"{entity} id {record_id!r} is not a record id (a UUID)") from None
+        record_id = canonical_id(id) if id else new_id_text()  # 8D0F... or {8d0f...} written as ids are
+        if record_id is None:
+            raise LocalEditError(f"{entity} id {id!r} is not a record id (a UUID)")
         if self.store.load(entity, record_id) is not None:
             raise LocalEditError(f"{entity} {record_id} already exists")
         coerced = _coerce(entity, values)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, TypeAlias
 
+from outputhub.common.ids import canonical_id
 from outputhub.sync.engine.errors import InvalidChangeError
 
 ScalarValue: TypeAlias = str | int | float | bool | None
@@ -55,9 +55,8 @@ class EntityType:
             if value is None:
                 continue
             for member in value if isinstance(value, frozenset) else (value,):
-                try:
-                    canonical = str(uuid.UUID(str(member)))
-                except ValueError:
+                canonical = canonical_id(member)
+                if canonical is None:
                     return f"{self.name}.{name}: {str(member)[:60]!r} is not a record id (a UUID)", name
                 if member != canonical:
                     return (

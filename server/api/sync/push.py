@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC
-from outputhub.common.ids import new_uuid
+from outputhub.common.ids import canonical_id, new_uuid
 from outputhub.common.limits import limit_problem
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
@@ -485,27 +485,22 @@ def _merge_duplicate_lookup(
     return Applied(OutcomeKind.MERGED, state, revision, (), (), None), str(existing)
 
 
-class _FieldError(ValueError):
-    """An op refused for one of its own fields (named in the answer)."""
-
-    def __init__(self, detail: str, field: str) -> None:
-        super().__init__(detail)
-        self.field = field
-
-
-def _parse(raw: Any) -> Change | ProtocolError | ValueError:
+def _parse(raw: Any) -> Change | ProtocolError:
     try:
         change = change_from_wire(raw)
-        canonical = str(uuid.UUID(change.record_id))
-    except (ProtocolError, ValueError) as exc:
+    except ProtocolError as exc:
         return exc
+    canonical = canonical_id(change.record_id)
+    if canonical is None:
+        not_an_id = f"{change.entity} id {change.record_id!r} is not a record id (a UUID)"
+        return ProtocolError(not_an_id, field="id")
     if canonical != change.record_id:
         # the record would be stored under the canonical id and its state under the id as sent: every later
         # op naming it failed the whole push, and set removals of it were lost
-        return _FieldError(
+        return ProtocolError(
             f"{change.entity} id {change.record_id!r} is not written as record ids are (lower-case hex with "
             f"dashes: {canonical})",
-            "id",
+            field="id",
         )
     return change
 
@@ -578,7 +573,7 @@ def push(
             _ANSWERED, {"org": tenant.org_id, "ids": [o for o in op_ids[start : start + 500] if o]}
         )
     }
-    parsed: list[Change | ProtocolError | ValueError | None] = [
+    parsed: list[Change | ProtocolError | None] = [
         _parse(raw) if may_write and op_id and op_id not in answered else None
         for raw, op_id in zip(changes, op_ids, strict=True)
     ]
@@ -611,7 +606,7 @@ def push(
                 }
             )
 
-    def handle(index: int, raw: Any, op_id: str, change: Change | ProtocolError | ValueError | None) -> None:
+    def handle(index: int, raw: Any, op_id: str, change: Change | ProtocolError | None) -> None:
         result = _handle(
             session,
             tenant=tenant,
@@ -888,7 +883,7 @@ def _handle(
     tenant: Tenant,
     raw: dict[str, Any],
     op_id: str,
-    change: Change | ProtocolError | ValueError | None,
+    change: Change | ProtocolError | None,
     may_write: bool,
     now: datetime,
     max_drift_ms: int,

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import AlreadyResolvedError, CursorExpiredError, InvalidInputError, NotFoundError
+from outputhub.common.ids import canonical_id
 from outputhub.common.sync import (
     PROTOCOL_VERSION,
     Checksums,
@@ -297,13 +298,8 @@ def refused_records(session: Session, *, tenant: Tenant, results: Sequence[OpRes
     the server never took (found by QA). Never stored with the op's answer: a replay reads them again."""
     wanted: dict[tuple[str, str], None] = {}
     for result in results:
-        if result.status == "refused" and result.entity in SPECS and result.id:
-            try:
-                canonical = str(uuid.UUID(result.id))
-            except ValueError:
-                continue
-            if canonical == result.id:
-                wanted[(result.entity, result.id)] = None
+        if result.status == "refused" and result.entity in SPECS and canonical_id(result.id) == result.id:
+            wanted[(result.entity, str(result.id))] = None
     out: list[RefusedRecord] = []
     for entity, ident in wanted:
         try:
