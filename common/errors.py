@@ -158,15 +158,12 @@ class Problem:
         return body
 
 
-class AlreadyResolvedError(OutputHubError):
+class AlreadyResolvedError(InvalidInputError):
     """A sync conflict that was resolved already (by someone else, or by an edit that replicated)."""
 
     status = 409
     title = "Already resolved"
     type_slug = "already-resolved"
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}", errors=[FieldError(field_name, message)])
 
 
 class InUseError(OutputHubError):
