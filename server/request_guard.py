@@ -63,7 +63,7 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-def contains_nul(value: Any) -> str | None:
+def unstorable_text(value: Any) -> str | None:
     """Why ``value`` (text, or JSON-like containers of it) cannot be stored (a NUL character or a lone
     surrogate anywhere), or None."""
     found = next(nul_locations(value), None)

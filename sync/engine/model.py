@@ -244,4 +244,3 @@ class RecordState:
 
     def conflict(self, conflict_id: str) -> Conflict | None:
         return next((c for c in self.conflicts if c.id == conflict_id), None)
-

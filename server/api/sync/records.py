@@ -42,7 +42,7 @@ from outputhub.server.api.lookups.service import (
     name_key,
 )
 from outputhub.server.api.sync.feed import FEED_BY_NAME
-from outputhub.server.request_guard import contains_nul
+from outputhub.server.request_guard import unstorable_text
 from outputhub.server.storage.tables import (
     AccuracyLevel,
     AgentGroup,
@@ -490,7 +490,7 @@ def value_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[s
     position), or None. Without this a pushed ``"title": true`` was stored as "1" in the row and as ``true``
     in the state (REST and replicas then disagreed), and ``"name": 5`` failed the whole push with 500."""
     for name, value in values.items():
-        problem = contains_nul(value)  # the request-wide check leaves push values to this one
+        problem = unstorable_text(value)  # the request-wide check leaves push values to this one
         if problem is not None:
             return f"{spec.entity}.{name} {problem}", name
     for name, kind in _column_types(spec.entity).items():
