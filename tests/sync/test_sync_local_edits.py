@@ -25,11 +25,18 @@ def _settle(*devices: Device) -> None:
             assert report.refused == [], report.refused
 
 
+def _made_on_both(laptop: Device, desktop: Device, theirs: str = "ML") -> tuple[str, str]:
+    """The desktop makes the tag ``theirs`` and syncs; the laptop makes "ml" offline and has not synced:
+    its tag will be merged into the desktop's. Returns (the laptop's, the desktop's)."""
+    surviving = desktop.library.create("tag", {"name": theirs})
+    _settle(desktop)
+    return laptop.library.create("tag", {"name": "ml"}), surviving
+
+
 def _merged_tag(laptop: Device, desktop: Device) -> tuple[str, str]:
     """Both replicas make a tag "ml" offline; the desktop's reaches the server first and stays, the laptop's
     is merged into it. Returns (merged, surviving)."""
-    merged = laptop.library.create("tag", {"name": "ml"})
-    surviving = desktop.library.create("tag", {"name": "ML "})
+    merged, surviving = _made_on_both(laptop, desktop, "ML ")
     _settle(desktop, laptop)
     assert laptop.library.get("tag", merged)["deleted"] is True
     assert laptop.library.get("tag", surviving)["deleted"] is False
@@ -84,9 +91,7 @@ def test_an_edit_of_a_lookup_made_before_it_was_merged_moves_onto_the_survivor( 
     org: Org, devices: list[Device], apart: bool
 ) -> None:
     laptop, desktop = devices
-    surviving = desktop.library.create("tag", {"name": "ML "})
-    _settle(desktop)
-    mine = laptop.library.create("tag", {"name": "ml"})
+    mine, surviving = _made_on_both(laptop, desktop, "ML ")
     if apart:  # the create reached the server (and was merged) before the laptop learnt of it
         laptop.client.push(SyncReport())
         assert laptop.library.get("tag", mine)["deleted"] is False
@@ -112,9 +117,7 @@ def test_a_rename_of_a_merged_lookup_is_a_conflict_on_the_survivors_name(  # typ
     org: Org, devices: list[Device]
 ) -> None:
     laptop, desktop = devices
-    surviving = desktop.library.create("tag", {"name": "ML"})
-    _settle(desktop)
-    mine = laptop.library.create("tag", {"name": "ml"})
+    mine, surviving = _made_on_both(laptop, desktop)
     laptop.library.edit("tag", mine, {"name": "machine learning"})
     assert laptop.sync().refused == []
     _settle(laptop, desktop)
@@ -130,9 +133,7 @@ def test_a_lookup_made_and_deleted_offline_does_not_delete_the_one_it_was_merged
     org: Org, devices: list[Device]
 ) -> None:
     laptop, desktop = devices
-    surviving = desktop.library.create("tag", {"name": "ML"})
-    _settle(desktop)
-    mine = laptop.library.create("tag", {"name": "ml"})
+    mine, surviving = _made_on_both(laptop, desktop)
     laptop.library.delete("tag", mine)
     _settle(laptop, desktop)
     assert org.owner.get(f"{org.base}/tags/{surviving}").json()["name"] == "ML"
