@@ -101,6 +101,7 @@ def build_services_and_background(settings: Settings) -> tuple[Services, Backgro
                 secret=settings.token_secret(), ttl=timedelta(minutes=settings.access_token_minutes)
             ),
             refresh_ttl=timedelta(days=settings.refresh_token_days),
+            refresh_retry=timedelta(seconds=settings.refresh_retry_seconds),
         ),
     )
     return services, background

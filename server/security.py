@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -108,6 +109,13 @@ class TokenSigner:
             "typ": "access",
         }
         return jwt.encode(payload, self._secret, algorithm="HS256")
+
+    def derive(self, *, purpose: str, value: str) -> str:
+        """A secret only this server can compute from ``value``: HMAC-SHA256 under the signing key, as
+        URL-safe text as long as :func:`new_secret`'s. The same ``value`` gives the same secret, so an answer
+        can be given again without storing what it said (a refresh retried after its answer was lost)."""
+        mac = hmac.new(self._secret.encode(), f"{purpose}\0{value}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def verify(self, token: str) -> AccessClaims:
         known = self._verified.get(token)

@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     )
     access_token_minutes: int = 15
     refresh_token_days: int = 30
+    refresh_retry_seconds: int = Field(
+        default=120,
+        ge=0,
+        description=(
+            "A rotated refresh token that comes back within this many seconds is a retry whose answer was "
+            "lost, and gets the same new token; later it counts as a stolen copy and revokes the login."
+        ),
+    )
     invitation_days: int = 7
     max_body_bytes: int = 5 * 1024 * 1024
     compress_responses: bool = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
@@ -198,16 +199,28 @@ class HttpRemote:
         return orjson.loads(self._send("GET", self._url("/conflicts")).content)  # type: ignore[no-any-return]
 
 
-def _auth_post(base_url: str, path: str, client: httpx.Client | None, **kwargs: Any) -> dict[str, Any]:
+REFRESH_RETRY_DELAYS_S: Final = (0.5, 2.0)
+"""The pauses before a renewal is sent again after the connection failed. The server answers a rotated
+refresh token sent again within two minutes with the same new one (its answer may have been lost after it
+rotated), so retrying at once keeps the login alive where waiting for the next sync would revoke it."""
+
+
+def _auth_post(
+    base_url: str, path: str, client: httpx.Client | None, *, retry: Sequence[float] = (), **kwargs: Any
+) -> dict[str, Any]:
     own = client is None
     http = client or httpx.Client(timeout=30.0)
     try:
-        try:
-            response = http.post(f"{base_url.rstrip('/')}{API}/auth/{path}", **kwargs)
-        except httpx.TransportError as exc:
-            raise ServerUnreachableError(
-                f"cannot reach the server at {base_url}: {exc.__class__.__name__}"
-            ) from exc
+        for pause in (*retry, None):
+            try:
+                response = http.post(f"{base_url.rstrip('/')}{API}/auth/{path}", **kwargs)
+                break
+            except httpx.TransportError as exc:
+                if pause is None:
+                    raise ServerUnreachableError(
+                        f"cannot reach the server at {base_url}: {exc.__class__.__name__}"
+                    ) from exc
+                time.sleep(pause)
         return check(response).json()  # type: ignore[no-any-return]
     finally:
         if own:
@@ -222,5 +235,8 @@ def login(base_url: str, *, email: str, password: str, client: httpx.Client | No
 def refresh_tokens(
     base_url: str, *, refresh_token: str, client: httpx.Client | None = None
 ) -> dict[str, Any]:
-    """Swap a refresh token for a new pair (the old one stops working: rotation)."""
-    return _auth_post(base_url, "refresh", client, json={"refresh_token": refresh_token})
+    """Swap a refresh token for a new pair (the old one stops working: rotation). A failed connection is
+    retried at once, twice (:data:`REFRESH_RETRY_DELAYS_S`)."""
+    return _auth_post(
+        base_url, "refresh", client, retry=REFRESH_RETRY_DELAYS_S, json={"refresh_token": refresh_token}
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
+from outputhub.server.deps import get_now
 from tests.support.client import add_member, new_org, register, seed_library
 
 
@@ -161,8 +163,13 @@ def test_sessions_refresh_rotation_and_logout(client):
     access, refresh = login["access_token"], login["refresh_token"]
     rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
     assert rotated.status_code == 200
-    # reusing a rotated refresh token revokes the whole session
-    assert client.post("/api/v1/auth/refresh", json={"refresh_token": refresh}).status_code == 401
+    # reusing a rotated refresh token after the retry window revokes the whole session
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    client.app.dependency_overrides[get_now] = lambda: later  # type: ignore[attr-defined]
+    try:
+        assert client.post("/api/v1/auth/refresh", json={"refresh_token": refresh}).status_code == 401
+    finally:
+        client.app.dependency_overrides.pop(get_now)  # type: ignore[attr-defined]
     assert (
         client.post(
             "/api/v1/auth/refresh", json={"refresh_token": rotated.json()["refresh_token"]}

@@ -38,7 +38,8 @@ def token(
 
 @router.post("/refresh")
 def refresh(data: RefreshRequest, services: ServicesDep, now: NowDep) -> TokenPair:
-    """Swap a refresh token for a new pair (rotation). Replaying an old refresh token revokes the login."""
+    """Swap a refresh token for a new pair (rotation). The token just replaced, sent again within
+    ``refresh_retry_seconds`` (its answer was lost), gets the same pair again; later it revokes the login."""
     try:
         with unit_of_work(services.session_factory) as session:
             return service.refresh(session, refresh_token=data.refresh_token, policy=services.auth, now=now)

@@ -35,6 +35,9 @@ class RefreshTokenReusedError(AuthenticationError):
 class AuthPolicy:
     signer: TokenSigner
     refresh_ttl: timedelta
+    refresh_retry: timedelta = timedelta(seconds=120)
+    """How long after a rotation the token it replaced may come back as a retry (its answer was lost) and get
+    the same new token again, instead of counting as a stolen copy that revokes the login."""
 
 
 def register(session: Session, *, data: RegisterRequest, now: datetime) -> User:
@@ -88,7 +91,10 @@ def login(session: Session, *, email: str, password: str, policy: AuthPolicy, no
 
 
 def refresh(session: Session, *, refresh_token: str, policy: AuthPolicy, now: datetime) -> TokenPair:
-    """Rotate the refresh token. Presenting an already-rotated token revokes the session (token theft)."""
+    """Rotate the refresh token. Presenting an already-rotated token revokes the session (token theft),
+    unless it comes back within ``policy.refresh_retry`` of its rotation: that is a client whose answer was
+    lost (a dropped connection), and it gets the same new refresh token again, which is derived from the one
+    it replaces, so a retry is answered alike without storing the answer."""
     session_hex, _, secret = refresh_token.partition(".")
     try:
         session_id = uuid.UUID(hex=session_hex)
@@ -98,20 +104,25 @@ def refresh(session: Session, *, refresh_token: str, policy: AuthPolicy, now: da
     if auth_session is None or auth_session.revoked_at is not None or auth_session.expires_at <= now:
         raise AuthenticationError("refresh token expired or revoked; log in again")
     hashed = digest(secret)
-    if hashed == auth_session.previous_refresh_hash:
+    successor = policy.signer.derive(purpose="refresh-rotation", value=secret)
+    retried = hashed == auth_session.previous_refresh_hash
+    if retried and (
+        now - auth_session.last_used_at > policy.refresh_retry
+        or digest(successor) != auth_session.refresh_hash  # rotated before successors were derived
+    ):
         raise RefreshTokenReusedError(auth_session.id)
-    if hashed != auth_session.refresh_hash:
+    if not retried and hashed != auth_session.refresh_hash:
         raise AuthenticationError("invalid refresh token")
     user = session.get(User, auth_session.user_id)
     if user is None or not user.is_active:
         raise AuthenticationError("account disabled")
-    new_refresh = new_secret()
-    auth_session.previous_refresh_hash = auth_session.refresh_hash
-    auth_session.refresh_hash = digest(new_refresh)
-    auth_session.last_used_at = now
+    if not retried:  # a retry leaves the rotation, and the time its grace counts from, as they are
+        auth_session.previous_refresh_hash = auth_session.refresh_hash
+        auth_session.refresh_hash = digest(successor)
+        auth_session.last_used_at = now
     return TokenPair(
         access_token=policy.signer.issue(user_id=user.id, session_id=auth_session.id, now=now),
-        refresh_token=f"{auth_session.id.hex}.{new_refresh}",
+        refresh_token=f"{auth_session.id.hex}.{successor}",
         expires_in=int(policy.signer.ttl.total_seconds()),
     )
 

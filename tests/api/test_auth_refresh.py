@@ -1,0 +1,108 @@
+"""A refresh whose answer was lost: retried within the window it gets the same new token; later it revokes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from outputhub.server.deps import get_now
+from outputhub.sync.client import refresh_tokens
+from tests.support.client import PASSWORD, register
+
+# access tokens are checked against the real clock: moves of this clock stay in its past, inside their ttl
+START = datetime.now(UTC) - timedelta(minutes=5)
+
+
+class Clock:
+    def __init__(self, client: TestClient) -> None:
+        self.now = START
+        self._overrides = client.app.dependency_overrides  # type: ignore[attr-defined]
+        self._overrides[get_now] = lambda: self.now
+
+    def close(self) -> None:
+        self._overrides.pop(get_now, None)
+
+
+@pytest.fixture
+def clock(client: TestClient) -> Iterator[Clock]:
+    c = Clock(client)
+    yield c
+    c.close()
+
+
+def _login(client: TestClient) -> dict[str, str]:
+    user = register(client, name="renew")
+    r = client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _refresh(client: TestClient, token: str) -> tuple[int, dict[str, str]]:
+    r = client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+    return r.status_code, r.json()
+
+
+def _me(client: TestClient, access: str) -> int:
+    return client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {access}"}).status_code
+
+
+def test_a_refresh_retried_after_its_answer_was_lost_gets_the_same_token(
+    client: TestClient, clock: Clock
+) -> None:
+    first = _login(client)["refresh_token"]
+    code, lost = _refresh(client, first)  # the server rotated; say the answer never arrived
+    assert code == 200
+    clock.now += timedelta(seconds=90)
+    code, again = _refresh(client, first)
+    assert code == 200, again
+    assert again["refresh_token"] == lost["refresh_token"]
+    assert _me(client, again["access_token"]) == 200
+    # the login goes on from there: the next rotation works, and the first token is now two back
+    code, third = _refresh(client, again["refresh_token"])
+    assert code == 200 and third["refresh_token"] != again["refresh_token"]
+    code, problem = _refresh(client, first)
+    assert code == 401 and "invalid refresh token" in problem["detail"]
+    assert _me(client, third["access_token"]) == 200  # not revoked by a token two rotations back
+
+
+def test_a_rotated_token_back_after_the_window_revokes_the_login(client: TestClient, clock: Clock) -> None:
+    first = _login(client)["refresh_token"]
+    code, pair = _refresh(client, first)
+    assert code == 200
+    clock.now += timedelta(seconds=100)
+    assert _refresh(client, first)[0] == 200  # a retry does not move the window on
+    clock.now += timedelta(seconds=21)
+    code, problem = _refresh(client, first)
+    assert code == 401 and "already used" in problem["detail"]
+    assert _refresh(client, pair["refresh_token"])[0] == 401  # the whole login is revoked
+    assert _me(client, pair["access_token"]) == 401
+
+
+class AnswerLostOnce(httpx.BaseTransport):
+    """The request reaches the server, which answers; the first answer is lost on the way back."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.sent = inner, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        self.sent += 1
+        if self.sent == 1:
+            response.read()
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+def test_the_client_retries_a_renewal_whose_answer_was_lost(client: TestClient) -> None:
+    first = _login(client)["refresh_token"]
+    lossy = AnswerLostOnce(client._transport)  # the real app behind it
+    with httpx.Client(transport=lossy) as http:
+        pair = refresh_tokens("http://testserver", refresh_token=first, client=http)
+    assert lossy.sent == 2
+    assert _me(client, pair["access_token"]) == 200
+    code, nxt = _refresh(client, pair["refresh_token"])  # the login lives on: the retry's token is current
+    assert code == 200 and _me(client, nxt["access_token"]) == 200
