@@ -22,7 +22,6 @@ from outputhub.sync.client import (
     ServerUnreachableError,
     SyncClient,
     SyncError,
-    SyncReport,
     login,
     refresh_tokens,
 )
@@ -316,19 +315,16 @@ class SyncService:
         and the server does not answer. Raises the client's ``SyncError``s (messages in words)."""
         if only_if_reachable and not self.reachable():
             return False
-        try:
-            return self._sync_once(progress)
-        except AuthenticationFailedError:
-            if not self._refresh_tokens():
-                raise
-            return self._sync_once(progress)
-
-    def _sync_once(self, progress: ProgressCallback | None) -> SyncReport:
         s = self.settings()
         if not (s.server_url and s.org_id):
             raise NotAttachedError("log in to a server first (Settings)")
+        # a sync that outlasts its access token (a first sync of a large library) renews it and goes on
         remote = HttpRemote(
-            s.server_url, token=self._get("access_token"), org_id=s.org_id, timeout=self._timeout
+            s.server_url,
+            token=self._get("access_token"),
+            org_id=s.org_id,
+            timeout=self._timeout,
+            renew=self._renewed_access_token,
         )
         try:
 
@@ -341,24 +337,26 @@ class SyncService:
         finally:
             remote.close()
 
-    def _refresh_tokens(self) -> bool:
-        """Swap the refresh token for a new pair (access tokens are short-lived); False if refused."""
-        refresh, url = self._get("refresh_token"), self._get("server_url")
-        if not refresh or not url:
-            return False
-        try:
-            body = refresh_tokens(url, refresh_token=refresh)
-        except ServerUnreachableError:
-            raise
-        except SyncError:
-            with self._replica.transaction():
-                for key in ("access_token", "refresh_token"):
-                    self._replica.set_setting(key=key, value=None)
-            raise AuthenticationFailedError("your login has expired: log in again in Settings") from None
+    def _renewed_access_token(self) -> str:
+        """Swap the refresh token for a new pair (access tokens are short-lived) and keep it; one renewal
+        at a time per replica, under its write lock, the token read again inside it. Raises
+        ``ServerUnreachableError``, or ``AuthenticationFailedError`` (the saved login forgotten) if
+        refused."""
         with self._replica.transaction():
-            self._replica.set_setting(key="access_token", value=str(body["access_token"]))
-            self._replica.set_setting(key="refresh_token", value=str(body["refresh_token"]))
-        return True
+            refresh, url = self._get("refresh_token"), self._get("server_url")
+            try:
+                body = refresh_tokens(url, refresh_token=refresh) if refresh and url else None
+            except ServerUnreachableError:
+                raise
+            except SyncError:
+                body = None
+            if body is not None:
+                self._replica.set_setting(key="access_token", value=str(body["access_token"]))
+                self._replica.set_setting(key="refresh_token", value=str(body["refresh_token"]))
+                return str(body["access_token"])
+            for key in ("access_token", "refresh_token"):
+                self._replica.set_setting(key=key, value=None)
+        raise AuthenticationFailedError("your login has expired: log in again in Settings")
 
 
 def _field(value: Any, name: str) -> str:

@@ -379,3 +379,38 @@ def test_the_worker_answers_in_json_lines(replica, api, live_server) -> None:
     code, events = run_worker(SyncRequest(replica.path, key))
     assert code == EXIT_FAILED and events[-1]["error"] == "ServerUnreachableError"
     assert "cannot reach the server at http://127.0.0.1:9" in events[-1]["message"]
+
+
+def test_a_desktop_sync_that_outlasts_two_access_tokens_renews_each_in_place(
+    replica, api, live_server, monkeypatch
+) -> None:
+    """The desktop renewed an expired access token by starting the whole sync again, once: a first sync of
+    a large library that outlasted two tokens stopped with "log in again". Its remote now renews the token
+    on a 401 and sends the request again, as the CLI's does, keeping the rotated login."""
+    import outputhub.desktop.services.sync as sync_module
+
+    org = new_org(api, name="Long sync")  # type: ignore[arg-type]
+    seed_library(org)
+    expired: list[int] = []
+
+    class TokensRunOut(sync_module.HttpRemote):  # the real remote; its token stops working twice
+        sent = 0
+
+        def _request(self, method: str, url: str, is_json: bool, **kwargs: object) -> httpx.Response:
+            TokensRunOut.sent += 1
+            if TokensRunOut.sent in (2, 4):
+                expired.append(TokensRunOut.sent)
+                self._use("an-access-token-the-server-no-longer-takes")
+            return super()._request(method, url, is_json, **kwargs)
+
+    service = SyncService(replica=replica, pull_page=3)
+    service.login(server_url=live_server, email=org.owner.email, password=PASSWORD)
+    first_login = replica.get_setting(key="refresh_token")
+    monkeypatch.setattr(sync_module, "HttpRemote", TokensRunOut)
+    report = service.sync()
+    assert expired == [2, 4] and TokensRunOut.sent > 6  # pages of 3: many requests, two tokens run out
+    assert report.checksum_ok is True
+    prompts = org.owner.get(f"{org.base}/prompts").json()["items"]
+    assert replica.count_live(table="prompts") == len(prompts) > 0
+    assert replica.get_setting(key="refresh_token") not in (first_login, None)
+    assert service.sync().checksum_ok is True  # the renewed login is kept and still works
