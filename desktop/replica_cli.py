@@ -709,10 +709,55 @@ MERGEABLE = ("text", "set", "scalar")
 passages keep mine), sets united, a single value mine."""
 
 
+class _CannotResolveError(Exception):
+    """This conflict cannot be resolved as asked; the message says why (it stays open). ``skipped``: the
+    choice does not apply to its kind (``--all`` lists it and goes on), not a failure."""
+
+    def __init__(self, message: str, *, skipped: bool = False) -> None:
+        super().__init__(message)
+        self.skipped = skipped
+
+
+def _resolve(
+    replica: Any, library: Any, c: Any, *, keep: str | None, value: str | None
+) -> tuple[str, dict[str, Any]]:
+    """Resolve one open conflict or refused edit as ``keep`` or ``value`` says: what was done in words and
+    as JSON. Raises :class:`_CannotResolveError` (nothing changed) when it does not apply."""
+    if c.field == REJECTED_FIELD:
+        if keep not in ("mine", "theirs"):
+            raise _CannotResolveError(
+                "a refused edit takes --keep mine (make it again) or --keep theirs (drop it)", skipped=True
+            )
+        if keep == "theirs":
+            replica.resolve_conflict(id=c.id)
+            return f"dropped the refused edit {c.id}", {"resolved": c.id, "dropped": True}
+        try:
+            with replica.transaction():  # made again and closed together, or neither
+                done = reapply_refused(library, c)
+                replica.resolve_conflict(id=c.id)
+        except LocalEditError as exc:
+            raise _CannotResolveError(f"cannot make the refused edit again: {exc}") from None
+        return done, {"resolved": c.id, "reapplied": True}
+    if keep is not None and keep not in ("mine", "theirs", "merged"):
+        raise _CannotResolveError("--keep takes mine, theirs or merged")
+    if (value is not None or keep == "merged") and c.field == TOMBSTONE:
+        raise _CannotResolveError(
+            "a delete conflict is resolved with --keep mine or --keep theirs", skipped=True
+        )
+    choice: Any = keep if keep is not None else Merged(value)
+    if keep == "merged":
+        suggestion, _note = suggest(conflict_kind(c), c.base, c.mine, c.theirs)
+        choice = Merged(frozenset(suggestion) if isinstance(suggestion, list) else suggestion)
+    if value is not None and DEFAULT_SCHEMA.kind(c.entity, c.field).value == "set":
+        choice = Merged(frozenset(v for v in value.split(",") if v))
+    resolve_conflict(replica, library, c, choice)
+    return f"resolved {c.id}", {"resolved": c.id}
+
+
 @conflicts_app.command("resolve")
 def conflicts_resolve(
     typer_ctx: typer.Context,
-    conflict_id: str,
+    conflict_id: Annotated[str | None, typer.Argument(help="The conflict; or --all.")] = None,
     keep: Annotated[
         str | None,
         typer.Option(
@@ -722,9 +767,30 @@ def conflicts_resolve(
     ] = None,
     value: Annotated[str | None, typer.Option(help="An edited merge instead of keep.")] = None,
     value_file: Annotated[Path | None, typer.Option(help="The edited merge, from a file.")] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every open conflict and refused edit (narrowed by --entity and --refused) with the same "
+            "--keep; those it does not apply to (a delete conflict with merged) stay open and are listed.",
+        ),
+    ] = False,
+    entity: Annotated[
+        str | None, typer.Option(help="With --all: only this kind's (prompt, output, tag, ...).")
+    ] = None,
+    refused: Annotated[bool, typer.Option(help="With --all: only the edits the server refused.")] = False,
 ) -> None:
     """Keep mine, keep theirs, the merge suggestion, or save an edited merge; it syncs like any edit."""
     ctx: Context = typer_ctx.obj
+    if every:
+        if conflict_id is not None or keep is None or value is not None or value_file is not None:
+            fail(5, "--all takes --keep mine|theirs|merged and no conflict id or --value")
+        _resolve_all(ctx, keep=str(keep), entity=entity, refused=refused)
+        return
+    if conflict_id is None:
+        fail(5, "name the conflict to resolve (see `outputhub replica conflicts list`), or give --all")
+    if entity is not None or refused:
+        fail(5, "--entity and --refused narrow --all")
     if value_file is not None:
         try:
             value = value_file.read_text(encoding="utf-8")
@@ -751,45 +817,52 @@ def conflicts_resolve(
                 f"no conflict {conflict_id} (closed conflicts are kept {CLOSED_CONFLICTS_KEPT.days} days): "
                 "see `outputhub replica conflicts list`",
             )
-        c = found[0]
-        if c.field == REJECTED_FIELD:
-            if keep not in ("mine", "theirs"):
-                fail(5, "a refused edit takes --keep mine (make it again) or --keep theirs (drop it)")
-            if keep == "theirs":
-                replica.resolve_conflict(id=c.id)
-                emit(
-                    ctx, {"resolved": conflict_id, "dropped": True}, f"dropped the refused edit {conflict_id}"
-                )
-                return
+        try:
+            said, shown = _resolve(replica, library, found[0], keep=keep, value=value)
+        except _CannotResolveError as exc:
+            fail(5, str(exc))
+        emit(ctx, shown, f"{said}; run `outputhub replica sync` to share it")
+
+
+def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool) -> None:
+    """``conflicts resolve --all``: each chosen conflict on its own (one that cannot be resolved as asked
+    stays open and is listed, the rest go on); exit 5 when any failed, 0 when the rest were only skipped."""
+    if keep not in ("mine", "theirs", "merged"):
+        fail(5, "--keep takes mine, theirs or merged")
+    kind = entity_name(entity) if entity is not None else None
+    resolved: list[dict[str, Any]] = []
+    left: list[dict[str, Any]] = []
+    with edits(ctx) as (replica, _store, library):
+        chosen = [
+            c
+            for c in replica.list_conflicts()
+            if (kind is None or c.entity == kind) and (not refused or c.field == REJECTED_FIELD)
+        ]
+        for c in chosen:
             try:
-                with replica.transaction():  # made again and closed together, or neither
-                    done = reapply_refused(library, c)
-                    replica.resolve_conflict(id=c.id)
-            except LocalEditError as exc:
-                fail(5, f"cannot make the refused edit again: {exc}")
-            emit(
-                ctx,
-                {"resolved": conflict_id, "reapplied": True},
-                f"{done}; run `outputhub replica sync` to share it",
-            )
-            return
-        else:
-            if keep is not None and keep not in ("mine", "theirs", "merged"):
-                fail(5, "--keep takes mine, theirs or merged")
-            if (value is not None or keep == "merged") and c.field == TOMBSTONE:
-                fail(5, "a delete conflict is resolved with --keep mine or --keep theirs")
-            choice: Any = keep if keep is not None else Merged(value)
-            if keep == "merged":
-                suggestion, _note = suggest(conflict_kind(c), c.base, c.mine, c.theirs)
-                choice = Merged(frozenset(suggestion) if isinstance(suggestion, list) else suggestion)
-            if value is not None and DEFAULT_SCHEMA.kind(c.entity, c.field).value == "set":
-                choice = Merged(frozenset(v for v in value.split(",") if v))
-            resolve_conflict(replica, library, c, choice)
-        emit(
-            ctx,
-            {"resolved": conflict_id},
-            f"resolved {conflict_id}; run `outputhub replica sync` to share it",
-        )
+                resolved.append(_resolve(replica, library, c, keep=keep, value=None)[1])
+            except _CannotResolveError as exc:
+                left.append(
+                    {
+                        "id": c.id,
+                        "entity": c.entity,
+                        "record_id": c.record_id,
+                        "reason": str(exc),
+                        "skipped": exc.skipped,
+                    }
+                )
+    failed = [item for item in left if not item["skipped"]]
+    summary = {"resolved": [r["resolved"] for r in resolved], "left_open": left}
+    emit(
+        ctx,
+        summary,
+        lambda: "\n".join(
+            [f"resolved {len(resolved)} of {len(chosen)}; run `outputhub replica sync` to share them"]
+            + [f"left open {i['id']}  {i['entity']} {i['record_id']}: {i['reason']}" for i in left]
+        ),
+    )
+    if failed:
+        raise typer.Exit(5)
 
 
 if __name__ == "__main__":  # pragma: no cover

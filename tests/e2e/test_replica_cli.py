@@ -588,3 +588,62 @@ def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, t
         assert "Traceback" not in said
     assert a.json("conflicts", "list") == [conflict]
     assert "resolved" in a.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
+
+
+def test_conflicts_resolve_all_with_one_keep_narrowed_by_kind_and_refusal(
+    server: str, tmp_path: Path
+) -> None:
+    """Resolving many conflicts took one command each. ``conflicts resolve --all --keep ...`` resolves every
+    open one that ``--entity`` and ``--refused`` select; one the choice does not apply to (a delete conflict
+    with ``merged``) stays open and is listed, and the exit is 0; the resolutions sync like any edit."""
+    account = new_account(server, email="resolve-all@example.com", password=PASSWORD, org_name="All")
+    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
+    for ws in (a, b):
+        ws.run("init")
+        ws.attach(server, account.org_id, account.email)
+    prompts = [
+        a.run("add", "prompt", "--set", f"title=P{n}", "--set", "body=line 1\nline 2\nline 3").strip()
+        for n in range(3)
+    ]
+    tag = a.run("add", "tag", "--set", "name=alpha").strip()
+    a.run("sync")
+    b.run("sync")
+    for ws, name in ((a, "a"), (b, "b")):
+        for prompt in prompts[:2]:
+            ws.run("edit", "prompt", prompt, "--set", f"body=line 1\nline 2 by {name}\nline 3")
+    a.run("edit", "prompt", prompts[2], "--set", "title=edited on a")
+    b.run("delete", "prompt", prompts[2])
+    b.run("add", "tag", "--set", "name=beta")
+    a.run("edit", "tag", tag, "--set", "name=Beta")
+    b.run("sync")
+    a.run("sync", code=5)  # the rename is refused: the name is taken
+    opened = a.json("conflicts", "list")
+    assert sorted((c["entity"], c["field"]) for c in opened) == [  # type: ignore[union-attr]
+        ("prompt", "_deleted"),
+        ("prompt", "body"),
+        ("prompt", "body"),
+        ("tag", "_rejected"),
+    ]
+
+    assert "--keep mine|theirs|merged" in a.run("conflicts", "resolve", "--all", code=5)
+    one = opened[0]["id"]  # type: ignore[index]
+    assert "no conflict id" in a.run("conflicts", "resolve", one, "--all", "--keep", "mine", code=5)
+    said = a.json("conflicts", "resolve", "--all", "--keep", "merged", "--entity", "prompts")
+    assert len(said["resolved"]) == 2  # type: ignore[index]
+    [left] = said["left_open"]  # type: ignore[index]
+    assert left["record_id"] == prompts[2] and left["skipped"] is True
+    assert "delete conflict" in left["reason"]
+    assert "resolved 1 of 1" in a.run("conflicts", "resolve", "--all", "--keep", "theirs", "--refused")
+    assert "resolved 1 of 1" in a.run("conflicts", "resolve", "--all", "--keep", "mine")
+    assert a.json("conflicts", "list") == []
+
+    a.run("sync")
+    b.run("sync")
+    served = {
+        p: httpx.get(f"{server}/api/v1/orgs/{account.org_id}/prompts/{p}", headers=account.headers).json()
+        for p in prompts
+    }
+    assert [served[p]["body"] for p in prompts[:2]] == ["line 1\nline 2 by a\nline 3"] * 2
+    assert served[prompts[2]]["title"] == "edited on a"  # kept: the delete was undone
+    assert b.json("show", "tag", tag)["name"] == "alpha"  # type: ignore[index]
+    assert b.json("show", "prompt", prompts[0])["body"] == "line 1\nline 2 by a\nline 3"  # type: ignore[index]
