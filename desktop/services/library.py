@@ -213,21 +213,25 @@ class LibraryService:
 
     def lookup_rows(self, *, kind: LookupKind, offset: int = 0, limit: int = 200) -> list[LookupRow]:
         rows = self._replica.list_lookups(kind=kind, limit=limit, offset=offset, order_by="name")
-        return [
-            LookupRow(
-                r.id,
-                r.name,
-                r.description,
-                r.position,
-                str(r.score) if r.score is not None else (r.provider or ""),
-                r.local_status.value,
-            )
-            for r in rows
-        ]
+        return [_lookup_row(r) for r in rows]
+
+    def lookup_row(self, *, kind: LookupKind, id: str) -> LookupRow | None:
+        """One entry as the taxonomy page lists it; None when it is gone or deleted."""
+        record = self._replica.get_lookup(kind=kind, id=id)
+        return None if record is None or record.deleted else _lookup_row(record)
 
     def save_lookup(
-        self, *, kind: LookupKind, id: str | None = None, name: str, description: str = "", position: int = 0
+        self,
+        *,
+        kind: LookupKind,
+        id: str | None = None,
+        name: str,
+        description: str = "",
+        position: int = 0,
+        original: Any = None,
     ) -> str:
+        """Create, or write the fields changed since ``original`` (what the editor showed; the stored entry
+        when None), so a field a sync changed meanwhile is not written back as it was."""
         name = name.strip()
         if not name:
             raise InvalidInputError("name", "a name is required")
@@ -235,12 +239,11 @@ class LibraryService:
         values = {"name": name, "description": description, "position": position}
         if id is None:
             return self._editor.create(entity, values)
-        current = self._replica.get_lookup(kind=kind, id=id)
-        if current is None:
-            raise NotFoundError(entity, id)
-        changed = {k: v for k, v in values.items() if getattr(current, k) != v}
-        if changed:
-            self._editor.edit(entity, id, changed)
+        with self._replica.transaction():
+            current = self._replica.get_lookup(kind=kind, id=id)
+            changed = _changed_since(entity, id, original, values, current)
+            if changed:
+                self._editor.edit(entity, id, changed)
         return id
 
     def delete(self, *, entity: str, id: str) -> None:
@@ -475,7 +478,11 @@ class LibraryService:
         description: str = "",
         development_stage_id: str | None = None,
         tag_ids: Sequence[str] = (),
+        original: PromptRecord | None = None,
     ) -> str:
+        """Create, or write the fields changed since ``original`` (what the editor showed; the stored prompt
+        when None), and only those: a field a sync changed since the editor loaded it keeps the synced
+        value, and ticked or unticked tags are added to or taken from the current set."""
         title = title.strip()
         if not title:
             raise InvalidInputError("title", "a title is required")
@@ -490,12 +497,11 @@ class LibraryService:
         }
         if id is None:
             return self._editor.create("prompt", _for_editor(values))
-        current = self._replica.get_prompt(id=id)
-        if current is None:
-            raise NotFoundError("prompt", id)
-        changed = {k: v for k, v in values.items() if getattr(current, k) != v}
+        with self._replica.transaction():
+            changed = _changed_since("prompt", id, original, values, self._replica.get_prompt(id=id))
+            if changed:
+                self._editor.edit("prompt", id, _for_editor(changed))
         if changed:
-            self._editor.edit("prompt", id, _for_editor(changed))
             with self._titles.lock:
                 self._titles.titles.pop(id, None)
         return id
@@ -724,7 +730,10 @@ class LibraryService:
         instructions: str = "",
         gpt_model_id: str | None = None,
         agent_group_ids: Sequence[str] = (),
+        original: CustomGptRecord | None = None,
     ) -> str:
+        """Create, or write the fields changed since ``original`` (what the editor showed), as
+        :meth:`save_prompt` does."""
         name = name.strip()
         if not name:
             raise InvalidInputError("name", "a name is required")
@@ -737,11 +746,47 @@ class LibraryService:
         }
         if id is None:
             return self._editor.create("custom_gpt", _for_editor(values))
-        current = self.get_custom_gpt(id=id)
-        changed = {k: v for k, v in values.items() if getattr(current, k) != v}
-        if changed:
-            self._editor.edit("custom_gpt", id, _for_editor(changed))
+        with self._replica.transaction():
+            current = self._replica.get_custom_gpt(id=id)
+            changed = _changed_since("custom_gpt", id, original, values, current)
+            if changed:
+                self._editor.edit("custom_gpt", id, _for_editor(changed))
         return id
+
+
+def _lookup_row(r: LookupRecord) -> LookupRow:
+    return LookupRow(
+        r.id,
+        r.name,
+        r.description,
+        r.position,
+        str(r.score) if r.score is not None else (r.provider or ""),
+        r.local_status.value,
+    )
+
+
+def _changed_since(
+    entity: str, id: str, original: Any, wanted: Mapping[str, Any], current: Any
+) -> dict[str, Any]:
+    """The fields of ``wanted`` that differ from ``original`` (what an editor loaded; ``current`` when
+    None). A set field is written as the current set plus what was ticked minus what was unticked since,
+    so members a sync added or removed meanwhile stay as they are. Raises when the record is gone."""
+    if current is None:
+        raise NotFoundError(entity, id)
+    if getattr(current, "deleted", False):
+        what = entity.replace("_", " ")
+        raise InvalidInputError("id", f"this {what} has been deleted meanwhile; nothing was saved")
+    base = current if original is None else original
+    changed: dict[str, Any] = {}
+    for name, value in wanted.items():
+        if isinstance(value, list | tuple | frozenset | set):
+            before, after = set(getattr(base, name)), set(value)
+            if after != before:
+                now = set(getattr(current, name))
+                changed[name] = ids((now - (before - after)) | (after - before))
+        elif getattr(base, name) != value:
+            changed[name] = value
+    return changed
 
 
 def _for_editor(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
@@ -67,6 +69,7 @@ class CustomGptsPage(QWidget):
         self._library = library
         self._runner = runner
         self._current_id: str | None = None
+        self._loaded: CustomGptRecord | None = None  # as shown when opened: saving writes what changed since
         self._wanted: str | None = None
         self.model: LazyTableModel[CustomGptRow] = LazyTableModel(
             CUSTOM_GPT_COLUMNS, runner=runner, order_by="name", descending=False, parent=self
@@ -128,6 +131,9 @@ class CustomGptsPage(QWidget):
     def reload_all(self) -> None:
         self._runner.submit("load taxonomy", self._library.taxonomy, on_done=self._fill_taxonomy)
         self.refresh()
+        # the custom GPT on screen, if not being edited, shows what a sync changed meanwhile
+        if self._loaded is not None and self._editor_values() == self._values_of(self._loaded):
+            self.open(self._loaded.id)
 
     def _fill_taxonomy(self, taxonomy: Taxonomy) -> None:
         groups = [(e.id, e.name) for e in taxonomy.of(LookupKind.AGENT_GROUPS)]
@@ -142,6 +148,7 @@ class CustomGptsPage(QWidget):
 
     def _clear_editor(self) -> None:
         self._current_id = None
+        self._loaded = None
         for edit in (self.name, self.description):
             edit.clear()
         self.instructions.clear()
@@ -163,6 +170,7 @@ class CustomGptsPage(QWidget):
         if record.id != self._wanted:
             return
         self._current_id = record.id
+        self._loaded = record
         self.name.setText(record.name)
         self.description.setText(record.description)
         self.instructions.setPlainText(record.instructions)
@@ -170,18 +178,32 @@ class CustomGptsPage(QWidget):
         self.agent_groups.set_checked(record.agent_group_ids)
         self.message.setText(record.local_status.value)
 
-    def save(self) -> None:
-        ident = self._current_id
-        values = {
+    def _editor_values(self) -> dict[str, Any]:
+        return {
             "name": self.name.text(),
             "description": self.description.text(),
             "instructions": self.instructions.toPlainText(),
             "gpt_model_id": self.gpt_model.current_id(),
-            "agent_group_ids": self.agent_groups.checked_ids(),
+            "agent_group_ids": sorted(self.agent_groups.checked_ids()),
         }
+
+    @staticmethod
+    def _values_of(record: CustomGptRecord) -> dict[str, Any]:
+        return {
+            "name": record.name,
+            "description": record.description,
+            "instructions": record.instructions,
+            "gpt_model_id": record.gpt_model_id,
+            "agent_group_ids": sorted(record.agent_group_ids),
+        }
+
+    def save(self) -> None:
+        # only what was changed here since it was shown is written (see PromptsPage.save)
+        ident, original = self._current_id, self._loaded
+        values = self._editor_values()
         self._runner.submit(
             "save custom GPT",
-            lambda: self._library.save_custom_gpt(id=ident, **values),
+            lambda: self._library.save_custom_gpt(id=ident, original=original, **values),
             on_done=self._saved,
             on_error=lambda exc: self.message.setText(error_text(exc)),
         )
@@ -190,6 +212,7 @@ class CustomGptsPage(QWidget):
         self._current_id = ident
         self.message.setText("Saved")
         self.changed.emit(frozenset({"custom_gpt"}))
+        self.open(ident)  # what was stored: the edit merged with what a sync brought meanwhile
 
 
 class TaxonomyPage(QWidget):
@@ -205,6 +228,7 @@ class TaxonomyPage(QWidget):
         self._runner = runner
         self._deleter = deleter
         self._current_id: str | None = None
+        self._loaded: LookupRow | None = None  # as shown when opened: saving writes what changed since
         self.kind = QComboBox(objectName="taxonomy_kind")
         for kind, label in KIND_LABELS.items():
             self.kind.addItem(label, kind)
@@ -278,13 +302,35 @@ class TaxonomyPage(QWidget):
 
     def reload_all(self) -> None:
         self.refresh()
+        if self._loaded is not None:  # the entry on screen, if not being edited, shows what a sync changed
+            self._reload_entry(self._loaded.id)
+
+    def _editor_values(self) -> tuple[str, str, int]:
+        return (self.name.text(), self.description.text(), self.position.value())
 
     def open(self, ident: str) -> None:
         row = self.model.row_of(ident)
         if row is None:
             return
-        entry = self.model.row_at(row)
+        self._show_entry(self.model.row_at(row))
+
+    def _reload_entry(self, ident: str) -> None:
+        """Show the entry ``ident`` as stored now, if the editor still shows it unedited."""
+        shown = self._loaded
+        if shown is None or shown.id != ident:
+            return
+        if self._editor_values() != (shown.name, shown.description, shown.position):
+            return
+        kind = self.current_kind()
+        self._runner.submit(
+            "reload entry",
+            lambda: self._library.lookup_row(kind=kind, id=ident),
+            on_done=lambda entry: self._show_entry(entry) if entry and self._loaded is shown else None,
+        )
+
+    def _show_entry(self, entry: LookupRow) -> None:
         self._current_id = entry.id
+        self._loaded = entry
         self.name.setText(entry.name)
         self.description.setText(entry.description)
         self.position.setValue(entry.position)
@@ -296,22 +342,26 @@ class TaxonomyPage(QWidget):
 
     def _clear_editor(self) -> None:
         self._current_id = None
+        self._loaded = None
         self.name.clear()
         self.description.clear()
         self.position.setValue(0)
         self.message.setText(f"New entry in {KIND_LABELS[self.current_kind()].lower()}")
 
     def save(self) -> None:
-        kind, ident = self.current_kind(), self._current_id
-        values = {
-            "name": self.name.text(),
-            "description": self.description.text(),
-            "position": self.position.value(),
-        }
+        kind, ident, original = self.current_kind(), self._current_id, self._loaded
+        name, description, position = self._editor_values()
         self._runner.submit(
             "save lookup",
-            lambda: self._library.save_lookup(kind=kind, id=ident, **values),
-            on_done=lambda _id: self._done("Saved", kind),
+            lambda: self._library.save_lookup(
+                kind=kind,
+                id=ident,
+                name=name,
+                description=description,
+                position=position,
+                original=original if ident is not None else None,
+            ),
+            on_done=lambda saved: self._saved(saved, kind),
             on_error=lambda exc: self.message.setText(error_text(exc)),
         )
 
@@ -328,6 +378,20 @@ class TaxonomyPage(QWidget):
     def _deleted(self, deletion: Deletion) -> None:
         if self._current_id is not None and (deletion.entity, self._current_id) in deletion.records:
             self._clear_editor()  # the editor no longer shows a deleted entry
+
+    def _saved(self, ident: str, kind: LookupKind) -> None:
+        self._done("Saved", kind)
+        if kind is self.current_kind():  # what was stored: the edit merged with what a sync brought
+            self._runner.submit(
+                "reload entry",
+                lambda: self._library.lookup_row(kind=kind, id=ident),
+                on_done=self._saved_entry,
+            )
+
+    def _saved_entry(self, entry: LookupRow | None) -> None:
+        if entry is not None and (self._current_id in (None, entry.id)):
+            self._show_entry(entry)
+            self.message.setText("Saved")
 
     def _done(self, text: str, kind: LookupKind) -> None:
         self.message.setText(text)

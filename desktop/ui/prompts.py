@@ -187,6 +187,9 @@ class PromptsPage(QWidget):
     def reload_all(self) -> None:
         self.load_taxonomy()
         self.refresh()
+        # the prompt on screen, if not being edited, shows what a sync or another page changed meanwhile
+        if self._current is not None and self._editor_values() == self._loaded_values():
+            self.open_prompt(self._current.prompt.id)
 
     # --- editing ------------------------------------------------------------------------------------------
 
@@ -235,20 +238,37 @@ class PromptsPage(QWidget):
         self.to_version.setCurrentIndex(len(choices) - 1)
         self.show_diff()
 
-    def save(self) -> None:
-        ident = self._current.prompt.id if self._current else None
-        values = {
+    def _editor_values(self) -> dict[str, object]:
+        return {
             "title": self.title.text(),
             "body": self.body.toPlainText(),
             "description": self.description.text(),
             "development_stage_id": self.stage.current_id(),
-            "tag_ids": self.tags.checked_ids(),
+            "tag_ids": sorted(self.tags.checked_ids()),
         }
+
+    def _loaded_values(self) -> dict[str, object]:
+        assert self._current is not None
+        p = self._current.prompt
+        return {
+            "title": p.title,
+            "body": p.body,
+            "description": p.description,
+            "development_stage_id": p.development_stage_id,
+            "tag_ids": sorted(p.tag_ids),
+        }
+
+    def save(self) -> None:
+        # only what was changed here since the prompt was shown is written: a field a sync changed meanwhile
+        # keeps the synced value instead of being set back to the one on screen
+        original = self._current.prompt if self._current else None
+        ident = original.id if original else None
+        values = self._editor_values()
         self.save_button.setEnabled(False)
         self.message.setText("Saving…")
         self._runner.submit(
             "save prompt",
-            lambda: self._library.save_prompt(id=ident, **values),
+            lambda: self._library.save_prompt(id=ident, original=original, **values),  # type: ignore[arg-type]
             on_done=self._saved,
             on_error=self._save_failed,
         )
