@@ -46,3 +46,18 @@ def limit_problem(entity: str, values: Mapping[str, object]) -> tuple[str, str] 
         if isinstance(value, frozenset | set | list | tuple) and len(value) > MEMBERS_MAX:
             return f"{entity}.{name} holds more than {MEMBERS_MAX} ids ({len(value)})", name
     return None
+
+
+def type_problem(entity: str, values: Mapping[str, object]) -> tuple[str, str] | None:
+    """(detail, field) of the first text field holding something other than text, or whole-number field
+    holding something other than a whole number, or None: a replica refuses what the server's push would
+    (a title saved as the number 2024 was refused only by the server, and the edit came back as refused)."""
+    for name in TEXT_MAX.get(entity, _LOOKUP_TEXT):
+        value = values.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"{entity}.{name} must be text, not {type(value).__name__}", name
+    for name in NUMBER_RANGE:
+        value = values.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{entity}.{name} must be a whole number, not {type(value).__name__}", name
+    return None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -11,7 +12,7 @@ from outputhub.desktop.services.editing import LOOKUP_KINDS, Editor
 from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.storage import Replica
 from outputhub.desktop.storage.records import ConflictRecord
-from outputhub.desktop.storage.sync_store import REJECTED_FIELD
+from outputhub.desktop.storage.sync_store import REJECTED_FIELD, ReplicaSyncStore
 from outputhub.sync.client import LocalEditError, LocalLibrary, Merged
 from outputhub.sync.engine.schema import DEFAULT_SCHEMA, TOMBSTONE, FieldKind
 from outputhub.sync.engine.textmerge import merge3
@@ -31,6 +32,19 @@ class ConflictItem:
     suggestion: Any
     suggestion_note: str
     created_at: datetime
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """For a field naming other records (a stage, tags, a prompt): each id the sides name -> its name."""
+
+    @property
+    def is_reference(self) -> bool:
+        return self.kind != "existence" and self.field in _references(self.entity)
+
+
+def _references(entity: str) -> Mapping[str, str]:
+    try:
+        return DEFAULT_SCHEMA.entity(entity).references
+    except Exception:
+        return {}
 
 
 def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
@@ -50,7 +64,11 @@ def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
             "or is deleted (a delete takes what uses it along: a prompt's outputs, a tag off its records)."
         )
     if kind == "rejected":
-        return mine, "The server refused this edit (shown as mine). Dismiss it with either button."
+        return mine, (
+            "The server refused this edit (shown as mine; its reason as theirs). Keep mine makes it again, "
+            "for the next sync, once what made the server refuse it has changed (say, you were made an "
+            "editor); keep theirs drops it."
+        )
     if kind == FieldKind.SET:
         union = sorted(set(mine or ()) | set(theirs or ()))
         return union, "Both sides' entries kept (union)."
@@ -152,6 +170,13 @@ class ConflictService:
         for c in self._replica.list_conflicts():
             kind = conflict_kind(c)
             suggestion, note = suggest(kind, c.base, c.mine, c.theirs)
+            target = _references(c.entity).get(c.field) if kind != "existence" else None
+            labels: dict[str, str] = {}
+            if target is not None:
+                for side in (c.base, c.mine, c.theirs, suggestion):
+                    for ident in side if isinstance(side, list | tuple | set | frozenset) else (side,):
+                        if isinstance(ident, str) and ident not in labels:
+                            labels[ident] = self._label(target, ident)
             items.append(
                 ConflictItem(
                     c.id,
@@ -166,6 +191,7 @@ class ConflictService:
                     suggestion,
                     note,
                     c.created_at,
+                    labels,
                 )
             )
         return items
@@ -178,7 +204,15 @@ class ConflictService:
         if conflict is None:
             raise NotFoundError("conflict", conflict_id)
         if conflict.field == REJECTED_FIELD:
-            self._replica.resolve_conflict(id=conflict_id)
+            if choice != "mine":
+                self._replica.resolve_conflict(id=conflict_id)
+                return
+            try:
+                with self._replica.transaction():  # made again and closed together, or neither
+                    reapply_refused(LocalLibrary(ReplicaSyncStore(self._replica)), conflict)
+                    self._replica.resolve_conflict(id=conflict_id)
+            except LocalEditError as exc:
+                raise InvalidInputError("choice", f"cannot make the refused edit again: {exc}") from exc
             return
         if choice not in ("mine", "theirs", "merged"):
             raise InvalidInputError("choice", "choose mine, theirs or merged")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import Any, Final
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
@@ -18,6 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from outputhub.common.errors import InvalidInputError
+from outputhub.common.ids import canonical_id
 from outputhub.desktop.jobs import JobRunner
 from outputhub.desktop.services.conflicts import ConflictItem, ConflictService
 from outputhub.desktop.ui.listpage import ListPane
@@ -33,36 +37,94 @@ CONFLICT_COLUMNS: tuple[Column[ConflictItem], ...] = (
 
 
 def field_label(item: ConflictItem) -> str:
-    return "deleted vs edited" if item.kind == "existence" else item.field
+    """The field in words: ``development stage`` for ``development_stage_id``, ``tags`` for ``tag_ids``."""
+    if item.kind == "existence":
+        return "deleted vs edited"
+    if item.kind == "rejected":
+        return "refused by the server"
+    name = item.field
+    if name.endswith("_ids"):
+        name = name.removesuffix("_ids") + "s"
+    return name.removesuffix("_id").replace("_", " ")
 
 
-def as_text(value: Any) -> str:
+def as_text(value: Any, labels: Mapping[str, str] | None = None) -> str:
+    """A side or a suggestion as the panes show it. With ``labels`` (a field naming other records), each id
+    as its name with the id after it, one per line."""
     if value is None:
         return ""
+    if labels:
+        if isinstance(value, str):
+            return _named(value, labels)
+        if isinstance(value, list | tuple | set | frozenset):
+            return "\n".join(sorted((_named(str(v), labels) for v in value), key=str.lower))
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, indent=1)
 
 
-def side_text(kind: str, value: Any) -> str:
+def _named(ident: str, labels: Mapping[str, str]) -> str:
+    label = labels.get(ident, ident)
+    return ident if label == ident else f"{label}  [{ident}]"
+
+
+def side_text(item: ConflictItem, value: Any) -> str:
     """A side of a conflict in words; a delete-vs-edit conflict's sides are the record's fate."""
-    if kind == "existence":
+    if item.kind == "existence":
         return "Deleted" if value else "Kept (edited)"
-    return as_text(value)
+    if item.kind == "rejected" and isinstance(value, dict):
+        if "reason" in value:  # the server's side: why it refused
+            return f"Refused: {value['reason']}"
+        values = value.get("values") or {}
+        lines = [f"Your {value.get('kind') or 'edit'} of this {item.entity.replace('_', ' ')}"]
+        lines += [f"{name}: {as_text(v)}" for name, v in sorted(values.items())]
+        return "\n".join(lines)
+    return as_text(value, item.labels)
 
 
-def from_text(kind: str, text: str) -> Any:
-    if kind == "text":
+_ID_AT_END: Final = re.compile(r"\[([^\[\]]+)\]\s*$")
+
+
+def from_text(item: ConflictItem, text: str) -> Any:
+    """The value an edited merge stands for, of the field's own type: a text as typed; entries of a
+    field naming other records by the names shown (or ids); a number for a number; any other single value
+    as text (a title typed as 2024 stays the text "2024"). Raises ``InvalidInputError`` naming ``merged``."""
+    if item.kind == "text":
         return text
-    if kind == "set":
+    if item.is_reference:
+        chosen = [_entry(line, item.labels) for line in text.splitlines() if line.strip()]
+        if item.kind == "set":
+            return frozenset(chosen)
+        if len(chosen) > 1:
+            raise InvalidInputError("merged", "this field names one entry: leave one line (or none)")
+        return chosen[0] if chosen else None
+    if item.kind == "set":
         stripped = text.strip()
         if stripped.startswith("["):
             return frozenset(json.loads(stripped))
         return frozenset(part.strip() for part in stripped.replace("\n", ",").split(",") if part.strip())
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+    sides = [v for v in (item.base, item.mine, item.theirs) if v is not None]
+    if sides and all(isinstance(v, int) and not isinstance(v, bool) for v in sides):
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise InvalidInputError("merged", "a whole number is expected here") from None
+    return text.strip()
+
+
+def _entry(line: str, labels: Mapping[str, str]) -> str:
+    """The id a line of an edited merge names: ``Name  [id]`` as shown, a bare id, or a name shown."""
+    line = line.strip()
+    found = _ID_AT_END.search(line)
+    ident = canonical_id(found.group(1) if found else line)
+    if ident is not None:
+        return ident
+    named = [i for i, label in labels.items() if label.strip().lower() == line.lower()]
+    if len(named) == 1:
+        return named[0]
+    raise InvalidInputError(
+        "merged", f"“{line}” is not one of the entries shown: write a name as shown, or an id"
+    )
 
 
 def _pane(title: str, name: str) -> tuple[QLabel, QPlainTextEdit]:
@@ -84,6 +146,7 @@ class ConflictsPage(QWidget):
         self._service = conflicts
         self._runner = runner
         self._current: ConflictItem | None = None
+        self._keep_message = False
         self.model: LazyTableModel[ConflictItem] = LazyTableModel(CONFLICT_COLUMNS, parent=self)
         self.list = ListPane(
             self.model, placeholder="Filter conflicts…", stretch_column="record", parent=self
@@ -175,22 +238,31 @@ class ConflictsPage(QWidget):
         what = "deleted here and edited elsewhere, or the other way round" if existence else None
         self.title.setText(
             f"<b>{item.entity.replace('_', ' ')} “{item.record_label}”</b>: "
-            + (what if what else f"field <i>{item.field}</i>")
+            + (what if what else f"field <i>{field_label(item)}</i>")
         )
-        self.base.setPlainText("Existed" if existence else as_text(item.base))
-        self.mine.setPlainText(side_text(item.kind, item.mine))
-        self.theirs.setPlainText(side_text(item.kind, item.theirs))
-        self.merged.setPlainText("" if existence else as_text(item.suggestion))
-        self.merged.setReadOnly(existence)  # a record is kept or deleted: nothing to merge
-        self.save_merged.setEnabled(not existence)
+        self.base.setPlainText("Existed" if existence else as_text(item.base, item.labels))
+        self.mine.setPlainText(side_text(item, item.mine))
+        self.theirs.setPlainText(side_text(item, item.theirs))
+        self.merged.setPlainText("" if existence else as_text(item.suggestion, item.labels))
+        fixed = existence or item.kind == "rejected"  # kept or deleted, made again or dropped: no merge
+        if item.kind == "rejected":
+            self.merged.clear()
+        self.merged.setReadOnly(fixed)
+        self.save_merged.setEnabled(not fixed)
         self.suggestion_note.setText(item.suggestion_note)
-        self.message.clear()
+        if not self._keep_message:
+            self.message.clear()
+        self._keep_message = False
 
     def resolve(self, choice: str) -> None:
         item = self._current
         if item is None:
             return
-        merged = from_text(item.kind, self.merged.toPlainText()) if choice == "merged" else None
+        try:
+            merged = from_text(item, self.merged.toPlainText()) if choice == "merged" else None
+        except InvalidInputError as exc:
+            self.message.setText(error_text(exc))
+            return
         for button in (self.keep_mine, self.keep_theirs, self.save_merged):
             button.setEnabled(False)
         self._runner.submit(
@@ -202,6 +274,7 @@ class ConflictsPage(QWidget):
 
     def _resolved(self, item: ConflictItem) -> None:
         self.message.setText(f"Resolved “{item.record_label}” ({field_label(item)})")
+        self._keep_message = True  # the next conflict shown after the list's refresh keeps saying so
         self._current = None
         self.changed.emit(frozenset({item.entity, "conflict"}))
         self.refresh()
@@ -210,5 +283,5 @@ class ConflictsPage(QWidget):
         self.message.setText(error_text(exc))
         for button in (self.keep_mine, self.keep_theirs, self.save_merged):
             button.setEnabled(self._current is not None)
-        if self._current is not None and self._current.kind == "existence":
+        if self._current is not None and self._current.kind in ("existence", "rejected"):
             self.save_merged.setEnabled(False)

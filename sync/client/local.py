@@ -9,7 +9,7 @@ from typing import Any, Final, Literal
 
 from outputhub.common.clock import HLC, tick
 from outputhub.common.ids import canonical_id, new_id_text
-from outputhub.common.limits import limit_problem
+from outputhub.common.limits import limit_problem, type_problem
 from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
@@ -112,7 +112,7 @@ def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
             )
         out[name] = value
     problem = schema.reference_problem({k: v for k, v in out.items() if v != ""})
-    problem = problem or limit_problem(entity, out)
+    problem = problem or type_problem(entity, out) or limit_problem(entity, out)
     if problem is not None:
         raise LocalEditError(problem[0])
     for name, value in out.items():  # text the server cannot store is refused as it is typed
