@@ -287,3 +287,32 @@ def test_values_past_the_limits_and_text_the_server_cannot_store_are_refused_as_
     assert laptop.store.pending_count() == pending
     assert laptop.library.edit("tag", tag, {"position": 1_000_000})
     assert laptop.sync().refused == []
+
+
+@pytest.mark.parametrize("theirs", ["", "the desktop's words"], ids=["survivor-without", "survivor-with"])
+def test_what_an_offline_create_gave_a_merged_lookup_moves_onto_the_survivor(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device], theirs: str
+) -> None:
+    """A lookup made offline with a description (and a place) was merged into the same-name one and its
+    description was lost, silently (QA, twice): only a later edit moved. The create's values other than its
+    name now move too, as an edit made without a base: onto an empty description it lands, against another
+    one the two texts are a conflict like any other, and neither is lost."""
+    laptop, desktop = devices
+    surviving = desktop.library.create("tag", {"name": "Rust", "description": theirs})
+    _settle(desktop)
+    mine = laptop.library.create("tag", {"name": "rust", "description": "the laptop's words", "position": 4})
+    assert laptop.sync().refused == []
+    _settle(laptop, desktop)
+
+    served = org.owner.get(f"{org.base}/tags/{surviving}").json()
+    assert (served["name"], served["position"]) == ("Rust", 4)
+    conflicts = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == surviving]
+    if theirs:
+        kept = {served["description"], *(c["loser"]["value"] for c in conflicts)}
+        assert kept == {"the desktop's words", "the laptop's words"}, "one of the descriptions was lost"
+        assert [c["field"] for c in conflicts] == ["description"]
+    else:
+        assert served["description"] == "the laptop's words"
+        assert conflicts == []
+    assert laptop.library.get("tag", mine)["deleted"] is True
+    assert laptop.values() == desktop.values()

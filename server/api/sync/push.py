@@ -435,10 +435,19 @@ def apply_change(
 
 
 def _merge_duplicate_lookup(
-    session: Session, *, tenant: Tenant, change: Change, spec: EntitySpec, now: datetime, batch: PushBatch
+    session: Session,
+    *,
+    tenant: Tenant,
+    change: Change,
+    spec: EntitySpec,
+    now: datetime,
+    batch: PushBatch,
+    device: str,
 ) -> tuple[Applied, str] | None:
     """A lookup created offline with a name that is taken: keep it as a tombstone merged into the existing
-    one, and remember the remap so every replica rewrites its references."""
+    one, and remember the remap so every replica rewrites its references. What else the create gave it (a
+    description, a place) moves onto the existing one as an edit made without a base: it lands where that
+    field is still empty or untouched, and is a conflict like any other against a value given there."""
     if not spec.lookup or change.kind is not ChangeKind.CREATE:
         return None
     name = change.values.get("name")
@@ -482,7 +491,27 @@ def _merge_duplicate_lookup(
         )
     )
     session.flush()
-    return Applied(OutcomeKind.MERGED, state, revision, (), (), None), str(existing)
+    given = {k: v for k, v in change.values.items() if k != "name" and v not in ("", None, 0)}
+    opened: tuple[Conflict, ...] = ()
+    if given:
+        batch.exists(session, spec.table, {existing})  # not one the batch read
+        survivor = load_states(
+            session, org_id=tenant.org_id, spec=spec, rows=[session.get(spec.table, existing)]
+        )[existing]
+        base: dict[str, FieldBase] = {}
+        for name in given:
+            there = survivor.values.get(name)
+            if there in ("", None, 0):  # never given a value there: the moved one supersedes the default
+                base[name] = FieldBase(there, survivor.value_versions.get(name, frozenset()))
+            else:  # made without seeing it: concurrent with it
+                text = DEFAULT_SCHEMA.kind(spec.entity, name) is FieldKind.TEXT
+                base[name] = FieldBase("" if text else None)
+        moved = replace(change, record_id=str(existing), kind=ChangeKind.UPDATE, values=given, base=base)
+        applied = apply_change(session, tenant=tenant, change=moved, now=now, batch=batch)
+        if applied.outcome is not OutcomeKind.NOOP:
+            _emit(session, tenant=tenant, change=moved, applied=applied, device=device, now=now)
+        opened = applied.opened
+    return Applied(OutcomeKind.MERGED, state, revision, opened, (), None), str(existing)
 
 
 def _parse(raw: Any) -> Change | ProtocolError:
@@ -944,7 +973,7 @@ def _handle(
     try:
         remapped_to = None
         duplicate = _merge_duplicate_lookup(
-            session, tenant=tenant, change=change, spec=spec, now=now, batch=batch
+            session, tenant=tenant, change=change, spec=spec, now=now, batch=batch, device=device
         )
         if duplicate is not None:
             applied, remapped_to = duplicate
