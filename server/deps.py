@@ -166,7 +166,9 @@ ClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
 
 
 def get_current_user(session: SessionDep, claims: ClaimsDep, now: NowDep) -> User:
-    return auth_service.active_user(session, user_id=claims.user_id, session_id=claims.session_id, now=now)
+    return auth_service.active_user(
+        session, user_id=claims.user_id, session_id=claims.session_id, now=now, rotation=claims.rotation
+    )
 
 
 CurrentUserDep = Annotated[User, Depends(get_current_user)]
@@ -213,7 +215,12 @@ def _user_tenant(
         set_tenant(session, org_id=org_id, user_id=claims.user_id)
     else:
         access = orgs_service.resolve_access(
-            session, org_id=org_id, user_id=claims.user_id, session_id=claims.session_id, now=now
+            session,
+            org_id=org_id,
+            user_id=claims.user_id,
+            session_id=claims.session_id,
+            now=now,
+            rotation=claims.rotation,
         )
         if access is None:
             raise NotFoundError("organization", org_id)

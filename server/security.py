@@ -87,6 +87,8 @@ class AccessClaims:
     user_id: uuid.UUID
     session_id: uuid.UUID
     expires_at: datetime
+    rotation: int | None = None
+    """The login's rotation that issued the token (``AuthSession.rotation``); None in tokens issued before."""
 
 
 class TokenSigner:
@@ -100,10 +102,11 @@ class TokenSigner:
         # and the tenant dependency both verify it), and the signature of a given text cannot change
         self._verified: dict[str, tuple[AccessClaims, float]] = {}
 
-    def issue(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> str:
+    def issue(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime, rotation: int = 0) -> str:
         payload = {
             "sub": str(user_id),
             "sid": str(session_id),
+            "rot": rotation,
             "iat": int(now.timestamp()),
             "exp": int((now + self.ttl).timestamp()),
             "typ": "access",
@@ -147,6 +150,7 @@ class TokenSigner:
                 user_id=uuid.UUID(payload["sub"]),
                 session_id=uuid.UUID(payload["sid"]),
                 expires_at=datetime.fromtimestamp(payload["exp"]).astimezone(),
+                rotation=payload["rot"] if isinstance(payload.get("rot"), int) else None,
             )
         except (ValueError, TypeError) as exc:
             raise AuthenticationError("invalid access token") from exc

@@ -31,8 +31,9 @@ class Settings(BaseSettings):
         default=120,
         ge=0,
         description=(
-            "A rotated refresh token that comes back within this many seconds is a retry whose answer was "
-            "lost, and gets the same new token; later it counts as a stolen copy and revokes the login."
+            "A rotated refresh token that comes back gets the same new token (a retry whose answer was lost) "
+            "while no access token of the new one was used, and within this many seconds even if one was; "
+            "otherwise it counts as a stolen copy and revokes the login."
         ),
     )
     invitation_days: int = 7

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -19,9 +20,17 @@ def alembic_config() -> Config:
     return cfg
 
 
+MIGRATION_LOCK: Final = 0x6F75_7470_7574_6875  # "outputhu": the advisory lock's key
+"""On PostgreSQL the upgrade holds this transaction-level advisory lock: server processes started together
+(``outputhub serve --workers 2``, several pods) migrate one after another, the later ones finding the schema
+current; before, two workers creating a fresh database's ``alembic_version`` at once left one crashing."""
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
@@ -97,6 +98,10 @@ class AuthSession(Base):
     expires_at: Mapped[datetime] = mapped_column(TS)
     last_used_at: Mapped[datetime] = mapped_column(TS)
     revoked_at: Mapped[datetime | None] = mapped_column(TS)
+    rotation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many times the refresh token was rotated; access tokens name the rotation that issued them."""
+    rotation_seen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=true())
+    """An access token of the newest rotation was used: the client has its answer (migration 0012)."""
 
 
 class OrgRevision(Base):

@@ -163,7 +163,14 @@ def test_sessions_refresh_rotation_and_logout(client):
     access, refresh = login["access_token"], login["refresh_token"]
     rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
     assert rotated.status_code == 200
-    # reusing a rotated refresh token after the retry window revokes the whole session
+    assert (
+        client.get(
+            "/api/v1/auth/me", headers={"Authorization": f"Bearer {rotated.json()['access_token']}"}
+        ).status_code
+        == 200
+    )
+    # reusing a rotated refresh token, once its successor is in use and after the retry window, revokes
+    # the whole session
     later = datetime.now(UTC) + timedelta(minutes=10)
     client.app.dependency_overrides[get_now] = lambda: later  # type: ignore[attr-defined]
     try:

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import AuthenticationError, DuplicateError
@@ -36,8 +36,9 @@ class AuthPolicy:
     signer: TokenSigner
     refresh_ttl: timedelta
     refresh_retry: timedelta = timedelta(seconds=120)
-    """How long after a rotation the token it replaced may come back as a retry (its answer was lost) and get
-    the same new token again, instead of counting as a stolen copy that revokes the login."""
+    """How long after a rotation the token it replaced may come back as a retry and get the same new token
+    again, even if the new one's access tokens were used (two renewals racing); after that it may only while
+    they were not (the answer was lost), else it counts as a stolen copy that revokes the login."""
 
 
 def register(session: Session, *, data: RegisterRequest, now: datetime) -> User:
@@ -91,10 +92,11 @@ def login(session: Session, *, email: str, password: str, policy: AuthPolicy, no
 
 
 def refresh(session: Session, *, refresh_token: str, policy: AuthPolicy, now: datetime) -> TokenPair:
-    """Rotate the refresh token. Presenting an already-rotated token revokes the session (token theft),
-    unless it comes back within ``policy.refresh_retry`` of its rotation: that is a client whose answer was
-    lost (a dropped connection), and it gets the same new refresh token again, which is derived from the one
-    it replaces, so a retry is answered alike without storing the answer."""
+    """Rotate the refresh token. Presenting the token just replaced is a retry of that rotation while no
+    access token it gave was used (its answer was lost: a dropped connection, a killed process), or within
+    ``policy.refresh_retry`` of it: it gets the same new refresh token again, which is derived from the one
+    it replaces, so a retry is answered alike without storing the answer. Otherwise a replaced token coming
+    back is a stolen copy, and the login is revoked."""
     session_hex, _, secret = refresh_token.partition(".")
     try:
         session_id = uuid.UUID(hex=session_hex)
@@ -107,7 +109,7 @@ def refresh(session: Session, *, refresh_token: str, policy: AuthPolicy, now: da
     successor = policy.signer.derive(purpose="refresh-rotation", value=secret)
     retried = hashed == auth_session.previous_refresh_hash
     if retried and (
-        now - auth_session.last_used_at > policy.refresh_retry
+        (auth_session.rotation_seen and now - auth_session.last_used_at > policy.refresh_retry)
         or digest(successor) != auth_session.refresh_hash  # rotated before successors were derived
     ):
         raise RefreshTokenReusedError(auth_session.id)
@@ -116,12 +118,16 @@ def refresh(session: Session, *, refresh_token: str, policy: AuthPolicy, now: da
     user = session.get(User, auth_session.user_id)
     if user is None or not user.is_active:
         raise AuthenticationError("account disabled")
-    if not retried:  # a retry leaves the rotation, and the time its grace counts from, as they are
+    if not retried:  # a retry leaves the rotation, and the time its window counts from, as they are
         auth_session.previous_refresh_hash = auth_session.refresh_hash
         auth_session.refresh_hash = digest(successor)
         auth_session.last_used_at = now
+        auth_session.rotation += 1
+        auth_session.rotation_seen = False
     return TokenPair(
-        access_token=policy.signer.issue(user_id=user.id, session_id=auth_session.id, now=now),
+        access_token=policy.signer.issue(
+            user_id=user.id, session_id=auth_session.id, now=now, rotation=auth_session.rotation
+        ),
         refresh_token=f"{auth_session.id.hex}.{successor}",
         expires_in=int(policy.signer.ttl.total_seconds()),
     )
@@ -133,14 +139,40 @@ def logout(session: Session, *, session_id: uuid.UUID, now: datetime) -> None:
         auth_session.revoked_at = now
 
 
-def active_user(session: Session, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> User:
-    """The user behind a verified access token, if its session is still live (logout revokes at once)."""
+def active_user(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    now: datetime,
+    rotation: int | None = None,
+) -> User:
+    """The user behind a verified access token, if its session is still live (logout revokes at once).
+    ``rotation``: the token's ``rot`` claim, noted as seen (see :func:`note_rotation_seen`)."""
     auth_session = session.get(AuthSession, session_id)
     if auth_session is None or auth_session.user_id != user_id or auth_session.revoked_at is not None:
         raise AuthenticationError("session revoked; log in again")
+    if rotation is not None and rotation == auth_session.rotation and not auth_session.rotation_seen:
+        note_rotation_seen(session, session_id=session_id, rotation=rotation)
     if auth_session.expires_at <= now:
         raise AuthenticationError("session expired; log in again")
     user = session.get(User, user_id)
     if user is None or not user.is_active:
         raise AuthenticationError("account disabled")
     return user
+
+
+def note_rotation_seen(session: Session, *, session_id: uuid.UUID, rotation: int) -> None:
+    """An access token of the login's newest rotation was used: its client has the rotation's answer, so
+    the refresh token it replaced coming back from now on is a copy (see :func:`refresh`). Written once per
+    rotation, by the first request that shows it (the callers read the flag first)."""
+    session.execute(
+        update(AuthSession)
+        .where(
+            AuthSession.id == session_id,
+            AuthSession.rotation == rotation,
+            AuthSession.rotation_seen.is_(False),
+        )
+        .values(rotation_seen=True)
+        .execution_options(synchronize_session="fetch")
+    )

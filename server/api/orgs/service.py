@@ -19,6 +19,7 @@ from outputhub.common.errors import (
 from outputhub.common.ids import new_uuid
 from outputhub.common.roles import ROLE_RANK, SCOPE_ROLE, Action, ApiKeyScope, Role, allows
 from outputhub.common.schemas import ApiKeyCreate, InvitationCreate, OrgCreate
+from outputhub.server.api.auth import service as auth_service
 from outputhub.server.api.base import Tenant
 from outputhub.server.api.lookups import service as lookups
 from outputhub.server.events import emit_change, row_snapshot
@@ -134,7 +135,13 @@ class Access:
 
 
 def resolve_access(
-    session: Session, *, org_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
+    session: Session,
+    *,
+    org_id: uuid.UUID,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    now: datetime,
+    rotation: int | None = None,
 ) -> Access | None:
     """The caller's role in the organization, checking in one query what :func:`auth.active_user` and
     :func:`resolve_membership` check in three (the login is live, the account active, the membership there).
@@ -147,6 +154,8 @@ def resolve_access(
             AuthSession.user_id,
             AuthSession.revoked_at,
             AuthSession.expires_at,
+            AuthSession.rotation,
+            AuthSession.rotation_seen,
             User.is_active,
             Membership.role,
         )
@@ -161,6 +170,8 @@ def resolve_access(
         raise AuthenticationError("session expired; log in again")
     if not row.is_active:  # None: no such user
         raise AuthenticationError("account disabled")
+    if rotation is not None and rotation == row.rotation and not row.rotation_seen:
+        auth_service.note_rotation_seen(session, session_id=session_id, rotation=rotation)
     return Access(role=Role(row.role), session_expires_at=row.expires_at) if row.role else None
 
 
