@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -272,6 +272,7 @@ class SyncController(QObject):
         extra = (f" · {new} new conflict(s)" if new else "") + (
             f" · {changed} conflict(s) changed" if changed else ""
         )
+        extra += refused_text(getattr(outcome, "refused", None) or ())
         self._set(SyncStatus("up_to_date", f"Up to date at {now:%H:%M}{extra}"))
         self.synced.emit(outcome)
 
@@ -279,3 +280,14 @@ class SyncController(QObject):
         with self._gate:
             self._running = False
         self._set(SyncStatus("error", f"Sync failed at {self._clock():%H:%M}: {describe_error(exc)}"))
+
+
+def refused_text(refused: Sequence[Mapping[str, Any]]) -> str:
+    """`` · 3 edits refused by the server (permission denied; see Conflicts)`` for a sync's refused edits:
+    the sync itself went through, but these edits did not land, and saying only "Up to date" hid it."""
+    if not refused:
+        return ""
+    reasons = sorted({str(r.get("reason") or "").split(":")[0].replace("-", " ") for r in refused} - {""})
+    why = f"{', '.join(reasons)}; " if reasons else ""
+    noun = "edit" if len(refused) == 1 else "edits"
+    return f" · {len(refused)} {noun} refused by the server ({why}see Conflicts)"

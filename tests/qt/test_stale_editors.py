@@ -15,7 +15,7 @@ from tests.qt.conftest import wait_idle
 from tests.qt.support import library_for, seed
 from tests.qt.test_flows import show
 from tests.qt.test_sync import log_in, wait_status
-from tests.support.client import new_org, seed_library
+from tests.support.client import add_member, new_org, seed_library
 
 
 def service(replica: Replica) -> LibraryService:
@@ -143,3 +143,28 @@ def test_an_open_prompt_shows_the_synced_record_and_a_save_keeps_the_other_side(
     )
     assert sql in served["tag_ids"]
     assert prompts.body.toPlainText() == "rewritten elsewhere"  # the editor shows what was stored
+
+
+def test_a_viewers_edit_is_refused_said_in_the_status_bar_and_the_editor_reverts(
+    qtbot, replica, session, api, live_server
+) -> None:
+    """A viewer's edit was refused by the server while the status bar said only "Up to date", and the
+    editor kept showing the refused title (found by QA)."""
+    org = new_org(api, name="Viewers")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    viewer = add_member(org, "viewer")
+    log_in(qtbot, session, url=live_server, email=viewer.email)
+    wait_status(qtbot, session, "up_to_date")
+    prompts = show(qtbot, session, "Prompts")
+    qtbot.waitUntil(lambda: prompts.model.row_of(ids["prompt"]) is not None, timeout=10_000)
+    prompts.list.select_id(ids["prompt"])
+    qtbot.waitUntil(lambda: prompts.title.text() == "Linux Terminal", timeout=10_000)
+    prompts.title.clear()
+    qtbot.keyClicks(prompts.title, "Viewer tried this")
+    qtbot.keyClick(prompts.title, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: prompts.message.text().startswith("Version"), timeout=10_000)
+    qtbot.keyClick(session.window, Qt.Key.Key_F5)
+    text = wait_status(qtbot, session, "up_to_date")
+    assert "1 edit refused by the server (permission denied; see Conflicts)" in text
+    qtbot.waitUntil(lambda: prompts.title.text() == "Linux Terminal", timeout=10_000)
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == "Linux Terminal"
