@@ -19,6 +19,7 @@ from outputhub.sync.client import (
     AuthenticationFailedError,
     HttpRemote,
     NotAttachedError,
+    NotFoundOnServerError,
     ServerUnreachableError,
     SyncClient,
     SyncError,
@@ -333,7 +334,14 @@ class SyncService:
                     progress(phase, done, total or 0)
 
             client = SyncClient(ReplicaSyncStore(self._replica), remote, pull_page=self._pull_page)
-            return client.sync(report)
+            try:
+                return client.sync(report)
+            except NotFoundOnServerError:  # the sync's endpoints are the organization's: it is gone for us
+                raise NotFoundOnServerError(
+                    f"the organization {s.org_name or s.org_id} is not available to this account any more: "
+                    "it was deleted, or you were removed from it (ask its owner). Your local edits are kept "
+                    "in this library"
+                ) from None
         finally:
             remote.close()
 

@@ -168,3 +168,20 @@ def test_a_viewers_edit_is_refused_said_in_the_status_bar_and_the_editor_reverts
     assert "1 edit refused by the server (permission denied; see Conflicts)" in text
     qtbot.waitUntil(lambda: prompts.title.text() == "Linux Terminal", timeout=10_000)
     assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == "Linux Terminal"
+
+
+def test_a_sync_after_the_organization_is_gone_says_so_by_name(
+    qtbot, replica, session, api, live_server
+) -> None:
+    """The status bar said "not found on the server: organization 1f2e... not found (...)" (QA)."""
+    org = new_org(api, name="Gone soon")  # type: ignore[arg-type]
+    seed_library(org)
+    log_in(qtbot, session, url=live_server, email=org.owner.email)
+    wait_status(qtbot, session, "up_to_date")
+    library_for(replica).create("tag", {"name": "kept here"})
+    assert org.owner.delete(org.base).status_code == 204
+    qtbot.keyClick(session.window, Qt.Key.Key_F5)
+    text = wait_status(qtbot, session, "error")
+    assert "the organization Gone soon is not available to this account any more" in text
+    assert "Your local edits are kept" in text
+    assert len(replica.pending_outbox()) == 1
