@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from outputhub.common.limits import POSITION_MAX
 from outputhub.desktop.jobs import JobRunner
 from outputhub.desktop.services.editing import LOOKUP_KINDS
 from outputhub.desktop.services.library import (
@@ -169,6 +170,10 @@ class CustomGptsPage(QWidget):
     def _show(self, record: CustomGptRecord) -> None:
         if record.id != self._wanted:
             return
+        if record.deleted:  # deleted elsewhere and synced
+            self._clear_editor()
+            self.message.setText(f"“{record.name}” was deleted (on another device, or by a sync)")
+            return
         self._current_id = record.id
         self._loaded = record
         self.name.setText(record.name)
@@ -250,7 +255,7 @@ class TaxonomyPage(QWidget):
         self.name = QLineEdit(objectName="lookup_name")
         self.description = QLineEdit(objectName="lookup_description")
         self.position = QSpinBox(objectName="lookup_position")
-        self.position.setRange(0, 10_000)
+        self.position.setRange(0, POSITION_MAX)  # the server's limit: a larger one is shown as it is
         self.message = QLabel(objectName="lookup_message")
         self.save_button = save = QPushButton("&Save", objectName="lookup_save")
         self.new_button = new = QPushButton("&Add new", objectName="lookup_new")
@@ -325,8 +330,17 @@ class TaxonomyPage(QWidget):
         self._runner.submit(
             "reload entry",
             lambda: self._library.lookup_row(kind=kind, id=ident),
-            on_done=lambda entry: self._show_entry(entry) if entry and self._loaded is shown else None,
+            on_done=lambda entry: self._reloaded(entry, shown),
         )
+
+    def _reloaded(self, entry: LookupRow | None, shown: LookupRow) -> None:
+        if self._loaded is not shown:  # another entry was opened meanwhile
+            return
+        if entry is None:  # deleted elsewhere and synced
+            self._clear_editor()
+            self.message.setText(f"“{shown.name}” was deleted (on another device, or by a sync)")
+            return
+        self._show_entry(entry)
 
     def _show_entry(self, entry: LookupRow) -> None:
         self._current_id = entry.id

@@ -176,11 +176,14 @@ class PromptsPage(QWidget):
     def _fill_taxonomy(self, taxonomy: Taxonomy) -> None:
         stages = [(e.id, e.name) for e in taxonomy.of(LookupKind.DEVELOPMENT_STAGES)]
         tags = [(e.id, e.name) for e in sorted(taxonomy.of(LookupKind.TAGS), key=lambda e: e.name.lower())]
+        # a stage picked or a tag ticked and not saved yet stays as it is (it was set back to the loaded
+        # prompt's at every sync or visit of the page, silently)
+        edited = self._current is not None and self._editor_values() != self._loaded_values()
         self.list.filters["development_stage_id"].set_choices(stages)
         self.list.filters["tag_id"].set_choices(tags)
         self.stage.set_choices(stages)
         self.tags.set_choices(tags)
-        if self._current is not None:
+        if self._current is not None and not edited:
             self.stage.set_current_id(self._current.prompt.development_stage_id)
             self.tags.set_checked(self._current.prompt.tag_ids)
 
@@ -222,6 +225,10 @@ class PromptsPage(QWidget):
     def _show_prompt(self, detail: PromptDetail) -> None:
         if detail.prompt.id != self._wanted:
             return
+        if detail.prompt.deleted:  # deleted elsewhere and synced: not shown as if it were still there
+            self._clear_editor()
+            self.message.setText(f"“{detail.prompt.title}” was deleted (on another device, or by a sync)")
+            return
         self._current = detail
         p = detail.prompt
         self.title.setText(p.title)
@@ -248,14 +255,17 @@ class PromptsPage(QWidget):
         }
 
     def _loaded_values(self) -> dict[str, object]:
+        """The prompt as the editor showed it when loaded, with the stage and tags it could show: before
+        the taxonomy is in, neither its stage nor its tags are among the choices."""
         assert self._current is not None
         p = self._current.prompt
+        stage = p.development_stage_id
         return {
             "title": p.title,
             "body": p.body,
             "description": p.description,
-            "development_stage_id": p.development_stage_id,
-            "tag_ids": sorted(p.tag_ids),
+            "development_stage_id": stage if stage is not None and self.stage.findData(stage) >= 0 else None,
+            "tag_ids": sorted(set(p.tag_ids) & self.tags.choice_ids()),
         }
 
     def save(self) -> None:

@@ -8,12 +8,14 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QComboBox, QCompleter, QLineEdit, QListWidget, QListWidgetItem, QWidget
 
-from outputhub.common.errors import OutputHubError
+from outputhub.common.errors import InvalidInputError, OutputHubError
 from outputhub.sync.client import SyncError
 
 
 def error_text(exc: BaseException) -> str:
     """What to tell the user about a failure, in words."""
+    if isinstance(exc, InvalidInputError) and len(exc.errors) == 1:
+        return exc.errors[0].message  # the field name prefix is for API clients, not a person
     if isinstance(exc, OutputHubError):
         return exc.detail
     if isinstance(exc, SyncError | ValueError):  # the sync client's errors and LocalEditError are in words
@@ -60,9 +62,18 @@ class IdCombo(QComboBox):
         self.set_current_id(current)
 
     def current_id(self) -> str | None:
+        """The chosen entry's id. In an editable box, the entry shown when its text is still the entry's
+        (two entries may share a label: looking the text up would pick the first, and an output edited
+        under the second "Linux Terminal" moved to the first); else the entry whose label was typed, in
+        the same case first."""
         if self.isEditable():
             text = self.currentText()
-            index = self.findText(text, Qt.MatchFlag.MatchFixedString)
+            index = self.currentIndex()
+            if index >= 0 and self.itemText(index) == text:
+                return self.itemData(index)  # type: ignore[no-any-return]
+            index = self.findText(text, Qt.MatchFlag.MatchExactly | Qt.MatchFlag.MatchCaseSensitive)
+            if index < 0:
+                index = self.findText(text, Qt.MatchFlag.MatchFixedString)
             if index < 0:
                 return None
             return self.itemData(index)  # type: ignore[no-any-return]

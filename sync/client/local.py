@@ -330,6 +330,11 @@ class LocalLibrary:
                 kind = DEFAULT_SCHEMA.kind(entity, conflict.field)
                 if kind.value == "set" and isinstance(value, Iterable) and not isinstance(value, str):
                     value = frozenset(value)
+                # an edited value is checked as an edit is: a blank title, position -1 or a text of the
+                # wrong type was taken, refused by the server at the next sync, and the conflict came back
+                coerced = _coerce(entity, {conflict.field: value})
+                _check_required(entity, coerced, creating=False)
+                value = coerced[conflict.field]
                 if conflict.field in DEFAULT_SCHEMA.entity(entity).references:  # an edited value: as an edit
                     checked = self._live_references(entity, {conflict.field: value}, state.values)
                     value = checked[conflict.field]

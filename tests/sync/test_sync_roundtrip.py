@@ -62,6 +62,11 @@ def test_same_field_conflict_is_kept_listed_and_resolved_everywhere(org, devices
     [local] = laptop.open_conflicts()
     assert local.id == conflict["id"]
     assert {local.mine, local.theirs} == {"Laptop title", "Desktop title"}
+    # an edited merge is checked as an edit is: the server would refuse these and the conflict come back
+    for bad, said in (("   ", "is required"), (2024, "must be text"), ("x" * 301, "longer than")):
+        with pytest.raises(LocalEditError, match=said):
+            laptop.library.resolve_conflict("prompt", ids["prompt"], local.id, Merged(bad))
+    assert [c.id for c in laptop.open_conflicts()] == [local.id]
     laptop.library.resolve_conflict("prompt", ids["prompt"], local.id, Merged("Merged title"))
     laptop.sync()
     desktop.sync()
