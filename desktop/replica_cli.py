@@ -352,26 +352,28 @@ def _choose_org(server: str, access_token: str, wanted: str | None, *, attached:
 
 LOGIN_GONE = (
     "the saved login has expired or was revoked: run `outputhub replica attach` again "
-    "(a copy of a replica, e.g. a restored backup, shares its login: the first copy to renew "
-    "it revokes the others', so attach each copy on its own)"
+    "(a copy of a replica, e.g. a restored backup, shares its login: once both copies renew it, the "
+    "server takes one for a stolen copy and revokes the login for both, so attach each copy on its own)"
 )
 
 
 def _refreshed_access_token(store: ReplicaSyncStore, server: str) -> str:
-    """A new access token for the saved login, the rotated refresh token saved. One refresh at a time per
-    replica, under its write lock (which other processes wait for too), with the token read again inside
-    it: the server rotates the refresh token at each use and revokes the login when a used one comes back,
-    which two syncs started together would otherwise both send. Raises ``ServerUnreachableError``, or
+    """A new access token for the saved login, the rotated refresh token saved. The renewal is sent
+    without holding the replica's write lock (a slow link held it, and local edits failed with "locked",
+    for up to a minute and a half): two syncs of one replica renewing at once send the same token, which
+    the server answers alike (a retry), and the new token is saved only over the one that was sent, never
+    over a newer one another sync saved meanwhile. Raises ``ServerUnreachableError``, or
     ``AuthenticationFailedError`` when the login is gone."""
+    credential = store.replica.get_setting(key="credential") or ""
+    try:
+        pair = refresh_tokens(server, refresh_token=credential)
+    except ServerUnreachableError:
+        raise
+    except SyncError:
+        raise AuthenticationFailedError(LOGIN_GONE) from None
     with store.replica.transaction():
-        credential = store.replica.get_setting(key="credential") or ""
-        try:
-            pair = refresh_tokens(server, refresh_token=credential)
-        except ServerUnreachableError:
-            raise
-        except SyncError:
-            raise AuthenticationFailedError(LOGIN_GONE) from None
-        store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
+        if (store.replica.get_setting(key="credential") or "") == credential:
+            store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
     return str(pair["access_token"])
 
 

@@ -346,23 +346,28 @@ class SyncService:
             remote.close()
 
     def _renewed_access_token(self) -> str:
-        """Swap the refresh token for a new pair (access tokens are short-lived) and keep it; one renewal
-        at a time per replica, under its write lock, the token read again inside it. Raises
+        """Swap the refresh token for a new pair (access tokens are short-lived) and keep it. Sent without
+        holding the replica's write lock (edits in the window would wait for a slow link), the new pair
+        saved only over the token that was sent (see ``replica_cli._refreshed_access_token``). Raises
         ``ServerUnreachableError``, or ``AuthenticationFailedError`` (the saved login forgotten) if
         refused."""
+        refresh, url = self._get("refresh_token"), self._get("server_url")
+        try:
+            body = refresh_tokens(url, refresh_token=refresh) if refresh and url else None
+        except ServerUnreachableError:
+            raise
+        except SyncError:
+            body = None
         with self._replica.transaction():
-            refresh, url = self._get("refresh_token"), self._get("server_url")
-            try:
-                body = refresh_tokens(url, refresh_token=refresh) if refresh and url else None
-            except ServerUnreachableError:
-                raise
-            except SyncError:
-                body = None
+            still = self._get("refresh_token") == refresh
             if body is not None:
-                self._replica.set_setting(key="access_token", value=str(body["access_token"]))
-                self._replica.set_setting(key="refresh_token", value=str(body["refresh_token"]))
+                if still:
+                    self._replica.set_setting(key="access_token", value=str(body["access_token"]))
+                    self._replica.set_setting(key="refresh_token", value=str(body["refresh_token"]))
                 return str(body["access_token"])
-            for key in ("access_token", "refresh_token"):
+            if not still:  # refused, but another sync renewed it meanwhile: theirs stands
+                return self._get("access_token")
+            for key in ("access_token", "refresh_token"):  # refused: the login is gone
                 self._replica.set_setting(key=key, value=None)
         raise AuthenticationFailedError("your login has expired: log in again in Settings")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -186,13 +187,31 @@ def _migrate(conn: Connection, migrations: tuple[Migration, ...], *, current: in
             ) from exc
 
 
+def _home(path: Path) -> str:
+    """Where this file is: the machine, its real path and its file id. A copy of a replica (a restored
+    backup, a file copied to another machine) is somewhere else."""
+    real = os.path.realpath(path)
+    return f"{socket.gethostname()}|{real}|{os.stat(real).st_ino}"
+
+
 def _ensure_node_id(conn: Connection, *, path: Path) -> str:
+    """The replica's node id: its writes' identity in the sync (with their clock). A replica opened
+    somewhere other than where it was last opened takes a new one: two copies of one file sharing a node id
+    stamped their edits alike, and an edit made on one copy in the same clock tick as one on the other (a
+    clock that pulled a time ahead makes that likely) was taken by the server for the other's and lost,
+    silently (found by QA). Moving the file only starts a new node id; nothing else changes."""
     with driver_errors(path=path, action="read the replica's node id"):
-        row = conn.execute("SELECT value FROM replica_meta WHERE key = 'node_id'").fetchone()
-        if row is not None:
-            return str(row[0])
+        query = "SELECT key, value FROM replica_meta WHERE key IN ('node_id', 'node_home')"
+        rows = dict(conn.execute(query).fetchall())
+        home = _home(path)
+        node_id = rows.get("node_id")
+        if node_id is not None and rows.get("node_home") in (home, None):
+            if rows.get("node_home") is None:  # opened before homes were kept: here is its home
+                conn.execute("INSERT INTO replica_meta (key, value) VALUES ('node_home', ?)", (home,))
+            return str(node_id)
         node_id = uuid.uuid4().hex
-        conn.execute("INSERT INTO replica_meta (key, value) VALUES ('node_id', ?)", (node_id,))
+        conn.execute("INSERT OR REPLACE INTO replica_meta (key, value) VALUES ('node_id', ?)", (node_id,))
+        conn.execute("INSERT OR REPLACE INTO replica_meta (key, value) VALUES ('node_home', ?)", (home,))
         return node_id
 
 

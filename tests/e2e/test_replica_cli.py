@@ -647,3 +647,39 @@ def test_conflicts_resolve_all_with_one_keep_narrowed_by_kind_and_refusal(
     assert served[prompts[2]]["title"] == "edited on a"  # kept: the delete was undone
     assert b.json("show", "tag", tag)["name"] == "alpha"  # type: ignore[index]
     assert b.json("show", "prompt", prompts[0])["body"] == "line 1\nline 2 by a\nline 3"  # type: ignore[index]
+
+
+def test_a_renewal_does_not_hold_the_replica_and_keeps_a_newer_login(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renewal of the saved login held the replica's write lock over its HTTP request: on a slow link,
+    edits made meanwhile (another command, the desktop's window) failed with "locked" (QA). It is now sent
+    without the lock, and its answer is saved only over the token that was sent."""
+    import outputhub.desktop.replica_cli as cli
+    from outputhub.desktop.storage.sync_store import ReplicaSyncStore
+    from outputhub.sync.client import LocalLibrary
+
+    account = new_account(server, email="renewing@example.com", password=PASSWORD, org_name="Renewing")
+    ws = Workstation(tmp_path, "r")
+    ws.run("init")
+    ws.attach(server, account.org_id, account.email)
+    real = cli.refresh_tokens
+
+    def slow_link(url: str, *, refresh_token: str) -> dict[str, object]:
+        # while the renewal is on its way, another process edits the replica and another sync renews
+        with open_replica(ws.replica, passphrase=ws.secret.read_text()) as other:
+            LocalLibrary(ReplicaSyncStore(other)).create("tag", {"name": "made during the renewal"})
+            other.set_setting(key="credential", value="a newer login another sync saved")
+        return real(url, refresh_token=refresh_token)
+
+    monkeypatch.setattr(cli, "refresh_tokens", slow_link)
+    replica = open_replica(ws.replica, passphrase=ws.secret.read_text())
+    try:
+        store = ReplicaSyncStore(replica)
+        token = cli._refreshed_access_token(store, server)
+        assert httpx.get(f"{server}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).is_success
+        assert replica.get_setting(key="credential") == "a newer login another sync saved"
+        names = [LocalLibrary(store).get("tag", rid)["name"] for rid in store.record_ids("tag")]
+        assert names == ["made during the renewal"]
+    finally:
+        replica.close()
