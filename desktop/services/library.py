@@ -243,7 +243,7 @@ class LibraryService:
             current = self._replica.get_lookup(kind=kind, id=id)
             changed = _changed_since(entity, id, original, values, current)
             if changed:
-                self._editor.edit(entity, id, changed)
+                self._editor.edit(entity, id, changed, seen=_seen(original, changed))
         return id
 
     def delete(self, *, entity: str, id: str) -> None:
@@ -500,7 +500,7 @@ class LibraryService:
         with self._replica.transaction():
             changed = _changed_since("prompt", id, original, values, self._replica.get_prompt(id=id))
             if changed:
-                self._editor.edit("prompt", id, _for_editor(changed))
+                self._editor.edit("prompt", id, _for_editor(changed), seen=_seen(original, changed))
         if changed:
             with self._titles.lock:
                 self._titles.titles.pop(id, None)
@@ -676,7 +676,7 @@ class LibraryService:
                     now = set(getattr(current, name))
                     changed[name] = ids((now - (before - after)) | (after - before))
             if changed:
-                self._editor.edit("output", id, _for_editor(changed))
+                self._editor.edit("output", id, _for_editor(changed), seen=_seen(original, changed))
         return bool(changed)
 
     # --- custom GPTs ----------------------------------------------------------------------------------------
@@ -750,7 +750,7 @@ class LibraryService:
             current = self._replica.get_custom_gpt(id=id)
             changed = _changed_since("custom_gpt", id, original, values, current)
             if changed:
-                self._editor.edit("custom_gpt", id, _for_editor(changed))
+                self._editor.edit("custom_gpt", id, _for_editor(changed), seen=_seen(original, changed))
         return id
 
 
@@ -763,6 +763,16 @@ def _lookup_row(r: LookupRecord) -> LookupRow:
         str(r.score) if r.score is not None else (r.provider or ""),
         r.local_status.value,
     )
+
+
+def _seen(original: Any, changed: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the editor showed of the single-value and text fields it changes (``LocalLibrary.edit``'s
+    ``seen``): one a sync wrote while it was open is then a conflict or a merge with that write, not an
+    overwrite of a value its user never saw."""
+    if original is None:
+        return None
+    sets = (tuple, list, frozenset)
+    return {k: getattr(original, k) for k, v in changed.items() if not isinstance(v, sets)}
 
 
 def _changed_since(

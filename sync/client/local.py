@@ -196,8 +196,11 @@ class LocalLibrary:
             raise LocalEditError(f"no {entity} with id {record_id} in this replica")
         return record.state, record.revision
 
-    def edit(self, entity: str, record_id: str, values: Mapping[str, Any]) -> bool:
-        """Change the given fields (only those whose value differs are recorded). False if nothing did."""
+    def edit(
+        self, entity: str, record_id: str, values: Mapping[str, Any], *, seen: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Change the given fields (only those whose value differs are recorded). False if nothing did.
+        ``seen``: what an editor showed of those fields when it loaded the record (see ``make_edit``)."""
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
             self._refuse_merged(entity, record_id, state, "edited")
@@ -209,7 +212,7 @@ class LocalLibrary:
                 state,
                 revision,
                 lambda node, hlc, op_id: make_edit(
-                    state, coerced, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id
+                    state, coerced, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id, seen=seen
                 ),
             )
 

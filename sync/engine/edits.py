@@ -57,12 +57,16 @@ def make_edit(
     node: str,
     hlc: HLC,
     op_id: str,
+    seen: Mapping[str, object] | None = None,
 ) -> Change | None:
     """An update of the fields whose value differs from what ``state`` shows; ``None`` if none does.
 
     The base of each field is the displayed value and the versions it is made of; an open conflict's losing
     value is not part of the display, so an ordinary edit leaves the conflict open (only :func:`resolve`
-    closes it).
+    closes it). ``seen``: for a field the editor showed with another value than ``state`` holds now (a
+    sync wrote it while the user typed), that value: the edit is then made from it, concurrent with the
+    write the user never saw (a text merges against it, a single value is a conflict), instead of
+    overwriting that write silently.
     """
     if state.deleted:
         raise InvalidChangeError(f"{state.entity} {state.record_id} is deleted: restore it before editing")
@@ -74,6 +78,16 @@ def make_edit(
     if not changed:
         return None
     base = {name: FieldBase(state.values[name], state.value_versions[name]) for name in changed}
+    for name, shown in (seen or {}).items():
+        if name not in changed or schema.kind(state.entity, name) is FieldKind.SET:
+            continue
+        shown = coerce_value(schema, state.entity, name, shown)
+        if not same_value(shown, state.values[name]):  # made from a value no longer there
+            # made of the newest superseded write of that value (a text keeps its history): the common
+            # ancestor a merge of the text needs; none known: concurrent with everything there (§5.3)
+            field_state = state.fields.get(name)
+            known = [w.version for w in (field_state.history if field_state else ()) if w.value == shown]
+            base[name] = FieldBase(shown, frozenset(known[-1:]))
     change = Change(state.entity, state.record_id, node, hlc, op_id, ChangeKind.UPDATE, changed, base)
     change.validate(schema)
     return change

@@ -29,8 +29,10 @@ class FailingEditor:
     def create(self, entity: str, values: Mapping[str, Any], *, id: str | None = None) -> str:
         return self._inner.create(entity, values, id=id)
 
-    def edit(self, entity: str, record_id: str, values: Mapping[str, Any]) -> bool:
-        return self._inner.edit(entity, record_id, values)
+    def edit(
+        self, entity: str, record_id: str, values: Mapping[str, Any], *, seen: Mapping[str, Any] | None = None
+    ) -> bool:
+        return self._inner.edit(entity, record_id, values, seen=seen)
 
     def delete(self, entity: str, record_id: str) -> None:
         self._deletes += 1

@@ -185,3 +185,32 @@ def test_a_sync_after_the_organization_is_gone_says_so_by_name(
     assert "the organization Gone soon is not available to this account any more" in text
     assert "Your local edits are kept" in text
     assert len(replica.pending_outbox()) == 1
+
+
+def test_a_field_typed_while_a_sync_changed_it_is_a_conflict_not_an_overwrite(replica) -> None:
+    """The user types a new title while a sync brings another one; saving wrote the typed title over the
+    synced one, which its user never saw, with no conflict (QA). Now the typed title is made from the title
+    shown: the newer write stands and the other is kept in a conflict; a text merges with the synced one."""
+    ids = seed(replica)
+    library, elsewhere = service(replica), library_for(replica)
+    shown = replica.get_prompt(id=ids["prompt"])
+    assert shown is not None
+    elsewhere.edit(
+        "prompt",
+        ids["prompt"],
+        {"title": "Server title", "body": "act as a terminal\nreply with output only\nno explanations"},
+    )
+    library.save_prompt(
+        id=ids["prompt"],
+        original=shown,
+        title="Typed title",
+        body="act as a Linux terminal\nreply with output only",
+        development_stage_id=shown.development_stage_id,
+        tag_ids=list(shown.tag_ids),
+    )
+    saved = replica.get_prompt(id=ids["prompt"])
+    assert saved is not None
+    assert saved.title == "Typed title"  # the newer write
+    assert saved.body == "act as a Linux terminal\nreply with output only\nno explanations"  # both, merged
+    [conflict] = replica.list_conflicts()
+    assert (conflict.field, {conflict.mine, conflict.theirs}) == ("title", {"Typed title", "Server title"})
