@@ -140,13 +140,25 @@ class HttpRemote:
         return check(response)
 
     def _request(self, method: str, url: str, is_json: bool, **kwargs: Any) -> httpx.Response:
+        """One request; sent again (twice at most, after :data:`RESEND_DELAYS_S`) when the connection broke
+        after it was made: a lost answer or a reset mid-way ended the whole sync on a flaky link (QA), and
+        every request of the protocol may be sent again (a push is answered once per op id). A server that
+        cannot be reached at all fails at once."""
         headers = self._json_headers if is_json else self._headers
-        try:
-            return self._client.request(method, url, headers=headers, **kwargs)
-        except httpx.TransportError as exc:
-            raise ServerUnreachableError(
-                f"cannot reach the server at {self._base}: {exc.__class__.__name__}"
-            ) from exc
+        for pause in (*RESEND_DELAYS_S, None):
+            try:
+                return self._client.request(method, url, headers=headers, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                raise ServerUnreachableError(
+                    f"cannot reach the server at {self._base}: {exc.__class__.__name__}"
+                ) from exc
+            except httpx.TransportError as exc:
+                if pause is None:
+                    raise ServerUnreachableError(
+                        f"cannot reach the server at {self._base}: {exc.__class__.__name__}"
+                    ) from exc
+                time.sleep(pause)
+        raise AssertionError("unreachable")
 
     def _negotiated(self, request: Callable[[int], T]) -> T:
         """``request(protocol)``; when the server refuses the protocol (an older server), again once with the
@@ -198,6 +210,9 @@ class HttpRemote:
     def conflicts(self) -> list[dict[str, Any]]:
         return orjson.loads(self._send("GET", self._url("/conflicts")).content)  # type: ignore[no-any-return]
 
+
+RESEND_DELAYS_S: Final = (0.5, 2.0)
+"""The pauses before a sync request is sent again after its connection broke (see ``HttpRemote._request``)."""
 
 REFRESH_RETRY_DELAYS_S: Final = (0.5, 2.0)
 """The pauses before a renewal is sent again after the connection failed. The server answers a rotated
