@@ -37,10 +37,10 @@ class ConflictItem:
 
     @property
     def is_reference(self) -> bool:
-        return self.kind != "existence" and self.field in _references(self.entity)
+        return self.kind not in ("existence", "rejected") and self.field in references_of(self.entity)
 
 
-def _references(entity: str) -> Mapping[str, str]:
+def references_of(entity: str) -> Mapping[str, str]:
     try:
         return DEFAULT_SCHEMA.entity(entity).references
     except Exception:
@@ -170,13 +170,18 @@ class ConflictService:
         for c in self._replica.list_conflicts():
             kind = conflict_kind(c)
             suggestion, note = suggest(kind, c.base, c.mine, c.theirs)
-            target = _references(c.entity).get(c.field) if kind != "existence" else None
+            references = references_of(c.entity)
+            named: list[tuple[str, Any]] = []  # (entity named, value naming it)
+            if kind == "rejected" and isinstance(c.mine, dict):  # the refused edit's references, by name
+                refused = c.mine.get("values") or {}
+                named = [(references[f], v) for f, v in refused.items() if f in references]
+            elif kind != "existence" and c.field in references:
+                named = [(references[c.field], side) for side in (c.base, c.mine, c.theirs, suggestion)]
             labels: dict[str, str] = {}
-            if target is not None:
-                for side in (c.base, c.mine, c.theirs, suggestion):
-                    for ident in side if isinstance(side, list | tuple | set | frozenset) else (side,):
-                        if isinstance(ident, str) and ident not in labels:
-                            labels[ident] = self._label(target, ident)
+            for target, side in named:
+                for ident in side if isinstance(side, list | tuple | set | frozenset) else (side,):
+                    if isinstance(ident, str) and ident not in labels:
+                        labels[ident] = self._label(target, ident)
             items.append(
                 ConflictItem(
                     c.id,

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from outputhub.common.errors import InvalidInputError
 from outputhub.common.ids import canonical_id
 from outputhub.desktop.jobs import JobRunner
-from outputhub.desktop.services.conflicts import ConflictItem, ConflictService
+from outputhub.desktop.services.conflicts import ConflictItem, ConflictService, references_of
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
 from outputhub.desktop.ui.widgets import error_text
@@ -42,7 +42,10 @@ def field_label(item: ConflictItem) -> str:
         return "deleted vs edited"
     if item.kind == "rejected":
         return "refused by the server"
-    name = item.field
+    return _field_words(item.field)
+
+
+def _field_words(name: str) -> str:
     if name.endswith("_ids"):
         name = name.removesuffix("_ids") + "s"
     return name.removesuffix("_id").replace("_", " ")
@@ -77,7 +80,9 @@ def side_text(item: ConflictItem, value: Any) -> str:
             return f"Refused: {value['reason']}"
         values = value.get("values") or {}
         lines = [f"Your {value.get('kind') or 'edit'} of this {item.entity.replace('_', ' ')}"]
-        lines += [f"{name}: {as_text(v)}" for name, v in sorted(values.items())]
+        for name, v in sorted(values.items()):
+            shown = as_text(v, item.labels if name in references_of(item.entity) else None)
+            lines.append(f"{_field_words(name)}: {shown}".replace("\n", "\n    "))
         return "\n".join(lines)
     return as_text(value, item.labels)
 

@@ -97,6 +97,25 @@ def test_a_refused_edit_is_shown_in_words_and_keep_mine_makes_it_again(replica) 
     assert field_label(shown) == "refused by the server"
     assert side_text(shown, shown.mine) == "Your update of this prompt\ntitle: Viewer tried this"
     assert side_text(shown, shown.theirs) == "Refused: permission-denied: the viewer role may not edit"
+
+    replica.add_conflict(
+        id="refused-2",
+        entity="prompt",
+        record_id=ids["prompt"],
+        field=REJECTED_FIELD,
+        base=None,
+        mine={
+            "kind": "update",
+            "values": {"development_stage_id": ids["production"], "tag_ids": [ids["tag_sql"]]},
+        },
+        theirs={"reason": "permission-denied: the viewer role may not edit"},
+    )
+    [named] = [c for c in service.open_conflicts() if c.id == "refused-2"]
+    assert side_text(named, named.mine) == (
+        f"Your update of this prompt\ndevelopment stage: Production  [{ids['production']}]\n"
+        f"tags: sql  [{ids['tag_sql']}]"
+    )
+    service.resolve(conflict_id="refused-2", choice="theirs")
     service.resolve(conflict_id="refused-1", choice="mine")
     assert replica.get_prompt(id=ids["prompt"]).title == "Viewer tried this"  # type: ignore[union-attr]
     assert service.open_conflicts() == []
