@@ -98,6 +98,14 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
     kind = mine.get("kind")
     values = dict(mine.get("values") or {})
     entity, record_id = refused.entity, refused.record_id
+    reason = str((refused.theirs or {}).get("reason") or "") if isinstance(refused.theirs, dict) else ""
+    taken = None
+    if reason.startswith("name-taken") and kind == "update" and "name" in values:
+        # the name is still taken: making the rename again would be refused again, at every sync, with the
+        # rest of the edit (a description typed with it); the rest is made again, the name left as it is
+        taken = values.pop("name")
+        if not values:
+            raise LocalEditError(f"the name {taken!r} is taken: rename it to another name instead")
     try:
         current: dict[str, Any] | None = library.get(entity, record_id)
     except LocalEditError:
@@ -118,6 +126,11 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
         library.restore(entity, record_id)
     if values and not library.edit(entity, record_id, values):
         return f"{entity} {record_id} already holds the refused values"
+    if taken is not None:
+        return (
+            f"the refused edit of {entity} {record_id} made again without its name {taken!r}, which is "
+            "taken: rename it to another name"
+        )
     return f"the refused {kind or 'edit'} of {entity} {record_id} made again"
 
 

@@ -683,3 +683,27 @@ def test_a_renewal_does_not_hold_the_replica_and_keeps_a_newer_login(
         assert names == ["made during the renewal"]
     finally:
         replica.close()
+
+
+def test_keep_mine_of_a_rename_refused_as_taken_makes_the_rest_again(server: str, tmp_path: Path) -> None:
+    """A rename refused because the name is taken took the description typed with it along, and keep mine
+    pushed the same rename again, refused again at every sync (QA). Keep mine now makes the rest again and
+    says the name is taken."""
+    account = new_account(server, email="taken@example.com", password=PASSWORD, org_name="Taken")
+    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
+    for ws in (a, b):
+        ws.run("init")
+        ws.attach(server, account.org_id, account.email)
+    alpha = a.run("add", "tag", "--set", "name=alpha").strip()
+    a.run("sync")
+    b.run("add", "tag", "--set", "name=beta")
+    b.run("sync")
+    a.run("edit", "tag", alpha, "--set", "name=Beta", "--set", "description=typed with the rename")
+    a.run("sync", code=5)
+    [refused] = a.json("conflicts", "list")  # type: ignore[misc]
+    said = a.run("conflicts", "resolve", refused["id"], "--keep", "mine")
+    assert "without its name 'Beta'" in said and "taken" in said
+    assert "refused" not in a.run("sync")
+    served = httpx.get(f"{server}/api/v1/orgs/{account.org_id}/tags/{alpha}", headers=account.headers).json()
+    assert (served["name"], served["description"]) == ("alpha", "typed with the rename")
+    assert a.json("conflicts", "list") == []
