@@ -145,20 +145,11 @@ class HttpRemote:
         every request of the protocol may be sent again (a push is answered once per op id). A server that
         cannot be reached at all fails at once."""
         headers = self._json_headers if is_json else self._headers
-        for pause in (*RESEND_DELAYS_S, None):
-            try:
-                return self._client.request(method, url, headers=headers, **kwargs)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise ServerUnreachableError(
-                    f"cannot reach the server at {self._base}: {exc.__class__.__name__}"
-                ) from exc
-            except httpx.TransportError as exc:
-                if pause is None:
-                    raise ServerUnreachableError(
-                        f"cannot reach the server at {self._base}: {exc.__class__.__name__}"
-                    ) from exc
-                time.sleep(pause)
-        raise AssertionError("unreachable")
+        return _sent(
+            lambda: self._client.request(method, url, headers=headers, **kwargs),
+            server=self._base,
+            pauses=RESEND_DELAYS_S,
+        )
 
     def _negotiated(self, request: Callable[[int], T]) -> T:
         """``request(protocol)``; when the server refuses the protocol (an older server), again once with the
@@ -211,6 +202,23 @@ class HttpRemote:
         return orjson.loads(self._send("GET", self._url("/conflicts")).content)  # type: ignore[no-any-return]
 
 
+def _sent(send: Callable[[], httpx.Response], *, server: str, pauses: Sequence[float]) -> httpx.Response:
+    """``send()``, again after each of ``pauses`` when the connection broke after it was made (an answer
+    lost, a reset mid-way); a server that cannot be reached at all fails at once. Raises
+    ``ServerUnreachableError``."""
+    for pause in (*pauses, None):
+        try:
+            return send()
+        except httpx.TransportError as exc:
+            never_reached = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+            if pause is None or never_reached:
+                raise ServerUnreachableError(
+                    f"cannot reach the server at {server}: {exc.__class__.__name__}"
+                ) from exc
+            time.sleep(pause)
+    raise AssertionError("the last pause is None")
+
+
 RESEND_DELAYS_S: Final = (0.5, 2.0)
 """The pauses before a sync request is sent again after its connection broke (see ``HttpRemote._request``)."""
 
@@ -226,16 +234,8 @@ def _auth_post(
     own = client is None
     http = client or httpx.Client(timeout=30.0)
     try:
-        for pause in (*retry, None):
-            try:
-                response = http.post(f"{base_url.rstrip('/')}{API}/auth/{path}", **kwargs)
-                break
-            except httpx.TransportError as exc:
-                if pause is None:
-                    raise ServerUnreachableError(
-                        f"cannot reach the server at {base_url}: {exc.__class__.__name__}"
-                    ) from exc
-                time.sleep(pause)
+        url = f"{base_url.rstrip('/')}{API}/auth/{path}"
+        response = _sent(lambda: http.post(url, **kwargs), server=base_url, pauses=retry)
         return check(response).json()  # type: ignore[no-any-return]
     finally:
         if own:

@@ -30,13 +30,19 @@ def test_an_editable_choice_keeps_the_entry_shown_when_two_share_a_label(qtbot) 
     assert box.current_id() is None
 
 
-def test_an_unsaved_tick_and_stage_survive_a_refresh(qtbot, replica, session) -> None:
+def _open_prompt(qtbot, replica, session):  # type: ignore[no-untyped-def]
+    """A seeded replica with its prompt "Linux Terminal" open in the Prompts editor."""
     ids = seed(replica)
     session.window.data_changed(frozenset({"*"}))
     prompts = show(qtbot, session, "Prompts")
     qtbot.waitUntil(lambda: prompts.model.row_of(ids["prompt"]) is not None, timeout=5000)
     prompts.list.select_id(ids["prompt"])
     qtbot.waitUntil(lambda: prompts.title.text() == "Linux Terminal", timeout=5000)
+    return ids, prompts
+
+
+def test_an_unsaved_tick_and_stage_survive_a_refresh(qtbot, replica, session) -> None:
+    ids, prompts = _open_prompt(qtbot, replica, session)
     wait_idle(qtbot, session.runner)
     assert set(prompts.tags.checked_ids()) == {ids["tag_python"]}
     prompts.tags.set_checked([ids["tag_python"], ids["tag_sql"]])  # ticked, not saved
@@ -66,12 +72,7 @@ def test_a_large_position_is_shown_and_kept(qtbot, replica, session) -> None:
 
 
 def test_an_editor_lets_go_of_a_record_deleted_elsewhere(qtbot, replica, session) -> None:
-    ids = seed(replica)
-    session.window.data_changed(frozenset({"*"}))
-    prompts = show(qtbot, session, "Prompts")
-    qtbot.waitUntil(lambda: prompts.model.row_of(ids["prompt"]) is not None, timeout=5000)
-    prompts.list.select_id(ids["prompt"])
-    qtbot.waitUntil(lambda: prompts.title.text() == "Linux Terminal", timeout=5000)
+    ids, prompts = _open_prompt(qtbot, replica, session)
     library_for(replica).delete("prompt", ids["prompt"])  # as a sync would bring
     session.window.data_changed(frozenset({"prompt"}))
     qtbot.waitUntil(lambda: "was deleted" in prompts.message.text(), timeout=5000)

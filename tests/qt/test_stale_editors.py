@@ -10,7 +10,8 @@ from PySide6.QtCore import Qt
 from outputhub.common.errors import InvalidInputError
 from outputhub.desktop.services.editing import make_editor
 from outputhub.desktop.services.library import LibraryService
-from outputhub.desktop.storage import LookupKind, Replica
+from outputhub.desktop.storage import LookupKind, PromptRecord, Replica
+from outputhub.sync.client import LocalLibrary
 from tests.qt.conftest import wait_idle
 from tests.qt.support import library_for, seed
 from tests.qt.test_flows import show
@@ -22,11 +23,17 @@ def service(replica: Replica) -> LibraryService:
     return LibraryService(replica=replica, editor=make_editor(replica))
 
 
-def test_saving_writes_only_what_changed_since_the_editor_loaded_it(replica) -> None:
+def _shown_prompt(replica: Replica) -> tuple[dict[str, str], LibraryService, LocalLibrary, PromptRecord]:
+    """A seeded replica, its library service, another writer on it (as a sync), and the prompt as an
+    editor loaded it."""
     ids = seed(replica)
-    library, elsewhere = service(replica), library_for(replica)
     shown = replica.get_prompt(id=ids["prompt"])
     assert shown is not None
+    return ids, service(replica), library_for(replica), shown
+
+
+def test_saving_writes_only_what_changed_since_the_editor_loaded_it(replica) -> None:
+    ids, library, elsewhere, shown = _shown_prompt(replica)
     # a sync brings another workstation's edit of the title, the text and the tags
     elsewhere.edit(
         "prompt",
@@ -191,10 +198,7 @@ def test_a_field_typed_while_a_sync_changed_it_is_a_conflict_not_an_overwrite(re
     """The user types a new title while a sync brings another one; saving wrote the typed title over the
     synced one, which its user never saw, with no conflict (QA). Now the typed title is made from the title
     shown: the newer write stands and the other is kept in a conflict; a text merges with the synced one."""
-    ids = seed(replica)
-    library, elsewhere = service(replica), library_for(replica)
-    shown = replica.get_prompt(id=ids["prompt"])
-    assert shown is not None
+    ids, library, elsewhere, shown = _shown_prompt(replica)
     elsewhere.edit(
         "prompt",
         ids["prompt"],
