@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
+import secrets
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -187,31 +187,15 @@ def _migrate(conn: Connection, migrations: tuple[Migration, ...], *, current: in
             ) from exc
 
 
-def _home(path: Path) -> str:
-    """Where this file is: the machine, its real path and its file id. A copy of a replica (a restored
-    backup, a file copied to another machine) is somewhere else."""
-    real = os.path.realpath(path)
-    return f"{socket.gethostname()}|{real}|{os.stat(real).st_ino}"
-
-
 def _ensure_node_id(conn: Connection, *, path: Path) -> str:
-    """The replica's node id: its writes' identity in the sync (with their clock). A replica opened
-    somewhere other than where it was last opened takes a new one: two copies of one file sharing a node id
-    stamped their edits alike, and an edit made on one copy in the same clock tick as one on the other (a
-    clock that pulled a time ahead makes that likely) was taken by the server for the other's and lost,
-    silently (found by QA). Moving the file only starts a new node id; nothing else changes."""
+    """The replica's node id, kept in the file; each open writes as ``<node id>.<random>``
+    (:attr:`Replica.node_id`)."""
     with driver_errors(path=path, action="read the replica's node id"):
-        query = "SELECT key, value FROM replica_meta WHERE key IN ('node_id', 'node_home')"
-        rows = dict(conn.execute(query).fetchall())
-        home = _home(path)
-        node_id = rows.get("node_id")
-        if node_id is not None and rows.get("node_home") in (home, None):
-            if rows.get("node_home") is None:  # opened before homes were kept: here is its home
-                conn.execute("INSERT INTO replica_meta (key, value) VALUES ('node_home', ?)", (home,))
-            return str(node_id)
+        row = conn.execute("SELECT value FROM replica_meta WHERE key = 'node_id'").fetchone()
+        if row is not None:
+            return str(row[0])
         node_id = uuid.uuid4().hex
-        conn.execute("INSERT OR REPLACE INTO replica_meta (key, value) VALUES ('node_id', ?)", (node_id,))
-        conn.execute("INSERT OR REPLACE INTO replica_meta (key, value) VALUES ('node_home', ?)", (home,))
+        conn.execute("INSERT INTO replica_meta (key, value) VALUES ('node_id', ?)", (node_id,))
         return node_id
 
 
@@ -232,7 +216,13 @@ class Replica:
         self._path = path
         self._page_size = page_size
         self._schema_version = schema_version
-        self._node_id = node_id
+        self._node_base = node_id
+        # this open's writer id: two copies of one file (a restored backup beside the live one, or restored
+        # over it) shared one node id, so with a clock that had pulled a time ahead both stamped an edit
+        # alike, and the server took one copy's edit for the other's: lost without a trace (found by QA).
+        # A fresh suffix per open makes every writer's stamps its own; the replica's own writes are still
+        # told by the part before the dot (``sync.engine.same_replica``)
+        self._node_id = f"{node_id}.{secrets.token_hex(4)}"
         self._key = key
         self._lock = threading.RLock()
         self._depth = 0
@@ -250,8 +240,14 @@ class Replica:
 
     @property
     def node_id(self) -> str:
-        """This installation's stable id (hex UUID), for hybrid logical clocks."""
+        """The id this open writes under, for hybrid logical clocks: ``<node_base>.<8 random hex>``."""
         return self._node_id
+
+    @property
+    def node_base(self) -> str:
+        """The replica's stable id (hex UUID, kept in the file): every open's :attr:`node_id` starts with
+        it."""
+        return self._node_base
 
     @property
     def closed(self) -> bool:

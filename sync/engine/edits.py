@@ -127,13 +127,20 @@ class Merged:
     value: FieldValue
 
 
+def same_replica(a: str, b: str) -> bool:
+    """Whether two node ids are one replica's: a replica writes as ``<its id>.<per-open suffix>`` (so two
+    copies of its file never stamp two writes alike), and its writes from every open, and from before
+    suffixes, are its own."""
+    return a.partition(".")[0] == b.partition(".")[0]
+
+
 def sides(conflict: Conflict, node: str) -> tuple[str, str]:
     """Which side is "mine" for ``node``: ``("winner", "loser")`` or ``("loser", "winner")``.
 
-    Mine is the side ``node`` wrote; when ``node`` wrote both or neither, mine is the winner -- the value in
-    place on the resolving replica.
+    Mine is the side ``node``'s replica wrote (:func:`same_replica`); when it wrote both or neither, mine
+    is the winner -- the value in place on the resolving replica.
     """
-    if conflict.loser.node == node and conflict.winner.node != node:
+    if same_replica(conflict.loser.node, node) and not same_replica(conflict.winner.node, node):
         return "loser", "winner"
     return "winner", "loser"
 

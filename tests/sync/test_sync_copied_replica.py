@@ -1,7 +1,8 @@
-"""Two copies of one replica file (a restored backup beside the live file) editing the same field. They
-shared a node id, so with a clock that had pulled a time ahead both copies stamped their edits alike, and
-the server took the second for the first: the second copy's edit was lost without a trace (found by QA).
-A replica opened somewhere other than where it was last opened now takes a new node id."""
+"""Two copies of one replica file (a restored backup beside the live file, or over it) editing the same field.
+They shared a node id, so with a clock that had pulled a time ahead both copies stamped their edits alike,
+and the server took the second for the first: the second copy's edit was lost without a trace (found by
+QA). Each open of a replica now writes as ``<its node id>.<random suffix>``; its own writes are still told
+by the part before the dot, so "mine" in a conflict stays right after a copy or a move."""
 
 from __future__ import annotations
 
@@ -10,26 +11,24 @@ import time
 from pathlib import Path
 
 from outputhub.desktop.storage.replica import open_replica
+from outputhub.sync.engine.edits import same_replica
 from tests.support.client import Org, seed_library
 from tests.sync.support import PASSPHRASE, make_device
 
 
-def test_a_copy_of_a_replica_takes_a_node_id_of_its_own(tmp_path: Path) -> None:
+def test_every_open_writes_under_its_own_id_of_the_replica(tmp_path: Path) -> None:
     original = tmp_path / "library.ohr"
     with open_replica(original, passphrase=PASSPHRASE, create=True) as replica:
-        first = replica.node_id
+        first, base = replica.node_id, replica.node_base
     with open_replica(original, passphrase=PASSPHRASE) as replica:
-        assert replica.node_id == first  # opened where it was: the same node
+        assert replica.node_base == base and replica.node_id != first
+        assert same_replica(replica.node_id, first) and same_replica(replica.node_id, base)
     copy = tmp_path / "restored" / "library.ohr"
     copy.parent.mkdir()
     shutil.copy2(original, copy)
     with open_replica(copy, passphrase=PASSPHRASE) as replica:
-        assert replica.node_id != first
-        copied = replica.node_id
-    with open_replica(copy, passphrase=PASSPHRASE) as replica:
-        assert replica.node_id == copied
-    with open_replica(original, passphrase=PASSPHRASE) as replica:
-        assert replica.node_id == first
+        assert replica.node_base == base and replica.node_id != first
+    assert not same_replica(first, "0123456789abcdef0123456789abcdef.00000000")
 
 
 def test_both_copies_edits_of_one_field_are_kept_with_a_clock_ahead(  # type: ignore[no-untyped-def]
@@ -64,3 +63,65 @@ def test_both_copies_edits_of_one_field_are_kept_with_a_clock_ahead(  # type: ig
     assert a.values() == b.values()
     for d in (a, b, ahead):
         d.replica.close()
+
+
+def test_a_backup_restored_over_the_live_file_keeps_both_edits(  # type: ignore[no-untyped-def]
+    client, org: Org, tmp_path: Path
+) -> None:
+    """The same over the live file: same path, same file id, so nothing about the file tells it apart."""
+    ids = seed_library(org)
+
+    def device(name: str, now_ms=None):  # type: ignore[no-untyped-def]
+        return make_device(
+            tmp_path, name, http=client, base_url="", token=org.owner.token, org_id=org.id, now_ms=now_ms
+        )
+
+    ahead = device("ahead", now_ms=lambda: int(time.time() * 1000) + 3 * 3600 * 1000)
+    a = device("a")
+    a.sync()
+    ahead.sync()
+    ahead.library.edit("prompt", ids["prompt"], {"title": "from a clock 3 h ahead"})
+    ahead.sync()
+    a.sync()
+    a.replica.close()
+    shutil.copyfile(tmp_path / "a.ohr", tmp_path / "backup.ohr")
+    a = device("a")
+    a.library.edit("prompt", ids["prompt"], {"title": "edited on the live file"})
+    a.sync()
+    a.replica.close()
+    shutil.copyfile(tmp_path / "backup.ohr", tmp_path / "a.ohr")  # restored over it
+    a = device("a")
+    a.library.edit("prompt", ids["prompt"], {"title": "edited on the restored file"})
+    a.sync()
+    served = org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"]
+    losers = [c["loser"]["value"] for c in org.owner.get(f"{org.base}/sync/conflicts").json()]
+    assert {served, *losers} >= {"edited on the live file", "edited on the restored file"}
+    for d in (a, ahead):
+        d.replica.close()
+
+
+def test_keep_mine_after_the_replica_moved_keeps_what_it_wrote(  # type: ignore[no-untyped-def]
+    client, org: Org, devices, tmp_path: Path
+) -> None:
+    """QA: after a move (when a move meant a new node id), keep mine kept the other side's text."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("prompt", ids["prompt"], {"title": "Laptop title"})
+    desktop.library.edit("prompt", ids["prompt"], {"title": "Desktop title"})
+    laptop.sync()
+    desktop.sync()  # the desktop's newer title stands; the conflict is there on both
+    laptop.sync()
+    laptop.replica.close()
+    (tmp_path / "laptop.ohr").rename(tmp_path / "moved.ohr")
+    moved = make_device(tmp_path, "moved", http=client, base_url="", token=org.owner.token, org_id=org.id)
+    try:
+        [conflict] = moved.open_conflicts()
+        assert conflict.mine == "Laptop title"
+        moved.library.resolve_conflict("prompt", ids["prompt"], conflict.id, "mine")
+        assert moved.library.get("prompt", ids["prompt"])["title"] == "Laptop title"
+        moved.sync()
+        assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == "Laptop title"
+    finally:
+        moved.replica.close()

@@ -52,10 +52,10 @@ def test_old_replica_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
         assert replica.schema_version == 1
         replica.upsert_prompt(record=record)
         replica.upsert_output(record=output(record.id, content="made before the upgrade"))
-        node_id = replica.node_id
+        node_id = replica.node_base
     with open_replica(path, passphrase=PASSPHRASE, migrations=(*SHIPPED, ADD_COLUMN)) as replica:
         assert replica.schema_version == LATEST + 1
-        assert replica.node_id == node_id
+        assert replica.node_base == node_id
         assert replica.get_prompt(id=record.id) == record
         assert [hit.entity for hit in replica.search("upgrade")] == ["output"]
         with replica.transaction():
