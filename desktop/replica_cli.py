@@ -774,7 +774,8 @@ def conflicts_resolve(
         typer.Option(
             "--all",
             help="Every open conflict and refused edit (narrowed by --entity and --refused) with the same "
-            "--keep; those it does not apply to (a delete conflict with merged) stay open and are listed.",
+            "--keep; those it does not apply to (a delete conflict with merged) stay open, are listed, and "
+            "make the exit 5.",
         ),
     ] = False,
     entity: Annotated[
@@ -828,7 +829,7 @@ def conflicts_resolve(
 
 def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool) -> None:
     """``conflicts resolve --all``: each chosen conflict on its own (one that cannot be resolved as asked
-    stays open and is listed, the rest go on); exit 5 when any failed, 0 when the rest were only skipped."""
+    stays open and is listed, the rest go on); exit 5 when any is left open, so a script can tell."""
     if keep not in ("mine", "theirs", "merged"):
         fail(5, "--keep takes mine, theirs or merged")
     kind = entity_name(entity) if entity is not None else None
@@ -853,7 +854,6 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool) 
                         "skipped": exc.skipped,
                     }
                 )
-    failed = [item for item in left if not item["skipped"]]
     summary = {"resolved": [r["resolved"] for r in resolved], "left_open": left}
     emit(
         ctx,
@@ -863,7 +863,7 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool) 
             + [f"left open {i['id']}  {i['entity']} {i['record_id']}: {i['reason']}" for i in left]
         ),
     )
-    if failed:
+    if left:
         raise typer.Exit(5)
 
 

@@ -171,7 +171,10 @@ class AccessCache:
 
     @staticmethod
     def _key(generation: int, claims: AccessClaims, org_id: uuid.UUID) -> str:
-        return f"oh:access:{generation}:{claims.session_id}:{claims.user_id}:{org_id}"
+        # the login's rotation too: the first request with a renewed login's token must reach the database,
+        # which notes the renewal as seen (a replaced refresh token coming back after that revokes the login);
+        # a request with the previous token had filled the entry, and the renewed one never got there (QA)
+        return f"oh:access:{generation}:{claims.session_id}:{claims.rotation}:{claims.user_id}:{org_id}"
 
     def lookup(
         self, generation: int, *, claims: AccessClaims, org_id: uuid.UUID, now: datetime

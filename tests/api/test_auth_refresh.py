@@ -132,3 +132,22 @@ def test_the_client_retries_a_renewal_whose_answer_was_lost(client: TestClient) 
     assert _me(client, pair["access_token"]) == 200
     code, nxt = _refresh(client, pair["refresh_token"])  # the login lives on: the retry's token is current
     assert code == 200 and _me(client, nxt["access_token"]) == 200
+
+
+def test_a_renewed_token_is_noted_even_after_the_old_one_filled_the_access_cache(
+    client: TestClient, clock: Clock
+) -> None:
+    """QA: a request with the previous access token (a second sync still running on it) filled the access
+    cache for the login, the renewed token's requests were answered from it, never noted as seen, and the
+    replaced refresh token kept getting the live one: a thief was never caught."""
+    user = register(client, name="cached")
+    org = user.post("/api/v1/orgs", json={"name": "Cached"}).json()["id"]
+    r = client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}).json()
+    old_access, first = r["access_token"], r["refresh_token"]
+    _, renewed = _refresh(client, first)
+    for access in (old_access, renewed["access_token"], renewed["access_token"]):
+        tags = client.get(f"/api/v1/orgs/{org}/tags", headers={"Authorization": f"Bearer {access}"})
+        assert tags.status_code == 200
+    clock.now += timedelta(seconds=121)
+    code, problem = _refresh(client, first)
+    assert code == 401 and "already used" in problem["detail"]

@@ -595,7 +595,7 @@ def test_conflicts_resolve_all_with_one_keep_narrowed_by_kind_and_refusal(
 ) -> None:
     """Resolving many conflicts took one command each. ``conflicts resolve --all --keep ...`` resolves every
     open one that ``--entity`` and ``--refused`` select; one the choice does not apply to (a delete conflict
-    with ``merged``) stays open and is listed, and the exit is 0; the resolutions sync like any edit."""
+    with ``merged``) stays open, is listed, and makes the exit 5; the resolutions sync like any edit."""
     account = new_account(server, email="resolve-all@example.com", password=PASSWORD, org_name="All")
     a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
     for ws in (a, b):
@@ -628,7 +628,7 @@ def test_conflicts_resolve_all_with_one_keep_narrowed_by_kind_and_refusal(
     assert "--keep mine|theirs|merged" in a.run("conflicts", "resolve", "--all", code=5)
     one = opened[0]["id"]  # type: ignore[index]
     assert "no conflict id" in a.run("conflicts", "resolve", one, "--all", "--keep", "mine", code=5)
-    said = a.json("conflicts", "resolve", "--all", "--keep", "merged", "--entity", "prompts")
+    said = a.json("conflicts", "resolve", "--all", "--keep", "merged", "--entity", "prompts", code=5)
     assert len(said["resolved"]) == 2  # type: ignore[index]
     [left] = said["left_open"]  # type: ignore[index]
     assert left["record_id"] == prompts[2] and left["skipped"] is True
