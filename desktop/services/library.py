@@ -784,7 +784,7 @@ def _changed_since(
     if current is None:
         raise NotFoundError(entity, id)
     if getattr(current, "deleted", False):
-        what = entity.replace("_", " ")
+        what = "custom GPT" if entity == "custom_gpt" else entity.replace("_", " ")
         raise InvalidInputError("id", f"this {what} has been deleted meanwhile; nothing was saved")
     base = current if original is None else original
     changed: dict[str, Any] = {}
