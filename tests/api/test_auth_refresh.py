@@ -151,3 +151,31 @@ def test_a_renewed_token_is_noted_even_after_the_old_one_filled_the_access_cache
     clock.now += timedelta(seconds=121)
     code, problem = _refresh(client, first)
     assert code == 401 and "already used" in problem["detail"]
+
+
+def test_noting_a_renewal_seen_in_a_reading_request_after_another_write(app, client: TestClient) -> None:  # type: ignore[no-untyped-def]
+    """CI: the first GET with a renewed token noted it seen inside its own reading transaction; on SQLite
+    that cannot take the write lock once another writer has committed since it began, and the request
+    failed with 503 "database unavailable". The note is now a write of its own there."""
+    import uuid
+
+    from sqlalchemy import select, update
+
+    from outputhub.server.api.auth.service import note_rotation_seen
+    from outputhub.server.storage.database import unit_of_work
+    from outputhub.server.storage.tables import AuthSession
+
+    r = _login(client)
+    _, renewed = _refresh(client, r["refresh_token"])
+    session_id = uuid.UUID(hex=renewed["refresh_token"].partition(".")[0])
+    factory = app.state.services.session_factory
+    with unit_of_work(factory, read_only=True) as reading:
+        seen = reading.execute(select(AuthSession.rotation_seen).where(AuthSession.id == session_id)).scalar()
+        assert seen is False  # the reading transaction has begun
+        with unit_of_work(factory) as writing:  # another writer commits meanwhile
+            writing.execute(
+                update(AuthSession).where(AuthSession.id == session_id).values(last_used_at=START)
+            )
+        note_rotation_seen(reading, session_id=session_id, rotation=1)
+    with unit_of_work(factory, read_only=True) as check:
+        assert check.get(AuthSession, session_id).rotation_seen is True  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ from outputhub.server.security import (
     new_secret,
     verify_password,
 )
+from outputhub.server.storage.database import READ_ONLY_OPTION
 from outputhub.server.storage.tables import AuthSession, User
 
 
@@ -166,7 +167,7 @@ def note_rotation_seen(session: Session, *, session_id: uuid.UUID, rotation: int
     """An access token of the login's newest rotation was used: its client has the rotation's answer, so
     the refresh token it replaced coming back from now on is a copy (see :func:`refresh`). Written once per
     rotation, by the first request that shows it (the callers read the flag first)."""
-    session.execute(
+    statement = (
         update(AuthSession)
         .where(
             AuthSession.id == session_id,
@@ -174,5 +175,13 @@ def note_rotation_seen(session: Session, *, session_id: uuid.UUID, rotation: int
             AuthSession.rotation_seen.is_(False),
         )
         .values(rotation_seen=True)
-        .execution_options(synchronize_session="fetch")
     )
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite" and session.connection().get_execution_options().get(READ_ONLY_OPTION):
+        # a reading SQLite transaction (started deferred) cannot take the write lock once another writer
+        # committed after it began: it fails at once ("database is locked", a 503 seen in CI). A write of
+        # its own, which waits for the lock like any writer; the request's own transaction only reads.
+        with bind.connect() as connection, connection.begin():
+            connection.execute(statement)
+        return
+    session.execute(statement.execution_options(synchronize_session="fetch"))
