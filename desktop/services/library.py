@@ -765,14 +765,17 @@ def _lookup_row(r: LookupRecord) -> LookupRow:
     )
 
 
+_SET_VALUES: Final = (list, tuple, frozenset, set)
+"""How an editor's set fields (tags, knowledge types, agent groups) come: as ticked ids."""
+
+
 def _seen(original: Any, changed: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the editor showed of the single-value and text fields it changes (``LocalLibrary.edit``'s
     ``seen``): one a sync wrote while it was open is then a conflict or a merge with that write, not an
     overwrite of a value its user never saw."""
     if original is None:
         return None
-    sets = (tuple, list, frozenset)
-    return {k: getattr(original, k) for k, v in changed.items() if not isinstance(v, sets)}
+    return {k: getattr(original, k) for k, v in changed.items() if not isinstance(v, _SET_VALUES)}
 
 
 def _changed_since(
@@ -789,7 +792,7 @@ def _changed_since(
     base = current if original is None else original
     changed: dict[str, Any] = {}
     for name, value in wanted.items():
-        if isinstance(value, list | tuple | frozenset | set):
+        if isinstance(value, _SET_VALUES):
             before, after = set(getattr(base, name)), set(value)
             if after != before:
                 now = set(getattr(current, name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -35,7 +36,7 @@ from outputhub.desktop.storage import CustomGptRecord, LookupKind
 from outputhub.desktop.ui.deleting import Deleter, delete_controls
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
-from outputhub.desktop.ui.widgets import CheckList, IdCombo, error_text, page_shortcut
+from outputhub.desktop.ui.widgets import CheckList, IdCombo, deleted_elsewhere, error_text, page_shortcut
 
 CUSTOM_GPT_COLUMNS: tuple[Column[CustomGptRow], ...] = (
     Column("name", "Name", lambda r: r.name, "name"),
@@ -172,7 +173,7 @@ class CustomGptsPage(QWidget):
             return
         if record.deleted:  # deleted elsewhere and synced
             self._clear_editor()
-            self.message.setText(f"“{record.name}” was deleted (on another device, or by a sync)")
+            self.message.setText(deleted_elsewhere(record.name))
             return
         self._current_id = record.id
         self._loaded = record
@@ -326,11 +327,12 @@ class TaxonomyPage(QWidget):
             return
         if self._editor_values() != (shown.name, shown.description, shown.position):
             return
-        kind = self.current_kind()
+        self._fetch_entry(self.current_kind(), ident, lambda entry: self._reloaded(entry, shown))
+
+    def _fetch_entry(self, kind: LookupKind, ident: str, on_done: Callable[[LookupRow | None], None]) -> None:
+        """The entry as stored now (None: gone or deleted), read on the job runner."""
         self._runner.submit(
-            "reload entry",
-            lambda: self._library.lookup_row(kind=kind, id=ident),
-            on_done=lambda entry: self._reloaded(entry, shown),
+            "reload entry", lambda: self._library.lookup_row(kind=kind, id=ident), on_done=on_done
         )
 
     def _reloaded(self, entry: LookupRow | None, shown: LookupRow) -> None:
@@ -338,7 +340,7 @@ class TaxonomyPage(QWidget):
             return
         if entry is None:  # deleted elsewhere and synced
             self._clear_editor()
-            self.message.setText(f"“{shown.name}” was deleted (on another device, or by a sync)")
+            self.message.setText(deleted_elsewhere(shown.name))
             return
         self._show_entry(entry)
 
@@ -396,11 +398,7 @@ class TaxonomyPage(QWidget):
     def _saved(self, ident: str, kind: LookupKind) -> None:
         self._done("Saved", kind)
         if kind is self.current_kind():  # what was stored: the edit merged with what a sync brought
-            self._runner.submit(
-                "reload entry",
-                lambda: self._library.lookup_row(kind=kind, id=ident),
-                on_done=self._saved_entry,
-            )
+            self._fetch_entry(kind, ident, self._saved_entry)
 
     def _saved_entry(self, entry: LookupRow | None) -> None:
         if entry is not None and (self._current_id in (None, entry.id)):

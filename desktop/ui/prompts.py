@@ -34,7 +34,7 @@ from outputhub.desktop.storage import LookupKind
 from outputhub.desktop.ui.deleting import Deleter, delete_controls
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
-from outputhub.desktop.ui.widgets import CheckList, IdCombo, error_text, page_shortcut
+from outputhub.desktop.ui.widgets import CheckList, IdCombo, deleted_elsewhere, error_text, page_shortcut
 
 PROMPT_COLUMNS: tuple[Column[PromptRow], ...] = (
     Column("title", "Title", lambda r: r.title, "title", tooltip=lambda r: r.snippet or r.title),
@@ -227,7 +227,7 @@ class PromptsPage(QWidget):
             return
         if detail.prompt.deleted:  # deleted elsewhere and synced: not shown as if it were still there
             self._clear_editor()
-            self.message.setText(f"“{detail.prompt.title}” was deleted (on another device, or by a sync)")
+            self.message.setText(deleted_elsewhere(detail.prompt.title))
             return
         self._current = detail
         p = detail.prompt

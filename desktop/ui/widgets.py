@@ -23,6 +23,11 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def deleted_elsewhere(label: str) -> str:
+    """What an editor says when a sync deleted the record it showed."""
+    return f"“{label}” was deleted (on another device, or by a sync)"
+
+
 class IdCombo(QComboBox):
     """A combo box of (id, label) entries with an optional empty first entry (``None``)."""
 

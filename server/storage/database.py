@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.expression import Executable
 
 from outputhub.common.errors import StorageError
 from outputhub.server.settings import Settings
@@ -125,6 +126,19 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 READ_ONLY_OPTION = "outputhub_read_only"
+
+
+def write_from(session: Session, statement: Executable) -> None:
+    """Run the write ``statement`` for a request in ``session``, whichever its transaction. A reading
+    SQLite transaction (started deferred, ``READ_ONLY_OPTION``) cannot take the write lock once another
+    writer has committed since it began: it fails at once ("database is locked"). There the write gets a
+    connection and transaction of its own, waiting for the lock like any writer, and commits at once."""
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite" and session.connection().get_execution_options().get(READ_ONLY_OPTION):
+        with bind.connect() as connection, connection.begin():
+            connection.execute(statement)
+        return
+    session.execute(statement)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -176,6 +176,6 @@ def test_noting_a_renewal_seen_in_a_reading_request_after_another_write(app, cli
             writing.execute(
                 update(AuthSession).where(AuthSession.id == session_id).values(last_used_at=START)
             )
-        note_rotation_seen(reading, session_id=session_id, rotation=1)
+        note_rotation_seen(reading, session_id=session_id, claimed=1, stored=1, seen=False)
     with unit_of_work(factory, read_only=True) as check:
         assert check.get(AuthSession, session_id).rotation_seen is True  # type: ignore[union-attr]

@@ -81,34 +81,33 @@ def test_a_replica_refuses_a_value_of_the_wrong_type_as_it_is_made(replica) -> N
     assert replica.get_prompt(id=ids["prompt"]).title == "Linux Terminal"  # type: ignore[union-attr]
 
 
-def test_a_refused_edit_is_shown_in_words_and_keep_mine_makes_it_again(replica) -> None:
-    ids = seed(replica)
+def _refused_by_a_viewer(replica, conflict_id: str, prompt_id: str, values: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    """A viewer's update of the prompt, refused by the server, as a sync keeps it."""
     replica.add_conflict(
-        id="refused-1",
+        id=conflict_id,
         entity="prompt",
-        record_id=ids["prompt"],
+        record_id=prompt_id,
         field=REJECTED_FIELD,
         base=None,
-        mine={"kind": "update", "values": {"title": "Viewer tried this"}},
+        mine={"kind": "update", "values": values},
         theirs={"reason": "permission-denied: the viewer role may not edit"},
     )
+
+
+def test_a_refused_edit_is_shown_in_words_and_keep_mine_makes_it_again(replica) -> None:
+    ids = seed(replica)
+    _refused_by_a_viewer(replica, "refused-1", ids["prompt"], {"title": "Viewer tried this"})
     service = ConflictService(replica=replica, editor=make_editor(replica))
     [shown] = service.open_conflicts()
     assert field_label(shown) == "refused by the server"
     assert side_text(shown, shown.mine) == "Your update of this prompt\ntitle: Viewer tried this"
     assert side_text(shown, shown.theirs) == "Refused: permission-denied: the viewer role may not edit"
 
-    replica.add_conflict(
-        id="refused-2",
-        entity="prompt",
-        record_id=ids["prompt"],
-        field=REJECTED_FIELD,
-        base=None,
-        mine={
-            "kind": "update",
-            "values": {"development_stage_id": ids["production"], "tag_ids": [ids["tag_sql"]]},
-        },
-        theirs={"reason": "permission-denied: the viewer role may not edit"},
+    _refused_by_a_viewer(
+        replica,
+        "refused-2",
+        ids["prompt"],
+        {"development_stage_id": ids["production"], "tag_ids": [ids["tag_sql"]]},
     )
     [named] = [c for c in service.open_conflicts() if c.id == "refused-2"]
     assert side_text(named, named.mine) == (

@@ -31,9 +31,10 @@ def test_every_open_writes_under_its_own_id_of_the_replica(tmp_path: Path) -> No
     assert not same_replica(first, "0123456789abcdef0123456789abcdef.00000000")
 
 
-def test_both_copies_edits_of_one_field_are_kept_with_a_clock_ahead(  # type: ignore[no-untyped-def]
-    client, org: Org, tmp_path: Path
-) -> None:
+def _pulled_a_time_ahead(client, org: Org, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A seeded organization; replica "a" has pulled an edit made on a clock 3 h ahead, so its own clock
+    now runs at that time, and is closed (ready to copy). Returns the ids, a device maker and the device
+    whose clock is ahead."""
     ids = seed_library(org)
 
     def device(name: str, now_ms=None):  # type: ignore[no-untyped-def]
@@ -47,8 +48,15 @@ def test_both_copies_edits_of_one_field_are_kept_with_a_clock_ahead(  # type: ig
     ahead.sync()
     ahead.library.edit("prompt", ids["prompt"], {"title": "from a clock 3 h ahead"})
     ahead.sync()
-    a.sync()  # a's clock now runs at the time it pulled
+    a.sync()
     a.replica.close()
+    return ids, device, ahead
+
+
+def test_both_copies_edits_of_one_field_are_kept_with_a_clock_ahead(  # type: ignore[no-untyped-def]
+    client, org: Org, tmp_path: Path
+) -> None:
+    ids, device, ahead = _pulled_a_time_ahead(client, org, tmp_path)
     shutil.copy2(tmp_path / "a.ohr", tmp_path / "b.ohr")  # the backup, restored beside it
     a, b = device("a"), device("b")
     assert a.store.node_id != b.store.node_id
@@ -69,21 +77,7 @@ def test_a_backup_restored_over_the_live_file_keeps_both_edits(  # type: ignore[
     client, org: Org, tmp_path: Path
 ) -> None:
     """The same over the live file: same path, same file id, so nothing about the file tells it apart."""
-    ids = seed_library(org)
-
-    def device(name: str, now_ms=None):  # type: ignore[no-untyped-def]
-        return make_device(
-            tmp_path, name, http=client, base_url="", token=org.owner.token, org_id=org.id, now_ms=now_ms
-        )
-
-    ahead = device("ahead", now_ms=lambda: int(time.time() * 1000) + 3 * 3600 * 1000)
-    a = device("a")
-    a.sync()
-    ahead.sync()
-    ahead.library.edit("prompt", ids["prompt"], {"title": "from a clock 3 h ahead"})
-    ahead.sync()
-    a.sync()
-    a.replica.close()
+    ids, device, ahead = _pulled_a_time_ahead(client, org, tmp_path)
     shutil.copyfile(tmp_path / "a.ohr", tmp_path / "backup.ohr")
     a = device("a")
     a.library.edit("prompt", ids["prompt"], {"title": "edited on the live file"})

@@ -20,7 +20,7 @@ from outputhub.server.security import (
     new_secret,
     verify_password,
 )
-from outputhub.server.storage.database import READ_ONLY_OPTION
+from outputhub.server.storage.database import write_from
 from outputhub.server.storage.tables import AuthSession, User
 
 
@@ -36,7 +36,7 @@ class RefreshTokenReusedError(AuthenticationError):
 class AuthPolicy:
     signer: TokenSigner
     refresh_ttl: timedelta
-    refresh_retry: timedelta = timedelta(seconds=120)
+    refresh_retry: timedelta
     """How long after a rotation the token it replaced may come back as a retry and get the same new token
     again, even if the new one's access tokens were used (two renewals racing); after that it may only while
     they were not (the answer was lost), else it counts as a stolen copy that revokes the login."""
@@ -153,8 +153,13 @@ def active_user(
     auth_session = session.get(AuthSession, session_id)
     if auth_session is None or auth_session.user_id != user_id or auth_session.revoked_at is not None:
         raise AuthenticationError("session revoked; log in again")
-    if rotation is not None and rotation == auth_session.rotation and not auth_session.rotation_seen:
-        note_rotation_seen(session, session_id=session_id, rotation=rotation)
+    note_rotation_seen(
+        session,
+        session_id=session_id,
+        claimed=rotation,
+        stored=auth_session.rotation,
+        seen=auth_session.rotation_seen,
+    )
     if auth_session.expires_at <= now:
         raise AuthenticationError("session expired; log in again")
     user = session.get(User, user_id)
@@ -163,25 +168,23 @@ def active_user(
     return user
 
 
-def note_rotation_seen(session: Session, *, session_id: uuid.UUID, rotation: int) -> None:
-    """An access token of the login's newest rotation was used: its client has the rotation's answer, so
-    the refresh token it replaced coming back from now on is a copy (see :func:`refresh`). Written once per
-    rotation, by the first request that shows it (the callers read the flag first)."""
+def note_rotation_seen(
+    session: Session, *, session_id: uuid.UUID, claimed: int | None, stored: int, seen: bool
+) -> None:
+    """A request used an access token of rotation ``claimed`` (its ``rot`` claim) of a login whose newest
+    rotation is ``stored``, noted ``seen`` or not: when it is the newest and not noted yet, its client has
+    the rotation's answer, so the refresh token it replaced coming back from now on is a copy (see
+    :func:`refresh`). Written once per rotation, by the first request that shows it."""
+    if claimed is None or claimed != stored or seen:
+        return
     statement = (
         update(AuthSession)
         .where(
             AuthSession.id == session_id,
-            AuthSession.rotation == rotation,
+            AuthSession.rotation == claimed,
             AuthSession.rotation_seen.is_(False),
         )
         .values(rotation_seen=True)
     )
-    bind = session.get_bind()
-    if bind.dialect.name == "sqlite" and session.connection().get_execution_options().get(READ_ONLY_OPTION):
-        # a reading SQLite transaction (started deferred) cannot take the write lock once another writer
-        # committed after it began: it fails at once ("database is locked", a 503 seen in CI). A write of
-        # its own, which waits for the lock like any writer; the request's own transaction only reads.
-        with bind.connect() as connection, connection.begin():
-            connection.execute(statement)
-        return
-    session.execute(statement.execution_options(synchronize_session="fetch"))
+    # the first such request is often a GET: on SQLite its reading transaction cannot write (a 503 in CI)
+    write_from(session, statement)

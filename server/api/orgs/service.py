@@ -170,8 +170,9 @@ def resolve_access(
         raise AuthenticationError("session expired; log in again")
     if not row.is_active:  # None: no such user
         raise AuthenticationError("account disabled")
-    if rotation is not None and rotation == row.rotation and not row.rotation_seen:
-        auth_service.note_rotation_seen(session, session_id=session_id, rotation=rotation)
+    auth_service.note_rotation_seen(
+        session, session_id=session_id, claimed=rotation, stored=row.rotation, seen=row.rotation_seen
+    )
     return Access(role=Role(row.role), session_expires_at=row.expires_at) if row.role else None
 
 

@@ -434,6 +434,10 @@ def apply_change(
     return Applied(outcome.kind, state, revision, outcome.conflicts, outcome.resolved, before)
 
 
+_UNSET: Final = ("", None, 0)
+"""A lookup field's value before anyone gave it one (an empty description, no place)."""
+
+
 def _merge_duplicate_lookup(
     session: Session,
     *,
@@ -491,7 +495,7 @@ def _merge_duplicate_lookup(
         )
     )
     session.flush()
-    given = {k: v for k, v in change.values.items() if k != "name" and v not in ("", None, 0)}
+    given = {k: v for k, v in change.values.items() if k != "name" and v not in _UNSET}
     opened: tuple[Conflict, ...] = ()
     if given:
         batch.exists(session, spec.table, {existing})  # not one the batch read
@@ -501,7 +505,7 @@ def _merge_duplicate_lookup(
         base: dict[str, FieldBase] = {}
         for name in given:
             there = survivor.values.get(name)
-            if there in ("", None, 0):  # never given a value there: the moved one supersedes the default
+            if there in _UNSET:  # never given a value there: the moved one supersedes the default
                 base[name] = FieldBase(there, survivor.value_versions.get(name, frozenset()))
             else:  # made without seeing it: concurrent with it
                 text = DEFAULT_SCHEMA.kind(spec.entity, name) is FieldKind.TEXT
