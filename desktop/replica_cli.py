@@ -428,6 +428,8 @@ def sync(
             fail(1, str(exc))
         finally:
             remote.close()
+        # a large pull leaves its text to index after the sync (the search backlog)
+        replica.catch_up_search_index(progress=lambda done, total: progress("index", done, total))
         if not ctx.as_json:
             typer.echo("", err=True)
 
@@ -589,6 +591,7 @@ def search(typer_ctx: typer.Context, query: str, limit: Annotated[int, typer.Opt
     """Full-text search over prompt titles and texts and output contents."""
     ctx: Context = typer_ctx.obj
     with ctx.replica() as replica:
+        replica.catch_up_search_index()  # a sync stopped before it had indexed what it pulled
         hits = replica.search(query, limit=limit)
         emit(ctx, hits, lambda: "\n".join(f"{h.entity} {h.id}  {h.snippet}" for h in hits) or "no matches")
 
@@ -607,6 +610,7 @@ def status(typer_ctx: typer.Context) -> None:
             "pending": store.pending_count(),
             "cursor": store.cursor(server_url=server, org_id=store.org_id()) if server else 0,
             "open_conflicts": len(replica.list_conflicts()),
+            "search_backlog": replica.search_backlog(),
         }
         emit(ctx, info, lambda: "\n".join(f"{k}: {v}" for k, v in info.items()))
 

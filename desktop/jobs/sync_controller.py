@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from outputhub.common.errors import OutputHubError
 from outputhub.desktop.jobs.runner import JobRunner, ProgressCallback
+from outputhub.desktop.services.sync import INDEX_PHASE
 from outputhub.desktop.sync_worker import describe_error
 
 
@@ -117,6 +118,7 @@ class SyncStatus:
 class SyncController(QObject):
     status_changed = Signal(object)  # SyncStatus
     synced = Signal(object)  # the service's outcome (a SyncReport)
+    stored = Signal()  # the sync's records are in the replica; it goes on indexing them for search
 
     def __init__(
         self,
@@ -252,6 +254,12 @@ class SyncController(QObject):
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         if not self._running:
+            return
+        if phase == INDEX_PHASE:  # pulled and stored: the lists can show the records while they are indexed
+            if self.status.text.startswith("Syncing"):
+                self.stored.emit()
+            text = f"Indexing for search: {done:,} of {total:,}"
+            self._set(SyncStatus("syncing", text, done, total))
             return
         text = f"Syncing: {phase} {done:,} of {total:,}" if total else f"Syncing: {phase}…"
         self._set(SyncStatus("syncing", text, done, total))

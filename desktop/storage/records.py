@@ -126,6 +126,7 @@ class MatchCount:
     count: int
     capped: bool  # at least ``count`` rows match (shown as "1,000+")
     ranked: bool  # the hits are ranked by relevance; otherwise listed newest first
+    unindexed: int = 0  # rows of the table not in the full-text index yet (a large pull's backlog)
 
     def __str__(self) -> str:
         return f"{self.count:,}+" if self.capped else f"{self.count:,}"

@@ -408,12 +408,15 @@ def count(
     cap: int | None = None,
 ) -> MatchCount:
     """How many live rows of one table match, up to ``cap`` (default ``COUNT_CAP``; ``capped``: at least
-    that many), and whether :func:`search` ranks them by relevance. Without row conditions only the index is
-    read (``cap`` postings and tombstone probes); with them, at most ``COUNT_SCAN`` candidate rows."""
+    that many), whether :func:`search` ranks them by relevance, and how many rows of the table the index
+    does not hold yet (``unindexed``: a large pull's search backlog, which no search sees until the
+    catch-up has indexed it). Without row conditions only the index is read (``cap`` postings and tombstone
+    probes); with them, at most ``COUNT_SCAN`` candidate rows."""
     cap = COUNT_CAP if cap is None else cap
+    unindexed = tables.backlog_size(conn, _SPECS[entity])
     terms = query_terms(query)
     if not terms:
-        return MatchCount(0, capped=False, ranked=True)
+        return MatchCount(0, capped=False, ranked=True, unindexed=unindexed)
     source = _SOURCES[entity]
     match = " ".join(terms)
     ranked = plan(conn, entity, terms)
@@ -423,7 +426,12 @@ def count(
             f"AND {_live(source)} LIMIT ?)",
             (match, cap + 1),
         ).fetchone()
-        return MatchCount(min(int(found), cap), capped=int(found) > cap, ranked=ranked)
+        return MatchCount(min(int(found), cap), capped=int(found) > cap, ranked=ranked, unindexed=unindexed)
     candidates = _NewestFirst(conn, source, match, scan=COUNT_SCAN)
     kept = _filtered(conn, source, candidates, conditions, want=cap + 1)
-    return MatchCount(min(len(kept), cap), capped=len(kept) > cap or candidates.truncated, ranked=ranked)
+    return MatchCount(
+        min(len(kept), cap),
+        capped=len(kept) > cap or candidates.truncated,
+        ranked=ranked,
+        unindexed=unindexed,
+    )

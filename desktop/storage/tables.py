@@ -297,14 +297,17 @@ def insert_new_rows(
     spec: EntityTable[R],
     rows: Sequence[tuple[object, ...]],
     links: Mapping[str, Sequence[tuple[str, str]]],
+    *,
+    defer_index: bool = False,
 ) -> int:
     """Plain inserts of rows already in column order (``spec.all_columns``, as :meth:`EntityTable.to_row`
     gives them) and of their link rows (``links[field]``: ``(owner id, target id)`` pairs without repeats).
 
     For a pull's new records, built straight from the pulled data (no record objects): the caller has
     checked, in its transaction, that none of the ids exists (an id that does exist fails the insert). The
-    full-text index is fed with one statement for all the rows, as in :func:`bulk_upsert`."""
-    with _indexed_per_statement(conn, spec) as indexed:
+    full-text index is fed with one statement for all the rows, as in :func:`bulk_upsert`; with
+    ``defer_index`` the rows join the search backlog instead (:func:`index_backlog` indexes them later)."""
+    with _indexed_per_statement(conn, spec, defer=defer_index) as indexed:
         indexed(lambda: conn.executemany(spec.insert_sql, rows))
     for link in spec.links:
         _insert_links(conn, link, links.get(link.field, ()))
@@ -313,12 +316,16 @@ def insert_new_rows(
 
 @contextlib.contextmanager
 def _indexed_per_statement(
-    conn: Connection, spec: EntityTable[R]
+    conn: Connection, spec: EntityTable[R], *, defer: bool = False
 ) -> Iterator[Callable[[Callable[[], object]], None]]:
     """Yields ``indexed(write)``: runs ``write`` (statements inserting rows into ``spec.table``) and adds the
     rows it inserted to the full-text index with one ``INSERT ... SELECT``; the per-row insert trigger is
     dropped meanwhile and re-created on leaving, all in the caller's transaction (an error leaves it dropped:
-    the caller's rollback restores it)."""
+    the caller's rollback restores it).
+
+    Rows above the table's search-backlog mark (migration 0003) are left out: the catch-up indexes them.
+    ``defer``: start a backlog at the current end of the table when there is none, so that the rows
+    written here are left to the catch-up too."""
     trigger_sql: str | None = None
     if spec.fts is not None:
         row = conn.execute(
@@ -333,17 +340,71 @@ def _indexed_per_statement(
             write()
             return
         last_seq = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {spec.table}").fetchone()[0]
+        # (a replica made with the migrations before 0003, as tests do, has no backlog table)
+        upto = backlog_mark(conn, spec.table) if "search_backlog" in trigger_sql else None
+        if upto is None and defer:
+            conn.execute(
+                "INSERT INTO search_backlog (tbl, indexed_upto) VALUES (?, ?)", (spec.table, last_seq)
+            )
+            upto = last_seq
         write()
+        if upto is not None and upto <= last_seq:
+            return  # every row written here is above the mark
         columns = ", ".join(spec.fts.columns)
         conn.execute(
             f"INSERT INTO {spec.fts.table} (rowid, {columns}) "
-            f"SELECT seq, {columns} FROM {spec.table} WHERE seq > ?",
-            (last_seq,),
+            f"SELECT seq, {columns} FROM {spec.table} WHERE seq > ? AND seq <= ?",
+            (last_seq, _MAX_SEQ if upto is None else upto),
         )
 
     yield indexed
     if trigger_sql is not None:
         conn.execute(trigger_sql)
+
+
+_MAX_SEQ: Final = 2**63 - 1
+
+
+def backlog_mark(conn: Connection, table: str) -> int | None:
+    """The table's search-backlog mark: rows with a higher ``seq`` are not in its full-text index yet;
+    ``None``: every row is (no backlog)."""
+    row = conn.execute("SELECT indexed_upto FROM search_backlog WHERE tbl = ?", (table,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def backlog_size(conn: Connection, spec: EntityTable[R]) -> int:
+    """How many rows of ``spec.table`` are waiting for the full-text index (0: none)."""
+    upto = backlog_mark(conn, spec.table)
+    if upto is None:
+        return 0
+    return int(conn.execute(f"SELECT count(*) FROM {spec.table} WHERE seq > ?", (upto,)).fetchone()[0])
+
+
+def index_backlog(conn: Connection, spec: EntityTable[R], *, rows: int) -> int:
+    """Index up to ``rows`` of the table's backlog (oldest first) and move its mark past them; the backlog
+    ends when nothing is left above the mark. Returns the rows indexed (0: no backlog left)."""
+    upto = backlog_mark(conn, spec.table)
+    if upto is None or spec.fts is None:
+        return 0
+    last = conn.execute(
+        f"SELECT max(seq), count(*) FROM (SELECT seq FROM {spec.table} WHERE seq > ? ORDER BY seq LIMIT ?)",
+        (upto, rows),
+    ).fetchone()
+    if last[0] is None:
+        conn.execute("DELETE FROM search_backlog WHERE tbl = ?", (spec.table,))
+        return 0
+    columns = ", ".join(spec.fts.columns)
+    conn.execute(
+        f"INSERT INTO {spec.fts.table} (rowid, {columns}) "
+        f"SELECT seq, {columns} FROM {spec.table} WHERE seq > ? AND seq <= ?",
+        (upto, last[0]),
+    )
+    more = conn.execute(f"SELECT 1 FROM {spec.table} WHERE seq > ? LIMIT 1", (last[0],)).fetchone()
+    if more is None:
+        conn.execute("DELETE FROM search_backlog WHERE tbl = ?", (spec.table,))
+    else:
+        conn.execute("UPDATE search_backlog SET indexed_upto = ? WHERE tbl = ?", (last[0], spec.table))
+    return int(last[1])
 
 
 def _links_for(

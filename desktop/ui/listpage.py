@@ -122,6 +122,9 @@ class ListPane(QWidget):
         total = self.model.total  # a search's capped MatchCount, when the page has a counter
         if total is not None:
             text += f" of {total} matches" + ("" if getattr(total, "ranked", True) else ", newest first")
+            unindexed = getattr(total, "unindexed", 0)
+            if unindexed:  # a large pull being indexed: the search cannot see those records yet
+                text += f"; {unindexed:,} more still being indexed for search"
         self.status.setText(text + (" (scroll for more)" if more else ""))
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:

@@ -120,6 +120,7 @@ class MainWindow(QMainWindow):
         self._sync_throttle.timeout.connect(self._show_next_sync_status)
         sync.status_changed.connect(self.show_sync_status)
         sync.synced.connect(lambda _report: self.data_changed(frozenset({"*"})))
+        sync.stored.connect(lambda: self.data_changed(frozenset({"*"})))  # shown while indexed for search
         self.show_sync_status(sync.status)
         pages.conflicts.count_changed.connect(self._show_conflict_count)
         for page in (pages.prompts, pages.outputs, pages.custom_gpts, pages.taxonomy, pages.conflicts):

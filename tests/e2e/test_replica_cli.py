@@ -707,3 +707,50 @@ def test_keep_mine_of_a_rename_refused_as_taken_makes_the_rest_again(server: str
     served = httpx.get(f"{server}/api/v1/orgs/{account.org_id}/tags/{alpha}", headers=account.headers).json()
     assert (served["name"], served["description"]) == ("alpha", "typed with the rename")
     assert a.json("conflicts", "list") == []
+
+
+def test_a_large_first_sync_is_searchable_when_the_command_ends(server: str, tmp_path: Path) -> None:
+    """A large pulled page stores its outputs and leaves their text to index (the search backlog): the sync
+    command indexes them before it ends, and `search` after a sync stopped before that indexes first."""
+    from outputhub.desktop.storage.sync_store import DEFER_INDEX_ROWS
+
+    account = new_account(server, email="backlog@example.com", password=PASSWORD, org_name="Backlog")
+    base = f"{server}/api/v1/orgs/{account.org_id}"
+    made = httpx.post(f"{base}/prompts", json={"title": "Bulk", "body": "x"}, headers=account.headers)
+    assert made.status_code == 201, made.text
+    items = [
+        {"prompt_id": made.json()["id"], "content": f"output {n} " + ("quokka" if n == 77 else "plain")}
+        for n in range(DEFER_INDEX_ROWS + 50)
+    ]
+    for start in range(0, len(items), 500):
+        sent = httpx.post(
+            f"{base}/outputs/bulk", json={"items": items[start : start + 500]}, headers=account.headers
+        )
+        assert sent.status_code == 201, sent.text
+    ws = Workstation(tmp_path, "backlog")
+    ws.run("init")
+    ws.attach(server, account.org_id, account.email)
+    assert "pulled" in ws.run("sync")
+    status = ws.json("status")
+    assert isinstance(status, dict) and status["search_backlog"] == 0
+    assert "output 77 [quokka]" in ws.run("search", "quokka")
+
+    # a replica left with a backlog (a sync killed after its pull): `search` indexes it first
+    other = Workstation(tmp_path, "stopped")
+    other.run("init")
+    other.attach(server, account.org_id, account.email)
+    from outputhub.desktop.replica_cli import _remote
+    from outputhub.desktop.storage.sync_store import ReplicaSyncStore
+    from outputhub.sync.client import SyncClient
+
+    with open_replica(other.replica, passphrase=other.secret.read_text()) as replica:
+        store = ReplicaSyncStore(replica)
+        remote = _remote(store)
+        try:
+            SyncClient(store, remote).sync()
+        finally:
+            remote.close()
+        assert replica.search_backlog() >= DEFER_INDEX_ROWS
+    assert other.json("status")["search_backlog"] >= DEFER_INDEX_ROWS  # type: ignore[index]
+    assert "output 77 [quokka]" in other.run("search", "quokka")
+    assert other.json("status")["search_backlog"] == 0  # type: ignore[index]

@@ -20,7 +20,7 @@ from PySide6.QtCore import Qt
 from outputhub.desktop.jobs.sync_controller import SyncController, SyncRunningError
 from outputhub.desktop.jobs.sync_process import ProcessSync, SyncWorkerError
 from outputhub.desktop.services.sync import SyncService
-from outputhub.desktop.storage.sync_store import ReplicaSyncStore
+from outputhub.desktop.storage.sync_store import DEFER_INDEX_ROWS, ReplicaSyncStore
 from outputhub.desktop.sync_worker import EXIT_FAILED, EXIT_OK, SyncRequest
 from outputhub.desktop.sync_worker import main as worker_main
 from outputhub.sync.client import SyncReport
@@ -414,3 +414,55 @@ def test_a_desktop_sync_that_outlasts_two_access_tokens_renews_each_in_place(
     assert replica.count_live(table="prompts") == len(prompts) > 0
     assert replica.get_setting(key="refresh_token") not in (first_login, None)
     assert service.sync().checksum_ok is True  # the renewed login is kept and still works
+
+
+def test_a_large_pull_is_shown_while_it_is_indexed_and_then_found(qtbot, replica, session, api, live_server):
+    """A pulled page of many new outputs is stored without indexing their text; the worker indexes it after
+    the sync, saying so, and the lists are refreshed as soon as the records are stored."""
+    org = new_org(api, name="Indexing")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    seed_outputs(org, ids["prompt"], DEFER_INDEX_ROWS + 100)
+    session.sync.login(server_url=live_server, email=org.owner.email, password=PASSWORD, auto_sync=False)
+    controller, _background = process_controller(session, replica, pull_page=5000)
+    statuses: list = []
+    order: list = []
+    controller.status_changed.connect(statuses.append)
+    controller.stored.connect(lambda: order.append(("stored", replica.count_live(table="outputs"))))
+    controller.synced.connect(lambda _report: order.append(("synced", replica.search_backlog())))
+    assert controller.sync_now()
+    qtbot.waitUntil(lambda: controller.status.state != "syncing", timeout=60_000)
+
+    assert controller.status.state == "up_to_date", controller.status.text
+    total = DEFER_INDEX_ROWS + 101
+    assert order == [("stored", total), ("synced", 0)], "shown when stored, found when synced"
+    indexing = [s for s in statuses if s.text.startswith("Indexing for search: ")]
+    assert indexing[0].done == 0 and indexing[-1].done == indexing[-1].total == total, indexing
+    assert indexing[-1].text == f"Indexing for search: {total:,} of {total:,}"
+    assert len(replica.search_outputs("bulk", limit=10_000)) == total - 1
+
+
+def test_a_search_says_how_many_records_wait_to_be_indexed(qtbot, replica, session, api, live_server):
+    from outputhub.sync.client import HttpRemote, SyncClient
+
+    org = new_org(api, name="Waiting")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    seed_outputs(org, ids["prompt"], DEFER_INDEX_ROWS + 100)
+    session.sync.login(server_url=live_server, email=org.owner.email, password=PASSWORD, auto_sync=False)
+    # a sync that stopped after its pull (a worker killed while indexing): the records wait for the index
+    remote = HttpRemote(live_server, token=replica.get_setting(key="access_token"), org_id=org.id)
+    try:
+        SyncClient(ReplicaSyncStore(replica), remote).sync()
+    finally:
+        remote.close()
+    waiting = replica.search_backlog()
+    assert waiting > DEFER_INDEX_ROWS
+
+    outputs = show(qtbot, session, "Outputs")
+    outputs.list.search.setFocus()
+    qtbot.keyClicks(outputs.list.search, "bulk")
+    expected = f"0 shown of 0 matches; {waiting:,} more still being indexed for search"
+    qtbot.waitUntil(lambda: outputs.list.status.text() == expected, timeout=5000)
+    replica.catch_up_search_index()
+    outputs.list.search.setText("bulk output")
+    qtbot.waitUntil(lambda: outputs.list.status.text().startswith("200 shown of "), timeout=5000)
+    assert "indexed" not in outputs.list.status.text()

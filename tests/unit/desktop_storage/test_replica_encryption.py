@@ -155,19 +155,20 @@ def test_a_4_kib_replica_left_with_a_wal_opens_without_losing_it(tmp_path: Path)
     source, copy = tmp_path / "source.db", tmp_path / "copy" / "replica.db"
     copy.parent.mkdir()
     make_legacy_replica(source)
-    with open_replica(source, passphrase=PASSPHRASE) as legacy:
-        legacy.upsert_prompt(record=prompt(title="checkpointed"))
+    kept: list[str] = []
+    while not kept or source.stat().st_size % PAGE_SIZE:  # a size both page sizes fit: 16 KiB is tried first
+        assert len(kept) < 100, "the file never reached a size both page sizes fit"
+        with open_replica(source, passphrase=PASSPHRASE) as legacy:  # closing checkpoints into the file
+            kept.append(f"checkpointed {len(kept)}")
+            legacy.upsert_prompt(record=prompt(title=kept[-1], body="x" * 3000))
     with open_replica(source, passphrase=PASSPHRASE) as legacy:
         legacy.upsert_prompt(record=prompt(title="only in the wal"))
         for name in (source.name, f"{source.name}-wal"):  # the files as a crash right now would leave them
             (copy.parent / name.replace(source.name, copy.name)).write_bytes((tmp_path / name).read_bytes())
-    assert Path(f"{copy}-wal").stat().st_size > 0
-    while copy.stat().st_size % PAGE_SIZE:  # a size both page sizes fit: the 16 KiB try runs first
-        with copy.open("ab") as handle:
-            handle.write(bytes(LEGACY_PAGE_SIZE))
+    assert Path(f"{copy}-wal").stat().st_size > 0 and copy.stat().st_size % PAGE_SIZE == 0
     with open_replica(copy, passphrase=PASSPHRASE) as reopened:
         assert reopened.page_size == LEGACY_PAGE_SIZE
-        assert sorted(p.title for p in reopened.list_prompts()) == ["checkpointed", "only in the wal"]
+        assert sorted(p.title for p in reopened.list_prompts()) == sorted([*kept, "only in the wal"])
         assert reopened.verify_integrity() == []
 
 
