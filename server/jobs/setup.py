@@ -99,6 +99,7 @@ def build_background(*, settings: Settings, session_factory: sessionmaker[Sessio
         queue=queue,
         timeout_seconds=settings.webhook_timeout_seconds,
         disable_after=timedelta(hours=settings.webhook_disable_after_hours),
+        allow_private=settings.webhook_allow_private_targets,
     )
     notifications = NotificationHandler(session_factory=session_factory, queue=queue)
     registry.register(

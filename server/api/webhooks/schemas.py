@@ -58,17 +58,95 @@ def check_url(value: str) -> str:
         raise ValueError("port 0 is not a valid port")
     if any(c.isspace() for c in value):
         raise ValueError("must not contain whitespace")
+    if "%" in parts.hostname:
+        raise ValueError("must not percent-encode its host")
+    host_address(parts.hostname)  # a host of numbers that is no IPv4 address: ValueError
     return value
 
 
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NUMBER = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def normalize_host(host: str) -> str:
+    """The host as a client looks it up: lower case, without IPv6 brackets or the trailing dots of a fully
+    qualified name (``localhost.`` is ``localhost``)."""
+    return host.strip().strip("[]").lower().rstrip(".")
+
+
+def _ipv4_numbers(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a host written in numbers names, read as ``inet_aton`` (which ``getaddrinfo`` and so
+    every HTTP client uses) and the URL standard read it: one to four parts, each decimal, ``0x`` hex or
+    ``0`` octal, the last filling the remaining bytes (``2130706433``, ``0x7f.1``, ``0177.0.0.1`` and
+    ``127.1`` are all 127.0.0.1). None for a name (its last label is not a number); ValueError for numbers
+    that are no IPv4 address (``1.2.3.4.5``, ``256.1.1.1``)."""
+    labels = host.split(".")
+    if not _NUMBER.match(labels[-1]):
+        return None
+    if len(labels) > 4 or not all(_NUMBER.match(label) for label in labels):
+        raise ValueError("not a valid IPv4 address")
+    numbers: list[int] = []
+    for label in labels:
+        if label.startswith("0x"):
+            numbers.append(int(label[2:] or "0", 16))
+        elif len(label) > 1 and label.startswith("0"):
+            if not set(label) <= set("01234567"):
+                raise ValueError("not a valid IPv4 address")  # "08": inet_aton refuses it too
+            numbers.append(int(label[1:], 8))
+        else:
+            numbers.append(int(label))
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        raise ValueError("not a valid IPv4 address")
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def host_address(host: str) -> IpAddress | None:
+    """The IP address a URL's host names (in any form a client accepts), or None for a DNS name; ValueError
+    for a host of numbers that is no address."""
+    name = normalize_host(host)
+    try:
+        return ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 zone ("fe80::1%eth0") is no part of it
+    except ValueError:
+        return _ipv4_numbers(name)
+
+
+def is_private_address(ip: IpAddress) -> bool:
+    """Loopback, private, link-local, reserved, unspecified (0.0.0.0 reaches this host) or multicast, also
+    as IPv4 inside an IPv6 address (mapped, 6to4, NAT64)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour]
+        if ip in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if any(inner is not None and is_private_address(inner) for inner in embedded):
+            return True
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip.is_multicast
+    )
+
+
 def is_private_host(host: str) -> bool:
-    if host in ("localhost",) or host.endswith(".localhost"):
+    """Whether a URL's host is a loopback or private target, read as an HTTP client reads it (see
+    :func:`host_address`). A DNS name other than ``localhost`` is not judged here: the delivery checks the
+    addresses it resolves to."""
+    name = normalize_host(host)
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        ip = host_address(name)
     except ValueError:
-        return False
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+        return True  # no address a client could reach (``check_url`` refuses it first)
+    return ip is not None and is_private_address(ip)
 
 
 def check_events(value: list[str]) -> list[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,7 +24,12 @@ from outputhub.common.roles import Role
 from outputhub.server.api.base import Tenant, utcnow
 from outputhub.server.api.notifications import service as notifications
 from outputhub.server.api.webhooks import signing
-from outputhub.server.api.webhooks.schemas import WebhookEndpointCreate, is_private_host
+from outputhub.server.api.webhooks.schemas import (
+    WebhookEndpointCreate,
+    host_address,
+    is_private_address,
+    is_private_host,
+)
 from outputhub.server.api.webhooks.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from outputhub.server.events import DomainEvent, emit_change, events_by_org
 from outputhub.server.jobs.queue import JobContext, JobQueue
@@ -243,6 +250,10 @@ class WebhookDispatcher:
     queue: JobQueue
     timeout_seconds: float
     disable_after: timedelta
+    allow_private: bool = True
+    """``webhook_allow_private_targets``: when off, a delivery is refused if the endpoint's host resolves to
+    a loopback or private address (an endpoint stored before the setting was turned off, a name whose DNS
+    answer points inside)."""
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(timeout=self.timeout_seconds, follow_redirects=False)
@@ -326,6 +337,11 @@ class WebhookDispatcher:
                 url, body, msg_id = endpoint.url, delivery.payload.encode(), delivery.message_id
         if skip:
             self._record(ctx, delivery_id, status="skipped", code=None, error="endpoint disabled", ms=0)
+            return
+        refused = None if self.allow_private else private_target(url)
+        if refused is not None:  # not retried: the target is one this server does not deliver to
+            self._record(ctx, delivery_id, status="failed", code=None, error=refused, ms=0)
+            log.warning("webhook delivery %s refused: %s", delivery_id, refused)
             return
         headers = signing.headers_for(secrets_, msg_id=msg_id, timestamp=int(now.timestamp()), body=body)
         headers["user-agent"] = USER_AGENT
@@ -429,3 +445,34 @@ class WebhookDispatcher:
 
 class DeliveryFailedError(Exception):
     pass
+
+
+def private_target(url: str) -> str | None:
+    """Why a delivery to ``url`` must not be made when private targets are disallowed, or None: its host is
+    ``localhost`` or a private address in any form, or resolves (as the HTTP client will resolve it) to at
+    least one loopback or private address. A name that does not resolve is left to the client, which fails
+    and retries as for any unreachable receiver.
+
+    Known gap: the client resolves the name again when it connects, so a DNS answer that changes between
+    the two lookups (DNS rebinding with a zero TTL) is not caught; closing it needs the connection pinned to
+    the checked address."""
+    target = httpx.URL(url)
+    host = target.host
+    if is_private_host(host):
+        return f"refused: {host} is a loopback or private address"
+    if host_address(host) is not None:
+        return None  # a public address: nothing to resolve
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    for info in infos:
+        address = str(info[4][0]).split("%", 1)[0]
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            continue
+        if is_private_address(ip):
+            return f"refused: {host} resolves to {ip}, a loopback or private address"
+    return None
