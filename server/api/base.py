@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -9,20 +10,37 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.types import TypeDecorator
 
-from outputhub.common.errors import InvalidInputError, PreconditionFailedError, UnknownReferenceError
+from outputhub.common.errors import (
+    DuplicateError,
+    InvalidInputError,
+    PreconditionFailedError,
+    UnknownReferenceError,
+)
 from outputhub.common.ids import new_uuid
 from outputhub.common.roles import Role
 from outputhub.common.schemas import to_utc
-from outputhub.server.api.filters import DB_INT_MAX
+from outputhub.server.api.filters import DB_INT4_MAX, DB_INT_MAX
 from outputhub.server.events import touch_org
 from outputhub.server.security import b64url, b64url_decode
-from outputhub.server.storage.tables import Base, OrgRevision, ReplicatedRow
+from outputhub.server.storage.tables import Base, OrgRevision, ReplicatedRow, SyncRecordState
 
 M = TypeVar("M", bound=Base)
 
@@ -273,6 +291,15 @@ def _sort_type(column: InstrumentedAttribute[Any]) -> type:
     return col_type.python_type  # type: ignore[no-any-return]
 
 
+def _int_bound(column: InstrumentedAttribute[Any]) -> int:
+    """The largest value an integer sort column holds on every backend: an ``Integer`` is int4 on
+    PostgreSQL (a larger cursor value failed there with "integer out of range"), a ``BigInteger`` 64 bits."""
+    col_type = column.type
+    if isinstance(col_type, TypeDecorator):
+        col_type = col_type.impl
+    return DB_INT_MAX if isinstance(col_type, BigInteger) else DB_INT4_MAX
+
+
 def _decode_value(value: Any, *, column: InstrumentedAttribute[Any]) -> Any:
     """The cursor's sort value, checked against the sort column's type: a cursor is the client's input, and a
     value of another type (or one the database cannot hold) reached the query as a 500. ``ValueError`` when
@@ -283,8 +310,9 @@ def _decode_value(value: Any, *, column: InstrumentedAttribute[Any]) -> Any:
             raise ValueError("a date-time sort value is {'t': ISO 8601}")
         return to_utc(datetime.fromisoformat(value["t"]))
     if expected is int:
-        if type(value) is not int or not -DB_INT_MAX - 1 <= value <= DB_INT_MAX:
-            raise ValueError("an integer sort value is a 64-bit integer")
+        bound = _int_bound(column)
+        if type(value) is not int or not -bound - 1 <= value <= bound:
+            raise ValueError(f"an integer sort value is a {bound.bit_length() + 1}-bit integer")
         return value
     if expected is str:
         if not isinstance(value, str) or "\x00" in value:
@@ -342,3 +370,45 @@ def page_rows(rows: Sequence[M], *, sort: SortKey, limit: int) -> tuple[list[M],
 
 def new_id(given: uuid.UUID | None) -> uuid.UUID:
     return given or new_uuid()
+
+
+@functools.cache
+def _replicated_tables() -> tuple[type[ReplicatedRow], ...]:
+    """Every replicated table (prompts, outputs, custom GPTs, each lookup), in table-name order."""
+    tables = [m.class_ for m in Base.registry.mappers if issubclass(m.class_, ReplicatedRow)]
+    return tuple(sorted(tables, key=lambda t: str(t.__tablename__)))  # type: ignore[attr-defined]
+
+
+def check_new_ids(
+    session: Session, *, tenant: Tenant, ids: Sequence[uuid.UUID | None], bulk: bool = False
+) -> None:
+    """Client-chosen ids (None where the server picks one) must not be held by any record of the caller's
+    organization, of whatever entity, deleted or not: 409 naming ``body.id`` (``body.items.N.id`` with
+    ``bulk``, the first such item). The sync layer keeps one state per (organization, id), so a record of
+    another entity reusing an id would take over that record's state. Checked before anything is written;
+    an id of the same entity in another organization is refused by the table's primary key, with the same
+    answer. Organization writes are serialized (:func:`lock_org_writes`), so nothing can take the id
+    between this check and the insert."""
+    first: dict[uuid.UUID, int] = {}
+    for index, ident in enumerate(ids):
+        if ident is not None:
+            first.setdefault(ident, index)
+    if not first:
+        return
+    wanted = list(first)
+    taken: set[uuid.UUID] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        query = union_all(
+            *(
+                select(table.id).where(table.org_id == tenant.org_id, table.id.in_(chunk))
+                for table in _replicated_tables()
+            ),
+            select(SyncRecordState.record_id).where(
+                SyncRecordState.org_id == tenant.org_id, SyncRecordState.record_id.in_(chunk)
+            ),
+        )
+        taken.update(session.execute(query).scalars())
+    if taken:
+        ident = min(taken, key=first.__getitem__)
+        raise DuplicateError(f"body.items.{first[ident]}.id" if bulk else "body.id", str(ident))

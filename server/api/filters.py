@@ -12,6 +12,11 @@ DB_INT_MAX = 2**63 - 1
 query parameter has it (or less) as its upper bound, so a larger one is a 422 naming the parameter, not an
 OverflowError from the driver."""
 
+DB_INT4_MAX = 2**31 - 1
+"""The largest integer an ``Integer`` column holds on PostgreSQL (int4; SQLite's hold 64 bits): the bound of
+a parameter compared with such a column (a prompt's version numbers), so a larger one is a 422 naming it on
+every backend, not PostgreSQL's "integer out of range" (a 500)."""
+
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=1000, description="next_cursor from the previous page.")]
 Text = Annotated[str | None, Query(max_length=200, description="Case-insensitive text to look for.")]

@@ -36,7 +36,7 @@ from outputhub.server.api.analytics import service as analytics
 from outputhub.server.api.analytics.service import DIMENSION_LABELS, DIMENSIONS, AnalyticsFilters
 from outputhub.server.api.base import Tenant
 from outputhub.server.api.custom_gpts import service as custom_gpts
-from outputhub.server.api.filters import DB_INT_MAX
+from outputhub.server.api.filters import DB_INT4_MAX
 from outputhub.server.api.lookups import service as lookups
 from outputhub.server.api.orgs import service as orgs
 from outputhub.server.api.outputs import service as outputs
@@ -500,8 +500,8 @@ def build_router(*, environment: Environment, keys: PortalKeys) -> APIRouter:
         page: OrgDep,
         session: SessionDep,
         services: ServicesDep,
-        from_version: Annotated[int | None, Query(alias="from", ge=1, le=DB_INT_MAX)] = None,
-        to_version: Annotated[int | None, Query(alias="to", ge=1, le=DB_INT_MAX)] = None,
+        from_version: Annotated[int | None, Query(alias="from", ge=1, le=DB_INT4_MAX)] = None,
+        to_version: Annotated[int | None, Query(alias="to", ge=1, le=DB_INT4_MAX)] = None,
     ) -> Response:
         row = prompts.get(session, tenant=page.tenant, ident=prompt_id)
         prompt = prompts.to_read(session, tenant=page.tenant, rows=[row])[0]

@@ -16,6 +16,7 @@ from outputhub.server.api.base import (
     Tenant,
     allocate_revisions,
     apply_page,
+    check_new_ids,
     check_refs,
     check_revision,
     get_live,
@@ -64,6 +65,7 @@ def get(session: Session, *, tenant: Tenant, ident: uuid.UUID) -> CustomGpt:
 def create(session: Session, *, tenant: Tenant, data: CustomGptCreate, now: datetime) -> CustomGpt:
     values = data.model_dump()
     _check(session, tenant=tenant, data=values)
+    check_new_ids(session, tenant=tenant, ids=[data.id])
     row = CustomGpt(id=new_id(data.id), **{k: values[k] for k in SCALARS})
     stamp_new(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.add(row)

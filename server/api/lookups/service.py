@@ -19,6 +19,7 @@ from outputhub.server.api.base import (
     Tenant,
     allocate_revisions,
     apply_page,
+    check_new_ids,
     check_revision,
     get_live,
     new_id,
@@ -191,6 +192,7 @@ def create(
     session: Session, kind: LookupKind, *, tenant: Tenant, data: dict[str, Any], now: datetime
 ) -> LookupRow:
     _ensure_unique(session, kind, tenant=tenant, name=data["name"], exclude=None)
+    check_new_ids(session, tenant=tenant, ids=[data.get("id")])
     row = kind.table(id=new_id(data.get("id")), name=data["name"], name_key=name_key(data["name"]))
     row.description = data.get("description") or ""
     row.position = (

@@ -17,6 +17,7 @@ from outputhub.server.api.base import (
     Tenant,
     allocate_revisions,
     apply_page,
+    check_new_ids,
     check_revision,
     get_live,
     has_all_links,
@@ -74,7 +75,10 @@ def _is_uuid(value: str) -> bool:
 def _check_new_ids(
     session: Session, *, tenant: Tenant, ids: list[uuid.UUID], bulk: bool, all_ids: list[uuid.UUID]
 ) -> None:
-    """An output id already used (in any organization) is a 409 before any body document is written."""
+    """An id held by any record of the organization, or by an output of any organization, is a 409 before
+    any body document is written."""
+    given = set(ids)
+    check_new_ids(session, tenant=tenant, ids=[i if i in given else None for i in all_ids], bulk=bulk)
     taken = session.execute(select(Output.id).where(Output.id.in_(ids)).limit(1)).scalar_one_or_none()
     if taken is not None:
         raise DuplicateError(f"body.items.{all_ids.index(taken)}.id" if bulk else "body.id", str(taken))

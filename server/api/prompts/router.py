@@ -16,7 +16,7 @@ from outputhub.common.schemas import (
     PromptVersionRead,
 )
 from outputhub.server.api.filters import (
-    DB_INT_MAX,
+    DB_INT4_MAX,
     AccuracyFilter,
     AgentGroupFilter,
     Cursor,
@@ -148,7 +148,7 @@ def list_versions(prompt_id: uuid.UUID, tenant: Reader, session: SessionDep) -> 
 @router.get("/{prompt_id}/versions/{version}")
 def get_version(
     prompt_id: uuid.UUID,
-    version: Annotated[int, Path(ge=1, le=DB_INT_MAX)],
+    version: Annotated[int, Path(ge=1, le=DB_INT4_MAX)],
     tenant: Reader,
     session: SessionDep,
 ) -> PromptVersionRead:
@@ -162,9 +162,11 @@ def diff_versions(
     tenant: Reader,
     session: SessionDep,
     from_version: Annotated[
-        int, Query(alias="from", ge=1, le=DB_INT_MAX, description="Older version number.")
+        int, Query(alias="from", ge=1, le=DB_INT4_MAX, description="Older version number.")
     ],
-    to_version: Annotated[int, Query(alias="to", ge=1, le=DB_INT_MAX, description="Newer version number.")],
+    to_version: Annotated[
+        int, Query(alias="to", ge=1, le=DB_INT4_MAX, description="Newer version number.")
+    ],
 ) -> PromptDiff:
     return service.diff(
         session, tenant=tenant, ident=prompt_id, from_version=from_version, to_version=to_version

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.clock import HLC
+from outputhub.common.errors import DuplicateError
 from outputhub.server.api.base import REVISIONS_KEY, Link, set_links
 from outputhub.server.api.lookups.service import (
     CUSTOM_GPT_AGENT_GROUPS,
@@ -514,12 +515,13 @@ def reference_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tup
 
 @functools.cache
 def _written_rows_sql() -> TextClause:
-    """(entity, id, stale) of the rows of an organization in a revision range, ``stale`` when their stored
-    state is missing or older than the row. Plain SQL built once: this runs before every commit that wrote
-    replicated rows."""
+    """(entity, id, stale, state entity) of the rows of an organization in a revision range, ``stale`` when
+    their stored state is missing or older than the row, ``state entity`` the entity the stored state is of
+    (None without one). Plain SQL built once: this runs before every commit that wrote replicated rows."""
     parts = [
         f"SELECT '{spec.entity}' AS entity, t.id AS id, "
-        "CASE WHEN s.revision IS NULL OR s.revision <> t.revision THEN 1 ELSE 0 END AS stale "
+        "CASE WHEN s.revision IS NULL OR s.revision <> t.revision THEN 1 ELSE 0 END AS stale, "
+        "s.entity AS state_entity "
         f"FROM {spec.table.__tablename__} t "
         "LEFT JOIN sync_record_states s ON s.org_id = t.org_id AND s.record_id = t.id "
         "WHERE t.org_id = :org AND t.revision BETWEEN :low AND :high"
@@ -532,7 +534,7 @@ def _written_rows_sql() -> TextClause:
             bindparam("low", type_=BigInteger),
             bindparam("high", type_=BigInteger),
         )
-        .columns(entity=String, id=Uuid, stale=Integer)
+        .columns(entity=String, id=Uuid, stale=Integer, state_entity=String)
     )
 
 
@@ -567,7 +569,12 @@ def _before_commit(session: Session) -> None:
         # row (a sync push stores its own states, so for it none)
         written: set[str] = set()
         stale_ids: dict[str, list[uuid.UUID]] = {}
-        for entity, ident, stale in session.execute(_written_rows_sql(), bounds):
+        for entity, ident, stale, state_entity in session.execute(_written_rows_sql(), bounds):
+            if state_entity is not None and state_entity != entity:
+                # a record of another entity holds this id (one state per organization and id): the create
+                # paths refuse such an id up front (``check_new_ids``); this is the net behind them, so a
+                # path that missed it gets the same 409 rather than a state parsed as the wrong entity
+                raise DuplicateError("body.id", str(ident))
             written.add(str(entity))
             if stale:
                 stale_ids.setdefault(str(entity), []).append(ident)
