@@ -32,6 +32,8 @@ class SyncPort(Protocol):
 
     def reachable(self) -> bool: ...
 
+    def needs_indexing(self) -> bool: ...
+
     def sync(self, *, progress: ProgressCallback, only_if_reachable: bool = False) -> Any: ...
 
     def conflict_news(self, report: Any) -> tuple[int, int]: ...
@@ -192,7 +194,11 @@ class SyncController(QObject):
             """None: no server set up; False: not reachable (only asked for the automatic sync)."""
             if not service.configured():
                 return None
-            return service.reachable() if only_if_reachable else True
+            if not only_if_reachable or service.reachable():
+                return True
+            # offline, but a large pull is left to index (the app was closed meanwhile): the sync process
+            # indexes it and answers "not reachable"
+            return service.needs_indexing()
 
         # checked here, on a runner thread, so that no sync process is started just to find that out
         # (the automatic sync asks every minute, also while offline)

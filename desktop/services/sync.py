@@ -6,6 +6,7 @@ tokens are kept inside the encrypted replica (``Replica.get_setting``), never in
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -303,6 +304,10 @@ class SyncService:
             list(getattr(report, "conflicts_closed", ())),
         )
 
+    def needs_indexing(self) -> bool:
+        """A large pull's records wait to be indexed for search (the next sync, even offline, does it)."""
+        return self._replica.search_backlog() > 0
+
     def reachable(self) -> bool:
         url = self._get("server_url")
         if not url:
@@ -316,7 +321,28 @@ class SyncService:
 
     def sync(self, *, progress: ProgressCallback | None = None, only_if_reachable: bool = False) -> Any:
         """Push, pull, verify; returns the client's ``SyncReport``, or ``False`` when ``only_if_reachable``
-        and the server does not answer. Raises the client's ``SyncError``s (messages in words)."""
+        and the server does not answer. Raises the client's ``SyncError``s (messages in words).
+
+        Then, whatever the outcome, indexes for search what a large pull stored without indexing (this
+        sync's, or one that stopped: the automatic sync of an offline machine finishes it too), reporting
+        the phase :data:`INDEX_PHASE`."""
+        try:
+            outcome = self._sync(progress=progress, only_if_reachable=only_if_reachable)
+        except Exception:
+            with contextlib.suppress(Exception):  # the sync's own error is the one to tell
+                self._index(progress)
+            raise
+        self._index(progress)
+        return outcome
+
+    def _index(self, progress: ProgressCallback | None) -> None:
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                progress(INDEX_PHASE, done, total)
+
+        self._replica.catch_up_search_index(progress=report)
+
+    def _sync(self, *, progress: ProgressCallback | None, only_if_reachable: bool) -> Any:
         if only_if_reachable and not self.reachable():
             return False
         s = self.settings()
@@ -338,7 +364,7 @@ class SyncService:
 
             client = SyncClient(ReplicaSyncStore(self._replica), remote, pull_page=self._pull_page)
             try:
-                outcome = client.sync(report)
+                return client.sync(report)
             except NotFoundOnServerError:  # the sync's endpoints are the organization's: it is gone for us
                 raise NotFoundOnServerError(
                     f"the organization {s.org_name or s.org_id} is not available to this account any more: "
@@ -347,9 +373,6 @@ class SyncService:
                 ) from None
         finally:
             remote.close()
-        # a large pull left its text to index: the records are there to browse meanwhile
-        self._replica.catch_up_search_index(progress=lambda done, total: report(INDEX_PHASE, done, total))
-        return outcome
 
     def _renewed_access_token(self) -> str:
         """Swap the refresh token for a new pair (access tokens are short-lived) and keep it. Sent without

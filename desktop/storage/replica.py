@@ -51,8 +51,9 @@ from outputhub.desktop.storage.records import (
 from outputhub.desktop.storage.tables import dumps, from_timestamp, to_timestamp
 
 DEFAULT_LIMIT: Final = 100
-INDEX_CATCH_UP_ROWS: Final = 2000
-"""Records indexed per transaction by :meth:`Replica.catch_up_search_index` (~0.1 s on the dev machine)."""
+INDEX_CATCH_UP_ROWS: Final = 5000
+"""Records indexed per transaction by :meth:`Replica.catch_up_search_index` (~0.15 s on the dev machine;
+2,000 a step took 1.15x as long in all)."""
 _SEARCHED: Final = (tables.PROMPTS, tables.OUTPUTS)
 IndexProgress = Callable[[int, int], None]
 BULK_CHUNK_SIZE: Final = 2000

@@ -462,7 +462,17 @@ def test_a_search_says_how_many_records_wait_to_be_indexed(qtbot, replica, sessi
     qtbot.keyClicks(outputs.list.search, "bulk")
     expected = f"0 shown of 0 matches; {waiting:,} more still being indexed for search"
     qtbot.waitUntil(lambda: outputs.list.status.text() == expected, timeout=5000)
-    replica.catch_up_search_index()
+
+    # the app reopened offline: its automatic sync indexes what was left, and says it is offline
+    replica.set_setting(key="server_url", value="http://127.0.0.1:9")
+    controller, _background = process_controller(session, replica, pull_page=500)
+    statuses: list = []
+    controller.status_changed.connect(statuses.append)
+    assert controller.sync_in_background()
+    qtbot.waitUntil(lambda: controller.status.state != "syncing", timeout=60_000)
+    assert controller.status.state == "offline", controller.status.text
+    assert replica.search_backlog() == 0
+    assert statuses[-2].text == f"Indexing for search: {waiting:,} of {waiting:,}"
     outputs.list.search.setText("bulk output")
     qtbot.waitUntil(lambda: outputs.list.status.text().startswith("200 shown of "), timeout=5000)
     assert "indexed" not in outputs.list.status.text()
