@@ -316,3 +316,71 @@ def test_what_an_offline_create_gave_a_merged_lookup_moves_onto_the_survivor(  #
         assert conflicts == []
     assert laptop.library.get("tag", mine)["deleted"] is True
     assert laptop.values() == desktop.values()
+
+
+@pytest.mark.parametrize("theirs", ["", "the integrator's words"], ids=["no description", "a description"])
+def test_a_lookup_made_offline_before_the_same_name_came_by_rest_still_syncs(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device], theirs: str
+) -> None:
+    """The offline create is older than the same-name lookup an integrator then made through REST: its
+    description moved as an edit whose base (the REST create's empty description) was newer than the edit,
+    and the server refused the whole push with a 422, every sync after it too, with the replica's other
+    edits stuck behind it (QA). The moved values are stamped after what they supersede."""
+    laptop, _desktop = devices
+    mine = laptop.library.create("tag", {"name": "dup", "description": "the laptop's words", "position": 4})
+    prompt = laptop.library.create("prompt", {"title": "Made offline too", "body": "x", "tag_ids": [mine]})
+    made = org.owner.post(f"{org.base}/tags", json={"name": "DUP", "description": theirs})
+    assert made.status_code == 201, made.text
+    surviving = made.json()["id"]
+
+    report = laptop.sync()
+    assert report.refused == [] and laptop.store.pending_count() == 0
+    served = org.owner.get(f"{org.base}/tags/{surviving}").json()
+    assert served["position"] == 4
+    conflicts = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == surviving]
+    if theirs:
+        kept = {served["description"], *(c["loser"]["value"] for c in conflicts)}
+        assert kept == {"the integrator's words", "the laptop's words"}, "one of the descriptions was lost"
+    else:
+        assert served["description"] == "the laptop's words" and conflicts == []
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["tag_ids"] == [surviving]
+    assert laptop.library.get("tag", mine)["deleted"] is True
+    assert laptop.library.get("tag", surviving)["description"] == served["description"]
+
+
+def test_a_lookup_deleted_while_a_record_naming_it_was_deleted_agrees_after_the_restore(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """Deleting a tag took it off every record, tombstones included, but a tombstone's state cannot take an
+    edit: the row lost the link while its state kept it. Restored by an offline edit, the prompt had no tag
+    through REST and the tag in every replica, and the check (revisions) never saw it (QA). A tombstone now
+    keeps what it named, and the restore brings it back alike everywhere."""
+    laptop, desktop = devices
+    tag = org.owner.post(f"{org.base}/tags", json={"name": "kept"}).json()["id"]
+    stage = org.owner.post(f"{org.base}/development-stages", json={"name": "early"}).json()["id"]
+    made = org.owner.post(
+        f"{org.base}/prompts",
+        json={"title": "P", "body": "b", "tag_ids": [tag], "development_stage_id": stage},
+    )
+    assert made.status_code == 201, made.text
+    prompt = made.json()["id"]
+    laptop.sync()
+    laptop.library.edit("prompt", prompt, {"title": "Edited offline"})
+    assert org.owner.delete(f"{org.base}/prompts/{prompt}").status_code == 204
+    assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
+    assert org.owner.delete(f"{org.base}/development-stages/{stage}").status_code == 204
+
+    laptop.sync()
+    desktop.sync()
+    served = org.owner.get(f"{org.base}/prompts/{prompt}").json()
+    fed = org.owner.get(f"{org.base}/sync/records/prompt/{prompt}").json()["data"]
+    local = laptop.library.get("prompt", prompt)
+    assert served["title"] == "Edited offline"
+    assert (served["tag_ids"], served["development_stage_id"]) == (fed["tag_ids"], fed["development_stage_id"])
+    assert (sorted(local["tag_ids"]), local["development_stage_id"]) == (
+        served["tag_ids"],
+        served["development_stage_id"],
+    )
+    listed = org.owner.get(f"{org.base}/prompts", params={"tag_id": tag}).json()["items"]
+    assert [p["id"] for p in listed] == ([prompt] if served["tag_ids"] else [])
+    assert laptop.values() == desktop.values()

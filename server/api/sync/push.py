@@ -496,26 +496,55 @@ def _merge_duplicate_lookup(
     )
     session.flush()
     given = {k: v for k, v in change.values.items() if k != "name" and v not in _UNSET}
-    opened: tuple[Conflict, ...] = ()
+    opened: list[Conflict] = []
     if given:
         batch.exists(session, spec.table, {existing})  # not one the batch read
         survivor = load_states(
             session, org_id=tenant.org_id, spec=spec, rows=[session.get(spec.table, existing)]
         )[existing]
-        base: dict[str, FieldBase] = {}
-        for name in given:
-            there = survivor.values.get(name)
-            if there in _UNSET:  # never given a value there: the moved one supersedes the default
-                base[name] = FieldBase(there, survivor.value_versions.get(name, frozenset()))
-            else:  # made without seeing it: concurrent with it
-                text = DEFAULT_SCHEMA.kind(spec.entity, name) is FieldKind.TEXT
-                base[name] = FieldBase("" if text else None)
-        moved = replace(change, record_id=str(existing), kind=ChangeKind.UPDATE, values=given, base=base)
-        applied = apply_change(session, tenant=tenant, change=moved, now=now, batch=batch)
-        if applied.outcome is not OutcomeKind.NOOP:
-            _emit(session, tenant=tenant, change=moved, applied=applied, device=device, now=now)
-        opened = applied.opened
-    return Applied(OutcomeKind.MERGED, state, revision, opened, (), None), str(existing)
+        untouched = {k: v for k, v in given.items() if survivor.values.get(k) in _UNSET}
+        for values, supersedes in (
+            ({k: v for k, v in given.items() if k not in untouched}, False),
+            (untouched, True),
+        ):
+            if values:
+                moved = _moved_values(change, existing, values, survivor, supersedes=supersedes, now=now)
+                applied = apply_change(session, tenant=tenant, change=moved, now=now, batch=batch)
+                if applied.outcome is not OutcomeKind.NOOP:
+                    _emit(session, tenant=tenant, change=moved, applied=applied, device=device, now=now)
+                opened += applied.opened
+    return Applied(OutcomeKind.MERGED, state, revision, tuple(opened), (), None), str(existing)
+
+
+def _moved_values(
+    change: Change,
+    existing: uuid.UUID,
+    values: dict[str, Any],
+    survivor: RecordState,
+    *,
+    supersedes: bool,
+    now: datetime,
+) -> Change:
+    """An offline lookup create's ``values`` as an edit of the same-name lookup it was merged into.
+
+    ``supersedes``: fields the survivor never gave a value (an empty description, no place): the edit is
+    based on what is there, so it lands. Its stamp must be newer than that base: when the survivor was made
+    after the offline create (an integrator's REST create while the laptop was offline) the server makes the
+    edit, now (a base newer than its edit was refused, and the whole push with it). Otherwise the edit was
+    made without seeing the survivor's values: no base, concurrent with them, at the create's own stamp (a
+    conflict like any other, the newer write on show)."""
+    base: dict[str, FieldBase] = {}
+    for name in values:
+        if supersedes:
+            base[name] = FieldBase(survivor.values.get(name), survivor.value_versions.get(name, frozenset()))
+        else:
+            text = DEFAULT_SCHEMA.kind(change.entity, name) is FieldKind.TEXT
+            base[name] = FieldBase("" if text else None)
+    moved = replace(change, record_id=str(existing), kind=ChangeKind.UPDATE, values=values, base=base)
+    if any(v >= change.hlc for b in base.values() for v in b.versions):
+        hlc = server_hlc(survivor, now)
+        moved = replace(moved, node=SERVER_NODE, hlc=hlc, op_id=f"server:{existing}:moved:{change.op_id}")
+    return moved
 
 
 def _parse(raw: Any) -> Change | ProtocolError:
