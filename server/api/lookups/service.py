@@ -299,23 +299,32 @@ def delete_one(
 def take_off_records(
     session: Session, kind: LookupKind, *, tenant: Tenant, ident: uuid.UUID, revision: int, now: datetime
 ) -> None:
-    """Take the entry ``ident`` off every record that names it (stamped with ``revision``): what deleting an
-    entry does, through the API or by keeping its delete as a conflict's resolution."""
+    """Take the entry ``ident`` off every live record that names it (stamped with ``revision``): what deleting
+    an entry does, through the API or by keeping its delete as a conflict's resolution.
+
+    A deleted record keeps what it named: its sync state cannot take an edit while it is a tombstone, so
+    taking the link off its row alone left the row and the state telling two stories once an offline edit
+    restored it (REST said no tag, every replica the tag; the check compares revisions and never saw it). A
+    restore brings the entry back with it, as for any live record naming a deleted entry."""
     for ref in kind.references:
         if isinstance(ref, ColumnRef):
             col = getattr(ref.table, ref.column)
             session.execute(
                 update(ref.table)
-                .where(ref.table.org_id == tenant.org_id, col == ident)
+                .where(ref.table.org_id == tenant.org_id, col == ident, ref.table.deleted.is_(False))
                 .values(
                     {ref.column: None, "revision": revision, "updated_at": now, "updated_by": tenant.actor}
                 )
                 .execution_options(synchronize_session=False)
             )
         else:
+            live = select(ref.parent_table.id).where(
+                ref.parent_table.org_id == tenant.org_id, ref.parent_table.deleted.is_(False)
+            )
             parents = select(ref.link.parent_col()).where(
                 ref.link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
                 ref.link.child_col() == ident,
+                ref.link.parent_col().in_(live),
             )
             session.execute(
                 update(ref.parent_table)
@@ -327,6 +336,7 @@ def take_off_records(
                 delete(ref.link.table).where(
                     ref.link.table.org_id == tenant.org_id,  # type: ignore[attr-defined]
                     ref.link.child_col() == ident,
+                    ref.link.parent_col().in_(live),
                 )
             )
 
