@@ -429,7 +429,7 @@ def sync(
         finally:
             remote.close()
         # a large pull leaves its text to index after the sync (the search backlog)
-        replica.catch_up_search_index(progress=lambda done, total: progress("index", done, total))
+        replica.catch_up_search_index(progress=_index_progress(ctx))
         if not ctx.as_json:
             typer.echo("", err=True)
 
@@ -586,12 +586,24 @@ def list_(typer_ctx: typer.Context, kind: str, limit: Annotated[int, typer.Optio
         emit(ctx, summary, lambda: "\n".join(f"{s['id']}  {s['label']}  [{s['status']}]" for s in summary))
 
 
+def _index_progress(ctx: Context) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        if not ctx.as_json:
+            typer.echo(f"\rindexing for search: {done} of {total}   ", nl=False, err=True)
+
+    return progress
+
+
 @app.command()
 def search(typer_ctx: typer.Context, query: str, limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
     """Full-text search over prompt titles and texts and output contents."""
     ctx: Context = typer_ctx.obj
     with ctx.replica() as replica:
-        replica.catch_up_search_index()  # a sync stopped before it had indexed what it pulled
+        try:  # a sync stopped before it had indexed what it pulled
+            replica.catch_up_search_index(progress=_index_progress(ctx))
+        except ReplicaError as exc:  # e.g. another process writing: answer from the index as it stands
+            waiting = replica.search_backlog()
+            typer.echo(f"note: {waiting:,} records are not indexed for search yet ({exc})", err=True)
         hits = replica.search(query, limit=limit)
         emit(ctx, hits, lambda: "\n".join(f"{h.entity} {h.id}  {h.snippet}" for h in hits) or "no matches")
 

@@ -128,7 +128,8 @@ def run(request: SyncRequest, events: _Events) -> dict[str, Any]:
     )
     try:
         service = SyncService(replica=replica, pull_page=request.pull_page)
-        if not service.configured():
+        if not service.configured():  # logged out: what a large pull left is indexed all the same
+            service.index(progress)
             return {"event": "done", "outcome": "not_configured"}
         outcome = service.sync(progress=progress, only_if_reachable=request.only_if_reachable)
         if outcome is False:

@@ -193,7 +193,8 @@ class SyncController(QObject):
         def ready() -> bool | None:
             """None: no server set up; False: not reachable (only asked for the automatic sync)."""
             if not service.configured():
-                return None
+                # logged out, but a large pull is left to index: the sync process indexes it and answers so
+                return True if service.needs_indexing() else None
             if not only_if_reachable or service.reachable():
                 return True
             # offline, but a large pull is left to index (the app was closed meanwhile): the sync process

@@ -305,7 +305,8 @@ class SyncService:
         )
 
     def needs_indexing(self) -> bool:
-        """A large pull's records wait to be indexed for search (the next sync, even offline, does it)."""
+        """A large pull's records wait to be indexed for search (the next sync run, even offline or logged
+        out, does it)."""
         return self._replica.search_backlog() > 0
 
     def reachable(self) -> bool:
@@ -330,12 +331,14 @@ class SyncService:
             outcome = self._sync(progress=progress, only_if_reachable=only_if_reachable)
         except Exception:
             with contextlib.suppress(Exception):  # the sync's own error is the one to tell
-                self._index(progress)
+                self.index(progress)
             raise
-        self._index(progress)
+        self.index(progress)
         return outcome
 
-    def _index(self, progress: ProgressCallback | None) -> None:
+    def index(self, progress: ProgressCallback | None = None) -> None:
+        """Index for search what a large pull stored without indexing (nothing to do: returns at once)."""
+
         def report(done: int, total: int) -> None:
             if progress is not None:
                 progress(INDEX_PHASE, done, total)

@@ -413,7 +413,7 @@ def count(
     catch-up has indexed it). Without row conditions only the index is read (``cap`` postings and tombstone
     probes); with them, at most ``COUNT_SCAN`` candidate rows."""
     cap = COUNT_CAP if cap is None else cap
-    unindexed = tables.backlog_size(conn, _SPECS[entity])
+    unindexed = tables.backlog_size(conn, _SPECS[entity], live_only=True)
     terms = query_terms(query)
     if not terms:
         return MatchCount(0, capped=False, ranked=True, unindexed=unindexed)

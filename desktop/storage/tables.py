@@ -372,12 +372,14 @@ def backlog_mark(conn: Connection, table: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def backlog_size(conn: Connection, spec: EntityTable[R]) -> int:
-    """How many rows of ``spec.table`` are waiting for the full-text index (0: none)."""
+def backlog_size(conn: Connection, spec: EntityTable[R], *, live_only: bool = False) -> int:
+    """How many rows of ``spec.table`` are waiting for the full-text index (0: none); ``live_only``: leave
+    tombstones out (what a search would find among them)."""
     upto = backlog_mark(conn, spec.table)
     if upto is None:
         return 0
-    return int(conn.execute(f"SELECT count(*) FROM {spec.table} WHERE seq > ?", (upto,)).fetchone()[0])
+    live = " AND deleted = 0" if live_only else ""
+    return int(conn.execute(f"SELECT count(*) FROM {spec.table} WHERE seq > ?{live}", (upto,)).fetchone()[0])
 
 
 def index_backlog(conn: Connection, spec: EntityTable[R], *, rows: int) -> int:

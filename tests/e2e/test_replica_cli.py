@@ -752,5 +752,23 @@ def test_a_large_first_sync_is_searchable_when_the_command_ends(server: str, tmp
             remote.close()
         assert replica.search_backlog() >= DEFER_INDEX_ROWS
     assert other.json("status")["search_backlog"] >= DEFER_INDEX_ROWS  # type: ignore[index]
+    # another process writing: search answers from the index as it stands and says what it cannot see
+    with open_replica(other.replica, passphrase=other.secret.read_text()) as holder, holder.transaction():
+        holder.set_setting(key="holding", value="the write lock")
+        result = other.runner.invoke(
+            app,
+            [
+                "replica",
+                "--replica",
+                str(other.replica),
+                "--passphrase-file",
+                str(other.secret),
+                "search",
+                "quokka",
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    assert "records are not indexed for search yet" in result.stderr and "locked" in result.stderr
+    assert "no matches" in result.stdout
     assert "output 77 [quokka]" in other.run("search", "quokka")
     assert other.json("status")["search_backlog"] == 0  # type: ignore[index]

@@ -441,14 +441,15 @@ def test_a_large_pull_is_shown_while_it_is_indexed_and_then_found(qtbot, replica
     assert len(replica.search_outputs("bulk", limit=10_000)) == total - 1
 
 
-def test_a_search_says_how_many_records_wait_to_be_indexed(qtbot, replica, session, api, live_server):
+def left_to_index(replica, session, api, live_server, name: str) -> int:
+    """A replica logged in to a new organization of 600 outputs and synced by a sync that stopped after its
+    pull (a worker killed while indexing): returns how many records wait for the index."""
     from outputhub.sync.client import HttpRemote, SyncClient
 
-    org = new_org(api, name="Waiting")  # type: ignore[arg-type]
+    org = new_org(api, name=name)  # type: ignore[arg-type]
     ids = seed_library(org)
     seed_outputs(org, ids["prompt"], DEFER_INDEX_ROWS + 100)
     session.sync.login(server_url=live_server, email=org.owner.email, password=PASSWORD, auto_sync=False)
-    # a sync that stopped after its pull (a worker killed while indexing): the records wait for the index
     remote = HttpRemote(live_server, token=replica.get_setting(key="access_token"), org_id=org.id)
     try:
         SyncClient(ReplicaSyncStore(replica), remote).sync()
@@ -456,6 +457,25 @@ def test_a_search_says_how_many_records_wait_to_be_indexed(qtbot, replica, sessi
         remote.close()
     waiting = replica.search_backlog()
     assert waiting > DEFER_INDEX_ROWS
+    return waiting
+
+
+def test_a_logged_out_replica_is_indexed_by_the_next_sync_run(qtbot, replica, session, api, live_server):
+    """Logged out (Settings, Log out) after a sync stopped while indexing: the sync process is started all
+    the same, indexes, and answers that no server is set up (QA: it answered that at once, and the records
+    stayed out of every search)."""
+    left_to_index(replica, session, api, live_server, "Logged out")
+    session.sync.logout()
+    controller, _background = process_controller(session, replica, pull_page=500)
+    assert controller.sync_in_background()
+    qtbot.waitUntil(lambda: controller.status.state not in ("syncing",), timeout=60_000)
+    assert controller.status.state == "not_configured", controller.status.text
+    assert replica.search_backlog() == 0
+    assert len(replica.search_outputs("bulk", limit=10_000)) == DEFER_INDEX_ROWS + 100
+
+
+def test_a_search_says_how_many_records_wait_to_be_indexed(qtbot, replica, session, api, live_server):
+    waiting = left_to_index(replica, session, api, live_server, "Waiting")
 
     outputs = show(qtbot, session, "Outputs")
     outputs.list.search.setFocus()
