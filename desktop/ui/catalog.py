@@ -36,7 +36,14 @@ from outputhub.desktop.storage import CustomGptRecord, LookupKind
 from outputhub.desktop.ui.deleting import Deleter, delete_controls
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
-from outputhub.desktop.ui.widgets import CheckList, IdCombo, deleted_elsewhere, error_text, page_shortcut
+from outputhub.desktop.ui.widgets import (
+    CheckList,
+    IdCombo,
+    LeaveGuard,
+    deleted_elsewhere,
+    error_text,
+    page_shortcut,
+)
 
 CUSTOM_GPT_COLUMNS: tuple[Column[CustomGptRow], ...] = (
     Column("name", "Name", lambda r: r.name, "name"),
@@ -86,9 +93,10 @@ class CustomGptsPage(QWidget):
         )
         self.list.search.search_changed.connect(lambda _t: self.refresh())
         self.list.filters_changed.connect(self.refresh)
-        self.list.selected.connect(self.open)
+        self.list.selected.connect(self._select)
         self.list.activated.connect(lambda _id: self.name.setFocus())
         self.delete_button = delete_controls(pane=self.list, deleter=deleter, entity="custom_gpt", page=self)
+        self.leave_guard = LeaveGuard(self, unsaved=self._unsaved_label, save=self.save)
         deleter.deleted.connect(self._deleted)
         self.name = QLineEdit(objectName="gpt_name")
         self.gpt_model = IdCombo(empty_label="(none)")
@@ -144,9 +152,28 @@ class CustomGptsPage(QWidget):
         self.gpt_model.set_choices([(e.id, e.name) for e in taxonomy.of(LookupKind.GPT_MODELS)])
 
     def new(self) -> None:
-        self._clear_editor()
-        self.message.setText("New custom GPT")
-        self.name.setFocus()
+        def start() -> None:
+            self._clear_editor()
+            self.message.setText("New custom GPT")
+            self.name.setFocus()
+
+        self.leave_guard.leave(start, stay=lambda: None)
+
+    def _unsaved_label(self) -> str | None:
+        """The name of the custom GPT on screen when it has changes not saved yet, else None."""
+        if self._loaded is not None:
+            edited = self._editor_values() != self._values_of(self._loaded)
+            return (self._loaded.name or "this custom GPT") if edited else None
+        typed = self.name.text().strip() or self.instructions.toPlainText().strip()
+        return (self.name.text().strip() or "the new custom GPT") if typed else None
+
+    def _select(self, ident: str) -> None:
+        current = self._current_id
+        if ident == current and self._unsaved_label() is not None:
+            return  # back on the one being edited (a Cancel): keep the typing
+        self.leave_guard.leave(
+            lambda: self.open(ident), stay=lambda: self.list.select_id(current) if current else None
+        )
 
     def _clear_editor(self) -> None:
         self._current_id = None
@@ -211,14 +238,19 @@ class CustomGptsPage(QWidget):
             "save custom GPT",
             lambda: self._library.save_custom_gpt(id=ident, original=original, **values),
             on_done=self._saved,
-            on_error=lambda exc: self.message.setText(error_text(exc)),
+            on_error=self._save_failed,
         )
+
+    def _save_failed(self, exc: Exception) -> None:
+        self.message.setText(error_text(exc))
+        self.leave_guard.save_failed()
 
     def _saved(self, ident: str) -> None:
         self._current_id = ident
         self.message.setText("Saved")
         self.changed.emit(frozenset({"custom_gpt"}))
-        self.open(ident)  # what was stored: the edit merged with what a sync brought meanwhile
+        if not self.leave_guard.saved():  # else on to the one the user chose meanwhile
+            self.open(ident)  # what was stored: the edit merged with what a sync brought meanwhile
 
 
 class TaxonomyPage(QWidget):
@@ -248,7 +280,7 @@ class TaxonomyPage(QWidget):
             parent=self,
         )
         self.list.search.search_changed.connect(lambda _t: self.refresh())
-        self.list.selected.connect(self.open)
+        self.list.selected.connect(self._select)
         self.list.add_row_action(
             "De&lete…", self.delete, name="delete_lookup_action", shortcut=QKeySequence.StandardKey.Delete
         )
@@ -258,6 +290,7 @@ class TaxonomyPage(QWidget):
         self.position = QSpinBox(objectName="lookup_position")
         self.position.setRange(0, POSITION_MAX)  # the server's limit: a larger one is shown as it is
         self.message = QLabel(objectName="lookup_message")
+        self.leave_guard = LeaveGuard(self, unsaved=self._unsaved_label, save=self.save)
         self.save_button = save = QPushButton("&Save", objectName="lookup_save")
         self.new_button = new = QPushButton("&Add new", objectName="lookup_new")
         self.delete_button = delete = QPushButton("De&lete…", objectName="lookup_delete")
@@ -320,6 +353,23 @@ class TaxonomyPage(QWidget):
             return
         self._show_entry(self.model.row_at(row))
 
+    def _unsaved_label(self) -> str | None:
+        """The name of the entry on screen when it has changes not saved yet, else None."""
+        shown = self._loaded
+        if shown is not None:
+            edited = self._editor_values() != (shown.name, shown.description, shown.position)
+            return (shown.name or "this entry") if edited else None
+        typed = self.name.text().strip() or self.description.text().strip()
+        return (self.name.text().strip() or "the new entry") if typed else None
+
+    def _select(self, ident: str) -> None:
+        current = self._current_id
+        if ident == current and self._unsaved_label() is not None:
+            return  # back on the one being edited (a Cancel): keep the typing
+        self.leave_guard.leave(
+            lambda: self.open(ident), stay=lambda: self.list.select_id(current) if current else None
+        )
+
     def _reload_entry(self, ident: str) -> None:
         """Show the entry ``ident`` as stored now, if the editor still shows it unedited."""
         shown = self._loaded
@@ -378,8 +428,12 @@ class TaxonomyPage(QWidget):
                 original=original if ident is not None else None,
             ),
             on_done=lambda saved: self._saved(saved, kind),
-            on_error=lambda exc: self.message.setText(error_text(exc)),
+            on_error=self._save_failed,
         )
+
+    def _save_failed(self, exc: Exception) -> None:
+        self.message.setText(error_text(exc))
+        self.leave_guard.save_failed()
 
     def current_entity(self) -> str:
         kind = self.current_kind()
@@ -397,6 +451,8 @@ class TaxonomyPage(QWidget):
 
     def _saved(self, ident: str, kind: LookupKind) -> None:
         self._done("Saved", kind)
+        if self.leave_guard.saved():  # on to the entry the user chose meanwhile
+            return
         if kind is self.current_kind():  # what was stored: the edit merged with what a sync brought
             self._fetch_entry(kind, ident, self._saved_entry)
 

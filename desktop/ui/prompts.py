@@ -34,7 +34,14 @@ from outputhub.desktop.storage import LookupKind
 from outputhub.desktop.ui.deleting import Deleter, delete_controls
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
-from outputhub.desktop.ui.widgets import CheckList, IdCombo, deleted_elsewhere, error_text, page_shortcut
+from outputhub.desktop.ui.widgets import (
+    CheckList,
+    IdCombo,
+    LeaveGuard,
+    deleted_elsewhere,
+    error_text,
+    page_shortcut,
+)
 
 PROMPT_COLUMNS: tuple[Column[PromptRow], ...] = (
     Column("title", "Title", lambda r: r.title, "title", tooltip=lambda r: r.snippet or r.title),
@@ -68,9 +75,10 @@ class PromptsPage(QWidget):
         )
         self.list.search.search_changed.connect(lambda _t: self.refresh())
         self.list.filters_changed.connect(self.refresh)
-        self.list.selected.connect(self.open_prompt)
+        self.list.selected.connect(self._select)
         self.list.activated.connect(lambda _id: self.title.setFocus())
         self.delete_button = delete_controls(pane=self.list, deleter=deleter, entity="prompt", page=self)
+        self.leave_guard = LeaveGuard(self, unsaved=self._unsaved_label, save=self.save)
         deleter.deleted.connect(self._deleted)
 
         # editor
@@ -197,8 +205,31 @@ class PromptsPage(QWidget):
     # --- editing ------------------------------------------------------------------------------------------
 
     def new_prompt(self) -> None:
-        self._clear_editor()
-        self.title.setFocus()
+        def start() -> None:
+            self._clear_editor()
+            self.title.setFocus()
+
+        self.leave_guard.leave(start, stay=lambda: None)
+
+    def _unsaved_label(self) -> str | None:
+        """The title of the prompt on screen when it has changes not saved yet, else None."""
+        if self._current is not None:
+            edited = self._editor_values() != self._loaded_values()
+            return (self._current.prompt.title or "this prompt") if edited else None
+        title = self.title.text().strip()
+        typed = title or self.body.toPlainText().strip() or self.description.text().strip()
+        return (title or "the new prompt") if typed else None
+
+    def _select(self, ident: str) -> None:
+        """A row chosen in the list: open it, once unsaved changes on screen are saved or let go."""
+        current = self._current.prompt.id if self._current is not None else None
+        if ident == current and self._unsaved_label() is not None:
+            return  # back on the prompt being edited (a Cancel): keep the typing
+        self.leave_guard.leave(lambda: self.open_prompt(ident), stay=lambda: self._reselect(current))
+
+    def _reselect(self, current: str | None) -> None:
+        if current is not None:
+            self.list.select_id(current)
 
     def _clear_editor(self) -> None:
         self._current = None
@@ -288,7 +319,8 @@ class PromptsPage(QWidget):
         self.save_button.setEnabled(True)
         self.message.setText("Saved")
         self.changed.emit(frozenset({"prompt"}))
-        self.open_prompt(ident)
+        if not self.leave_guard.saved():  # else on to the prompt the user chose meanwhile
+            self.open_prompt(ident)
 
     def _deleted(self, deletion: Deletion) -> None:
         if self._current is not None and ("prompt", self._current.prompt.id) in deletion.records:
@@ -297,6 +329,7 @@ class PromptsPage(QWidget):
     def _save_failed(self, exc: Exception) -> None:
         self.save_button.setEnabled(True)
         self.message.setText(error_text(exc))
+        self.leave_guard.save_failed()
 
     # --- history ----------------------------------------------------------------------------------------
 

@@ -6,7 +6,16 @@ from collections.abc import Callable, Iterable, Sequence
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QComboBox, QCompleter, QLineEdit, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QComboBox,
+    QCompleter,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QWidget,
+)
 
 from outputhub.common.errors import InvalidInputError, OutputHubError
 from outputhub.sync.client import SyncError
@@ -159,3 +168,71 @@ def page_shortcut(
     shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
     shortcut.activated.connect(slot)
     return shortcut
+
+
+class LeaveGuard:
+    """Asks before an editor's unsaved changes are left for another record (a click in the list, New):
+    **Save** (then go on), **Discard** (go on) or **Cancel** (stay). The box is window-modal and answered
+    asynchronously (``box``: the open one). Choosing another row in the list used to drop what was typed,
+    without a word (QA)."""
+
+    def __init__(
+        self, parent: QWidget, *, unsaved: Callable[[], str | None], save: Callable[[], None]
+    ) -> None:
+        self._parent = parent
+        self._unsaved = unsaved  # the label of the record with unsaved changes, None when there are none
+        self._save = save
+        self._pending: tuple[Callable[[], None], Callable[[], None]] | None = None  # after the save
+        self.box: QMessageBox | None = None
+        self.buttons: dict[str, QAbstractButton] = {}
+
+    def leave(self, then: Callable[[], None], *, stay: Callable[[], None]) -> None:
+        label = self._unsaved()
+        if label is None:
+            then()
+            return
+        if self.box is not None:  # already asking: this request stays where it is
+            stay()
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Unsaved changes",
+            f"Save your changes to \u201c{label}\u201d before leaving it?",
+            parent=self._parent,
+        )
+        box.setObjectName("unsaved_changes")
+        save = box.addButton("&Save", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("&Discard changes", QMessageBox.ButtonRole.DestructiveRole)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(save)
+        box.setEscapeButton(cancel)
+        self.buttons = {"save": save, "discard": discard, "cancel": cancel}
+        box.finished.connect(lambda _result: self._answered(box, then, stay))
+        self.box = box
+        box.open()
+
+    def _answered(self, box: QMessageBox, then: Callable[[], None], stay: Callable[[], None]) -> None:
+        clicked = box.clickedButton()
+        buttons, self.box, self.buttons = self.buttons, None, {}
+        box.deleteLater()
+        if clicked is buttons["save"]:
+            self._pending = (then, stay)
+            self._save()
+        elif clicked is buttons["discard"]:
+            then()
+        else:
+            stay()
+
+    def saved(self) -> bool:
+        """The page's save went through: go where the user was going (True), if a save was asked for here."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return False
+        pending[0]()
+        return True
+
+    def save_failed(self) -> None:
+        """The save failed (its message is on show): stay, the changes still in the editor."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending[1]()

@@ -376,7 +376,10 @@ def test_a_lookup_deleted_while_a_record_naming_it_was_deleted_agrees_after_the_
     fed = org.owner.get(f"{org.base}/sync/records/prompt/{prompt}").json()["data"]
     local = laptop.library.get("prompt", prompt)
     assert served["title"] == "Edited offline"
-    assert (served["tag_ids"], served["development_stage_id"]) == (fed["tag_ids"], fed["development_stage_id"])
+    assert (served["tag_ids"], served["development_stage_id"]) == (
+        fed["tag_ids"],
+        fed["development_stage_id"],
+    )
     assert (sorted(local["tag_ids"]), local["development_stage_id"]) == (
         served["tag_ids"],
         served["development_stage_id"],
