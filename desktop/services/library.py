@@ -382,6 +382,14 @@ class LibraryService:
             self._relink(deletion.unlinked)
         return restored
 
+    def overridden(self, *, deletion: Deletion) -> bool:
+        """Whether a record this delete removed is live again: a sync brought an edit made elsewhere that
+        beat the delete (kept as a delete conflict). Undo would then restore nothing of it."""
+        return any(
+            (record := self._record(entity, record_id)) is not None and not record.deleted
+            for entity, record_id in deletion.records
+        )
+
     # --- prompts --------------------------------------------------------------------------------------------
 
     def prompt_title(self, prompt_id: str) -> str:

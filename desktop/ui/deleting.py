@@ -103,6 +103,7 @@ class Deleter(QObject):
 
     deleted = Signal(object)  # Deletion
     restored = Signal(object)  # Deletion
+    overridden = Signal(object)  # Deletion: a sync brought back what it deleted (an edit elsewhere won)
     changed = Signal(object)  # frozenset of the entity names written
     failed = Signal(str)  # what went wrong, in words
 
@@ -185,6 +186,23 @@ class Deleter(QObject):
             on_error=lambda exc: self._undo_failed(deletion, exc),
         )
         return True
+
+    def check_overridden(self) -> None:
+        """After a sync: forget the Undo of a delete that an edit made elsewhere has overridden (the records
+        are back, each with a delete conflict); its message and button told a story no longer true."""
+        deletion = self.last
+        if deletion is None or self._busy:
+            return
+        library = self._library
+
+        def answered(back: bool) -> None:
+            if back and self.last is deletion:
+                self.last = None
+                self.overridden.emit(deletion)
+
+        self._runner.submit(
+            "check the last delete", lambda: library.overridden(deletion=deletion), on_done=answered
+        )
 
     def _restored(self, deletion: Deletion) -> None:
         self._busy = False

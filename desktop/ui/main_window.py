@@ -120,6 +120,7 @@ class MainWindow(QMainWindow):
         self._sync_throttle.timeout.connect(self._show_next_sync_status)
         sync.status_changed.connect(self.show_sync_status)
         sync.synced.connect(lambda _report: self.data_changed(frozenset({"*"})))
+        sync.synced.connect(lambda _report: self.deleter.check_overridden())
         sync.stored.connect(lambda: self.data_changed(frozenset({"*"})))  # shown while indexed for search
         self.show_sync_status(sync.status)
         pages.conflicts.count_changed.connect(self._show_conflict_count)
@@ -130,6 +131,7 @@ class MainWindow(QMainWindow):
         deleter.deleted.connect(self._show_deleted)
         deleter.restored.connect(self._show_restored)
         deleter.failed.connect(self._show_delete_failed)
+        deleter.overridden.connect(self._show_overridden)
         self.undo_button.clicked.connect(self.undo)
 
         for i in range(len(self._pages)):
@@ -218,6 +220,14 @@ class MainWindow(QMainWindow):
     def _show_restored(self, deletion: Deletion) -> None:
         self.undo_label.setStyleSheet("")
         self.undo_label.setText(f"Restored {describe(deletion.entity, deletion.labels)}.")
+        self.undo_button.hide()
+
+    def _show_overridden(self, deletion: Deletion) -> None:
+        self.undo_label.setStyleSheet("")
+        self.undo_label.setText(
+            f"The delete of {describe(deletion.entity, deletion.labels)} was overridden by an edit made "
+            "elsewhere: it is back (see Conflicts)."
+        )
         self.undo_button.hide()
 
     def _show_delete_failed(self, message: str) -> None:

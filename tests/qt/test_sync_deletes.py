@@ -76,6 +76,10 @@ def test_deleted_here_edited_elsewhere_shows_a_conflict_and_keeping_the_delete_s
     assert "1 new conflict" in sync_now(qtbot, session)
     record = replica.get_output(id=ids["output"])
     assert not record.deleted and record.content == "edited on the laptop", "the unseen edit kept it"
+    # the status bar no longer says "Deleted ... Undo" (QA: Undo then restored nothing, misleadingly)
+    window = session.window
+    qtbot.waitUntil(lambda: "overridden by an edit made elsewhere" in window.undo_label.text(), timeout=5000)
+    assert window.undo_button.isHidden() and not window.deleter.can_undo
     conflicts = open_the_conflict(qtbot, session)
     assert (conflicts.mine.toPlainText(), conflicts.theirs.toPlainText()) == ("Deleted", "Kept (edited)")
     assert "output “edited on the laptop" in conflicts.title.text()
