@@ -421,7 +421,11 @@ class Replica:
             problems.append(f"search backlog: {exc}")
         with self._reading("check the replica's integrity") as conn:
             for spec, name in ((tables.PROMPTS, "prompt index"), (tables.OUTPUTS, "output index")):
-                waiting = tables.backlog_size(conn, spec)
+                try:
+                    waiting = tables.backlog_size(conn, spec)
+                except driver_error_types() as exc:  # a damaged page: the checks below say where
+                    problems.append(f"search backlog: {exc}")
+                    break
                 if waiting:  # not damage: rows not indexed yet (the catch-up could not run)
                     del checks[name]
                     problems.append(f"{name}: not checked, {waiting:,} records not indexed for search yet")

@@ -387,3 +387,44 @@ def test_a_lookup_deleted_while_a_record_naming_it_was_deleted_agrees_after_the_
     listed = org.owner.get(f"{org.base}/prompts", params={"tag_id": tag}).json()["items"]
     assert [p["id"] for p in listed] == ([prompt] if served["tag_ids"] else [])
     assert laptop.values() == desktop.values()
+
+
+def test_a_rest_edit_of_a_record_in_conflict_keeps_the_servers_conflict_list_with_the_replicas(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """A REST write to a record with an open conflict replaces that conflict in the record's state (a
+    conflict is named by its two writes), but the server's list kept the old one open: an integrator saw a
+    conflict no replica had, could not reach the real one (404), and resolving the stale one answered 200
+    and did nothing (QA). The commit that stores a REST write's state now closes and opens conflicts too."""
+    laptop, desktop = devices
+    tag = org.owner.post(f"{org.base}/tags", json={"name": "ranked"}).json()["id"]
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("tag", tag, {"position": 5})
+    desktop.library.edit("tag", tag, {"position": 6})
+    laptop.sync()
+    desktop.sync()
+    laptop.sync()
+
+    def server_open() -> set[str]:
+        listed = org.owner.get(f"{org.base}/sync/conflicts").json()
+        return {c["id"] for c in listed if c["record_id"] == tag}
+
+    def replica_open(device: Device) -> set[str]:
+        return {c.id for c in device.open_conflicts() if c.record_id == tag}
+
+    assert server_open() == replica_open(laptop) == replica_open(desktop) and len(server_open()) == 1
+    stale = server_open()
+    assert org.owner.patch(f"{org.base}/tags/{tag}", json={"position": 9}).status_code == 200
+    laptop.sync()
+    desktop.sync()
+    assert server_open() == replica_open(laptop) == replica_open(desktop), "one list of conflicts everywhere"
+    assert server_open() != stale, "the REST write made a new conflict of the field"
+    [current] = server_open()
+    answer = org.owner.post(f"{org.base}/sync/conflicts/{current}/resolve", json={"keep": "loser"})
+    assert answer.status_code == 200, answer.text
+    laptop.sync()
+    desktop.sync()
+    position = org.owner.get(f"{org.base}/tags/{tag}").json()["position"]
+    assert position != 9 and position == laptop.library.get("tag", tag)["position"]
+    assert server_open() == replica_open(laptop) == replica_open(desktop) == set()

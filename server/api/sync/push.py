@@ -40,10 +40,13 @@ from outputhub.server.api.sync.records import (
     SPEC_BY_TABLE,
     SPECS,
     EntitySpec,
+    close_conflicts,
     column_values,
+    conflict_json,
     link_children,
     load_states,
     mark_data_stored,
+    open_conflicts,
     reference_ids,
     reference_problem,
     state_texts,
@@ -64,7 +67,6 @@ from outputhub.server.storage.tables import (
     Prompt,
     PromptVersion,
     ReplicatedRow,
-    SyncConflict,
     SyncOp,
     SyncRecordState,
     SyncRemap,
@@ -179,22 +181,6 @@ def _prepare_batch(
         first = allocate_revisions(session, org_id=tenant.org_id, count=write_count)
         batch.next_revision, batch.last_revision = first, first + write_count - 1
     return batch
-
-
-def conflict_json(conflict: Conflict) -> dict[str, Any]:
-    def side(s: Any) -> dict[str, Any]:
-        return {
-            "version": s.version.encode(),
-            "node": s.node,
-            "op_id": s.op_id,
-            "value": encode_value(s.value),
-        }
-
-    return {
-        "winner": side(conflict.winner),
-        "loser": side(conflict.loser),
-        "base": encode_value(conflict.base),
-    }
 
 
 def _display(state: RecordState) -> dict[str, Any]:
@@ -410,26 +396,8 @@ def apply_change(
     data = feed.data_json(values, link_children(spec, state))
     store_state(session, org_id=tenant.org_id, state=state, revision=revision, new=new, data=data)
     mark_data_stored(session, org_id=tenant.org_id, revisions=[revision])
-    for conflict in outcome.conflicts:
-        session.merge(
-            SyncConflict(
-                org_id=tenant.org_id,
-                id=uuid.UUID(conflict.id),
-                entity=conflict.entity,
-                record_id=rid,
-                field=conflict.field,
-                kind=conflict.kind.value,
-                data=json.dumps(conflict_json(conflict)),
-                opened_at=now,
-                opened_revision=revision,
-                resolved_at=None,
-                resolved_by=None,
-            )
-        )
-    for conflict in outcome.resolved:
-        item = session.get(SyncConflict, (tenant.org_id, uuid.UUID(conflict.id)))
-        if item is not None and item.resolved_at is None:
-            item.resolved_at, item.resolved_by = now, tenant.actor
+    open_conflicts(session, org_id=tenant.org_id, conflicts=outcome.conflicts, revision=revision, at=now)
+    close_conflicts(session, org_id=tenant.org_id, conflicts=outcome.resolved, at=now, actor=tenant.actor)
     session.flush()
     return Applied(outcome.kind, state, revision, outcome.conflicts, outcome.resolved, before)
 

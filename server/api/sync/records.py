@@ -55,12 +55,14 @@ from outputhub.server.storage.tables import (
     Output,
     Prompt,
     ReplicatedRow,
+    SyncConflict,
     SyncRecordState,
     Tag,
 )
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
     Change,
+    Conflict,
     FieldKind,
     FieldValue,
     RecordState,
@@ -70,7 +72,7 @@ from outputhub.sync.engine import (
     make_restore,
     merge_change,
 )
-from outputhub.sync.protocol import compact_state_wire, state_from_wire, state_to_wire
+from outputhub.sync.protocol import compact_state_wire, encode_value, state_from_wire, state_to_wire
 
 SERVER_NODE: Final = "server"
 """The node id of edits made through the REST API (and conflict resolutions made on the server)."""
@@ -184,6 +186,80 @@ def _server_hlc(row: ReplicatedRow, state: RecordState | None) -> HLC:
     return HLC(wall, 0, SERVER_NODE)
 
 
+def conflict_json(conflict: Conflict) -> dict[str, Any]:
+    def side(s: Any) -> dict[str, Any]:
+        return {
+            "version": s.version.encode(),
+            "node": s.node,
+            "op_id": s.op_id,
+            "value": encode_value(s.value),
+        }
+
+    return {
+        "winner": side(conflict.winner),
+        "loser": side(conflict.loser),
+        "base": encode_value(conflict.base),
+    }
+
+
+def open_conflicts(
+    session: Session, *, org_id: uuid.UUID, conflicts: Iterable[Conflict], revision: int, at: datetime
+) -> None:
+    """List these conflicts as open on the server (``sync_conflicts``: what the REST conflict endpoints
+    read and resolve)."""
+    for conflict in conflicts:
+        session.merge(
+            SyncConflict(
+                org_id=org_id,
+                id=uuid.UUID(conflict.id),
+                entity=conflict.entity,
+                record_id=uuid.UUID(conflict.record_id),
+                field=conflict.field,
+                kind=conflict.kind.value,
+                data=orjson.dumps(conflict_json(conflict)).decode(),
+                opened_at=at,
+                opened_revision=revision,
+                resolved_at=None,
+                resolved_by=None,
+            )
+        )
+
+
+def close_conflicts(
+    session: Session, *, org_id: uuid.UUID, conflicts: Iterable[Conflict], at: datetime, actor: str | None
+) -> None:
+    for conflict in conflicts:
+        item = session.get(SyncConflict, (org_id, uuid.UUID(conflict.id)))
+        if item is not None and item.resolved_at is None:
+            item.resolved_at, item.resolved_by = at, actor
+
+
+def mirror_conflicts(
+    session: Session,
+    *,
+    org_id: uuid.UUID,
+    before: RecordState | None,
+    after: RecordState,
+    revision: int,
+    at: datetime,
+    actor: str | None,
+) -> None:
+    """Keep the server's conflict list in step with a record's state after a write outside the push (a REST
+    edit, a bulk statement): conflicts the new state no longer has are closed, new ones opened. A REST
+    write to a record in conflict replaced its conflict in the state and left the list with the old one
+    (QA): no replica had it, the real one was out of reach, resolving the stale one did nothing."""
+    old = {c.id: c for c in (before.conflicts if before is not None else ())}
+    new = {c.id: c for c in after.conflicts}
+    if old.keys() == new.keys():
+        return
+    close_conflicts(
+        session, org_id=org_id, conflicts=[old[c] for c in old.keys() - new.keys()], at=at, actor=actor
+    )
+    open_conflicts(
+        session, org_id=org_id, conflicts=[new[c] for c in new.keys() - old.keys()], revision=revision, at=at
+    )
+
+
 def _op(record_id: uuid.UUID, revision: int, what: str) -> str:
     return f"server:{record_id}:{revision}:{what}"
 
@@ -288,13 +364,16 @@ def _states(
     rows: Sequence[ReplicatedRow],
     stored: Mapping[uuid.UUID, tuple[int, str]],
     values: Mapping[uuid.UUID, Mapping[str, FieldValue]],
+    previous: dict[uuid.UUID, RecordState] | None = None,
 ) -> dict[uuid.UUID, RecordState]:
     """Each row's state: the stored one, with the server's edit derived when the row moved on since
-    (``values`` must hold the engine values of those rows)."""
+    (``values`` must hold the engine values of those rows). ``previous`` collects the stored states read."""
     out: dict[uuid.UUID, RecordState] = {}
     for row in rows:
         item = stored.get(row.id)
         state = state_from_wire(spec.entity, str(row.id), orjson.loads(item[1])) if item is not None else None
+        if previous is not None and state is not None:
+            previous[row.id] = state
         if state is None or not _is_current(row, stored):
             state = derive_state(spec, row, values[row.id], state)
         out[row.id] = state
@@ -606,9 +685,20 @@ def _before_commit(session: Session) -> None:
                 for row in fresh
             )
             rest = [r for r in stale if r.id in stored or r.deleted]
-            states = _states(spec, rest, stored, values)
+            previous: dict[uuid.UUID, RecordState] = {}
+            states = _states(spec, rest, stored, values, previous)
             for row in rest:
                 store_state(session, org_id=org_id, state=states[row.id], revision=row.revision)
+                # the server's edit may replace a conflict (a conflict is named by its two writes) or open one
+                mirror_conflicts(
+                    session,
+                    org_id=org_id,
+                    before=previous.get(row.id),
+                    after=states[row.id],
+                    revision=row.revision,
+                    at=row.updated_at,
+                    actor=row.updated_by,
+                )
         session.flush()
         # every written record's pull-feed data, built once here rather than on every pull (the rows, their
         # links and their states are all final now), except at the revisions whose data went in with their
