@@ -428,3 +428,36 @@ def test_a_rest_edit_of_a_record_in_conflict_keeps_the_servers_conflict_list_wit
     position = org.owner.get(f"{org.base}/tags/{tag}").json()["position"]
     assert position != 9 and position == laptop.library.get("tag", tag)["position"]
     assert server_open() == replica_open(laptop) == replica_open(desktop) == set()
+
+
+def test_purging_a_tombstone_closes_its_conflicts(  # type: ignore[no-untyped-def]
+    app, org: Org, devices: list[Device], monkeypatch
+) -> None:
+    """A record deleted while in conflict and then purged left its conflict listed open, and resolving it
+    looked the record up and failed (500)."""
+    from typer.testing import CliRunner
+
+    from outputhub.server.cli import app as cli
+
+    laptop, desktop = devices
+    tag = org.owner.post(f"{org.base}/tags", json={"name": "doomed"}).json()["id"]
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("tag", tag, {"position": 5})
+    desktop.library.edit("tag", tag, {"position": 6})
+    laptop.sync()
+    desktop.sync()
+    listed = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag]
+    assert len(listed) == 1
+    assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
+    settings = app.state.services.settings
+    monkeypatch.setenv("OUTPUTHUB_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("OUTPUTHUB_DATABASE_URL", settings.database_url)
+    else:
+        monkeypatch.delenv("OUTPUTHUB_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(cli, ["sync", "purge-tombstones", "--older-than-days", "0"])
+    assert result.exit_code == 0, result.output
+    assert [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag] == []
+    answer = org.owner.post(f"{org.base}/sync/conflicts/{listed[0]['id']}/resolve", json={"keep": "loser"})
+    assert answer.status_code in (404, 409), answer.text

@@ -10,7 +10,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -476,7 +476,9 @@ def resolve_conflict(
     spec = SPECS[item.entity]
     row = session.execute(
         select(spec.table).where(spec.table.org_id == tenant.org_id, spec.table.id == item.record_id)
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if row is None:  # its record was purged (before purges closed their records' conflicts)
+        raise NotFoundError(item.entity, item.record_id)
     state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[row.id]
     conflict = state.conflict(str(ident))
     if conflict is None:  # closed by an edit that replicated meanwhile
@@ -582,6 +584,17 @@ def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -
                     .execution_options(synchronize_session=False)
                 )
             session.execute(delete(SyncRecordState).where(SyncRecordState.record_id.in_(chunk)))
+            # a tombstone's open conflicts go with it (resolving one looked the record up: a 500)
+            session.execute(
+                update(SyncConflict)
+                .where(
+                    SyncConflict.org_id == org_id,
+                    SyncConflict.record_id.in_(chunk),
+                    SyncConflict.resolved_at.is_(None),
+                )
+                .values(resolved_at=datetime.now(UTC), resolved_by="purge")
+                .execution_options(synchronize_session=False)
+            )
             session.execute(delete(table).where(table.id.in_(chunk)))
         purged += len(ids)
     if purged:
