@@ -168,11 +168,8 @@ class CustomGptsPage(QWidget):
         return (self.name.text().strip() or "the new custom GPT") if typed else None
 
     def _select(self, ident: str) -> None:
-        current = self._current_id
-        if ident == current and self._unsaved_label() is not None:
-            return  # back on the one being edited (a Cancel): keep the typing
-        self.leave_guard.leave(
-            lambda: self.open(ident), stay=lambda: self.list.select_id(current) if current else None
+        self.leave_guard.choose(
+            ident, current=self._current_id, open_record=self.open, reselect=self.list.select_id
         )
 
     def _clear_editor(self) -> None:
@@ -363,11 +360,8 @@ class TaxonomyPage(QWidget):
         return (self.name.text().strip() or "the new entry") if typed else None
 
     def _select(self, ident: str) -> None:
-        current = self._current_id
-        if ident == current and self._unsaved_label() is not None:
-            return  # back on the one being edited (a Cancel): keep the typing
-        self.leave_guard.leave(
-            lambda: self.open(ident), stay=lambda: self.list.select_id(current) if current else None
+        self.leave_guard.choose(
+            ident, current=self._current_id, open_record=self.open, reselect=self.list.select_id
         )
 
     def _reload_entry(self, ident: str) -> None:

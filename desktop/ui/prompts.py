@@ -221,15 +221,10 @@ class PromptsPage(QWidget):
         return (title or "the new prompt") if typed else None
 
     def _select(self, ident: str) -> None:
-        """A row chosen in the list: open it, once unsaved changes on screen are saved or let go."""
         current = self._current.prompt.id if self._current is not None else None
-        if ident == current and self._unsaved_label() is not None:
-            return  # back on the prompt being edited (a Cancel): keep the typing
-        self.leave_guard.leave(lambda: self.open_prompt(ident), stay=lambda: self._reselect(current))
-
-    def _reselect(self, current: str | None) -> None:
-        if current is not None:
-            self.list.select_id(current)
+        self.leave_guard.choose(
+            ident, current=current, open_record=self.open_prompt, reselect=self.list.select_id
+        )
 
     def _clear_editor(self) -> None:
         self._current = None

@@ -211,6 +211,22 @@ class LeaveGuard:
         self.box = box
         box.open()
 
+    def choose(
+        self,
+        ident: str,
+        *,
+        current: str | None,
+        open_record: Callable[[str], None],
+        reselect: Callable[[str], None],
+    ) -> None:
+        """A row ``ident`` chosen in the list while ``current`` is on screen: open it, once unsaved changes
+        are saved or let go (Cancel selects ``current`` again)."""
+        if ident == current and self._unsaved() is not None:
+            return  # back on the record being edited (a Cancel): keep the typing
+        self.leave(
+            lambda: open_record(ident), stay=lambda: reselect(current) if current is not None else None
+        )
+
     def _answered(self, box: QMessageBox, then: Callable[[], None], stay: Callable[[], None]) -> None:
         clicked = box.clickedButton()
         buttons, self.box, self.buttons = self.buttons, None, {}

@@ -55,3 +55,18 @@ def make_device(
     library = LocalLibrary(store, now_ms=now_ms) if now_ms else LocalLibrary(store)
     remote = HttpRemote(base_url, token=token, org_id=org_id, client=http)
     return Device(name, replica, store, library, remote, SyncClient(store, remote, pull_page=200))
+
+
+def server_cli(app: Any, monkeypatch: Any, *args: str) -> Any:
+    """Run ``outputhub <args>`` (the server's CLI) against ``app``'s database; returns the click result."""
+    from typer.testing import CliRunner
+
+    from outputhub.server.cli import app as cli
+
+    settings = app.state.services.settings
+    monkeypatch.setenv("OUTPUTHUB_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("OUTPUTHUB_DATABASE_URL", settings.database_url)
+    else:
+        monkeypatch.delenv("OUTPUTHUB_DATABASE_URL", raising=False)
+    return CliRunner().invoke(cli, list(args))

@@ -14,7 +14,7 @@ import pytest
 
 from outputhub.sync.client import LocalEditError, SyncReport
 from tests.support.client import Org, seed_library
-from tests.sync.support import Device
+from tests.sync.support import Device, server_cli
 
 
 def _settle(*devices: Device) -> None:
@@ -435,9 +435,7 @@ def test_purging_a_tombstone_closes_its_conflicts(  # type: ignore[no-untyped-de
 ) -> None:
     """A record deleted while in conflict and then purged left its conflict listed open, and resolving it
     looked the record up and failed (500)."""
-    from typer.testing import CliRunner
 
-    from outputhub.server.cli import app as cli
 
     laptop, desktop = devices
     tag = org.owner.post(f"{org.base}/tags", json={"name": "doomed"}).json()["id"]
@@ -450,13 +448,7 @@ def test_purging_a_tombstone_closes_its_conflicts(  # type: ignore[no-untyped-de
     listed = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag]
     assert len(listed) == 1
     assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
-    settings = app.state.services.settings
-    monkeypatch.setenv("OUTPUTHUB_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("OUTPUTHUB_DATABASE_URL", settings.database_url)
-    else:
-        monkeypatch.delenv("OUTPUTHUB_DATABASE_URL", raising=False)
-    result = CliRunner().invoke(cli, ["sync", "purge-tombstones", "--older-than-days", "0"])
+    result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
     assert result.exit_code == 0, result.output
     assert [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag] == []
     answer = org.owner.post(f"{org.base}/sync/conflicts/{listed[0]['id']}/resolve", json={"keep": "loser"})

@@ -16,7 +16,7 @@ from outputhub.desktop.services.conflicts import ConflictService
 from outputhub.server.api.sync.references import dangling_references
 from outputhub.server.storage.database import set_tenant, unit_of_work
 from tests.support.client import Org, seed_library
-from tests.sync.support import Device
+from tests.sync.support import Device, server_cli
 
 
 def _dangling(app: FastAPI, org: Org) -> list[tuple[str, str, str, str]]:
@@ -181,13 +181,7 @@ def test_keep_referenced_repairs_what_older_servers_left(  # type: ignore[no-unt
         tag.revision = allocate_revisions(session, org_id=uuid.UUID(org.id))
     assert len(_dangling(app, org)) == 2  # the prompt and the output name it
 
-    settings = app.state.services.settings
-    monkeypatch.setenv("OUTPUTHUB_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("OUTPUTHUB_DATABASE_URL", settings.database_url)
-    else:
-        monkeypatch.delenv("OUTPUTHUB_DATABASE_URL", raising=False)
-    result = CliRunner().invoke(cli, ["sync", "keep-referenced"])
+    result = server_cli(app, monkeypatch, "sync", "keep-referenced")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("restored 1 ")
 

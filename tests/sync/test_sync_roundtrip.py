@@ -13,7 +13,7 @@ from outputhub.desktop.storage.tables import to_timestamp
 from outputhub.sync.client import LocalEditError, Merged, ServerUnreachableError
 from tests.support.client import add_member, seed_library
 from tests.support.feed import stale_feed_data
-from tests.sync.support import make_device
+from tests.sync.support import make_device, server_cli
 
 
 def test_initial_sync_brings_the_library_and_both_replicas_agree(org, devices) -> None:  # type: ignore[no-untyped-def]
@@ -314,9 +314,7 @@ def test_resolving_through_the_api_refuses_bad_values_naming_them(org, devices) 
 def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore[no-untyped-def]
     app, backend, client, org, devices, monkeypatch, tmp_path: Path
 ) -> None:
-    from typer.testing import CliRunner
 
-    from outputhub.server.cli import app as cli
 
     ids = seed_library(org)
     laptop, desktop = devices
@@ -345,13 +343,7 @@ def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore
     desktop.library.edit("prompt", ids["prompt"], {"title": "Edited while away"})
     desktop.library.edit("prompt", doomed, {"title": "Edited a doomed prompt"})
 
-    settings = app.state.services.settings
-    monkeypatch.setenv("OUTPUTHUB_DATA_DIR", str(settings.data_dir))
-    if settings.database_url:
-        monkeypatch.setenv("OUTPUTHUB_DATABASE_URL", settings.database_url)
-    else:
-        monkeypatch.delenv("OUTPUTHUB_DATABASE_URL", raising=False)
-    result = CliRunner().invoke(cli, ["sync", "purge-tombstones", "--older-than-days", "0"])
+    result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
     assert result.exit_code == 0, result.output
     assert "purged" in result.output and not result.output.startswith("purged 0 ")
 
