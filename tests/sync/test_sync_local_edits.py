@@ -389,6 +389,19 @@ def test_a_lookup_deleted_while_a_record_naming_it_was_deleted_agrees_after_the_
     assert laptop.values() == desktop.values()
 
 
+def _tag_in_conflict(org: Org, laptop: Device, desktop: Device, name: str) -> str:
+    """A tag made through REST whose position two devices then set apart (5, 6), both synced: a value
+    conflict on the server and on both devices. Returns its id."""
+    tag = org.owner.post(f"{org.base}/tags", json={"name": name}).json()["id"]
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("tag", tag, {"position": 5})
+    desktop.library.edit("tag", tag, {"position": 6})
+    laptop.sync()
+    desktop.sync()
+    return str(tag)
+
+
 def test_a_rest_edit_of_a_record_in_conflict_keeps_the_servers_conflict_list_with_the_replicas(  # type: ignore[no-untyped-def]
     org: Org, devices: list[Device]
 ) -> None:
@@ -397,13 +410,7 @@ def test_a_rest_edit_of_a_record_in_conflict_keeps_the_servers_conflict_list_wit
     conflict no replica had, could not reach the real one (404), and resolving the stale one answered 200
     and did nothing (QA). The commit that stores a REST write's state now closes and opens conflicts too."""
     laptop, desktop = devices
-    tag = org.owner.post(f"{org.base}/tags", json={"name": "ranked"}).json()["id"]
-    laptop.sync()
-    desktop.sync()
-    laptop.library.edit("tag", tag, {"position": 5})
-    desktop.library.edit("tag", tag, {"position": 6})
-    laptop.sync()
-    desktop.sync()
+    tag = _tag_in_conflict(org, laptop, desktop, "ranked")
     laptop.sync()
 
     def server_open() -> set[str]:
@@ -438,13 +445,7 @@ def test_purging_a_tombstone_closes_its_conflicts(  # type: ignore[no-untyped-de
 
 
     laptop, desktop = devices
-    tag = org.owner.post(f"{org.base}/tags", json={"name": "doomed"}).json()["id"]
-    laptop.sync()
-    desktop.sync()
-    laptop.library.edit("tag", tag, {"position": 5})
-    desktop.library.edit("tag", tag, {"position": 6})
-    laptop.sync()
-    desktop.sync()
+    tag = _tag_in_conflict(org, laptop, desktop, "doomed")
     listed = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag]
     assert len(listed) == 1
     assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204

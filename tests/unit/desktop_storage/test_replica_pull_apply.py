@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,17 +104,6 @@ def test_new_output_rows_equal_the_record_path() -> None:
     }
     # a long text equal to the column is kept once, as the marker
     assert any('{"=":1}' in str(row[6]) for row in rows)
-
-
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
-    fast = open_replica(tmp_path / "fast.ohr", passphrase=PASSPHRASE, create=True)
-    slow = open_replica(tmp_path / "slow.ohr", passphrase=PASSPHRASE, create=True)
-    try:
-        yield fast, slow
-    finally:
-        fast.close()
-        slow.close()
 
 
 def _apply_pages(replica: Replica, pages: Sequence[Sequence[RemoteItem]]) -> None:

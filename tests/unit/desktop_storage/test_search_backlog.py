@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,17 +18,6 @@ from test_replica_pull_apply import PROMPT, WORDS, _apply_pages, _contents, _sea
 from outputhub.desktop.storage import open_replica, tables
 from outputhub.desktop.storage import sync_store as store_module
 from outputhub.desktop.storage.replica import Replica
-
-
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
-    deferred = open_replica(tmp_path / "deferred.ohr", passphrase=PASSPHRASE, create=True)
-    at_once = open_replica(tmp_path / "at-once.ohr", passphrase=PASSPHRASE, create=True)
-    try:
-        yield deferred, at_once
-    finally:
-        deferred.close()
-        at_once.close()
 
 
 def test_a_large_pulled_page_is_indexed_after_the_sync_as_at_once(
