@@ -66,6 +66,11 @@ one by it), then goes, the next time a conflict closes: the table would otherwis
 each with its base, mine and theirs. The decision lives on in the record's state and the server's audit
 log."""
 CACHE_KIB: Final = 65536  # page cache: every page read from disk is decrypted and HMAC-checked
+WAL_AUTOCHECKPOINT_PAGES: Final = 1000
+"""SQLite's default: the commit that takes the write-ahead log past this many pages copies it back into the
+file (a checkpoint, with an fsync) before it returns."""
+CHECKPOINT_INTERVAL_SECONDS: Final = 0.05
+"""How often :meth:`Replica.checkpoints_apart`'s thread copies the log back (when there is anything new)."""
 LOOKUP_USERS: Final[dict[LookupKind, tuple[tuple[tables.EntityTable[Any], str], ...]]] = {
     LookupKind.TAGS: ((tables.PROMPTS, "tag_ids"), (tables.OUTPUTS, "tag_ids")),
     LookupKind.KNOWLEDGE_TYPES: ((tables.OUTPUTS, "knowledge_type_ids"),),
@@ -138,6 +143,42 @@ def open_replica(
     return Replica(
         conn=conn, path=path, schema_version=len(known), node_id=node_id, key=key, page_size=page_size
     )
+
+
+class _Checkpointer:
+    """The thread of :meth:`Replica.checkpoints_apart`: its own connection (opened on the thread: the key
+    derivation does not hold up the writer), a PASSIVE checkpoint every :data:`CHECKPOINT_INTERVAL_SECONDS`.
+    A failure (the file gone, the disk full) ends the thread quietly: the writer's next commits checkpoint
+    again once :meth:`stop` has run, and a commit never depends on a checkpoint."""
+
+    def __init__(self, path: Path, *, key: bytes, page_size: int) -> None:
+        self._stop = threading.Event()
+        self.checkpoints = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(path, key, page_size), name="outputhub-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, path: Path, key: bytes, page_size: int) -> None:
+        try:
+            conn = cipher.connect(path, key=key, page_size=page_size)
+        except Exception as exc:  # kept in .error: the writer goes on without the thread
+            self.error = exc
+            return
+        try:
+            while not self._stop.wait(CHECKPOINT_INTERVAL_SECONDS):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.checkpoints += 1
+        except Exception as exc:
+            self.error = exc
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _create_file(path: Path, *, key: bytes) -> None:
@@ -232,6 +273,7 @@ class Replica:
         self._lock = threading.RLock()
         self._depth = 0
         self._relaxed = False  # the open transaction commits without waiting for the disk
+        self._checkpoints_apart = False  # a thread of its own copies the WAL back (checkpoints_apart)
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -350,6 +392,40 @@ class Replica:
                 if depth == 0 and self._relaxed:
                     self._relaxed = False
                     self._set_synchronous(conn, "FULL")
+
+    @contextlib.contextmanager
+    def checkpoints_apart(self) -> Iterator[None]:
+        """For a long run of writes (a pull of many pages): the write-ahead log is copied back into the file
+        by a thread on a connection of its own, instead of by the commit that takes the log past
+        :data:`WAL_AUTOCHECKPOINT_PAGES`.
+
+        A checkpoint copies every page the commits wrote into the file and fsyncs it; inside the commits it
+        held the writer for a third of an initial sync's storing time (docs/benchmarks.md). The thread's
+        checkpoints are PASSIVE (they never wait for, nor block, the writer or a reader) and run every
+        :data:`CHECKPOINT_INTERVAL_SECONDS`. A crash at any point leaves the file as a crash during SQLite's
+        own checkpoint would: the log is replayed at the next open. On exit the thread stops (after the
+        checkpoint in progress) and the commits checkpoint again. Nested, or without a key to open a second
+        connection with, it changes nothing."""
+        with self._lock:
+            conn = self._require_open()
+            start = not self._checkpoints_apart and bool(self._key)
+            if start:
+                with driver_errors(path=self._path, action="hand checkpoints to a thread"):
+                    conn.execute("PRAGMA wal_autocheckpoint = 0")
+                self._checkpoints_apart = True
+        if not start:
+            yield
+            return
+        worker = _Checkpointer(self._path, key=self._key, page_size=self._page_size)
+        try:
+            yield
+        finally:
+            worker.stop()
+            with self._lock:
+                self._checkpoints_apart = False
+                if self._conn is not None:
+                    with contextlib.suppress(driver_error_types()):
+                        self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
 
     def _set_synchronous(self, conn: Connection, level: str) -> None:
         with driver_errors(path=self._path, action="set the commit durability"):

@@ -252,6 +252,9 @@ class ReplicaSyncStore:
     def replayable_transaction(self) -> AbstractContextManager[None]:
         return self.replica.transaction(durable=False)
 
+    def bulk_apply(self) -> AbstractContextManager[None]:
+        return self.replica.checkpoints_apart()
+
     # -- replica facts ---------------------------------------------------------------------------------
 
     def _meta(self, key: str) -> str | None:

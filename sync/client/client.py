@@ -350,16 +350,19 @@ class SyncClient:
         of 1,000 committed one by one wrote 8x the replica's size to disk, grouped by 5,000 4x (and committing
         every 10,000 instead of 5,000 stores 1.2x faster). A transaction never waits for the network, so the
         replica's write lock is held only while applying. A crash undoes the pages of the open transaction;
-        they are pulled again."""
+        they are pulled again. A pull of more than one page runs in the store's bulk mode
+        (:meth:`ReplicaStore.bulk_apply`: the replica's checkpoints on a thread of their own)."""
         server, org = self.remote.server_url, self.remote.org_id
         cursor = 0 if full else self.store.cursor(server_url=server, org_id=org)
         seen: dict[str, set[str]] | None = {} if cursor == 0 else None
         start = cursor
         grouped = 0  # records applied in the open transaction
         opened = 0.0  # when it began
+        bulking = False
         with (
             collector_paused(),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="outputhub-pull") as prefetch,
+            ExitStack() as bulk,  # the store's bulk mode from the second page on (left after the last commit)
             ExitStack() as group,  # the open transaction, if any: an exception leaving rolls it back
         ):
             pending: Future[tuple[Mapping[str, Any], list[RemoteItem]]] = prefetch.submit(
@@ -390,6 +393,9 @@ class SyncClient:
                 if page.get("has_more"):
                     # fetch the next page while this one is applied (server and replica work at once)
                     pending = prefetch.submit(self._fetch, since=int(page["next_since"]), walk=start == 0)
+                    if not bulking:
+                        bulk.enter_context(self.store.bulk_apply())
+                        bulking = True
                 if not grouped:
                     group.enter_context(self.store.replayable_transaction())
                     opened = time.monotonic()

@@ -108,12 +108,17 @@ class CountingStore(ReplicaSyncStore):
     def __init__(self, replica: Replica, *, apply_s: float = 0.0, fail_at: int | None = None) -> None:
         super().__init__(replica)
         self.transactions = 0
+        self.bulk = 0
         self.apply_s = apply_s
         self.fail_at = fail_at
 
     def replayable_transaction(self) -> AbstractContextManager[None]:
         self.transactions += 1
         return super().replayable_transaction()
+
+    def bulk_apply(self) -> AbstractContextManager[None]:
+        self.bulk += 1
+        return super().bulk_apply()
 
     def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
         time.sleep(self.apply_s)
@@ -146,6 +151,7 @@ def test_ready_pages_share_a_transaction(replica: Replica, monkeypatch: pytest.M
     SyncClient(store, FeedRemote(feed(30)), pull_page=3).pull(report)  # 10 pages
 
     assert report.pulled == 30 and report.cursor == 30
+    assert store.bulk == 1  # a pull of many pages: the replica checkpoints on a thread meanwhile
     assert store.transactions == 4  # 3 + 3 + 3 + 1 pages: each group stops at 7 records or more
     assert store.cursor(server_url=SERVER, org_id=ORG) == 30
     assert store.replica.count_live(table="outputs") == 30
@@ -216,3 +222,10 @@ def test_a_cancel_while_waiting_keeps_the_applied_pages(replica: Replica) -> Non
         SyncClient(store, remote, pull_page=4).pull(SyncReport())
     assert store.cursor(server_url=SERVER, org_id=ORG) == 8
     assert store.replica.count_live(table="outputs") == 8
+
+
+def test_a_pull_of_one_page_leaves_the_checkpoints_to_the_commit(replica: Replica) -> None:
+    store = _store(replica)
+    report = SyncReport()
+    SyncClient(store, FeedRemote(feed(5)), pull_page=10).pull(report)
+    assert report.pulled == 5 and store.bulk == 0
