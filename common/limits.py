@@ -30,6 +30,24 @@ knowledge type, ...): a name and a description."""
 NUMBER_RANGE: Final[Mapping[str, tuple[int, int]]] = {"position": (0, POSITION_MAX)}
 """The smallest and largest value of each whole-number field, by name (a lookup's place on ordered scales)."""
 
+NOT_EMPTY: Final[Mapping[str, tuple[str, ...]]] = {"prompt": ("body",), "output": ("content",)}
+"""Texts a record cannot be without (REST's ``min_length=1``): a prompt's text, an output."""
+
+
+def missing_problem(entity: str, values: Mapping[str, object], *, creating: bool) -> tuple[str, str] | None:
+    """(detail, field) of the first value ``values`` sets that REST refuses as missing, or None: a null
+    whole-number field, an empty :data:`NOT_EMPTY` text (left out of a create too). Judged on what an edit
+    sets, not on a whole record: one stored with such a value before 2026-11-27 still takes edits of its
+    other fields. (A push of a null position was applied: the row stored 0, the state null, so replicas
+    showed null and REST 0; an empty prompt text was stored.)"""
+    for name in NUMBER_RANGE:
+        if name in values and values[name] is None:
+            return f"{entity}.{name} may not be null", name
+    for name in NOT_EMPTY.get(entity, ()):
+        if values.get(name) == "" or (creating and name not in values):
+            return f"{entity}.{name} may not be empty", name
+    return None
+
 
 def limit_problem(entity: str, values: Mapping[str, object]) -> tuple[str, str] | None:
     """(detail, field) of the first value in ``values`` past its limit, or None. Values of another type are

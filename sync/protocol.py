@@ -70,6 +70,14 @@ def _hlc(text: object, where: str) -> HLC:
         raise ProtocolError(f"{where}: {exc}") from None
 
 
+def _field_hlc(text: object, where: str) -> HLC:
+    """A change's own version (``hlc``), an error naming that field."""
+    try:
+        return _hlc(text, where)
+    except ProtocolError as exc:
+        raise ProtocolError(str(exc), field="hlc") from None
+
+
 MAX_BASE_VERSIONS: Final = 1000
 """The most versions one field's base in a pushed change may name (a base names the heads its author saw: a
 handful; 20,000 made-up ones were stored in the record's state). Stored states are not bounded by it."""
@@ -128,9 +136,16 @@ def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_
     where = f"change {data.get('op_id', '?')}"
     try:
         entity = data["entity"]
-        if entity not in schema.entities:
-            raise ProtocolError(f"{where}: unknown entity {entity!r}")
-        kind = ChangeKind(data["kind"])
+        if not isinstance(entity, str) or entity not in schema.entities:
+            raise ProtocolError(f"{where}: unknown entity {entity!r}", field="entity")
+        try:
+            kind = ChangeKind(data["kind"])
+        except ValueError:
+            known = ", ".join(k.value for k in ChangeKind)
+            unknown = f"{where}: unknown kind {data['kind']!r} (one of {known})"
+            raise ProtocolError(unknown, field="kind") from None
+        if not isinstance(data["id"], str):
+            raise ProtocolError(f"{where}: the record id must be a string (a UUID)", field="id")
         for part in ("values", "base"):
             if not isinstance(data.get(part) or {}, Mapping):
                 raise ProtocolError(f"{where}: {part} must be an object of fields", field=part)
@@ -158,7 +173,7 @@ def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_
             entity=entity,
             record_id=str(data["id"]),
             node=str(data["node"]),
-            hlc=_hlc(data["hlc"], f"{where}.hlc"),
+            hlc=_field_hlc(data["hlc"], f"{where}.hlc"),
             op_id=str(data["op_id"]),
             kind=kind,
             values=values,

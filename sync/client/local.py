@@ -9,7 +9,7 @@ from typing import Any, Final, Literal
 
 from outputhub.common.clock import HLC, tick
 from outputhub.common.ids import canonical_id, new_id_text
-from outputhub.common.limits import limit_problem, type_problem
+from outputhub.common.limits import NUMBER_RANGE, limit_problem, missing_problem, type_problem
 from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
@@ -33,8 +33,8 @@ ResolutionChoice = Literal["mine", "theirs"] | Merged
 
 
 REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
-    "prompt": ("title",),
-    "output": ("prompt_id",),
+    "prompt": ("title", "body"),
+    "output": ("prompt_id", "content"),
     "custom_gpt": ("name",),
     **{name: ("name",) for name in LOOKUP_ENTITIES},
 }
@@ -112,7 +112,12 @@ def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
             )
         out[name] = value
     problem = schema.reference_problem({k: v for k, v in out.items() if v != ""})
-    problem = problem or type_problem(entity, out) or limit_problem(entity, out)
+    problem = (
+        problem
+        or type_problem(entity, out)
+        or limit_problem(entity, out)
+        or missing_problem(entity, {k: v for k, v in out.items() if k in NUMBER_RANGE}, creating=False)
+    )
     if problem is not None:
         raise LocalEditError(problem[0])
     for name, value in out.items():  # text the server cannot store is refused as it is typed

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, NoReturn
 
 from outputhub.common.clock import HLC
 from outputhub.common.errors import FieldError
@@ -62,9 +62,11 @@ class Change:
         """Raise :class:`InvalidChangeError` unless the change is well formed for ``schema``."""
         schema.entity(self.entity)
         if self.hlc.node != self.node:
-            raise InvalidChangeError(f"change {self.op_id}: hlc node {self.hlc.node!r} is not {self.node!r}")
+            detail = f"change {self.op_id}: hlc node {self.hlc.node!r} is not {self.node!r}"
+            raise InvalidChangeError(detail, errors=[FieldError("node", detail)])
         if not self.record_id or not self.op_id:
-            raise InvalidChangeError("change needs a record id and an op id")
+            detail = "change needs a record id and an op id"
+            raise InvalidChangeError(detail, errors=[FieldError("op_id" if self.record_id else "id", detail)])
         checking = ""  # the field being checked: an error about it names it (``errors``)
         try:
             for checking, value in self.values.items():
@@ -82,24 +84,30 @@ class Change:
             raise InvalidChangeError(exc.detail, errors=[FieldError(checking, exc.detail)]) from None
         for name, base in self.base.items():
             if name == TOMBSTONE and self.kind not in (ChangeKind.DELETE, ChangeKind.RESTORE):
-                raise InvalidChangeError(f"change {self.op_id}: only delete/restore may name {TOMBSTONE}")
+                _invalid(f"change {self.op_id}: only delete/restore may name {TOMBSTONE}", "base")
             if any(v >= self.hlc for v in base.versions):
-                raise InvalidChangeError(
+                _invalid(
                     f"change {self.op_id}: base of {name!r} is not older than the change (receive the remote "
-                    "clock before editing)"
+                    "clock before editing)",
+                    name,
                 )
         if self.kind is ChangeKind.CREATE and self.base:
-            raise InvalidChangeError(f"change {self.op_id}: a create has no base")
+            _invalid(f"change {self.op_id}: a create has no base", "base")
         if self.kind is ChangeKind.UPDATE and not self.values:
-            raise InvalidChangeError(f"change {self.op_id}: an update changes at least one field")
+            _invalid(f"change {self.op_id}: an update changes at least one field", "values")
         if self.kind is ChangeKind.DELETE and self.values:
-            raise InvalidChangeError(f"change {self.op_id}: a delete carries no values")
+            _invalid(f"change {self.op_id}: a delete carries no values", "values")
         if self.kind is ChangeKind.RESTORE and TOMBSTONE not in self.base:
-            raise InvalidChangeError(f"change {self.op_id}: a restore names the deletes it undoes")
+            _invalid(f"change {self.op_id}: a restore names the deletes it undoes", "base")
         if self.kind in (ChangeKind.UPDATE, ChangeKind.RESTORE):
-            missing = [name for name in self.values if name not in self.base]
+            missing = sorted(name for name in self.values if name not in self.base)
             if missing:
-                raise InvalidChangeError(f"change {self.op_id}: no base for {', '.join(sorted(missing))}")
+                _invalid(f"change {self.op_id}: no base for {', '.join(missing)}", missing[0])
+
+
+def _invalid(detail: str, field: str) -> NoReturn:
+    """Raise :class:`InvalidChangeError` about ``field`` (a refused op's answer names it)."""
+    raise InvalidChangeError(detail, errors=[FieldError(field, detail)])
 
 
 @dataclass(frozen=True)

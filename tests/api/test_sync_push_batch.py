@@ -329,3 +329,91 @@ def test_a_push_keeps_to_the_rest_apis_limits(client) -> None:  # type: ignore[n
     assert org.owner.post(f"{org.base}/tags", json={"name": "low", "position": -3}).status_code == 422
     too_long = {"name": "x", "description": "d" * 20_001}
     assert org.owner.post(f"{org.base}/tags", json=too_long).status_code == 422
+
+
+def test_an_op_without_a_record_id_is_refused_alone_and_every_refusal_names_its_field(client) -> None:  # type: ignore[no-untyped-def]
+    """An op whose ``id`` was null or missing failed the whole push with a 500 (the good ops of the batch
+    were rolled back, and a replica holding such an op could never push again); an entity sent as a list
+    answered ``unhashable type: 'list'``; and several refusals named no field (found by QA). Each is refused
+    for its op alone, naming the field it is about."""
+    org = new_org(client, name="Named")
+    future = HLC(int(time.time() * 1000) + 3_600_000, 0, "z").encode()
+
+    def tag(n: int, **extra: Any) -> dict[str, Any]:
+        wire = _create("tag", str(uuid.uuid4()), {"name": f"named {n}"}, n)
+        wire.update(extra)
+        return wire
+
+    no_id = tag(1)
+    del no_id["id"]
+    other_node = tag(8)
+    other_node["node"] = "another-device"
+    update = {**tag(9), "kind": "update", "base": {"name": ["", [future]]}}
+    cases = [
+        (tag(0, id=None), "id"),
+        (no_id, "id"),
+        (tag(2, id=12345), "id"),
+        (tag(3, entity="tags"), "entity"),
+        (tag(4, entity=["tag"]), "entity"),
+        (tag(5, kind="explode"), "kind"),
+        (tag(6, hlc="garbage"), "hlc"),
+        (other_node, "node"),
+        (update, "name"),
+    ]
+    good = tag(10)
+    push = {"protocol": 4, "device": NODE, "changes": [c for c, _ in cases] + [good]}
+    r = org.owner.post(f"{org.base}/sync/push", json=push)
+    assert r.status_code == 200, r.text[:500]
+    answers = r.json()["results"]
+    got = [(a["status"], (a.get("error") or {}).get("field")) for a in answers]
+    assert got == [("refused", field) for _, field in cases] + [("applied", None)], answers
+    assert "unhashable" not in answers[4]["error"]["detail"]
+    assert org.owner.get(f"{org.base}/tags/{good['id']}").status_code == 200
+
+
+def test_a_push_refuses_what_rest_refuses_as_missing(client) -> None:  # type: ignore[no-untyped-def]
+    """A pushed null position was applied (the row stored 0, the state null: replicas showed null, REST 0),
+    and an empty prompt text or output, which REST refuses, was stored (found by QA). Each is refused for its
+    op alone, naming the field; the same values through REST are 422."""
+    org = new_org(client, name="Missing")
+    ids = seed_library(org)
+    prompt_id = str(uuid.uuid4())
+    empty_edit = make_edit(
+        merge_change(
+            None,
+            make_create(
+                "prompt",
+                prompt_id,
+                {"title": "t", "body": "b"},
+                schema=DEFAULT_SCHEMA,
+                node=NODE,
+                hlc=_hlc(1),
+                op_id=f"op-{uuid.uuid4()}",
+            ),
+            DEFAULT_SCHEMA,
+        ).state,
+        {"body": ""},
+        schema=DEFAULT_SCHEMA,
+        node=NODE,
+        hlc=_hlc(2),
+        op_id=f"op-{uuid.uuid4()}",
+    )
+    assert empty_edit is not None
+    created = _create("prompt", prompt_id, {"title": "t", "body": "b"}, 1)
+    cases = [
+        (_create("tag", str(uuid.uuid4()), {"name": "unplaced", "position": None}, 3), "position"),
+        (_create("prompt", str(uuid.uuid4()), {"title": "empty", "body": ""}, 4), "body"),
+        (_create("prompt", str(uuid.uuid4()), {"title": "bodiless"}, 5), "body"),
+        (_create("output", str(uuid.uuid4()), {"prompt_id": ids["prompt"], "content": ""}, 6), "content"),
+        (change_to_wire(empty_edit), "body"),
+    ]
+    push = {"protocol": 4, "device": NODE, "changes": [created] + [c for c, _ in cases]}
+    r = org.owner.post(f"{org.base}/sync/push", json=push)
+    assert r.status_code == 200, r.text[:500]
+    answers = r.json()["results"]
+    got = [(a["status"], (a.get("error") or {}).get("field")) for a in answers]
+    assert got == [("applied", None)] + [("refused", field) for _, field in cases], answers
+    assert org.owner.get(f"{org.base}/prompts/{prompt_id}").json()["body"] == "b"
+    tag = org.owner.post(f"{org.base}/tags", json={"name": "placed"}).json()["id"]
+    assert org.owner.patch(f"{org.base}/tags/{tag}", json={"position": None}).status_code == 422
+    assert org.owner.post(f"{org.base}/prompts", json={"title": "empty", "body": ""}).status_code == 422

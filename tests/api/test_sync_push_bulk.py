@@ -283,7 +283,7 @@ def test_a_mixed_batch_is_answered_and_stored_the_same_in_bulk(app, client) -> N
                 21,
                 "op-p1",
             ),
-            _create("prompt", n("p2"), {"title": "Dup tagged", "tag_ids": [n("t-dup")]}, 22, "op-p2"),
+            _create("prompt", n("p2"), {"title": "Dup", "body": "b", "tag_ids": [n("t-dup")]}, 22, "op-p2"),
             _create("custom_gpt", n("gpt2"), {"name": "Bare"}, 23, "op-gpt2"),
             o1,
             # refused: references a prompt created later in the batch

@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from outputhub.sync.client import LocalEditError, SyncReport
+from outputhub.sync.engine import Merged
 from tests.support.client import Org, seed_library
 from tests.sync.support import Device, server_cli
 
@@ -454,3 +455,24 @@ def test_purging_a_tombstone_closes_its_conflicts(  # type: ignore[no-untyped-de
     assert [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag] == []
     answer = org.owner.post(f"{org.base}/sync/conflicts/{listed[0]['id']}/resolve", json={"keep": "loser"})
     assert answer.status_code in (404, 409), answer.text
+
+
+def test_a_conflict_on_a_position_is_not_resolved_with_null(org: Org, devices: list[Device]) -> None:  # type: ignore[no-untyped-def]
+    """Resolving a position conflict with ``"value": null`` answered 200 and the position the users had set
+    became 0 (QA); a replica's edited value of nothing was taken too. Both are refused, naming the value."""
+    laptop, desktop = devices
+    tag = _tag_in_conflict(org, laptop, desktop, "unresolved by null")
+    laptop.sync()
+    listed = org.owner.get(f"{org.base}/sync/conflicts").json()
+    [conflict] = [c for c in listed if c["record_id"] == tag]
+    r = org.owner.post(f"{org.base}/sync/conflicts/{conflict['id']}/resolve", json={"value": None})
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["body.value"]
+    assert org.owner.get(f"{org.base}/tags/{tag}").json()["position"] in (5, 6)
+    [mine] = [c for c in laptop.open_conflicts() if c.record_id == tag]
+    with pytest.raises(LocalEditError, match="position"):
+        laptop.library.resolve_conflict("tag", tag, mine.id, Merged(None))
+    with pytest.raises(LocalEditError, match="position"):
+        laptop.library.edit("tag", tag, {"position": None})
+    with pytest.raises(LocalEditError, match="body"):
+        laptop.library.create("prompt", {"title": "no text", "body": "  "})

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC
 from outputhub.common.ids import canonical_id, new_uuid
-from outputhub.common.limits import limit_problem
+from outputhub.common.limits import limit_problem, missing_problem
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
 from outputhub.server.api.base import Tenant, allocate_revisions
@@ -785,6 +785,8 @@ def _new_record(
     rid = uuid.UUID(change.record_id)
     if rid in batch.known.get(spec.table, ()) or rid in pending.get(spec.table, ()):
         return None
+    if missing_problem(spec.entity, change.values, creating=True) is not None:
+        return None  # refused by the per-op path
     if batch.remaps:
         change = remap_change(session, org_id=batch.org_id, change=change, spec=spec, known=batch.remaps)
     outcome = merge_change(None, change, DEFAULT_SCHEMA)
@@ -956,6 +958,7 @@ def _handle(
         reference_problem(spec, change.values)
         or reference_problem(spec, {n: b.value for n, b in change.base.items() if n in spec.references})
         or value_problem(spec, change.values)
+        or missing_problem(spec.entity, change.values, creating=change.kind is ChangeKind.CREATE)
     )
     if problem is not None:
         return OpResult(

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from outputhub.common.errors import AlreadyResolvedError, CursorExpiredError, InvalidInputError, NotFoundError
 from outputhub.common.ids import canonical_id
+from outputhub.common.limits import missing_problem
 from outputhub.common.sync import (
     PROTOCOL_VERSION,
     Checksums,
@@ -298,7 +299,12 @@ def refused_records(session: Session, *, tenant: Tenant, results: Sequence[OpRes
     the server never took (found by QA). Never stored with the op's answer: a replay reads them again."""
     wanted: dict[tuple[str, str], None] = {}
     for result in results:
-        if result.status == "refused" and result.entity in SPECS and canonical_id(result.id) == result.id:
+        if (
+            result.status == "refused"
+            and result.entity in SPECS
+            and result.id is not None
+            and canonical_id(result.id) == result.id
+        ):
             wanted[(result.entity, str(result.id))] = None
     out: list[RefusedRecord] = []
     for entity, ident in wanted:
@@ -502,6 +508,9 @@ def resolve_conflict(
             check_value(spec.entity, conflict.field, kind, value)
         except InvalidChangeError as exc:
             raise InvalidInputError("body.value", exc.detail) from None
+        missing = missing_problem(spec.entity, {conflict.field: value}, creating=False)
+        if missing is not None:
+            raise InvalidInputError("body.value", missing[0])
         choice = Merged(value)
     else:
         side = conflict.winner if body.keep == "winner" else conflict.loser
