@@ -66,6 +66,19 @@ class UnsupportedMediaTypeError(OutputHubError):
         )
 
 
+class UnsupportedContentEncodingError(UnsupportedMediaTypeError):
+    """A body sent with a ``Content-Encoding`` (gzip, ...): the server reads bodies as they are sent (RFC 9110
+    section 15.5.16: 415). Without this check a gzipped body was a misleading "not UTF-8" and a plain one
+    labelled gzip was taken (found by QA)."""
+
+    def __init__(self, received: str) -> None:
+        OutputHubError.__init__(
+            self,
+            f"request bodies are read as sent: send this one without Content-Encoding (got {received!r})",
+            errors=[FieldError("header.Content-Encoding", "must be absent or identity")],
+        )
+
+
 class NotFoundError(OutputHubError):
     """The thing does not exist *for this caller* (also used for other tenants' rows)."""
 

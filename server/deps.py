@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import BackgroundTasks, Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
@@ -266,16 +267,23 @@ async def get_if_match(
     ] = None,
 ) -> frozenset[int] | None:
     """The revisions ``If-Match`` names: one entity tag or a comma-separated list (RFC 9110); ``*`` or none
-    names no condition."""
+    names no condition. ``If-Match`` compares strongly, so a weak tag (``W/"42"``) names no revision: a list
+    of only weak tags is never met (412). A revision without its quotes is taken too; a quote left open is not
+    (``"42`` and ``42"`` were read as 42; found by QA)."""
     if if_match is None or if_match.strip() == "*":
         return None
     revisions: set[int] = set()
     for tag in if_match.split(","):
-        value = tag.strip().removeprefix("W/").strip('"')
-        if not value.isdigit() or len(value) > 19:
+        found = _ENTITY_TAG.fullmatch(tag.strip())
+        if found is None:
             raise InvalidInputError("header.If-Match", 'must be an ETag such as "42", or a list: "41", "42"')
-        revisions.add(int(value))
+        if not found["weak"]:
+            revisions.add(int(found["quoted"] or found["bare"]))
     return frozenset(revisions)
+
+
+_ENTITY_TAG: Final = re.compile(r'(?P<weak>W/)?"(?P<quoted>[0-9]{1,19})"|(?P<bare>[0-9]{1,19})')
+"""One entity tag of ``If-Match`` as this server writes them (a revision in quotes, maybe weak), or bare."""
 
 
 IfMatchDep = Annotated[frozenset[int] | None, Depends(get_if_match)]

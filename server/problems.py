@@ -18,6 +18,7 @@ from outputhub.common.errors import (
     MalformedJsonError,
     OutputHubError,
     Problem,
+    UnsupportedContentEncodingError,
 )
 
 log = logging.getLogger("outputhub.server")
@@ -147,7 +148,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, whether or not Content-Length is declared."""
+    """Refuse request bodies over ``max_bytes`` with 413, whether or not Content-Length is declared, and
+    bodies sent with a ``Content-Encoding`` with 415 (:class:`UnsupportedContentEncodingError`: bodies are
+    read as sent; the framework would otherwise parse gzip as JSON before any route check runs)."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -157,7 +160,23 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        encoding = headers.get(b"content-encoding", b"").strip().decode("latin-1")
+        if encoding and encoding.lower() != "identity" and declared != b"0":
+            refused = UnsupportedContentEncodingError(encoding)
+            response = problem_response(
+                Problem(
+                    status=refused.status,
+                    title=refused.title,
+                    detail=refused.detail,
+                    type=TYPE_BASE + refused.type_slug,
+                    instance=scope.get("path"),
+                    errors=refused.errors,
+                )
+            )
+            await response(scope, _noop_receive, send)
+            return
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(scope, send)
             return

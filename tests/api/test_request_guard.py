@@ -273,3 +273,24 @@ def test_a_lone_surrogate_is_refused_like_a_nul_and_a_push_refuses_its_op_alone(
     # a pair (json.dumps writes this one as the escapes \ud83d\ude00) is one character, and fine
     r = _escaped(client, org, "POST", f"{org.base}/tags", {"name": "smile \U0001f600"})
     assert r.status_code == 201 and r.json()["name"] == "smile \U0001f600", r.text
+
+
+def test_a_body_sent_with_a_content_encoding_is_a_415(client, world):
+    """A gzipped push answered a misleading "not UTF-8" and a plain body labelled gzip, zstd or a made-up
+    coding was taken (found by QA): bodies are read as sent, so any Content-Encoding but identity is a 415
+    naming the header, and nothing is stored."""
+    import gzip
+
+    org, _ = world
+    headers = {**org.owner.headers, "content-type": "application/json"}
+    body = b'{"name": "encoded"}'
+    sent = (("gzip", gzip.compress(body)), ("gzip", body), ("zstd", body), ("x-bogus", body))
+    for encoding, content in sent:
+        labelled = {**headers, "content-encoding": encoding}
+        r = client.post(f"{org.base}/tags", content=content, headers=labelled)
+        assert r.status_code == 415, f"{encoding}: {r.status_code} {r.text[:300]}"
+        assert [e["field"] for e in r.json()["errors"]] == ["header.Content-Encoding"], r.text
+    names = {t["name"] for t in org.owner.get(f"{org.base}/tags", params={"limit": 500}).json()["items"]}
+    assert "encoded" not in names
+    r = client.post(f"{org.base}/tags", content=body, headers={**headers, "content-encoding": "identity"})
+    assert r.status_code == 201, r.text
