@@ -155,6 +155,7 @@ def open_keyed(path: Path, *, key: bytes, page_sizes: tuple[int, ...]) -> tuple[
         except WrongPassphraseError:
             conn.close()
             if n == len(page_sizes):
+                _refuse_if_truncated(path, key=key, tried=page_sizes)
                 raise
             continue
         except BaseException:
@@ -162,6 +163,34 @@ def open_keyed(path: Path, *, key: bytes, page_sizes: tuple[int, ...]) -> tuple[
             raise
         return conn, application_id, user_version, page_size
     raise AssertionError("unreachable")
+
+
+def _refuse_if_truncated(path: Path, *, key: bytes, tried: tuple[int, ...]) -> None:
+    """Raise :class:`CorruptReplicaError` when ``key`` unlocks ``path`` with a page size its length rules
+    out: a replica cut short, not a wrong passphrase. (A 16 KiB replica cut at a 4 KiB block, as a partial
+    copy leaves it, was only tried as a legacy 4 KiB one and reported as a wrong passphrase; found by QA.)
+    Costs one more key derivation, only when the passphrase has failed anyway."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return
+    for page_size in PAGE_SIZES:
+        if page_size in tried or size < page_size:
+            continue
+        conn = connect(path, key=key, page_size=page_size)
+        try:
+            unlock(conn, path=path)
+        except WrongPassphraseError:
+            continue
+        except CorruptReplicaError:
+            pass
+        finally:
+            conn.close()
+        raise CorruptReplicaError(
+            f"{path} is damaged: it is {size} bytes, not a whole number of its {page_size}-byte pages (the "
+            "replica is truncated); the file was not changed",
+            path=path,
+        )
 
 
 def driver_error_types() -> type[Exception]:

@@ -239,6 +239,9 @@ CORRUPTERS = {
     "foreign sqlcipher": _foreign_sqlcipher,
     "truncated mid-page": lambda p: _truncated(p, keep=3 * PAGE_SIZE + 123),
     "truncated at a page boundary": lambda p: _truncated(p, keep=3 * PAGE_SIZE),
+    # a copy cut at a filesystem block: a whole number of 4 KiB pages, not of the replica's 16 KiB ones (it
+    # was taken for a legacy 4 KiB replica and reported as a wrong passphrase; found by QA)
+    "truncated at a 4 KiB block": lambda p: _truncated(p, keep=3 * PAGE_SIZE + LEGACY_PAGE_SIZE),
     "text file": lambda p: p.write_text("SQLite format 3 is what I am not\n" * 200),
 }
 
