@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -26,7 +27,13 @@ import typer
 from typer.core import TyperGroup
 
 from outputhub.common.errors import InvalidInputError
-from outputhub.desktop.services.conflicts import conflict_kind, reapply_refused, resolve_conflict, suggest
+from outputhub.desktop.services.conflicts import (
+    TakenAlong,
+    conflict_kind,
+    reapply_refused,
+    resolve_conflict,
+    suggest,
+)
 from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.services.sync import (
     Organization,
@@ -41,6 +48,7 @@ from outputhub.desktop.storage.errors import ReplicaError
 from outputhub.desktop.storage.records import LookupKind
 from outputhub.desktop.storage.replica import CLOSED_CONFLICTS_KEPT, Replica
 from outputhub.desktop.storage.sync_store import LOCAL_ORG, REJECTED_FIELD, ReplicaSyncStore
+from outputhub.desktop.storage.tables import to_timestamp
 from outputhub.sync.client import (
     AuthenticationFailedError,
     HttpRemote,
@@ -716,7 +724,9 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: str) -> None:
             f"mine:   {c.mine!r}",
             f"theirs: {c.theirs!r}",
         ]
-        if kind in MERGEABLE:
+        if c.resolved_at is not None:  # it said nothing, and offered a resolve that then failed (QA)
+            lines.append(f"closed {to_timestamp(c.resolved_at)}: resolved, or replaced by a newer conflict")
+        elif kind in MERGEABLE:
             lines.append(f"merged: {suggestion!r}  ({note} `--keep merged` takes it.)")
         shown = {**asdict(c), "suggestion": suggestion if kind in MERGEABLE else None}
         emit(ctx, shown, lambda: "\n".join(lines))
@@ -736,11 +746,22 @@ class _CannotResolveError(Exception):
         self.skipped = skipped
 
 
+class _TakesAlongError(Exception):
+    """Keeping this delete would delete other records with it, and ``--cascade`` was not given."""
+
+    def __init__(self, taken: TakenAlong) -> None:
+        super().__init__("takes records along")
+        self.taken = taken
+
+
 def _resolve(
-    replica: Any, library: Any, c: Any, *, keep: str | None, value: str | None
+    replica: Any, library: Any, c: Any, *, keep: str | None, value: str | None, cascade: bool = False
 ) -> tuple[str, dict[str, Any]]:
     """Resolve one open conflict or refused edit as ``keep`` or ``value`` says: what was done in words and
-    as JSON. Raises :class:`_CannotResolveError` (nothing changed) when it does not apply."""
+    as JSON. Raises :class:`_CannotResolveError` (nothing changed) when it does not apply, or when keeping
+    a delete would delete live records with it (a prompt's outputs, some perhaps made elsewhere since the
+    delete) without ``cascade``, as ``delete`` asks for ``--cascade`` (QA found them deleted without a
+    word)."""
     if c.field == REJECTED_FIELD:
         if keep not in ("mine", "theirs"):
             raise _CannotResolveError(
@@ -766,10 +787,38 @@ def _resolve(
     if keep == "merged":
         suggestion, _note = suggest(conflict_kind(c), c.base, c.mine, c.theirs)
         choice = Merged(frozenset(suggestion) if isinstance(suggestion, list) else suggestion)
-    if value is not None and DEFAULT_SCHEMA.kind(c.entity, c.field).value == "set":
-        choice = Merged(frozenset(v for v in value.split(",") if v))
-    resolve_conflict(replica, library, c, choice)
-    return f"resolved {c.id}", {"resolved": c.id}
+    if value is not None:
+        kind = DEFAULT_SCHEMA.kind(c.entity, c.field).value
+        if kind == "set":
+            choice = Merged(frozenset(v for v in value.split(",") if v))
+        elif c.field == "position" or c.field in DEFAULT_SCHEMA.entity(c.entity).references:
+            # read as `edit --set` reads it: a whole number; an empty reference is none (the raw text was
+            # refused as "not a whole number", and a reference could not be cleared; QA)
+            choice = Merged(parse_sets(c.entity, [f"{c.field}={value.strip()}"])[c.field])
+    try:
+        with replica.transaction():
+            taken = resolve_conflict(replica, library, c, choice)
+            if taken.deleted and not cascade:
+                raise _TakesAlongError(taken)
+    except _TakesAlongError as exc:
+        counts = Counter(entity for entity, _id in exc.taken.deleted)
+        what = ", ".join(f"{n} {entity}(s)" for entity, n in sorted(counts.items()))
+        raise _CannotResolveError(
+            f"keeping the delete of {c.entity} {c.record_id} also deletes {what} that use it (made or edited "
+            "here or elsewhere): add --cascade to delete them too, or keep the other side to keep the "
+            f"{c.entity}"
+        ) from None
+    shown: dict[str, Any] = {"resolved": c.id}
+    said = f"resolved {c.id}"
+    if taken.deleted:
+        shown["deleted_with_it"] = [{"entity": e, "id": i} for e, i in taken.deleted]
+        said += f"; deleted with it: {', '.join(f'{e} {i}' for e, i in taken.deleted)}"
+    if taken.unlinked:
+        shown["taken_off"] = [
+            {"entity": e, "id": i, "field": f, "entry": entry} for e, i, f, entry in taken.unlinked
+        ]
+        said += f"; taken off {len(taken.unlinked)} record(s)"
+    return said, shown
 
 
 @conflicts_app.command("resolve")
@@ -798,13 +847,21 @@ def conflicts_resolve(
         str | None, typer.Option(help="With --all: only this kind's (prompt, output, tag, ...).")
     ] = None,
     refused: Annotated[bool, typer.Option(help="With --all: only the edits the server refused.")] = False,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            help="Keeping a delete of a prompt deletes its live outputs too (some may have been made or "
+            "edited elsewhere since the delete): without this flag such a resolution is refused and names "
+            "them (a tag or other entry kept deleted is taken off its records either way)."
+        ),
+    ] = False,
 ) -> None:
     """Keep mine, keep theirs, the merge suggestion, or save an edited merge; it syncs like any edit."""
     ctx: Context = typer_ctx.obj
     if every:
         if conflict_id is not None or keep is None or value is not None or value_file is not None:
             fail(5, "--all takes --keep mine|theirs|merged and no conflict id or --value")
-        _resolve_all(ctx, keep=str(keep), entity=entity, refused=refused)
+        _resolve_all(ctx, keep=str(keep), entity=entity, refused=refused, cascade=cascade)
         return
     if conflict_id is None:
         fail(5, "name the conflict to resolve (see `outputhub replica conflicts list`), or give --all")
@@ -837,13 +894,13 @@ def conflicts_resolve(
                 "see `outputhub replica conflicts list`",
             )
         try:
-            said, shown = _resolve(replica, library, found[0], keep=keep, value=value)
+            said, shown = _resolve(replica, library, found[0], keep=keep, value=value, cascade=cascade)
         except _CannotResolveError as exc:
             fail(5, str(exc))
         emit(ctx, shown, f"{said}; run `outputhub replica sync` to share it")
 
 
-def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool) -> None:
+def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, cascade: bool) -> None:
     """``conflicts resolve --all``: each chosen conflict on its own (one that cannot be resolved as asked
     stays open and is listed, the rest go on); exit 5 when any is left open, so a script can tell."""
     if keep not in ("mine", "theirs", "merged"):
@@ -859,7 +916,7 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool) 
         ]
         for c in chosen:
             try:
-                resolved.append(_resolve(replica, library, c, keep=keep, value=None)[1])
+                resolved.append(_resolve(replica, library, c, keep=keep, value=None, cascade=cascade)[1])
             except _CannotResolveError as exc:
                 left.append(
                     {

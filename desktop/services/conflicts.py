@@ -134,16 +134,34 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
     return f"the refused {kind or 'edit'} of {entity} {record_id} made again"
 
 
-def resolve_conflict(replica: Replica, editor: Editor, conflict: ConflictRecord, choice: Any) -> None:
+@dataclass(frozen=True)
+class TakenAlong:
+    """What keeping a delete took with the record: live records deleted with it (a prompt's outputs, as
+    ``(entity, id)``) and lookup entries taken off records (``(entity, id, field, entry id)``)."""
+
+    deleted: tuple[tuple[str, str], ...] = ()
+    unlinked: tuple[tuple[str, str, str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.deleted or self.unlinked)
+
+
+def resolve_conflict(
+    replica: Replica, editor: Editor, conflict: ConflictRecord, choice: Any
+) -> TakenAlong:
     """Resolve an open conflict (``"mine"``, ``"theirs"`` or ``Merged``). When the resolution deletes the
     record (a delete kept), what a delete of it takes along goes too, in the same transaction: the server
-    keeps a record alive while live records name it, and would open the conflict again."""
+    keeps a record alive while live records name it, and would open the conflict again. Returns what went
+    along (outputs made or edited elsewhere since the delete among them: callers say so, QA found them
+    deleted without a word)."""
     with replica.transaction():
         editor.resolve_conflict(conflict.entity, conflict.record_id, conflict.id, choice)
         if conflict.field == TOMBSTONE and _deleted(replica, conflict.entity, conflict.record_id):
-            LibraryService(replica=replica, editor=editor).take_along(
+            deleted, unlinked = LibraryService(replica=replica, editor=editor).take_along(
                 entity=conflict.entity, ids=[conflict.record_id]
             )
+            return TakenAlong(tuple(deleted), tuple(unlinked))
+    return TakenAlong()
 
 
 def _deleted(replica: Replica, entity: str, record_id: str) -> bool:

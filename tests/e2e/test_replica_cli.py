@@ -772,3 +772,59 @@ def test_a_large_first_sync_is_searchable_when_the_command_ends(server: str, tmp
     assert "no matches" in result.stdout
     assert "output 77 [quokka]" in other.run("search", "quokka")
     assert other.json("status")["search_backlog"] == 0  # type: ignore[index]
+
+
+def test_resolving_names_what_a_kept_delete_takes_and_reads_values_as_edit_does(
+    server: str, tmp_path: Path
+) -> None:
+    """QA: keeping a prompt's delete also deleted an output another workstation had made under it since,
+    without a word; ``--value 7`` on a position conflict was refused ("not a whole number"), and a reference
+    could not be resolved to none; ``conflicts show`` of a closed conflict offered a resolve that failed.
+    Keeping such a delete now asks for ``--cascade`` and names what went; values are read as ``edit --set``
+    reads them; a closed conflict says so."""
+    account = new_account(server, email="taken@example.com", password=PASSWORD, org_name="Taken")
+    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
+    for ws in (a, b):
+        ws.run("init")
+        ws.attach(server, account.org_id, account.email)
+    prompt = a.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    tag = a.run("add", "tag", "--set", "name=ranked").strip()
+    stages = [a.run("add", "development_stage", "--set", f"name={n}").strip() for n in ("Draft", "Live")]
+    a.run("edit", "prompt", prompt, "--set", f"development_stage_id={stages[0]}")
+    a.run("sync")
+    b.run("sync")
+
+    a.run("delete", "prompt", prompt)
+    made = b.run("add", "output", "--set", f"prompt_id={prompt}", "--set", "content=made meanwhile").strip()
+    a.run("edit", "tag", tag, "--set", "position=11")
+    b.run("edit", "tag", tag, "--set", "position=12")
+    b.run("sync")
+    a.run("sync")
+    b.run("sync")
+    a.run("sync")
+    conflicts = {c["field"]: c for c in a.json("conflicts", "list")}  # type: ignore[attr-defined]
+    deleted = conflicts["_deleted"]
+    said = a.run("conflicts", "resolve", deleted["id"], "--keep", "mine", code=5)
+    assert "also deletes 1 output(s)" in said and "--cascade" in said
+    assert a.json("show", "output", made)["deleted"] is False  # type: ignore[index]
+    shown = a.json("conflicts", "resolve", deleted["id"], "--keep", "mine", "--cascade")
+    assert shown == {"resolved": deleted["id"], "deleted_with_it": [{"entity": "output", "id": made}]}
+    assert a.json("show", "output", made)["deleted"] is True  # type: ignore[index]
+    assert "closed" in a.run("conflicts", "show", deleted["id"])
+    assert "--keep merged" not in a.run("conflicts", "show", deleted["id"])
+
+    assert a.json("conflicts", "resolve", conflicts["position"]["id"], "--value", "7") == {
+        "resolved": conflicts["position"]["id"]
+    }
+    assert a.json("show", "tag", tag)["position"] == 7  # type: ignore[index]
+
+    a.run("restore", "prompt", prompt)
+    a.run("sync")
+    b.run("sync")
+    a.run("edit", "prompt", prompt, "--set", f"development_stage_id={stages[1]}")
+    b.run("edit", "prompt", prompt, "--set", "development_stage_id=")
+    b.run("sync")
+    a.run("sync")
+    [stage] = [c for c in a.json("conflicts", "list") if c["field"] == "development_stage_id"]  # type: ignore[attr-defined]
+    a.run("conflicts", "resolve", stage["id"], "--value", "")
+    assert a.json("show", "prompt", prompt)["development_stage_id"] is None  # type: ignore[index]
