@@ -234,26 +234,27 @@ class ConflictService:
 
     def resolve(
         self, *, conflict_id: str, choice: Literal["mine", "theirs", "merged"], merged: Any = None
-    ) -> None:
-        """Keep mine, keep theirs, or save an edited merge; a refused-edit notice is just dismissed."""
+    ) -> TakenAlong:
+        """Keep mine, keep theirs, or save an edited merge; a refused-edit notice is just dismissed. Returns
+        what a kept delete took with the record (the window says so)."""
         conflict = next((c for c in self._replica.list_conflicts() if c.id == conflict_id), None)
         if conflict is None:
             raise NotFoundError("conflict", conflict_id)
         if conflict.field == REJECTED_FIELD:
             if choice != "mine":
                 self._replica.resolve_conflict(id=conflict_id)
-                return
+                return TakenAlong()
             try:
                 with self._replica.transaction():  # made again and closed together, or neither
                     reapply_refused(LocalLibrary(ReplicaSyncStore(self._replica)), conflict)
                     self._replica.resolve_conflict(id=conflict_id)
             except LocalEditError as exc:
                 raise InvalidInputError("choice", f"cannot make the refused edit again: {exc}") from exc
-            return
+            return TakenAlong()
         if choice not in ("mine", "theirs", "merged"):
             raise InvalidInputError("choice", "choose mine, theirs or merged")
         pick: object = Merged(merged) if choice == "merged" else choice
         try:
-            resolve_conflict(self._replica, self._editor, conflict, pick)
+            return resolve_conflict(self._replica, self._editor, conflict, pick)
         except LocalEditError as exc:
             raise InvalidInputError("choice", str(exc)) from exc

@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
 from outputhub.common.errors import InvalidInputError
 from outputhub.common.ids import canonical_id
 from outputhub.desktop.jobs import JobRunner
-from outputhub.desktop.services.conflicts import ConflictItem, ConflictService, references_of
+from outputhub.desktop.services.conflicts import ConflictItem, ConflictService, TakenAlong, references_of
+from outputhub.desktop.ui.deleting import noun
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
 from outputhub.desktop.ui.widgets import error_text
@@ -273,12 +274,17 @@ class ConflictsPage(QWidget):
         self._runner.submit(
             "resolve conflict",
             lambda: self._service.resolve(conflict_id=item.id, choice=choice, merged=merged),  # type: ignore[arg-type]
-            on_done=lambda _r: self._resolved(item),
+            on_done=lambda taken: self._resolved(item, taken),
             on_error=self._failed,
         )
 
-    def _resolved(self, item: ConflictItem) -> None:
-        self.message.setText(f"Resolved “{item.record_label}” ({field_label(item)})")
+    def _resolved(self, item: ConflictItem, taken: TakenAlong | None = None) -> None:
+        said = f"Resolved “{item.record_label}” ({field_label(item)})"
+        if taken is not None and taken.deleted:  # a kept delete took them along: say so (QA)
+            said += f"; deleted with it: {len(taken.deleted)} {noun('output', len(taken.deleted))}"
+        if taken is not None and taken.unlinked:
+            said += f"; taken off {len(taken.unlinked)} record(s)"
+        self.message.setText(said)
         self._keep_message = True  # the next conflict shown after the list's refresh keeps saying so
         self._current = None
         self.changed.emit(frozenset({item.entity, "conflict"}))

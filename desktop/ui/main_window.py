@@ -161,11 +161,13 @@ class MainWindow(QMainWindow):
         """Something was written (an edit here, a sync): refresh the visible page, the others when shown."""
         self._stale = set(range(len(self._pages))) - {self.stack.currentIndex()}
         current = self.stack.currentWidget()
+        if "conflict" not in entities and current is not self.pages.conflicts:
+            # keeps the conflict counter truthful, also while Settings is shown (the first sync after a
+            # login ran there, and the conflicts it brought went uncounted until another page was shown)
+            self.pages.conflicts.refresh()
         if current is self.pages.settings:
             return
         current.reload_all()  # type: ignore[attr-defined]
-        if "conflict" not in entities and current is not self.pages.conflicts:
-            self.pages.conflicts.refresh()  # keeps the conflict counter truthful
 
     def focus_search(self) -> None:
         pane = getattr(self.stack.currentWidget(), "list", None)

@@ -161,3 +161,44 @@ def test_an_expired_access_token_is_refreshed_and_the_pending_delete_is_pushed(
     assert fresh.status_code == 200 and org.id in {o["id"] for o in fresh.json()}
     assert org.owner.get(f"{org.base}/outputs/{ids['output']}").status_code == 404, "the delete was pushed"
     assert replica.pending_outbox() == []
+
+
+def test_keeping_a_prompts_delete_says_it_took_an_output_made_elsewhere_along(
+    qtbot, replica, session, api, live_server, tmp_path
+) -> None:
+    """This computer deletes a prompt while the laptop adds an output under it: the output keeps the prompt
+    alive, as a delete conflict, counted in the status bar although Settings is showing. Keeping the delete
+    takes the laptop's output along; the Conflicts panel used to say only "Resolved" (QA), it now says an
+    output went with it."""
+    from outputhub.desktop.services.editing import make_editor
+    from outputhub.desktop.services.library import LibraryService
+
+    org = new_org(api, name="Kept deletes")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    log_in(qtbot, session, url=live_server, email=org.owner.email)
+    wait_status(qtbot, session, "up_to_date")
+    library = LibraryService(replica=replica, editor=make_editor(replica))
+    library.delete_records(entity="prompt", ids=[ids["prompt"]])
+
+    with httpx.Client(base_url=live_server, timeout=30) as http:
+        laptop = make_device(
+            tmp_path, "laptop", http=http, base_url=live_server, token=org.owner.token, org_id=org.id
+        )
+        laptop.sync()
+        made = laptop.library.create("output", {"prompt_id": ids["prompt"], "content": "made on the laptop"})
+        laptop.sync()
+        laptop.replica.close()
+    window = session.window
+    window.navigation.setCurrentRow(window.stack.indexOf(window.pages.settings))  # as after a login
+    assert "1 new conflict" in sync_now(qtbot, session)
+    # counted while Settings is shown (it was not until another page was shown)
+    qtbot.waitUntil(lambda: "1 conflict" in session.window.conflict_label.text(), timeout=5000)
+    conflicts = show(qtbot, session, "Conflicts")
+    qtbot.waitUntil(lambda: conflicts.model.rowCount() >= 1, timeout=5000)
+    [row] = [r for r in range(conflicts.model.rowCount()) if conflicts.model.row_at(r).entity == "prompt"]
+    click_row(qtbot, conflicts.list, row)
+    qtbot.waitUntil(lambda: conflicts.keep_mine.isEnabled(), timeout=5000)
+    assert conflicts.mine.toPlainText() == "Deleted"
+    qtbot.mouseClick(conflicts.keep_mine, Qt.MouseButton.LeftButton)  # keep the delete
+    qtbot.waitUntil(lambda: "deleted with it: 1 output" in conflicts.message.text(), timeout=5000)
+    assert replica.get_output(id=made).deleted
