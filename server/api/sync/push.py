@@ -353,7 +353,9 @@ def apply_change(
         return Applied(outcome.kind, state, row.revision, (), (), before)
     if not state.created:
         raise OpRefusedError(
-            "invalid", f"{change.entity} {rid}: an edit of a record the server has never seen"
+            "invalid",
+            f"{change.entity} {rid}: an edit of a record the server does not have (never created there, or "
+            "deleted and then purged)",
         )
     _check_values(session, tenant=tenant, spec=spec, state=state, batch=batch, current=current)
     revision = (
