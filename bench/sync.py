@@ -14,6 +14,9 @@ same run, as baselines:
   baseline of the results recorded before 2026-11-26, when replicas had 4 KiB pages too);
 - **replica bulk insert**: the same rows through the replica's own ``bulk_insert_outputs`` (typed rows, link
   tables, full-text index): the floor for storing them usefully.
+- **pull only** (``pull_only_rows_per_s``): the same pull with nothing stored, each page fetched and decoded
+  in turn (the server's reading and encoding, the transfer, decoding): the ceiling of the initial sync on this
+  machine, whose storing shares the same two cores (``ratio_sync_vs_pull_only``).
 Then the initial sync (pull everything, apply, verify) is timed end to end, the apply step alone
 (``apply_rows_per_s``: ``apply_remote``) and the store step (``store_rows_per_s``: the transactions the pull
 opens, commits included), in pages of 5,000 and again (``initial_sync_page1000_*``) in the desktop's pages of
@@ -222,6 +225,25 @@ def initial_sync(
     return figures, store, client, remote
 
 
+def pull_only(base: str, lib: Any, *, page: int, http: httpx.Client) -> float:
+    """records/s of the whole pull with nothing stored: each page fetched and decoded into the records the
+    apply takes, one after the other, as the sync's prefetch thread does (the server's reading and encoding,
+    the transfer, decompression and decoding). The initial sync cannot be faster than this on this machine:
+    its storing runs beside it, on the same two cores."""
+    token = lib.headers["Authorization"].split(" ", 1)[1]
+    remote = HttpRemote(base, token=token, org_id=lib.org, client=http)
+    client = SyncClient(None, remote, pull_page=page)  # type: ignore[arg-type]  # fetching reads no store
+    since, total = 0, 0
+    start = time.perf_counter()
+    while True:
+        fetched, items = client._fetch(since=since, walk=since > 0)
+        total += len(items)
+        if not fetched.get("has_more"):
+            break
+        since = int(fetched["next_since"])
+    return total / (time.perf_counter() - start)
+
+
 def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -251,6 +273,7 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
         )
 
         with httpx.Client(timeout=300) as http:
+            results["pull_only_rows_per_s"] = round(pull_only(base, lib, page=5000, http=http))
             figures, store, client, remote = initial_sync(
                 base, lib, workdir / "synced.ohr", pull_page=5000, http=http
             )
@@ -274,6 +297,9 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
             )
             results["ratio_sync_vs_replica_bulk"] = round(
                 results["initial_sync_rows_per_s"] / results["replica_bulk_insert_rows_per_s"], 3
+            )
+            results["ratio_sync_vs_pull_only"] = round(
+                results["initial_sync_rows_per_s"] / results["pull_only_rows_per_s"], 3
             )
             results["ratio_apply_vs_raw"] = round(
                 results["initial_sync_apply_rows_per_s"] / results["raw_insert_rows_per_s"], 3
