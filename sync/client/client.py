@@ -257,14 +257,21 @@ class SyncClient:
                         error = result.get("error") or {}
                         reason = f"{error.get('code', 'refused')}: {error.get('detail', '')}"
                         self._refuse(op, reason, report, refused_records)
-                    else:
-                        report.conflicts_opened.extend(result.get("conflicts") or [])
+                    elif result.get("conflicts") or result.get("resolved"):
+                        # news only what this replica did not show already: its own edit made the
+                        # conflicts it opens here at once, and closed those it resolves (a sync after a
+                        # resolution said "1 open conflict(s) changed" of a list it left as it was; QA)
+                        local = self.store.load(op.entity, op.record_id)
+                        shown = {c.id for c in local.state.conflicts} if local is not None else set()
+                        report.conflicts_opened.extend(
+                            c for c in result.get("conflicts") or [] if c not in shown
+                        )
                         for closed in result.get("resolved") or []:
                             # a later op of this push closed it (the same record edited twice against a
                             # delete): it never reached the user, so it is neither new nor replaced
                             if closed in report.conflicts_opened:
                                 report.conflicts_opened.remove(closed)
-                            else:
+                            elif closed in shown:
                                 report.conflicts_closed.append(closed)
                 self.store.acknowledge([o.op_id for o in answered])
                 for key in sorted(refused_records & current.keys()):

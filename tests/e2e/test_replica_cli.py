@@ -782,7 +782,7 @@ def test_resolving_names_what_a_kept_delete_takes_and_reads_values_as_edit_does(
     could not be resolved to none; ``conflicts show`` of a closed conflict offered a resolve that failed.
     Keeping such a delete now asks for ``--cascade`` and names what went; values are read as ``edit --set``
     reads them; a closed conflict says so."""
-    account = new_account(server, email="taken@example.com", password=PASSWORD, org_name="Taken")
+    account = new_account(server, email="kept-delete@example.com", password=PASSWORD, org_name="Kept delete")
     a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
     for ws in (a, b):
         ws.run("init")

@@ -476,3 +476,35 @@ def test_a_conflict_on_a_position_is_not_resolved_with_null(org: Org, devices: l
         laptop.library.edit("tag", tag, {"position": None})
     with pytest.raises(LocalEditError, match="body"):
         laptop.library.create("prompt", {"title": "no text", "body": "  "})
+
+
+def test_a_sync_does_not_report_conflicts_the_replica_already_had_as_changed(  # type: ignore[no-untyped-def]
+    client, org: Org, devices: list[Device], tmp_path
+) -> None:
+    """Three devices set one title apart; the first resolves one of its two conflicts (its own write
+    against the third's): the one left open gets a new id (a conflict is a pair of writes) here, at once.
+    Its sync then said "1 open conflict(s) changed" though its list did not change (the server's answer
+    named the conflict the replica already showed; QA). A sync reports only what it brought."""
+    from outputhub.desktop.services.sync import conflict_news
+    from tests.sync.support import make_device
+
+    laptop, desktop = devices
+    third = make_device(tmp_path, "third", http=client, base_url="", token=org.owner.token, org_id=org.id)
+    try:
+        prompt = org.owner.post(f"{org.base}/prompts", json={"title": "Q", "body": "b"}).json()["id"]
+        for device in (laptop, desktop, third):
+            device.sync()
+        for device, title in ((laptop, "Q-A"), (desktop, "Q-B"), (third, "Q-C")):
+            device.library.edit("prompt", prompt, {"title": title})
+        for device in (laptop, desktop, third, laptop, desktop):
+            device.sync()
+        listed = {c.id: (c.mine, c.theirs) for c in laptop.open_conflicts() if c.record_id == prompt}
+        [against_third] = [cid for cid, sides in listed.items() if sides == ("Q-A", "Q-C")]
+        laptop.library.resolve_conflict("prompt", prompt, against_third, "mine")
+        before = {c.id for c in laptop.open_conflicts()}
+        report = laptop.sync()
+        assert {c.id for c in laptop.open_conflicts()} == before
+        assert conflict_news(laptop.replica, report.conflicts_opened, report.conflicts_closed) == (0, 0)
+        assert report.conflicts_opened == [] and report.conflicts_closed == []
+    finally:
+        third.replica.close()
