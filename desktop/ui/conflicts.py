@@ -152,6 +152,7 @@ class ConflictsPage(QWidget):
         self._service = conflicts
         self._runner = runner
         self._current: ConflictItem | None = None
+        self._suggested = ""  # what the Merged box was filled with: anything else there is the user's typing
         self._keep_message = False
         self.model: LazyTableModel[ConflictItem] = LazyTableModel(CONFLICT_COLUMNS, parent=self)
         self.list = ListPane(
@@ -215,14 +216,43 @@ class ConflictsPage(QWidget):
     def reload_all(self) -> None:
         self.refresh()
 
+    def typed_merge(self) -> str | None:
+        """What the user typed into Merged for the conflict shown, or None when it holds the suggestion."""
+        if self._current is None or self.merged.isReadOnly():
+            return None
+        text = self.merged.toPlainText()
+        return text if text != self._suggested else None
+
     def _fill(self, items: list[ConflictItem], needle: str) -> None:
         self.count_changed.emit(len(items))
         if needle:
             items = [c for c in items if needle in c.record_label.lower() or needle in c.field.lower()]
+        previous, typed = self._current, self.typed_merge()
         self.model.set_rows(items)
         self.list.status.setText(f"{len(items)} open conflict(s)" if items else "No open conflicts")
-        if self._current is not None and self.model.row_of(self._current.id) is None:
-            self._show(None)
+        if previous is not None and self.model.row_of(previous.id) is None:
+            # a side was edited again (here or elsewhere, brought by a sync): the conflict between the newer
+            # writes took its place under a new id. A merge being typed stays, on that one (the panel reset
+            # it to the new suggestion without a word; QA)
+            where = (previous.entity, previous.record_id, previous.field)
+            successor = next((c for c in items if (c.entity, c.record_id, c.field) == where), None)
+            self._show(successor)
+            if successor is not None:
+                row = self.model.row_of(successor.id)
+                if row is not None:
+                    self.list.table.selectRow(row)
+                if typed is not None:
+                    self._show(successor)  # the row's selection may have shown it again: typing goes last
+                    self.merged.setPlainText(typed)
+                    self.message.setText(
+                        "This conflict changed: a side was edited again. Your merge is kept below; check it "
+                        "against the sides as they are now."
+                    )
+            elif typed is not None:
+                self.message.setText(
+                    "The conflict you were merging was closed by the sync (resolved or edited elsewhere); "
+                    "your merge was not saved."
+                )
         if items and self._current is None:
             self.list.table.selectRow(0)
 
@@ -237,6 +267,7 @@ class ConflictsPage(QWidget):
         if item is None:
             for edit in (self.base, self.mine, self.theirs, self.merged):
                 edit.clear()
+            self._suggested = ""
             self.title.clear()
             self.suggestion_note.clear()
             return
@@ -253,6 +284,7 @@ class ConflictsPage(QWidget):
         fixed = existence or item.kind == "rejected"  # kept or deleted, made again or dropped: no merge
         if item.kind == "rejected":
             self.merged.clear()
+        self._suggested = self.merged.toPlainText()
         self.merged.setReadOnly(fixed)
         self.save_merged.setEnabled(not fixed)
         self.suggestion_note.setText(item.suggestion_note)

@@ -202,3 +202,50 @@ def test_keeping_a_prompts_delete_says_it_took_an_output_made_elsewhere_along(
     qtbot.mouseClick(conflicts.keep_mine, Qt.MouseButton.LeftButton)  # keep the delete
     qtbot.waitUntil(lambda: "deleted with it: 1 output" in conflicts.message.text(), timeout=5000)
     assert replica.get_output(id=made).deleted
+
+
+def test_a_merge_being_typed_survives_a_sync_that_changes_its_conflict(
+    qtbot, replica, session, api, live_server, tmp_path
+) -> None:
+    """The user types a merge in Conflicts; the laptop edits the same text again and a sync brings it: the
+    conflict comes back under a new id (a conflict is one pair of writes), and the panel reset the Merged box
+    to the new suggestion without a word (QA). The typing is kept, on the conflict that took its place, and
+    the panel says the sides changed."""
+    from tests.qt.support import library_for
+
+    org = new_org(api, name="Typed merge")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    log_in(qtbot, session, url=live_server, email=org.owner.email)
+    wait_status(qtbot, session, "up_to_date")
+    with httpx.Client(base_url=live_server, timeout=30) as http:
+        laptop = make_device(
+            tmp_path, "laptop", http=http, base_url=live_server, token=org.owner.token, org_id=org.id
+        )
+        try:
+            laptop.sync()
+            laptop.library.edit("prompt", ids["prompt"], {"body": "laptop body"})
+            laptop.sync()
+            library_for(replica).edit("prompt", ids["prompt"], {"body": "desktop body"})
+            assert "1 new conflict" in sync_now(qtbot, session)
+            page = show(qtbot, session, "Conflicts")
+            qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=5000)
+            click_row(qtbot, page.list, 0)
+            qtbot.waitUntil(lambda: page.save_merged.isEnabled(), timeout=5000)
+            first = page.model.row_at(0).id
+            page.merged.setFocus()
+            page.merged.selectAll()
+            qtbot.keyClicks(page.merged, "my careful hand merge")
+
+            laptop.library.edit("prompt", ids["prompt"], {"body": "laptop body v2"})
+            laptop.sync()
+        finally:
+            laptop.replica.close()
+    session.controller.sync_now()  # the automatic sync, say
+    wait_status(qtbot, session, "up_to_date")
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1 and page.model.row_at(0).id != first, timeout=5000)
+    qtbot.waitUntil(lambda: "changed" in page.message.text(), timeout=5000)
+    assert page.merged.toPlainText() == "my careful hand merge"
+    assert page.theirs.toPlainText() == "laptop body v2"
+    qtbot.mouseClick(page.save_merged, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.model.rowCount() == 0, timeout=5000)
+    assert replica.get_prompt(id=ids["prompt"]).body == "my careful hand merge"
