@@ -508,3 +508,74 @@ def test_a_sync_does_not_report_conflicts_the_replica_already_had_as_changed(  #
         assert report.conflicts_opened == [] and report.conflicts_closed == []
     finally:
         third.replica.close()
+
+
+def _audit(org: Org, record_id: str) -> list[dict[str, object]]:
+    r = org.owner.get(f"{org.base}/audit", params={"entity_id": record_id, "limit": 500})
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+def test_events_say_what_happened_to_the_record_and_rest_resolutions_are_recorded(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """QA (an integrator mirroring through webhooks): a replica's delete overridden by a REST edit was
+    announced as ``prompt.deleted`` of a live record, and an offline edit that brought a REST-deleted prompt
+    back as ``prompt.updated``, not ``prompt.restored``: events now say what happened to the record (the
+    op the device sent is in ``details.op``). A conflict resolved through REST left no audit record and no
+    event at all: it is recorded like any API write, ``source: api``."""
+    laptop, _desktop = devices
+    make = org.owner.post
+    kept = make(f"{org.base}/prompts", json={"title": "Kept", "body": "b"}).json()["id"]
+    back = make(f"{org.base}/prompts", json={"title": "Back", "body": "b"}).json()["id"]
+    laptop.sync()
+
+    laptop.library.delete("prompt", kept)  # offline, while an integrator edits it
+    assert org.owner.patch(f"{org.base}/prompts/{kept}", json={"title": "Kept by REST"}).status_code == 200
+    assert org.owner.delete(f"{org.base}/prompts/{back}").status_code == 204
+    laptop.library.edit("prompt", back, {"body": "edited offline"})
+    laptop.sync()
+    assert org.owner.get(f"{org.base}/prompts/{kept}").status_code == 200
+    [overridden] = [e for e in _audit(org, kept) if e["source"] == "sync"]
+    assert (overridden["kind"], overridden["details"]["op"]) == ("prompt.updated", "delete")  # type: ignore[index]
+    [restored] = [e for e in _audit(org, back) if e["source"] == "sync"]
+    assert (restored["kind"], restored["details"]["op"]) == ("prompt.restored", "update")  # type: ignore[index]
+
+    laptop.library.edit("prompt", kept, {"title": "From the laptop"})
+    assert org.owner.patch(f"{org.base}/prompts/{kept}", json={"title": "From REST"}).status_code == 200
+    laptop.sync()
+    listed = org.owner.get(f"{org.base}/sync/conflicts").json()
+    [conflict] = [c for c in listed if c["record_id"] == kept and c["field"] == "title"]
+    side = "winner" if conflict["winner"]["value"] == "From the laptop" else "loser"
+    answer = org.owner.post(f"{org.base}/sync/conflicts/{conflict['id']}/resolve", json={"keep": side})
+    assert answer.status_code == 200, answer.text
+    [resolution] = [e for e in _audit(org, kept) if e["revision"] == answer.json()["revision"]]
+    assert (resolution["kind"], resolution["source"]) == ("prompt.updated", "api")
+    assert resolution["after"]["title"] == "From the laptop"  # type: ignore[index]
+    assert resolution["details"]["conflict"] == conflict["id"]  # type: ignore[index]
+
+
+def test_a_rest_resolution_never_names_a_deleted_entry(org: Org, devices: list[Device]) -> None:  # type: ignore[no-untyped-def]
+    """A REST resolution keeping (or giving) a development stage deleted since was taken, and the live prompt
+    named a deleted stage on the server and in every replica (a PATCH says 422; QA). It is a 422 naming
+    ``body.keep`` or ``body.value``, and the conflict stays open."""
+    laptop, _desktop = devices
+    make = org.owner.post
+    first = make(f"{org.base}/development-stages", json={"name": "S1", "position": 11}).json()["id"]
+    second = make(f"{org.base}/development-stages", json={"name": "S2", "position": 12}).json()["id"]
+    prompt = make(f"{org.base}/prompts", json={"title": "Staged", "body": "b"}).json()["id"]
+    laptop.sync()
+    laptop.library.edit("prompt", prompt, {"development_stage_id": first})
+    staged = org.owner.patch(f"{org.base}/prompts/{prompt}", json={"development_stage_id": second})
+    assert staged.status_code == 200, staged.text
+    laptop.sync()
+    [conflict] = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == prompt]
+    side = "winner" if conflict["winner"]["value"] == first else "loser"
+    assert org.owner.delete(f"{org.base}/development-stages/{first}").status_code == 204
+    resolve = f"{org.base}/sync/conflicts/{conflict['id']}/resolve"
+    for body, field in (({"keep": side}, "body.keep"), ({"value": first}, "body.value")):
+        r = org.owner.post(resolve, json=body)
+        assert r.status_code == 422, r.text
+        assert [e["field"] for e in r.json()["errors"]] == [field], r.text
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["development_stage_id"] == second
+    assert org.owner.post(resolve, json={"value": None}).status_code == 200

@@ -1032,6 +1032,21 @@ def _moved_onto_survivor(change: Change, survivor: str) -> Change:
     return replace(change, record_id=survivor)
 
 
+def effect_verb(before: Mapping[str, Any] | None, after: RecordState) -> str:
+    """What a write did to its record, as an event's verb: ``created``, ``deleted``, ``restored`` or
+    ``updated``. Judged by the record, not by the op: a device's delete that a concurrent edit overrode left
+    the record live (it was announced as ``deleted``, and a webhook consumer deleted a live record), and an
+    offline edit that brought a deleted record back was announced as ``updated`` (found by QA)."""
+    if before is None:
+        return "deleted" if after.deleted else "created"
+    was_deleted = bool(before.get("deleted"))
+    if was_deleted and not after.deleted:
+        return "restored"
+    if after.deleted and not was_deleted:
+        return "deleted"
+    return "updated"
+
+
 def _emit(
     session: Session,
     *,
@@ -1042,18 +1057,12 @@ def _emit(
     now: datetime,
     reason: str | None = None,
 ) -> None:
-    verb = {
-        ChangeKind.CREATE: "created",
-        ChangeKind.UPDATE: "updated",
-        ChangeKind.DELETE: "deleted",
-        ChangeKind.RESTORE: "restored",
-    }[change.kind]
     made_at = datetime.fromtimestamp(change.hlc.wall_ms / 1000, tz=UTC)
     emit(
         session,
         DomainEvent(
             org_id=tenant.org_id,
-            kind=f"{change.entity}.{verb}",
+            kind=f"{change.entity}.{effect_verb(applied.before, applied.state)}",
             entity=change.entity,
             entity_id=change.record_id,
             actor=tenant.actor,
@@ -1065,7 +1074,7 @@ def _emit(
             before=applied.before,
             after=_display(applied.state),
             merge=applied.outcome.value,
-            details={"op_id": change.op_id, "changed": sorted(change.values)}
+            details={"op_id": change.op_id, "op": change.kind.value, "changed": sorted(change.values)}
             | ({"reason": reason} if reason else {}),
         ),
     )

@@ -46,7 +46,7 @@ from outputhub.server.api.base import Link, Tenant, allocate_revisions, lock_org
 from outputhub.server.api.lookups.service import KINDS, take_off_records
 from outputhub.server.api.prompts.service import delete_outputs
 from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, FeedRow, first_rows, page_rows
-from outputhub.server.api.sync.push import OpRefusedError, apply_change, server_hlc
+from outputhub.server.api.sync.push import OpRefusedError, apply_change, effect_verb, server_hlc
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
     SPEC_BY_TABLE,
@@ -56,6 +56,7 @@ from outputhub.server.api.sync.records import (
     load_states,
 )
 from outputhub.server.cache import Cache
+from outputhub.server.events import DomainEvent, emit
 from outputhub.server.storage.tables import (
     CustomGpt,
     Output,
@@ -69,7 +70,7 @@ from outputhub.server.storage.tables import (
 )
 from outputhub.sync.engine import DEFAULT_SCHEMA, InvalidChangeError, Merged, Resolution, resolve, sides
 from outputhub.sync.engine.schema import check_value
-from outputhub.sync.protocol import TABLE_ENTITIES, state_to_wire
+from outputhub.sync.protocol import TABLE_ENTITIES, encode_value, state_to_wire
 
 
 def horizon(session: Session, *, org_id: uuid.UUID) -> int:
@@ -468,6 +469,40 @@ def _take_along(
         take_off_records(session, kind, tenant=tenant, ident=ident, revision=revision, now=now)
 
 
+def _check_live_references(
+    session: Session, *, tenant: Tenant, table: type[ReplicatedRow], value: object, field: str
+) -> None:
+    """Refuse (422 naming ``field``) a resolution whose value names an entry deleted since: a live record
+    never names a deleted one, as a PATCH says (a REST resolution keeping a deleted stage was taken, and the
+    prompt named it on the server and in every replica; QA)."""
+    members = value if isinstance(value, frozenset | set | list | tuple) else (value,)
+    wanted: set[uuid.UUID] = set()
+    for member in members:
+        if member is None:
+            continue
+        try:
+            wanted.add(uuid.UUID(str(member)))
+        except ValueError:
+            return  # not an id: the change's own checks refuse it, naming the field
+    if not wanted:
+        return
+    live = set(
+        session.execute(
+            select(table.id).where(
+                table.org_id == tenant.org_id,  # type: ignore[attr-defined]
+                table.id.in_(wanted),  # type: ignore[attr-defined]
+                table.deleted.is_(False),  # type: ignore[attr-defined]
+            )
+        ).scalars()
+    )
+    gone = sorted(str(i) for i in wanted - live)
+    if gone:
+        names = ", ".join(gone)
+        raise InvalidInputError(
+            field, f"names {names}, which is deleted (or unknown): restore it first, or choose another"
+        )
+
+
 def resolve_conflict(
     session: Session, *, tenant: Tenant, ident: uuid.UUID, body: ConflictResolve, now: datetime
 ) -> OpResult:
@@ -515,6 +550,15 @@ def resolve_conflict(
     else:
         side = conflict.winner if body.keep == "winner" else conflict.loser
         choice = Merged(side.value)
+    if conflict.kind.value != "delete" and conflict.field in spec.references:
+        _check_live_references(
+            session,
+            tenant=tenant,
+            table=spec.references[conflict.field],
+            value=choice.value,
+            field="body.value" if given else "body.keep",
+        )
+    before = {name: encode_value(v) for name, v in state.values.items()} | {"deleted": state.deleted}
     hlc = server_hlc(state, now)
     op_id = f"server:resolve:{ident}:{hlc.encode()}"
     if conflict.kind.value == "delete":
@@ -532,6 +576,29 @@ def resolve_conflict(
     if conflict.kind.value == "delete" and applied.state.deleted:
         _take_along(session, tenant=tenant, spec=spec, ident=row.id, now=now)
     item.resolved_at, item.resolved_by = now, tenant.actor
+    # recorded and announced like any API write (a REST resolution left no audit record and no event; QA)
+    emit(
+        session,
+        DomainEvent(
+            org_id=tenant.org_id,
+            kind=f"{spec.entity}.{effect_verb(before, applied.state)}",
+            entity=spec.entity,
+            entity_id=str(row.id),
+            actor=tenant.actor,
+            at=now,
+            revision=applied.revision,
+            source="api",
+            before=before,
+            after={name: encode_value(v) for name, v in applied.state.values.items()}
+            | {"deleted": applied.state.deleted},
+            merge=applied.outcome.value,
+            details={
+                "conflict": str(ident),
+                "field": conflict.field,
+                "resolution": body.keep if body.keep is not None else "value",
+            },
+        ),
+    )
     return OpResult(
         op_id=op_id,
         status=applied.outcome.value,
