@@ -243,7 +243,23 @@ class SettingsPage(QWidget):
 
     def _login_failed(self, exc: Exception) -> None:
         self.login_button.setEnabled(True)
-        self.account.setText(f"Could not log in: {error_text(exc)}")
+        failed = f"Could not log in: {html.escape(error_text(exc))}"
+        self.account.setText(failed)
+        # a refused login (another organization's account) changes nothing: the page shows again whom the
+        # library syncs as (it kept the refused email and only the error; QA)
+        self._runner.submit(
+            "read settings", self._sync.settings, on_done=lambda s: self._still_logged_in(s, failed)
+        )
+
+    def _still_logged_in(self, s: SyncSettings, failed: str) -> None:
+        if not (s.logged_in and s.org_id):
+            return
+        self.server_url.setText(s.server_url)
+        self.email.setText(s.email)
+        self.account.setText(
+            f"{failed}<br>Still logged in as <b>{html.escape(s.email)}</b> · organization "
+            f"<b>{html.escape(s.org_name or s.org_id)}</b>"
+        )
 
     def change_passphrase(self) -> None:
         old, new, confirm = self.old.text(), self.new.text(), self.confirm.text()

@@ -19,7 +19,7 @@ from outputhub.desktop.storage.sync_store import LOCAL_ORG, ReplicaSyncStore
 from outputhub.desktop.ui.settings import NOT_CHOSEN, OrganizationDialog
 from tests.qt.conftest import wait_idle
 from tests.qt.test_flows import show
-from tests.qt.test_sync import wait_status
+from tests.qt.test_sync import log_in, wait_status
 from tests.support.client import PASSWORD, Org, new_org, seed_library
 
 
@@ -155,3 +155,25 @@ def test_the_service_login_without_the_gui(replica, api, live_server) -> None:
     with pytest.raises(InvalidInputError, match="not a member"):
         service.login(server_url=live_server, email=stranger.owner.email, password=PASSWORD)
     assert ReplicaSyncStore(replica).org_id() == second.id
+
+
+def test_a_refused_login_shows_again_whom_the_library_syncs_as(
+    qtbot, replica, session, api, live_server
+) -> None:
+    """Logging in as an account of another organization is refused; the page kept the refused email and
+    only the error, though the library still synced as before (QA). It shows the account in use again."""
+    first = new_org(api, name="Kept account")
+    other = new_org(api, name="Not this one")
+    log_in(qtbot, session, url=live_server, email=first.owner.email)
+    wait_status(qtbot, session, "up_to_date")
+    settings = show(qtbot, session, "Settings")
+    for field in (settings.email, settings.password):
+        field.clear()
+    qtbot.keyClicks(settings.email, other.owner.email)
+    qtbot.keyClicks(settings.password, PASSWORD)
+    qtbot.mouseClick(settings.login_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Still logged in as" in settings.account.text(), timeout=20_000)
+    assert "Could not log in" in settings.account.text()
+    assert first.owner.email in settings.account.text() and "Kept account" in settings.account.text()
+    assert settings.email.text() == first.owner.email
+    assert replica.get_setting(key="org_id") == first.id
