@@ -14,6 +14,7 @@ from outputhub.desktop.storage import Replica
 from outputhub.desktop.storage.records import ConflictRecord
 from outputhub.desktop.storage.sync_store import REJECTED_FIELD, ReplicaSyncStore
 from outputhub.sync.client import LocalEditError, LocalLibrary, Merged
+from outputhub.sync.engine import ConflictKind
 from outputhub.sync.engine.schema import DEFAULT_SCHEMA, TOMBSTONE, FieldKind
 from outputhub.sync.engine.textmerge import merge3
 
@@ -124,6 +125,15 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
         return f"{entity} {record_id} deleted again"
     if kind == "restore" or (kind == "create" and current["deleted"]):
         library.restore(entity, record_id)
+    # a refused resolution resolves again the conflict on its field that is open now (made as a plain edit
+    # of the value shown, it replaced one side only, and the conflict came back to resolve again; QA)
+    resolving = set(mine.get("resolving") or ()) & set(values)
+    for conflict in library.open_conflicts(entity, record_id):
+        if conflict.field in resolving and conflict.kind is not ConflictKind.DELETE:
+            library.resolve_conflict(entity, record_id, conflict.id, Merged(values.pop(conflict.field)))
+            resolving.discard(conflict.field)
+            if not values:
+                return f"the refused resolution of {entity} {record_id} made again"
     if values and not library.edit(entity, record_id, values):
         return f"{entity} {record_id} already holds the refused values"
     if taken is not None:

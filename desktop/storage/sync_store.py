@@ -661,7 +661,11 @@ class ReplicaSyncStore:
             record_id=op.record_id,
             field=REJECTED_FIELD,
             base=None,
-            mine={"kind": op.change.get("kind"), "values": op.change.get("values", {})},
+            mine={
+                "kind": op.change.get("kind"),
+                "values": op.change.get("values", {}),
+                "resolving": _resolving(op.change),
+            },
             theirs={"reason": reason},
         )
 
@@ -768,6 +772,19 @@ def fresh_record(item: RemoteItem, org_id: str) -> ReplicatedRecord:
         state_wire=item.state,
         extra=item.data,
         previous=None,
+    )
+
+
+def _resolving(change: Mapping[str, Any]) -> list[str]:
+    """The fields a pushed change resolved: its base names more than one version of them (it was made over
+    a conflict's both sides). Kept with a refused edit, so that making it again resolves them again."""
+    base = change.get("base") or {}
+    values = change.get("values") or {}
+    return sorted(
+        name
+        for name, pair in base.items()
+        if name in values and isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], list)
+        and len(pair[1]) > 1
     )
 
 

@@ -15,6 +15,7 @@ from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
     LOOKUP_ENTITIES,
     Change,
+    Conflict,
     ConflictKind,
     InvalidChangeError,
     Merged,
@@ -319,6 +320,11 @@ class LocalLibrary:
         }
 
     # -- conflicts -----------------------------------------------------------------------------------------
+
+    def open_conflicts(self, entity: str, record_id: str) -> tuple[Conflict, ...]:
+        """The record's open conflicts, as its merge state holds them."""
+        state, _revision = self._load(entity, record_id)
+        return tuple(state.conflicts)
 
     def resolve_conflict(
         self, entity: str, record_id: str, conflict_id: str, choice: ResolutionChoice

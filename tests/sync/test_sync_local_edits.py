@@ -579,3 +579,40 @@ def test_a_rest_resolution_never_names_a_deleted_entry(org: Org, devices: list[D
         assert [e["field"] for e in r.json()["errors"]] == [field], r.text
     assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["development_stage_id"] == second
     assert org.owner.post(resolve, json={"value": None}).status_code == 200
+
+
+def test_a_refused_resolution_made_again_resolves_its_conflict(  # type: ignore[no-untyped-def]
+    client, org: Org, devices: list[Device], tmp_path
+) -> None:
+    """A viewer resolves a conflict; the server refuses it (kept as a refused edit) and the conflict is
+    back. Made an editor, they make the refused edit again (keep mine): it was made as a plain edit of the
+    value shown, which only replaced one side, and the conflict came back under a new id to resolve again
+    (QA). It resolves the conflict, as it first did."""
+    from outputhub.desktop.services.conflicts import reapply_refused
+    from outputhub.desktop.storage.sync_store import REJECTED_FIELD
+    from tests.support.client import add_member
+    from tests.sync.support import make_device
+
+    laptop, desktop = devices
+    member = add_member(org, "viewer")
+    viewer = make_device(tmp_path, "viewer", http=client, base_url="", token=member.token, org_id=org.id)
+    try:
+        tag = _tag_in_conflict(org, laptop, desktop, "resolved twice")
+        viewer.sync()
+        [conflict] = [c for c in viewer.open_conflicts() if c.record_id == tag]
+        viewer.library.resolve_conflict("tag", tag, conflict.id, Merged(7))
+        viewer.sync()
+        [refused] = [c for c in viewer.open_conflicts() if c.field == REJECTED_FIELD]
+        back = [c.id for c in viewer.open_conflicts() if c.record_id == tag and c.field != REJECTED_FIELD]
+        assert back == [conflict.id]
+        promoted = org.owner.patch(f"{org.base}/members/{member.user_id}", json={"role": "editor"})
+        assert promoted.status_code == 200, promoted.text
+        with viewer.replica.transaction():
+            reapply_refused(viewer.library, refused)
+            viewer.replica.resolve_conflict(id=refused.id)
+        viewer.sync()
+        assert [c for c in viewer.open_conflicts() if c.record_id == tag] == []
+        assert org.owner.get(f"{org.base}/tags/{tag}").json()["position"] == 7
+        assert [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag] == []
+    finally:
+        viewer.replica.close()
