@@ -204,11 +204,17 @@ class HttpRemote:
 
 def _sent(send: Callable[[], httpx.Response], *, server: str, pauses: Sequence[float]) -> httpx.Response:
     """``send()``, again after each of ``pauses`` when the connection broke after it was made (an answer
-    lost, a reset mid-way); a server that cannot be reached at all fails at once. Raises
-    ``ServerUnreachableError``."""
+    lost, a reset mid-way); a server that cannot be reached at all fails at once, and so does one that took
+    the request and did not answer in time (sent again after each timeout, a hung server kept the desktop
+    "Syncing…" for three timeouts; QA). Raises ``ServerUnreachableError``."""
     for pause in (*pauses, None):
         try:
             return send()
+        except httpx.ReadTimeout as exc:
+            raise ServerUnreachableError(
+                f"the server at {server} did not answer within the time allowed ({exc.__class__.__name__}): "
+                "it is up but busy or stuck"
+            ) from exc
         except httpx.TransportError as exc:
             never_reached = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
             if pause is None or never_reached:

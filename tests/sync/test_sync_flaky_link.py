@@ -62,3 +62,43 @@ def test_a_server_that_cannot_be_reached_fails_at_once() -> None:
             remote.checksums()
     finally:
         remote.close()
+
+
+def test_a_server_that_does_not_answer_is_waited_for_once() -> None:
+    """A server that takes the connection and never answers: the request was sent twice more after each
+    timeout, so the desktop showed "Syncing…" for three timeouts (93 s) and then said it "cannot reach" a
+    server it had reached (QA). A timeout is not sent again (a slow server is not helped by more requests),
+    and the message says the server did not answer in time."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)  # read nothing, answer nothing
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    remote = HttpRemote(
+        f"http://127.0.0.1:{port}", token="t", org_id="o", client=httpx.Client(timeout=0.5)
+    )
+    try:
+        start = time.monotonic()
+        with pytest.raises(ServerUnreachableError, match="did not answer within"):
+            remote.checksums()
+        assert time.monotonic() - start < 1.5  # one timeout, not three plus the pauses
+        assert len(accepted) == 1
+    finally:
+        remote.close()
+        listener.close()
+        for conn in accepted:
+            conn.close()
