@@ -156,6 +156,27 @@ class ReplicaStore(Protocol):
 
     def add_rejection(self, *, op: Outgoing, reason: str) -> None: ...
 
+    def walking(self, *, server_url: str, org_id: str) -> bool:
+        """A full pull (from revision 0: a resync after the cursor expired, or a repair) of this server and
+        organization was started and has not ended: the next pull goes on with it."""
+        ...
+
+    def start_walk(self, *, server_url: str, org_id: str) -> None:
+        """A full pull begins: the cursor goes to 0 and the records it has seen are forgotten."""
+        ...
+
+    def note_walked(self, records: Sequence[tuple[str, str]]) -> None:
+        """``(entity, id)`` of records a full pull brought (in the transaction of their page)."""
+        ...
+
+    def walked(self) -> dict[str, set[str]]:
+        """The ids, by entity, of every record the full pull under way has brought."""
+        ...
+
+    def end_walk(self) -> None:
+        """The full pull is over (its records not seen dropped): nothing more to go on with."""
+        ...
+
     def cursor(self, *, server_url: str, org_id: str) -> int: ...
 
     def set_cursor(self, *, server_url: str, org_id: str, cursor: int) -> None: ...

@@ -89,6 +89,8 @@ REJECTED_FIELD: Final = "_rejected"
 """Conflict-table field of an edit the server refused (kept so that it is not silently lost)."""
 META_ORG: Final = "org_id"
 META_HLC: Final = "hlc"
+META_FULL_WALK: Final = "full_walk"
+"""A full pull is under way: ``<server url> <organization id>`` (its records so far in ``walk_seen``)."""
 LOCAL_ORG: Final = "local"
 
 
@@ -260,7 +262,7 @@ class ReplicaSyncStore:
     def _meta(self, key: str) -> str | None:
         return self.replica.get_meta(key=key)
 
-    def _set_meta(self, key: str, value: str) -> None:
+    def _set_meta(self, key: str, value: str | None) -> None:
         self.replica.set_meta(key=key, value=value)
 
     def org_id(self) -> str:
@@ -670,6 +672,36 @@ class ReplicaSyncStore:
         )
 
     # -- cursor and checks -----------------------------------------------------------------------------
+
+    # -- a full pull under way (migration 0004) ------------------------------------------------------------
+
+    def _walk_key(self, server_url: str, org_id: str) -> str:
+        return f"{server_url} {org_id}"
+
+    def walking(self, *, server_url: str, org_id: str) -> bool:
+        return self._meta(META_FULL_WALK) == self._walk_key(server_url, org_id)
+
+    def start_walk(self, *, server_url: str, org_id: str) -> None:
+        with self.replica.writing("start a full pull") as conn:
+            conn.execute("DELETE FROM walk_seen")
+            self._set_meta(META_FULL_WALK, self._walk_key(server_url, org_id))
+            self.set_cursor(server_url=server_url, org_id=org_id, cursor=0)
+
+    def note_walked(self, records: Sequence[tuple[str, str]]) -> None:
+        with self.replica.writing("note the records of a full pull") as conn:
+            conn.executemany("INSERT OR IGNORE INTO walk_seen (entity, id) VALUES (?, ?)", records)
+
+    def walked(self) -> dict[str, set[str]]:
+        seen: dict[str, set[str]] = {}
+        with self.replica.reading("read the records of a full pull") as conn:
+            for entity, record_id in conn.execute("SELECT entity, id FROM walk_seen"):
+                seen.setdefault(str(entity), set()).add(str(record_id))
+        return seen
+
+    def end_walk(self) -> None:
+        with self.replica.writing("end a full pull") as conn:
+            conn.execute("DELETE FROM walk_seen")
+            self._set_meta(META_FULL_WALK, None)
 
     def cursor(self, *, server_url: str, org_id: str) -> int:
         state = self.replica.get_sync_state(server_url=server_url, org_id=org_id)

@@ -184,7 +184,9 @@ class SyncClient:
 
     def sync(self, progress: Progress | None = None) -> SyncReport:
         report = SyncReport()
-        along = self.push(report, progress, pull=True, checksums=not self.full_check)
+        # a full pull cut short goes on first in pull() (the push's page would skip the walk's record-keeping)
+        walking = self.store.walking(server_url=self.remote.server_url, org_id=self.remote.org_id)
+        along = self.push(report, progress, pull=not walking, checksums=not self.full_check)
         if not along.caught_up:
             self.pull(report, progress)
         self.repair_out_of_step(report)
@@ -358,10 +360,21 @@ class SyncClient:
         every 10,000 instead of 5,000 stores 1.2x faster). A transaction never waits for the network, so the
         replica's write lock is held only while applying. A crash undoes the pages of the open transaction;
         they are pulled again. A pull of more than one page runs in the store's bulk mode
-        (:meth:`ReplicaStore.bulk_apply`: the replica's checkpoints on a thread of their own)."""
+        (:meth:`ReplicaStore.bulk_apply`: the replica's checkpoints on a thread of their own).
+
+        A full pull (``full``, or the resync after the cursor expired) is a *walk*: every record from
+        revision 0, then the records it did not bring are dropped (purged on the server). The store keeps
+        which records it brought, page by page with the cursor, so a walk cut short goes on at the next
+        pull from where it stopped (its pages ask with ``from_zero``: their cursors are below the purge
+        horizon); it started again from 0 at every sync, and one often interrupted never ended (QA)."""
         server, org = self.remote.server_url, self.remote.org_id
-        cursor = 0 if full else self.store.cursor(server_url=server, org_id=org)
-        seen: dict[str, set[str]] | None = {} if cursor == 0 else None
+        walking = self.store.walking(server_url=server, org_id=org)
+        if full:
+            self.store.start_walk(server_url=server, org_id=org)
+            walking = True
+        cursor = self.store.cursor(server_url=server, org_id=org)
+        if walking:
+            report.full_resync = report.full_resync or not full
         start = cursor
         grouped = 0  # records applied in the open transaction
         opened = 0.0  # when it began
@@ -373,7 +386,7 @@ class SyncClient:
             ExitStack() as group,  # the open transaction, if any: an exception leaving rolls it back
         ):
             pending: Future[tuple[Mapping[str, Any], list[RemoteItem]]] = prefetch.submit(
-                self._fetch, since=cursor
+                self._fetch, since=cursor, walk=walking and cursor > 0
             )
             while True:
                 if grouped and (
@@ -391,7 +404,8 @@ class SyncClient:
                     if start == 0:  # a pull from 0 cannot expire (an older server said so mid-walk: no loop)
                         raise
                     report.full_resync = True
-                    cursor, start, seen = 0, 0, {}
+                    self.store.start_walk(server_url=server, org_id=org)
+                    cursor, start, walking = 0, 0, True
                     pending = prefetch.submit(self._fetch, since=0)
                     continue
                 except BaseException:
@@ -399,7 +413,9 @@ class SyncClient:
                     raise
                 if page.get("has_more"):
                     # fetch the next page while this one is applied (server and replica work at once)
-                    pending = prefetch.submit(self._fetch, since=int(page["next_since"]), walk=start == 0)
+                    pending = prefetch.submit(
+                        self._fetch, since=int(page["next_since"]), walk=start == 0 or walking
+                    )
                     if not bulking:
                         bulk.enter_context(self.store.bulk_apply())
                         bulking = True
@@ -409,16 +425,16 @@ class SyncClient:
                 # no savepoint per page: SQLite would journal every page it touches (a failure rolls the
                 # whole transaction back, and the pages in it are pulled again)
                 cursor = self._apply_page(page, items, report, progress, start=start)
+                if walking:  # with the page and its cursor, in their transaction
+                    self.store.note_walked([(item.entity, item.record_id) for item in items])
                 grouped += max(len(items), 1)
-                if seen is not None:
-                    for item in items:
-                        seen.setdefault(item.entity, set()).add(item.record_id)
                 if not page.get("has_more"):
                     break
             group.close()
         report.cursor = cursor
-        if seen is not None and (report.full_resync or full):
-            self._drop_unseen(seen)
+        if walking:
+            self._drop_unseen(self.store.walked())
+            self.store.end_walk()
 
     def _apply_page(
         self,

@@ -478,3 +478,68 @@ def test_a_lookup_made_offline_shows_the_position_the_server_shows(org, devices)
     desktop.sync()
     assert org.owner.get(f"{org.base}/tags/{tag}").json()["position"] == 0
     assert laptop.library.get("tag", tag)["position"] == desktop.library.get("tag", tag)["position"] == 0
+
+
+def test_a_full_resync_cut_short_goes_on_where_it_stopped(  # type: ignore[no-untyped-def]
+    app, client, org, devices, monkeypatch, tmp_path: Path
+) -> None:
+    """After a purge, a replica away since resyncs from 0 (a walk of every record, then those the server no
+    longer has are dropped). Cut short mid-walk (the app closed, the link lost), the next sync started the
+    walk from 0 again, every time: on a large library often interrupted, it never ended (QA). It goes on
+    from the page where it stopped, asking with ``from_zero``, and still drops what the server purged."""
+    import httpx
+
+    from outputhub.sync.client import HttpRemote, SyncClient
+
+    ids = seed_library(org)
+    laptop, desktop = devices
+    items = [{"prompt_id": ids["prompt"], "content": f"bulk {n}"} for n in range(450)]
+    assert org.owner.post(f"{org.base}/outputs/bulk", json={"items": items}).status_code == 201
+    laptop.sync()
+    desktop.sync()
+    doomed = org.owner.post(f"{org.base}/prompts", json={"title": "Doomed", "body": "x"}).json()["id"]
+    desktop.sync()
+    assert org.owner.delete(f"{org.base}/prompts/{doomed}").status_code == 204
+    laptop.sync()
+    desktop.library.edit("prompt", ids["prompt"], {"title": "Edited while away"})
+    result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
+    assert result.exit_code == 0, result.output
+
+    asked: list[tuple[int, bool]] = []
+
+    class CutsOff(httpx.BaseTransport):
+        """The app behind it; counts pull pages, and after ``allow`` of them the connection is refused."""
+
+        def __init__(self, allow: int | None) -> None:
+            self.allow = allow
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/sync/changes"):
+                params = request.url.params
+                asked.append((int(params["since"]), params.get("from_zero") == "true"))
+                if self.allow is not None and len(asked) > self.allow:
+                    raise httpx.ConnectError("injected: the link is gone")
+            return client._transport.handle_request(request)
+
+    def sync(allow: int | None) -> object:
+        with httpx.Client(transport=CutsOff(allow), base_url="http://testserver") as http:
+            remote = HttpRemote("", token=org.owner.token, org_id=org.id, client=http)
+            return SyncClient(desktop.store, remote, pull_page=100).sync()
+
+    with pytest.raises(ServerUnreachableError):
+        sync(allow=3)  # the expired pull, two pages of the walk; the link goes while the third is asked for
+    expired, first, second, third = asked
+    assert expired[0] > 0 and first == (0, False) and second[1] and third[1]
+    stopped_at = desktop.store.cursor(server_url="", org_id=org.id)
+    assert stopped_at == third[0] > 0, "the two pages applied, with their cursor"
+    assert desktop.store.walking(server_url="", org_id=org.id)
+    asked.clear()
+    report = sync(allow=None)
+    assert asked[0] == (stopped_at, True), "went on where it stopped, past the purge horizon"
+    assert all(since > 0 for since, _ in asked), "not from 0 again"
+    assert report.full_resync and report.checksum_ok is True  # type: ignore[attr-defined]
+    assert desktop.replica.get_prompt(id=doomed) is None, "what the server purged is dropped"
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == "Edited while away"
+    laptop.sync()
+    assert laptop.values() == desktop.values()
+    assert not desktop.store.walking(server_url="", org_id=org.id)
