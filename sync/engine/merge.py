@@ -428,6 +428,12 @@ def build_state(
     if unknown:
         raise InvalidChangeError(f"{entity} has no field(s) {', '.join(repr(n) for n in sorted(unknown))}")
     deleted, tomb_conflicts = _tombstone(entity, record_id, raw, tombstone)
+    moot: list[Conflict] = []
+    if deleted:
+        # a deleted record's value conflicts are moot while it is deleted: not open (listed nowhere, not
+        # resolvable), open again under the same ids if it is restored. Left open, resolving one restored
+        # the record on every replica without a word (found by QA); the registers keep both sides
+        moot, conflicts = conflicts, []
     conflicts.extend(tomb_conflicts)
     return RecordState(
         entity=entity,
@@ -438,6 +444,7 @@ def build_state(
         value_versions=versions,
         deleted=deleted,
         conflicts=tuple(sorted(conflicts, key=lambda c: c.id)),
+        moot_conflicts=tuple(sorted(moot, key=lambda c: c.id)),
     )
 
 

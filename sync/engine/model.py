@@ -224,7 +224,8 @@ class RecordState:
     Raw state: ``fields`` (only fields ever written or superseded, keyed by name) and ``tombstone``.
     Derived (a pure function of the raw state, stored so readers need no schema): ``values`` (every schema
     field, defaults included), ``value_versions`` (the head versions each displayed value is made of — the
-    base of the next local edit), ``deleted`` and ``conflicts`` (sorted by id).
+    base of the next local edit), ``deleted`` and ``conflicts`` (sorted by id: the open ones; a deleted
+    record's value conflicts are ``moot_conflicts`` until it is restored).
     """
 
     entity: str
@@ -235,6 +236,9 @@ class RecordState:
     value_versions: Mapping[str, frozenset[HLC]]
     deleted: bool
     conflicts: tuple[Conflict, ...]
+    moot_conflicts: tuple[Conflict, ...] = ()
+    """The value conflicts of a deleted record: not open while it is deleted (not in ``conflicts``), open
+    again, under the same ids, when it is restored."""
 
     @property
     def known_versions(self) -> frozenset[HLC]:

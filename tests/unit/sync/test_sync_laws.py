@@ -288,7 +288,7 @@ def _text_lost(
     value = change.values[name]
     typed = world.typed[change.op_id] & _lines(value)
     missing = typed - _lines(state.values[name])
-    for conflict in state.conflicts:
+    for conflict in state.conflicts + state.moot_conflicts:  # a deleted record's reopen with a restore
         if conflict.field == name:
             missing -= _lines(conflict.winner.value) | _lines(conflict.loser.value)
     by_version = {c.hlc: c for c in changes}
@@ -312,7 +312,7 @@ def _text_undeleted(state: RecordState, changes: list[Change], name: str, change
     if base is None:
         return set()
     back = (_lines(base.value) - _lines(change.values[name])) & _lines(state.values[name])
-    for conflict in state.conflicts:
+    for conflict in state.conflicts + state.moot_conflicts:
         if conflict.field == name:
             back -= back - _lines(conflict.loser.value)
     for other in changes:
@@ -345,7 +345,7 @@ def assert_no_lost_edits(state: RecordState, changes: Iterable[Change], world: W
     """
     saw = world.saw
     changes = list(changes)
-    conflicts = state.conflicts
+    conflicts = state.conflicts + state.moot_conflicts  # a deleted record's, open again with a restore
     for change in changes:
         for name, value in change.values.items():
             fs = state.fields[name]
