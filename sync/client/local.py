@@ -28,6 +28,7 @@ from outputhub.sync.engine import (
     merge_change,
     resolve,
 )
+from outputhub.sync.engine.dedupe import name_key
 from outputhub.sync.ports import ReplicaStore
 
 ResolutionChoice = Literal["mine", "theirs"] | Merged
@@ -41,6 +42,10 @@ REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
 }
 """Fields a record cannot be without (blank text counts as missing): the server refuses a pushed op that
 leaves one empty (``EntitySpec.required``), so a replica refuses the edit as it is made."""
+
+STRIPPED: Final = frozenset({"name", "title"})
+"""Fields stored without leading and trailing spaces, as REST stores them (``common/schemas.py``: a lookup
+named "  ws tag  " offline kept its spaces on the server and in every replica; QA)."""
 
 MERGED_INTO: Final = ":merged-into:"
 """The server merges a lookup created offline under a name another live one of its kind has into that one
@@ -105,6 +110,8 @@ def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
             value = frozenset(str(v) for v in (value or ()))
         elif kind.value == "text" and value is None:
             value = ""
+        if name in STRIPPED and isinstance(value, str):
+            value = value.strip()
         if name in schema.references:  # an id typed as 8D0F... or {8d0f...} is written as ids are
             value = (
                 frozenset(_canonical_id(v) for v in value)
@@ -214,6 +221,7 @@ class LocalLibrary:
             _check_required(entity, coerced, creating=False)
             if not state.deleted:  # a deleted one is refused below, as the engine says
                 coerced = self._live_references(entity, coerced, state.values)
+                self._refuse_taken_name(entity, record_id, coerced, state.values)
             return self._record(
                 state,
                 revision,
@@ -246,6 +254,31 @@ class LocalLibrary:
                     state, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id
                 ),
             )
+
+    def _refuse_taken_name(
+        self, entity: str, record_id: str, values: Mapping[str, Any], current: Mapping[str, Any]
+    ) -> None:
+        """A rename of a lookup to the name another live one of its kind has here is refused as it is made,
+        as the server refuses it (``name-taken``); it was taken, and refused only at the next sync (QA).
+        Names compare as the server's unique index compares them (:func:`name_key`)."""
+        name = values.get("name")
+        if entity not in LOOKUP_ENTITIES or not isinstance(name, str):
+            return
+        key = name_key(name)
+        if isinstance(current.get("name"), str) and name_key(current["name"]) == key:
+            return
+        for other_id in self.store.record_ids(entity):
+            if other_id == record_id:
+                continue
+            other = self.store.load(entity, other_id)
+            if other is None or other.state.deleted:
+                continue
+            taken = other.state.values.get("name")
+            if isinstance(taken, str) and name_key(taken) == key:
+                raise LocalEditError(
+                    f"another {entity.replace('_', ' ')} is already named {taken!r} ({other_id}): choose "
+                    "another name"
+                )
 
     def _refuse_merged(self, entity: str, record_id: str, state: RecordState, done: str) -> None:
         """Raise ``LocalEditError`` naming the surviving record if the server merged this one into it."""

@@ -102,8 +102,9 @@ def test_an_edit_of_a_lookup_made_before_it_was_merged_moves_onto_the_survivor( 
     assert report.conflicts_opened == []
     _settle(laptop, desktop)
 
+    # "ML " is stored as "ML", as REST stores names
     served = org.owner.get(f"{org.base}/tags/{surviving}").json()
-    assert (served["name"], served["description"]) == ("ML ", "machine learning, in the laptop's words")
+    assert (served["name"], served["description"]) == ("ML", "machine learning, in the laptop's words")
     assert org.owner.get(f"{org.base}/tags/{mine}").status_code == 404
     assert laptop.library.get("tag", mine)["deleted"] is True, "the merged record is not restored here alone"
     assert laptop.library.get("tag", surviving)["description"] == served["description"]
@@ -616,3 +617,69 @@ def test_a_refused_resolution_made_again_resolves_its_conflict(  # type: ignore[
         assert [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag] == []
     finally:
         viewer.replica.close()
+
+
+def test_a_deleted_records_value_conflicts_close_with_it_and_reopen_with_a_restore(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """A lookup with a position conflict is deleted: the conflict stayed open everywhere, and resolving it
+    (keep mine) restored the deleted lookup on every replica without a word (QA). A deleted record's value
+    conflicts are not open while it is deleted (listed nowhere, not resolvable); a restore opens them
+    again, under the same ids."""
+    laptop, desktop = devices
+    tag = _tag_in_conflict(org, laptop, desktop, "deleted in conflict")
+    laptop.sync()
+
+    def open_on_server() -> set[str]:
+        return {c["id"] for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag}
+
+    [conflict] = open_on_server()
+    laptop.library.delete("tag", tag)
+    laptop.sync()
+    desktop.sync()
+    assert open_on_server() == set()
+    for device in (laptop, desktop):
+        assert [c for c in device.open_conflicts() if c.record_id == tag] == []
+    with pytest.raises(LocalEditError, match="not open"):
+        desktop.library.resolve_conflict("tag", tag, conflict, "mine")
+    r = org.owner.post(f"{org.base}/sync/conflicts/{conflict}/resolve", json={"keep": "winner"})
+    assert r.status_code == 409, r.text
+    assert org.owner.get(f"{org.base}/tags/{tag}").status_code == 404
+
+    desktop.library.restore("tag", tag)
+    desktop.sync()
+    laptop.sync()
+    assert open_on_server() == {conflict}
+    assert [c.id for c in laptop.open_conflicts() if c.record_id == tag] == [conflict]
+
+
+def test_names_and_titles_are_stored_without_surrounding_spaces_as_rest_stores_them(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """A tag named "  ws tag  " on a replica kept its spaces on the server and in every replica, where REST
+    strips them (QA)."""
+    laptop, _desktop = devices
+    tag = laptop.library.create("tag", {"name": "  ws tag  "})
+    prompt = laptop.library.create("prompt", {"title": " spaced title ", "body": "b"})
+    laptop.library.edit("tag", tag, {"description": "kept as typed "})
+    laptop.sync()
+    served = org.owner.get(f"{org.base}/tags/{tag}").json()
+    assert (served["name"], served["description"]) == ("ws tag", "kept as typed ")
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["title"] == "spaced title"
+    assert laptop.library.get("tag", tag)["name"] == "ws tag"
+
+
+def test_a_rename_to_a_name_taken_here_is_refused_as_it_is_made(org: Org, devices: list[Device]) -> None:  # type: ignore[no-untyped-def]
+    """A replica took a rename of a GPT model to "O3 " while "o3" was live there; the server refused it at
+    the next sync (name-taken; QA). The replica refuses it at once, naming the one that has the name; a
+    rename to its own name in other letters is still an edit."""
+    laptop, _desktop = devices
+    taken = laptop.library.create("gpt_model", {"name": "zeta"})
+    other = laptop.library.create("gpt_model", {"name": "eta"})
+    with pytest.raises(LocalEditError, match=f"already named 'zeta' \\({taken}\\)"):
+        laptop.library.edit("gpt_model", other, {"name": "ZETA "})
+    assert laptop.library.edit("gpt_model", taken, {"name": "Zeta"})
+    laptop.library.delete("gpt_model", taken)
+    assert laptop.library.edit("gpt_model", other, {"name": "zeta"}), "a deleted one's name is free"
+    report = laptop.sync()
+    assert report.refused == []
