@@ -35,12 +35,20 @@ def serve(
     from outputhub.server.main import create_app
 
     settings = Settings()
-    where = (settings.database_url and "PostgreSQL") or f"SQLite in {settings.data_dir}"
-    typer.echo(f"Output Hub on http://{host}:{port} (docs at /docs), storage: {where}")
+    typer.echo(f"Output Hub on http://{host}:{port} (docs at /docs), storage: {storage_label(settings)}")
     if workers > 1 and settings.is_postgres:
         uvicorn.run("outputhub.server.main:create_app", factory=True, host=host, port=port, workers=workers)
     else:
         uvicorn.run(create_app(settings), host=host, port=port)
+
+
+def storage_label(settings: Settings) -> str:
+    """Where ``serve`` keeps its data, in words (a SQLite URL was called PostgreSQL; QA)."""
+    if settings.is_postgres:
+        return "PostgreSQL"
+    if settings.database_url:
+        return f"SQLite ({settings.database_url})"
+    return f"SQLite in {settings.data_dir}"
 
 
 @app.command()
