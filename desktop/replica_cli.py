@@ -803,10 +803,12 @@ def _resolve(
     except _TakesAlongError as exc:
         counts = Counter(entity for entity, _id in exc.taken.deleted)
         what = ", ".join(f"{n} {entity}(s)" for entity, n in sorted(counts.items()))
+        named = ", ".join(record_id for _entity, record_id in exc.taken.deleted[:10])
+        more = f" and {len(exc.taken.deleted) - 10} more" if len(exc.taken.deleted) > 10 else ""
         raise _CannotResolveError(
-            f"keeping the delete of {c.entity} {c.record_id} also deletes {what} that use it (made or edited "
-            "here or elsewhere): add --cascade to delete them too, or keep the other side to keep the "
-            f"{c.entity}"
+            f"keeping the delete of {c.entity} {c.record_id} also deletes {what} that use it ({named}{more}; "
+            "made or edited here or elsewhere): add --cascade to delete them too, or keep the other side to "
+            f"keep the {c.entity}"
         ) from None
     shown: dict[str, Any] = {"resolved": c.id}
     said = f"resolved {c.id}"
@@ -927,12 +929,16 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
                         "skipped": exc.skipped,
                     }
                 )
-    summary = {"resolved": [r["resolved"] for r in resolved], "left_open": left}
+    summary: dict[str, Any] = {"resolved": [r["resolved"] for r in resolved], "left_open": left}
+    deleted_with = [d for r in resolved for d in r.get("deleted_with_it", [])]
+    if deleted_with:  # what kept deletes took along (--cascade): named, as a single resolve names them
+        summary["deleted_with_it"] = deleted_with
     emit(
         ctx,
         summary,
         lambda: "\n".join(
             [f"resolved {len(resolved)} of {len(chosen)}; run `outputhub replica sync` to share them"]
+            + [f"deleted with them: {d['entity']} {d['id']}" for d in deleted_with]
             + [f"left open {i['id']}  {i['entity']} {i['record_id']}: {i['reason']}" for i in left]
         ),
     )

@@ -277,13 +277,16 @@ async def get_if_match(
         found = _ENTITY_TAG.fullmatch(tag.strip())
         if found is None:
             raise InvalidInputError("header.If-Match", 'must be an ETag such as "42", or a list: "41", "42"')
-        if not found["weak"]:
-            revisions.add(int(found["quoted"] or found["bare"]))
+        digits = found["quoted"] or found["bare"]
+        if not found["weak"] and digits == str(int(digits)):
+            revisions.add(int(digits))
     return frozenset(revisions)
 
 
 _ENTITY_TAG: Final = re.compile(r'(?P<weak>W/)?"(?P<quoted>[0-9]{1,19})"|(?P<bare>[0-9]{1,19})')
-"""One entity tag of ``If-Match`` as this server writes them (a revision in quotes, maybe weak), or bare."""
+"""One entity tag of ``If-Match`` as this server writes them (a revision in quotes, maybe weak), or bare. Tags
+compare strongly, character by character: ``"0102"`` is no tag this server gives (it matched revision 102;
+QA), so it names no revision."""
 
 
 IfMatchDep = Annotated[frozenset[int] | None, Depends(get_if_match)]

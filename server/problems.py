@@ -163,7 +163,8 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         encoding = headers.get(b"content-encoding", b"").strip().decode("latin-1")
-        if encoding and encoding.lower() != "identity" and declared != b"0":
+        has_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
+        if encoding and encoding.lower() != "identity" and has_body:
             refused = UnsupportedContentEncodingError(encoding)
             response = problem_response(
                 Problem(

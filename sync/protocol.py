@@ -147,7 +147,8 @@ def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_
         if not isinstance(data["id"], str):
             raise ProtocolError(f"{where}: the record id must be a string (a UUID)", field="id")
         for part in ("values", "base"):
-            if not isinstance(data.get(part) or {}, Mapping):
+            given = data.get(part)
+            if given is not None and not isinstance(given, Mapping):  # [] too (it was read as no fields)
                 raise ProtocolError(f"{where}: {part} must be an object of fields", field=part)
         values = {
             name: decode_value(schema, entity, name, v, f"{where}.values.{name}")

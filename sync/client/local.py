@@ -27,6 +27,7 @@ from outputhub.sync.engine import (
     make_restore,
     merge_change,
     resolve,
+    sides,
 )
 from outputhub.sync.engine.dedupe import name_key
 from outputhub.sync.ports import ReplicaStore
@@ -247,6 +248,8 @@ class LocalLibrary:
             # the server keeps the name for the surviving record (a restore is refused as name-taken) and
             # rewrites every reference to this one into a reference to it
             self._refuse_merged(entity, record_id, state, "restored")
+            if state.deleted:  # its name may have gone to another live one meanwhile (refused by the server)
+                self._refuse_taken_name(entity, record_id, {"name": state.values.get("name")}, {})
             self._record(
                 state,
                 revision,
@@ -386,10 +389,19 @@ class LocalLibrary:
                     checked = self._live_references(entity, {conflict.field: value}, state.values)
                     value = checked[conflict.field]
                 pick: Resolution | Merged = Merged(value)
-            elif choice == "mine":
-                pick = Resolution.KEEP_MINE
-            elif choice == "theirs":
-                pick = Resolution.KEEP_THEIRS
+            elif choice in ("mine", "theirs"):
+                pick = Resolution.KEEP_MINE if choice == "mine" else Resolution.KEEP_THEIRS
+                field = conflict.field
+                references = DEFAULT_SCHEMA.entity(entity).references
+                if conflict.kind is not ConflictKind.DELETE and field in references:
+                    # the side kept may name an entry deleted since: refused as the server refuses it (it was
+                    # taken, and the sync brought the deleted entry back; QA); one merged into another is
+                    # written as the survivor
+                    mine_side, theirs_side = sides(conflict, self.store.node_id)
+                    kept = getattr(conflict, mine_side if choice == "mine" else theirs_side).value
+                    checked = self._live_references(entity, {field: kept}, {})[field]
+                    if checked != kept:
+                        pick = Merged(checked)
             else:
                 raise LocalEditError(f"unknown resolution {choice!r}: use mine, theirs or an edited value")
             self._record(

@@ -291,3 +291,23 @@ def test_if_match_takes_a_list_of_entity_tags(client) -> None:
     huge = org.owner.patch(path, json={"title": "Huge"}, headers={"If-Match": '"99999999999999999999"'})
     assert huge.status_code == 422
     assert org.owner.get(path).json()["title"] == "Listed"
+
+
+def test_if_match_reads_entity_tags_strictly(client) -> None:  # type: ignore[no-untyped-def]
+    """A quote left open (``"N`` or ``N"``) was read as the revision N, a weak tag matched although
+    ``If-Match`` compares strongly, and ``"0N"`` matched revision N though tags compare as strings (found by
+    QA): the first is 422 naming the header, the others never meet the condition (412). A revision without
+    quotes is still taken."""
+    org = new_org(client)
+    ids = seed_library(org)
+    path = f"{org.base}/prompts/{ids['prompt']}"
+
+    def patch(if_match: str) -> int:
+        revision = org.owner.get(path).json()["revision"]
+        headers = {"If-Match": if_match.format(r=revision)}
+        return int(org.owner.patch(path, json={"description": uuid.uuid4().hex}, headers=headers).status_code)
+
+    assert [patch(f) for f in ('"{r}', '{r}"', '"{r}" junk', "W/{r}")] == [422] * 4
+    assert patch('W/"{r}"') == 412
+    assert patch('"0{r}"') == 412
+    assert [patch(f) for f in ('"{r}"', "{r}", ' "{r}" ')] == [200] * 3

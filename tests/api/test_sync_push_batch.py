@@ -359,6 +359,7 @@ def test_an_op_without_a_record_id_is_refused_alone_and_every_refusal_names_its_
         (tag(6, hlc="garbage"), "hlc"),
         (other_node, "node"),
         (update, "name"),
+        (tag(11, values=[]), "values"),
     ]
     good = tag(10)
     push = {"protocol": 4, "device": NODE, "changes": [c for c, _ in cases] + [good]}

@@ -805,7 +805,7 @@ def test_resolving_names_what_a_kept_delete_takes_and_reads_values_as_edit_does(
     conflicts = {c["field"]: c for c in a.json("conflicts", "list")}  # type: ignore[attr-defined]
     deleted = conflicts["_deleted"]
     said = a.run("conflicts", "resolve", deleted["id"], "--keep", "mine", code=5)
-    assert "also deletes 1 output(s)" in said and "--cascade" in said
+    assert "also deletes 1 output(s)" in said and made in said and "--cascade" in said
     assert a.json("show", "output", made)["deleted"] is False  # type: ignore[index]
     shown = a.json("conflicts", "resolve", deleted["id"], "--keep", "mine", "--cascade")
     assert shown == {"resolved": deleted["id"], "deleted_with_it": [{"entity": "output", "id": made}]}

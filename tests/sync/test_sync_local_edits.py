@@ -681,5 +681,35 @@ def test_a_rename_to_a_name_taken_here_is_refused_as_it_is_made(org: Org, device
     assert laptop.library.edit("gpt_model", taken, {"name": "Zeta"})
     laptop.library.delete("gpt_model", taken)
     assert laptop.library.edit("gpt_model", other, {"name": "zeta"}), "a deleted one's name is free"
+    with pytest.raises(LocalEditError, match="already named 'zeta'"):
+        laptop.library.restore("gpt_model", taken)  # its name went to another meanwhile
     report = laptop.sync()
     assert report.refused == []
+
+
+def test_keeping_a_side_that_names_a_deleted_entry_is_refused_as_it_is_made(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """Two replicas set a prompt's stage apart; the laptop's stage is then deleted through REST. Keeping the
+    laptop's side was taken, and its sync brought the deleted stage back with a delete conflict, where REST
+    and an edit refuse it (QA). It is refused at once, naming the stage; the other side can be kept."""
+    laptop, desktop = devices
+    make = org.owner.post
+    mine = make(f"{org.base}/development-stages", json={"name": "Mine", "position": 21}).json()["id"]
+    theirs = make(f"{org.base}/development-stages", json={"name": "Theirs", "position": 22}).json()["id"]
+    prompt = make(f"{org.base}/prompts", json={"title": "Staged", "body": "b"}).json()["id"]
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("prompt", prompt, {"development_stage_id": mine})
+    desktop.library.edit("prompt", prompt, {"development_stage_id": theirs})
+    laptop.sync()
+    desktop.sync()
+    assert org.owner.delete(f"{org.base}/development-stages/{mine}").status_code == 204
+    laptop.sync()
+    [conflict] = [c for c in laptop.open_conflicts() if c.record_id == prompt]
+    with pytest.raises(LocalEditError, match=f"development_stage {mine}.* is deleted"):
+        laptop.library.resolve_conflict("prompt", prompt, conflict.id, "mine")
+    laptop.library.resolve_conflict("prompt", prompt, conflict.id, "theirs")
+    laptop.sync()
+    assert org.owner.get(f"{org.base}/development-stages/{mine}").status_code == 404
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["development_stage_id"] == theirs
