@@ -725,7 +725,10 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: str) -> None:
             f"theirs: {c.theirs!r}",
         ]
         if c.resolved_at is not None:  # it said nothing, and offered a resolve that then failed (QA)
-            lines.append(f"closed {to_timestamp(c.resolved_at)}: resolved, or replaced by a newer conflict")
+            lines.append(
+                f"closed {to_timestamp(c.resolved_at)}: resolved, replaced by a newer conflict, or its "
+                "record deleted (a restore opens it again)"
+            )
         elif kind in MERGEABLE:
             lines.append(f"merged: {suggestion!r}  ({note} `--keep merged` takes it.)")
         shown = {**asdict(c), "suggestion": suggestion if kind in MERGEABLE else None}
@@ -887,8 +890,9 @@ def conflicts_resolve(
             if any(o.id == conflict_id for o in replica.list_conflicts(include_resolved=True)):
                 fail(
                     5,
-                    f"conflict {conflict_id} is closed (resolved, or replaced by a newer one after another "
-                    "edit of the field): see `outputhub replica conflicts list`",
+                    f"conflict {conflict_id} is closed (resolved, replaced by a newer one after another "
+                    "edit of the field, or its record deleted: a restore opens it again): see `outputhub "
+                    "replica conflicts list`",
                 )
             fail(
                 5,

@@ -644,6 +644,7 @@ def test_a_deleted_records_value_conflicts_close_with_it_and_reopen_with_a_resto
         desktop.library.resolve_conflict("tag", tag, conflict, "mine")
     r = org.owner.post(f"{org.base}/sync/conflicts/{conflict}/resolve", json={"keep": "winner"})
     assert r.status_code == 409, r.text
+    assert "is deleted" in r.json()["detail"], "says why it is closed (it said 'already resolved')"
     assert org.owner.get(f"{org.base}/tags/{tag}").status_code == 404
 
     desktop.library.restore("tag", tag)

@@ -512,12 +512,19 @@ def resolve_conflict(
     item = session.get(SyncConflict, (tenant.org_id, ident))
     if item is None:
         raise NotFoundError("conflict", ident)
-    if item.resolved_at is not None:
-        raise AlreadyResolvedError("path.conflict_id", "this conflict is already resolved")
     spec = SPECS[item.entity]
     row = session.execute(
         select(spec.table).where(spec.table.org_id == tenant.org_id, spec.table.id == item.record_id)
     ).scalar_one_or_none()
+    if item.resolved_at is not None:
+        if row is not None and row.deleted and item.kind != "delete":
+            # closed because its record was deleted (it said "already resolved", naming the deleting user)
+            raise AlreadyResolvedError(
+                "path.conflict_id",
+                f"this conflict is closed: {spec.entity} {item.record_id} is deleted (restoring it opens its "
+                "conflicts again)",
+            )
+        raise AlreadyResolvedError("path.conflict_id", "this conflict is already resolved")
     if row is None:  # its record was purged (before purges closed their records' conflicts)
         raise NotFoundError(item.entity, item.record_id)
     state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[row.id]
