@@ -828,3 +828,17 @@ def test_resolving_names_what_a_kept_delete_takes_and_reads_values_as_edit_does(
     [stage] = [c for c in a.json("conflicts", "list") if c["field"] == "development_stage_id"]  # type: ignore[attr-defined]
     a.run("conflicts", "resolve", stage["id"], "--value", "")
     assert a.json("show", "prompt", prompt)["development_stage_id"] is None  # type: ignore[index]
+
+    # --all: a kept delete that takes outputs along needs --cascade too, and the summary names what went
+    other = a.run("add", "prompt", "--set", "title=Q", "--set", "body=b").strip()
+    a.run("sync")
+    b.run("sync")
+    a.run("delete", "prompt", other)
+    under = b.run("add", "output", "--set", f"prompt_id={other}", "--set", "content=made under Q").strip()
+    b.run("sync")
+    a.run("sync")
+    refused = a.json("conflicts", "resolve", "--all", "--keep", "mine", code=5)
+    assert [x["record_id"] for x in refused["left_open"]] == [other]  # type: ignore[index]
+    summary = a.json("conflicts", "resolve", "--all", "--keep", "mine", "--cascade")
+    assert summary["deleted_with_it"] == [{"entity": "output", "id": under}]  # type: ignore[index]
+    assert a.json("show", "output", under)["deleted"] is True  # type: ignore[index]
