@@ -36,20 +36,22 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _problem(exc: OutputHubError, *, instance: str | None) -> Problem:
+    """The problem document of a domain error."""
+    return Problem(
+        status=exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        type=TYPE_BASE + exc.type_slug,
+        instance=instance,
+        errors=exc.errors,
+    )
+
+
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OutputHubError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
-    return problem_response(
-        Problem(
-            status=exc.status,
-            title=exc.title,
-            detail=exc.detail,
-            type=TYPE_BASE + exc.type_slug,
-            instance=request.url.path,
-            errors=exc.errors,
-        ),
-        headers=headers,
-    )
+    return problem_response(_problem(exc, instance=request.url.path), headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -165,18 +167,8 @@ class BodySizeLimit:
         encoding = headers.get(b"content-encoding", b"").strip().decode("latin-1")
         has_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
         if encoding and encoding.lower() != "identity" and has_body:
-            refused = UnsupportedContentEncodingError(encoding)
-            response = problem_response(
-                Problem(
-                    status=refused.status,
-                    title=refused.title,
-                    detail=refused.detail,
-                    type=TYPE_BASE + refused.type_slug,
-                    instance=scope.get("path"),
-                    errors=refused.errors,
-                )
-            )
-            await response(scope, _noop_receive, send)
+            refused = _problem(UnsupportedContentEncodingError(encoding), instance=scope.get("path"))
+            await problem_response(refused)(scope, _noop_receive, send)
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(scope, send)

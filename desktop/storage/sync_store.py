@@ -671,8 +671,6 @@ class ReplicaSyncStore:
             theirs={"reason": reason},
         )
 
-    # -- cursor and checks -----------------------------------------------------------------------------
-
     # -- a full pull under way (migration 0004) ------------------------------------------------------------
 
     def _walk_key(self, server_url: str, org_id: str) -> str:
@@ -702,6 +700,8 @@ class ReplicaSyncStore:
         with self.replica.writing("end a full pull") as conn:
             conn.execute("DELETE FROM walk_seen")
             self._set_meta(META_FULL_WALK, None)
+
+    # -- cursor and checks -----------------------------------------------------------------------------
 
     def cursor(self, *, server_url: str, org_id: str) -> int:
         state = self.replica.get_sync_state(server_url=server_url, org_id=org_id)

@@ -556,15 +556,22 @@ def test_events_say_what_happened_to_the_record_and_rest_resolutions_are_recorde
     assert resolution["details"]["conflict"] == conflict["id"]  # type: ignore[index]
 
 
+def _two_stages_and_a_prompt(org: Org, names: tuple[str, str]) -> tuple[str, str, str]:
+    """Two development stages made through REST, and a prompt without one: their ids."""
+    made = [
+        org.owner.post(f"{org.base}/development-stages", json={"name": n, "position": 11 + i}).json()["id"]
+        for i, n in enumerate(names)
+    ]
+    prompt = org.owner.post(f"{org.base}/prompts", json={"title": "Staged", "body": "b"}).json()["id"]
+    return made[0], made[1], prompt
+
+
 def test_a_rest_resolution_never_names_a_deleted_entry(org: Org, devices: list[Device]) -> None:  # type: ignore[no-untyped-def]
     """A REST resolution keeping (or giving) a development stage deleted since was taken, and the live prompt
     named a deleted stage on the server and in every replica (a PATCH says 422; QA). It is a 422 naming
     ``body.keep`` or ``body.value``, and the conflict stays open."""
     laptop, _desktop = devices
-    make = org.owner.post
-    first = make(f"{org.base}/development-stages", json={"name": "S1", "position": 11}).json()["id"]
-    second = make(f"{org.base}/development-stages", json={"name": "S2", "position": 12}).json()["id"]
-    prompt = make(f"{org.base}/prompts", json={"title": "Staged", "body": "b"}).json()["id"]
+    first, second, prompt = _two_stages_and_a_prompt(org, ("S1", "S2"))
     laptop.sync()
     laptop.library.edit("prompt", prompt, {"development_stage_id": first})
     staged = org.owner.patch(f"{org.base}/prompts/{prompt}", json={"development_stage_id": second})
@@ -695,10 +702,7 @@ def test_keeping_a_side_that_names_a_deleted_entry_is_refused_as_it_is_made(  # 
     laptop's side was taken, and its sync brought the deleted stage back with a delete conflict, where REST
     and an edit refuse it (QA). It is refused at once, naming the stage; the other side can be kept."""
     laptop, desktop = devices
-    make = org.owner.post
-    mine = make(f"{org.base}/development-stages", json={"name": "Mine", "position": 21}).json()["id"]
-    theirs = make(f"{org.base}/development-stages", json={"name": "Theirs", "position": 22}).json()["id"]
-    prompt = make(f"{org.base}/prompts", json={"title": "Staged", "body": "b"}).json()["id"]
+    mine, theirs, prompt = _two_stages_and_a_prompt(org, ("Mine", "Theirs"))
     laptop.sync()
     desktop.sync()
     laptop.library.edit("prompt", prompt, {"development_stage_id": mine})

@@ -183,7 +183,8 @@ def _prepare_batch(
     return batch
 
 
-def _display(state: RecordState) -> dict[str, Any]:
+def display_state(state: RecordState) -> dict[str, Any]:
+    """A state's values and ``deleted`` as an event's ``before``/``after`` show them."""
     return {name: encode_value(v) for name, v in state.values.items()} | {"deleted": state.deleted}
 
 
@@ -346,7 +347,7 @@ def apply_change(
     current = (
         load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[rid] if row is not None else None
     )
-    before = _display(current) if current is not None else None
+    before = display_state(current) if current is not None else None
     outcome = merge_change(current, change, DEFAULT_SCHEMA)
     state = outcome.state
     if outcome.kind is OutcomeKind.NOOP and row is not None:
@@ -1072,7 +1073,7 @@ def _emit(
             device=device,
             made_at=made_at,
             before=applied.before,
-            after=_display(applied.state),
+            after=display_state(applied.state),
             merge=applied.outcome.value,
             details={"op_id": change.op_id, "op": change.kind.value, "changed": sorted(change.values)}
             | ({"reason": reason} if reason else {}),

@@ -46,7 +46,13 @@ from outputhub.server.api.base import Link, Tenant, allocate_revisions, lock_org
 from outputhub.server.api.lookups.service import KINDS, take_off_records
 from outputhub.server.api.prompts.service import delete_outputs
 from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, FeedRow, first_rows, page_rows
-from outputhub.server.api.sync.push import OpRefusedError, apply_change, effect_verb, server_hlc
+from outputhub.server.api.sync.push import (
+    OpRefusedError,
+    apply_change,
+    display_state,
+    effect_verb,
+    server_hlc,
+)
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
     SPEC_BY_TABLE,
@@ -70,7 +76,7 @@ from outputhub.server.storage.tables import (
 )
 from outputhub.sync.engine import DEFAULT_SCHEMA, InvalidChangeError, Merged, Resolution, resolve, sides
 from outputhub.sync.engine.schema import check_value
-from outputhub.sync.protocol import TABLE_ENTITIES, encode_value, state_to_wire
+from outputhub.sync.protocol import TABLE_ENTITIES, state_to_wire
 
 
 def horizon(session: Session, *, org_id: uuid.UUID) -> int:
@@ -565,7 +571,7 @@ def resolve_conflict(
             value=choice.value,
             field="body.value" if given else "body.keep",
         )
-    before = {name: encode_value(v) for name, v in state.values.items()} | {"deleted": state.deleted}
+    before = display_state(state)
     hlc = server_hlc(state, now)
     op_id = f"server:resolve:{ident}:{hlc.encode()}"
     if conflict.kind.value == "delete":
@@ -596,8 +602,7 @@ def resolve_conflict(
             revision=applied.revision,
             source="api",
             before=before,
-            after={name: encode_value(v) for name, v in applied.state.values.items()}
-            | {"deleted": applied.state.deleted},
+            after=display_state(applied.state),
             merge=applied.outcome.value,
             details={
                 "conflict": str(ident),
