@@ -42,7 +42,7 @@ from outputhub.common.sync import (
     Remap,
     TableChecksum,
 )
-from outputhub.server.api.base import Link, Tenant, allocate_revisions, lock_org_writes
+from outputhub.server.api.base import Link, Tenant, allocate_revisions, check_refs, lock_org_writes
 from outputhub.server.api.lookups.service import KINDS, take_off_records
 from outputhub.server.api.prompts.service import delete_outputs
 from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, FeedRow, first_rows, page_rows
@@ -478,35 +478,16 @@ def _take_along(
 def _check_live_references(
     session: Session, *, tenant: Tenant, table: type[ReplicatedRow], value: object, field: str
 ) -> None:
-    """Refuse (422 naming ``field``) a resolution whose value names an entry deleted since: a live record
-    never names a deleted one, as a PATCH says (a REST resolution keeping a deleted stage was taken, and the
-    prompt named it on the server and in every replica; QA)."""
+    """Refuse (422 naming ``field``, :func:`check_refs` as a PATCH does) a resolution whose value names an
+    entry deleted since: a live record never names a deleted one (a REST resolution keeping a deleted stage
+    was taken, and the prompt named it on the server and in every replica; QA). A value that is not an id
+    is left to the change's own checks, which refuse it naming the field."""
     members = value if isinstance(value, frozenset | set | list | tuple) else (value,)
-    wanted: set[uuid.UUID] = set()
-    for member in members:
-        if member is None:
-            continue
-        try:
-            wanted.add(uuid.UUID(str(member)))
-        except ValueError:
-            return  # not an id: the change's own checks refuse it, naming the field
-    if not wanted:
+    try:
+        ids = [uuid.UUID(str(m)) for m in members if m is not None]
+    except ValueError:
         return
-    live = set(
-        session.execute(
-            select(table.id).where(
-                table.org_id == tenant.org_id,  # type: ignore[attr-defined]
-                table.id.in_(wanted),  # type: ignore[attr-defined]
-                table.deleted.is_(False),  # type: ignore[attr-defined]
-            )
-        ).scalars()
-    )
-    gone = sorted(str(i) for i in wanted - live)
-    if gone:
-        names = ", ".join(gone)
-        raise InvalidInputError(
-            field, f"names {names}, which is deleted (or unknown): restore it first, or choose another"
-        )
+    check_refs(session, table, tenant=tenant, ids=ids, field=field)
 
 
 def resolve_conflict(
