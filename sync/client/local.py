@@ -26,10 +26,10 @@ from outputhub.sync.engine import (
     make_edit,
     make_restore,
     merge_change,
+    name_key,
     resolve,
     sides,
 )
-from outputhub.sync.engine.dedupe import name_key
 from outputhub.sync.ports import ReplicaStore
 
 ResolutionChoice = Literal["mine", "theirs"] | Merged
