@@ -236,18 +236,16 @@ class ConflictsPage(QWidget):
             # it to the new suggestion without a word; QA)
             where = (previous.entity, previous.record_id, previous.field)
             successor = next((c for c in items if (c.entity, c.record_id, c.field) == where), None)
-            self._show(successor)
-            if successor is not None:
-                row = self.model.row_of(successor.id)
-                if row is not None:
-                    self.list.table.selectRow(row)
-                if typed is not None:
-                    self._show(successor)  # the row's selection may have shown it again: typing goes last
-                    self.merged.setPlainText(typed)
-                    self.message.setText(
-                        "This conflict changed: a side was edited again. Your merge is kept below; check it "
-                        "against the sides as they are now."
-                    )
+            row = self.model.row_of(successor.id) if successor is not None else None
+            if row is not None:
+                self.list.table.selectRow(row)
+            self._show(successor)  # after the selection (which may show it too): the typing goes on top
+            if successor is not None and typed is not None:
+                self.merged.setPlainText(typed)
+                self.message.setText(
+                    "This conflict changed: a side was edited again. Your merge is kept below; check it "
+                    "against the sides as they are now."
+                )
             elif typed is not None:
                 self.message.setText(
                     "The conflict you were merging was closed by the sync (resolved or edited elsewhere); "
