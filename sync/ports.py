@@ -38,9 +38,12 @@ class RemoteItem:
     Made with ``wire`` and no ``state``, the full state is expanded from it on first use: a pulled record
     new to the replica is stored in the compact form it came in and never needs the full one (expanding
     cost more than decoding the record). The caller checks such a ``wire`` when it makes the item
-    (``sync.protocol.check_uniform``), so the expansion cannot fail later."""
+    (``sync.protocol.check_uniform``), so the expansion cannot fail later.
 
-    __slots__ = ("_state", "data", "deleted", "entity", "record_id", "revision", "wire")
+    ``staged``: what the store's :meth:`ReplicaStore.prepare_remote` made of the item ahead of applying it
+    (opaque to the sync layer; None until then)."""
+
+    __slots__ = ("_state", "data", "deleted", "entity", "record_id", "revision", "staged", "wire")
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class RemoteItem:
         self.data = data
         self.wire = wire
         self._state = state
+        self.staged: object = None
 
     @property
     def state(self) -> Mapping[str, Any]:
@@ -130,6 +134,12 @@ class ReplicaStore(Protocol):
 
     def save_local(self, state: RecordState, change: Change, *, base_revision: int | None) -> None:
         """A local edit: the record's new state and the outbox entry, in one transaction."""
+        ...
+
+    def prepare_remote(self, items: Sequence[RemoteItem], *, org_id: str) -> None:
+        """Work on a pulled page that needs no database, done ahead of :meth:`apply_remote` (on the pull's
+        prefetch thread, while the previous page is being applied); kept in each item's ``staged``. Must not
+        touch the store's connection or state; doing nothing is correct."""
         ...
 
     def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:

@@ -464,7 +464,10 @@ class SyncClient:
         thread, so that decoding the next page overlaps applying this one (SQLite releases the GIL).
         ``walk``: the page continues a pull that started at 0 (its cursor may be below the purge horizon)."""
         page = self.remote.pull(since=since, limit=self.pull_page, from_zero=walk)
-        return page, [_item(r) for r in page.get("records", [])]
+        items = [_item(r) for r in page.get("records", [])]
+        if self.store is not None and items:
+            self.store.prepare_remote(items, org_id=self.remote.org_id)
+        return page, items
 
     def _drop_unseen(self, seen: dict[str, set[str]]) -> None:
         """After a full pull: records the server no longer has (purged) and with no local edit go."""

@@ -106,6 +106,23 @@ def test_new_output_rows_equal_the_record_path() -> None:
     assert any('{"=":1}' in str(row[6]) for row in rows)
 
 
+def test_rows_staged_ahead_are_the_rows_built_in_the_apply() -> None:
+    """``prepare_remote`` (run on the pull's prefetch thread) builds each output's row ahead; the apply takes
+    the staged rows only when they were built for its organization, and they equal the rows it builds."""
+    plain = pulled_outputs(60)
+    staged = pulled_outputs(60)
+    store_module._stage_outputs(staged, ORG)
+    assert all(isinstance(item.staged, tuple) for item in staged)
+    assert store_module._new_output_rows(staged, ORG) == store_module._new_output_rows(plain, ORG)
+
+    other = str(uuid.UUID(int=99))
+    elsewhere = pulled_outputs(60)
+    store_module._stage_outputs(elsewhere, other)
+    rows, _ = store_module._new_output_rows(elsewhere, ORG)
+    assert {row[1] for row in rows} == {ORG}  # staged for another organization: built again
+    assert rows == store_module._new_output_rows(plain, ORG)[0]
+
+
 def _apply_pages(replica: Replica, pages: Sequence[Sequence[RemoteItem]]) -> None:
     store = ReplicaSyncStore(replica)
     store.attach(org_id=ORG)

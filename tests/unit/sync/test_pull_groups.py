@@ -111,6 +111,7 @@ class CountingStore(ReplicaSyncStore):
         self.bulk = 0
         self.apply_s = apply_s
         self.fail_at = fail_at
+        self.staged: list[bool] = []  # per applied output: whether its row came built ahead
 
     def replayable_transaction(self) -> AbstractContextManager[None]:
         self.transactions += 1
@@ -122,6 +123,7 @@ class CountingStore(ReplicaSyncStore):
 
     def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
         time.sleep(self.apply_s)
+        self.staged += [i.staged is not None for i in items if i.entity == "output"]
         result = super().apply_remote(items)
         if self.fail_at is not None and any(i.revision == self.fail_at for i in items):
             raise RuntimeError("injected: applying this page failed")
@@ -152,6 +154,7 @@ def test_ready_pages_share_a_transaction(replica: Replica, monkeypatch: pytest.M
 
     assert report.pulled == 30 and report.cursor == 30
     assert store.bulk == 1  # a pull of many pages: the replica checkpoints on a thread meanwhile
+    assert store.staged == [True] * 30  # every output's row was built on the prefetch thread
     assert store.transactions == 4  # 3 + 3 + 3 + 1 pages: each group stops at 7 records or more
     assert store.cursor(server_url=SERVER, org_id=ORG) == 30
     assert store.replica.count_live(table="outputs") == 30
