@@ -30,7 +30,13 @@ class Editor(Protocol):
     def create(self, entity: str, values: Mapping[str, Any], *, id: str | None = None) -> str: ...
 
     def edit(
-        self, entity: str, record_id: str, values: Mapping[str, Any], *, seen: Mapping[str, Any] | None = None
+        self,
+        entity: str,
+        record_id: str,
+        values: Mapping[str, Any],
+        *,
+        seen: Mapping[str, Any] | None = None,
+        unlink: bool = False,
     ) -> bool: ...
 
     def delete(self, entity: str, record_id: str) -> None: ...

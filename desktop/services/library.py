@@ -308,10 +308,10 @@ class LibraryService:
                 value = getattr(record, name)
                 if isinstance(value, tuple):
                     named = wanted & set(value)
-                    self._editor.edit(user_entity, record_id, {name: frozenset(value) - named})
+                    self._editor.edit(user_entity, record_id, {name: frozenset(value) - named}, unlink=True)
                 elif value in wanted:
                     named = {value}
-                    self._editor.edit(user_entity, record_id, {name: None})
+                    self._editor.edit(user_entity, record_id, {name: None}, unlink=True)
                 else:
                     continue
                 unlinked += [(user_entity, record_id, name, entry) for entry in sorted(named)]

@@ -104,6 +104,15 @@ def lock_org_writes(session: Session, *, org_id: uuid.UUID) -> None:
 
 REVISIONS_KEY = "outputhub.revisions"
 """``session.info`` entry: the (org, first, last) revision ranges this transaction allocated."""
+UNLINK_REVISIONS_KEY = "outputhub.unlink_revisions"
+"""``session.info`` entry: the (org, revision) pairs at which this transaction only took deleted lookup
+entries off records (:func:`mark_unlink_revision`)."""
+
+
+def mark_unlink_revision(session: Session, *, org_id: uuid.UUID, revision: int) -> None:
+    """The rows written at ``revision`` only lost links to deleted lookup entries: the server's edit derived
+    for them is an unlink (``sync.engine.is_unlink``), which brings back no record deleted meanwhile."""
+    session.info.setdefault(UNLINK_REVISIONS_KEY, set()).add((org_id, revision))
 
 
 def stamp_new(row: ReplicatedRow, *, tenant: Tenant, revision: int, now: datetime) -> None:

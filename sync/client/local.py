@@ -29,6 +29,7 @@ from outputhub.sync.engine import (
     name_key,
     resolve,
     sides,
+    unlink_op_id,
 )
 from outputhub.sync.ports import ReplicaStore
 
@@ -164,11 +165,15 @@ class LocalLibrary:
         state: RecordState | None,
         revision: int | None,
         build: Callable[[str, HLC, str], Change | None],
+        *,
+        unlink: bool = False,
     ) -> bool:
         """Make the change (``build(node, hlc, op_id)``), merge it into the state and store both with the
-        outbox entry. False when there is nothing to change."""
+        outbox entry. False when there is nothing to change. ``unlink``: the change only takes deleted lookup
+        entries off the record (its op id says so: ``sync.engine.is_unlink``)."""
         try:
-            change = build(self.store.node_id, self._hlc(state), new_id_text())
+            op_id = unlink_op_id(new_id_text()) if unlink else new_id_text()
+            change = build(self.store.node_id, self._hlc(state), op_id)
             if change is None:
                 return False
             new_state = merge_change(state, change, DEFAULT_SCHEMA).state
@@ -211,10 +216,18 @@ class LocalLibrary:
         return record.state, record.revision
 
     def edit(
-        self, entity: str, record_id: str, values: Mapping[str, Any], *, seen: Mapping[str, Any] | None = None
+        self,
+        entity: str,
+        record_id: str,
+        values: Mapping[str, Any],
+        *,
+        seen: Mapping[str, Any] | None = None,
+        unlink: bool = False,
     ) -> bool:
         """Change the given fields (only those whose value differs are recorded). False if nothing did.
-        ``seen``: what an editor showed of those fields when it loaded the record (see ``make_edit``)."""
+        ``seen``: what an editor showed of those fields when it loaded the record (see ``make_edit``).
+        ``unlink``: the edit only takes deleted lookup entries off the record, as deleting them does: it does
+        not bring the record back where it was deleted meanwhile (``sync.engine.is_unlink``)."""
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
             self._refuse_merged(entity, record_id, state, "edited")
@@ -229,6 +242,7 @@ class LocalLibrary:
                 lambda node, hlc, op_id: make_edit(
                     state, coerced, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id, seen=seen
                 ),
+                unlink=unlink,
             )
 
     def delete(self, entity: str, record_id: str) -> None:

@@ -46,6 +46,8 @@ from outputhub.sync.engine.model import (
     TombstoneState,
     TombstoneWrite,
     conflict_id,
+    is_unlink,
+    unlink_op_id,
 )
 from outputhub.sync.engine.planner import Checkpoint, Plan, Pulled, RecordKey, plan
 from outputhub.sync.engine.schema import (
@@ -96,6 +98,7 @@ __all__ = [
     "dedupe_lookups",
     "default_value",
     "fold_changes",
+    "is_unlink",
     "make_create",
     "make_delete",
     "make_edit",
@@ -110,4 +113,5 @@ __all__ = [
     "resolve",
     "sides",
     "state_from_change",
+    "unlink_op_id",
 ]

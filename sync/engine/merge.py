@@ -46,6 +46,7 @@ from outputhub.sync.engine.model import (
     TombstoneState,
     TombstoneWrite,
     conflict_id,
+    is_unlink,
 )
 from outputhub.sync.engine.schema import (
     TOMBSTONE,
@@ -455,11 +456,20 @@ def _tombstone(
     if not deletes:
         return False, ()
     covered = frozenset().union(*(d.covers for d in deletes))
-    restorers = [(w.version, w.op_id) for s in fields.values() for w in s.heads if w.version not in covered]
+    edits = [w for s in fields.values() for w in s.heads if w.version not in covered]
+    # an unlink (a deleted entry taken off the record) restores only what it carried on: a write it superseded
+    # that no delete saw. Alone, it is the delete of the entry reaching a record deleted meanwhile (QA: it
+    # brought the record back, with a conflict)
+    restorers = [(w.version, w.op_id) for w in edits if not is_unlink(w.op_id)]
     restorers += [(w.version, w.op_id) for w in tombstone.heads if not w.deleted]
-    if not restorers:
+    carried = [
+        (w.version, w.op_id) for w in edits if is_unlink(w.op_id) and not w.base_versions <= covered
+    ]
+    if not restorers and not carried:
         return True, ()
-    top_version, top_op = max(restorers)
+    # named by the newest edit that restores it, an unlink only when no edit is left: a deleted entry taken
+    # off a restored record later changes nothing about why it is live (its conflict kept its id)
+    top_version, top_op = max(restorers or carried)
     resolves = tuple(
         sorted(
             [(TOMBSTONE, tombstone.versions)]

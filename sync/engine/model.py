@@ -211,6 +211,24 @@ class Conflict:
         return (self.winner.value, self.loser.value, self.base)
 
 
+UNLINK_PREFIX: Final = "unlink:"
+"""Op ids of a replica's edits that only take a deleted lookup entry off a record (``unlink:<uuid>``)."""
+UNLINK_SUFFIX: Final = ":unlink"
+"""Op ids of the server's alike (``server:<record>:<revision>:unlink``)."""
+
+
+def unlink_op_id(op_id: str) -> str:
+    """The op id of an edit that only takes deleted lookup entries off a record (see :func:`is_unlink`)."""
+    return UNLINK_PREFIX + op_id
+
+
+def is_unlink(op_id: str) -> bool:
+    """Whether a write only took deleted lookup entries off its record: a consequence of another delete,
+    not an edit anyone made, so it does not bring back a record deleted concurrently (``merge._tombstone``).
+    Told by its op id, which is part of the state: every replica tells it alike."""
+    return op_id.startswith(UNLINK_PREFIX) or op_id.endswith(UNLINK_SUFFIX)
+
+
 def conflict_id(entity: str, record_id: str, field_name: str, winner: HLC, loser: HLC) -> str:
     """Deterministic: uuid5 of record, field and the two versions, so every replica computes the same id."""
     name = f"{entity}/{record_id}/{field_name}/{winner.encode()}/{loser.encode()}"

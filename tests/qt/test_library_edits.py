@@ -30,9 +30,15 @@ class FailingEditor:
         return self._inner.create(entity, values, id=id)
 
     def edit(
-        self, entity: str, record_id: str, values: Mapping[str, Any], *, seen: Mapping[str, Any] | None = None
+        self,
+        entity: str,
+        record_id: str,
+        values: Mapping[str, Any],
+        *,
+        seen: Mapping[str, Any] | None = None,
+        unlink: bool = False,
     ) -> bool:
-        return self._inner.edit(entity, record_id, values, seen=seen)
+        return self._inner.edit(entity, record_id, values, seen=seen, unlink=unlink)
 
     def delete(self, entity: str, record_id: str) -> None:
         self._deletes += 1

@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from outputhub.desktop.services.library import LibraryService
 from outputhub.sync.client import LocalEditError, SyncReport
 from outputhub.sync.engine import Merged
 from tests.support.client import Org, seed_library
@@ -718,3 +719,82 @@ def test_keeping_a_side_that_names_a_deleted_entry_is_refused_as_it_is_made(  # 
     laptop.sync()
     assert org.owner.get(f"{org.base}/development-stages/{mine}").status_code == 404
     assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["development_stage_id"] == theirs
+
+
+def _tagged_prompt(org: Org, devices: list[Device]) -> tuple[str, str]:
+    tag = org.owner.post(f"{org.base}/tags", json={"name": "qtag"}).json()["id"]
+    made = org.owner.post(f"{org.base}/prompts", json={"title": "X", "body": "x", "tag_ids": [tag]})
+    assert made.status_code == 201, made.text
+    _settle(*devices)
+    return tag, made.json()["id"]
+
+
+def test_a_lookup_deleted_elsewhere_does_not_bring_back_a_record_deleted_offline(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """Deleting a tag takes it off the records that name it: an edit, but not one a user made. It counted as
+    an edit the deleter had not seen, and brought back the prompt a replica had deleted offline meanwhile,
+    with a delete conflict (QA). Taking a deleted entry off a record restores nothing now."""
+    laptop, desktop = devices
+    tag, prompt = _tagged_prompt(org, devices)
+    laptop.library.delete("prompt", prompt)
+    assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
+    _settle(laptop, desktop)
+
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").status_code == 404
+    for device in devices:
+        assert device.library.get("prompt", prompt)["deleted"] is True
+        assert device.open_conflicts() == []
+    assert org.owner.get(f"{org.base}/sync/conflicts").json() == []
+    assert laptop.values() == desktop.values()
+
+
+@pytest.mark.parametrize("tag_first", [True, False])
+def test_a_lookup_deleted_on_one_replica_does_not_bring_back_a_record_deleted_on_another(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device], tag_first: bool
+) -> None:
+    laptop, desktop = devices
+    tag, prompt = _tagged_prompt(org, devices)
+    laptop.library.delete("prompt", prompt)
+    service = LibraryService(replica=desktop.replica, editor=desktop.library)
+    taken = service.delete_records(entity="tag", ids=[tag])
+    assert [(e, r) for e, r, *_ in taken.unlinked] == [("prompt", prompt)]
+    _settle(*((desktop, laptop) if tag_first else (laptop, desktop)))
+
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").status_code == 404
+    for device in devices:
+        assert device.library.get("prompt", prompt)["deleted"] is True
+        assert device.open_conflicts() == []
+    assert laptop.values() == desktop.values()
+
+
+@pytest.mark.parametrize("field", ["title", "tag_ids"])
+def test_an_edit_the_deleter_did_not_see_still_restores_when_an_entry_is_taken_off_it_later(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device], field: str
+) -> None:
+    """The edit that brought a record back stays what keeps it: taking a deleted entry off it afterwards
+    keeps it live, also when that write supersedes the edit (the same field), and its delete conflict is not
+    closed and opened again under another id by it when it does not (another field)."""
+    laptop, desktop = devices
+    tag, prompt = _tagged_prompt(org, devices)
+    other = org.owner.post(f"{org.base}/tags", json={"name": "other"}).json()["id"]
+    assert org.owner.patch(f"{org.base}/prompts/{prompt}", json={"tag_ids": [tag, other]}).status_code == 200
+    _settle(*devices)
+    laptop.library.delete("prompt", prompt)
+    edit = {"title": "Kept"} if field == "title" else {"tag_ids": [other]}
+    desktop.library.edit("prompt", prompt, edit)  # concurrent with the delete
+    _settle(desktop, laptop)
+    assert laptop.library.get("prompt", prompt)["deleted"] is False
+    (conflict,) = laptop.open_conflicts()
+
+    assert org.owner.delete(f"{org.base}/tags/{other}").status_code == 204
+    _settle(laptop, desktop)
+    for device in devices:
+        kept = device.library.get("prompt", prompt)
+        assert kept["deleted"] is False
+        assert kept["tag_ids"] == ([tag] if field == "title" else [])
+        (still,) = device.open_conflicts()
+        if field == "title":
+            assert still.id == conflict.id
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").status_code == 200
+    assert laptop.values() == desktop.values()

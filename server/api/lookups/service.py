@@ -22,6 +22,7 @@ from outputhub.server.api.base import (
     check_new_ids,
     check_revision,
     get_live,
+    mark_unlink_revision,
     new_id,
     page_rows,
     parse_sort,
@@ -305,7 +306,11 @@ def take_off_records(
     A deleted record keeps what it named: its sync state cannot take an edit while it is a tombstone, so
     taking the link off its row alone left the row and the state telling two stories once an offline edit
     restored it (REST said no tag, every replica the tag; the check compares revisions and never saw it). A
-    restore brings the entry back with it, as for any live record naming a deleted entry."""
+    restore brings the entry back with it, as for any live record naming a deleted entry.
+
+    The records' derived edit is an unlink (:func:`mark_unlink_revision`): it does not bring back a record a
+    replica deleted meanwhile (QA: it did, with a delete conflict)."""
+    mark_unlink_revision(session, org_id=tenant.org_id, revision=revision)
     for ref in kind.references:
         if isinstance(ref, ColumnRef):
             col = getattr(ref.table, ref.column)

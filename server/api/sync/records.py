@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outputhub.common.clock import HLC
 from outputhub.common.errors import DuplicateError
-from outputhub.server.api.base import REVISIONS_KEY, Link, set_links
+from outputhub.server.api.base import REVISIONS_KEY, UNLINK_REVISIONS_KEY, Link, set_links
 from outputhub.server.api.lookups.service import (
     CUSTOM_GPT_AGENT_GROUPS,
     OUTPUT_KNOWLEDGE_TYPES,
@@ -285,9 +285,15 @@ def create_wire(spec: EntitySpec, row: ReplicatedRow, values: Mapping[str, Field
 
 
 def derive_state(
-    spec: EntitySpec, row: ReplicatedRow, values: Mapping[str, FieldValue], stored: RecordState | None
+    spec: EntitySpec,
+    row: ReplicatedRow,
+    values: Mapping[str, FieldValue],
+    stored: RecordState | None,
+    *,
+    unlink: bool = False,
 ) -> RecordState:
-    """The record's state including any REST edit made since ``stored`` (a pure function of its inputs)."""
+    """The record's state including any REST edit made since ``stored`` (a pure function of its inputs).
+    ``unlink``: the row's change since only took deleted lookup entries off it (the op id says so)."""
     schema = DEFAULT_SCHEMA
     state = stored
     rid = str(row.id)
@@ -326,7 +332,7 @@ def derive_state(
             schema=schema,
             node=SERVER_NODE,
             hlc=_server_hlc(row, state),
-            op_id=_op(row.id, row.revision, "edit"),
+            op_id=_op(row.id, row.revision, "unlink" if unlink else "edit"),
         )
         if change is not None:
             state = merge_change(state, change, schema).state
@@ -365,9 +371,11 @@ def _states(
     stored: Mapping[uuid.UUID, tuple[int, str]],
     values: Mapping[uuid.UUID, Mapping[str, FieldValue]],
     previous: dict[uuid.UUID, RecordState] | None = None,
+    unlinks: frozenset[int] = frozenset(),
 ) -> dict[uuid.UUID, RecordState]:
     """Each row's state: the stored one, with the server's edit derived when the row moved on since
-    (``values`` must hold the engine values of those rows). ``previous`` collects the stored states read."""
+    (``values`` must hold the engine values of those rows). ``previous`` collects the stored states read;
+    ``unlinks``: revisions at which rows only lost links to deleted entries (their edit is an unlink)."""
     out: dict[uuid.UUID, RecordState] = {}
     for row in rows:
         item = stored.get(row.id)
@@ -375,7 +383,7 @@ def _states(
         if previous is not None and state is not None:
             previous[row.id] = state
         if state is None or not _is_current(row, stored):
-            state = derive_state(spec, row, values[row.id], state)
+            state = derive_state(spec, row, values[row.id], state, unlink=row.revision in unlinks)
         out[row.id] = state
     return out
 
@@ -626,6 +634,7 @@ def _before_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # SQLAlchemy fires this when a savepoint is released too: wait for the real commit
     ranges: list[tuple[uuid.UUID, int, int]] = session.info.pop(REVISIONS_KEY, [])
+    unlinked: set[tuple[uuid.UUID, int]] = session.info.pop(UNLINK_REVISIONS_KEY, set())
     marks = session.info.pop(DATA_STORED_KEY, None)
     stored_data: dict[uuid.UUID, list[tuple[int, int]]] = (
         marks[1] if marks is not None and marks[0] is session.get_transaction() else {}
@@ -686,7 +695,8 @@ def _before_commit(session: Session) -> None:
             )
             rest = [r for r in stale if r.id in stored or r.deleted]
             previous: dict[uuid.UUID, RecordState] = {}
-            states = _states(spec, rest, stored, values, previous)
+            unlinks = frozenset(rev for org, rev in unlinked if org == org_id)
+            states = _states(spec, rest, stored, values, previous, unlinks)
             for row in rest:
                 store_state(session, org_id=org_id, state=states[row.id], revision=row.revision)
                 # the server's edit may replace a conflict (a conflict is named by its two writes) or open one

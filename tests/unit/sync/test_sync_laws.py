@@ -40,6 +40,7 @@ from outputhub.sync.engine import (
     RecordState,
     Resolution,
     fold_changes,
+    is_unlink,
     make_create,
     make_delete,
     make_edit,
@@ -47,6 +48,7 @@ from outputhub.sync.engine import (
     merge_change,
     merge_states,
     resolve,
+    unlink_op_id,
 )
 from outputhub.sync.engine import merge as merge_module
 
@@ -134,6 +136,16 @@ def _edited_text(world: World, node: str, text: str, op: tuple[int, int, int]) -
     else:  # replace
         lines[pos : pos + length + 1] = world.fresh_lines(node, 1 + length % 2)
     return "\n".join(lines)
+
+
+def _unlinked_values(state: RecordState, pick: int) -> dict[str, object] | None:
+    """What taking a deleted entry off the record writes: a tag less, or no development stage."""
+    tags = sorted(state.values["tag_ids"])  # type: ignore[arg-type]
+    if tags:
+        return {"tag_ids": frozenset(tags) - {tags[pick % len(tags)]}}
+    if state.values["development_stage_id"] is not None:
+        return {"development_stage_id": None}
+    return None
 
 
 def _edit_values(world: World, replica: Replica, picks: list[tuple[int, int, int, int]]) -> dict[str, object]:
@@ -227,10 +239,14 @@ def run_history(actions: list[tuple[int, ...]], skews: list[int], shared: bool =
             picks = [(other, a, b, c), (other + a + 1, b, c, a)][: 1 + c % 2]
             values = _edit_values(world, replica, picks)
             hlc = _next_hlc(world, replica)
+            op_id = f"op-{hlc}"
+            unlinked = _unlinked_values(state, (a + b) % len(MEMBERS)) if (a + c) % 4 == 0 else None
+            if unlinked:  # a deleted entry taken off the record (an unlink: restores nothing by itself)
+                values, op_id = unlinked, unlink_op_id(op_id)
             _local(
                 world,
                 replica,
-                make_edit(state, values, schema=SCHEMA, node=replica.node, hlc=hlc, op_id=f"op-{hlc}"),
+                make_edit(state, values, schema=SCHEMA, node=replica.node, hlc=hlc, op_id=op_id),
             )
         elif verb == "delete":  # delete, or restore if deleted
             if state is None or not state.created:
@@ -409,7 +425,17 @@ def assert_no_lost_edits(state: RecordState, changes: Iterable[Change], world: W
     if state.deleted:
         covered = frozenset().union(*(w.covers for w in state.tombstone.heads))
         for fs in state.fields.values():
-            assert fs.versions <= covered, "deleted over an edit the deleter never saw"
+            for head in fs.heads:  # an unlink the deleter did not see restores only an edit it carried on
+                assert head.version in covered or (
+                    is_unlink(head.op_id) and head.base_versions <= covered
+                ), "deleted over an edit the deleter never saw"
+    elif state.tombstone.heads and all(w.deleted for w in state.tombstone.heads):
+        covered = frozenset().union(*(w.covers for w in state.tombstone.heads))
+        assert any(
+            head.version not in covered and not (is_unlink(head.op_id) and head.base_versions <= covered)
+            for fs in state.fields.values()
+            for head in fs.heads
+        ), "restored by unlinks alone"
         for head in state.tombstone.heads:
             assert head.covers <= saw[head.op_id]
 

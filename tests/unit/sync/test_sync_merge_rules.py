@@ -22,6 +22,7 @@ from outputhub.sync.engine import (
     Resolution,
     conflict_id,
     fold_changes,
+    is_unlink,
     make_create,
     make_delete,
     make_edit,
@@ -30,6 +31,7 @@ from outputhub.sync.engine import (
     merge_states,
     resolve,
     state_from_change,
+    unlink_op_id,
 )
 from outputhub.sync.engine.model import CONFLICT_NAMESPACE
 
@@ -444,6 +446,54 @@ def test_delete_vs_concurrent_edit_the_edit_wins_and_a_note_is_recorded() -> Non
     assert (note.winner.version, note.loser.version) == (edit.hlc, delete.hlc)
     assert (note.winner.value, note.loser.value) == (False, True)
     assert merge_change(a.state, edit, S).kind is OutcomeKind.CONFLICT
+
+
+def _unlink(node: Node, **values: object) -> Change:
+    """An edit that only takes deleted lookup entries off the record (its op id says so)."""
+    assert node.state is not None
+    change = make_edit(
+        node.state, values, schema=S, node=node.name, hlc=node._hlc(), op_id=unlink_op_id(node._op())
+    )
+    assert change is not None and is_unlink(change.op_id)
+    node.apply(change)
+    return change
+
+
+def test_an_unlink_concurrent_with_a_delete_does_not_restore_the_record() -> None:
+    a, b, create = two_replicas(title="T", tag_ids=["t1", "t2"])
+    delete = a.delete()
+    unlink = _unlink(b, tag_ids=["t1"])  # t2 deleted elsewhere: taken off
+    state = both_orders(create, delete, unlink)
+    assert state.deleted
+    assert state.conflicts == ()
+    # the server's form of the op id alike
+    assert is_unlink("server:0190e2c4-0000-7000-8000-000000000000:42:unlink")
+    assert not is_unlink("server:0190e2c4-0000-7000-8000-000000000000:42:edit")
+
+
+def test_an_unlink_carries_on_the_edit_it_superseded() -> None:
+    """An unlink over an edit the deleter did not see (same field) keeps the record live, as the edit did."""
+    a, b, create = two_replicas(title="T", tag_ids=["t1"])
+    delete = a.delete()
+    edit = b.edit(tag_ids=["t1", "t2"])
+    unlink = _unlink(b, tag_ids=["t2"])  # t1 deleted since: its write supersedes the edit
+    state = both_orders(create, delete, edit, unlink)
+    assert not state.deleted
+    assert state.values["tag_ids"] == frozenset({"t2"})
+    (note,) = state.conflicts
+    assert note.kind is ConflictKind.DELETE
+
+
+def test_an_unlink_after_a_restoring_edit_leaves_its_conflict_as_it_was() -> None:
+    a, b, create = two_replicas(title="T", tag_ids=["t1"])
+    delete = a.delete()
+    edit = b.edit(title="kept")
+    restored = both_orders(create, delete, edit)
+    (note,) = restored.conflicts
+    unlink = _unlink(b, tag_ids=[])
+    state = both_orders(create, delete, edit, unlink)
+    assert not state.deleted
+    assert [(c.id, c.winner, c.loser) for c in state.conflicts] == [(note.id, note.winner, note.loser)]
 
 
 def test_delete_conflict_resolved_by_keeping_the_record() -> None:
