@@ -563,6 +563,10 @@ def _replay(first: OpResult, raw: Any) -> OpResult:
     return first.model_copy(update={"replayed": True})
 
 
+_VERBS: Final = {"create": "create", "update": "edit", "delete": "delete", "restore": "restore"}
+"""What a refused op's kind was, in the words of its refusal (a viewer's add was refused as an edit: QA)."""
+
+
 def _op_id(raw: Any) -> tuple[str, str | None]:
     """(the op id to answer with, why it cannot be one or None). An op id is the key its answer is kept
     under: text of 1 to 64 characters (it was cut to 64, and a second op sharing the first 64 was answered as
@@ -929,12 +933,16 @@ def _handle(
     entity = raw.get("entity") if isinstance(raw.get("entity"), str) else None
     ident = str(raw.get("id")) if raw.get("id") is not None else None
     if not may_write:
+        verb = _VERBS.get(raw.get("kind"), "change")
         return OpResult(
             op_id=op_id,
             status="refused",
             entity=entity,
             id=ident,
-            error=OpError(code="permission-denied", detail=f"the {tenant.role.value} role may not edit"),
+            error=OpError(
+                code="permission-denied",
+                detail=f"the {tenant.role.value} role may not {verb} records",
+            ),
         )
     if not isinstance(change, Change):
         return OpResult(
