@@ -10,7 +10,7 @@ from typing import Any
 from outputhub.common.clock import HLC
 from outputhub.sync.engine import DEFAULT_SCHEMA, make_create, make_edit, merge_change
 from outputhub.sync.protocol import change_to_wire
-from tests.support.client import new_org, seed_library
+from tests.support.client import add_member, new_org, seed_library
 
 NODE = "batch-device"
 
@@ -418,3 +418,18 @@ def test_a_push_refuses_what_rest_refuses_as_missing(client) -> None:  # type: i
     tag = org.owner.post(f"{org.base}/tags", json={"name": "placed"}).json()["id"]
     assert org.owner.patch(f"{org.base}/tags/{tag}", json={"position": None}).status_code == 422
     assert org.owner.post(f"{org.base}/prompts", json={"title": "empty", "body": ""}).status_code == 422
+
+
+def test_a_viewers_ops_are_refused_saying_what_each_tried(client) -> None:  # type: ignore[no-untyped-def]
+    """Every op of a viewer is refused with a reason naming what it tried (an add was refused as "may not
+    edit": QA), whatever the op's ``kind`` holds (a list: unhashable, never a 500)."""
+    org = new_org(client, name="Viewing")
+    viewer = add_member(org, "viewer")
+    made = _create("tag", str(uuid.uuid4()), {"name": "seen"}, 0)
+    changes = [made, {**made, "op_id": "op-list-kind", "kind": ["create"]}]
+    r = viewer.post(f"{org.base}/sync/push", json={"protocol": 4, "device": NODE, "changes": changes})
+    assert r.status_code == 200, r.text[:500]
+    assert [(a["status"], a["error"]["code"], a["error"]["detail"]) for a in r.json()["results"]] == [
+        ("refused", "permission-denied", "the viewer role may not create records"),
+        ("refused", "permission-denied", "the viewer role may not change records"),
+    ]

@@ -933,7 +933,9 @@ def _handle(
     entity = raw.get("entity") if isinstance(raw.get("entity"), str) else None
     ident = str(raw.get("id")) if raw.get("id") is not None else None
     if not may_write:
-        verb = _VERBS.get(raw.get("kind"), "change")
+        kind = raw.get("kind")
+        # a kind is whatever JSON the client sent (a list is unhashable)
+        verb = _VERBS.get(kind, "change") if isinstance(kind, str) else "change"
         return OpResult(
             op_id=op_id,
             status="refused",
