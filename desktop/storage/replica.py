@@ -502,6 +502,13 @@ class Replica:
                     del checks[name]
                     problems.append(f"{name}: not checked, {waiting:,} records not indexed for search yet")
             for name, sql in checks.items():
+                if problems and name.endswith(" index") and any(
+                    p.startswith(("page authentication", "b-tree structure")) for p in problems
+                ):
+                    # over damaged pages the index checks fail for the damage ("attempt to write a
+                    # readonly database"), which says nothing more
+                    problems.append(f"{name}: not checked, the pages are damaged")
+                    continue
                 try:
                     rows = [str(row[0]) for row in conn.execute(sql)]
                 except driver_error_types() as exc:

@@ -447,6 +447,18 @@ def test_the_passphrase_file_first_line_and_a_damaged_replica(tmp_path: Path) ->
     assert result.output.startswith("error:") and "Traceback" not in result.output
     assert damaged.read_bytes() == bytes(data)
 
+    # `check` reads every page: damage a sync would not notice (QA) is found and named, a sound one passes
+    assert "no damage found" in ws.run("check", passphrase=only)
+    assert json.loads(ws.run("check", "--json", passphrase=only))["ok"] is True
+    one_page = bytearray(ws.replica.read_bytes())
+    one_page[len(one_page) // 2 // 16_384 * 16_384 + 200] ^= 0xFF  # one byte of one page in the middle
+    damaged.write_bytes(bytes(one_page))
+    result = runner.invoke(
+        app, ["replica", "--replica", str(damaged), "--passphrase-file", str(ws.secret), "check"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "is damaged" in result.output and "Traceback" not in result.output
+
 
 def test_delete_takes_a_prompts_outputs_and_a_tags_uses_with_it(server: str, tmp_path: Path) -> None:
     """``replica delete`` leaves no reference to a deleted record, as the desktop app and the REST API do:
