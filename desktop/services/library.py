@@ -325,11 +325,13 @@ class LibraryService:
             if record is None or record.deleted:
                 continue
             value = getattr(record, name)
+            # marked as the unlink they undo: putting the entry back is not an edit that brings back a
+            # record another replica deleted meanwhile (QA: undoing a tag's delete did)
             if isinstance(value, tuple):
                 if entry not in value:
-                    self._editor.edit(entity, record_id, {name: frozenset(value) | {entry}})
+                    self._editor.edit(entity, record_id, {name: frozenset(value) | {entry}}, unlink=True)
             elif value is None:
-                self._editor.edit(entity, record_id, {name: entry})
+                self._editor.edit(entity, record_id, {name: entry}, unlink=True)
 
     def _record(self, entity: str, record_id: str) -> Any:
         if entity in LOOKUP_KINDS:

@@ -456,20 +456,29 @@ def _tombstone(
     if not deletes:
         return False, ()
     covered = frozenset().union(*(d.covers for d in deletes))
-    edits = [w for s in fields.values() for w in s.heads if w.version not in covered]
-    # an unlink (a deleted entry taken off the record) restores only what it carried on: a write it superseded
-    # that no delete saw. Alone, it is the delete of the entry reaching a record deleted meanwhile (QA: it
-    # brought the record back, with a conflict)
-    restorers = [(w.version, w.op_id) for w in edits if not is_unlink(w.op_id)]
-    restorers += [(w.version, w.op_id) for w in tombstone.heads if not w.deleted]
-    carried = [
-        (w.version, w.op_id) for w in edits if is_unlink(w.op_id) and not w.base_versions <= covered
+    # an unlink (a deleted entry taken off the record) restores only what it carried on: an edit no delete saw
+    # among the writes it superseded. Alone, it is the delete of the entry reaching a record deleted meanwhile
+    # (QA: it brought the record back, with a conflict)
+    restorers = [
+        (w.version, w.op_id)
+        for s in fields.values()
+        for w in s.heads
+        if w.version not in covered and not is_unlink(w.op_id)
     ]
-    if not restorers and not carried:
+    restorers += [(w.version, w.op_id) for w in tombstone.heads if not w.deleted]
+    restorers += [
+        origin
+        for s in fields.values()
+        for w in s.heads
+        if w.version not in covered
+        and is_unlink(w.op_id)
+        and (origin := _carried_edit(s, w, covered)) is not None
+    ]
+    if not restorers:
         return True, ()
-    # named by the newest edit that restores it, an unlink only when no edit is left: a deleted entry taken
-    # off a restored record later changes nothing about why it is live (its conflict kept its id)
-    top_version, top_op = max(restorers or carried)
+    # named by the newest edit that restores it, also when an unlink has superseded it since: taking a deleted
+    # entry off a restored record changes nothing about why it is live (its conflict keeps its id)
+    top_version, top_op = max(restorers)
     resolves = tuple(
         sorted(
             [(TOMBSTONE, tombstone.versions)]
@@ -490,3 +499,28 @@ def _tombstone(
         )
         for d in deletes
     )
+
+
+def _carried_edit(state: FieldState, unlink: FieldWrite, covered: frozenset[HLC]) -> tuple[HLC, str] | None:
+    """The newest edit no delete saw (``covered``) that ``unlink`` carried on: following the writes it
+    superseded back through unlinks, as far as the field's history holds them (set fields keep all of it);
+    a superseded version the history does not hold (scalar fields keep none; there an unlink can only follow
+    the edit that gave the field its value) counts as that edit. None: it carried none on, it restores
+    nothing."""
+    history = {w.version: w for w in state.history}
+    found: list[tuple[HLC, str]] = []
+    todo, seen = [unlink], set()
+    while todo:
+        write = todo.pop()
+        for version in write.base_versions - covered:
+            if version in seen:
+                continue
+            seen.add(version)
+            prior = history.get(version)
+            if prior is None:
+                found.append((version, write.op_id))
+            elif is_unlink(prior.op_id):
+                todo.append(prior)
+            else:
+                found.append((prior.version, prior.op_id))
+    return max(found) if found else None

@@ -774,7 +774,7 @@ def test_an_edit_the_deleter_did_not_see_still_restores_when_an_entry_is_taken_o
 ) -> None:
     """The edit that brought a record back stays what keeps it: taking a deleted entry off it afterwards
     keeps it live, also when that write supersedes the edit (the same field), and its delete conflict is not
-    closed and opened again under another id by it when it does not (another field)."""
+    closed and opened again under another id (on the server: resolved by whoever deleted the entry)."""
     laptop, desktop = devices
     tag, prompt = _tagged_prompt(org, devices)
     other = org.owner.post(f"{org.base}/tags", json={"name": "other"}).json()["id"]
@@ -794,7 +794,35 @@ def test_an_edit_the_deleter_did_not_see_still_restores_when_an_entry_is_taken_o
         assert kept["deleted"] is False
         assert kept["tag_ids"] == ([tag] if field == "title" else [])
         (still,) = device.open_conflicts()
-        if field == "title":
-            assert still.id == conflict.id
+        assert still.id == conflict.id  # not closed and opened again, credited to the tag's deleter (QA)
     assert org.owner.get(f"{org.base}/prompts/{prompt}").status_code == 200
+    listed = org.owner.get(f"{org.base}/sync/conflicts", params={"include_resolved": "true"}).json()
+    assert [(c["id"], c.get("resolved_at")) for c in listed] == [(conflict.id, None)]
+    assert laptop.values() == desktop.values()
+
+
+@pytest.mark.parametrize("synced_between", [False, True])
+def test_undoing_a_lookup_delete_does_not_bring_back_a_record_deleted_on_another_replica(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device], synced_between: bool
+) -> None:
+    """The desktop's undo of a tag's delete puts the tag back on the records it was taken off: as the unlink
+    it undoes, that is not an edit, and the prompt another replica deleted meanwhile stays deleted (QA)."""
+    laptop, desktop = devices
+    tag, prompt = _tagged_prompt(org, devices)
+    made = org.owner.post(f"{org.base}/prompts", json={"title": "Y", "body": "y", "tag_ids": [tag]})
+    other = made.json()["id"]
+    _settle(*devices)
+    laptop.library.delete("prompt", prompt)
+    service = LibraryService(replica=desktop.replica, editor=desktop.library)
+    deletion = service.delete_records(entity="tag", ids=[tag])
+    if synced_between:
+        _settle(desktop)
+    assert service.restore_records(deletion=deletion) == 1  # the tag
+    _settle(desktop, laptop)
+
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").status_code == 404
+    assert org.owner.get(f"{org.base}/prompts/{other}").json()["tag_ids"] == [tag]  # put back where live
+    for device in devices:
+        assert device.library.get("prompt", prompt)["deleted"] is True
+        assert device.open_conflicts() == []
     assert laptop.values() == desktop.values()

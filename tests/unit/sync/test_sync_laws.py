@@ -422,20 +422,25 @@ def assert_no_lost_edits(state: RecordState, changes: Iterable[Change], world: W
                 assert any(
                     c.kind is ConflictKind.DELETE and c.loser.version == change.hlc for c in conflicts
                 ), "a delete was overridden without a conflict note"
-    if state.deleted:
+    if state.tombstone.heads and all(w.deleted for w in state.tombstone.heads):
+        # live iff some field head no delete saw is an edit, or an unlink over such an edit (read from the
+        # changes themselves: an unlink's base names the writes it superseded)
         covered = frozenset().union(*(w.covers for w in state.tombstone.heads))
-        for fs in state.fields.values():
-            for head in fs.heads:  # an unlink the deleter did not see restores only an edit it carried on
-                assert head.version in covered or (
-                    is_unlink(head.op_id) and head.base_versions <= covered
-                ), "deleted over an edit the deleter never saw"
-    elif state.tombstone.heads and all(w.deleted for w in state.tombstone.heads):
-        covered = frozenset().union(*(w.covers for w in state.tombstone.heads))
-        assert any(
-            head.version not in covered and not (is_unlink(head.op_id) and head.base_versions <= covered)
-            for fs in state.fields.values()
-            for head in fs.heads
-        ), "restored by unlinks alone"
+        written = {(name, c.hlc): c for c in changes for name in c.values}
+
+        def restores(name: str, version: HLC, *, under_unlink: bool = False) -> bool:
+            if version in covered:
+                return False
+            change = written.get((name, version))
+            if change is None or not is_unlink(change.op_id):
+                return True
+            if under_unlink and SCHEMA.kind(ENTITY, name) is FieldKind.SCALAR:
+                return True  # a scalar field keeps no history: a superseded write counts as the edit it was
+            base = change.base[name].versions if name in change.base else frozenset()
+            return any(restores(name, v, under_unlink=True) for v in base)
+
+        live = any(restores(name, head.version) for name, fs in state.fields.items() for head in fs.heads)
+        assert state.deleted is not live, "deleted over an edit" if live else "restored by unlinks alone"
         for head in state.tombstone.heads:
             assert head.covers <= saw[head.op_id]
 

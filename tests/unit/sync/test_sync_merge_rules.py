@@ -471,17 +471,39 @@ def test_an_unlink_concurrent_with_a_delete_does_not_restore_the_record() -> Non
     assert not is_unlink("server:0190e2c4-0000-7000-8000-000000000000:42:edit")
 
 
-def test_an_unlink_carries_on_the_edit_it_superseded() -> None:
-    """An unlink over an edit the deleter did not see (same field) keeps the record live, as the edit did."""
-    a, b, create = two_replicas(title="T", tag_ids=["t1"])
+@pytest.mark.parametrize("field", ["tag_ids", "development_stage_id"])
+def test_an_unlink_carries_on_the_edit_it_superseded(field: str) -> None:
+    """An unlink over an edit the deleter did not see (same field) keeps the record live, as the edit did,
+    and the delete conflict keeps its id (QA: it was closed and opened again under another one, credited to
+    whoever deleted the entry); a set field keeps its history, a scalar none, alike."""
+    a, b, create = two_replicas(title="T", tag_ids=["t1"], development_stage_id="s1")
     delete = a.delete()
-    edit = b.edit(tag_ids=["t1", "t2"])
-    unlink = _unlink(b, tag_ids=["t2"])  # t1 deleted since: its write supersedes the edit
+    edit = b.edit(tag_ids=["t1", "t2"]) if field == "tag_ids" else b.edit(development_stage_id="s2")
+    (before,) = both_orders(create, delete, edit).conflicts
+    # t1 (or s2) deleted since: its write supersedes the edit
+    unlink = _unlink(b, tag_ids=["t2"]) if field == "tag_ids" else _unlink(b, development_stage_id=None)
     state = both_orders(create, delete, edit, unlink)
     assert not state.deleted
-    assert state.values["tag_ids"] == frozenset({"t2"})
     (note,) = state.conflicts
     assert note.kind is ConflictKind.DELETE
+    assert (note.id, note.winner.version) == (before.id, edit.hlc)
+    if field == "tag_ids":  # and again: a chain of unlinks still stands for the edit
+        again = _unlink(b, tag_ids=[])
+        (still,) = both_orders(create, delete, edit, unlink, again).conflicts
+        assert still.id == before.id
+
+
+def test_unlinks_over_unlinks_the_deleter_did_not_see_restore_nothing() -> None:
+    """Two entries deleted one after the other, each taken off the record by an unlink, while another replica
+    deleted the record: the second unlink supersedes the first, which no delete saw, but carries no edit
+    on."""
+    a, b, create = two_replicas(title="T", tag_ids=["t1", "t2"])
+    delete = a.delete()
+    first = _unlink(b, tag_ids=["t2"])
+    second = _unlink(b, tag_ids=[])
+    state = both_orders(create, delete, first, second)
+    assert state.deleted
+    assert state.conflicts == ()
 
 
 def test_an_unlink_after_a_restoring_edit_leaves_its_conflict_as_it_was() -> None:
