@@ -826,3 +826,34 @@ def test_undoing_a_lookup_delete_does_not_bring_back_a_record_deleted_on_another
         assert device.library.get("prompt", prompt)["deleted"] is True
         assert device.open_conflicts() == []
     assert laptop.values() == desktop.values()
+
+
+def test_entries_deleted_one_after_another_offline_stay_deleted(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """Two tags deleted offline one after the other, each taken off the prompt first: within the push, the
+    prompt named the second tag after the first unlink, and the server brought that tag back with a delete
+    conflict although nothing named it once the push was done (QA). What is restored is what live records
+    still name when the push has been applied."""
+    laptop, desktop = devices
+    first = org.owner.post(f"{org.base}/tags", json={"name": "rx1"}).json()["id"]
+    second = org.owner.post(f"{org.base}/tags", json={"name": "ry1"}).json()["id"]
+    third = org.owner.post(f"{org.base}/tags", json={"name": "rz1"}).json()["id"]
+    made = org.owner.post(
+        f"{org.base}/prompts", json={"title": "T", "body": "b", "tag_ids": [first, second, third]}
+    )
+    prompt = made.json()["id"]
+    _settle(*devices)
+    service = LibraryService(replica=laptop.replica, editor=laptop.library)
+    for tag in (first, second, third):
+        service.delete_records(entity="tag", ids=[tag])
+    report = laptop.sync()
+    assert report.conflicts_opened == []
+    _settle(laptop, desktop)
+
+    for tag in (first, second, third):
+        assert org.owner.get(f"{org.base}/tags/{tag}").status_code == 404
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["tag_ids"] == []
+    for device in devices:
+        assert device.open_conflicts() == []
+    assert laptop.values() == desktop.values()

@@ -719,7 +719,12 @@ def push(
         write_run()
         handle(index, raw, op_id, change)
     write_run()
-    todo = deleted_among(session, org_id=tenant.org_id, ids=watch.named)
+    # what live records name once the whole push is applied: a record an op named may be named no more
+    # after a later op of the same push (two tags deleted offline one after the other, each taken off the
+    # prompt first: the second came back, with a conflict, though nothing named it any more: QA)
+    todo = still_named(
+        session, org_id=tenant.org_id, ids=deleted_among(session, org_id=tenant.org_id, ids=watch.named)
+    )
     if watch.dropped:
         for table, ids in still_named(session, org_id=tenant.org_id, ids=watch.dropped).items():
             todo.setdefault(table, set()).update(ids)
