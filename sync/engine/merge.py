@@ -13,7 +13,9 @@ fact gives the laws (idempotent replay, order-independent delivery, replicas wit
 equal). What a user sees is then a *pure function of that state*:
 
 - scalar: the head with the highest (HLC, node) wins; every other head with a different value is a
-  :class:`Conflict` (the losing value is kept in the state until a resolution supersedes it);
+  :class:`Conflict` (the losing value is kept in the state until a resolution supersedes it); an unlink
+  head (a deleted entry taken off the record, ``model.is_unlink``) gives way to a concurrent edit, with no
+  conflict;
 - text: heads are folded from the highest version down, each merged with diff3 into the result against the
   newest known common ancestor (found through the write history, which text fields keep: the newest
   :data:`TEXT_HISTORY_LIMIT` superseded writes); a head whose
@@ -272,8 +274,14 @@ class _Materialized:
 
 
 def _scalar(entity: str, record_id: str, name: str, heads: tuple[FieldWrite, ...]) -> _Materialized:
-    winner = heads[-1]
-    kept = frozenset(w.version for w in heads if same_value(w.value, winner.value))
+    # an unlink (a deleted entry taken off the record) loses to a concurrent edit, with no conflict: it only
+    # wanted the entry gone, and the edit replaced it (QA: a stage set offline lost to the unlink of the
+    # stage it replaced, kept only as a conflict)
+    edits = [w for w in heads if not is_unlink(w.op_id)]
+    winner = (edits or heads)[-1]
+    kept = frozenset(
+        w.version for w in heads if same_value(w.value, winner.value) or (edits and is_unlink(w.op_id))
+    )
     conflicts = tuple(
         Conflict(
             id=conflict_id(entity, record_id, name, winner.version, loser.version),

@@ -857,3 +857,27 @@ def test_entries_deleted_one_after_another_offline_stay_deleted(  # type: ignore
     for device in devices:
         assert device.open_conflicts() == []
     assert laptop.values() == desktop.values()
+
+
+def test_a_stage_set_offline_beats_the_unlink_of_the_stage_it_replaced(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """A prompt's stage changed offline while the old stage was deleted through REST (which took it off the
+    prompt): the offline edit stands, with no conflict (it was kept only as a conflict: QA)."""
+    laptop, desktop = devices
+    stages = f"{org.base}/development-stages"
+    old, new = (org.owner.post(stages, json={"name": name}).json()["id"] for name in ("s1", "s2"))
+    made = org.owner.post(
+        f"{org.base}/prompts", json={"title": "T", "body": "b", "development_stage_id": old}
+    )
+    prompt = made.json()["id"]
+    _settle(*devices)
+    laptop.library.edit("prompt", prompt, {"development_stage_id": new})
+    assert org.owner.delete(f"{org.base}/development-stages/{old}").status_code == 204
+    _settle(laptop, desktop)
+
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["development_stage_id"] == new
+    for device in devices:
+        assert device.library.get("prompt", prompt)["development_stage_id"] == new
+        assert device.open_conflicts() == []
+    assert laptop.values() == desktop.values()

@@ -493,6 +493,25 @@ def test_an_unlink_carries_on_the_edit_it_superseded(field: str) -> None:
         assert still.id == before.id
 
 
+def test_an_edit_of_a_single_value_beats_a_concurrent_unlink_of_the_value_it_replaced() -> None:
+    """Stage s1 replaced by s2 on one replica while s1 is deleted (taken off the record) on another: the edit
+    stands, with no conflict; the unlink wanted s1 gone and it is (QA: s2 was kept only as a conflict)."""
+    a, b, create = two_replicas(title="T", development_stage_id="s1")
+    edit = a.edit(development_stage_id="s2")
+    unlink = _unlink(b, development_stage_id=None)
+    state = both_orders(create, edit, unlink)
+    assert state.values["development_stage_id"] == "s2"
+    assert state.conflicts == ()
+    # the next edit supersedes both (what its author saw)
+    assert state.value_versions["development_stage_id"] == {edit.hlc, unlink.hlc}
+    # two real edits still conflict as before; the unlink stays out of it
+    c = Node("node-c")
+    c.apply(create)
+    other = c.edit(development_stage_id="s3")
+    (conflict,) = both_orders(create, edit, unlink, other).conflicts
+    assert {conflict.winner.value, conflict.loser.value} == {"s2", "s3"}
+
+
 def test_unlinks_over_unlinks_the_deleter_did_not_see_restore_nothing() -> None:
     """Two entries deleted one after the other, each taken off the record by an unlink, while another replica
     deleted the record: the second unlink supersedes the first, which no delete saw, but carries no edit
