@@ -848,6 +848,8 @@ NewRows: TypeAlias = tuple[list[tuple[object, ...]], dict[str, list[tuple[str, s
 """Rows in column order, and link rows (owner id, target id) by link field."""
 
 
+_SYNCED: Final = LocalStatus.SYNCED.value
+
 OutputRow: TypeAlias = tuple[tuple[object, ...], list[tuple[str, str]], list[tuple[str, str]]]
 """A new pulled output's ``outputs`` row and its tag and knowledge-type link rows."""
 
@@ -881,9 +883,6 @@ def _output_row(item: RemoteItem, org_id: str, now: datetime) -> OutputRow:
     tags = [(record_id, target) for target in sorted(frozenset(get("tag_ids") or ()))]
     kinds = [(record_id, target) for target in sorted(frozenset(get("knowledge_type_ids") or ()))]
     return row, tags, kinds
-
-
-_SYNCED: Final = LocalStatus.SYNCED.value
 
 
 def _stage_outputs(items: Sequence[RemoteItem], org_id: str) -> None:

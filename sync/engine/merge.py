@@ -467,21 +467,14 @@ def _tombstone(
     # an unlink (a deleted entry taken off the record) restores only what it carried on: an edit no delete saw
     # among the writes it superseded. Alone, it is the delete of the entry reaching a record deleted meanwhile
     # (QA: it brought the record back, with a conflict)
-    restorers = [
-        (w.version, w.op_id)
-        for s in fields.values()
-        for w in s.heads
-        if w.version not in covered and not is_unlink(w.op_id)
-    ]
-    restorers += [(w.version, w.op_id) for w in tombstone.heads if not w.deleted]
-    restorers += [
-        origin
-        for s in fields.values()
-        for w in s.heads
-        if w.version not in covered
-        and is_unlink(w.op_id)
-        and (origin := _carried_edit(s, w, covered)) is not None
-    ]
+    restorers = [(w.version, w.op_id) for w in tombstone.heads if not w.deleted]
+    for state in fields.values():
+        for w in state.heads:
+            if w.version in covered:
+                continue
+            origin = _carried_edit(state, w, covered) if is_unlink(w.op_id) else (w.version, w.op_id)
+            if origin is not None:
+                restorers.append(origin)
     if not restorers:
         return True, ()
     # named by the newest edit that restores it, also when an unlink has superseded it since: taking a deleted

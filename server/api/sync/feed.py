@@ -341,13 +341,26 @@ def _first_rows_streamed(
     return rows
 
 
+def _row_size_sql(dialect: str) -> str:
+    """Bytes of row ``q``'s stored data and state. Bytes, not characters: PostgreSQL's ``octet_length`` reads
+    a TOASTed value's size without fetching it."""
+    size = "octet_length({})" if dialect == "postgresql" else "length(CAST({} AS BLOB))"
+    return f"coalesce({size.format('q.data')}, 0) + coalesce({size.format('q.state')}, 0)"
+
+
+def _first_n_sql(feed: Feed, dialect: str, form: int) -> str:
+    """The feed's first ``:n`` rows after ``:since`` in revision order, stored data only (aliased ``q``)."""
+    return (
+        f"({feed.select_sql(dialect, form, stored_only=True)} "
+        "WHERE t.org_id = :org AND t.revision > :since ORDER BY t.revision LIMIT :n) AS q"
+    )
+
+
 @functools.cache
 def _feed_rows_sql(feed: Feed, form: int) -> TextClause:
     """One feed's first ``:n`` rows after ``:since`` with their sizes (SQLite), as ``_first_rows_sql``'s."""
-    size = "coalesce(length(CAST(q.data AS BLOB)), 0) + coalesce(length(CAST(q.state AS BLOB)), 0)"
     return text(
-        f"SELECT q.*, {size} AS size FROM ({feed.select_sql('sqlite', form, stored_only=True)} "
-        "WHERE t.org_id = :org AND t.revision > :since ORDER BY t.revision LIMIT :n) AS q"
+        f"SELECT q.*, {_row_size_sql('sqlite')} AS size FROM {_first_n_sql(feed, 'sqlite', form)}"
     ).bindparams(
         bindparam("org", type_=Uuid),
         bindparam("since", type_=BigInteger),
@@ -357,16 +370,13 @@ def _feed_rows_sql(feed: Feed, form: int) -> TextClause:
 
 @functools.cache
 def _first_rows_sql(feeds: tuple[Feed, ...], dialect: str, form: int) -> TextClause:
-    # bytes, not characters: PostgreSQL's octet_length reads a TOASTed value's size without fetching it
-    size = "octet_length({})" if dialect == "postgresql" else "length(CAST({} AS BLOB))"
-    row_size = f"coalesce({size.format('q.data')}, 0) + coalesce({size.format('q.state')}, 0)"
+    row_size = _row_size_sql(dialect)
     # bytes of the feed's rows at earlier revisions (RANGE: rows of one revision alike, in any order)
     before = f"sum({row_size}) OVER (ORDER BY q.rev RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
     parts = [
         f"SELECT {i} AS feed, w.rev, w.ident, w.deleted, w.state_rev, w.state, w.data, w.size FROM ("
-        f"SELECT q.*, {row_size} AS size, coalesce({before}, 0) AS before FROM ("
-        f"{feed.select_sql(dialect, form, stored_only=True)} "
-        "WHERE t.org_id = :org AND t.revision > :since ORDER BY t.revision LIMIT :n) AS q"
+        f"SELECT q.*, {row_size} AS size, coalesce({before}, 0) AS before "
+        f"FROM {_first_n_sql(feed, dialect, form)}"
         f") AS w WHERE w.before <= :budget"
         for i, feed in enumerate(feeds)
     ]
