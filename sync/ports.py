@@ -207,9 +207,18 @@ class Remote(Protocol):
     @property
     def org_id(self) -> str: ...
 
-    def pull(self, *, since: int, limit: int, from_zero: bool = False) -> Mapping[str, Any]:
+    def pull(
+        self,
+        *,
+        since: int,
+        limit: int,
+        from_zero: bool = False,
+        decoding: AbstractContextManager[object] | None = None,
+    ) -> Mapping[str, Any]:
         """A page of changes after ``since``; ``from_zero``: it continues a pull that started at 0 (an
-        initial sync or a full resync), which a purge of tombstones does not expire."""
+        initial sync or a full resync), which a purge of tombstones does not expire. ``decoding``: entered
+        while the answer is decoded, not while it is awaited (the pull takes turns with its store: see
+        ``SyncClient.pull``)."""
         ...
 
     def push(

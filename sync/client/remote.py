@@ -6,6 +6,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -164,12 +165,21 @@ class HttpRemote:
             self.protocol = fallback
             return request(fallback)
 
-    def pull(self, *, since: int, limit: int, from_zero: bool = False) -> Mapping[str, Any]:
+    def pull(
+        self,
+        *,
+        since: int,
+        limit: int,
+        from_zero: bool = False,
+        decoding: AbstractContextManager[object] | None = None,
+    ) -> Mapping[str, Any]:
         def request(protocol: int) -> Mapping[str, Any]:
             params: dict[str, Any] = {"protocol": protocol, "since": since, "limit": limit}
             if from_zero and since:
                 params["from_zero"] = "true"
-            return orjson.loads(self._send("GET", self._url("/changes"), params=params).content)  # type: ignore[no-any-return]
+            body = self._send("GET", self._url("/changes"), params=params).content
+            with decoding or nullcontext():
+                return orjson.loads(body)  # type: ignore[no-any-return]
 
         return self._negotiated(request)
 

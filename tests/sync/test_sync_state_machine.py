@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -114,15 +115,22 @@ class FaultyRemote:
         fault, self.fault = self.fault, "none"
         return fault
 
-    def pull(self, *, since: int, limit: int, from_zero: bool = False) -> Mapping[str, Any]:
+    def pull(
+        self,
+        *,
+        since: int,
+        limit: int,
+        from_zero: bool = False,
+        decoding: AbstractContextManager[object] | None = None,
+    ) -> Mapping[str, Any]:
         fault = self._take()
         if fault == "lose-request":
             raise ServerUnreachableError("injected: request lost")
-        page = self._remote().pull(since=since, limit=limit, from_zero=from_zero)
+        page = self._remote().pull(since=since, limit=limit, from_zero=from_zero, decoding=decoding)
         if fault == "lose-response":
             raise ServerUnreachableError("injected: response lost")
         if fault == "duplicate":
-            page = self._remote().pull(since=since, limit=limit, from_zero=from_zero)
+            page = self._remote().pull(since=since, limit=limit, from_zero=from_zero, decoding=decoding)
         return page
 
     def push(

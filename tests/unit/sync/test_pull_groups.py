@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +60,17 @@ def feed(count: int) -> list[dict[str, Any]]:
 
 
 class FeedRemote:
-    """The pull endpoint over a fixed feed (``delay_s``: each page takes that long to arrive)."""
+    """The pull endpoint over a fixed feed (``delay_s``: each page takes that long to arrive;
+    ``decode_s``: and that long to decode, in the client's ``decoding`` context, ``decoding_now`` set)."""
 
-    def __init__(self, records: Sequence[dict[str, Any]], *, delay_s: float = 0.0) -> None:
+    def __init__(
+        self, records: Sequence[dict[str, Any]], *, delay_s: float = 0.0, decode_s: float = 0.0
+    ) -> None:
         self.records = list(records)
         self.delay_s = delay_s
+        self.decode_s = decode_s
+        self.decoding_now = False
+        self.decoded = 0  # pages decoded in a context the client gave
         self.on_pull: Any = None
 
     @property
@@ -75,11 +81,24 @@ class FeedRemote:
     def org_id(self) -> str:
         return ORG
 
-    def pull(self, *, since: int, limit: int, from_zero: bool = False) -> Mapping[str, Any]:
+    def pull(
+        self,
+        *,
+        since: int,
+        limit: int,
+        from_zero: bool = False,
+        decoding: AbstractContextManager[object] | None = None,
+    ) -> Mapping[str, Any]:
         if self.on_pull is not None:
             self.on_pull(since)
         if self.delay_s:
             time.sleep(self.delay_s)
+        if self.decode_s:
+            with decoding or nullcontext():
+                self.decoding_now = True
+                time.sleep(self.decode_s)
+                self.decoding_now = False
+            self.decoded += decoding is not None
         page = [r for r in self.records if r["revision"] > since][:limit]
         next_since = page[-1]["revision"] if page else since
         return {
@@ -112,6 +131,8 @@ class CountingStore(ReplicaSyncStore):
         self.apply_s = apply_s
         self.fail_at = fail_at
         self.staged: list[bool] = []  # per applied output: whether its row came built ahead
+        self.watch: FeedRemote | None = None  # pages applied while it decoded one are counted in overlapped
+        self.overlapped = 0
 
     def replayable_transaction(self) -> AbstractContextManager[None]:
         self.transactions += 1
@@ -122,12 +143,25 @@ class CountingStore(ReplicaSyncStore):
         return super().bulk_apply()
 
     def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
+        watched = self.watch is not None and self.watch.decoding_now
         time.sleep(self.apply_s)
+        if self.watch is not None:
+            self.overlapped += watched or self.watch.decoding_now
         self.staged += [i.staged is not None for i in items if i.entity == "output"]
         result = super().apply_remote(items)
         if self.fail_at is not None and any(i.revision == self.fail_at for i in items):
             raise RuntimeError("injected: applying this page failed")
         return result
+
+
+class EagerClient(SyncClient):
+    """Decodes pages without waiting for its turn (``SyncClient._fetch``), so that the next page is there as
+    soon as one is applied: the grouping rules, alone."""
+
+    def _fetch(
+        self, *, since: int, walk: bool = False, turns: AbstractContextManager[object] | None = None
+    ) -> tuple[Mapping[str, Any], list[RemoteItem]]:
+        return super()._fetch(since=since, walk=walk)
 
 
 @pytest.fixture
@@ -150,7 +184,7 @@ def test_ready_pages_share_a_transaction(replica: Replica, monkeypatch: pytest.M
     monkeypatch.setattr(client_module, "PULL_GROUP_ROWS", 7)
     store = _store(replica, apply_s=0.05)
     report = SyncReport()
-    SyncClient(store, FeedRemote(feed(30)), pull_page=3).pull(report)  # 10 pages
+    EagerClient(store, FeedRemote(feed(30)), pull_page=3).pull(report)  # 10 pages
 
     assert report.pulled == 30 and report.cursor == 30
     assert store.bulk == 1  # a pull of many pages: the replica checkpoints on a thread meanwhile
@@ -160,6 +194,20 @@ def test_ready_pages_share_a_transaction(replica: Replica, monkeypatch: pytest.M
     assert store.replica.count_live(table="outputs") == 30
     assert store.replica.verify_integrity() == []
     assert {h.id for h in store.replica.search_outputs("number", limit=100)} == {r["id"] for r in feed(30)}
+
+
+def test_decoding_a_page_and_applying_one_take_turns(replica: Replica) -> None:
+    """The prefetch thread decodes the next page while the store waits, not while it applies one (the two
+    would contend for the GIL: see ``SyncClient._fetch``); the wait for the server still overlaps."""
+    store = _store(replica, apply_s=0.03)
+    remote = FeedRemote(feed(24), decode_s=0.03)
+    store.watch = remote
+    report = SyncReport()
+    SyncClient(store, remote, pull_page=3).pull(report)  # 8 pages
+
+    assert report.pulled == 24 and store.cursor(server_url=SERVER, org_id=ORG) == 24
+    assert remote.decoded == 8  # every page was decoded in the client's turn
+    assert store.overlapped == 0  # and never while a page was applied
 
 
 def test_a_page_that_is_not_there_yet_commits_first(replica: Replica, tmp_path: Path) -> None:
@@ -190,7 +238,7 @@ def test_a_failure_rolls_back_the_open_transaction_and_the_next_pull_completes(
     records = feed(30)
     store = _store(replica, apply_s=0.05, fail_at=20)  # page 19..21: the third group (19..27)
     with pytest.raises(RuntimeError, match="injected"):
-        SyncClient(store, FeedRemote(records), pull_page=3).pull(SyncReport())
+        EagerClient(store, FeedRemote(records), pull_page=3).pull(SyncReport())
 
     # the first two groups (pages up to revision 18) are committed, the failing group is not
     assert store.cursor(server_url=SERVER, org_id=ORG) == 18
