@@ -273,6 +273,8 @@ class ReplicaSyncStore:
         current = self._meta(META_ORG)
         if current not in (None, LOCAL_ORG, org_id):
             raise ValueError(f"this replica belongs to organization {current}, not {org_id}")
+        if current == org_id:  # attached already: what was made since belongs to it
+            return
         with self.replica.writing("attach the replica"):
             self._set_meta(META_ORG, org_id)
             with self.replica.writing("move offline records") as conn:

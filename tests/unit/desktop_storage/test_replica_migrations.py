@@ -9,6 +9,7 @@ from replica_support import PASSPHRASE, output, prompt, snapshot
 
 from outputhub.desktop.storage import (
     Migration,
+    Replica,
     ReplicaMigrationError,
     ReplicaTooNewError,
     load_migrations,
@@ -107,3 +108,37 @@ def test_version_1_replica_gets_the_search_tombstone_indexes(tmp_path: Path) -> 
         assert [hit.id for hit in replica.search("ibis")] == [live.id]
         assert replica.count_output_matches("ibis").count == 1
         assert replica.verify_integrity() == []
+
+
+def _indexes(replica: Replica) -> set[str]:
+    with replica.reading("list the indexes") as conn:
+        return {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_version_5_drops_the_per_organization_indexes_and_lists_stay_indexed(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    with open_replica(path, passphrase=PASSPHRASE, create=True, migrations=SHIPPED[:4]) as replica:
+        assert "outputs_org_updated" in _indexes(replica)
+    with open_replica(path, passphrase=PASSPHRASE) as replica:
+        assert replica.schema_version >= 5
+        assert not {name for name in _indexes(replica) if name.endswith("_org_updated")}
+        with replica.reading("plan a list") as conn:
+            for table in ("prompts", "outputs"):
+                # the list page's inner query (tables.list_rows), ordered by the last change
+                plan = " ".join(
+                    str(r[3])
+                    for r in conn.execute(
+                        f"EXPLAIN QUERY PLAN SELECT seq FROM {table} WHERE deleted = 0 "
+                        "ORDER BY updated_at DESC, seq DESC LIMIT 50 OFFSET 0"
+                    )
+                )
+                assert f"{table}_updated" in plan and "TEMP B-TREE" not in plan, plan
+                # the check after a sync reads the revisions from their index, not the wide rows
+                plan = " ".join(
+                    str(r[3])
+                    for r in conn.execute(
+                        f"EXPLAIN QUERY PLAN SELECT count(*), sum(revision) FROM {table} "
+                        "WHERE revision IS NOT NULL"
+                    )
+                )
+                assert f"COVERING INDEX {table}_revision" in plan, plan
