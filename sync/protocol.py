@@ -347,17 +347,18 @@ def _uniform_parts(
     if bases is None:
         raise ProtocolError(f"{where}: unknown entity {entity!r}")
     stamp, values = wire.get("u"), wire.get("v")
+    # (checked for every pulled record: plain type tests first, the ABC only for a non-dict mapping)
     if (
         len(wire) != 2
         or not isinstance(stamp, list)
         or len(stamp) != 2
-        or not all(isinstance(x, str) for x in stamp)
-        or not isinstance(values, Mapping)
+        or not (isinstance(stamp[0], str) and isinstance(stamp[1], str))
+        or not (type(values) is dict or isinstance(values, Mapping))
     ):
         raise ProtocolError(f'{where}: a uniform state is {{"u": [version, op_id], "v": {{field: value}}}}')
-    for name in values:
-        if name not in bases:
-            raise ProtocolError(f"{where}: unknown field {name!r}")
+    if not values.keys() <= bases.keys():
+        unknown = next(name for name in values if name not in bases)
+        raise ProtocolError(f"{where}: unknown field {unknown!r}")
     return stamp[0], stamp[1], values, bases
 
 
