@@ -14,10 +14,10 @@ import gc
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -26,6 +26,8 @@ from outputhub.sync.client.errors import CursorExpiredError, RequestTooLargeErro
 from outputhub.sync.engine import ChangeKind
 from outputhub.sync.ports import Outgoing, Remote, RemoteItem, ReplicaStore
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES, check_uniform, expand_state_wire
+
+T = TypeVar("T")
 
 PULL_GROUP_ROWS: Final = 20000
 """Pulled records applied in one transaction at most while the next page is already there (see ``pull``;
@@ -42,6 +44,29 @@ as a refused edit, so the changes queued after it are not held up."""
 
 Progress = Callable[[str, int, int | None], None]
 """``(phase, done, total)``: phase is ``push`` or ``pull``; total may be unknown (None)."""
+
+
+def _in_background(fetch: Callable[..., T], **kwargs: Any) -> Future[T]:
+    """``fetch(**kwargs)`` on a thread of its own (the pull's prefetch thread), its outcome in the future.
+
+    A daemon thread, which nobody waits for when the pull ends with an error: a pull interrupted (Ctrl+C, a
+    failed apply) while the next page was on its way used to wait for that request to finish, up to the read
+    timeout (30 s) when the server had stopped answering (QA), and the process could not exit before either.
+    What such a thread still does once nobody waits is harmless: it reads the network and decodes, and writes
+    nothing to the replica (``ReplicaStore.prepare_remote`` only builds rows in memory). The pull starts the
+    next fetch only once it has taken the previous one's result, so one runs at a time."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fetch(**kwargs))
+        except BaseException as exc:  # handed to the pull, which raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="outputhub-pull", daemon=True).start()
+    return future
 
 
 @dataclass(frozen=True)
@@ -382,11 +407,10 @@ class SyncClient:
         bulking = False
         with (
             collector_paused(),
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="outputhub-pull") as prefetch,
             ExitStack() as bulk,  # the store's bulk mode from the second page on (left after the last commit)
             ExitStack() as group,  # the open transaction, if any: an exception leaving rolls it back
         ):
-            pending: Future[tuple[Mapping[str, Any], list[RemoteItem]]] = prefetch.submit(
+            pending: Future[tuple[Mapping[str, Any], list[RemoteItem]]] = _in_background(
                 self._fetch, since=cursor, walk=walking and cursor > 0, turns=turns
             )
             while True:
@@ -410,14 +434,14 @@ class SyncClient:
                     report.full_resync = True
                     self.store.start_walk(server_url=server, org_id=org)
                     cursor, start, walking = 0, 0, True
-                    pending = prefetch.submit(self._fetch, since=0, turns=turns)
+                    pending = _in_background(self._fetch, since=0, turns=turns)
                     continue
                 except BaseException:
                     group.close()  # the pages applied so far are consistent with their cursor: keep them
                     raise
                 if page.get("has_more"):
                     # fetch the next page while this one is applied (server and replica work at once)
-                    pending = prefetch.submit(
+                    pending = _in_background(
                         self._fetch, since=int(page["next_since"]), walk=start == 0 or walking, turns=turns
                     )
                     if not bulking:

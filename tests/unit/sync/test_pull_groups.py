@@ -4,6 +4,7 @@ server; a failure rolls back only the open transaction, and the next pull comple
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -280,3 +281,35 @@ def test_a_pull_of_one_page_leaves_the_checkpoints_to_the_commit(replica: Replic
     report = SyncReport()
     SyncClient(store, FeedRemote(feed(5)), pull_page=10).pull(report)
     assert report.pulled == 5 and store.bulk == 0
+
+
+def test_a_failing_pull_does_not_wait_for_the_page_on_its_way(replica: Replica) -> None:
+    """A pull that ends with an error (a failed apply here; Ctrl+C alike) while the next page is still on its
+    way leaves at once: it used to wait for that request, up to the read timeout when the server had stopped
+    answering (QA). The request left behind finishes on its own, writing nothing."""
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def stuck(since: int) -> None:  # the server stops answering after the first page
+        if since:
+            entered.set()
+            release.wait(timeout=20)
+            finished.set()
+
+    class Failing(CountingStore):  # fails applying the first page once the second one was asked for
+        def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
+            entered.wait(timeout=20)
+            return super().apply_remote(items)
+
+    remote = FeedRemote(feed(9))
+    remote.on_pull = stuck
+    store = Failing(replica, fail_at=2)
+    store.attach(org_id=ORG)
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            SyncClient(store, remote, pull_page=3).pull(SyncReport())
+        assert entered.is_set() and not finished.is_set()  # it did not wait for the stuck request
+    finally:
+        release.set()
+    assert finished.wait(timeout=20)
+    assert store.cursor(server_url=SERVER, org_id=ORG) == 0  # the failed page was rolled back
+    assert store.replica.count_live(table="outputs") == 0
