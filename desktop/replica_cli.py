@@ -299,7 +299,10 @@ def attach(
     try:
         server = normalize_url(server)
     except InvalidInputError:
-        fail(5, f"--server {server!r}: give the server's URL with http:// or https://, e.g. https://hub.example.com")
+        fail(
+            5,
+            f"--server {server!r}: give the server's URL with http:// or https://, e.g. https://hub.example.com",
+        )
     with ctx.replica() as replica:
         store = ReplicaSyncStore(replica)
         try:
@@ -434,6 +437,8 @@ def sync(
             fail(4, f"{exc} {EDITS_KEPT}")
         except SyncError as exc:
             fail(1, str(exc))
+        except KeyboardInterrupt:  # Ctrl+C: said, not a bare exit status after a progress line (QA)
+            fail(130, f"interrupted: what was pulled so far is kept and the next sync goes on {EDITS_KEPT}")
         finally:
             remote.close()
         # a large pull leaves its text to index after the sync (the search backlog)

@@ -854,3 +854,29 @@ def test_resolving_names_what_a_kept_delete_takes_and_reads_values_as_edit_does(
     summary = a.json("conflicts", "resolve", "--all", "--keep", "mine", "--cascade")
     assert summary["deleted_with_it"] == [{"entity": "output", "id": under}]  # type: ignore[index]
     assert a.json("show", "output", under)["deleted"] is True  # type: ignore[index]
+
+
+def test_an_interrupted_sync_says_so_and_the_next_one_completes(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl+C during a sync exited 130 with only a progress line on the screen (QA): it now says that it was
+    interrupted and that nothing is lost."""
+    from outputhub.sync.client import SyncClient
+
+    account = new_account(server, email="interrupted@example.com", password=PASSWORD, org_name="Interrupted")
+    ws = Workstation(tmp_path, "i")
+    ws.run("init")
+    ws.attach(server, account.org_id, account.email)
+    tag = ws.run("add", "tag", "--set", "name=made before the interruption").strip()
+    real_push = SyncClient.push
+
+    def interrupted(self: SyncClient, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SyncClient, "push", interrupted)
+    said = ws.run("sync", code=130)
+    assert "interrupted" in said and "local edits are kept" in said
+    monkeypatch.setattr(SyncClient, "push", real_push)
+    assert "pushed 1" in ws.run("sync")
+    served = httpx.get(f"{server}/api/v1/orgs/{account.org_id}/tags/{tag}", headers=account.headers)
+    assert served.json()["name"] == "made before the interruption"
