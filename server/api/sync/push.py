@@ -722,12 +722,11 @@ def push(
     # what live records name once the whole push is applied: a record an op named may be named no more
     # after a later op of the same push (two tags deleted offline one after the other, each taken off the
     # prompt first: the second came back, with a conflict, though nothing named it any more: QA)
-    todo = still_named(
-        session, org_id=tenant.org_id, ids=deleted_among(session, org_id=tenant.org_id, ids=watch.named)
-    )
-    if watch.dropped:
-        for table, ids in still_named(session, org_id=tenant.org_id, ids=watch.dropped).items():
-            todo.setdefault(table, set()).update(ids)
+    # (one pass over the references for both: the deleted records ops named, and those this push deleted)
+    candidates = deleted_among(session, org_id=tenant.org_id, ids=watch.named)
+    for table, ids in watch.dropped.items():
+        candidates.setdefault(table, set()).update(ids)
+    todo = still_named(session, org_id=tenant.org_id, ids=candidates)
     _keep_named(session, tenant=tenant, todo=todo, now=now, device=device)
     if op_rows:
         session.execute(insert(SyncOp.__table__), op_rows)  # type: ignore[arg-type]
