@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,8 +94,9 @@ def test_text_edits_merge_line_by_line(org, devices) -> None:  # type: ignore[no
 
 
 def test_long_text_is_stored_once_and_still_merges(org, devices) -> None:  # type: ignore[no-untyped-def]
-    """The merge state keeps a long text equal to its column as a marker (the replica stores it once); the
-    three-way text merge still finds its base, and the whole replica agrees with the server."""
+    """The merge state keeps a long text equal to its column as a marker (the replica stores it once), and a
+    state written once keeps none of its values (they are the row's); the three-way text merge still finds
+    its base, and the whole replica agrees with the server."""
     ids = seed_library(org)
     laptop, desktop = devices
     lines = [f"line {n}: {'the quick brown fox jumps over the lazy dog ' * 2}" for n in range(6)]
@@ -104,9 +106,15 @@ def test_long_text_is_stored_once_and_still_merges(org, devices) -> None:  # typ
     output_id = created.json()["id"]
     laptop.sync()
     desktop.sync()
-    with laptop.replica.reading("inspect") as conn:
-        (clocks,) = conn.execute("SELECT field_clocks FROM outputs WHERE id = ?", (output_id,)).fetchone()
-    assert lines[3] not in clocks and '{"=":1}' in clocks
+
+    def stored(device: Any) -> str:
+        with device.replica.reading("inspect") as conn:
+            row = conn.execute("SELECT field_clocks FROM outputs WHERE id = ?", (output_id,)).fetchone()
+        return str(row[0])
+
+    for device in devices:  # written once: the row's values, none repeated
+        assert lines[3] not in stored(device) and ids["prompt"] not in stored(device)
+        assert stored(device).endswith('"v":"="}}')
     laptop.library.edit("output", output_id, {"content": text.replace("line 0:", "LINE 0:")})
     desktop.library.edit("output", output_id, {"content": text.replace("line 5:", "LINE 5:")})
     laptop.sync()

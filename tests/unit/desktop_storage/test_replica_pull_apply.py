@@ -5,6 +5,7 @@ merge states, conflicts, full-text index and search results."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -285,3 +286,40 @@ def test_a_state_the_replica_already_holds_is_applied_without_merging(
     assert results["fast"] == results["slow"]
     assert contents["fast"] == contents["slow"]
     assert [field for _, field in contents["fast"][1]] == ["title"]
+
+
+def test_a_remap_rewrites_the_records_whose_state_holds_only_their_row(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    """A state written once is stored without its values (they are the row's: ``imply_values``), so a
+    lookup merged into another on the server must be found through the rows and link tables too: the
+    records naming it end naming the survivor, in their columns and in their merge states alike."""
+    replica, _ = replicas
+    items = pulled_outputs(60)
+    _apply_pages(replica, [items])
+    store = ReplicaSyncStore(replica)
+
+    def stored(record_id: str) -> str:
+        with replica.reading("inspect") as conn:
+            row = conn.execute("SELECT field_clocks FROM outputs WHERE id = ?", (record_id,)).fetchone()
+        return str(row[0])
+
+    level = str(uuid.UUID(int=500))
+    by_tag = [i.record_id for i in items if TAGS[0] in i.data["tag_ids"]]
+    by_level = [i.record_id for i in items if i.data["accuracy_level_id"] == level]
+    for named in (by_tag, by_level):  # each case holds both forms of stored state
+        assert any(stored(r).endswith('"v":"="}}') for r in named)
+        assert any(not stored(r).endswith('"v":"="}}') for r in named)
+    tag_survivor, level_survivor = str(uuid.UUID(int=150)), str(uuid.UUID(int=599))
+
+    assert store.remap("tag", TAGS[0], tag_survivor) == len(by_tag)
+    assert store.remap("accuracy_level", level, level_survivor) == len(by_level)
+    for record_id in {*by_tag, *by_level}:
+        record = replica.get_output(id=record_id)
+        assert record is not None
+        state = json.dumps(store_module.stored_state("output", record))
+        assert TAGS[0] not in record.tag_ids and TAGS[0] not in state and level not in state
+        assert record.accuracy_level_id != level
+    assert all(tag_survivor in replica.get_output(id=r).tag_ids for r in by_tag)  # type: ignore[union-attr]
+    assert all(replica.get_output(id=r).accuracy_level_id == level_survivor for r in by_level)  # type: ignore[union-attr]
+    assert replica.verify_integrity() == []
