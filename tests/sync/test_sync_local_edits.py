@@ -590,6 +590,34 @@ def test_a_rest_resolution_never_names_a_deleted_entry(org: Org, devices: list[D
     assert org.owner.post(resolve, json={"value": None}).status_code == 200
 
 
+def test_a_rest_resolution_writes_an_id_as_ids_are_written(org: Org, devices: list[Device]) -> None:  # type: ignore[no-untyped-def]
+    """A REST resolution giving an id in another spelling (upper case, braces, ``urn:uuid:``, no dashes) was
+    stored as sent: the row named the stage, but the merge state (and so every replica) named a string no
+    record has (QA). The value is written as ids are, as a PATCH writes it; what is not an id is a 422."""
+    laptop, desktop = devices
+    first, second, prompt = _two_stages_and_a_prompt(org, ("S1", "S2"))
+    laptop.sync()
+    laptop.library.edit("prompt", prompt, {"development_stage_id": first})
+    staged = org.owner.patch(f"{org.base}/prompts/{prompt}", json={"development_stage_id": second})
+    assert staged.status_code == 200, staged.text
+    laptop.sync()
+    [conflict] = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == prompt]
+    resolve = f"{org.base}/sync/conflicts/{conflict['id']}/resolve"
+    for bad in ("S1", "not-an-id", first + "0"):
+        r = org.owner.post(resolve, json={"value": bad})
+        assert r.status_code == 422, r.text
+        assert [e["field"] for e in r.json()["errors"]] == ["body.value"], r.text
+    r = org.owner.post(resolve, json={"value": "{" + first.upper() + "}"})
+    assert r.status_code == 200, r.text
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["development_stage_id"] == first
+    for device in (laptop, desktop):
+        device.sync()
+        local = device.store.load("prompt", prompt)
+        assert local is not None and local.state.values["development_stage_id"] == first
+        assert device.replica.get_prompt(id=prompt).development_stage_id == first  # type: ignore[union-attr]
+    assert not laptop.open_conflicts()
+
+
 def test_a_refused_resolution_made_again_resolves_its_conflict(  # type: ignore[no-untyped-def]
     client, org: Org, devices: list[Device], tmp_path
 ) -> None:

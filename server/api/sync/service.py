@@ -490,6 +490,15 @@ def _check_live_references(
     check_refs(session, table, tenant=tenant, ids=ids, field=field)
 
 
+def _written_as_ids(value: Any) -> Any:
+    """A reference given in a resolution, written as ids are (lower-case hex with dashes), as a PATCH writes
+    it: ``{8D0F...}`` was stored as sent, and the merge state (and every replica) then named a string no
+    record has while the row named the record (QA). What is not an id is left as it is, for the checks."""
+    if isinstance(value, frozenset):
+        return frozenset(canonical_id(m) or m for m in value)
+    return canonical_id(value) or value if isinstance(value, str) else value
+
+
 def resolve_conflict(
     session: Session, *, tenant: Tenant, ident: uuid.UUID, body: ConflictResolve, now: datetime
 ) -> OpResult:
@@ -531,6 +540,8 @@ def resolve_conflict(
         value: Any = (
             frozenset(body.value) if kind.value == "set" and isinstance(body.value, list) else body.value
         )
+        if conflict.field in spec.references:
+            value = _written_as_ids(value)
         if kind.value == "text" and not isinstance(value, str):
             raise InvalidInputError("body.value", "must be text")
         try:
