@@ -78,6 +78,11 @@ def _field_hlc(text: object, where: str) -> HLC:
         raise ProtocolError(str(exc), field="hlc") from None
 
 
+MAX_NODE_CHARS: Final = 64
+"""The longest node a pushed change may have: a replica's id, bounded as a push's ``device`` is (the node is
+stored in the record's state, in every later base and superseded set: a node of 1,000,000 characters was
+taken, QA)."""
+
 MAX_BASE_VERSIONS: Final = 1000
 """The most versions one field's base in a pushed change may name (a base names the heads its author saw: a
 handful; 20,000 made-up ones were stored in the record's state). Stored states are not bounded by it."""
@@ -170,10 +175,14 @@ def change_from_wire(data: Mapping[str, Any], *, schema: EntitySchema = DEFAULT_
                 base[name] = FieldBase(value, _versions(pair[1], f"{where}.base.{name}"))
             except ProtocolError as exc:
                 raise ProtocolError(str(exc), field=name) from None
+        node = str(data["node"])
+        if not 0 < len(node) <= MAX_NODE_CHARS:
+            too_long = f"{where}: node must be 1 to {MAX_NODE_CHARS} characters, not {len(node)}"
+            raise ProtocolError(too_long, field="node")
         change = Change(
             entity=entity,
             record_id=str(data["id"]),
-            node=str(data["node"]),
+            node=node,
             hlc=_field_hlc(data["hlc"], f"{where}.hlc"),
             op_id=str(data["op_id"]),
             kind=kind,

@@ -262,6 +262,20 @@ def test_a_push_takes_its_protocol_as_a_number_and_its_values_as_objects(client)
         r = org.owner.post(f"{org.base}/sync/push", json=body)
         assert r.status_code == 422, (protocol, r.text)
         assert [e["field"] for e in r.json()["errors"]] == ["body.protocol"], r.text
+    # the pull it asks for alike: a cursor as text, a check asked for with "yes", a misspelled parameter
+    # (silently ignored, it pulled from 0) were taken (QA)
+    for pull, field in (
+        ({"since": "0"}, "body.pull.since"),
+        ({"since": 0, "limit": 10.0}, "body.pull.limit"),
+        ({"since": 0, "checksums": "yes"}, "body.pull.checksums"),
+        ({"since": 0, "sinse": 5}, "body.pull.sinse"),
+    ):
+        empty = {"protocol": 4, "device": NODE, "changes": [], "pull": pull}
+        r = org.owner.post(f"{org.base}/sync/push", json=empty)
+        assert r.status_code == 422, (pull, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == [field], r.text
+    r = org.owner.post(f"{org.base}/sync/push", json={**empty, "pull": {"since": 0}})
+    assert r.status_code == 200 and r.json()["changes"]["next_since"] >= 0, r.text
     pairs = _create("tag", str(uuid.uuid4()), {"name": "pairs"}, 1)
     pairs["values"] = [["name", "pairs"]]
     bloated = _create("tag", str(uuid.uuid4()), {"name": "bloated"}, 2)
@@ -349,6 +363,9 @@ def test_an_op_without_a_record_id_is_refused_alone_and_every_refusal_names_its_
     other_node = tag(8)
     other_node["node"] = "another-device"
     update = {**tag(9), "kind": "update", "base": {"name": ["", [future]]}}
+    unknown = {**tag(12), "kind": "update", "base": {"name": ["", []]}}  # a record the server does not have
+    long_node = "N" * 65
+    drifted = HLC(int(time.time() * 1000) + 48 * 3_600_000, 0, NODE).encode()
     cases = [
         (tag(0, id=None), "id"),
         (no_id, "id"),
@@ -360,6 +377,9 @@ def test_an_op_without_a_record_id_is_refused_alone_and_every_refusal_names_its_
         (other_node, "node"),
         (update, "name"),
         (tag(11, values=[]), "values"),
+        (unknown, "id"),
+        (tag(13, node=long_node, hlc=HLC(1, 0, long_node).encode()), "node"),
+        (tag(14, hlc=drifted), "hlc"),
     ]
     good = tag(10)
     push = {"protocol": 4, "device": NODE, "changes": [c for c, _ in cases] + [good]}

@@ -346,6 +346,7 @@ def test_a_mixed_batch_is_answered_and_stored_the_same_in_bulk(app, client) -> N
     assert by_op["op-long"]["error"]["code"] == "invalid"
     assert by_op["op-blank"]["error"]["code"] == "invalid"
     assert by_op["op-future"]["error"]["code"] == "clock-drift"
+    assert by_op["op-future"]["error"]["field"] == "hlc"  # the field to look at (it named none; QA)
     assert by_op["op-malformed"]["error"]["code"] == "invalid"
     for op in ("op-gpt1", "op-p1", "op-p2", "op-gpt2", "op-o3", "op-o4", "op-o5", "op-o7"):
         assert by_op[op]["status"] == "applied", by_op[op]

@@ -357,6 +357,7 @@ def apply_change(
             "invalid",
             f"{change.entity} {rid}: an edit of a record the server does not have (never created there, or "
             "deleted and then purged)",
+            field="id",
         )
     _check_values(session, tenant=tenant, spec=spec, state=state, batch=batch, current=current)
     revision = (
@@ -968,6 +969,7 @@ def _handle(
             error=OpError(
                 code="clock-drift",
                 detail=f"the device clock is {(change.hlc.wall_ms - now_ms) // 1000} s ahead of the server",
+                field="hlc",
             ),
         )
     spec = SPECS[change.entity]

@@ -22,6 +22,7 @@ from outputhub.sync.ports import RemoteItem
 from outputhub.sync.protocol import (
     COMPACT_MIN,
     CURRENT,
+    MAX_NODE_CHARS,
     ProtocolError,
     change_from_wire,
     change_to_wire,
@@ -149,6 +150,28 @@ def test_states_and_changes_survive_the_wire(
 def test_malformed_changes_are_refused_with_a_reason(payload: dict[str, object], message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         change_from_wire(payload)
+
+
+def test_a_node_longer_than_a_device_id_is_refused_naming_it() -> None:
+    """An op's node (its replica's id, the device part of each version) is stored in the record's state, in
+    every later base and superseded set: a push with a node of 1,000,000 characters was applied, and the tag
+    it made weighed 2 MB (QA). It is bounded as a push's ``device`` is."""
+    for node in ("N" * (MAX_NODE_CHARS + 1), "N" * 1_000_000):
+        payload = {
+            "entity": "tag",
+            "id": "00000000-0000-0000-0000-000000000001",
+            "kind": "create",
+            "node": node,
+            "hlc": HLC(1, 0, node).encode(),
+            "values": {"name": "t"},
+            "op_id": "o",
+        }
+        with pytest.raises(ProtocolError, match="node") as raised:
+            change_from_wire(payload)
+        assert raised.value.field == "node"
+    fits = "N" * MAX_NODE_CHARS
+    payload = {**payload, "node": fits, "hlc": HLC(1, 0, fits).encode()}
+    assert change_from_wire(payload).node == fits
 
 
 long_texts = st.sampled_from(["", "short", "x" * 63, "L" * 64 + "\n", "M" * 80, "line one\n" * 10])
