@@ -508,6 +508,12 @@ def resolve_conflict(
     item = session.get(SyncConflict, (tenant.org_id, ident))
     if item is None:
         raise NotFoundError("conflict", ident)
+    # the body's shape first: a conflict an edit closed meanwhile answered a malformed one with 200 (QA)
+    given = "value" in body.model_fields_set  # null is a value (a reference taken away)
+    if (body.keep is None) == (not given):
+        raise InvalidInputError("body.keep", "give either keep (winner or loser) or value")
+    if body.keep is not None and body.keep not in ("winner", "loser"):
+        raise InvalidInputError("body.keep", "must be winner or loser")
     spec = SPECS[item.entity]
     row = session.execute(
         select(spec.table).where(spec.table.org_id == tenant.org_id, spec.table.id == item.record_id)
@@ -528,11 +534,6 @@ def resolve_conflict(
     if conflict is None:  # closed by an edit that replicated meanwhile
         item.resolved_at, item.resolved_by = now, tenant.actor
         return OpResult(op_id="", status="noop", entity=spec.entity, id=str(row.id), revision=row.revision)
-    given = "value" in body.model_fields_set  # null is a value (a reference taken away)
-    if (body.keep is None) == (not given):
-        raise InvalidInputError("body.keep", "give either keep (winner or loser) or value")
-    if body.keep is not None and body.keep not in ("winner", "loser"):
-        raise InvalidInputError("body.keep", "must be winner or loser")
     if given:
         if conflict.kind.value == "delete":
             raise InvalidInputError("body.value", "a delete conflict is resolved with keep (winner or loser)")
