@@ -70,8 +70,9 @@ class PushRequest(BaseModel):
     device: str = Field(min_length=1, max_length=64, description="The replica's node id.")
     changes: list[dict[str, Any]] = Field(
         max_length=1000,
-        description="Operations, oldest first: {op_id, entity, id, kind, node, hlc, values, base, "
-        "base_revision} (see docs/sync-protocol.md).",
+        description="Operations, oldest first: {op_id, entity, id, kind, node, hlc, values, base}; `base` "
+        "names, per changed field, the value and the versions the edit was made on (finer than one base "
+        "revision per record; see docs/sync-protocol.md).",
     )
     pull: PullAlong | None = Field(
         default=None,
