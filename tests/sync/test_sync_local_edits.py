@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 import pytest
 
@@ -567,11 +568,9 @@ def _two_stages_and_a_prompt(org: Org, names: tuple[str, str]) -> tuple[str, str
     return made[0], made[1], prompt
 
 
-def test_a_rest_resolution_never_names_a_deleted_entry(org: Org, devices: list[Device]) -> None:  # type: ignore[no-untyped-def]
-    """A REST resolution keeping (or giving) a development stage deleted since was taken, and the live prompt
-    named a deleted stage on the server and in every replica (a PATCH says 422; QA). It is a 422 naming
-    ``body.keep`` or ``body.value``, and the conflict stays open."""
-    laptop, _desktop = devices
+def _a_stage_conflict(org: Org, laptop: Device) -> tuple[str, str, str, dict[str, Any]]:
+    """A prompt's stage set to S1 on the laptop and to S2 through REST meanwhile: (S1, S2, the prompt, the
+    conflict as the server lists it)."""
     first, second, prompt = _two_stages_and_a_prompt(org, ("S1", "S2"))
     laptop.sync()
     laptop.library.edit("prompt", prompt, {"development_stage_id": first})
@@ -579,6 +578,15 @@ def test_a_rest_resolution_never_names_a_deleted_entry(org: Org, devices: list[D
     assert staged.status_code == 200, staged.text
     laptop.sync()
     [conflict] = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == prompt]
+    return first, second, prompt, conflict
+
+
+def test_a_rest_resolution_never_names_a_deleted_entry(org: Org, devices: list[Device]) -> None:  # type: ignore[no-untyped-def]
+    """A REST resolution keeping (or giving) a development stage deleted since was taken, and the live prompt
+    named a deleted stage on the server and in every replica (a PATCH says 422; QA). It is a 422 naming
+    ``body.keep`` or ``body.value``, and the conflict stays open."""
+    laptop, _desktop = devices
+    first, second, prompt, conflict = _a_stage_conflict(org, laptop)
     side = "winner" if conflict["winner"]["value"] == first else "loser"
     assert org.owner.delete(f"{org.base}/development-stages/{first}").status_code == 204
     resolve = f"{org.base}/sync/conflicts/{conflict['id']}/resolve"
@@ -595,13 +603,7 @@ def test_a_rest_resolution_writes_an_id_as_ids_are_written(org: Org, devices: li
     stored as sent: the row named the stage, but the merge state (and so every replica) named a string no
     record has (QA). The value is written as ids are, as a PATCH writes it; what is not an id is a 422."""
     laptop, desktop = devices
-    first, second, prompt = _two_stages_and_a_prompt(org, ("S1", "S2"))
-    laptop.sync()
-    laptop.library.edit("prompt", prompt, {"development_stage_id": first})
-    staged = org.owner.patch(f"{org.base}/prompts/{prompt}", json={"development_stage_id": second})
-    assert staged.status_code == 200, staged.text
-    laptop.sync()
-    [conflict] = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == prompt]
+    first, _second, prompt, conflict = _a_stage_conflict(org, laptop)
     resolve = f"{org.base}/sync/conflicts/{conflict['id']}/resolve"
     for bad in ("S1", "not-an-id", first + "0"):
         r = org.owner.post(resolve, json={"value": bad})
