@@ -160,18 +160,15 @@ def imply_values(
     its state repeating them (docs/replica.md). Exact: a value that differs in any way, even only in type
     (``0`` and ``False``), keeps the state as it is."""
     values = wire.get("v") if "u" in wire else None
-    fields = _FIELD_KINDS.get(entity)
-    if type(values) is not dict or fields is None or len(values) != len(fields):
+    if type(values) is not dict or entity not in _FIELD_KINDS:
         return wire
-    for name, is_set in fields:
-        if name not in values:
-            return wire
-        value, own = values[name], current(name)
-        if is_set:
-            same = type(value) is list and isinstance(own, tuple | list | frozenset) and value == sorted(own)
-        else:  # a text as the marker stands for the column's text
-            same = (type(value) is type(own) and value == own) or (value == CURRENT and isinstance(own, str))
-        if not same:
+    expected = _row_values(entity, current)  # what stored_state reads back: the form holds iff they agree
+    if values.keys() != expected.keys():
+        return wire
+    for name, own in expected.items():
+        value = values[name]
+        # a text as the marker stands for the column's text
+        if not ((type(value) is type(own) and value == own) or (value == CURRENT and isinstance(own, str))):
             return wire
     return {"u": wire["u"], "v": ROW_VALUES}
 
