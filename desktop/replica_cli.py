@@ -27,6 +27,7 @@ import typer
 from typer.core import TyperGroup
 
 from outputhub.common.errors import InvalidInputError
+from outputhub.common.ids import canonical_id
 from outputhub.desktop.services.conflicts import (
     TakenAlong,
     conflict_kind,
@@ -233,6 +234,15 @@ def edits(ctx: Context) -> Iterator[tuple[Replica, ReplicaSyncStore, LocalLibrar
             yield replica, store, LocalLibrary(store)
         except LocalEditError as exc:
             fail(5, str(exc))
+
+
+def _typed_id(text: str) -> str:
+    """An id as typed: in upper case, in braces or without dashes it names the record (or conflict) it names
+    in the REST API, written as ids are; anything else is left as it is, for the lookup to refuse."""
+    return canonical_id(text) or text
+
+
+RecordId = Annotated[str, typer.Argument(parser=_typed_id, metavar="ID")]
 
 
 @app.callback()
@@ -500,7 +510,7 @@ def add(
 def edit(
     typer_ctx: typer.Context,
     kind: Annotated[str, typer.Argument()],
-    record_id: Annotated[str, typer.Argument()],
+    record_id: RecordId,
     values: Annotated[list[str] | None, typer.Option("--set", help="field=value")] = None,
     files: Annotated[
         list[str] | None, typer.Option("--set-file", help="field=PATH: a text field from a file, verbatim")
@@ -518,7 +528,7 @@ def edit(
 def delete(
     typer_ctx: typer.Context,
     kind: str,
-    record_id: str,
+    record_id: RecordId,
     cascade: Annotated[
         bool, typer.Option("--cascade", help="A prompt that has outputs: delete them with it.")
     ] = False,
@@ -554,7 +564,7 @@ def delete(
 
 
 @app.command()
-def restore(typer_ctx: typer.Context, kind: str, record_id: str) -> None:
+def restore(typer_ctx: typer.Context, kind: str, record_id: RecordId) -> None:
     """Undo a delete."""
     ctx: Context = typer_ctx.obj
     with edits(ctx) as (_r, _s, library):
@@ -563,7 +573,7 @@ def restore(typer_ctx: typer.Context, kind: str, record_id: str) -> None:
 
 
 @app.command()
-def show(typer_ctx: typer.Context, kind: str, record_id: str) -> None:
+def show(typer_ctx: typer.Context, kind: str, record_id: RecordId) -> None:
     """A record's values, revision and open conflicts."""
     ctx: Context = typer_ctx.obj
     with edits(ctx) as (_r, _s, library):
@@ -730,7 +740,7 @@ def _sides(conflict: Any) -> str:
 
 
 @conflicts_app.command("show")
-def conflicts_show(typer_ctx: typer.Context, conflict_id: str) -> None:
+def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
     """Base, mine and theirs of one conflict."""
     ctx: Context = typer_ctx.obj
     with ctx.replica() as replica:
@@ -852,7 +862,9 @@ def _resolve(
 @conflicts_app.command("resolve")
 def conflicts_resolve(
     typer_ctx: typer.Context,
-    conflict_id: Annotated[str | None, typer.Argument(help="The conflict; or --all.")] = None,
+    conflict_id: Annotated[
+        str | None, typer.Argument(help="The conflict; or --all.", parser=_typed_id, metavar="ID")
+    ] = None,
     keep: Annotated[
         str | None,
         typer.Option(

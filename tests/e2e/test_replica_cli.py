@@ -114,6 +114,7 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     assert b.run("conflicts", "list").splitlines() == [f"{conflict['id']}  prompt {prompt} title  {sides}"]
     shown = b.run("conflicts", "show", conflict["id"])
     assert "mine:" in shown and "theirs:" in shown
+    assert b.run("conflicts", "show", conflict["id"].upper()) == shown  # as REST takes it
     assert conflict["mine"] == "From B"
 
     # a edits the title again before it has seen B's edit: the conflict's sides change, under a new id
@@ -129,7 +130,7 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     unknown = b.run("conflicts", "resolve", "00000000-0000-5000-8000-000000000000", "--keep", "mine", code=5)
     assert "no conflict" in unknown
 
-    b.run("conflicts", "resolve", changed["id"], "--keep", "mine")
+    b.run("conflicts", "resolve", changed["id"].upper(), "--keep", "mine")
     b.run("sync")
     a.run("sync", "--full-check")
     assert a.json("show", "prompt", prompt)["title"] == "From B"  # type: ignore[index]
@@ -558,6 +559,26 @@ def test_deleting_an_output_deletes_no_other(tmp_path: Path) -> None:
     said = ws.json("delete", "output", second)
     assert said == {"deleted": second, "outputs_deleted": [], "records_unlinked": 0}
     assert ws.json("show", "prompt", prompt)["deleted"] is False  # type: ignore[index]
+
+
+def test_record_ids_are_taken_in_any_uuid_form(tmp_path: Path) -> None:
+    """An id typed in upper case, in braces or without dashes names the record it names in the REST API
+    (QA: show/edit/delete/restore answered "no prompt with id ..." for the upper-case id of a live one)."""
+    ws = Workstation(tmp_path, "u")
+    ws.run("init")
+    prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    output = ws.run("add", "output", "--set", f"prompt_id={prompt}", "--set", "content=x").strip()
+    upper, braced, bare = prompt.upper(), "{" + prompt + "}", prompt.replace("-", "")
+    shown = ws.json("show", "prompt", upper)
+    assert isinstance(shown, dict) and shown["id"] == prompt and shown["title"] == "P"
+    assert ws.run("edit", "prompt", braced, "--set", "title=Q").strip() == "changed"
+    assert ws.json("show", "prompt", prompt)["title"] == "Q"  # type: ignore[index]
+    said = ws.json("delete", "prompt", bare, "--cascade")
+    assert said == {"deleted": prompt, "outputs_deleted": [output], "records_unlinked": 0}
+    assert ws.run("restore", "prompt", upper).strip() == f"restored {prompt}"
+    assert ws.json("show", "prompt", prompt)["deleted"] is False  # type: ignore[index]
+    # not an id at all: the same clear refusal as before
+    assert "no prompt with id not-an-id" in ws.run("show", "prompt", "not-an-id", code=5)
 
 
 def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, tmp_path: Path) -> None:
