@@ -576,8 +576,9 @@ def restore(typer_ctx: typer.Context, kind: str, record_id: RecordId) -> None:
 def show(typer_ctx: typer.Context, kind: str, record_id: RecordId) -> None:
     """A record's values, revision and open conflicts."""
     ctx: Context = typer_ctx.obj
-    with edits(ctx) as (_r, _s, library):
-        record = library.get(entity_name(kind), record_id)
+    with edits(ctx) as (_r, store, library):
+        entity = entity_name(kind)
+        record = {**library.get(entity, record_id), **store.details(entity, record_id)}
         emit(ctx, record, lambda: "\n".join(f"{k}: {v}" for k, v in record.items()))
 
 
@@ -678,14 +679,14 @@ def export(
     """Every record (tombstones excluded) as JSON."""
     ctx: Context = typer_ctx.obj
     with edits(ctx) as (_r, store, library):
-        data = {
-            ENTITY_TABLES[entity]: [
-                {k: v for k, v in library.get(entity, rid).items() if k != "entity"}
-                for rid in store.record_ids(entity)
-                if not library.get(entity, rid)["deleted"]
+        data: dict[str, list[dict[str, Any]]] = {}
+        for entity in ENTITY_TABLES:
+            records = (library.get(entity, rid) for rid in store.record_ids(entity))
+            data[ENTITY_TABLES[entity]] = [
+                {k: v for k, v in r.items() if k != "entity"} | store.details(entity, r["id"])
+                for r in records
+                if not r["deleted"]
             ]
-            for entity in ENTITY_TABLES
-        }
     text = json.dumps(data, indent=2, sort_keys=True)
     if output is not None:
         # the library in clear text: readable by its owner only, as the replica is (and a file already there

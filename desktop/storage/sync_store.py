@@ -334,6 +334,23 @@ class ReplicaSyncStore:
 
     # -- records ---------------------------------------------------------------------------------------
 
+    def details(self, entity: str, record_id: str) -> dict[str, Any]:
+        """What the replica's row holds beside the synced fields: when the record was made and last changed
+        (as the server last said, or here), a prompt's version as last synced, an output's ``produced_at``
+        (ISO-8601 UTC text, or None). Empty for a record this replica does not have."""
+        record = self._get(entity, record_id)
+        if record is None:
+            return {}
+        shown: dict[str, Any] = {
+            "created_at": to_timestamp(record.created_at),
+            "updated_at": to_timestamp(record.updated_at),
+        }
+        if isinstance(record, PromptRecord):
+            shown["version"] = record.version
+        if isinstance(record, OutputRecord):
+            shown["produced_at"] = to_timestamp(record.produced_at) if record.produced_at else None
+        return shown
+
     def _get(self, entity: str, record_id: str) -> ReplicatedRecord | None:
         with self.replica.reading("read the record") as conn:
             return tables.get(conn, SPEC[entity], record_id)  # type: ignore[no-any-return]

@@ -581,6 +581,45 @@ def test_record_ids_are_taken_in_any_uuid_form(tmp_path: Path) -> None:
     assert "no prompt with id not-an-id" in ws.run("show", "prompt", "not-an-id", code=5)
 
 
+def test_show_and_export_give_the_times_and_a_prompts_version(server: str, tmp_path: Path) -> None:
+    """``show`` and ``export`` gave a record's synced fields only: an output's ``produced_at`` (set through
+    REST), a prompt's version and every record's created/updated times were missing from the export of the
+    library (QA)."""
+    account = new_account(server, email="times@example.com", password=PASSWORD, org_name="Times")
+    ws = Workstation(tmp_path, "t")
+    ws.run("init")
+    ws.attach(server, account.org_id, account.email)
+    prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    local = ws.run("add", "output", "--set", f"prompt_id={prompt}", "--set", "content=x").strip()
+    ws.run("edit", "output", local, "--set", "notes=later")
+    shown = ws.json("show", "output", local)
+    assert isinstance(shown, dict) and shown["produced_at"] is None  # not given
+    assert str(shown["created_at"]).endswith("Z") and shown["created_at"] <= shown["updated_at"]
+    ws.run("sync")
+    base = f"{server}/api/v1/orgs/{account.org_id}"
+    made = httpx.post(
+        f"{base}/outputs",
+        json={"prompt_id": prompt, "content": "y", "produced_at": "2026-01-02T03:04:05Z"},
+        headers=account.headers,
+    )
+    assert made.status_code == 201, made.text
+    edited = httpx.patch(f"{base}/prompts/{prompt}", json={"body": "b2"}, headers=account.headers)
+    assert edited.status_code == 200, edited.text
+    ws.run("sync")
+
+    pulled = ws.json("show", "output", made.json()["id"])
+    assert isinstance(pulled, dict) and pulled["produced_at"] == "2026-01-02T03:04:05.000000Z"
+    assert ws.json("show", "prompt", prompt)["version"] == 2  # type: ignore[index]
+    exported = json.loads(ws.run("export"))
+    assert {o["id"]: o["produced_at"] for o in exported["outputs"]} == {
+        local: None,
+        made.json()["id"]: pulled["produced_at"],
+    }
+    [listed] = exported["prompts"]
+    assert listed["version"] == 2 and listed["created_at"] <= listed["updated_at"]
+    assert "produced_at: 2026-01-02T03:04:05.000000Z" in ws.run("show", "output", made.json()["id"])
+
+
 def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, tmp_path: Path) -> None:
     """Two workstations make the tag "ml" offline: the second to sync has its tag merged into the first's.
     There, restoring the merged tag is refused naming the one it was merged into, and naming it on a prompt
