@@ -191,6 +191,13 @@ def _refuse_if_truncated(path: Path, *, key: bytes, tried: tuple[int, ...]) -> N
             "replica is truncated); the file was not changed",
             path=path,
         )
+    if size < PAGE_SIZE:
+        # no key reads a replica cut inside its first page: say that it may be that, not only the passphrase
+        raise WrongPassphraseError(
+            f"the passphrase does not unlock {path} (wrong passphrase, or the file is not a whole Output Hub "
+            f"replica: it is only {size:,} bytes, a copy cut short?); the file was not changed",
+            path=path,
+        )
 
 
 def driver_error_types() -> type[Exception]:

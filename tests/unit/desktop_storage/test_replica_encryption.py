@@ -268,6 +268,19 @@ def test_random_whole_pages_are_indistinguishable_from_another_key(replica_path:
     assert sha256(replica_path) == before
 
 
+@pytest.mark.parametrize("keep", [LEGACY_PAGE_SIZE, 3 * LEGACY_PAGE_SIZE])
+def test_a_replica_cut_inside_its_first_page_says_it_may_be_cut_short(replica_path: Path, keep: int) -> None:
+    """Cut at a 4 KiB block inside its first 16 KiB page, no key can read a replica: it was refused as a
+    wrong passphrase alone, and the user went on retyping it (QA). The refusal now names the size too."""
+    _truncated(replica_path, keep=keep)
+    before = sha256(replica_path)
+    with pytest.raises(WrongPassphraseError) as caught:
+        open_replica(replica_path, passphrase=PASSPHRASE)
+    said = str(caught.value)
+    assert "wrong passphrase" in said and f"only {keep:,} bytes" in said and "cut short" in said
+    assert sha256(replica_path) == before
+
+
 def test_flipped_byte_in_a_data_page_is_detected(replica_path: Path) -> None:
     make_closed_replica(replica_path)
     data = bytearray(replica_path.read_bytes())
