@@ -621,9 +621,10 @@ def test_show_and_export_give_the_times_and_a_prompts_version(server: str, tmp_p
 
 
 def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, tmp_path: Path) -> None:
-    """Two workstations make the tag "ml" offline: the second to sync has its tag merged into the first's.
-    There, restoring the merged tag is refused naming the one it was merged into, and naming it on a prompt
-    names the surviving one. A delete conflict takes --keep, not --value (a clear exit 5, not a traceback)."""
+    """Two workstations make the tag "ml" offline (one as "ML"): the second to sync has its tag merged
+    into the first's, and the two spellings are a conflict, resolved from the command line. There, restoring
+    the merged tag is refused naming the one it was merged into, and naming it on a prompt names the surviving
+    one. A delete conflict takes --keep, not --value (a clear exit 5, not a traceback)."""
     account = new_account(server, email="merged@example.com", password=PASSWORD, org_name="Merged")
     headers, org = account.headers, account.org_id
     a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
@@ -637,6 +638,18 @@ def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, t
     a.run("sync")
     b.run("sync")
     assert a.json("show", "tag", merged)["deleted"] is True  # type: ignore[index]
+    # the two spellings: the newer on the tag, the other in a conflict on both workstations
+    assert a.json("show", "tag", kept)["name"] == "ML"  # type: ignore[index]
+    for ws in (a, b):
+        [spelling] = ws.json("conflicts", "list")  # type: ignore[misc]
+        assert (spelling["record_id"], spelling["field"]) == (kept, "name")
+        assert {spelling["mine"], spelling["theirs"]} == {"ml", "ML"}
+    keep = "mine" if spelling["mine"] == "ml" else "theirs"
+    b.run("conflicts", "resolve", spelling["id"], "--keep", keep)
+    b.run("sync")
+    a.run("sync")
+    assert a.json("conflicts", "list") == []
+    assert a.json("show", "tag", kept)["name"] == "ml"  # type: ignore[index]
 
     said = a.run("restore", "tag", merged, code=5)
     assert f"merged into tag {kept} ('ml')" in said

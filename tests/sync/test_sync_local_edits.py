@@ -29,11 +29,12 @@ def _settle(*devices: Device) -> None:
 
 
 def _made_on_both(laptop: Device, desktop: Device, theirs: str = "ML") -> tuple[str, str]:
-    """The desktop makes the tag ``theirs`` and syncs; the laptop makes "ml" offline and has not synced:
-    its tag will be merged into the desktop's. Returns (the laptop's, the desktop's)."""
+    """The desktop makes the tag ``theirs`` and syncs; the laptop makes one of the same name offline and has
+    not synced: its tag will be merged into the desktop's. Returns (the laptop's, the desktop's). (Another
+    spelling of the name is a conflict too: ``test_the_same_lookup_made_offline_in_two_spellings...``.)"""
     surviving = desktop.library.create("tag", {"name": theirs})
     _settle(desktop)
-    return laptop.library.create("tag", {"name": "ml"}), surviving
+    return laptop.library.create("tag", {"name": theirs.strip()}), surviving
 
 
 def _merged_tag(laptop: Device, desktop: Device) -> tuple[str, str]:
@@ -309,16 +310,51 @@ def test_what_an_offline_create_gave_a_merged_lookup_moves_onto_the_survivor(  #
     _settle(laptop, desktop)
 
     served = org.owner.get(f"{org.base}/tags/{surviving}").json()
-    assert (served["name"], served["position"]) == ("Rust", 4)
+    assert served["position"] == 4
     conflicts = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == surviving]
+    by_field = {c["field"]: c for c in conflicts}
+    # the two spellings of the name: one on the tag, the other in a conflict (see the test below)
+    assert {served["name"], by_field.pop("name")["loser"]["value"]} == {"Rust", "rust"}
     if theirs:
-        kept = {served["description"], *(c["loser"]["value"] for c in conflicts)}
+        kept = {served["description"], by_field.pop("description")["loser"]["value"]}
         assert kept == {"the desktop's words", "the laptop's words"}, "one of the descriptions was lost"
-        assert [c["field"] for c in conflicts] == ["description"]
     else:
         assert served["description"] == "the laptop's words"
-        assert conflicts == []
+    assert by_field == {}
     assert laptop.library.get("tag", mine)["deleted"] is True
+    assert laptop.values() == desktop.values()
+
+
+@pytest.mark.parametrize("spelling", ["Python", "python", "  python "], ids=["case", "same", "spaces"])
+def test_the_same_lookup_made_offline_in_two_spellings_keeps_both(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device], spelling: str
+) -> None:
+    """Two machines make the tag "python" and "Python" offline: they become one, and the second spelling was
+    dropped with no trace (QA). The names are two writes of one field, as any concurrent scalar edits: one
+    is kept by the usual rule (the newer write) and the other is a conflict on every replica, to resolve like
+    any other. The same name twice (surrounding spaces are not part of a name) is no conflict."""
+    laptop, desktop = devices
+    theirs = desktop.library.create("tag", {"name": "python"})
+    mine = laptop.library.create("tag", {"name": spelling})
+    prompt = laptop.library.create("prompt", {"title": "Tagged offline", "body": "b", "tag_ids": [mine]})
+    _settle(desktop, laptop)
+
+    tags = org.owner.get(f"{org.base}/tags").json()["items"]
+    [live] = [t for t in tags if t["name"].casefold() == "python"]
+    assert live["id"] == theirs
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["tag_ids"] == [theirs]
+    conflicts = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == theirs]
+    if spelling.strip() == "python":
+        assert conflicts == [] and live["name"] == "python"
+    else:
+        [conflict] = conflicts
+        assert conflict["field"] == "name"
+        assert {live["name"], conflict["loser"]["value"]} == {"python", "Python"}, "a spelling was lost"
+        # newer write wins: the laptop's create was made after the desktop's
+        assert live["name"] == "Python"
+        for device in (laptop, desktop):
+            [local] = [c for c in device.open_conflicts() if c.record_id == theirs]
+            assert (local.field, {local.mine, local.theirs}) == ("name", {"python", "Python"})
     assert laptop.values() == desktop.values()
 
 
@@ -331,7 +367,7 @@ def test_a_lookup_made_offline_before_the_same_name_came_by_rest_still_syncs(  #
     and the server refused the whole push with a 422, every sync after it too, with the replica's other
     edits stuck behind it (QA). The moved values are stamped after what they supersede."""
     laptop, _desktop = devices
-    mine = laptop.library.create("tag", {"name": "dup", "description": "the laptop's words", "position": 4})
+    mine = laptop.library.create("tag", {"name": "DUP", "description": "the laptop's words", "position": 4})
     prompt = laptop.library.create("prompt", {"title": "Made offline too", "body": "x", "tag_ids": [mine]})
     made = org.owner.post(f"{org.base}/tags", json={"name": "DUP", "description": theirs})
     assert made.status_code == 201, made.text

@@ -468,12 +468,15 @@ def _merge_duplicate_lookup(
     )
     session.flush()
     given = {k: v for k, v in change.values.items() if k != "name" and v not in _UNSET}
+    batch.exists(session, spec.table, {existing})  # not one the batch read
+    row_of = session.get(spec.table, existing)
+    survivor = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row_of])[existing]
+    if name.strip() != survivor.values.get("name"):
+        # another spelling ("Python" for "python"): two writes of the name, one kept and the other a
+        # conflict, as for any scalar both sides gave; it was dropped without a trace (QA)
+        given["name"] = name.strip()
     opened: list[Conflict] = []
     if given:
-        batch.exists(session, spec.table, {existing})  # not one the batch read
-        survivor = load_states(
-            session, org_id=tenant.org_id, spec=spec, rows=[session.get(spec.table, existing)]
-        )[existing]
         untouched = {k: v for k, v in given.items() if survivor.values.get(k) in _UNSET}
         for values, supersedes in (
             ({k: v for k, v in given.items() if k not in untouched}, False),
