@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Final, NoReturn
 
 import click
 import typer
@@ -33,6 +33,7 @@ from outputhub.desktop.services.conflicts import (
     conflict_kind,
     reapply_refused,
     resolve_conflict,
+    sides_written_here,
     suggest,
 )
 from outputhub.desktop.services.library import LibraryService
@@ -705,15 +706,15 @@ def conflicts_list(typer_ctx: typer.Context) -> None:
     """Open conflicts (and edits the server refused)."""
     ctx: Context = typer_ctx.obj
     with ctx.replica() as replica:
-        items = replica.list_conflicts()
+        items = [(c, sides_written_here(replica, c)) for c in replica.list_conflicts()]
         emit(
             ctx,
-            items,
+            [{**asdict(c), "written_here": written} for c, written in items],
             lambda: (
                 "\n".join(
-                    f"{c.id}  {c.entity} {c.record_id} {c.field}"
-                    + ("  (refused by the server)" if c.field == REJECTED_FIELD else f"  {_sides(c)}")
-                    for c in items
+                    f"{c.id}  {c.entity} {c.record_id} {c.field}  "
+                    + ("(refused by the server)" if c.field == REJECTED_FIELD else _sides(c, written))
+                    for c, written in items
                 )
                 or "no open conflicts"
             ),
@@ -724,20 +725,34 @@ LIST_VALUE_CHARS = 40
 """``conflicts list`` shows each side's value up to this many characters (``conflicts show`` shows it all)."""
 
 
-def _sides(conflict: Any) -> str:
+WRITTEN_HERE: Final = {
+    "mine": "mine",
+    "both": "both sides (mine is the value in place)",
+    "neither": "neither side (mine is the value in place)",
+}
+"""``conflicts show``'s words for :func:`sides_written_here`."""
+
+
+def _sides(conflict: Any, written: str | None = "mine") -> str:
     """Both sides of a conflict on one line: ``mine 'A' / theirs 'B'``; a delete against an edit says
-    which side deleted."""
+    which side deleted. When this replica wrote neither side (or both), it says so: "mine" is then only
+    the value in place."""
     if conflict.field == TOMBSTONE:
-        return " / ".join(
+        line = " / ".join(
             f"{side} {'deleted' if value else 'edited'}"
             for side, value in (("mine", conflict.mine), ("theirs", conflict.theirs))
         )
+    else:
 
-    def short(value: object) -> str:
-        text = repr(value)
-        return text if len(text) <= LIST_VALUE_CHARS else text[: LIST_VALUE_CHARS - 1] + "…"
+        def short(value: object) -> str:
+            text = repr(value)
+            return text if len(text) <= LIST_VALUE_CHARS else text[: LIST_VALUE_CHARS - 1] + "…"
 
-    return f"mine {short(conflict.mine)} / theirs {short(conflict.theirs)}"
+        line = f"mine {short(conflict.mine)} / theirs {short(conflict.theirs)}"
+    if written in ("neither", "both"):
+        sides = "both sides" if written == "both" else "neither side"
+        line += f"  ({sides} written here: mine is the value in place)"
+    return line
 
 
 @conflicts_app.command("show")
@@ -752,12 +767,15 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
         c = found[0]
         kind = conflict_kind(c)
         suggestion, note = suggest(kind, c.base, c.mine, c.theirs)
+        written = sides_written_here(replica, c)
         lines = [
             f"{c.entity} {c.record_id} field {c.field}",
             f"base:   {c.base!r}",
             f"mine:   {c.mine!r}",
             f"theirs: {c.theirs!r}",
         ]
+        if written is not None:
+            lines.append(f"written here: {WRITTEN_HERE[written]}")
         if c.resolved_at is not None:  # it said nothing, and offered a resolve that then failed (QA)
             lines.append(
                 f"closed {to_timestamp(c.resolved_at)}: resolved, replaced by a newer conflict, or its "
@@ -765,7 +783,11 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
             )
         elif kind in MERGEABLE:
             lines.append(f"merged: {suggestion!r}  ({note} `--keep merged` takes it.)")
-        shown = {**asdict(c), "suggestion": suggestion if kind in MERGEABLE else None}
+        shown = {
+            **asdict(c),
+            "suggestion": suggestion if kind in MERGEABLE else None,
+            "written_here": written,
+        }
         emit(ctx, shown, lambda: "\n".join(lines))
 
 

@@ -14,7 +14,7 @@ from outputhub.desktop.storage import Replica
 from outputhub.desktop.storage.records import ConflictRecord
 from outputhub.desktop.storage.sync_store import REJECTED_FIELD, ReplicaSyncStore
 from outputhub.sync.client import LocalEditError, LocalLibrary, Merged
-from outputhub.sync.engine import ConflictKind
+from outputhub.sync.engine import ConflictKind, written_here
 from outputhub.sync.engine.schema import DEFAULT_SCHEMA, TOMBSTONE, FieldKind
 from outputhub.sync.engine.textmerge import merge3
 
@@ -35,6 +35,8 @@ class ConflictItem:
     created_at: datetime
     labels: Mapping[str, str] = field(default_factory=dict)
     """For a field naming other records (a stage, tags, a prompt): each id the sides name -> its name."""
+    written_here: str | None = "mine"
+    """Which sides this replica wrote (:func:`sides_written_here`): "mine", "both" or "neither"."""
 
     @property
     def is_reference(self) -> bool:
@@ -74,6 +76,33 @@ def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
         union = sorted(set(mine or ()) | set(theirs or ()))
         return union, "Both sides' entries kept (union)."
     return mine, "A single value: yours is suggested; pick theirs if it is the right one."
+
+
+def sides_written_here(replica: Replica, conflict: ConflictRecord) -> str | None:
+    """Which sides of ``conflict`` this replica wrote: "mine" (one of them, which is its "mine"), "both" or
+    "neither" (its "mine" is then only the value in place: a replica that synced two others' edits must not
+    be shown one of them as its own). A refused edit is this replica's own. None for a closed conflict (its
+    record's state no longer holds it)."""
+    if conflict.field == REJECTED_FIELD:
+        return "mine"
+    record = ReplicaSyncStore(replica).load(conflict.entity, conflict.record_id)
+    if record is None:
+        return None
+    for candidate in record.state.conflicts:
+        if candidate.id == conflict.id:
+            return written_here(candidate, replica.node_id)
+    return None
+
+
+def sides_heading(written: str | None, kind: str = "") -> tuple[str, str]:
+    """The headings of a conflict's mine and theirs, by :func:`sides_written_here` (and its ``kind``)."""
+    if kind == "rejected":
+        return "Mine (the edit the server refused)", "Theirs (the server's reason)"
+    if written == "neither":
+        return "Mine (in place here; written on another computer)", "Theirs (written on another computer)"
+    if written == "both":
+        return "Mine (in place; both written on this computer)", "Theirs (also written on this computer)"
+    return "Mine (this computer)", "Theirs (another computer)"
 
 
 def conflict_kind(conflict: ConflictRecord) -> str:
@@ -238,6 +267,7 @@ class ConflictService:
                     note,
                     c.created_at,
                     labels,
+                    sides_written_here(self._replica, c),
                 )
             )
         return items

@@ -23,7 +23,13 @@ from PySide6.QtWidgets import (
 from outputhub.common.errors import InvalidInputError
 from outputhub.common.ids import canonical_id
 from outputhub.desktop.jobs import JobRunner
-from outputhub.desktop.services.conflicts import ConflictItem, ConflictService, TakenAlong, references_of
+from outputhub.desktop.services.conflicts import (
+    ConflictItem,
+    ConflictService,
+    TakenAlong,
+    references_of,
+    sides_heading,
+)
 from outputhub.desktop.ui.deleting import noun
 from outputhub.desktop.ui.listpage import ListPane
 from outputhub.desktop.ui.models import Column, LazyTableModel
@@ -162,8 +168,8 @@ class ConflictsPage(QWidget):
         self.list.selected.connect(self.show_conflict)
         grid = QGridLayout()
         self.base_label, self.base = _pane("Base (before both edits)", "conflict_base")
-        self.mine_label, self.mine = _pane("Mine (this computer)", "conflict_mine")
-        self.theirs_label, self.theirs = _pane("Theirs (server)", "conflict_theirs")
+        self.mine_label, self.mine = _pane(sides_heading("mine")[0], "conflict_mine")
+        self.theirs_label, self.theirs = _pane(sides_heading("mine")[1], "conflict_theirs")
         for column, (label, edit) in enumerate(
             ((self.base_label, self.base), (self.mine_label, self.mine), (self.theirs_label, self.theirs))
         ):
@@ -276,6 +282,9 @@ class ConflictsPage(QWidget):
             + (what if what else f"field <i>{field_label(item)}</i>")
         )
         self.base.setPlainText("Existed" if existence else as_text(item.base, item.labels))
+        mine_heading, theirs_heading = sides_heading(item.written_here, item.kind)
+        self.mine_label.setText(f"<b>{mine_heading}</b>")
+        self.theirs_label.setText(f"<b>{theirs_heading}</b>")
         self.mine.setPlainText(side_text(item, item.mine))
         self.theirs.setPlainText(side_text(item, item.theirs))
         self.merged.setPlainText("" if existence else as_text(item.suggestion, item.labels))

@@ -22,6 +22,7 @@ from outputhub.sync.engine.edits import (
     make_restore,
     resolve,
     sides,
+    written_here,
 )
 from outputhub.sync.engine.errors import InvalidChangeError
 from outputhub.sync.engine.merge import (
@@ -114,4 +115,5 @@ __all__ = [
     "sides",
     "state_from_change",
     "unlink_op_id",
+    "written_here",
 ]

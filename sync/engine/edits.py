@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from outputhub.common.clock import HLC
 from outputhub.sync.engine.errors import InvalidChangeError
@@ -143,6 +144,16 @@ def sides(conflict: Conflict, node: str) -> tuple[str, str]:
     if same_replica(conflict.loser.node, node) and not same_replica(conflict.winner.node, node):
         return "loser", "winner"
     return "winner", "loser"
+
+
+def written_here(conflict: Conflict, node: str) -> Literal["mine", "both", "neither"]:
+    """Which of ``conflict``'s sides ``node``'s replica wrote: ``"mine"`` (one of them: :func:`sides` calls
+    it mine), ``"both"`` or ``"neither"`` (mine is then only the value in place, which a user must be told:
+    "mine" alone reads as "what I wrote")."""
+    winner, loser = same_replica(conflict.winner.node, node), same_replica(conflict.loser.node, node)
+    if winner and loser:
+        return "both"
+    return "mine" if winner or loser else "neither"
 
 
 def resolve(

@@ -115,6 +115,17 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     shown = b.run("conflicts", "show", conflict["id"])
     assert "mine:" in shown and "theirs:" in shown
     assert b.run("conflicts", "show", conflict["id"].upper()) == shown  # as REST takes it
+    assert conflict["written_here"] == "mine" and "written here: mine" in shown
+    # a third workstation wrote neither side: its "mine" is only the value in place, and it is told so
+    c = Workstation(tmp_path, "c")
+    c.run("init")
+    c.attach(server, org, email)
+    c.run("sync")
+    [seen] = c.json("conflicts", "list")  # type: ignore[misc]
+    assert (seen["id"], seen["written_here"]) == (conflict["id"], "neither")
+    listed_line = c.run("conflicts", "list").rstrip()
+    assert listed_line.endswith("(neither side written here: mine is the value in place)")
+    assert "written here: neither side" in c.run("conflicts", "show", seen["id"])
     assert conflict["mine"] == "From B"
 
     # a edits the title again before it has seen B's edit: the conflict's sides change, under a new id

@@ -118,6 +118,8 @@ def test_log_in_sync_edit_and_resolve_a_conflict(qtbot, replica, session, api, l
     qtbot.waitUntil(lambda: conflicts.model.rowCount() == 1, timeout=5000)
     conflicts.list.select_id(conflicts.model.row_at(0).id)
     assert conflicts.mine.toPlainText() == "Desktop title"
+    assert conflicts.mine_label.text() == "<b>Mine (this computer)</b>"
+    assert conflicts.theirs_label.text() == "<b>Theirs (another computer)</b>"
     assert conflicts.theirs.toPlainText() == "Laptop title, again"
     assert conflicts.base.toPlainText() == "Linux Terminal"
     assert conflicts.merged.toPlainText() == "Desktop title"  # a single value: mine is suggested

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from outputhub.desktop.services.conflicts import ConflictService, sides_heading
 from outputhub.desktop.services.sync import conflict_news
 from outputhub.desktop.storage.tables import to_timestamp
 from outputhub.sync.client import LocalEditError, Merged, ServerUnreachableError
@@ -75,6 +76,32 @@ def test_same_field_conflict_is_kept_listed_and_resolved_everywhere(org, devices
     assert desktop.open_conflicts() == [] and laptop.open_conflicts() == []
     assert desktop.library.get("prompt", ids["prompt"])["title"] == "Merged title"
     assert laptop.values() == desktop.values()
+
+
+def test_a_replica_that_wrote_neither_side_is_told_so(client, org, devices, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Its "mine" is only the value in place: the desktop's Conflicts panel heads it so instead of "Mine
+    (this computer)" (a user picking "keep mine" there kept someone else's edit believing it was theirs)."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("prompt", ids["prompt"], {"title": "Laptop title"})
+    desktop.library.edit("prompt", ids["prompt"], {"title": "Desktop title"})
+    laptop.sync()
+    desktop.sync()
+    token = org.owner.token
+    observer = make_device(tmp_path, "observer", http=client, base_url="", token=token, org_id=org.id)
+    observer.sync()
+    try:
+        for device, written in ((desktop, "mine"), (observer, "neither")):
+            [item] = ConflictService(replica=device.replica, editor=device.library).open_conflicts()
+            assert item.written_here == written, device.name
+        assert sides_heading("neither")[0].startswith("Mine (in place here; written on another computer)")
+        assert sides_heading("mine") == ("Mine (this computer)", "Theirs (another computer)")
+        [refused_heading, _reason] = sides_heading("mine", "rejected")
+        assert "refused" in refused_heading
+    finally:
+        observer.replica.close()
 
 
 def test_text_edits_merge_line_by_line(org, devices) -> None:  # type: ignore[no-untyped-def]

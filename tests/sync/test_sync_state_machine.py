@@ -248,11 +248,15 @@ class SyncMachine(RuleBasedStateMachine):
         self._remember(device, "prompt", rid)
         return ("prompt", rid, d)
 
-    @rule(target=records, d=st.integers(0, len(DEVICES) - 1), word=st.sampled_from(WORDS))
-    def create_tag(self, d: int, word: str) -> tuple[str, str, int]:
+    @rule(
+        target=records, d=st.integers(0, len(DEVICES) - 1), word=st.sampled_from(WORDS), upper=st.booleans()
+    )
+    def create_tag(self, d: int, word: str, upper: bool) -> tuple[str, str, int]:
+        """A tag; the same name made on two devices is merged into one on the server, and another spelling
+        ("Tag-" for "tag-") is moved onto the survivor as a write of its name (a conflict)."""
         device = self.devices[d]
         try:
-            rid = device.library.create("tag", {"name": f"tag-{word}"})
+            rid = device.library.create("tag", {"name": f"{'Tag' if upper else 'tag'}-{word}"})
         except LocalEditError:
             return ("tag", "", d)
         self._remember(device, "tag", rid)

@@ -14,6 +14,7 @@ from outputhub.sync.engine import (
     Change,
     ChangeKind,
     ConflictKind,
+    ConflictSide,
     FieldBase,
     InvalidChangeError,
     Merged,
@@ -32,6 +33,7 @@ from outputhub.sync.engine import (
     resolve,
     state_from_change,
     unlink_op_id,
+    written_here,
 )
 from outputhub.sync.engine.model import CONFLICT_NAMESPACE
 
@@ -265,6 +267,29 @@ def test_third_party_resolving_keeps_the_winner_as_mine() -> None:
     fix = c.resolve(0, Resolution.KEEP_MINE)
     assert fix.values == {"title": "by b"}
     assert c.state is not None and c.state.conflicts == ()
+
+
+def test_written_here_says_which_side_a_replica_wrote() -> None:
+    """"Mine" is the side the replica wrote; one that wrote neither (or both: two copies of one file) is
+    told so, as its "mine" is then only the value in place."""
+    a, b, _create = two_replicas(title="T")
+    b.now_ms += 1000
+    a.edit(title="by a")
+    a.apply(b.edit(title="by b"))
+    assert a.state is not None
+    (conflict,) = a.state.conflicts
+    assert written_here(conflict, a.name) == written_here(conflict, b.name) == "mine"
+    assert written_here(conflict, "node-c") == "neither"
+    # another open of a's file writes as "<its id>.<suffix>": its writes are its own
+    assert written_here(conflict, f"{a.name}.0f0f0f0f") == "mine"
+
+    def by(side: ConflictSide, node: str) -> ConflictSide:
+        return replace(side, version=replace(side.version, node=node))
+
+    two_copies = replace(
+        conflict, winner=by(conflict.winner, f"{a.name}.1"), loser=by(conflict.loser, a.name)
+    )
+    assert written_here(two_copies, a.name) == "both"
 
 
 # -- text --------------------------------------------------------------------------------------------------
