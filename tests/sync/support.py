@@ -57,6 +57,18 @@ def make_device(
     return Device(name, replica, store, library, remote, SyncClient(store, remote, pull_page=200))
 
 
+def titles_in_conflict(prompt: str, laptop: Device, desktop: Device) -> None:
+    """Both devices synced, then each gives ``prompt`` a title offline ("Laptop title", "Desktop title"),
+    and both sync in that order: the desktop's newer title stands, the conflict is on the desktop (and on
+    the server)."""
+    laptop.sync()
+    desktop.sync()
+    laptop.library.edit("prompt", prompt, {"title": "Laptop title"})
+    desktop.library.edit("prompt", prompt, {"title": "Desktop title"})
+    laptop.sync()
+    desktop.sync()
+
+
 def server_cli(app: Any, monkeypatch: Any, *args: str) -> Any:
     """Run ``outputhub <args>`` (the server's CLI) against ``app``'s database; returns the click result."""
     from typer.testing import CliRunner

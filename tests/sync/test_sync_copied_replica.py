@@ -13,7 +13,7 @@ from pathlib import Path
 from outputhub.desktop.storage.replica import open_replica
 from outputhub.sync.engine.edits import same_replica
 from tests.support.client import Org, seed_library
-from tests.sync.support import PASSPHRASE, make_device
+from tests.sync.support import PASSPHRASE, make_device, titles_in_conflict
 
 
 def test_every_open_writes_under_its_own_id_of_the_replica(tmp_path: Path) -> None:
@@ -100,13 +100,8 @@ def test_keep_mine_after_the_replica_moved_keeps_what_it_wrote(  # type: ignore[
     """QA: after a move (when a move meant a new node id), keep mine kept the other side's text."""
     ids = seed_library(org)
     laptop, desktop = devices
-    laptop.sync()
-    desktop.sync()
-    laptop.library.edit("prompt", ids["prompt"], {"title": "Laptop title"})
-    desktop.library.edit("prompt", ids["prompt"], {"title": "Desktop title"})
-    laptop.sync()
-    desktop.sync()  # the desktop's newer title stands; the conflict is there on both
-    laptop.sync()
+    titles_in_conflict(ids["prompt"], laptop, desktop)  # the desktop's newer title stands
+    laptop.sync()  # the conflict is there on both
     laptop.replica.close()
     (tmp_path / "laptop.ohr").rename(tmp_path / "moved.ohr")
     moved = make_device(tmp_path, "moved", http=client, base_url="", token=org.owner.token, org_id=org.id)

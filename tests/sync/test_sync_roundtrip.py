@@ -15,7 +15,7 @@ from outputhub.desktop.storage.tables import to_timestamp
 from outputhub.sync.client import LocalEditError, Merged, ServerUnreachableError
 from tests.support.client import add_member, seed_library
 from tests.support.feed import stale_feed_data
-from tests.sync.support import make_device, server_cli
+from tests.sync.support import make_device, server_cli, titles_in_conflict
 
 
 def test_initial_sync_brings_the_library_and_both_replicas_agree(org, devices) -> None:  # type: ignore[no-untyped-def]
@@ -83,12 +83,7 @@ def test_a_replica_that_wrote_neither_side_is_told_so(client, org, devices, tmp_
     (this computer)" (a user picking "keep mine" there kept someone else's edit believing it was theirs)."""
     ids = seed_library(org)
     laptop, desktop = devices
-    laptop.sync()
-    desktop.sync()
-    laptop.library.edit("prompt", ids["prompt"], {"title": "Laptop title"})
-    desktop.library.edit("prompt", ids["prompt"], {"title": "Desktop title"})
-    laptop.sync()
-    desktop.sync()
+    titles_in_conflict(ids["prompt"], laptop, desktop)
     token = org.owner.token
     observer = make_device(tmp_path, "observer", http=client, base_url="", token=token, org_id=org.id)
     observer.sync()
