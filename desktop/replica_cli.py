@@ -16,7 +16,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
@@ -679,6 +679,8 @@ def export(
 ) -> None:
     """Every record (tombstones excluded) as JSON."""
     ctx: Context = typer_ctx.obj
+    if output is not None:
+        _refuse_the_replica(ctx.path, output)
     with edits(ctx) as (_r, store, library):
         data: dict[str, list[dict[str, Any]]] = {}
         for entity in ENTITY_TABLES:
@@ -690,15 +692,43 @@ def export(
             ]
     text = json.dumps(data, indent=2, sort_keys=True)
     if output is not None:
-        # the library in clear text: readable by its owner only, as the replica is (and a file already there
-        # is taken down to 0600 before it gets the text)
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            os.fchmod(file.fileno(), 0o600)
-            file.write(text)
+        _write_private(output, text)
         typer.echo(f"wrote {sum(len(v) for v in data.values())} records to {output}", err=True)
     else:
         typer.echo(text)
+
+
+def _refuse_the_replica(replica: Path, output: Path) -> None:
+    """Exit 5 when ``output`` is the replica or one of its files (its log, its index), however named: an
+    export there turned the encrypted library into its JSON, its unsynced edits gone (QA)."""
+    ours = Path(os.path.realpath(replica))
+    files = {ours, *(ours.with_name(ours.name + suffix) for suffix in ("-wal", "-shm", "-journal"))}
+    target = Path(os.path.realpath(output))
+    same = target in files
+    with suppress(OSError):
+        same = same or (output.exists() and ours.exists() and os.path.samefile(output, ours))
+    if same:
+        fail(5, f"{output} is the replica {replica} (or one of its files): export to another file")
+
+
+def _write_private(output: Path, text: str) -> None:
+    """Write ``text`` to ``output`` readable by its owner only (0600, as the replica is: it is the library in
+    clear text), whole or not at all: into a new file beside it, then renamed over it (a file there is
+    replaced only once the export is written). Exit 5 naming the reason when it cannot be written."""
+    target = Path(os.path.realpath(output))  # through a link: the file it names is replaced
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.export")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+    except OSError as exc:
+        fail(5, f"cannot write {output}: {exc.strerror or exc}")
 
 
 @conflicts_app.command("list")

@@ -631,6 +631,34 @@ def test_show_and_export_give_the_times_and_a_prompts_version(server: str, tmp_p
     assert "produced_at: 2026-01-02T03:04:05.000000Z" in ws.run("show", "output", made.json()["id"])
 
 
+def test_export_never_writes_over_the_replica_and_says_why_it_cannot_write(tmp_path: Path) -> None:
+    """``export -o`` onto the replica itself (or a link to it) turned the encrypted library into its JSON,
+    exit 0, its unsynced edits gone (QA); a directory or a missing one was a traceback. A file that is
+    there is replaced whole, only once the export is written."""
+    ws = Workstation(tmp_path, "x")
+    ws.run("init")
+    ws.run("add", "prompt", "--set", "title=Kept", "--set", "body=b")
+    before = ws.replica.read_bytes()
+    link = tmp_path / "alias.json"
+    link.symlink_to(ws.replica)
+    for target in (ws.replica, link, Path(f"{ws.replica}-wal")):
+        said = ws.run("export", "-o", str(target), code=5)
+        assert "is the replica" in said, said
+    assert ws.replica.read_bytes() == before
+    assert [p["label"] for p in ws.json("list", "prompt")] == ["Kept"]  # type: ignore[index]
+    for target, reason in ((tmp_path, "Is a directory"), (tmp_path / "none" / "x.json", "No such file")):
+        said = ws.run("export", "-o", str(target), code=5)
+        assert said.startswith(f"error: cannot write {target}") and reason in said and "Traceback" not in said
+    failed = ws.json("export", "-o", str(tmp_path), code=5)
+    assert isinstance(failed, dict) and failed["exit"] == 5
+    old = tmp_path / "old.json"
+    old.write_text("an earlier export")
+    ws.run("export", "-o", str(old))
+    assert [p["title"] for p in json.loads(old.read_text())["prompts"]] == ["Kept"]
+    assert old.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no leftovers
+
+
 def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, tmp_path: Path) -> None:
     """Two workstations make the tag "ml" offline (one as "ML"): the second to sync has its tag merged
     into the first's, and the two spellings are a conflict, resolved from the command line. There, restoring
