@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -84,6 +84,10 @@ def check_file_shape(path: Path) -> tuple[int, ...]:
             f"{path} is an unencrypted SQLite database, not an encrypted Output Hub replica", path=path
         )
     sizes = tuple(n for n in PAGE_SIZES if size % n == 0)
+    if has_log(path):
+        # a checkpoint cut short (a full disk) leaves part of a page at the end, all of it in the log: the
+        # file opens, and its length is judged by what the log says (QA: it was refused as truncated)
+        return sizes + tuple(n for n in PAGE_SIZES if n not in sizes)
     if not sizes:
         raise CorruptReplicaError(
             f"{path} is {size} bytes, not a whole number of {LEGACY_PAGE_SIZE}-byte pages: "
@@ -93,12 +97,25 @@ def check_file_shape(path: Path) -> tuple[int, ...]:
     return sizes
 
 
-def connect(path: Path, *, key: bytes, page_size: int = PAGE_SIZE) -> Connection:
+def has_log(path: Path) -> bool:
+    """Whether ``path`` has a write-ahead log with something in it (a crash, or another process at work)."""
+    try:
+        return Path(f"{path}-wal").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def connect(path: Path, *, key: bytes, page_size: int = PAGE_SIZE, read_only: bool = False) -> Connection:
     """A keyed connection in autocommit mode (transactions are explicit) to a file of ``page_size`` pages
-    (a new file gets them). Reads nothing yet."""
+    (a new file gets them). Reads nothing yet. ``read_only``: one that cannot write the file: closing the
+    last connection to a replica folds its log into it, which a refused file must not get."""
     try:
         conn = driver.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
+            f"{Path(path).absolute().as_uri()}?mode=ro" if read_only else str(path),
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            uri=read_only,
         )
     except driver.Error as exc:
         raise translate_driver_error(exc, path=path, action="open") from exc
@@ -141,31 +158,61 @@ def unlock(conn: Connection, *, path: Path) -> tuple[int, int]:
     return application_id, user_version
 
 
-def open_keyed(path: Path, *, key: bytes, page_sizes: tuple[int, ...]) -> tuple[Connection, int, int, int]:
+def open_keyed(
+    path: Path,
+    *,
+    key: bytes,
+    page_sizes: tuple[int, ...],
+    accept: Callable[[int, int], None] | None = None,
+) -> tuple[Connection, int, int, int]:
     """Connect to ``path`` with the first of ``page_sizes`` that ``key`` unlocks it with; return the
     connection, the application id, the user version and the page size. Raises the last size's
     :class:`WrongPassphraseError` when none does (each try derives the key again: a wrong passphrase on a
-    file that can have either size costs two derivations). Writes nothing."""
+    file that can have either size costs two derivations). Writes nothing.
+
+    A file with a log (:func:`has_log`) is unlocked, and given to ``accept(application_id, user_version)``
+    (which raises to refuse it), through a connection that cannot write, and only then opened for writing:
+    closing a refused connection folded the log into the file and deleted it (QA). That costs one more key
+    derivation, only then."""
     if not page_sizes:
         raise ValueError("no page size to try")
+    read_only = has_log(path)
     for n, page_size in enumerate(page_sizes, start=1):
-        conn = connect(path, key=key, page_size=page_size)
+        conn = connect(path, key=key, page_size=page_size, read_only=read_only)
         try:
             application_id, user_version = unlock(conn, path=path)
         except WrongPassphraseError:
             conn.close()
             if n == len(page_sizes):
-                _refuse_if_truncated(path, key=key, tried=page_sizes)
+                _refuse_if_truncated(path, key=key, tried=page_sizes, read_only=read_only)
                 raise
             continue
         except BaseException:
             conn.close()
             raise
+        if read_only:
+            try:
+                if accept is not None:
+                    accept(application_id, user_version)
+            finally:
+                conn.close()
+            return _open_writing(path, key=key, page_size=page_size)
         return conn, application_id, user_version, page_size
     raise AssertionError("unreachable")
 
 
-def _refuse_if_truncated(path: Path, *, key: bytes, tried: tuple[int, ...]) -> None:
+def _open_writing(path: Path, *, key: bytes, page_size: int) -> tuple[Connection, int, int, int]:
+    """The writing connection to a file a read-only one has unlocked and accepted."""
+    conn = connect(path, key=key, page_size=page_size)
+    try:
+        application_id, user_version = unlock(conn, path=path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn, application_id, user_version, page_size
+
+
+def _refuse_if_truncated(path: Path, *, key: bytes, tried: tuple[int, ...], read_only: bool = False) -> None:
     """Raise :class:`CorruptReplicaError` when ``key`` unlocks ``path`` with a page size its length rules
     out: a replica cut short, not a wrong passphrase. (A 16 KiB replica cut at a 4 KiB block, as a partial
     copy leaves it, was only tried as a legacy 4 KiB one and reported as a wrong passphrase; found by QA.)
@@ -177,7 +224,7 @@ def _refuse_if_truncated(path: Path, *, key: bytes, tried: tuple[int, ...]) -> N
     for page_size in PAGE_SIZES:
         if page_size in tried or size < page_size:
             continue
-        conn = connect(path, key=key, page_size=page_size)
+        conn = connect(path, key=key, page_size=page_size, read_only=read_only)
         try:
             unlock(conn, path=path)
         except WrongPassphraseError:

@@ -113,8 +113,8 @@ def open_replica(
     sizes = cipher.check_file_shape(path)
     if page_size in sizes:
         sizes = (page_size, *(n for n in sizes if n != page_size))
-    conn, application_id, version, page_size = cipher.open_keyed(path, key=key, page_sizes=sizes)
-    try:
+
+    def accept(application_id: int, version: int) -> None:
         if application_id != cipher.APPLICATION_ID:
             raise CorruptReplicaError(
                 f"{path} opens with this passphrase but is not an Output Hub replica "
@@ -129,6 +129,12 @@ def open_replica(
                 found=version,
                 supported=len(known),
             )
+
+    conn, application_id, version, page_size = cipher.open_keyed(
+        path, key=key, page_sizes=sizes, accept=accept
+    )
+    try:
+        accept(application_id, version)
         with driver_errors(path=path, action="configure the replica"):
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")

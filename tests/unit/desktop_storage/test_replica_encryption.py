@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import unicodedata
 from collections.abc import Iterator
@@ -19,11 +20,13 @@ from outputhub.desktop.storage import (
     ReplicaConstraintError,
     ReplicaError,
     ReplicaNotFoundError,
+    ReplicaTooNewError,
     WrongPassphraseError,
     cipher,
     open_replica,
 )
 from outputhub.desktop.storage.cipher import LEGACY_PAGE_SIZE, PAGE_SIZE
+from outputhub.desktop.storage.migrations import load_migrations
 
 SECRET = "ZQX-distinctive-plaintext-7f3a9c"
 
@@ -130,9 +133,9 @@ def test_replicas_with_4_kib_pages_still_open_with_their_data(replica_path: Path
     tries: list[int] = []
     connect = cipher.connect
 
-    def counted(path: Path, *, key: bytes, page_size: int = PAGE_SIZE) -> object:
+    def counted(path: Path, *, key: bytes, page_size: int = PAGE_SIZE, read_only: bool = False) -> object:
         tries.append(page_size)
-        return connect(path, key=key, page_size=page_size)
+        return connect(path, key=key, page_size=page_size, read_only=read_only)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cipher, "connect", counted)
@@ -169,6 +172,68 @@ def test_a_4_kib_replica_left_with_a_wal_opens_without_losing_it(tmp_path: Path)
     with open_replica(copy, passphrase=PASSPHRASE) as reopened:
         assert reopened.page_size == LEGACY_PAGE_SIZE
         assert sorted(p.title for p in reopened.list_prompts()) == sorted([*kept, "only in the wal"])
+        assert reopened.verify_integrity() == []
+
+
+def _left_by_a_crash(tmp_path: Path, *, with_shm: bool = True) -> Path:
+    """A replica as a crash leaves it: its last edits ("in the log 0..2", 400 KB each: they grow the file)
+    in its -wal file only."""
+    source, copy = tmp_path / "source" / "replica.db", tmp_path / "crashed" / "replica.db"
+    source.parent.mkdir()
+    copy.parent.mkdir()
+    make_closed_replica(source)
+    with open_replica(source, passphrase=PASSPHRASE) as replica:
+        for n in range(3):
+            replica.upsert_prompt(record=prompt(title=f"in the log {n}", body=f"{n} " * 200_000))
+        for suffix in ("", "-wal", *(("-shm",) if with_shm else ())):
+            Path(f"{copy}{suffix}").write_bytes(Path(f"{source}{suffix}").read_bytes())
+    assert Path(f"{copy}-wal").stat().st_size > 0
+    return copy
+
+
+@pytest.mark.parametrize("with_shm", [True, False], ids=["wal-and-shm", "wal-only"])
+def test_a_refused_replica_left_with_a_wal_is_not_written(tmp_path: Path, with_shm: bool) -> None:
+    """Refusing a replica (wrong passphrase, made by a newer app) closed a connection that folded the -wal
+    file into it and deleted the log, while the message said the file was not changed (QA). Refusals are
+    now reached without a connection that can write."""
+    crashed = _left_by_a_crash(tmp_path, with_shm=with_shm)
+
+    def files() -> dict[str, str]:  # the replica and its log; SQLite rebuilds its -shm index at will
+        found = snapshot(crashed.parent)
+        return {name: digest for name, digest in found.items() if not name.endswith("-shm")}
+
+    before = files()
+    assert set(before) == {"replica.db", "replica.db-wal"}
+    with pytest.raises(WrongPassphraseError):
+        open_replica(crashed, passphrase="not the passphrase")
+    assert files() == before
+    older = load_migrations()[:-1]
+    with pytest.raises(ReplicaTooNewError):
+        open_replica(crashed, passphrase=PASSPHRASE, migrations=older)
+    assert files() == before
+    with open_replica(crashed, passphrase=PASSPHRASE) as reopened:
+        titles = {p.title for p in reopened.list_prompts()}
+        assert {"in the log 0", "in the log 1", "in the log 2"} <= titles
+
+
+def test_a_checkpoint_cut_short_by_a_full_disk_is_not_called_damage(tmp_path: Path) -> None:
+    """A full disk stopped the folding of the -wal file into the replica inside a page: the file was not a
+    whole number of pages and every later command refused it as damaged and truncated, though all of it
+    was in the log (QA; a user told to start a new replica loses the unsynced edits). With a -wal file
+    there, the log is read before the length is judged."""
+    crashed = _left_by_a_crash(tmp_path)
+    whole = tmp_path / "whole"
+    shutil.copytree(crashed.parent, whole)
+    open_replica(whole / crashed.name, passphrase=PASSPHRASE).close()  # the checkpoint, done
+    folded = (whole / crashed.name).read_bytes()
+    assert len(folded) > crashed.stat().st_size  # the log's pages grew the file
+    crashed.write_bytes(folded[:-5000])  # the disk filled while the checkpoint wrote the last page
+    with open_replica(crashed, passphrase=PASSPHRASE) as reopened:
+        titles = {p.title for p in reopened.list_prompts()}
+        assert {"in the log 0", "in the log 1", "in the log 2"} <= titles
+    # closing folded the log in: the file is whole again
+    assert crashed.read_bytes() == folded
+    with open_replica(crashed, passphrase=PASSPHRASE) as reopened:
         assert reopened.verify_integrity() == []
 
 
