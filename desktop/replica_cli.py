@@ -82,6 +82,13 @@ class ReplicaGroup(TyperGroup):
             args = [JSON_FLAG, *(a for a in args[:end] if a != JSON_FLAG), *args[end:]]
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:  # a path the command cannot use: a name too long, a directory it may not enter
+            where = exc.filename if exc.filename is not None else "a file"
+            fail(2, f"cannot use {where}: {exc.strerror or exc}")
+
 
 app = typer.Typer(
     help="The encrypted local replica: edit offline, sync, resolve conflicts.",
@@ -126,6 +133,8 @@ class Context:
             replica = open_replica(self.path, passphrase=self.passphrase(), create=create)
         except ReplicaError as exc:
             fail(2, str(exc))
+        except ValueError as exc:  # the passphrase: empty, or a NUL character (a binary file)
+            fail(2, f"cannot use the passphrase: {exc}")
         try:
             yield replica
         except ReplicaError as exc:  # found while reading or writing (a damaged page): nothing was changed
@@ -133,6 +142,9 @@ class Context:
         finally:
             replica.close()
 
+
+MAX_LIMIT: Final = 1_000_000
+"""The most records ``list`` and ``search`` take ``--limit`` for (a larger number overflowed SQLite: QA)."""
 
 EDITS_KEPT = "(local edits are kept and will be pushed next time)"
 
@@ -240,7 +252,9 @@ def edits(ctx: Context) -> Iterator[tuple[Replica, ReplicaSyncStore, LocalLibrar
 def _typed_id(text: str) -> str:
     """An id as typed: in upper case, in braces or without dashes it names the record (or conflict) it names
     in the REST API, written as ids are; anything else is left as it is, for the lookup to refuse."""
-    return canonical_id(text) or text
+    # text that is not UTF-8 (a stray byte from the shell) cannot be any id: looked up as its escaped form,
+    # it is "no ... with id" rather than a traceback (QA)
+    return canonical_id(text) or text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 RecordId = Annotated[str, typer.Argument(parser=_typed_id, metavar="ID")]
@@ -309,10 +323,11 @@ def attach(
         fail(5, "--api-key-file needs --org ORG_ID (the organization the key belongs to)")
     try:
         server = normalize_url(server)
-    except InvalidInputError:
+    except InvalidInputError as exc:
         fail(
             5,
-            f"--server {server!r}: give the server's URL with http:// or https://, e.g. https://hub.example.com",
+            f"--server {server!r}: give the server's URL with http:// or https://, e.g. "
+            f"https://hub.example.com ({exc.errors[0].message if exc.errors else exc})",
         )
     with ctx.replica() as replica:
         store = ReplicaSyncStore(replica)
@@ -594,7 +609,9 @@ def _rows(replica: Replica, entity: str, limit: int) -> list[Any]:
 
 
 @app.command("list")
-def list_(typer_ctx: typer.Context, kind: str, limit: Annotated[int, typer.Option(min=1)] = 100) -> None:
+def list_(
+    typer_ctx: typer.Context, kind: str, limit: Annotated[int, typer.Option(min=1, max=MAX_LIMIT)] = 100
+) -> None:
     """Live records of one kind."""
     ctx: Context = typer_ctx.obj
     entity = entity_name(kind)
@@ -620,7 +637,9 @@ def _index_progress(ctx: Context) -> Callable[[int, int], None]:
 
 
 @app.command()
-def search(typer_ctx: typer.Context, query: str, limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
+def search(
+    typer_ctx: typer.Context, query: str, limit: Annotated[int, typer.Option(min=1, max=MAX_LIMIT)] = 20
+) -> None:
     """Full-text search over prompt titles and texts and output contents."""
     ctx: Context = typer_ctx.obj
     with ctx.replica() as replica:

@@ -145,6 +145,10 @@ def normalize_url(url: str) -> str:
     url = url.strip().rstrip("/")
     if url and not url.startswith(("http://", "https://")):
         raise InvalidInputError("server_url", "the server address starts with http:// or https://")
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:  # "http://[::1" was a traceback (QA)
+        raise InvalidInputError("server_url", f"the server address is not a URL: {exc}") from None
     return url
 
 

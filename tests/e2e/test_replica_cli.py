@@ -659,6 +659,33 @@ def test_export_never_writes_over_the_replica_and_says_why_it_cannot_write(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no leftovers
 
 
+def test_odd_paths_and_values_are_clear_errors_not_tracebacks(tmp_path: Path) -> None:
+    """Each of these was a Python traceback (exit 1, nothing on stdout with --json; QA)."""
+    ws = Workstation(tmp_path, "e")
+    ws.run("init")
+    nul = tmp_path / "nul.pass"
+    nul.write_text("a\x00b")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cases: list[tuple[list[str], int, str]] = [
+        (["--passphrase-file", str(nul), "list", "prompt"], 2, "NUL"),
+        (["--replica", str(blocker / "r.ohr"), "init"], 2, "a-file"),
+        (["--replica", str(tmp_path / ("n" * 300)), "list", "prompt"], 2, "File name too long"),
+        (["--replica", str(tmp_path / ("n" * 300)), "init"], 2, "File name too long"),
+        (["show", "prompt", "bad\udcff"], 5, "no prompt"),
+        (["list", "tag", "--limit", "99999999999999999999"], 2, "limit"),
+        (["attach", "--server", "http://[::1", "--api-key-file", str(nul), "--org", "x"], 5, "server"),
+    ]
+    for args, code, said in cases:
+        base = ["replica", "--replica", str(ws.replica), "--passphrase-file", str(ws.secret)]
+        result = ws.runner.invoke(app, [*base, *args])
+        output = result.output
+        assert result.exit_code == code and said in output and "Traceback" not in output, (args, output)
+        as_json = ws.runner.invoke(app, [*base, "--json", *args])
+        if code != 2 or "limit" not in said:  # click's own usage errors say so on stderr alone
+            assert json.loads(as_json.stdout)["exit"] == code, (args, as_json.stdout)
+
+
 def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, tmp_path: Path) -> None:
     """Two workstations make the tag "ml" offline (one as "ML"): the second to sync has its tag merged
     into the first's, and the two spellings are a conflict, resolved from the command line. There, restoring
