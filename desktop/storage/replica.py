@@ -107,7 +107,7 @@ def open_replica(
     if not path.exists():
         if not create:
             raise ReplicaNotFoundError(f"no replica at {path}", path=path)
-        _create_file(path, key=key)
+        _create_file(path, key=key, migrations=known)
     elif not path.is_file():
         raise CorruptReplicaError(f"{path} is not a file", path=path)
     sizes = cipher.check_file_shape(path)
@@ -183,8 +183,10 @@ class _Checkpointer:
         self._thread.join()
 
 
-def _create_file(path: Path, *, key: bytes) -> None:
-    """Create an empty keyed replica (schema version 0) beside ``path`` and move it into place."""
+def _create_file(path: Path, *, key: bytes, migrations: tuple[Migration, ...]) -> None:
+    """Create a keyed replica with its schema (``migrations``) beside ``path`` and move it into place: a
+    failure (a full disk, a kill) leaves nothing at ``path`` (QA: the schema was built after the move, and a
+    version-0 file stayed there, refused by ``init`` as existing)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -197,6 +199,7 @@ def _create_file(path: Path, *, key: bytes) -> None:
                 conn.execute(f"PRAGMA application_id = {cipher.APPLICATION_ID}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            _migrate(conn, migrations, current=0, path=path)
         finally:
             conn.close()  # the last connection checkpoints and removes the -wal file
         with contextlib.suppress(OSError):

@@ -82,6 +82,19 @@ def test_failed_migration_rolls_back_and_keeps_the_version(tmp_path: Path) -> No
         assert replica.get_prompt(id=record.id) == record
 
 
+def test_a_new_replica_whose_schema_fails_is_not_left_at_its_path(tmp_path: Path) -> None:
+    """The schema was built after the new file was moved into place: a full disk (or a kill) at that point
+    left a version-0 file at the real path, which ``init`` then refused as existing (QA). It is built on the
+    file under its temporary name now, and a failure leaves nothing."""
+    path = tmp_path / "new" / "r.db"
+    broken = Migration(LATEST + 1, "broken", "SELECT * FROM no_such_table;")
+    with pytest.raises(ReplicaMigrationError):
+        open_replica(path, passphrase=PASSPHRASE, create=True, migrations=(*SHIPPED, broken))
+    assert list(path.parent.iterdir()) == []
+    with open_replica(path, passphrase=PASSPHRASE, create=True) as replica:
+        assert replica.schema_version == LATEST
+
+
 def test_replica_from_a_newer_app_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
     with open_replica(path, passphrase=PASSPHRASE, create=True, migrations=(*SHIPPED, ADD_COLUMN)):
