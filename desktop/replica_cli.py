@@ -116,7 +116,8 @@ class Context:
     def passphrase(self) -> str:
         if self.passphrase_file is not None:
             try:
-                lines = self.passphrase_file.read_text().splitlines()
+                # a byte order mark (Notepad's UTF-8) is not part of the passphrase (QA)
+                lines = self.passphrase_file.read_text(encoding="utf-8-sig").splitlines()
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not text"
                 fail(2, f"cannot read the passphrase file {self.passphrase_file}: {reason}")

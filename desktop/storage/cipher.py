@@ -90,8 +90,8 @@ def check_file_shape(path: Path) -> tuple[int, ...]:
         return sizes + tuple(n for n in PAGE_SIZES if n not in sizes)
     if not sizes:
         raise CorruptReplicaError(
-            f"{path} is {size} bytes, not a whole number of {LEGACY_PAGE_SIZE}-byte pages: "
-            "the replica is truncated or the file is not a replica",
+            f"{path} is {size} bytes, not a whole number of {LEGACY_PAGE_SIZE}-byte pages: the replica is "
+            "truncated, has stray bytes at its end, or the file is not a replica",
             path=path,
         )
     return sizes

@@ -442,6 +442,9 @@ def test_the_passphrase_file_first_line_and_a_damaged_replica(tmp_path: Path) ->
     only = tmp_path / "only-first-line"
     only.write_text("the passphrase")
     assert len(json.loads(ws.run("list", "prompt", "--json", passphrase=only))) == 40
+    notepad = tmp_path / "saved-by-notepad"  # UTF-8 with a byte order mark: not part of the passphrase (QA)
+    notepad.write_bytes("\ufeffthe passphrase\r\n".encode())
+    assert len(json.loads(ws.run("list", "prompt", "--json", passphrase=notepad))) == 40
     empty = tmp_path / "empty"
     empty.write_text("\n")
     assert "no passphrase on its first line" in ws.run("status", code=2, passphrase=empty)
