@@ -264,6 +264,18 @@ def translate_driver_error(exc: Exception, *, path: Path | None, action: str) ->
         return ReplicaStorageError(
             f"cannot {action}: the replica is locked by another connection or process{where}", path=path
         )
+    if code.startswith("SQLITE_READONLY") or code.startswith("SQLITE_CANTOPEN"):
+        # "attempt to write a readonly database" said nothing of where to look (QA)
+        return ReplicaStorageError(
+            f"cannot {action}: {exc}{where}; check that you may write the replica file and its folder (the "
+            "file's permissions, a read-only disk)",
+            path=path,
+        )
+    if code == "SQLITE_FULL":
+        return ReplicaStorageError(
+            f"cannot {action}: the disk is full{where}; nothing was changed: free some space and try again",
+            path=path,
+        )
     return ReplicaStorageError(f"cannot {action}: {exc}{where}", path=path)
 
 

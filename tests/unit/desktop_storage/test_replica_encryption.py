@@ -237,6 +237,19 @@ def test_a_checkpoint_cut_short_by_a_full_disk_is_not_called_damage(tmp_path: Pa
         assert reopened.verify_integrity() == []
 
 
+def test_a_replica_that_cannot_be_written_says_where_to_look(tmp_path: Path) -> None:
+    """"attempt to write a readonly database" said nothing of permissions (QA, a 0400 replica)."""
+    path = tmp_path / "plain.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
+    conn = sqlcipher.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    with pytest.raises(sqlcipher.Error) as caught:
+        conn.execute("INSERT INTO t VALUES (1)")
+    conn.close()
+    said = str(cipher.translate_driver_error(caught.value, path=path, action="save the tag"))
+    assert said.startswith("cannot save the tag: attempt to write a readonly database")
+    assert "permissions" in said
+
+
 def test_passphrase_is_unicode_normalized(replica_path: Path) -> None:
     composed = unicodedata.normalize("NFC", "crème brûlée ü")
     make_closed_replica(replica_path, passphrase=composed)
