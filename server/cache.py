@@ -47,13 +47,20 @@ class Cache(Protocol):
 
 
 class InProcessCache:
-    """A bounded LRU in this process. Correct for one server process (the embedded default)."""
+    """A bounded LRU in this process. Correct for one server process (the embedded default).
 
-    def __init__(self, *, max_entries: int = 4096) -> None:
+    ``sole_process=False``: other server processes may share the database (PostgreSQL: ``serve --workers``,
+    several pods) and no process sees the others' writes, so the organizations' generations are unusable
+    (-1): what is cached under them (first pages, analytics) is computed every time. Entries whose key says
+    what they hold (the sync check's sums, keyed by revision) are still kept. A write through one worker left
+    the others serving a listing as it was, for up to a minute (QA, 2026-11-28)."""
+
+    def __init__(self, *, max_entries: int = 4096, sole_process: bool = True) -> None:
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._generations: dict[uuid.UUID, int] = {}
         self._max = max_entries
         self._lock = threading.Lock()
+        self.sole_process = sole_process
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
@@ -77,6 +84,8 @@ class InProcessCache:
                 self._entries.popitem(last=False)
 
     def generation(self, org_id: uuid.UUID) -> int:
+        if not self.sole_process:
+            return -1
         with self._lock:
             return self._generations.get(org_id, 0)
 
@@ -85,6 +94,11 @@ class InProcessCache:
             self._generations[org_id] = self._generations.get(org_id, 0) + 1
 
     def status(self) -> str:
+        if not self.sole_process:
+            return (
+                "off: listings are not cached (server processes on one PostgreSQL database share no cache; "
+                "set OUTPUTHUB_REDIS_URL)"
+            )
         return "ok"
 
 

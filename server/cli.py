@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,8 @@ def serve(
     settings = Settings()
     typer.echo(f"Output Hub on http://{host}:{port} (docs at /docs), storage: {storage_label(settings)}")
     if workers > 1 and settings.is_postgres:
+        # the workers read their settings from the environment: they share no cache without Redis
+        os.environ["OUTPUTHUB_SERVER_PROCESSES"] = str(workers)
         uvicorn.run("outputhub.server.main:create_app", factory=True, host=host, port=port, workers=workers)
     else:
         uvicorn.run(create_app(settings), host=host, port=port)

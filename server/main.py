@@ -66,7 +66,9 @@ def build_services_and_background(settings: Settings) -> tuple[Services, Backgro
     documents = build_document_store(settings, engine=engine)
     cache = make_cache(settings)
     handlers = [*document_handlers(settings, documents), *background.handlers]
-    if settings.analytics_recompute_delay_seconds >= 0:
+    # every process sees every write's generation (else nothing would keep what the recompute computes)
+    generations = bool(settings.redis_url) or settings.server_processes == 1
+    if settings.analytics_recompute_delay_seconds >= 0 and generations:
         recompute = AnalyticsRecompute(
             session_factory=session_factory,
             cache=cache,

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(default=0.5, description="Socket timeout of cache/limit calls.")
     redis_retry_seconds: float = Field(default=5.0, description="After a Redis failure, bypass it this long.")
     cache_ttl_seconds: int = 60
+    server_processes: int = Field(
+        default=1,
+        ge=1,
+        description="How many server processes share the database (`serve --workers N` sets it; several "
+        "pods: set it, or Redis). Above 1 without Redis, listings are not cached: no process sees the "
+        "others' writes.",
+    )
     rate_limit_enabled: bool = True
     rate_limit_window_seconds: int = 60
     rate_limit_per_user: int = Field(default=1200, description="Requests per window per signed-in user.")

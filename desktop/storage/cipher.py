@@ -273,7 +273,8 @@ def translate_driver_error(exc: Exception, *, path: Path | None, action: str) ->
         )
     if code == "SQLITE_FULL":
         return ReplicaStorageError(
-            f"cannot {action}: the disk is full{where}; this step was not saved: free some space and try again",
+            f"cannot {action}: the disk is full{where}; this step was not saved: free some space and try "
+            "again",
             path=path,
         )
     return ReplicaStorageError(f"cannot {action}: {exc}{where}", path=path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -53,11 +54,12 @@ def tag_names(org: Org) -> list[str]:
 
 def exercise_every_write_path(org: Org) -> None:
     o = org.owner
+    hit = "hit"
     assert titles(org) == []
-    assert titles(org, "hit") == []
+    assert titles(org, hit) == []
     created = o.post(f"{org.base}/prompts", json={"title": "first", "body": "b"}).json()
     assert titles(org, "miss") == ["first"]
-    assert titles(org, "hit") == ["first"]
+    assert titles(org, hit) == ["first"]
     assert o.patch(f"{org.base}/prompts/{created['id']}", json={"title": "renamed"}).status_code == 200
     assert titles(org) == ["renamed"]
     # an API key is another write path (another actor, same organization)
@@ -75,7 +77,7 @@ def exercise_every_write_path(org: Org) -> None:
             by_key = next(
                 p["id"] for p in o.get(f"{org.base}/prompts").json()["items"] if p["title"] == "by key"
             )
-            assert titles(org, "hit") == ["by key"]
+            assert titles(org, hit) == ["by key"]
             device.library.edit("prompt", by_key, {"title": "synced"})
             device.library.create("prompt", {"title": "made offline", "body": "b"})
             device.sync()
@@ -138,3 +140,42 @@ def test_redis_outage_bypasses_the_cache_and_recovery_serves_nothing_stale(redis
     assert titles(org) == ["before", "during"]
     assert titles(org) == ["before", "during"]
     assert redis_client.get("/readyz").json()["checks"]["cache"] == "ok"
+
+
+@pytest.mark.postgres
+def test_two_server_processes_on_postgresql_without_redis_serve_no_stale_listing(pg_url, tmp_path):
+    """``outputhub serve --workers 3`` without Redis: each worker kept its own cache and its own write
+    counter, so a write through one left the others serving the listing as it was, for a minute (QA). Two
+    apps on one database stand for two workers (``serve`` tells them how many there are): without a cache
+    they all see, listings are not cached."""
+    apps = [build_app("postgres", tmp=tmp_path, pg_url=pg_url, server_processes=2) for _ in range(2)]
+    with TestClient(apps[0]) as first, TestClient(apps[1]) as second:
+        org = new_org(first, name="workers")
+        through_second = Org(org.id, dataclasses.replace(org.owner, client=second))
+        made = org.owner.post(f"{org.base}/prompts", json={"title": "before", "body": "b"})
+        assert made.status_code == 201, made.text
+        assert titles(through_second, "miss") == ["before"]
+        assert titles(through_second, "miss") == ["before"]
+        renamed = org.owner.patch(f"{org.base}/prompts/{made.json()['id']}", json={"title": "after"})
+        assert renamed.status_code == 200, renamed.text
+        assert titles(through_second) == ["after"]
+        assert second.get("/readyz").json()["checks"]["cache"].startswith("off")
+    for app in apps:
+        app.state.services.engine.dispose()
+
+
+def test_serve_tells_its_workers_how_many_there_are(monkeypatch, tmp_path):
+    """Each worker reads its settings from the environment: ``serve --workers 3`` puts the count there."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from outputhub.server.cli import app
+    from outputhub.server.settings import Settings
+
+    seen: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: seen.append(Settings().server_processes))
+    monkeypatch.setenv("OUTPUTHUB_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("OUTPUTHUB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("OUTPUTHUB_SERVER_PROCESSES", "1")  # so that what serve sets is undone afterwards
+    assert CliRunner().invoke(app, ["serve", "--workers", "3"]).exit_code == 0
+    assert seen == [3]
