@@ -88,6 +88,15 @@ class ReplicaGroup(TyperGroup):
         except OSError as exc:  # a path the command cannot use: a name too long, a directory it may not enter
             where = exc.filename if exc.filename is not None else "a file"
             fail(2, f"cannot use {where}: {exc.strerror or exc}")
+        except Exception as exc:
+            # a usage error (a missing argument, an unknown command) is said on stderr, as ever, and with
+            # --json on stdout too, as every other error (QA). Typer brings its own click: its exception
+            # classes are not click's, so a usage error is known by its shape
+            said = getattr(exc, "format_message", None)
+            usage = callable(said) and getattr(exc, "exit_code", None) == 2
+            if usage and ctx.params.get("as_json"):
+                typer.echo(json.dumps({"error": said(), "exit": 2}))
+            raise
 
 
 app = typer.Typer(

@@ -679,14 +679,18 @@ def test_odd_paths_and_values_are_clear_errors_not_tracebacks(tmp_path: Path) ->
         (["list", "tag", "--limit", "99999999999999999999"], 2, "limit"),
         (["attach", "--server", "http://[::1", "--api-key-file", str(nul), "--org", "x"], 5, "server"),
     ]
+    # usage errors (a missing argument, an unknown command, a bad option value) are on stdout too
+    usages = (["list"], ["frobnicate"], ["list", "prompt", "--limit", "0"], ["conflicts", "resolve", "--x"])
+    for usage in usages:
+        result = ws.runner.invoke(app, ["replica", "--replica", str(ws.replica), "--json", *usage])
+        assert result.exit_code == 2 and json.loads(result.stdout)["exit"] == 2, (usage, result.output)
     for args, code, said in cases:
         base = ["replica", "--replica", str(ws.replica), "--passphrase-file", str(ws.secret)]
         result = ws.runner.invoke(app, [*base, *args])
         output = result.output
         assert result.exit_code == code and said in output and "Traceback" not in output, (args, output)
         as_json = ws.runner.invoke(app, [*base, "--json", *args])
-        if code != 2 or "limit" not in said:  # click's own usage errors say so on stderr alone
-            assert json.loads(as_json.stdout)["exit"] == code, (args, as_json.stdout)
+        assert json.loads(as_json.stdout)["exit"] == code, (args, as_json.stdout)
 
 
 def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, tmp_path: Path) -> None:
