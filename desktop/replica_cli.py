@@ -21,8 +21,10 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
+from urllib.parse import quote
 
 import click
+import httpx
 import typer
 from typer.core import TyperGroup
 
@@ -65,6 +67,7 @@ from outputhub.sync.client import (
     login,
     refresh_tokens,
 )
+from outputhub.sync.client.remote import check as check_answer
 from outputhub.sync.engine import DEFAULT_SCHEMA, TOMBSTONE
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
 
@@ -346,6 +349,9 @@ def attach(
                 kind, credential = "apikey", api_key_file.read_text().strip()
                 assert org is not None
                 org_id, org_name = org, ""
+                if not credential:
+                    fail(5, f"the API key file {api_key_file} is empty")
+                _check_api_key(server, credential, org_id)
             else:
                 if password_file is None:
                     fail(5, "--email needs --password-file")
@@ -374,6 +380,26 @@ def attach(
             {"server": server, "org_id": org_id, "org_name": org_name},
             f"attached to organization {named} on {server}",
         )
+
+
+def _check_api_key(server: str, key: str, org_id: str) -> None:
+    """Exit 4 when the server answers that ``key`` does not open organization ``org_id`` (QA: a bogus key was
+    attached, and failed only at the first sync). A server that does not answer now is attached to offline,
+    the first sync checking the key. Raises what ``check_answer`` raises."""
+    try:
+        response = httpx.get(
+            f"{server}/api/v1/orgs/{quote(org_id, safe='')}/tags",
+            params={"limit": 1},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+    except httpx.TransportError:
+        typer.echo(f"note: {server} does not answer now: the key is checked at the first sync", err=True)
+        return
+    try:
+        check_answer(response)
+    except NotFoundOnServerError:
+        fail(4, f"organization {org_id} was not found with this API key (a key opens its own organization)")
 
 
 def _choose_org(server: str, access_token: str, wanted: str | None, *, attached: str) -> Organization:

@@ -693,6 +693,35 @@ def test_odd_paths_and_values_are_clear_errors_not_tracebacks(tmp_path: Path) ->
         assert json.loads(as_json.stdout)["exit"] == code, (args, as_json.stdout)
 
 
+def test_attach_with_an_api_key_checks_it_where_the_server_answers(server: str, tmp_path: Path) -> None:
+    """A bogus or empty key was attached (exit 0) and failed only at the first sync (QA). A server that
+    answers now says whether the key opens the organization; one that does not is attached to offline, as
+    before (the first sync checks it)."""
+    account = new_account(server, email="keys@example.com", password=PASSWORD, org_name="Keys")
+    made = httpx.post(
+        f"{server}/api/v1/orgs/{account.org_id}/api-keys",
+        json={"name": "cli", "scope": "write"},
+        headers=account.headers,
+    )
+    assert made.status_code == 201, made.text
+    ws = Workstation(tmp_path, "k")
+    ws.run("init")
+    key = tmp_path / "key"
+    for text, code, said in (("", 5, "is empty"), ("ohk_not_a_real_key", 4, "did not accept")):
+        key.write_text(text)
+        org = account.org_id
+        out = ws.run("attach", "--server", server, "--org", org, "--api-key-file", str(key), code=code)
+        assert said in out, out
+        assert ws.json("status")["server"] is None  # type: ignore[index]
+    key.write_text(made.json()["key"] + "\n")
+    other = new_account(server, email="keys2@example.com", password=PASSWORD, org_name="Other")
+    out = ws.run("attach", "--server", server, "--org", other.org_id, "--api-key-file", str(key), code=4)
+    assert "not found" in out
+    ws.run("attach", "--server", server, "--org", account.org_id, "--api-key-file", str(key))
+    ws.run("add", "tag", "--set", "name=by-key")
+    assert "pushed 1" in ws.run("sync")
+
+
 def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, tmp_path: Path) -> None:
     """Two workstations make the tag "ml" offline (one as "ML"): the second to sync has its tag merged
     into the first's, and the two spellings are a conflict, resolved from the command line. There, restoring
