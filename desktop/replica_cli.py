@@ -617,11 +617,25 @@ def delete(
 
 @app.command()
 def restore(typer_ctx: typer.Context, kind: str, record_id: RecordId) -> None:
-    """Undo a delete."""
+    """Undo a delete. A prompt's outputs deleted with it stay deleted (it names them): restore those you
+    want one by one."""
     ctx: Context = typer_ctx.obj
-    with edits(ctx) as (_r, _s, library):
-        library.restore(entity_name(kind), record_id)
-        emit(ctx, {"restored": record_id}, f"restored {record_id}")
+    with edits(ctx) as (replica, _s, library):
+        entity = entity_name(kind)
+        library.restore(entity, record_id)
+        still: list[str] = []
+        if entity == "prompt":  # a restore of a prompt deleted --cascade said nothing of its outputs (QA)
+            with replica.reading("find the prompt's deleted outputs") as conn:
+                query = "SELECT id FROM outputs WHERE prompt_id = ? AND deleted = 1 ORDER BY seq"
+                still = [str(row[0]) for row in conn.execute(query, (record_id,))]
+        said = f"restored {record_id}"
+        if still:
+            more = f" and {len(still) - 10} more" if len(still) > 10 else ""
+            said += (
+                f"; its {len(still)} deleted output(s) stay deleted: {', '.join(still[:10])}{more} "
+                "(`outputhub replica restore output ID` brings one back)"
+            )
+        emit(ctx, {"restored": record_id, "outputs_still_deleted": still}, said)
 
 
 @app.command()
