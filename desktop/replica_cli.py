@@ -302,6 +302,7 @@ def init(typer_ctx: typer.Context) -> None:
     ctx: Context = typer_ctx.obj
     if ctx.path.exists():
         fail(2, f"{ctx.path} already exists; it was left as it is")
+    ctx.passphrase()  # no passphrase: refused before its folders are made (QA)
     ctx.path.parent.mkdir(parents=True, exist_ok=True)
     with ctx.replica(create=True) as replica:
         emit(

@@ -681,6 +681,11 @@ def test_odd_paths_and_values_are_clear_errors_not_tracebacks(tmp_path: Path) ->
         (["list", "tag", "--limit", "99999999999999999999"], 2, "limit"),
         (["attach", "--server", "http://[::1", "--api-key-file", str(nul), "--org", "x"], 5, "server"),
     ]
+    # no passphrase: init refuses before it makes the replica's folders
+    nowhere = tmp_path / "not" / "yet" / "r.ohr"
+    no_env = {"OUTPUTHUB_PASSPHRASE": None}
+    refused = ws.runner.invoke(app, ["replica", "--replica", str(nowhere), "init"], env=no_env)
+    assert refused.exit_code == 2 and "no passphrase" in refused.output and not (tmp_path / "not").exists()
     # usage errors (a missing argument, an unknown command, a bad option value) are on stdout too
     usages = (["list"], ["frobnicate"], ["list", "prompt", "--limit", "0"], ["conflicts", "resolve", "--x"])
     for usage in usages:
