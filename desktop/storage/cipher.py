@@ -84,10 +84,11 @@ def check_file_shape(path: Path) -> tuple[int, ...]:
             f"{path} is an unencrypted SQLite database, not an encrypted Output Hub replica", path=path
         )
     sizes = tuple(n for n in PAGE_SIZES if size % n == 0)
-    if has_log(path):
-        # a checkpoint cut short (a full disk) leaves part of a page at the end, all of it in the log: the
-        # file opens, and its length is judged by what the log says (QA: it was refused as truncated)
-        return sizes + tuple(n for n in PAGE_SIZES if n not in sizes)
+    if not sizes:
+        # a checkpoint cut short (a full disk) leaves part of a page at the end: the file opens when its log
+        # holds every page from there to the end of the database (QA: it was refused as truncated), and not
+        # when pages are missing that the log does not hold (QA: it was then opened and filled with garbage)
+        sizes = tuple(n for n in PAGE_SIZES if _log_covers_tail(path, size=size, page_size=n))
     if not sizes:
         raise CorruptReplicaError(
             f"{path} is {size} bytes, not a whole number of {LEGACY_PAGE_SIZE}-byte pages: the replica is "
@@ -95,6 +96,45 @@ def check_file_shape(path: Path) -> tuple[int, ...]:
             path=path,
         )
     return sizes
+
+
+WAL_MAGIC: Final = (0x377F0682, 0x377F0683)
+WAL_HEADER: Final = 32
+WAL_FRAME_HEADER: Final = 24
+
+
+def _log_covers_tail(path: Path, *, size: int, page_size: int) -> bool:
+    """Whether the write-ahead log of ``path`` (a file of ``size`` bytes, ``page_size`` pages) holds every
+    page from the one the file ends inside to the last of the database its last commit describes. Reads the
+    log's frame headers (SQLCipher encrypts page contents, not them); a frame belongs to the log while its
+    salts are the log header's."""
+    log = Path(f"{path}-wal")
+    try:
+        with log.open("rb") as handle:
+            header = handle.read(WAL_HEADER)
+            if len(header) < WAL_HEADER or int.from_bytes(header[:4], "big") not in WAL_MAGIC:
+                return False
+            if int.from_bytes(header[8:12], "big") != page_size:
+                return False
+            salts = header[16:24]
+            logged: set[int] = set()
+            pages_at_commit, committed = 0, set[int]()
+            while True:
+                frame = handle.read(WAL_FRAME_HEADER)
+                if len(frame) < WAL_FRAME_HEADER or frame[8:16] != salts:
+                    break
+                if len(handle.read(page_size)) < page_size:
+                    break
+                logged.add(int.from_bytes(frame[:4], "big"))
+                commit_size = int.from_bytes(frame[4:8], "big")
+                if commit_size:
+                    pages_at_commit, committed = commit_size, set(logged)
+    except OSError:
+        return False
+    first_missing = size // page_size + 1  # 1-based: the page the file ends inside
+    return pages_at_commit >= first_missing and all(
+        page in committed for page in range(first_missing, pages_at_commit + 1)
+    )
 
 
 def has_log(path: Path) -> bool:

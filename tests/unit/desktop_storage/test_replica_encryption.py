@@ -250,6 +250,20 @@ def test_a_replica_that_cannot_be_written_says_where_to_look(tmp_path: Path) -> 
     assert "permissions" in said
 
 
+def test_a_replica_cut_short_with_a_log_that_lacks_its_pages_is_refused_untouched(tmp_path: Path) -> None:
+    """With a -wal beside it, a replica cut well short (pages missing that the log does not hold) was opened,
+    filled with garbage and its log deleted (QA): only a tail the log holds is a checkpoint cut short."""
+    crashed = _left_by_a_crash(tmp_path)
+    data = crashed.read_bytes()
+    crashed.write_bytes(data[: len(data) - 20 * PAGE_SIZE - 5000])
+    before = snapshot(crashed.parent)
+    with pytest.raises(CorruptReplicaError, match="not a whole number of"):  # judged before any reading
+        open_replica(crashed, passphrase=PASSPHRASE)
+    assert {k: v for k, v in snapshot(crashed.parent).items() if not k.endswith("-shm")} == {
+        k: v for k, v in before.items() if not k.endswith("-shm")
+    }
+
+
 def test_passphrase_is_unicode_normalized(replica_path: Path) -> None:
     composed = unicodedata.normalize("NFC", "crème brûlée ü")
     make_closed_replica(replica_path, passphrase=composed)
