@@ -786,6 +786,11 @@ def _write_private(output: Path, text: str) -> None:
     clear text), whole or not at all: into a new file beside it, then renamed over it (a file there is
     replaced only once the export is written). Exit 5 naming the reason when it cannot be written."""
     target = Path(os.path.realpath(output))  # through a link: the file it names is replaced
+    with suppress(OSError):
+        if target.exists() and not target.is_file():  # a pipe, /dev/stdout, a device: written as it is (QA)
+            with target.open("w", encoding="utf-8") as stream:
+                stream.write(text)
+            return
     temporary = target.with_name(f".{target.name}.{os.getpid()}.export")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

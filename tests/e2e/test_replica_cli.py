@@ -6,8 +6,11 @@ Two workstations (two encrypted replicas) edit offline, sync, meet a conflict an
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -662,6 +665,13 @@ def test_export_never_writes_over_the_replica_and_says_why_it_cannot_write(tmp_p
     assert [p["title"] for p in json.loads(old.read_text())["prompts"]] == ["Kept"]
     assert old.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no leftovers
+    pipe = tmp_path / "pipe"  # not a file: written as it is, not replaced by one (QA)
+    os.mkfifo(pipe)
+    with ThreadPoolExecutor(1) as pool:
+        read = pool.submit(pipe.read_text)
+        ws.run("export", "-o", str(pipe))
+        assert [p["title"] for p in json.loads(read.result(timeout=30))["prompts"]] == ["Kept"]
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
 
 
 def test_odd_paths_and_values_are_clear_errors_not_tracebacks(tmp_path: Path) -> None:
