@@ -21,10 +21,8 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
-from urllib.parse import quote
 
 import click
-import httpx
 import typer
 from typer.core import TyperGroup
 
@@ -67,7 +65,6 @@ from outputhub.sync.client import (
     login,
     refresh_tokens,
 )
-from outputhub.sync.client.remote import check as check_answer
 from outputhub.sync.engine import DEFAULT_SCHEMA, TOMBSTONE
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
 
@@ -372,6 +369,8 @@ def attach(
             fail(3, str(exc))
         except (AuthenticationFailedError, SyncPermissionError) as exc:
             fail(4, str(exc))
+        except SyncError as exc:  # any other answer that is not a yes (an organization id that is not one)
+            fail(5, str(exc))
         replica.set_setting(key="server_url", value=server.rstrip("/"))
         replica.set_setting(key="auth_kind", value=kind)
         replica.set_setting(key="credential", value=credential)
@@ -385,22 +384,18 @@ def attach(
 
 def _check_api_key(server: str, key: str, org_id: str) -> None:
     """Exit 4 when the server answers that ``key`` does not open organization ``org_id`` (QA: a bogus key was
-    attached, and failed only at the first sync). A server that does not answer now is attached to offline,
-    the first sync checking the key. Raises what ``check_answer`` raises."""
+    attached, and failed only at the first sync); asks for what a sync asks last, the check's sums. A server
+    that does not answer now is attached to offline, the first sync checking the key. Raises the
+    ``SyncError`` the answer is."""
+    remote = HttpRemote(server, token=key, org_id=org_id)
     try:
-        response = httpx.get(
-            f"{server}/api/v1/orgs/{quote(org_id, safe='')}/tags",
-            params={"limit": 1},
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=30,
-        )
-    except httpx.TransportError:
+        remote.checksums()
+    except ServerUnreachableError:
         typer.echo(f"note: {server} does not answer now: the key is checked at the first sync", err=True)
-        return
-    try:
-        check_answer(response)
     except NotFoundOnServerError:
         fail(4, f"organization {org_id} was not found with this API key (a key opens its own organization)")
+    finally:
+        remote.close()
 
 
 def _choose_org(server: str, access_token: str, wanted: str | None, *, attached: str) -> Organization:
@@ -786,13 +781,12 @@ def _write_private(output: Path, text: str) -> None:
     clear text), whole or not at all: into a new file beside it, then renamed over it (a file there is
     replaced only once the export is written). Exit 5 naming the reason when it cannot be written."""
     target = Path(os.path.realpath(output))  # through a link: the file it names is replaced
-    with suppress(OSError):
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.export")
+    try:
         if target.exists() and not target.is_file():  # a pipe, /dev/stdout, a device: written as it is (QA)
             with target.open("w", encoding="utf-8") as stream:
                 stream.write(text)
             return
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.export")
-    try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:
@@ -830,12 +824,9 @@ LIST_VALUE_CHARS = 40
 """``conflicts list`` shows each side's value up to this many characters (``conflicts show`` shows it all)."""
 
 
-WRITTEN_HERE: Final = {
-    "mine": "mine",
-    "both": "both sides (mine is the value in place)",
-    "neither": "neither side (mine is the value in place)",
-}
-"""``conflicts show``'s words for :func:`sides_written_here`."""
+NOT_ONE_SIDE: Final = {"both": "both sides", "neither": "neither side"}
+"""The words for :func:`sides_written_here` when this replica wrote not just one side: its "mine" is then
+only the value in place."""
 
 
 def _sides(conflict: Any, written: str | None = "mine") -> str:
@@ -854,9 +845,8 @@ def _sides(conflict: Any, written: str | None = "mine") -> str:
             return text if len(text) <= LIST_VALUE_CHARS else text[: LIST_VALUE_CHARS - 1] + "…"
 
         line = f"mine {short(conflict.mine)} / theirs {short(conflict.theirs)}"
-    if written in ("neither", "both"):
-        sides = "both sides" if written == "both" else "neither side"
-        line += f"  ({sides} written here: mine is the value in place)"
+    if written in NOT_ONE_SIDE:
+        line += f"  ({NOT_ONE_SIDE[written]} written here: mine is the value in place)"
     return line
 
 
@@ -879,8 +869,10 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
             f"mine:   {c.mine!r}",
             f"theirs: {c.theirs!r}",
         ]
-        if written is not None:
-            lines.append(f"written here: {WRITTEN_HERE[written]}")
+        if written in NOT_ONE_SIDE:
+            lines.append(f"written here: {NOT_ONE_SIDE[written]} (mine is the value in place)")
+        elif written is not None:
+            lines.append(f"written here: {written}")
         if c.resolved_at is not None:  # it said nothing, and offered a resolve that then failed (QA)
             lines.append(
                 f"closed {to_timestamp(c.resolved_at)}: resolved, replaced by a newer conflict, or its "

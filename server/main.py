@@ -66,9 +66,8 @@ def build_services_and_background(settings: Settings) -> tuple[Services, Backgro
     documents = build_document_store(settings, engine=engine)
     cache = make_cache(settings)
     handlers = [*document_handlers(settings, documents), *background.handlers]
-    # every process sees every write's generation (else nothing would keep what the recompute computes)
-    generations = bool(settings.redis_url) or settings.server_processes == 1
-    if settings.analytics_recompute_delay_seconds >= 0 and generations:
+    # else nothing would keep what the recompute computes
+    if settings.analytics_recompute_delay_seconds >= 0 and settings.cache_sees_every_write:
         recompute = AnalyticsRecompute(
             session_factory=session_factory,
             cache=cache,

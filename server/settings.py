@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     def is_postgres(self) -> bool:
         return self.sqlalchemy_url.startswith("postgresql")
 
+    @property
+    def cache_sees_every_write(self) -> bool:
+        """Whether the cache sees every write of every server process: shared through Redis, or one
+        process. Else what is cached under an organization's write counter (listings, analytics) is not."""
+        return bool(self.redis_url) or self.server_processes == 1
+
     def token_secret(self) -> str:
         """The token signing key: configured, or generated once and kept (0600) in the data dir."""
         if self.secret_key:

@@ -109,31 +109,31 @@ def _log_covers_tail(path: Path, *, size: int, page_size: int) -> bool:
     log's frame headers (SQLCipher encrypts page contents, not them); a frame belongs to the log while its
     salts are the log header's."""
     log = Path(f"{path}-wal")
+    frame_size = WAL_FRAME_HEADER + page_size
+    logged: list[int] = []  # page numbers, frame by frame
+    committed, pages_at_commit = 0, 0  # frames up to the last commit, the database's pages then
     try:
         with log.open("rb") as handle:
+            whole_frames = (log.stat().st_size - WAL_HEADER) // frame_size
             header = handle.read(WAL_HEADER)
             if len(header) < WAL_HEADER or int.from_bytes(header[:4], "big") not in WAL_MAGIC:
                 return False
             if int.from_bytes(header[8:12], "big") != page_size:
                 return False
-            salts = header[16:24]
-            logged: set[int] = set()
-            pages_at_commit, committed = 0, set[int]()
-            while True:
+            for n in range(whole_frames):
+                handle.seek(WAL_HEADER + n * frame_size)
                 frame = handle.read(WAL_FRAME_HEADER)
-                if len(frame) < WAL_FRAME_HEADER or frame[8:16] != salts:
+                if frame[8:16] != header[16:24]:  # another generation's salts: the log ends here
                     break
-                if len(handle.read(page_size)) < page_size:
-                    break
-                logged.add(int.from_bytes(frame[:4], "big"))
-                commit_size = int.from_bytes(frame[4:8], "big")
-                if commit_size:
-                    pages_at_commit, committed = commit_size, set(logged)
+                logged.append(int.from_bytes(frame[:4], "big"))
+                if commit_size := int.from_bytes(frame[4:8], "big"):
+                    committed, pages_at_commit = len(logged), commit_size
     except OSError:
         return False
     first_missing = size // page_size + 1  # 1-based: the page the file ends inside
+    held = set(logged[:committed])
     return pages_at_commit >= first_missing and all(
-        page in committed for page in range(first_missing, pages_at_commit + 1)
+        page in held for page in range(first_missing, pages_at_commit + 1)
     )
 
 

@@ -25,7 +25,7 @@ log = logging.getLogger("outputhub.jobs")
 def make_cache(settings: Settings) -> Cache:
     if not settings.redis_url:
         # several processes (serve --workers N) each see only their own writes: no listing is cached then
-        return InProcessCache(sole_process=settings.server_processes == 1)
+        return InProcessCache(sole_process=settings.cache_sees_every_write)
     client = make_client(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
     return RedisCache(client, retry_seconds=settings.redis_retry_seconds)
 
