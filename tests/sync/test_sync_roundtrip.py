@@ -577,3 +577,38 @@ def test_a_full_resync_cut_short_goes_on_where_it_stopped(  # type: ignore[no-un
     laptop.sync()
     assert laptop.values() == desktop.values()
     assert not desktop.store.walking(server_url="", org_id=org.id)
+
+
+def test_resolving_one_of_two_conflicts_on_a_field_names_the_one_it_opens(  # type: ignore[no-untyped-def]
+    client, org, devices, tmp_path
+) -> None:
+    """Three machines give a title offline: the server holds two conflicts on it. Resolving one through the
+    API leaves the third value standing against the resolution, a new conflict: the answer names it (it
+    named none, and the caller had to list the conflicts again to find it; QA)."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    third = make_device(tmp_path, "third", http=client, base_url="", token=org.owner.token, org_id=org.id)
+    try:
+        for device in (laptop, desktop, third):
+            device.sync()
+        for device in (laptop, desktop, third):
+            device.library.edit("prompt", ids["prompt"], {"title": f"{device.name} title"})
+        for device in (laptop, desktop, third):
+            device.sync()
+        before = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["field"] == "title"]
+        assert len(before) == 2, before
+        url = f"{org.base}/sync/conflicts/{before[0]['id']}/resolve"
+        answer = org.owner.post(url, json={"keep": "loser"})
+        assert answer.status_code == 200, answer.text
+        after = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["field"] == "title"]
+        still_open = {c["id"] for c in after}
+        assert before[0]["id"] not in still_open
+        opened = set(answer.json()["conflicts"])
+        assert opened == still_open - {c["id"] for c in before}, (answer.json(), after)
+        # every title written is in place, in an open conflict, or the one the resolution set aside
+        kept = {c["winner"]["value"] for c in after} | {c["loser"]["value"] for c in after}
+        title = org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"]
+        set_aside = before[0]["winner"]["value"]
+        assert {"laptop title", "desktop title", "third title"} <= kept | {title, set_aside}
+    finally:
+        third.replica.close()

@@ -610,6 +610,8 @@ def resolve_conflict(
         entity=spec.entity,
         id=str(row.id),
         revision=applied.revision,
+        # a field with more than two values left: the resolution stands against the rest, a new conflict
+        conflicts=[c.id for c in applied.opened],
         resolved=[c.id for c in applied.resolved],
     )
 
