@@ -145,10 +145,19 @@ def has_log(path: Path) -> bool:
         return False
 
 
+_BIND_AS_IS: Final[Callable[[None], None]] = {}.get
+"""The driver's adapter for ``None``: gives it back, to be bound as NULL (see :func:`connect`)."""
+
+
 def connect(path: Path, *, key: bytes, page_size: int = PAGE_SIZE, read_only: bool = False) -> Connection:
     """A keyed connection in autocommit mode (transactions are explicit) to a file of ``page_size`` pages
     (a new file gets them). Reads nothing yet. ``read_only``: one that cannot write the file: closing the
     last connection to a replica folds its log into it, which a refused file must not get."""
+    # The driver binds str, int, float and bytearray parameters as they are, and sends every other value,
+    # None included, through its adapter protocol, which for None finds no adapter and then fails two
+    # attribute lookups: 1.1 us per None bound, ~3.4 us per pulled output row (three NULL columns), more
+    # than binding all its other columns. Registered, None costs one C call (``{}.get(None)`` is None).
+    driver.register_adapter(type(None), _BIND_AS_IS)
     try:
         conn = driver.connect(
             f"{Path(path).absolute().as_uri()}?mode=ro" if read_only else str(path),
