@@ -6,7 +6,7 @@ machine-readable results. Errors exit non-zero with one line saying what went wr
 passphrase, corrupt, missing), 3 server unreachable, 4 permission or login refused, 5 a conflict or edit
 that is not possible, 1 anything else. A ``sync`` whose edits the server refused prints its report and exits
 4 when one was refused for want of permission (a viewer's edit), else 5; the refused edits are kept
-(``conflicts list``).
+(``conflicts list``). Ctrl+C exits 130 saying what is kept (:data:`INTERRUPTED`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from outputhub.desktop.services.sync import (
     list_organizations,
     normalize_url,
 )
+from outputhub.desktop.services.vault import require_acceptable_passphrase
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.errors import ReplicaError
 from outputhub.desktop.storage.records import LookupKind
@@ -78,9 +79,14 @@ class ReplicaGroup(TyperGroup):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         end = args.index("--") if "--" in args else len(args)
-        if JSON_FLAG in args[:end]:
+        as_json = JSON_FLAG in args[:end]
+        if as_json:
             args = [JSON_FLAG, *(a for a in args[:end] if a != JSON_FLAG), *args[end:]]
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)  # (which takes the words it reads off ``args``)
+        except Exception as exc:  # an unknown option before the command: its options are not read yet (QA)
+            _say_usage_error(exc, as_json=as_json)
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -88,15 +94,28 @@ class ReplicaGroup(TyperGroup):
         except OSError as exc:  # a path the command cannot use: a name too long, a directory it may not enter
             where = exc.filename if exc.filename is not None else "a file"
             fail(2, f"cannot use {where}: {exc.strerror or exc}")
+        except KeyboardInterrupt:  # Ctrl+C in any command: said, not a bare exit status 130 (QA)
+            fail(130, INTERRUPTED)
         except Exception as exc:
-            # a usage error (a missing argument, an unknown command) is said on stderr, as ever, and with
-            # --json on stdout too, as every other error (QA). Typer brings its own click: its exception
-            # classes are not click's, so a usage error is known by its shape
-            said = getattr(exc, "format_message", None)
-            usage = callable(said) and getattr(exc, "exit_code", None) == 2
-            if usage and ctx.params.get("as_json"):
-                typer.echo(json.dumps({"error": said(), "exit": 2}))
+            _say_usage_error(exc, as_json=bool(ctx.params.get("as_json")))
             raise
+
+
+def _say_usage_error(exc: Exception, *, as_json: bool) -> None:
+    """A usage error (a missing argument, an unknown command or option) is said on stderr, as ever, and with
+    --json on stdout too, as every other error (QA). Typer brings its own click: its exception classes are
+    not click's, so a usage error is known by its shape."""
+    said = getattr(exc, "format_message", None)
+    if as_json and callable(said) and getattr(exc, "exit_code", None) == 2:
+        typer.echo(json.dumps({"error": said(), "exit": 2}))
+
+
+INTERRUPTED: Final = (
+    "interrupted (Ctrl+C): every step that had finished is saved in the replica and the one cut short was "
+    "undone whole (local edits are kept; an interrupted sync goes on where it stopped at the next sync)"
+)
+"""What Ctrl+C in a command says: each write to the replica is one transaction (an edit with its outbox
+entry; a sync's acknowledged pushes, and each pulled page with its cursor), rolled back when interrupted."""
 
 
 app = typer.Typer(
@@ -232,6 +251,11 @@ def parse_values(entity: str, pairs: list[str], files: list[str]) -> dict[str, A
     outputs, text with a literal backslash-n) as one set of values."""
     if not pairs and not files:
         fail(5, "give at least one --set field=value or --set-file field=PATH")
+    given = [pair.partition("=")[0] for pair in (*pairs, *files)]
+    twice = next((name for n, name in enumerate(given) if name in given[:n]), None)
+    if twice is not None:  # the last one won without a word (QA)
+        said = f"{twice!r} is given twice: give each field once"
+        raise typer.BadParameter(said, param_hint="--set/--set-file")
     values = parse_sets(entity, pairs)
     fields = DEFAULT_SCHEMA.entity(entity).fields
     for pair in files:
@@ -299,7 +323,13 @@ def init(typer_ctx: typer.Context) -> None:
     ctx: Context = typer_ctx.obj
     if ctx.path.exists():
         fail(2, f"{ctx.path} already exists; it was left as it is")
-    ctx.passphrase()  # no passphrase: refused before its folders are made (QA)
+    # no passphrase, or one the desktop app would refuse for a new replica: refused before its folders are
+    # made (QA)
+    try:
+        require_acceptable_passphrase(ctx.passphrase())
+    except InvalidInputError as exc:
+        hint = exc.errors[0].message if exc.errors else str(exc)
+        fail(2, f"the passphrase is too weak for a new replica: {hint}")
     ctx.path.parent.mkdir(parents=True, exist_ok=True)
     with ctx.replica(create=True) as replica:
         emit(
@@ -496,7 +526,7 @@ def sync(
         except SyncError as exc:
             fail(1, str(exc))
         except KeyboardInterrupt:  # Ctrl+C: said, not a bare exit status after a progress line (QA)
-            fail(130, f"interrupted: what was pulled so far is kept and the next sync goes on {EDITS_KEPT}")
+            fail(130, INTERRUPTED)
         finally:
             remote.close()
         # a large pull leaves its text to index after the sync (the search backlog)
@@ -779,7 +809,9 @@ def _refuse_the_replica(replica: Path, output: Path) -> None:
 def _write_private(output: Path, text: str) -> None:
     """Write ``text`` to ``output`` readable by its owner only (0600, as the replica is: it is the library in
     clear text), whole or not at all: into a new file beside it, then renamed over it (a file there is
-    replaced only once the export is written). Exit 5 naming the reason when it cannot be written."""
+    replaced only once the export is written). A file there in a folder that takes no new file, which may be
+    written itself, is written in place (QA: the user asked to overwrite it). Exit 5 naming the reason when
+    it cannot be written."""
     target = Path(os.path.realpath(output))  # through a link: the file it names is replaced
     temporary = target.with_name(f".{target.name}.{os.getpid()}.export")
     try:
@@ -787,7 +819,13 @@ def _write_private(output: Path, text: str) -> None:
             with target.open("w", encoding="utf-8") as stream:
                 stream.write(text)
             return
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except PermissionError as refused:  # the folder takes no new file: the file itself, if it may be
+            if not target.is_file():
+                raise
+            _write_in_place(output, target, text, refused)
+            return
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:
                 file.write(text)
@@ -798,6 +836,26 @@ def _write_private(output: Path, text: str) -> None:
             temporary.unlink(missing_ok=True)
     except OSError as exc:
         fail(5, f"cannot write {output}: {exc.strerror or exc}")
+
+
+def _write_in_place(output: Path, target: Path, text: str, refused: OSError) -> None:
+    """Overwrite the file ``target`` (``output``'s) with ``text``, made readable by its owner only first (the
+    library in clear text is not left readable by others: exit 5 when it cannot be). Raises ``refused`` (the
+    folder's refusal) when the file cannot be written either."""
+    try:
+        fd = os.open(target, os.O_WRONLY)
+    except OSError:
+        raise refused from None
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        try:
+            os.fchmod(fd, 0o600)
+        except OSError:
+            if os.fstat(fd).st_mode & 0o077:
+                fail(5, f"cannot make {output} readable by its owner only (not its owner): export elsewhere")
+        file.truncate(0)
+        file.write(text)
+        file.flush()
+        os.fsync(fd)
 
 
 @conflicts_app.command("list")
@@ -861,8 +919,8 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
             fail(5, f"no conflict {conflict_id} (closed conflicts are kept {kept} days)")
         c = found[0]
         kind = conflict_kind(c)
-        suggestion, note = suggest(kind, c.base, c.mine, c.theirs)
         written = sides_written_here(replica, c)
+        suggestion, note = suggest(kind, c.base, c.mine, c.theirs, written=written)
         lines = [
             f"{c.entity} {c.record_id} field {c.field}",
             f"base:   {c.base!r}",

@@ -50,15 +50,19 @@ def references_of(entity: str) -> Mapping[str, str]:
         return {}
 
 
-def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
-    """A merge suggestion for one conflicting field and a sentence saying how it was made."""
+def suggest(kind: str, base: Any, mine: Any, theirs: Any, *, written: str | None = "mine") -> tuple[Any, str]:
+    """A merge suggestion for one conflicting field and a sentence saying how it was made. ``written``
+    (:func:`sides_written_here`) names mine in that sentence as the sides' headings do: it said "yours" on a
+    replica that wrote neither side (QA)."""
+    heading = sides_heading(written)[0]
+    mine_named = heading[0].lower() + heading[1:]  # "mine (this computer)", "mine (in place here; ...)"
     if kind == FieldKind.TEXT and all(isinstance(v, str | None) for v in (base, mine, theirs)):
         merged = merge3(base or "", mine or "", theirs or "")
         if merged.clean:
             return merged.text, "Both edits merged line by line without overlap."
         return (
             merged.text,
-            f"{len(merged.conflicts)} overlapping passage(s): your version kept there, review it.",
+            f"{len(merged.conflicts)} overlapping passage(s): {mine_named} kept there, review it.",
         )
     if kind == "existence":
         return mine, (
@@ -75,7 +79,7 @@ def suggest(kind: str, base: Any, mine: Any, theirs: Any) -> tuple[Any, str]:
     if kind == FieldKind.SET:
         union = sorted(set(mine or ()) | set(theirs or ()))
         return union, "Both sides' entries kept (union)."
-    return mine, "A single value: yours is suggested; pick theirs if it is the right one."
+    return mine, f"A single value: {mine_named} is suggested; pick theirs if it is the right one."
 
 
 def sides_written_here(replica: Replica, conflict: ConflictRecord) -> str | None:
@@ -239,7 +243,8 @@ class ConflictService:
         items = []
         for c in self._replica.list_conflicts():
             kind = conflict_kind(c)
-            suggestion, note = suggest(kind, c.base, c.mine, c.theirs)
+            written = sides_written_here(self._replica, c)
+            suggestion, note = suggest(kind, c.base, c.mine, c.theirs, written=written)
             references = references_of(c.entity)
             named: list[tuple[str, Any]] = []  # (entity named, value naming it)
             if kind == "rejected" and isinstance(c.mine, dict):  # the refused edit's references, by name
@@ -267,7 +272,7 @@ class ConflictService:
                     note,
                     c.created_at,
                     labels,
-                    sides_written_here(self._replica, c),
+                    written,
                 )
             )
         return items

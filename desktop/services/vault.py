@@ -62,6 +62,16 @@ def passphrase_strength(text: str) -> PassphraseStrength:
     return PassphraseStrength(score, _LABELS[score], hints[score])
 
 
+def require_acceptable_passphrase(passphrase: str, *, field: str = "passphrase") -> None:
+    """The minimum a new passphrase must meet, for a new replica or a changed passphrase (the desktop's
+    dialogs and ``outputhub replica init`` alike): raises ``InvalidInputError`` naming ``field`` with the
+    strength hint when :func:`passphrase_strength` finds it weaker than fair. Opening a replica asks for
+    nothing more than its passphrase: one made before this rule, with a shorter one, still opens."""
+    strength = passphrase_strength(passphrase)
+    if not strength.acceptable:
+        raise InvalidInputError(field, strength.hint)
+
+
 def replica_exists(path: Path) -> bool:
     return Path(path).exists()
 
@@ -70,9 +80,7 @@ def create_replica(*, path: Path, passphrase: str, confirmation: str) -> Replica
     """Create a new replica at ``path`` (never replacing an existing file)."""
     if passphrase != confirmation:
         raise InvalidInputError("confirmation", "the two passphrases differ")
-    strength = passphrase_strength(passphrase)
-    if not strength.acceptable:
-        raise InvalidInputError("passphrase", strength.hint)
+    require_acceptable_passphrase(passphrase)
     if Path(path).exists():
         raise InvalidInputError("path", f"{path} already exists; unlock it instead")
     return open_replica(Path(path), passphrase=passphrase, create=True)
@@ -88,9 +96,7 @@ def unlock_replica(*, path: Path, passphrase: str) -> Replica:
 def change_passphrase(*, replica: Replica, old: str, new: str, confirmation: str) -> None:
     if new != confirmation:
         raise InvalidInputError("confirmation", "the two new passphrases differ")
-    strength = passphrase_strength(new)
-    if not strength.acceptable:
-        raise InvalidInputError("new", strength.hint)
+    require_acceptable_passphrase(new, field="new")
     if not old:
         raise InvalidInputError("old", "enter the current passphrase")
     replica.change_passphrase(old=old, new=new)

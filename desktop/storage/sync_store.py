@@ -471,6 +471,10 @@ class ReplicaSyncStore:
                 if old is None or old.local_status is LocalStatus.CREATED
                 else (LocalStatus.DELETED if state.deleted else LocalStatus.UPDATED)
             )
+            # one clock read: a new record is created and updated at the same instant (two reads put its
+            # updated_at microseconds before its created_at; QA)
+            now = utc_now()
+            extra = {"updated_at": now, "updated_by": f"node:{self.node_id}"}
             record = build_record(
                 entity,
                 state.record_id,
@@ -480,7 +484,7 @@ class ReplicaSyncStore:
                 deleted=state.deleted,
                 status=status,
                 state_wire=state_to_wire(state),
-                extra={"updated_at": utc_now().isoformat(), "updated_by": f"node:{self.node_id}"},
+                extra=extra if old is not None else {**extra, "created_at": now},
                 previous=old,
             )
             self._write(conn, entity, record)

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import socket
 import stat
 import subprocess
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from typer.testing import CliRunner
 from outputhub.desktop.storage import open_replica
 from outputhub.server.cli import app
 from tests.e2e.support import new_account, serving
-from tests.support.serve import OUTPUTHUB_EXE, free_port
+from tests.support.serve import OUTPUTHUB_EXE, clean_env, free_port
 
 pytestmark = pytest.mark.postgres
 PASSWORD = "a long password"
@@ -128,7 +133,11 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     assert (seen["id"], seen["written_here"]) == (conflict["id"], "neither")
     listed_line = c.run("conflicts", "list").rstrip()
     assert listed_line.endswith("(neither side written here: mine is the value in place)")
-    assert "written here: neither side" in c.run("conflicts", "show", seen["id"])
+    shown_there = c.run("conflicts", "show", seen["id"])
+    assert "written here: neither side" in shown_there
+    # and the suggestion names its mine so too: "yours" was suggested there (QA)
+    assert "mine (in place here; written on another computer) is suggested" in shown_there
+    assert "yours" not in shown_there
     assert conflict["mine"] == "From B"
 
     # a edits the title again before it has seen B's edit: the conflict's sides change, under a new id
@@ -1072,3 +1081,200 @@ def test_an_interrupted_sync_says_so_and_the_next_one_completes(
     assert "pushed 1" in ws.run("sync")
     served = httpx.get(f"{server}/api/v1/orgs/{account.org_id}/tags/{tag}", headers=account.headers)
     assert served.json()["name"] == "made before the interruption"
+
+
+def test_an_unknown_option_before_the_command_is_a_json_error_with_json(tmp_path: Path) -> None:
+    """``replica --json --bogus list ...`` printed no JSON (QA): a usage error found before the command is a
+    JSON error object on stdout too, as every other usage error with ``--json``."""
+    ws = Workstation(tmp_path, "j")
+    ws.run("init")
+    for args in (["--json", "--bogus", "list", "prompt"], ["--bogus", "list", "prompt", "--json"]):
+        result = ws.runner.invoke(app, ["replica", "--replica", str(ws.replica), *args])
+        assert result.exit_code == 2, (args, result.output)
+        answer = json.loads(result.stdout)
+        assert answer["exit"] == 2 and "--bogus" in answer["error"], answer
+    plain = ws.runner.invoke(app, ["replica", "--replica", str(ws.replica), "--bogus", "list", "prompt"])
+    assert plain.exit_code == 2 and plain.stdout == "" and "--bogus" in plain.output
+
+
+def test_the_same_field_given_twice_is_a_usage_error(tmp_path: Path) -> None:
+    """``edit --set title=a --set title=b`` kept the last value without a word (QA): refused naming the
+    field, exit 2 as other usage errors, and nothing is changed."""
+    ws = Workstation(tmp_path, "twice")
+    ws.run("init")
+    prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    said = ws.run("edit", "prompt", prompt, "--set", "title=a", "--set", "title=b", code=2)
+    assert "'title' is given twice" in said, said
+    notes = tmp_path / "notes.txt"
+    notes.write_text("from a file", encoding="utf-8")
+    said = ws.run("edit", "prompt", prompt, "--set", "body=x", "--set-file", f"body={notes}", code=2)
+    assert "'body' is given twice" in said, said
+    assert "'title' is given twice" in ws.run("add", "prompt", "--set", "title=a", "--set", "title=a", code=2)
+    failed = ws.json("edit", "prompt", prompt, "--set", "title=a", "--set", "title=b", code=2)
+    assert isinstance(failed, dict) and failed["exit"] == 2 and "title" in failed["error"]
+    shown = ws.json("show", "prompt", prompt)
+    assert isinstance(shown, dict) and (shown["title"], shown["body"]) == ("P", "b")
+
+
+def test_init_asks_for_the_passphrase_strength_the_desktop_asks_for(tmp_path: Path) -> None:
+    """``init`` took a one-character passphrase while the desktop refuses it (QA): the same rule now, and a
+    replica made with a short passphrase before still opens."""
+    ws = Workstation(tmp_path, "weak")
+    for weak in ("x", "abc12", "password"):
+        ws.secret.write_text(weak)
+        said = ws.run("init", code=2)
+        assert "too weak" in said and "at least 8 characters" in said, said
+        assert not ws.replica.exists()
+    ws.secret.write_text("x")
+    failed = ws.json("init", code=2)
+    assert isinstance(failed, dict) and failed["exit"] == 2 and "at least 8 characters" in failed["error"]
+    open_replica(ws.replica, passphrase="x", create=True).close()  # made before the rule
+    assert ws.json("status")["pending"] == 0  # type: ignore[index]
+    strong = Workstation(tmp_path, "strong")
+    assert "created" in strong.run("init")
+
+
+def test_a_record_made_offline_is_created_and_updated_at_one_instant(tmp_path: Path) -> None:
+    """A new record's ``updated_at`` was ~40 microseconds before its ``created_at`` until synced (QA)."""
+    ws = Workstation(tmp_path, "same")
+    ws.run("init")
+    prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    tag = ws.run("add", "tag", "--set", "name=t").strip()
+    for kind, record_id in (("prompt", prompt), ("tag", tag)):
+        shown = ws.json("show", kind, record_id)
+        assert isinstance(shown, dict) and shown["created_at"] == shown["updated_at"], shown
+    ws.run("edit", "prompt", prompt, "--set", "title=Q")
+    edited = ws.json("show", "prompt", prompt)
+    assert isinstance(edited, dict) and edited["updated_at"] > edited["created_at"]
+
+
+def _bound_by_permissions() -> list[str]:
+    """A prefix for a command that folder permissions bind: as root, one without the capability to override
+    them (root writes into a read-only folder otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv to drop the override of permissions")
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}", "--"]
+
+
+def test_export_writes_in_place_a_writable_file_in_a_folder_it_cannot_write(tmp_path: Path) -> None:
+    """``export -o FILE`` failed with "Permission denied" when FILE could be written but its folder could not
+    take the new file the export is written to first (QA): FILE is then written in place; a new file there
+    is still refused, and the replica's own files still are."""
+    ws = Workstation(tmp_path, "ro")
+    ws.run("init")
+    ws.run("add", "prompt", "--set", "title=Kept", "--set", "body=b")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    target = locked / "export.json"
+    target.write_text("an earlier export")
+    target.chmod(0o644)
+    locked.chmod(0o500)
+    prefix = _bound_by_permissions()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [*prefix, OUTPUTHUB_EXE, "replica", "--replica", str(ws.replica), *args]
+        env = {**clean_env(), "OUTPUTHUB_PASSPHRASE": ws.secret.read_text()}
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    try:
+        done = cli("export", "-o", str(target))
+        assert done.returncode == 0, done.stderr
+        assert [p["title"] for p in json.loads(target.read_text())["prompts"]] == ["Kept"]
+        assert target.stat().st_mode & 0o777 == 0o600
+        assert sorted(p.name for p in locked.iterdir()) == ["export.json"]
+        refused = cli("export", "-o", str(locked / "new.json"))
+        assert refused.returncode == 5 and "Permission denied" in refused.stderr, refused.stderr
+        link = locked / "replica-link"
+        locked.chmod(0o700)
+        link.symlink_to(ws.replica)
+        locked.chmod(0o500)
+        mine = cli("export", "-o", str(link))
+        assert mine.returncode == 5 and "is the replica" in mine.stderr, mine.stderr
+    finally:
+        locked.chmod(0o700)
+
+
+def _interrupted(
+    command: list[str], *, env: dict[str, str], ready: Callable[[], object]
+) -> tuple[int, str, str]:
+    """Run ``command``, wait until ``ready()`` returns (the command is inside its work), press Ctrl+C
+    (SIGINT, as a terminal sends it) and return its exit code, stdout and stderr."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        held = ready()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        del held
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, out, err
+
+
+def test_ctrl_c_during_a_command_says_it_was_interrupted_and_what_is_kept(tmp_path: Path) -> None:
+    """Ctrl+C exited 130 without a word (QA): a command cut short says so on one line (and as JSON with
+    ``--json``), exit 130. Here the command is cut short while it waits for its passphrase (a pipe)."""
+    replica = tmp_path / "r.ohr"
+    env = {**clean_env(), "OUTPUTHUB_PASSPHRASE": "a passphrase for ctrl c"}
+    subprocess.run([OUTPUTHUB_EXE, "replica", "--replica", str(replica), "init"], env=env, check=True)
+    pipe = tmp_path / "passphrase.pipe"
+    os.mkfifo(pipe)
+
+    def reading_the_pipe() -> int:
+        deadline = time.monotonic() + 60
+        while True:  # a writer may open a pipe without waiting once a reader has it open
+            try:
+                return os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                assert time.monotonic() < deadline, "the command never read its passphrase"
+                time.sleep(0.05)
+
+    writers: list[int] = []
+    for extra in ([], ["--json"]):
+        command = [OUTPUTHUB_EXE, "replica", "--replica", str(replica), "--passphrase-file", str(pipe)]
+        code, out, err = _interrupted(
+            [*command, *extra, "export"], env=env, ready=lambda: writers.append(reading_the_pipe())
+        )
+        while writers:
+            os.close(writers.pop())
+        assert code == 130, (code, out, err)
+        [line] = err.splitlines()
+        assert line.startswith("error: interrupted") and "saved" in line and "next sync" in line, line
+        if extra:
+            answer = json.loads(out)
+            assert answer["exit"] == 130 and answer["error"] == line.removeprefix("error: ")
+        else:
+            assert out == ""
+
+
+def test_ctrl_c_during_a_real_sync_says_the_next_sync_goes_on(tmp_path: Path) -> None:
+    """A sync waiting for a server that does not answer, cut short by Ctrl+C: one line saying so, exit 130,
+    and the edit waiting to be pushed is still queued."""
+    replica = tmp_path / "r.ohr"
+    env = {**clean_env(), "OUTPUTHUB_PASSPHRASE": "a passphrase for a sync cut short"}
+    port = free_port()
+    key = tmp_path / "key"
+    key.write_text("ohk_not_a_real_key")
+    base = [OUTPUTHUB_EXE, "replica", "--replica", str(replica)]
+    dead = f"http://127.0.0.1:{port}"  # nothing listens yet: attached offline
+    for args in (
+        ["init"],
+        ["attach", "--server", dead, "--org", str(uuid.uuid4()), "--api-key-file", str(key)],
+        ["add", "tag", "--set", "name=kept"],
+    ):
+        subprocess.run([*base, *args], env=env, check=True, capture_output=True)
+    with socket.socket() as silent:  # takes the connection and never answers
+        silent.bind(("127.0.0.1", port))
+        silent.listen()
+        silent.settimeout(60)
+        code, out, err = _interrupted([*base, "sync"], env=env, ready=lambda: silent.accept()[0])
+    assert code == 130, (code, out, err)
+    said = err.splitlines()[-1].split("\r")[-1]
+    assert said.startswith("error: interrupted") and "next sync" in said, err
+    status = subprocess.run([*base, "--json", "status"], env=env, check=True, capture_output=True, text=True)
+    assert json.loads(status.stdout)["pending"] == 1
