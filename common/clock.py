@@ -80,6 +80,16 @@ class HLC:
         return self.encode()
 
 
+def after(version: HLC, *, node: str) -> HLC:
+    """The first timestamp on ``node`` after ``version``: the next counter of its millisecond, or the next
+    millisecond when ``version`` is the last of its own. For a writer that must come right after a version it
+    was given (the server after a replica's write), where ``tick``'s overflow error would be a failure: a
+    replica may send a counter at :data:`MAX_COUNTER` (the server's version after it was a 500)."""
+    if version.counter < MAX_COUNTER:
+        return HLC(version.wall_ms, version.counter + 1, node)
+    return HLC(version.wall_ms + 1, 0, node)
+
+
 def _next_counter(counter: int) -> int:
     if counter >= MAX_COUNTER:
         raise ClockError("HLC counter overflow: too many events within one millisecond of skew")

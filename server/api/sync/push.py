@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC
+from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC, after
 from outputhub.common.ids import canonical_id, new_uuid
 from outputhub.common.limits import limit_problem, missing_problem
 from outputhub.common.roles import Action, allows
@@ -445,7 +445,7 @@ def _merge_duplicate_lookup(
         created,
         schema=DEFAULT_SCHEMA,
         node=SERVER_NODE,
-        hlc=type(change.hlc)(change.hlc.wall_ms, change.hlc.counter + 1, SERVER_NODE),
+        hlc=after(change.hlc, node=SERVER_NODE),  # (a counter of 999999 overflowed: a 500 for the push)
         op_id=f"server:{change.record_id}:merged-into:{existing}",
     )
     state = merge_change(created, tomb, DEFAULT_SCHEMA).state
@@ -1254,7 +1254,7 @@ def server_hlc(state: RecordState, now: datetime) -> HLC:
     top = max(known) if known else None
     now_ms = int(now.timestamp() * 1000)
     if top is not None and top.wall_ms >= now_ms:
-        return HLC(top.wall_ms, top.counter + 1, SERVER_NODE)
+        return after(top, node=SERVER_NODE)  # (not counter + 1: a replica's may be the last one, 999999)
     return HLC(now_ms, 0, SERVER_NODE)
 
 

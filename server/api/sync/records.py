@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from outputhub.common.clock import HLC
+from outputhub.common.clock import HLC, after
 from outputhub.common.errors import DuplicateError
 from outputhub.server.api.base import REVISIONS_KEY, UNLINK_REVISIONS_KEY, Link, set_links
 from outputhub.server.api.lookups.service import (
@@ -182,7 +182,7 @@ def _server_hlc(row: ReplicatedRow, state: RecordState | None) -> HLC:
     known = state.known_versions if state is not None else frozenset()
     top = max(known) if known else None
     if top is not None and top.wall_ms >= wall:
-        return HLC(top.wall_ms, top.counter + 1, SERVER_NODE)
+        return after(top, node=SERVER_NODE)  # (not counter + 1: a replica's may be the last one, 999999)
     return HLC(wall, 0, SERVER_NODE)
 
 
