@@ -16,6 +16,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -32,12 +33,23 @@ from outputhub.common.limits import (
     SHORT_TEXT_MAX,
     TITLE_MAX,
 )
+from outputhub.common.names import normalize_name
 from outputhub.common.roles import ApiKeyScope, Role
 
 T = TypeVar("T")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX)]
+
+
+def _stored_name(value: object) -> object:
+    """A lookup name as it is stored (anything else is left for the type check to refuse)."""
+    return normalize_name(value) if isinstance(value, str) else value
+
+
+LookupName = Annotated[Name, BeforeValidator(_stored_name)]
+"""A lookup's name: stored stripped and in Unicode NFC (``common/names.py``), its length checked as stored
+(NFC writes some letters longer: 200 U+0958 are 400 characters)."""
 LongText = Annotated[str, StringConstraints(max_length=LONG_TEXT_MAX)]
 NonEmptyLongText = Annotated[str, StringConstraints(min_length=1, max_length=LONG_TEXT_MAX)]
 ShortText = Annotated[str, StringConstraints(max_length=SHORT_TEXT_MAX)]
@@ -199,13 +211,13 @@ class ApiKeyCreated(ApiKeyRead):
 
 class LookupCreate(Input):
     id: uuid.UUID | None = None
-    name: Name
+    name: LookupName
     description: ShortText = ""
     position: int | None = Field(default=None, ge=0, le=POSITION_MAX, description="Order on ordered scales.")
 
 
 class LookupUpdate(Input):
-    name: Name | None = None
+    name: LookupName | None = None
     description: ShortText | None = None
     position: int | None = Field(default=None, ge=0, le=POSITION_MAX)
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from outputhub.common.errors import InvalidInputError, NotFoundError
+from outputhub.common.names import normalize_name
 from outputhub.desktop.services.diff import SideBySideRow, side_by_side
 from outputhub.desktop.services.editing import LOOKUP_KINDS, Editor, ids
 from outputhub.desktop.storage import (
@@ -231,8 +232,9 @@ class LibraryService:
         original: Any = None,
     ) -> str:
         """Create, or write the fields changed since ``original`` (what the editor showed; the stored entry
-        when None), so a field a sync changed meanwhile is not written back as it was."""
-        name = name.strip()
+        when None), so a field a sync changed meanwhile is not written back as it was. The name is stored
+        stripped and in Unicode NFC, as REST stores it."""
+        name = normalize_name(name)
         if not name:
             raise InvalidInputError("name", "a name is required")
         entity = next(e for e, k in LOOKUP_KINDS.items() if k is kind)

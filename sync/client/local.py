@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 from outputhub.common.clock import HLC, tick
 from outputhub.common.ids import canonical_id, new_id_text
 from outputhub.common.limits import NUMBER_RANGE, limit_problem, missing_problem, type_problem
+from outputhub.common.names import normalize_name
 from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
@@ -47,7 +48,8 @@ leaves one empty (``EntitySpec.required``), so a replica refuses the edit as it 
 
 STRIPPED: Final = frozenset({"name", "title"})
 """Fields stored without leading and trailing spaces, as REST stores them (``common/schemas.py``: a lookup
-named "  ws tag  " offline kept its spaces on the server and in every replica; QA)."""
+named "  ws tag  " offline kept its spaces on the server and in every replica; QA). A lookup's name is also
+stored in Unicode NFC (``common/names.py``: "Café" typed as e + U+0301 is the "Café" typed as U+00E9)."""
 
 MERGED_INTO: Final = ":merged-into:"
 """The server merges a lookup created offline under a name another live one of its kind has into that one
@@ -113,7 +115,7 @@ def _coerce(entity: str, values: Mapping[str, Any]) -> dict[str, Any]:
         elif kind.value == "text" and value is None:
             value = ""
         if name in STRIPPED and isinstance(value, str):
-            value = value.strip()
+            value = normalize_name(value) if name == "name" and schema.lookup else value.strip()
         if name in schema.references:  # an id typed as 8D0F... or {8d0f...} is written as ids are
             value = (
                 frozenset(_canonical_id(v) for v in value)
@@ -402,6 +404,8 @@ class LocalLibrary:
                 if conflict.field in DEFAULT_SCHEMA.entity(entity).references:  # an edited value: as an edit
                     checked = self._live_references(entity, {conflict.field: value}, state.values)
                     value = checked[conflict.field]
+                if not state.deleted:  # a lookup's name another live one has here: refused as a rename is
+                    self._refuse_taken_name(entity, record_id, {conflict.field: value}, state.values)
                 pick: Resolution | Merged = Merged(value)
             elif choice in ("mine", "theirs"):
                 pick = Resolution.KEEP_MINE if choice == "mine" else Resolution.KEEP_THEIRS

@@ -1,6 +1,7 @@
 """Lookup deduplication: two replicas that create the same taxonomy entry offline (tag "python" twice).
 
-The survivor of a group of live lookups of one entity with the same name key is the one with the lowest
+The survivor of a group of live lookups of one entity with the same name key (``name_key``, the server's
+unique-index rule in ``common/names.py``: stripped, case-folded, Unicode NFC) is the one with the lowest
 id. The choice depends only on ids, which every replica has as soon as it has the records -- no creation
 time or other metadata that might be missing on one replica -- so every replica that sees the same group
 picks the same survivor. Callers then rewrite references with :func:`remap_references` and retire the
@@ -15,14 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from outputhub.common.clock import HLC
+from outputhub.common.names import name_key  # the server's unique-index rule ("Café" as NFC or NFD: one)
 from outputhub.sync.engine.edits import make_edit
 from outputhub.sync.engine.model import Change, RecordState
 from outputhub.sync.engine.schema import EntitySchema, FieldKind, FieldValue
-
-
-def name_key(name: str) -> str:
-    """The uniqueness key of a lookup name; the same rule as the server's unique index (strip + casefold)."""
-    return name.strip().casefold()
 
 
 @dataclass(frozen=True)

@@ -922,6 +922,44 @@ def test_keep_mine_of_a_rename_refused_as_taken_makes_the_rest_again(server: str
     assert a.json("conflicts", "list") == []
 
 
+def test_resolving_a_lookup_name_with_a_value_is_checked_as_edit_checks_a_rename(
+    server: str, tmp_path: Path
+) -> None:
+    """``conflicts resolve ID --value`` on a tag's name took a name another tag has here (typed in another
+    Unicode normal form: "Café" as e + U+0301) and was refused only at the next sync. It is refused as
+    ``edit`` refuses the rename (exit 5, naming the tag that has it), an empty name too; a name typed with
+    spaces and in NFD is stored stripped and in NFC."""
+    account = new_account(server, email="resolve-name@example.com", password=PASSWORD, org_name="Names")
+    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
+    for ws in (a, b):
+        ws.run("init")
+        ws.attach(server, account.org_id, account.email)
+    tag = a.run("add", "tag", "--set", "name=alpha").strip()
+    cafe = a.run("add", "tag", "--set", "name=Caf\u00e9").strip()
+    a.run("sync")
+    b.run("sync")
+    a.run("edit", "tag", tag, "--set", "name=from a")
+    b.run("edit", "tag", tag, "--set", "name=from b")
+    a.run("sync")
+    b.run("sync")
+    [conflict] = b.json("conflicts", "list")  # type: ignore[misc]
+    assert (conflict["record_id"], conflict["field"]) == (tag, "name")
+
+    said = b.run("conflicts", "resolve", conflict["id"], "--value", "Cafe\u0301", code=5)
+    assert f"already named 'Caf\u00e9' ({cafe})" in said and "Traceback" not in said
+    refused = b.json("conflicts", "resolve", conflict["id"], "--value", " CAF\u00c9", code=5)
+    assert refused["exit"] == 5 and "already named" in refused["error"]  # type: ignore[index]
+    said = b.run("conflicts", "resolve", conflict["id"], "--value", "   ", code=5)
+    assert "tag.name is required" in said
+    assert [c["id"] for c in b.json("conflicts", "list")] == [conflict["id"]]  # type: ignore[union-attr]
+
+    b.run("conflicts", "resolve", conflict["id"], "--value", " Cre\u0300me ")
+    assert b.json("show", "tag", tag)["name"] == "Cr\u00e8me"  # type: ignore[index]
+    assert "refused" not in b.run("sync")
+    served = httpx.get(f"{server}/api/v1/orgs/{account.org_id}/tags/{tag}", headers=account.headers).json()
+    assert served["name"] == "Cr\u00e8me"
+
+
 def test_a_large_first_sync_is_searchable_when_the_command_ends(server: str, tmp_path: Path) -> None:
     """A large pulled page stores its outputs and leaves their text to index (the search backlog): the sync
     command indexes them before it ends, and `search` after a sync stopped before that indexes first."""

@@ -8,14 +8,17 @@ In-process app on SQLite and PostgreSQL, two replicas syncing through the real A
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
 import pytest
 
+from outputhub.common.clock import tick
+from outputhub.common.ids import new_id_text
 from outputhub.desktop.services.library import LibraryService
 from outputhub.sync.client import LocalEditError, SyncReport
-from outputhub.sync.engine import Merged
+from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, make_create, make_edit, merge_change
 from tests.support.client import Org, seed_library
 from tests.sync.support import Device, server_cli
 
@@ -947,3 +950,157 @@ def test_a_stage_set_offline_beats_the_unlink_of_the_stage_it_replaced(  # type:
         assert device.library.get("prompt", prompt)["development_stage_id"] == new
         assert device.open_conflicts() == []
     assert laptop.values() == desktop.values()
+
+
+# -- lookup names in another Unicode normal form -------------------------------------------------------------
+
+CAFE_NFC = "Caf\u00e9"
+CAFE_NFD = "Cafe\u0301"
+
+
+def _as_an_older_replica(device: Device, entity: str, record_id: str, values: dict[str, Any]) -> None:
+    """Create (or edit) a record on ``device`` as a replica made before names were normalized did: the
+    values as typed, straight into its state and outbox (no ``LocalLibrary`` checks)."""
+    store = device.store
+    record = store.load(entity, record_id)
+    hlc = tick(store.last_hlc(), now_ms=int(time.time() * 1000), node=store.node_id)
+    store.save_hlc(hlc)
+    op_id = new_id_text()
+    if record is None:
+        change = make_create(
+            entity, record_id, values, schema=DEFAULT_SCHEMA, node=store.node_id, hlc=hlc, op_id=op_id
+        )
+    else:
+        made = make_edit(
+            record.state, values, schema=DEFAULT_SCHEMA, node=store.node_id, hlc=hlc, op_id=op_id
+        )
+        assert made is not None
+        change = made
+    state = merge_change(record.state if record else None, change, DEFAULT_SCHEMA).state
+    with store.transaction():
+        store.save_local(state, change, base_revision=record.revision if record else None)
+
+
+def test_a_replica_stores_lookup_names_in_nfc_and_refuses_one_taken_in_another_form(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    laptop, desktop = devices
+    tag = laptop.library.create("tag", {"name": f" {CAFE_NFD} "})
+    assert laptop.library.get("tag", tag)["name"] == CAFE_NFC
+    other = laptop.library.create("tag", {"name": "Tea"})
+    for typed in (CAFE_NFD, f" {CAFE_NFD.lower()}", CAFE_NFC.upper()):
+        with pytest.raises(LocalEditError, match=f"already named '{CAFE_NFC}'"):
+            laptop.library.edit("tag", other, {"name": typed})
+    # a rename to its own name in another form is no edit
+    assert not laptop.library.edit("tag", tag, {"name": CAFE_NFD})
+    _settle(laptop, desktop)
+    assert org.owner.get(f"{org.base}/tags/{tag}").json()["name"] == CAFE_NFC
+
+
+def test_the_same_lookup_made_offline_in_nfc_and_nfd_is_one(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """Two machines make the tag "Café" offline, one typing it as NFC and the other (an older replica, which
+    kept the name as typed) as NFD: the server merges them as one name, with no conflict (one name twice)."""
+    laptop, desktop = devices
+    theirs = desktop.library.create("tag", {"name": CAFE_NFC})
+    mine = str(uuid.uuid4())
+    _as_an_older_replica(laptop, "tag", mine, {"name": CAFE_NFD, "position": 0})
+    _settle(desktop, laptop)
+    names = [t["name"] for t in org.owner.get(f"{org.base}/tags").json()["items"]]
+    assert names.count(CAFE_NFC) == 1 and CAFE_NFD not in names
+    assert laptop.library.get("tag", mine)["deleted"] is True
+    assert [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == theirs] == []
+    assert laptop.values() == desktop.values()
+
+
+def test_a_name_an_older_replica_pushes_in_nfd_is_stored_in_nfc_everywhere(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """An older replica pushes the names as typed (NFD, surrounding spaces): the server stores them in NFC,
+    stripped, by an edit of its own that every replica pulls; a create and a rename in one push leave no
+    conflict, and the name is then taken in either form."""
+    laptop, desktop = devices
+    made, renamed = str(uuid.uuid4()), str(uuid.uuid4())
+    _as_an_older_replica(laptop, "tag", made, {"name": f" {CAFE_NFD} ", "position": 0})
+    _as_an_older_replica(laptop, "knowledge_type", renamed, {"name": "draft", "position": 0})
+    _as_an_older_replica(laptop, "knowledge_type", renamed, {"name": "Cre\u0300me"})
+    report = laptop.sync()
+    assert report.refused == [] and report.conflicts_opened == []
+    _settle(laptop, desktop)
+
+    assert org.owner.get(f"{org.base}/tags/{made}").json()["name"] == CAFE_NFC
+    assert org.owner.get(f"{org.base}/knowledge-types/{renamed}").json()["name"] == "Cr\u00e8me"
+    for device in devices:
+        assert device.library.get("tag", made)["name"] == CAFE_NFC
+        assert device.library.get("knowledge_type", renamed)["name"] == "Cr\u00e8me"
+        assert device.open_conflicts() == []
+    assert org.owner.get(f"{org.base}/sync/conflicts").json() == []
+    assert laptop.values() == desktop.values()
+    taken = org.owner.post(f"{org.base}/tags", json={"name": CAFE_NFD})
+    assert taken.status_code == 409, taken.text
+
+
+def _a_conflict_on_a_tags_name(org: Org, laptop: Device, desktop: Device) -> tuple[str, dict[str, Any]]:
+    """A tag renamed on both devices apart: (its id, the server's conflict on its name)."""
+    tag = org.owner.post(f"{org.base}/tags", json={"name": "alpha"}).json()["id"]
+    _settle(laptop, desktop)
+    laptop.library.edit("tag", tag, {"name": "from laptop"})
+    desktop.library.edit("tag", tag, {"name": "from desktop"})
+    laptop.sync()
+    desktop.sync()
+    [conflict] = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag]
+    assert conflict["field"] == "name"
+    return tag, conflict
+
+
+def test_a_rest_resolution_of_a_lookup_name_is_checked_as_a_rename_is(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """Resolving a conflict on a lookup's name with an edited value took a name another entry has in another
+    normal form (a second "Café"), and kept surrounding spaces: the value is stored stripped and in NFC, and a
+    name taken is a 409 naming ``body.value`` (as a REST rename's is), an empty one a 422."""
+    laptop, desktop = devices
+    org.owner.post(f"{org.base}/tags", json={"name": CAFE_NFC})
+    tag, conflict = _a_conflict_on_a_tags_name(org, laptop, desktop)
+    url = f"{org.base}/sync/conflicts/{conflict['id']}/resolve"
+    for value in (CAFE_NFD, f" {CAFE_NFC.upper()} "):
+        taken = org.owner.post(url, json={"value": value})
+        assert taken.status_code == 409, taken.text
+        assert taken.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in taken.json()["errors"]] == ["body.value"]
+    for value in ("", "   "):
+        empty = org.owner.post(url, json={"value": value})
+        assert empty.status_code == 422, empty.text
+        assert [e["field"] for e in empty.json()["errors"]] == ["body.value"]
+    assert org.owner.get(f"{org.base}/tags/{tag}").json()["name"] in ("from laptop", "from desktop")
+
+    resolved = org.owner.post(url, json={"value": "  Cre\u0300me "})
+    assert resolved.status_code == 200, resolved.text
+    assert org.owner.get(f"{org.base}/tags/{tag}").json()["name"] == "Cr\u00e8me"
+    _settle(laptop, desktop)
+    for device in devices:
+        assert device.library.get("tag", tag)["name"] == "Cr\u00e8me"
+        assert device.open_conflicts() == []
+    names = [t["name"] for t in org.owner.get(f"{org.base}/tags").json()["items"]]
+    assert names.count(CAFE_NFC) == 1
+
+
+def test_a_replica_resolution_of_a_lookup_name_is_checked_as_a_rename_is(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device]
+) -> None:
+    """The same on a replica: an edited name another live entry has here (in any normal form) is refused as
+    it is made, as ``edit`` refuses the rename; an empty one too."""
+    laptop, desktop = devices
+    org.owner.post(f"{org.base}/tags", json={"name": CAFE_NFC})
+    tag, _conflict = _a_conflict_on_a_tags_name(org, laptop, desktop)
+    laptop.sync()
+    [local] = [c for c in laptop.open_conflicts() if c.record_id == tag]
+    with pytest.raises(LocalEditError, match=f"already named '{CAFE_NFC}'"):
+        laptop.library.resolve_conflict("tag", tag, local.id, Merged(CAFE_NFD))
+    with pytest.raises(LocalEditError, match=r"tag\.name is required"):
+        laptop.library.resolve_conflict("tag", tag, local.id, Merged("  "))
+    laptop.library.resolve_conflict("tag", tag, local.id, Merged("Cre\u0300me "))
+    assert laptop.library.get("tag", tag)["name"] == "Cr\u00e8me"
+    _settle(laptop, desktop)
+    assert org.owner.get(f"{org.base}/tags/{tag}").json()["name"] == "Cr\u00e8me"

@@ -14,6 +14,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from outputhub.common.errors import DuplicateError, NotFoundError
+from outputhub.common.names import name_key, normalize_name
 from outputhub.server.api.base import (
     Link,
     Tenant,
@@ -164,13 +165,17 @@ DEFAULTS: dict[type[LookupRow], list[dict[str, Any]]] = {
 }
 
 
-def name_key(name: str) -> str:
-    return name.strip().casefold()
-
-
-def _ensure_unique(
-    session: Session, kind: LookupKind, *, tenant: Tenant, name: str, exclude: uuid.UUID | None
+def ensure_unique_name(
+    session: Session,
+    kind: LookupKind,
+    *,
+    tenant: Tenant,
+    name: str,
+    exclude: uuid.UUID | None,
+    field_name: str = "body.name",
 ) -> None:
+    """Raise ``DuplicateError`` (409 naming ``field_name``) when another live entry of this kind has the name
+    (:func:`name_key`: case and Unicode normal form aside)."""
     table = kind.table
     stmt = select(table.id).where(
         table.org_id == tenant.org_id, table.deleted.is_(False), table.name_key == name_key(name)
@@ -178,7 +183,7 @@ def _ensure_unique(
     if exclude is not None:
         stmt = stmt.where(table.id != exclude)
     if session.execute(stmt).first():
-        raise DuplicateError("body.name", name)
+        raise DuplicateError(field_name, name)
 
 
 def _next_position(session: Session, kind: LookupKind, *, tenant: Tenant) -> int:
@@ -192,9 +197,10 @@ def _next_position(session: Session, kind: LookupKind, *, tenant: Tenant) -> int
 def create(
     session: Session, kind: LookupKind, *, tenant: Tenant, data: dict[str, Any], now: datetime
 ) -> LookupRow:
-    _ensure_unique(session, kind, tenant=tenant, name=data["name"], exclude=None)
+    name = normalize_name(data["name"])
+    ensure_unique_name(session, kind, tenant=tenant, name=name, exclude=None)
     check_new_ids(session, tenant=tenant, ids=[data.get("id")])
-    row = kind.table(id=new_id(data.get("id")), name=data["name"], name_key=name_key(data["name"]))
+    row = kind.table(id=new_id(data.get("id")), name=name, name_key=name_key(name))
     row.description = data.get("description") or ""
     row.position = (
         data["position"] if data.get("position") is not None else _next_position(session, kind, tenant=tenant)
@@ -246,10 +252,11 @@ def update_one(
     row = get(session, kind, tenant=tenant, ident=ident)
     check_revision(row, if_match=if_match)
     before = row_snapshot(row, only=[n for n in kind.fields() if n in data])
-    if "name" in data and data["name"] != row.name:
-        _ensure_unique(session, kind, tenant=tenant, name=data["name"], exclude=row.id)
-        row.name = data["name"]
-        row.name_key = name_key(data["name"])
+    if "name" in data and normalize_name(data["name"]) != row.name:
+        name = normalize_name(data["name"])
+        ensure_unique_name(session, kind, tenant=tenant, name=name, exclude=row.id)
+        row.name = name
+        row.name_key = name_key(name)
     for name in ("description", "position", *kind.extra_fields):
         if name in data:
             setattr(row, name, data[name])

@@ -30,10 +30,10 @@ from sqlalchemy.orm import Session
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC, after
 from outputhub.common.ids import canonical_id, new_uuid
 from outputhub.common.limits import limit_problem, missing_problem
+from outputhub.common.names import name_key, normalize_name
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
 from outputhub.server.api.base import Tenant, allocate_revisions
-from outputhub.server.api.lookups.service import name_key
 from outputhub.server.api.sync.feed import FEED_BY_NAME
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
@@ -471,10 +471,11 @@ def _merge_duplicate_lookup(
     batch.exists(session, spec.table, {existing})  # not one the batch read
     row_of = session.get(spec.table, existing)
     survivor = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row_of])[existing]
-    if name.strip() != survivor.values.get("name"):
+    if normalize_name(name) != normalize_name(str(survivor.values.get("name") or "")):
         # another spelling ("Python" for "python"): two writes of the name, one kept and the other a
-        # conflict, as for any scalar both sides gave; it was dropped without a trace (QA)
-        given["name"] = name.strip()
+        # conflict, as for any scalar both sides gave; it was dropped without a trace (QA). The same name in
+        # another Unicode normal form ("Café" as e + U+0301) is the same name: no conflict
+        given["name"] = normalize_name(name)
     opened: list[Conflict] = []
     if given:
         untouched = {k: v for k, v in given.items() if survivor.values.get(k) in _UNSET}
@@ -732,6 +733,7 @@ def push(
         candidates.setdefault(table, set()).update(ids)
     todo = still_named(session, org_id=tenant.org_id, ids=candidates)
     _keep_named(session, tenant=tenant, todo=todo, now=now, device=device)
+    _normalize_names(session, tenant=tenant, records=watch.unnormalized, now=now, device=device)
     if op_rows:
         session.execute(insert(SyncOp.__table__), op_rows)  # type: ignore[arg-type]
     session.flush()
@@ -1131,9 +1133,15 @@ class _Watch:
     """Records that live records written by this push name."""
     dropped: dict[type[ReplicatedRow], set[uuid.UUID]] = field(default_factory=dict)
     """Records this push deleted."""
+    unnormalized: set[tuple[str, str]] = field(default_factory=set)
+    """(entity, id) of the live lookups this push left with a name not stored as names are (an older replica's
+    NFD or surrounding spaces): :func:`_normalize_names` stores it so once the whole push is applied."""
 
     def saw(self, spec: EntitySpec, change: Change, applied: Applied) -> None:
         state = applied.state
+        name = state.values.get("name")
+        if spec.lookup and not state.deleted and isinstance(name, str) and normalize_name(name) != name:
+            self.unnormalized.add((spec.entity, state.record_id))
         was_live = applied.before is not None and not applied.before.get("deleted")
         if state.deleted:
             if was_live:
@@ -1230,6 +1238,48 @@ def _restore_named(
                 device=device,
             )
         return None
+
+
+def _normalize_names(
+    session: Session, *, tenant: Tenant, records: set[tuple[str, str]], now: datetime, device: str
+) -> None:
+    """Store the names of these lookups as names are stored (``common/names.py``: stripped, Unicode NFC), by
+    an edit of the server's that every replica pulls, as for a REST rename. An older replica pushes a name as
+    it was typed ("Café" as e + U+0301 on macOS); newer ones normalize it as it is typed. Made once the whole
+    push is applied, so that an older replica's create and rename of one lookup in one push are one name
+    write, not a conflict with the server's. A name in conflict is left to its resolution (which stores it
+    normalized); one that would be refused (past the length limit once in NFC) is left as it is."""
+    for entity, record_id in sorted(records):
+        spec = SPECS[entity]
+        row = session.get(spec.table, uuid.UUID(record_id))
+        if row is None or row.org_id != tenant.org_id or row.deleted:
+            continue
+        state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[row.id]
+        name = state.values.get("name")
+        if not isinstance(name, str) or normalize_name(name) == name:
+            continue
+        if any(c.field == "name" for c in state.conflicts) or not normalize_name(name):
+            continue
+        hlc = server_hlc(state, now)
+        change = make_edit(
+            state,
+            {"name": normalize_name(name)},
+            schema=DEFAULT_SCHEMA,
+            node=SERVER_NODE,
+            hlc=hlc,
+            op_id=f"server:{record_id}:normalized:{hlc.encode()}",
+        )
+        if change is None:
+            continue
+        with contextlib.suppress(OpRefusedError):  # left as it is: nothing of it was written
+            _apply_server_change(
+                session,
+                tenant=tenant,
+                change=change,
+                now=now,
+                device=device,
+                reason="names are stored without surrounding spaces, in Unicode NFC",
+            )
 
 
 def _apply_server_change(

@@ -28,9 +28,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from outputhub.common.errors import AlreadyResolvedError, CursorExpiredError, InvalidInputError, NotFoundError
+from outputhub.common.errors import (
+    AlreadyResolvedError,
+    CursorExpiredError,
+    DuplicateError,
+    InvalidInputError,
+    NotFoundError,
+)
 from outputhub.common.ids import canonical_id
 from outputhub.common.limits import missing_problem
+from outputhub.common.names import normalize_name
 from outputhub.common.sync import (
     PROTOCOL_VERSION,
     Checksums,
@@ -43,7 +50,7 @@ from outputhub.common.sync import (
     TableChecksum,
 )
 from outputhub.server.api.base import Link, Tenant, allocate_revisions, check_refs, lock_org_writes
-from outputhub.server.api.lookups.service import KINDS, take_off_records
+from outputhub.server.api.lookups.service import KIND_BY_TABLE, KINDS, ensure_unique_name, take_off_records
 from outputhub.server.api.prompts.service import delete_outputs
 from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, FeedRow, first_rows, page_rows
 from outputhub.server.api.sync.push import (
@@ -499,6 +506,10 @@ def _written_as_ids(value: Any) -> Any:
     return canonical_id(value) or value if isinstance(value, str) else value
 
 
+def _is_lookup_name(spec: EntitySpec, field: str) -> bool:
+    return spec.lookup and field == "name"
+
+
 def resolve_conflict(
     session: Session, *, tenant: Tenant, ident: uuid.UUID, body: ConflictResolve, now: datetime
 ) -> OpResult:
@@ -552,10 +563,28 @@ def resolve_conflict(
         missing = missing_problem(spec.entity, {conflict.field: value}, creating=False)
         if missing is not None:
             raise InvalidInputError("body.value", missing[0])
+        if _is_lookup_name(spec, conflict.field) and isinstance(value, str):
+            # as the lookups API takes a rename: stored stripped and in Unicode NFC, and refused (409, naming
+            # the field) when another live entry of its kind has that name in any case or normal form; a
+            # second "Café" (typed as e + U+0301) was stored beside the first
+            value = normalize_name(value)
+            if not value:
+                raise InvalidInputError("body.value", f"{spec.entity}.name may not be empty")
+            ensure_unique_name(
+                session,
+                KIND_BY_TABLE[spec.table],  # type: ignore[index]
+                tenant=tenant,
+                name=value,
+                exclude=row.id,
+                field_name="body.value",
+            )
         choice = Merged(value)
     else:
         side = conflict.winner if body.keep == "winner" else conflict.loser
-        choice = Merged(side.value)
+        kept = side.value
+        if _is_lookup_name(spec, conflict.field) and isinstance(kept, str):
+            kept = normalize_name(kept) or kept  # a side an older replica wrote in NFD
+        choice = Merged(kept)
     if conflict.kind.value != "delete" and conflict.field in spec.references:
         _check_live_references(
             session,
@@ -578,7 +607,10 @@ def resolve_conflict(
     try:
         applied = apply_change(session, tenant=tenant, change=change, now=now, source="api")
     except OpRefusedError as refused:  # about the resolved field: the body's value (or the side kept)
-        raise InvalidInputError("body.value" if given else "body.keep", refused.error.detail) from None
+        field = "body.value" if given else "body.keep"
+        if refused.error.code == "name-taken" and _is_lookup_name(spec, conflict.field):
+            raise DuplicateError(field, choice.value) from None  # the side kept: its name taken since
+        raise InvalidInputError(field, refused.error.detail) from None
     if conflict.kind.value == "delete" and applied.state.deleted:
         _take_along(session, tenant=tenant, spec=spec, ident=row.id, now=now)
     item.resolved_at, item.resolved_by = now, tenant.actor

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outputhub.common.clock import HLC, receive, tick
+from outputhub.common.names import normalize_name
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
     Change,
@@ -67,6 +72,55 @@ def state_of(*changes: Change) -> RecordState:
 def test_name_key_matches_the_server_uniqueness_rule() -> None:
     assert name_key("  Python ") == name_key("PYTHON") == "python"
     assert name_key("Straße") == name_key("STRASSE")
+
+
+CAFE_NFC = "Caf\u00e9"  # é as one code point (what most keyboards give)
+CAFE_NFD = "Cafe\u0301"  # e + combining acute (what macOS input often gives)
+
+
+def test_name_key_ignores_unicode_normalization() -> None:
+    """The tag "Café" typed as NFC and as NFD was two tags (QA): the key is the NFC form of the stripped,
+    case-folded name: one rule for the server's unique index and a replica's merge (``common/names.py``)."""
+    from outputhub.server.api.lookups.service import name_key as server_name_key
+
+    assert CAFE_NFC != CAFE_NFD
+    assert name_key(CAFE_NFC) == name_key(f"  {CAFE_NFD} ") == name_key("CAF\u00c9") == "caf\u00e9"
+    assert server_name_key is name_key, "the server and the sync engine keep one rule"
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=20))
+def test_name_key_is_the_same_for_every_normal_form_and_for_the_stored_name(text: str) -> None:
+    forms = {unicodedata.normalize(form, text) for form in ("NFC", "NFD")}
+    assert len({name_key(f) for f in forms}) == 1
+    stored = normalize_name(text)
+    assert stored == normalize_name(stored) == unicodedata.normalize("NFC", stored) == stored.strip()
+    assert name_key(stored) == name_key(text)
+
+
+@settings(max_examples=100)
+@given(
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12).filter(
+        lambda t: name_key(t) != ""
+    ),
+    st.sampled_from(("NFC", "NFD")),
+    st.sampled_from(("NFC", "NFD")),
+)
+def test_lookups_made_offline_in_two_normal_forms_merge(text: str, first: str, second: str) -> None:
+    """Two replicas make the same tag offline, one typing it in NFC and the other in NFD: one survives."""
+    a, b = Clock("node-a"), Clock("node-b")
+    tag_b = state_of(b.create("tag", TAG_LOW, name=unicodedata.normalize(first, text)))
+    tag_a = state_of(a.create("tag", TAG_HIGH, name=unicodedata.normalize(second, text)))
+    result = dedupe_lookups([tag_a, tag_b], S)
+    assert result.survivors == {("tag", name_key(text)): TAG_LOW}
+    assert result.remap == {TAG_HIGH: TAG_LOW}
+
+
+def test_the_cafe_made_offline_as_nfc_and_as_nfd_is_one_tag() -> None:
+    a, b = Clock("node-a"), Clock("node-b")
+    tag_b = state_of(b.create("tag", TAG_LOW, name=CAFE_NFD))
+    tag_a = state_of(a.create("tag", TAG_HIGH, name=CAFE_NFC))
+    assert dedupe_lookups([tag_a, tag_b], S).remap == {TAG_HIGH: TAG_LOW}
 
 
 def test_same_lookup_created_offline_twice_keeps_the_lowest_id() -> None:

@@ -1,0 +1,160 @@
+"""lookup name nfc: lookup names and their uniqueness keys in Unicode NFC
+
+Revision ID: 0013
+Revises: 0012
+
+A lookup's ``name_key`` (one live name per key and organization: tags, knowledge types, accuracy levels,
+development stages, GPT models, agent groups) was ``name.strip().casefold()``, blind to Unicode
+normalization: "Café" typed as NFC (U+00E9) and as NFD (e + U+0301, as macOS input often gives it) were two
+tags. From this revision the key is the NFC form of the stripped, case-folded name and names are stored
+stripped and in NFC (``common/names.py``). This brings the rows written before in line, one organization
+at a time (row-level security admits one organization per transaction setting):
+
+- every entry whose key differs from the new rule's gets the new key (deleted ones too: their key only
+  matters again if they are restored);
+- a live entry whose name is not stored as names now are (NFD, surrounding spaces) gets its name in NFC,
+  stripped, with a new revision and ``updated_at`` of its organization, as a REST rename would: the sync
+  layer derives the server's edit from the row (``server/api/sync/records.py``), so every replica gets the
+  name at its next sync. No event or audit record is written for it. A deleted entry keeps its name (a
+  tombstone's state takes no edit; a restore is checked under the new key);
+- where two live entries of one organization and kind would have one key under the new rule (a "Café" made
+  as NFC and another as NFD before), **both keep their key and name as they are**: the migration does not
+  fail and deletes nothing. Such pairs are logged (organization, table, ids). The entry whose key is not the
+  new rule's cannot then be edited through sync (its pushes are refused as ``name-taken``) until one of the
+  two is renamed or deleted (REST edits of its other fields still work);
+- an entry whose name or key would pass the 200 characters of their columns in NFC (letters without a
+  composed form, such as U+0958, are written longer) is left as it is.
+
+Changed keys are written in two steps (a placeholder first), so that no intermediate row breaks the unique
+index whatever the order. The rule is frozen here (a later change of ``common/names.py`` migrates on its
+own). Running it again changes nothing. The downgrade keeps the data as it is: new keys stay valid keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+log = logging.getLogger("alembic.runtime.migration")
+
+TABLES = ("tags", "knowledge_types", "accuracy_levels", "development_stages", "gpt_models", "agent_groups")
+"""The lookup tables at this revision (frozen)."""
+
+COLUMN_MAX = 200
+"""The length of the ``name`` and ``name_key`` columns."""
+
+
+def _name(name: str) -> str:
+    return unicodedata.normalize("NFC", name.strip()).strip()
+
+
+def _key(name: str) -> str:
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name.strip()).casefold())
+
+
+def _org(statement: str, **columns: Any) -> sa.TextClause:
+    clause = sa.text(statement).bindparams(sa.bindparam("org", type_=sa.Uuid()))
+    return clause.columns(**columns) if columns else clause
+
+
+def _plan(rows: list[Any]) -> tuple[dict[uuid.UUID, tuple[str, str]], list[uuid.UUID]]:
+    """(id -> (new name, new key) for each row to change, the ids of live rows left as they are because
+    their keys would collide)."""
+    wanted: dict[uuid.UUID, tuple[str, str]] = {}
+    for row in rows:
+        name = row.name if row.deleted else _name(row.name)
+        key = _key(row.name)
+        if (name, key) == (row.name, row.name_key) or not name:
+            continue
+        if len(name) > COLUMN_MAX or len(key) > COLUMN_MAX:
+            continue
+        wanted[row.id] = (name, key)
+    live = [r for r in rows if not r.deleted]
+    held: set[uuid.UUID] = set()
+    while True:
+        final: dict[str, list[uuid.UUID]] = {}
+        for row in live:
+            changing = row.id in wanted and row.id not in held
+            final.setdefault(wanted[row.id][1] if changing else row.name_key, []).append(row.id)
+        colliding = {i for ids in final.values() if len(ids) > 1 for i in ids}
+        more = {i for i in colliding if i in wanted and i not in held}
+        if not more:
+            break
+        held |= more
+    return {i: v for i, v in wanted.items() if i not in held}, sorted(colliding, key=str)
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    postgres = bind.dialect.name == "postgresql"
+    now = datetime.now(UTC)
+    if not postgres:
+        now = now.replace(tzinfo=None)  # SQLite stores UTC date-times naive (``UTCDateTime``)
+    orgs = [row[0] for row in bind.execute(sa.text("SELECT id FROM organizations").columns(id=sa.Uuid()))]
+    for org in orgs:
+        if postgres:
+            bind.execute(sa.text("SELECT set_config('outputhub.org_id', :org, true)"), {"org": str(org)})
+        for table in TABLES:
+            rows = bind.execute(
+                _org(
+                    f"SELECT id, name, name_key, deleted FROM {table} WHERE org_id = :org",
+                    id=sa.Uuid(),
+                    deleted=sa.Boolean(),
+                ),
+                {"org": org},
+            ).all()
+            changes, colliding = _plan(list(rows))
+            if colliding:
+                log.warning(
+                    "%s of organization %s: %s keep their name keys: their names are one name in Unicode NFC "
+                    "(rename or delete one of them)",
+                    table,
+                    org,
+                    ", ".join(str(i) for i in colliding),
+                )
+            if not changes:
+                continue
+            before = {r.id: r for r in rows}
+            renamed = sorted((i for i, (name, _) in changes.items() if name != before[i].name), key=str)
+            revisions: dict[uuid.UUID, int] = {}
+            if renamed:
+                last = bind.execute(
+                    _org(
+                        "UPDATE org_revisions SET revision = revision + :n WHERE org_id = :org RETURNING revision"
+                    ),
+                    {"org": org, "n": len(renamed)},
+                ).scalar_one()
+                first = int(last) - len(renamed) + 1
+                revisions = {ident: first + n for n, ident in enumerate(renamed)}
+            by_id = sa.bindparam("id", type_=sa.Uuid())
+            placeholder = sa.text(f"UPDATE {table} SET name_key = :key WHERE id = :id").bindparams(by_id)
+            for ident in sorted(changes, key=str):
+                bind.execute(placeholder, {"id": ident, "key": f"#0013#{ident}"})
+            rekey = sa.text(f"UPDATE {table} SET name_key = :key WHERE id = :id").bindparams(by_id)
+            rename = sa.text(
+                f"UPDATE {table} SET name = :name, name_key = :key, revision = :revision, updated_at = :at "
+                "WHERE id = :id"
+            ).bindparams(by_id, sa.bindparam("at", type_=sa.DateTime(timezone=True)))
+            for ident, (name, key) in sorted(changes.items(), key=lambda item: str(item[0])):
+                if ident in revisions:
+                    bind.execute(
+                        rename,
+                        {"id": ident, "name": name, "key": key, "revision": revisions[ident], "at": now},
+                    )
+                else:
+                    bind.execute(rekey, {"id": ident, "key": key})
+
+
+def downgrade() -> None:
+    pass  # the names and keys stay as they are: a key of the NFC rule is still a valid key
