@@ -640,8 +640,10 @@ def push(
                 {
                     "org_id": tenant.org_id,
                     "op_id": op_id,
-                    "entity": str(result.entity or ""),
-                    "record_id": str(result.id or ""),
+                    # (as the columns hold them: a refused op may name an entity or id of any length, a 500
+                    # on PostgreSQL; the result below keeps them whole for a replay)
+                    "entity": str(result.entity or "")[:32],
+                    "record_id": str(result.id or "")[:64],
                     "device": device[:64],
                     "result": result.model_dump_json(),
                     "created_at": now,
