@@ -10,6 +10,10 @@ from collections.abc import Mapping
 from typing import Final
 
 NAME_MAX: Final = 200
+NAME_KEY_MAX: Final = 4 * NAME_MAX
+"""The length of a lookup name's uniqueness key column (``common/names.py``): case folding writes some letters
+longer ("ß" as "ss", "ﬃ" as "ffi", at most three characters each) and so does NFC ("\u0958" as two), so the
+key of a name of :data:`NAME_MAX` characters may be three times as long (it was a 500 on PostgreSQL)."""
 TITLE_MAX: Final = 300
 SHORT_TEXT_MAX: Final = 20_000
 LONG_TEXT_MAX: Final = 1_000_000

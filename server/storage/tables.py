@@ -30,6 +30,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator, Uuid
 
+from outputhub.common.limits import NAME_KEY_MAX
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -206,8 +208,9 @@ class LookupRow(ReplicatedRow):
             ),
         )
 
-    name_key: Mapped[str] = mapped_column(String(200))
-    """Case-folded name: names are unique per organization regardless of case."""
+    name_key: Mapped[str] = mapped_column(String(NAME_KEY_MAX))
+    """The name's key (``common/names.py``): names are unique per organization whatever their case or Unicode
+    normal form. Longer than the name: case folding writes some letters longer ("ß" as "ss")."""
 
 
 class Tag(LookupRow, Base):

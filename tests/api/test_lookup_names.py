@@ -82,6 +82,21 @@ def test_a_name_nfc_makes_longer_than_the_limit_is_refused_naming_it(client: Tes
     assert [e["field"] for e in r.json()["errors"]] == ["body.name"]
 
 
+@pytest.mark.parametrize("name", ["\u00df" * 200, "\u0130" * 200, "\ufb03" * 200])
+def test_a_name_whose_key_is_longer_than_the_name_is_stored(client: TestClient, name: str) -> None:
+    """Case folding writes some letters longer ("ß" as "ss", "ﬃ" as "ffi"): the key of a 200-character name
+    is up to three times as long, and its column held 200 (a 500 on PostgreSQL, a 201 on SQLite)."""
+    org = new_org(client, name="Long keys")
+    o = org.owner
+    made = o.post(f"{org.base}/tags", json={"name": name})
+    assert made.status_code == 201, made.text
+    again = o.post(f"{org.base}/tags", json={"name": f" {name} "})
+    assert again.status_code == 409, again.text
+    other = o.post(f"{org.base}/knowledge-types", json={"name": "x"}).json()["id"]
+    renamed = o.patch(f"{org.base}/knowledge-types/{other}", json={"name": name})
+    assert renamed.status_code == 200 and renamed.json()["name"] == name, renamed.text
+
+
 # -- migration 0013: the data written before -----------------------------------------------------------------
 
 
@@ -115,12 +130,13 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
 
     org = new_org(client, name="Legacy names")
     o = org.owner
-    made = {n: o.post(f"{org.base}/tags", json={"name": n}).json()["id"] for n in ("a", "b", "c", "d")}
+    made = {n: o.post(f"{org.base}/tags", json={"name": n}).json()["id"] for n in ("a", "b", "c", "d", "e")}
     _legacy_rename(app, org.id, made["a"], "Cre\u0300me")  # alone in its name: normalized
     _legacy_rename(app, org.id, made["b"], CAFE_NFD)  # and c as CAFE_NFC: they collide, both left
     _legacy_rename(app, org.id, made["c"], CAFE_NFC)
     _legacy_rename(app, org.id, made["d"], "Nai\u0308ve")  # deleted: its key follows the rule
     assert o.delete(f"{org.base}/tags/{made['d']}").status_code == 204
+    _legacy_rename(app, org.id, made["e"], "\u0958" * 200)  # 400 characters in NFC: its name is kept
     before = {k: _row(app, org.id, t) for k, t in made.items()}
     assert before["a"][0] == "Cre\u0300me" and before["b"][1] != before["c"][1]
 
@@ -146,6 +162,7 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
         assert _row(app, org.id, made["c"]) == before["c"]
         _name, key, revision = _row(app, org.id, made["d"])
         assert key == "na\u00efve" and revision == before["d"][2]
+        assert _row(app, org.id, made["e"])[:2] == ("\u0958" * 200, "\u0915\u093c" * 200)
 
         report = laptop.sync()
         assert report.checksum_ok is not False and report.refused == []

@@ -1104,3 +1104,25 @@ def test_a_replica_resolution_of_a_lookup_name_is_checked_as_a_rename_is(  # typ
     assert laptop.library.get("tag", tag)["name"] == "Cr\u00e8me"
     _settle(laptop, desktop)
     assert org.owner.get(f"{org.base}/tags/{tag}").json()["name"] == "Cr\u00e8me"
+
+
+def test_a_name_whose_key_is_longer_than_the_name_syncs(org: Org, devices: list[Device]) -> None:
+    """Case folding and NFC write some letters longer ("ß" as "ss", U+0958 as two characters): the key of a
+    200-character name is up to three times as long. Its column held 200: on PostgreSQL the push was a 500,
+    and every later sync of that replica failed too."""
+    laptop, desktop = devices
+    sharp = laptop.library.create("tag", {"name": "\u00df" * 200})
+    qa = str(uuid.uuid4())
+    _as_an_older_replica(laptop, "knowledge_type", qa, {"name": "\u0958" * 200, "position": 0})
+    report = laptop.sync()
+    assert report.refused == [] and report.conflicts_opened == []
+    _settle(laptop, desktop)
+    assert org.owner.get(f"{org.base}/tags/{sharp}").json()["name"] == "\u00df" * 200
+    # 400 characters in NFC, past the name's limit: kept as it was pushed
+    assert org.owner.get(f"{org.base}/knowledge-types/{qa}").json()["name"] == "\u0958" * 200
+    assert laptop.values() == desktop.values()
+    taken = org.owner.post(f"{org.base}/tags", json={"name": "\u1e9e" * 200})  # capital sharp s: one name
+    assert taken.status_code == 409, taken.text
+    laptop.library.edit("knowledge_type", qa, {"description": "edited"})
+    assert laptop.sync().refused == []
+    assert org.owner.get(f"{org.base}/knowledge-types/{qa}").json()["description"] == "edited"

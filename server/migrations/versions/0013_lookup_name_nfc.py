@@ -22,8 +22,10 @@ at a time (row-level security admits one organization per transaction setting):
   fail and deletes nothing. Such pairs are logged (organization, table, ids). The entry whose key is not the
   new rule's cannot then be edited through sync (its pushes are refused as ``name-taken``) until one of the
   two is renamed or deleted (REST edits of its other fields still work);
-- an entry whose name or key would pass the 200 characters of their columns in NFC (letters without a
-  composed form, such as U+0958, are written longer) is left as it is.
+- the ``name_key`` column holds 800 characters instead of 200 (PostgreSQL; SQLite does not hold a column to
+  its length): case folding and NFC write some letters longer, so the key of a 200-character name may be
+  600 characters long. An entry whose name would pass the 200 characters of its column in NFC (letters
+  without a composed form, such as U+0958, are written longer) keeps its name (its key follows the rule).
 
 Changed keys are written in two steps (a placeholder first), so that no intermediate row breaks the unique
 index whatever the order. The rule is frozen here (a later change of ``common/names.py`` migrates on its
@@ -52,7 +54,11 @@ TABLES = ("tags", "knowledge_types", "accuracy_levels", "development_stages", "g
 """The lookup tables at this revision (frozen)."""
 
 COLUMN_MAX = 200
-"""The length of the ``name`` and ``name_key`` columns."""
+"""The length of the ``name`` column."""
+KEY_COLUMN_MAX = 800
+"""The length of the ``name_key`` column from this revision (it was 200): case folding writes some letters
+longer ("ß" as "ss", "ﬃ" as "ffi") and so does NFC ("\u0958" as two), so the key of a 200-character name may
+be 600 characters long (a 500 on PostgreSQL)."""
 
 
 def _name(name: str) -> str:
@@ -74,10 +80,10 @@ def _plan(rows: list[Any]) -> tuple[dict[uuid.UUID, tuple[str, str]], list[uuid.
     wanted: dict[uuid.UUID, tuple[str, str]] = {}
     for row in rows:
         name = row.name if row.deleted else _name(row.name)
+        if len(name) > COLUMN_MAX:
+            name = row.name  # (kept as it is: its column cannot hold it in NFC)
         key = _key(row.name)
-        if (name, key) == (row.name, row.name_key) or not name:
-            continue
-        if len(name) > COLUMN_MAX or len(key) > COLUMN_MAX:
+        if (name, key) == (row.name, row.name_key) or not name or len(key) > KEY_COLUMN_MAX:
             continue
         wanted[row.id] = (name, key)
     live = [r for r in rows if not r.deleted]
@@ -101,6 +107,11 @@ def upgrade() -> None:
     now = datetime.now(UTC)
     if not postgres:
         now = now.replace(tzinfo=None)  # SQLite stores UTC date-times naive (``UTCDateTime``)
+    if postgres:  # (SQLite does not hold a column to its declared length)
+        for table in TABLES:
+            op.alter_column(
+                table, "name_key", type_=sa.String(KEY_COLUMN_MAX), existing_type=sa.String(COLUMN_MAX)
+            )
     orgs = [row[0] for row in bind.execute(sa.text("SELECT id FROM organizations").columns(id=sa.Uuid()))]
     for org in orgs:
         if postgres:
@@ -157,4 +168,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass  # the names and keys stay as they are: a key of the NFC rule is still a valid key
+    pass  # the names, keys and the wider key column stay: a key of the NFC rule is still a valid key
