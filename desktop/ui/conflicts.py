@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from outputhub.common.errors import InvalidInputError
 from outputhub.common.ids import canonical_id
+from outputhub.common.names import name_key
 from outputhub.desktop.jobs import JobRunner
 from outputhub.desktop.services.conflicts import (
     ConflictItem,
@@ -131,7 +132,8 @@ def _entry(line: str, labels: Mapping[str, str]) -> str:
     ident = canonical_id(found.group(1) if found else line)
     if ident is not None:
         return ident
-    named = [i for i, label in labels.items() if label.strip().lower() == line.lower()]
+    key = name_key(line)  # as lookup names compare: "Café" typed as e + U+0301, or in upper case, names it
+    named = [i for i, label in labels.items() if name_key(label) == key]
     if len(named) == 1:
         return named[0]
     raise InvalidInputError(

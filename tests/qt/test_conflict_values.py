@@ -59,6 +59,9 @@ def test_references_show_by_name_and_an_edited_merge_names_them_back() -> None:
     assert side_text(stage, stage.mine) == f"Draft  [{DRAFT}]"
     assert from_text(stage, f"Production  [{PROD}]") == PROD
     assert from_text(stage, "draft") == DRAFT
+    cafe = {DRAFT: "Caf\u00e9", PROD: "Tea"}  # a name typed in another Unicode normal form names it too
+    named = item("prompt", "development_stage_id", "scalar", None, DRAFT, PROD, labels=cafe)
+    assert from_text(named, " CAFE\u0301") == DRAFT
     assert from_text(stage, PROD.upper()) == PROD
     assert from_text(stage, "\n") is None
     with pytest.raises(InvalidInputError, match="one entry"):
