@@ -130,13 +130,15 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
 
     org = new_org(client, name="Legacy names")
     o = org.owner
-    made = {n: o.post(f"{org.base}/tags", json={"name": n}).json()["id"] for n in ("a", "b", "c", "d", "e")}
+    made = {n: o.post(f"{org.base}/tags", json={"name": n}).json()["id"] for n in "abcdefg"}
     _legacy_rename(app, org.id, made["a"], "Cre\u0300me")  # alone in its name: normalized
     _legacy_rename(app, org.id, made["b"], CAFE_NFD)  # and c as CAFE_NFC: they collide, both left
     _legacy_rename(app, org.id, made["c"], CAFE_NFC)
     _legacy_rename(app, org.id, made["d"], "Nai\u0308ve")  # deleted: its key follows the rule
     assert o.delete(f"{org.base}/tags/{made['d']}").status_code == 204
     _legacy_rename(app, org.id, made["e"], "\u0958" * 200)  # 400 characters in NFC: its name is kept
+    _legacy_rename(app, org.id, made["f"], "Nai\u0308f")  # and g as NFC: a pair one deletes through sync
+    _legacy_rename(app, org.id, made["g"], "Na\u00eff")
     before = {k: _row(app, org.id, t) for k, t in made.items()}
     assert before["a"][0] == "Cre\u0300me" and before["b"][1] != before["c"][1]
 
@@ -171,6 +173,14 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
         # the new rule holds for the normalized one, as for any name
         taken = o.post(f"{org.base}/tags", json={"name": "CRE\u0300ME"})
         assert taken.status_code == 409, taken.text
+        # once one of a pair is deleted (as the migration's log advises), the other's name is taken again
+        assert o.delete(f"{org.base}/tags/{made['c']}").status_code == 204
+        again = o.post(f"{org.base}/tags", json={"name": CAFE_NFC.upper()})
+        assert again.status_code == 409, again.text
+        laptop.library.delete("tag", made["g"])
+        assert laptop.sync().refused == []
+        again = o.post(f"{org.base}/tags", json={"name": "NA\u00cfF"})
+        assert again.status_code == 409, again.text
         # upgrading again changes nothing
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn

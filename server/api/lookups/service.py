@@ -186,6 +186,28 @@ def ensure_unique_name(
         raise DuplicateError(field_name, name)
 
 
+def repair_stale_keys(session: Session, kind: LookupKind, *, org_id: uuid.UUID) -> int:
+    """Give each live entry of this kind whose key is not its name's key (:func:`name_key`) that key, where no
+    other live entry holds it. Such keys are left by migration 0013 where two entries were one name under
+    the new rule ("Café" made as NFC and as NFD before): once one of the two is renamed or deleted, the other
+    takes its key again, so that the name stays taken (a second "CAFÉ" was a 201). Called after a rename or
+    a delete of a lookup; returns how many keys it changed."""
+    table = kind.table
+    rows = session.execute(
+        select(table.id, table.name, table.name_key).where(table.org_id == org_id, table.deleted.is_(False))
+    ).all()
+    held = {r.name_key for r in rows}
+    changed = 0
+    for ident, name, key in sorted(rows, key=lambda r: str(r.id)):
+        wanted = name_key(name)
+        if wanted != key and wanted not in held:
+            session.execute(update(table).where(table.id == ident).values(name_key=wanted))
+            held.discard(key)
+            held.add(wanted)
+            changed += 1
+    return changed
+
+
 def _next_position(session: Session, kind: LookupKind, *, tenant: Tenant) -> int:
     table = kind.table
     current = session.execute(
@@ -262,6 +284,8 @@ def update_one(
             setattr(row, name, data[name])
     stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.flush()
+    if "name" in before:
+        repair_stale_keys(session, kind, org_id=tenant.org_id)
     emit_change(
         session,
         org_id=tenant.org_id,
@@ -292,6 +316,7 @@ def delete_one(
     row.deleted = True
     stamp_changed(row, tenant=tenant, revision=revision, now=now)
     session.flush()
+    repair_stale_keys(session, kind, org_id=tenant.org_id)
     emit_change(
         session,
         org_id=tenant.org_id,

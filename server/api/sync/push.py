@@ -34,6 +34,7 @@ from outputhub.common.names import name_key, normalize_name
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
 from outputhub.server.api.base import Tenant, allocate_revisions
+from outputhub.server.api.lookups.service import KIND_BY_TABLE, repair_stale_keys
 from outputhub.server.api.sync.feed import FEED_BY_NAME
 from outputhub.server.api.sync.records import (
     SERVER_NODE,
@@ -736,6 +737,8 @@ def push(
     todo = still_named(session, org_id=tenant.org_id, ids=candidates)
     _keep_named(session, tenant=tenant, todo=todo, now=now, device=device)
     _normalize_names(session, tenant=tenant, records=watch.unnormalized, now=now, device=device)
+    for table in sorted(watch.freed, key=lambda t: t.__tablename__):
+        repair_stale_keys(session, KIND_BY_TABLE[table], org_id=tenant.org_id)  # type: ignore[index]
     if op_rows:
         session.execute(insert(SyncOp.__table__), op_rows)  # type: ignore[arg-type]
     session.flush()
@@ -1138,6 +1141,9 @@ class _Watch:
     unnormalized: set[tuple[str, str]] = field(default_factory=set)
     """(entity, id) of the live lookups this push left with a name not stored as names are (an older replica's
     NFD or surrounding spaces): :func:`_normalize_names` stores it so once the whole push is applied."""
+    freed: set[type[ReplicatedRow]] = field(default_factory=set)
+    """Lookup tables of which this push deleted or renamed an entry: a name it held may be free for an entry
+    whose key migration 0013 left (``repair_stale_keys``)."""
 
     def saw(self, spec: EntitySpec, change: Change, applied: Applied) -> None:
         state = applied.state
@@ -1145,6 +1151,8 @@ class _Watch:
         if spec.lookup and not state.deleted and isinstance(name, str) and normalize_name(name) != name:
             self.unnormalized.add((spec.entity, state.record_id))
         was_live = applied.before is not None and not applied.before.get("deleted")
+        if spec.lookup and was_live and (state.deleted or (applied.before or {}).get("name") != name):
+            self.freed.add(spec.table)
         if state.deleted:
             if was_live:
                 self.dropped.setdefault(spec.table, set()).add(uuid.UUID(state.record_id))
