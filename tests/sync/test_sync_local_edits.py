@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 import uuid
 from typing import Any
 
@@ -1126,3 +1127,22 @@ def test_a_name_whose_key_is_longer_than_the_name_syncs(org: Org, devices: list[
     laptop.library.edit("knowledge_type", qa, {"description": "edited"})
     assert laptop.sync().refused == []
     assert org.owner.get(f"{org.base}/knowledge-types/{qa}").json()["description"] == "edited"
+
+
+def test_one_name_in_two_normal_forms_is_not_a_conflict_of_its_own(org: Org, devices: list[Device]) -> None:
+    """An older replica makes "Café" (NFD), " CAFÉ" (NFD) and "Café" (NFC) in one push: one tag, and one
+    conflict between the two spellings. A second conflict set "Café" against "Café" (one NFC, one NFD)."""
+    laptop, desktop = devices
+    made = [str(uuid.uuid4()) for _ in range(3)]
+    for record_id, name in zip(made, [CAFE_NFD, f" {CAFE_NFD.upper()}", CAFE_NFC], strict=True):
+        _as_an_older_replica(laptop, "tag", record_id, {"name": name, "position": 0})
+    assert laptop.sync().refused == []
+    _settle(laptop, desktop)
+    live = [t for t in org.owner.get(f"{org.base}/tags").json()["items"] if t["id"] in made]
+    assert len(live) == 1, live
+    conflicts = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["field"] == "name"]
+    assert len(conflicts) == 1, conflicts
+    sides = {unicodedata.normalize("NFC", conflicts[0][s]["value"]) for s in ("winner", "loser")}
+    assert sides == {CAFE_NFC, CAFE_NFC.upper()}, conflicts
+    assert len(laptop.open_conflicts()) == len(desktop.open_conflicts()) == 1
+    assert laptop.values() == desktop.values()

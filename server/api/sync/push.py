@@ -472,10 +472,13 @@ def _merge_duplicate_lookup(
     batch.exists(session, spec.table, {existing})  # not one the batch read
     row_of = session.get(spec.table, existing)
     survivor = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row_of])[existing]
-    if normalize_name(name) != normalize_name(str(survivor.values.get("name") or "")):
+    held = [survivor.values.get("name")]
+    held += [v for c in survivor.conflicts if c.field == "name" for v in (c.winner.value, c.loser.value)]
+    if normalize_name(name) not in {normalize_name(v) for v in held if isinstance(v, str)}:
         # another spelling ("Python" for "python"): two writes of the name, one kept and the other a
         # conflict, as for any scalar both sides gave; it was dropped without a trace (QA). The same name in
-        # another Unicode normal form ("Café" as e + U+0301) is the same name: no conflict
+        # another Unicode normal form ("Café" as e + U+0301) is the same name: no conflict; nor is a
+        # spelling the name already holds in a conflict (a second conflict showed one name twice, QA)
         given["name"] = normalize_name(name)
     opened: list[Conflict] = []
     if given:
