@@ -82,29 +82,25 @@ class HLC:
 
 def after(version: HLC, *, node: str) -> HLC:
     """The first timestamp on ``node`` after ``version``: the next counter of its millisecond, or the next
-    millisecond when ``version`` is the last of its own. For a writer that must come right after a version it
-    was given (the server after a replica's write), where ``tick``'s overflow error would be a failure: a
-    replica may send a counter at :data:`MAX_COUNTER` (the server's version after it was a 500)."""
+    millisecond when ``version`` is the last of its own (:data:`MAX_COUNTER`). Any writer may meet a version
+    at the last counter of its millisecond (another replica's, up to the allowed drift ahead): raising there
+    made the record uneditable until the clock passed it (the server's edit after it was a 500, a replica's
+    an uncaught error)."""
     if version.counter < MAX_COUNTER:
         return HLC(version.wall_ms, version.counter + 1, node)
     return HLC(version.wall_ms + 1, 0, node)
-
-
-def _next_counter(counter: int) -> int:
-    if counter >= MAX_COUNTER:
-        raise ClockError("HLC counter overflow: too many events within one millisecond of skew")
-    return counter + 1
 
 
 def tick(prev: HLC | None, *, now_ms: int, node: str) -> HLC:
     """The timestamp of a local event (an edit, or sending a message) on ``node``.
 
     ``prev`` is the node's last issued or received timestamp. The result is strictly greater than ``prev``
-    and its wall part never goes backwards, even if the physical clock does.
+    and its wall part never goes backwards, even if the physical clock does (past the last counter of a
+    millisecond it moves on to the next one).
     """
     if prev is None or now_ms > prev.wall_ms:
         return HLC(now_ms, 0, node)
-    return HLC(prev.wall_ms, _next_counter(prev.counter), node)
+    return after(prev, node=node)
 
 
 def receive(
@@ -122,15 +118,9 @@ def receive(
     """
     if remote.wall_ms - now_ms > max_drift_ms:
         raise ClockDriftError(remote_ms=remote.wall_ms, now_ms=now_ms, max_drift_ms=max_drift_ms)
-    local_wall = local.wall_ms if local is not None else -1
-    local_counter = local.counter if local is not None else -1
-    wall = max(local_wall, remote.wall_ms, now_ms)
-    if wall == local_wall and wall == remote.wall_ms:
-        counter = _next_counter(max(local_counter, remote.counter))
-    elif wall == local_wall:
-        counter = _next_counter(local_counter)
-    elif wall == remote.wall_ms:
-        counter = _next_counter(remote.counter)
-    else:
-        counter = 0
-    return HLC(wall, counter, node)
+    newest = max(remote, local) if local is not None else remote
+    if now_ms > newest.wall_ms:
+        return HLC(now_ms, 0, node)
+    # the next counter of the newest wall time seen (past its last counter, the next millisecond)
+    top = max(t.counter for t in (local, remote) if t is not None and t.wall_ms == newest.wall_ms)
+    return after(HLC(newest.wall_ms, top, node), node=node)

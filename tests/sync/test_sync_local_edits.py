@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from outputhub.common.clock import tick
+from outputhub.common.clock import HLC, MAX_COUNTER, tick
 from outputhub.common.ids import new_id_text
 from outputhub.desktop.services.library import LibraryService
 from outputhub.sync.client import LocalEditError, SyncReport
 from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, make_create, make_edit, merge_change
+from outputhub.sync.protocol import change_to_wire
 from tests.support.client import Org, seed_library
 from tests.sync.support import Device, server_cli
 
@@ -1146,3 +1147,32 @@ def test_one_name_in_two_normal_forms_is_not_a_conflict_of_its_own(org: Org, dev
     assert sides == {CAFE_NFC, CAFE_NFC.upper()}, conflicts
     assert len(laptop.open_conflicts()) == len(desktop.open_conflicts()) == 1
     assert laptop.values() == desktop.values()
+
+
+def test_a_record_whose_newest_version_is_the_last_of_its_millisecond_stays_editable(
+    org: Org, devices: list[Device]
+) -> None:
+    """Another replica a minute fast (within the drift the server allows) writes at the last counter of its
+    millisecond (999999): the next edit of the record here was an uncaught clock error, on every replica,
+    until the local clock passed that millisecond."""
+    laptop, desktop = devices
+    prompt = laptop.library.create("prompt", {"title": "t", "body": "b"})
+    laptop.sync()
+    desktop.sync()
+    state = desktop.store.load("prompt", prompt).state
+    fast = HLC(int(time.time() * 1000) + 60_000, MAX_COUNTER, "fast-replica")
+    change = make_edit(
+        state, {"title": "fast"}, schema=DEFAULT_SCHEMA, node=fast.node, hlc=fast, op_id=new_id_text()
+    )
+    assert change is not None
+    r = org.owner.post(
+        f"{org.base}/sync/push",
+        json={"protocol": 4, "device": fast.node, "changes": [change_to_wire(change)]},
+    )
+    assert r.status_code == 200 and r.json()["results"][0]["status"] == "applied", r.text
+    _settle(laptop, desktop)
+    laptop.library.edit("prompt", prompt, {"title": "edited here"})
+    assert laptop.sync().refused == []
+    _settle(laptop, desktop)
+    for device in devices:
+        assert device.library.get("prompt", prompt)["title"] == "edited here"

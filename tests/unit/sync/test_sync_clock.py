@@ -12,6 +12,7 @@ from outputhub.common.clock import (
     MAX_COUNTER,
     ClockDriftError,
     ClockError,
+    after,
     receive,
     tick,
 )
@@ -74,9 +75,16 @@ def test_tick_follows_the_physical_clock_and_never_goes_back() -> None:
     assert tick(first, now_ms=500, node="a") == HLC(1000, 1, "a")  # the physical clock went backwards
 
 
-def test_counter_overflow_is_an_error() -> None:
-    with pytest.raises(ClockError):
-        tick(HLC(1000, MAX_COUNTER, "a"), now_ms=1000, node="a")
+def test_past_the_last_counter_of_a_millisecond_the_clock_moves_on_to_the_next() -> None:
+    """A version at the last counter of its millisecond may come from another replica (up to the allowed
+    drift ahead): the next local event is the next millisecond's first, not an error (which made the record
+    uneditable on every replica until the clock passed it)."""
+    last = HLC(1000, MAX_COUNTER, "b")
+    assert tick(last, now_ms=1000, node="a") == HLC(1001, 0, "a")
+    assert tick(last, now_ms=1001, node="a") == HLC(1001, 0, "a")
+    assert receive(HLC(900, 1, "a"), last, now_ms=1000, node="a") == HLC(1001, 0, "a")
+    assert receive(last, HLC(1000, 5, "c"), now_ms=10, node="a") == HLC(1001, 0, "a")
+    assert after(last, node="a") == HLC(1001, 0, "a") and after(HLC(5, 7, "b"), node="a") == HLC(5, 8, "a")
 
 
 def test_receive_takes_the_maximum_and_increments() -> None:
