@@ -127,10 +127,11 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
 
     from outputhub.server.storage import migrate
     from tests.sync.support import make_device
+    from tests.sync.test_sync_local_edits import _as_an_older_replica as as_an_older_replica
 
     org = new_org(client, name="Legacy names")
     o = org.owner
-    made = {n: o.post(f"{org.base}/tags", json={"name": n}).json()["id"] for n in "abcdefg"}
+    made = {n: o.post(f"{org.base}/tags", json={"name": n}).json()["id"] for n in "abcdefghijk"}
     _legacy_rename(app, org.id, made["a"], "Cre\u0300me")  # alone in its name: normalized
     _legacy_rename(app, org.id, made["b"], CAFE_NFD)  # and c as CAFE_NFC: they collide, both left
     _legacy_rename(app, org.id, made["c"], CAFE_NFC)
@@ -139,14 +140,20 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
     _legacy_rename(app, org.id, made["e"], "\u0958" * 200)  # 400 characters in NFC: its name is kept
     _legacy_rename(app, org.id, made["f"], "Nai\u0308f")  # and g as NFC: a pair one deletes through sync
     _legacy_rename(app, org.id, made["g"], "Na\u00eff")
+    _legacy_rename(app, org.id, made["h"], "Cre\u0302pe")  # and i: one push deletes i and makes "crêpe"
+    _legacy_rename(app, org.id, made["i"], "Cr\u00eape")
+    _legacy_rename(app, org.id, made["j"], "The\u0301")  # and k: a conflict's resolution renames k
+    _legacy_rename(app, org.id, made["k"], "Th\u00e9")
     before = {k: _row(app, org.id, t) for k, t in made.items()}
     assert before["a"][0] == "Cre\u0300me" and before["b"][1] != before["c"][1]
 
-    laptop = make_device(
-        tmp_path, "laptop", http=client, base_url="", token=o.token, org_id=org.id
-    )  # synced before the upgrade: it holds the old spellings
+    laptop, desktop = (
+        make_device(tmp_path, name, http=client, base_url="", token=o.token, org_id=org.id)
+        for name in ("laptop", "desktop")
+    )  # synced before the upgrade: they hold the old spellings
     try:
         laptop.sync()
+        desktop.sync()
         assert laptop.library.get("tag", made["a"])["name"] == "Cre\u0300me"
 
         engine = app.state.services.engine
@@ -160,7 +167,8 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
         normalized = _row(app, org.id, made["a"])
         assert normalized[:2] == ("Cr\u00e8me", "cr\u00e8me") and normalized[2] > before["a"][2]
         assert o.get(f"{org.base}/tags/{made['a']}").json()["name"] == "Cr\u00e8me"
-        assert _row(app, org.id, made["b"]) == before["b"]
+        # of a pair, the one that had the key keeps it; the other keeps its name, and a key no name has
+        assert _row(app, org.id, made["b"]) == (before["b"][0], f"#0013#{made['b']}", before["b"][2])
         assert _row(app, org.id, made["c"]) == before["c"]
         _name, key, revision = _row(app, org.id, made["d"])
         assert key == "na\u00efve" and revision == before["d"][2]
@@ -181,6 +189,24 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
         assert laptop.sync().refused == []
         again = o.post(f"{org.base}/tags", json={"name": "NA\u00cfF"})
         assert again.status_code == 409, again.text
+        # one push (an older replica's) deletes one of a pair, then makes its name: merged into the other
+        crepe = str(uuid.uuid4())
+        laptop.library.delete("tag", made["i"])
+        as_an_older_replica(laptop, "tag", crepe, {"name": "cr\u00eape", "position": 0})
+        assert laptop.sync().refused == []
+        assert o.get(f"{org.base}/tags/{crepe}").status_code == 404
+        assert _row(app, org.id, made["h"])[1] == "cr\u00eape"
+        # a conflict's resolution renames one of a pair: the other's name stays taken
+        laptop.library.edit("tag", made["k"], {"name": "Coffee"})
+        as_an_older_replica(desktop, "tag", made["k"], {"name": "TH\u00c9"})  # apart, and later
+        assert desktop.sync().refused == []
+        assert laptop.sync().refused == []  # the older rename: a conflict, "THÉ" stays
+        [conflict] = [c for c in o.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == made["k"]]
+        assert conflict["loser"]["value"] == "Coffee", conflict
+        resolved = o.post(f"{org.base}/sync/conflicts/{conflict['id']}/resolve", json={"keep": "loser"})
+        assert resolved.status_code == 200, resolved.text
+        again = o.post(f"{org.base}/tags", json={"name": "th\u00e9"})
+        assert again.status_code == 409, again.text
         # upgrading again changes nothing
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
@@ -189,3 +215,4 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
         assert _row(app, org.id, made["a"]) == normalized
     finally:
         laptop.replica.close()
+        desktop.replica.close()

@@ -1176,3 +1176,22 @@ def test_a_record_whose_newest_version_is_the_last_of_its_millisecond_stays_edit
     _settle(laptop, desktop)
     for device in devices:
         assert device.library.get("prompt", prompt)["title"] == "edited here"
+
+
+def test_a_name_nfc_makes_too_long_is_merged_as_it_was_given(org: Org, devices: list[Device]) -> None:
+    """Two older replicas make one 200-character name in two cases, of letters NFC writes three times as long
+    (U+FB2C): the second is merged into the first, its spelling a conflict, as any other name's. It was
+    refused as past the limit (the merge wrote it in NFC, 598 characters), and its description with it."""
+    laptop, desktop = devices
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    _as_an_older_replica(laptop, "tag", first, {"name": "\ufb2c" * 199 + "a", "position": 0})
+    assert laptop.sync().refused == []
+    values = {"name": "\ufb2c" * 199 + "A", "position": 0, "description": "d"}
+    _as_an_older_replica(desktop, "tag", second, values)
+    assert desktop.sync().refused == []
+    _settle(laptop, desktop)
+    kept = org.owner.get(f"{org.base}/tags/{first}").json()
+    assert kept["description"] == "d" and kept["name"] in ("\ufb2c" * 199 + "a", "\ufb2c" * 199 + "A"), kept
+    [conflict] = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == first]
+    assert {conflict["winner"]["value"], conflict["loser"]["value"]} == {"\ufb2c" * 199 + c for c in "aA"}
+    assert laptop.values() == desktop.values()

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -186,24 +186,28 @@ def ensure_unique_name(
         raise DuplicateError(field_name, name)
 
 
+STALE_KEY_PREFIX: Final = "#0013#"
+"""Migration 0013 gives a live entry whose name another entry has under the new rule (a "Café" made as NFD
+beside one made as NFC before) this key and its id: no name has it, and :func:`repair_stale_keys` finds it."""
+
+
 def repair_stale_keys(session: Session, kind: LookupKind, *, org_id: uuid.UUID) -> int:
-    """Give each live entry of this kind whose key is not its name's key (:func:`name_key`) that key, where no
-    other live entry holds it. Such keys are left by migration 0013 where two entries were one name under
-    the new rule ("Café" made as NFC and as NFD before): once one of the two is renamed or deleted, the other
-    takes its key again, so that the name stays taken (a second "CAFÉ" was a 201). Called after a rename or
-    a delete of a lookup; returns how many keys it changed."""
+    """Give each live entry of this kind that migration 0013 left without its key (:data:`STALE_KEY_PREFIX`)
+    its name's key, where no other live entry holds it (the lowest id first). Called after a rename or a
+    delete of a lookup (REST, a push, a conflict's resolution): once one of such a pair is renamed or deleted,
+    the other's name stays taken (a second "CAFÉ" was a 201). Returns how many keys it changed."""
     table = kind.table
-    rows = session.execute(
-        select(table.id, table.name, table.name_key).where(table.org_id == org_id, table.deleted.is_(False))
+    live = (table.org_id == org_id, table.deleted.is_(False))
+    stale = session.execute(
+        select(table.id, table.name)
+        .where(*live, table.name_key.startswith(STALE_KEY_PREFIX, autoescape=True))
+        .order_by(table.id)
     ).all()
-    held = {r.name_key for r in rows}
     changed = 0
-    for ident, name, key in sorted(rows, key=lambda r: str(r.id)):
+    for ident, name in stale:
         wanted = name_key(name)
-        if wanted != key and wanted not in held:
+        if session.execute(select(table.id).where(*live, table.name_key == wanted)).first() is None:
             session.execute(update(table).where(table.id == ident).values(name_key=wanted))
-            held.discard(key)
-            held.add(wanted)
             changed += 1
     return changed
 
@@ -274,7 +278,8 @@ def update_one(
     row = get(session, kind, tenant=tenant, ident=ident)
     check_revision(row, if_match=if_match)
     before = row_snapshot(row, only=[n for n in kind.fields() if n in data])
-    if "name" in data and normalize_name(data["name"]) != row.name:
+    renamed = "name" in data and normalize_name(data["name"]) != row.name
+    if renamed:
         name = normalize_name(data["name"])
         ensure_unique_name(session, kind, tenant=tenant, name=name, exclude=row.id)
         row.name = name
@@ -284,7 +289,7 @@ def update_one(
             setattr(row, name, data[name])
     stamp_changed(row, tenant=tenant, revision=allocate_revisions(session, org_id=tenant.org_id), now=now)
     session.flush()
-    if "name" in before:
+    if renamed:
         repair_stale_keys(session, kind, org_id=tenant.org_id)
     emit_change(
         session,

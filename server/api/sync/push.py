@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC, after
 from outputhub.common.ids import canonical_id, new_uuid
-from outputhub.common.limits import limit_problem, missing_problem
+from outputhub.common.limits import NAME_MAX, limit_problem, missing_problem
 from outputhub.common.names import name_key, normalize_name
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
@@ -479,7 +479,8 @@ def _merge_duplicate_lookup(
         # conflict, as for any scalar both sides gave; it was dropped without a trace (QA). The same name in
         # another Unicode normal form ("Café" as e + U+0301) is the same name: no conflict; nor is a
         # spelling the name already holds in a conflict (a second conflict showed one name twice, QA)
-        given["name"] = normalize_name(name)
+        spelled = normalize_name(name)
+        given["name"] = spelled if len(spelled) <= NAME_MAX else name.strip()  # (as _normalize_names does)
     opened: list[Conflict] = []
     if given:
         untouched = {k: v for k, v in given.items() if survivor.values.get(k) in _UNSET}
@@ -740,8 +741,6 @@ def push(
     todo = still_named(session, org_id=tenant.org_id, ids=candidates)
     _keep_named(session, tenant=tenant, todo=todo, now=now, device=device)
     _normalize_names(session, tenant=tenant, records=watch.unnormalized, now=now, device=device)
-    for table in sorted(watch.freed, key=lambda t: t.__tablename__):
-        repair_stale_keys(session, KIND_BY_TABLE[table], org_id=tenant.org_id)  # type: ignore[index]
     if op_rows:
         session.execute(insert(SyncOp.__table__), op_rows)  # type: ignore[arg-type]
     session.flush()
@@ -1039,6 +1038,9 @@ def _handle(
         _emit(session, tenant=tenant, change=change, applied=applied, device=device, now=now)
         if remapped_to is None:
             watch.saw(spec, change, applied)
+            for table in sorted(watch.freed, key=lambda t: t.__tablename__):  # before the next op's check
+                repair_stale_keys(session, KIND_BY_TABLE[table], org_id=tenant.org_id)  # type: ignore[index]
+            watch.freed.clear()
     return OpResult(
         op_id=op_id,
         status=applied.outcome.value,
@@ -1145,8 +1147,8 @@ class _Watch:
     """(entity, id) of the live lookups this push left with a name not stored as names are (an older replica's
     NFD or surrounding spaces): :func:`_normalize_names` stores it so once the whole push is applied."""
     freed: set[type[ReplicatedRow]] = field(default_factory=set)
-    """Lookup tables of which this push deleted or renamed an entry: a name it held may be free for an entry
-    whose key migration 0013 left (``repair_stale_keys``)."""
+    """Lookup tables of which the op just applied deleted or renamed an entry: a name it held may be free for
+    an entry migration 0013 left without its key (``repair_stale_keys``, before the next op)."""
 
     def saw(self, spec: EntitySpec, change: Change, applied: Applied) -> None:
         state = applied.state

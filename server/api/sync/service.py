@@ -50,7 +50,13 @@ from outputhub.common.sync import (
     TableChecksum,
 )
 from outputhub.server.api.base import Link, Tenant, allocate_revisions, check_refs, lock_org_writes
-from outputhub.server.api.lookups.service import KIND_BY_TABLE, KINDS, ensure_unique_name, take_off_records
+from outputhub.server.api.lookups.service import (
+    KIND_BY_TABLE,
+    KINDS,
+    ensure_unique_name,
+    repair_stale_keys,
+    take_off_records,
+)
 from outputhub.server.api.prompts.service import delete_outputs
 from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, FeedRow, first_rows, page_rows
 from outputhub.server.api.sync.push import (
@@ -613,6 +619,8 @@ def resolve_conflict(
         raise InvalidInputError(field, refused.error.detail) from None
     if conflict.kind.value == "delete" and applied.state.deleted:
         _take_along(session, tenant=tenant, spec=spec, ident=row.id, now=now)
+    if spec.lookup and (applied.state.deleted or conflict.field == "name"):  # a name it held may be free
+        repair_stale_keys(session, KIND_BY_TABLE[spec.table], org_id=tenant.org_id)  # type: ignore[index]
     item.resolved_at, item.resolved_by = now, tenant.actor
     # recorded and announced like any API write (a REST resolution left no audit record and no event; QA)
     emit(

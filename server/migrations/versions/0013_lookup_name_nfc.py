@@ -18,10 +18,12 @@ at a time (row-level security admits one organization per transaction setting):
   name at its next sync. No event or audit record is written for it. A deleted entry keeps its name (a
   tombstone's state takes no edit; a restore is checked under the new key);
 - where two live entries of one organization and kind would have one key under the new rule (a "Café" made
-  as NFC and another as NFD before), **both keep their key and name as they are**: the migration does not
-  fail and deletes nothing. Such pairs are logged (organization, table, ids). The entry whose key is not the
-  new rule's cannot then be edited through sync (its pushes are refused as ``name-taken``) until one of the
-  two is renamed or deleted (REST edits of its other fields still work);
+  as NFC and another as NFD before), **both keep their names**: the migration does not fail and deletes
+  nothing. One holds the key (the one that had it, else the lowest id); the other's key becomes
+  ``#0013#<its id>`` (:data:`STALE_KEY_PREFIX`, a key no name has), and it is logged (organization, table,
+  id). It cannot then be edited through sync (its pushes are refused as ``name-taken``) until one of the two
+  is renamed or deleted (REST edits of its other fields still work); then it takes the new rule's key
+  (``repair_stale_keys`` in server/api/lookups/service.py finds it by its prefix), so its name stays taken;
 - the ``name_key`` column holds 800 characters instead of 200 (PostgreSQL; SQLite does not hold a column to
   its length): case folding and NFC write some letters longer, so the key of a 200-character name may be
   600 characters long. An entry whose name would pass the 200 characters of its column in NFC (letters
@@ -74,9 +76,14 @@ def _org(statement: str, **columns: Any) -> sa.TextClause:
     return clause.columns(**columns) if columns else clause
 
 
+STALE_KEY_PREFIX = "#0013#"
+"""The key of a live entry whose name another holds under the new rule is this and its id (frozen here: the
+server's ``STALE_KEY_PREFIX`` is the same)."""
+
+
 def _plan(rows: list[Any]) -> tuple[dict[uuid.UUID, tuple[str, str]], list[uuid.UUID]]:
-    """(id -> (new name, new key) for each row to change, the ids of live rows left as they are because
-    their keys would collide)."""
+    """(id -> (new name, new key) for each row to change, the ids of live rows whose name another holds:
+    their keys become :data:`STALE_KEY_PREFIX` and their id)."""
     wanted: dict[uuid.UUID, tuple[str, str]] = {}
     for row in rows:
         name = row.name if row.deleted else _name(row.name)
@@ -98,7 +105,19 @@ def _plan(rows: list[Any]) -> tuple[dict[uuid.UUID, tuple[str, str]], list[uuid.
         if not more:
             break
         held |= more
-    return {i: v for i, v in wanted.items() if i not in held}, sorted(colliding, key=str)
+    changes = {i: v for i, v in wanted.items() if i not in held}
+    keys = {changes[r.id][1] if r.id in changes else r.name_key for r in live if r.id not in held}
+    by_id = {r.id: r for r in rows}
+    stale: list[uuid.UUID] = []
+    for ident in sorted(held, key=str):  # the first of a group no entry holds the key of takes it
+        name, key = wanted[ident]
+        if key in keys:
+            changes[ident] = (by_id[ident].name, f"{STALE_KEY_PREFIX}{ident}")
+            stale.append(ident)
+        else:
+            changes[ident] = (name, key)
+            keys.add(key)
+    return changes, stale
 
 
 def upgrade() -> None:
@@ -125,14 +144,14 @@ def upgrade() -> None:
                 ),
                 {"org": org},
             ).all()
-            changes, colliding = _plan(list(rows))
-            if colliding:
+            changes, stale = _plan(list(rows))
+            if stale:
                 log.warning(
-                    "%s of organization %s: %s keep their name keys: their names are one name in Unicode NFC "
-                    "(rename or delete one of them)",
+                    "%s of organization %s: %s keep their names, which other entries have in another case or "
+                    "Unicode normal form (rename or delete one of each pair)",
                     table,
                     org,
-                    ", ".join(str(i) for i in colliding),
+                    ", ".join(str(i) for i in stale),
                 )
             if not changes:
                 continue
