@@ -168,7 +168,13 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
         assert normalized[:2] == ("Cr\u00e8me", "cr\u00e8me") and normalized[2] > before["a"][2]
         assert o.get(f"{org.base}/tags/{made['a']}").json()["name"] == "Cr\u00e8me"
         # of a pair, the one that had the key keeps it; the other keeps its name, and a key no name has
-        assert _row(app, org.id, made["b"]) == (before["b"][0], f"#0013#{made['b']}", before["b"][2])
+        assert _row(app, org.id, made["b"]) == (before["b"][0], f" #0013#{made['b']}", before["b"][2])
+        # its own name sent back as served, with another field, is no rename
+        patched = o.patch(f"{org.base}/tags/{made['b']}", json={"name": CAFE_NFD, "description": "d"})
+        assert patched.status_code == 200, patched.text
+        # a tag named as its key reads is another name
+        lookalike = o.post(f"{org.base}/tags", json={"name": f"#0013#{made['b']}"})
+        assert lookalike.status_code == 201, lookalike.text
         assert _row(app, org.id, made["c"]) == before["c"]
         _name, key, revision = _row(app, org.id, made["d"])
         assert key == "na\u00efve" and revision == before["d"][2]

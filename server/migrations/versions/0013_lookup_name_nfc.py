@@ -20,7 +20,7 @@ at a time (row-level security admits one organization per transaction setting):
 - where two live entries of one organization and kind would have one key under the new rule (a "Café" made
   as NFC and another as NFD before), **both keep their names**: the migration does not fail and deletes
   nothing. One holds the key (the one that had it, else the lowest id); the other's key becomes
-  ``#0013#<its id>`` (:data:`STALE_KEY_PREFIX`, a key no name has), and it is logged (organization, table,
+  ``" #0013#<its id>"`` (:data:`STALE_KEY_PREFIX`: no name's key starts with a space), and it is logged (organization, table,
   id). It cannot then be edited through sync (its pushes are refused as ``name-taken``) until one of the two
   is renamed or deleted (REST edits of its other fields still work); then it takes the new rule's key
   (``repair_stale_keys`` in server/api/lookups/service.py finds it by its prefix), so its name stays taken;
@@ -76,7 +76,7 @@ def _org(statement: str, **columns: Any) -> sa.TextClause:
     return clause.columns(**columns) if columns else clause
 
 
-STALE_KEY_PREFIX = "#0013#"
+STALE_KEY_PREFIX = " #0013#"
 """The key of a live entry whose name another holds under the new rule is this and its id (frozen here: the
 server's ``STALE_KEY_PREFIX`` is the same)."""
 
@@ -170,7 +170,8 @@ def upgrade() -> None:
             by_id = sa.bindparam("id", type_=sa.Uuid())
             placeholder = sa.text(f"UPDATE {table} SET name_key = :key WHERE id = :id").bindparams(by_id)
             for ident in sorted(changes, key=str):
-                bind.execute(placeholder, {"id": ident, "key": f"#0013#{ident}"})
+                # (not a key any name has: a tag named "#0013#<an id>" made this fail; QA)
+                bind.execute(placeholder, {"id": ident, "key": f"{STALE_KEY_PREFIX}{ident}"})
             rekey = sa.text(f"UPDATE {table} SET name_key = :key WHERE id = :id").bindparams(by_id)
             rename = sa.text(
                 f"UPDATE {table} SET name = :name, name_key = :key, revision = :revision, updated_at = :at "
