@@ -19,10 +19,11 @@ import unicodedata
 
 def normalize_name(name: str) -> str:
     """``name`` as it is stored: without surrounding whitespace, in Unicode NFC."""
-    return unicodedata.normalize("NFC", name.strip()).strip()
+    return unicodedata.normalize("NFC", name.strip())
 
 
 def name_key(name: str) -> str:
     """The uniqueness key of a lookup name: two names are one when their keys are equal (stripped,
-    case-folded, NFC: "  CAFÉ" and "café" typed as e + U+0301 share the key "café")."""
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name.strip()).casefold())
+    case-folded, NFC: "  CAFÉ" and "café" typed as e + U+0301 share the key "café"; NFC again after the case
+    fold, which may write a letter in another form)."""
+    return unicodedata.normalize("NFC", normalize_name(name).casefold())

@@ -352,6 +352,12 @@ class SyncRecordState(Base):
     ``{"=": 1}``; written with ``state`` every time; NULL when no value qualifies."""
 
 
+SYNC_OP_ENTITY_MAX = 32
+SYNC_OP_TEXT_MAX = 64
+"""The lengths of a remembered op's entity, and of its record id and device (what a push names there is cut
+to them: a refused op may name an entity or id of any length; its result keeps them whole)."""
+
+
 class SyncOp(Base):
     """A pushed operation the server has handled: replaying its op id returns this result."""
 
@@ -360,9 +366,9 @@ class SyncOp(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
     )
     op_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    entity: Mapped[str] = mapped_column(String(32))
-    record_id: Mapped[str] = mapped_column(String(64))
-    device: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(SYNC_OP_ENTITY_MAX))
+    record_id: Mapped[str] = mapped_column(String(SYNC_OP_TEXT_MAX))
+    device: Mapped[str] = mapped_column(String(SYNC_OP_TEXT_MAX))
     result: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(TS)
 

@@ -281,12 +281,11 @@ def update_one(
     before = row_snapshot(row, only=[n for n in kind.fields() if n in data])
     # (its own name as served, sent back with other fields, is no rename: for an entry migration 0013 left
     # without its key, its NFD name in NFC is another's; QA)
-    renamed = "name" in data and normalize_name(data["name"]) != normalize_name(row.name)
+    renamed = "name" in data and (stored := normalize_name(data["name"])) != normalize_name(row.name)
     if renamed:
-        name = normalize_name(data["name"])
-        ensure_unique_name(session, kind, tenant=tenant, name=name, exclude=row.id)
-        row.name = name
-        row.name_key = name_key(name)
+        ensure_unique_name(session, kind, tenant=tenant, name=stored, exclude=row.id)
+        row.name = stored
+        row.name_key = name_key(stored)
     for name in ("description", "position", *kind.extra_fields):
         if name in data:
             setattr(row, name, data[name])

@@ -64,6 +64,8 @@ from outputhub.server.api.sync.references import (
 )
 from outputhub.server.events import DomainEvent, emit
 from outputhub.server.storage.tables import (
+    SYNC_OP_ENTITY_MAX,
+    SYNC_OP_TEXT_MAX,
     LookupRow,
     Prompt,
     PromptVersion,
@@ -647,9 +649,9 @@ def push(
                     "op_id": op_id,
                     # (as the columns hold them: a refused op may name an entity or id of any length, a 500
                     # on PostgreSQL; the result below keeps them whole for a replay)
-                    "entity": str(result.entity or "")[:32],
-                    "record_id": str(result.id or "")[:64],
-                    "device": device[:64],
+                    "entity": str(result.entity or "")[:SYNC_OP_ENTITY_MAX],
+                    "record_id": str(result.id or "")[:SYNC_OP_TEXT_MAX],
+                    "device": device[:SYNC_OP_TEXT_MAX],
                     "result": result.model_dump_json(),
                     "created_at": now,
                 }
@@ -1271,30 +1273,47 @@ def _normalize_names(
             continue
         state = load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[row.id]
         name = state.values.get("name")
-        if not isinstance(name, str) or normalize_name(name) == name:
+        stored = normalize_name(name) if isinstance(name, str) else None
+        if not stored or stored == name or any(c.field == "name" for c in state.conflicts):
             continue
-        if any(c.field == "name" for c in state.conflicts) or not normalize_name(name):
-            continue
-        hlc = server_hlc(state, now)
-        change = make_edit(
-            state,
-            {"name": normalize_name(name)},
-            schema=DEFAULT_SCHEMA,
-            node=SERVER_NODE,
-            hlc=hlc,
-            op_id=f"server:{record_id}:normalized:{hlc.encode()}",
+        _server_edit(
+            session,
+            tenant=tenant,
+            state=state,
+            values={"name": stored},
+            what="normalized",
+            now=now,
+            device=device,
+            reason="names are stored without surrounding spaces, in Unicode NFC",
         )
-        if change is None:
-            continue
-        with contextlib.suppress(OpRefusedError):  # left as it is: nothing of it was written
-            _apply_server_change(
-                session,
-                tenant=tenant,
-                change=change,
-                now=now,
-                device=device,
-                reason="names are stored without surrounding spaces, in Unicode NFC",
-            )
+
+
+def _server_edit(
+    session: Session,
+    *,
+    tenant: Tenant,
+    state: RecordState,
+    values: dict[str, Any],
+    what: str,
+    now: datetime,
+    device: str,
+    reason: str,
+) -> None:
+    """Write ``values`` to ``state``'s record by an edit of the server's (op id ``server:<id>:<what>:<hlc>``)
+    that every replica pulls; one the merge refuses is left out (nothing of it is written)."""
+    hlc = server_hlc(state, now)
+    change = make_edit(
+        state,
+        values,
+        schema=DEFAULT_SCHEMA,
+        node=SERVER_NODE,
+        hlc=hlc,
+        op_id=f"server:{state.record_id}:{what}:{hlc.encode()}",
+    )
+    if change is None:
+        return
+    with contextlib.suppress(OpRefusedError):
+        _apply_server_change(session, tenant=tenant, change=change, now=now, device=device, reason=reason)
 
 
 def _apply_server_change(
@@ -1355,26 +1374,16 @@ def _move_references(
         states = load_states(
             session, org_id=tenant.org_id, spec=ref.spec, rows=[r for r in rows if r is not None]
         )
-        for user_id, state in states.items():
+        for state in states.values():
             value = state.values[ref.field]
             moved = (frozenset(value) - {old}) | {new} if isinstance(value, frozenset) else new
-            hlc = server_hlc(state, now)
-            change = make_edit(
-                state,
-                {ref.field: moved},
-                schema=DEFAULT_SCHEMA,
-                node=SERVER_NODE,
-                hlc=hlc,
-                op_id=f"server:{user_id}:moved:{old}:{hlc.encode()}",
+            _server_edit(
+                session,
+                tenant=tenant,
+                state=state,
+                values={ref.field: moved},
+                what=f"moved:{old}",
+                now=now,
+                device=device,
+                reason=f"named a deleted {spec.entity} whose name another took since: moved to that one",
             )
-            if change is None:
-                continue
-            with contextlib.suppress(OpRefusedError):  # left as it is: nothing of it was written
-                _apply_server_change(
-                    session,
-                    tenant=tenant,
-                    change=change,
-                    now=now,
-                    device=device,
-                    reason=f"named a deleted {spec.entity} whose name another took since: moved to that one",
-                )
