@@ -122,12 +122,11 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
 ) -> None:
     """Migration 0013 recomputes every lookup's key and stores its name in NFC (with a new revision, so every
     replica gets it at its next sync). Two live entries of one organization whose names are one name under
-    the new rule ("Café" made as NFC and as NFD before) keep their keys and names, and are not deleted."""
-    from alembic import command
-
+    the new rule ("Café" made as NFC and as NFD before) keep their names and are not deleted; one holds the
+    key, the other takes it once the first is renamed or deleted."""
     from outputhub.server.storage import migrate
-    from tests.sync.support import make_device
-    from tests.sync.test_sync_local_edits import _as_an_older_replica as as_an_older_replica
+    from tests.support.migrations import downgrade_to
+    from tests.sync.support import as_an_older_replica, make_device
 
     org = new_org(client, name="Legacy names")
     o = org.owner
@@ -157,10 +156,7 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
         assert laptop.library.get("tag", made["a"])["name"] == "Cre\u0300me"
 
         engine = app.state.services.engine
-        cfg = migrate.alembic_config()
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0012")
+        downgrade_to(engine, "0012")
         migrate.upgrade(engine)
         assert migrate.current_revision(engine) == migrate.head_revision()
 
@@ -214,9 +210,7 @@ def test_upgrading_normalizes_the_names_written_before_and_leaves_colliding_ones
         again = o.post(f"{org.base}/tags", json={"name": "th\u00e9"})
         assert again.status_code == 409, again.text
         # upgrading again changes nothing
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0012")
+        downgrade_to(engine, "0012")
         migrate.upgrade(engine)
         assert _row(app, org.id, made["a"]) == normalized
     finally:

@@ -377,9 +377,8 @@ def test_upgrading_fills_the_data_of_records_written_before_it_was_stored(app, c
     read it instead of building it. Simulated: data cleared, the schema taken back to 0007 and upgraded."""
     import uuid
 
-    from alembic import command
-
     from outputhub.server.storage import migrate
+    from tests.support.migrations import downgrade_to
 
     factory = app.state.services.session_factory
     org = new_org(client)
@@ -392,10 +391,7 @@ def test_upgrading_fills_the_data_of_records_written_before_it_was_stored(app, c
         )
     assert stale_feed_data(factory, org.id) != []
     engine = app.state.services.engine
-    cfg = migrate.alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0007")
+    downgrade_to(engine, "0007")
     migrate.upgrade(engine)
     assert migrate.current_revision(engine) == migrate.head_revision()
     assert stale_feed_data(factory, org.id) == []
@@ -411,11 +407,11 @@ def test_upgrading_stores_the_uniform_form_of_records_written_before_protocol_3(
     import uuid
 
     import orjson
-    from alembic import command
     from sqlalchemy import select
 
     from outputhub.server.storage import migrate
     from outputhub.sync.protocol import TABLE_ENTITIES, compact_state_wire, expand_state_wire
+    from tests.support.migrations import downgrade_to
 
     factory = app.state.services.session_factory
     org = new_org(client)
@@ -482,10 +478,7 @@ def test_upgrading_stores_the_uniform_form_of_records_written_before_protocol_3(
     assert edited_wire is not None and "u" not in orjson.loads(edited_wire)
 
     engine = app.state.services.engine
-    cfg = migrate.alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0008")
+    downgrade_to(engine, "0008")
     downgraded = stored()
     for entity, state, data, wire in downgraded.values():  # (not pulled here: logins need 0012's columns)
         assert data is not None and wire == wire_text(entity, state, data, uniform=False)

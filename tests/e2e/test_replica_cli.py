@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from outputhub.desktop.storage import open_replica
 from outputhub.server.cli import app
-from tests.e2e.support import new_account, serving
+from tests.e2e.support import Account, new_account, serving
 from tests.support.serve import OUTPUTHUB_EXE, clean_env, free_port
 
 pytestmark = pytest.mark.postgres
@@ -77,6 +77,15 @@ class Workstation:
         result = self.runner.invoke(app, [*base, *args])
         assert result.exit_code == code, (args, result.output)
         return json.loads(result.stdout)
+
+
+def attached(directory: Path, server: str, account: Account, *names: str) -> list[Workstation]:
+    """New replicas named ``names``, each made (``init``) and logged in to ``account``'s organization."""
+    made = [Workstation(directory, name) for name in names]
+    for ws in made:
+        ws.run("init")
+        ws.attach(server, account.org_id, account.email)
+    return made
 
 
 def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, tmp_path: Path) -> None:
@@ -365,10 +374,7 @@ def test_keep_merged_takes_the_line_merge_and_keeps_a_third_workstations_line(
     ``conflicts show`` prints the merge suggestion and ``--keep merged`` takes it: A's version of the line
     both changed, and C's line, which ``--keep mine`` (A's whole text) would have dropped."""
     account = new_account(server, email="merged-text@example.com", password=PASSWORD, org_name="Texts")
-    a, b, c = (Workstation(tmp_path, n) for n in "abc")
-    for ws in (a, b, c):
-        ws.run("init")
-        ws.attach(server, account.org_id, account.email)
+    a, b, c = attached(tmp_path, server, account, "a", "b", "c")
     body = "\n".join(f"line {n}" for n in range(1, 7))
     prompt = a.run("add", "prompt", "--set", "title=T", "--set", f"body={body}").strip()
     for ws in (a, b, c):
@@ -401,9 +407,7 @@ def test_a_sync_after_the_organization_is_gone_exits_4_and_keeps_the_edits(
     """The organization deleted (or this account removed from it) while the replica holds an edit: exit 4
     (access), saying why and that the edits are kept; it was exit 1, "wrong organization?" (found by QA)."""
     account = new_account(server, email="gone@example.com", password=PASSWORD, org_name="Gone soon")
-    ws = Workstation(tmp_path, "g")
-    ws.run("init")
-    ws.attach(server, account.org_id, account.email)
+    [ws] = attached(tmp_path, server, account, "g")
     ws.run("add", "tag", "--set", "name=kept")
     gone = httpx.delete(f"{server}/api/v1/orgs/{account.org_id}", headers=account.headers)
     assert gone.status_code == 204, gone.text
@@ -421,9 +425,7 @@ def test_a_sync_that_outlasts_its_access_token_renews_it_and_goes_on(server: str
     from outputhub.sync.client import SyncClient
 
     account = new_account(server, email="renew@example.com", password=PASSWORD, org_name="Renew")
-    ws = Workstation(tmp_path, "renew")
-    ws.run("init")
-    ws.attach(server, account.org_id, account.email)
+    [ws] = attached(tmp_path, server, account, "renew")
     ws.run("add", "tag", "--set", "name=made before the token ran out")
     replica = open_replica(ws.replica, passphrase=ws.secret.read_text())
     try:
@@ -492,9 +494,7 @@ def test_delete_takes_a_prompts_outputs_and_a_tags_uses_with_it(server: str, tmp
     a prompt with outputs is refused without --cascade and takes them with it; a tag is taken off
     the records that name it. After a sync the server holds no dangling reference either."""
     account = new_account(server, email="deleter@example.com", password=PASSWORD, org_name="Deletes")
-    ws = Workstation(tmp_path, "d")
-    ws.run("init")
-    ws.attach(server, account.org_id, account.email)
+    [ws] = attached(tmp_path, server, account, "d")
     tag = ws.run("add", "tag", "--set", "name=python").strip()
     prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b", "--set", f"tag_ids={tag}").strip()
     keeper = ws.run(
@@ -614,9 +614,7 @@ def test_show_and_export_give_the_times_and_a_prompts_version(server: str, tmp_p
     REST), a prompt's version and every record's created/updated times were missing from the export of the
     library (QA)."""
     account = new_account(server, email="times@example.com", password=PASSWORD, org_name="Times")
-    ws = Workstation(tmp_path, "t")
-    ws.run("init")
-    ws.attach(server, account.org_id, account.email)
+    [ws] = attached(tmp_path, server, account, "t")
     prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
     local = ws.run("add", "output", "--set", f"prompt_id={prompt}", "--set", "content=x").strip()
     ws.run("edit", "output", local, "--set", "notes=later")
@@ -810,10 +808,7 @@ def test_conflicts_resolve_all_with_one_keep_narrowed_by_kind_and_refusal(
     open one that ``--entity`` and ``--refused`` select; one the choice does not apply to (a delete conflict
     with ``merged``) stays open, is listed, and makes the exit 5; the resolutions sync like any edit."""
     account = new_account(server, email="resolve-all@example.com", password=PASSWORD, org_name="All")
-    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
-    for ws in (a, b):
-        ws.run("init")
-        ws.attach(server, account.org_id, account.email)
+    a, b = attached(tmp_path, server, account, "a", "b")
     prompts = [
         a.run("add", "prompt", "--set", f"title=P{n}", "--set", "body=line 1\nline 2\nline 3").strip()
         for n in range(3)
@@ -873,9 +868,7 @@ def test_a_renewal_does_not_hold_the_replica_and_keeps_a_newer_login(
     from outputhub.sync.client import LocalLibrary
 
     account = new_account(server, email="renewing@example.com", password=PASSWORD, org_name="Renewing")
-    ws = Workstation(tmp_path, "r")
-    ws.run("init")
-    ws.attach(server, account.org_id, account.email)
+    [ws] = attached(tmp_path, server, account, "r")
     real = cli.refresh_tokens
 
     def slow_link(url: str, *, refresh_token: str) -> dict[str, object]:
@@ -903,10 +896,7 @@ def test_keep_mine_of_a_rename_refused_as_taken_makes_the_rest_again(server: str
     pushed the same rename again, refused again at every sync (QA). Keep mine now makes the rest again and
     says the name is taken."""
     account = new_account(server, email="taken@example.com", password=PASSWORD, org_name="Taken")
-    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
-    for ws in (a, b):
-        ws.run("init")
-        ws.attach(server, account.org_id, account.email)
+    a, b = attached(tmp_path, server, account, "a", "b")
     alpha = a.run("add", "tag", "--set", "name=alpha").strip()
     a.run("sync")
     b.run("add", "tag", "--set", "name=beta")
@@ -930,10 +920,7 @@ def test_resolving_a_lookup_name_with_a_value_is_checked_as_edit_checks_a_rename
     ``edit`` refuses the rename (exit 5, naming the tag that has it), an empty name too; a name typed with
     spaces and in NFD is stored stripped and in NFC."""
     account = new_account(server, email="resolve-name@example.com", password=PASSWORD, org_name="Names")
-    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
-    for ws in (a, b):
-        ws.run("init")
-        ws.attach(server, account.org_id, account.email)
+    a, b = attached(tmp_path, server, account, "a", "b")
     tag = a.run("add", "tag", "--set", "name=alpha").strip()
     cafe = a.run("add", "tag", "--set", "name=Caf\u00e9").strip()
     a.run("sync")
@@ -978,9 +965,7 @@ def test_a_large_first_sync_is_searchable_when_the_command_ends(server: str, tmp
             f"{base}/outputs/bulk", json={"items": items[start : start + 500]}, headers=account.headers
         )
         assert sent.status_code == 201, sent.text
-    ws = Workstation(tmp_path, "backlog")
-    ws.run("init")
-    ws.attach(server, account.org_id, account.email)
+    [ws] = attached(tmp_path, server, account, "backlog")
     assert "pulled" in ws.run("sync")
     status = ws.json("status")
     assert isinstance(status, dict) and status["search_backlog"] == 0
@@ -1034,10 +1019,7 @@ def test_resolving_names_what_a_kept_delete_takes_and_reads_values_as_edit_does(
     Keeping such a delete now asks for ``--cascade`` and names what went; values are read as ``edit --set``
     reads them; a closed conflict says so."""
     account = new_account(server, email="kept-delete@example.com", password=PASSWORD, org_name="Kept delete")
-    a, b = Workstation(tmp_path, "a"), Workstation(tmp_path, "b")
-    for ws in (a, b):
-        ws.run("init")
-        ws.attach(server, account.org_id, account.email)
+    a, b = attached(tmp_path, server, account, "a", "b")
     prompt = a.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
     tag = a.run("add", "tag", "--set", "name=ranked").strip()
     stages = [a.run("add", "development_stage", "--set", f"name={n}").strip() for n in ("Draft", "Live")]
@@ -1103,9 +1085,7 @@ def test_an_interrupted_sync_says_so_and_the_next_one_completes(
     from outputhub.sync.client import SyncClient
 
     account = new_account(server, email="interrupted@example.com", password=PASSWORD, org_name="Interrupted")
-    ws = Workstation(tmp_path, "i")
-    ws.run("init")
-    ws.attach(server, account.org_id, account.email)
+    [ws] = attached(tmp_path, server, account, "i")
     tag = ws.run("add", "tag", "--set", "name=made before the interruption").strip()
     real_push = SyncClient.push
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +10,13 @@ from typing import Any
 
 import httpx
 
+from outputhub.common.clock import tick
+from outputhub.common.ids import new_id_text
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.replica import Replica
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
 from outputhub.sync.client import HttpRemote, LocalLibrary, SyncClient, SyncReport
+from outputhub.sync.engine import DEFAULT_SCHEMA, make_create, make_edit, merge_change
 from outputhub.sync.protocol import ENTITY_TABLES
 
 PASSPHRASE = "correct horse battery staple"
@@ -82,3 +86,26 @@ def server_cli(app: Any, monkeypatch: Any, *args: str) -> Any:
     else:
         monkeypatch.delenv("OUTPUTHUB_DATABASE_URL", raising=False)
     return CliRunner().invoke(cli, list(args))
+
+
+def as_an_older_replica(device: Device, entity: str, record_id: str, values: dict[str, Any]) -> None:
+    """Create (or edit) a record on ``device`` as a replica made before names were normalized did: the
+    values as typed, straight into its state and outbox (no ``LocalLibrary`` checks)."""
+    store = device.store
+    record = store.load(entity, record_id)
+    hlc = tick(store.last_hlc(), now_ms=int(time.time() * 1000), node=store.node_id)
+    store.save_hlc(hlc)
+    op_id = new_id_text()
+    if record is None:
+        change = make_create(
+            entity, record_id, values, schema=DEFAULT_SCHEMA, node=store.node_id, hlc=hlc, op_id=op_id
+        )
+    else:
+        made = make_edit(
+            record.state, values, schema=DEFAULT_SCHEMA, node=store.node_id, hlc=hlc, op_id=op_id
+        )
+        assert made is not None
+        change = made
+    state = merge_change(record.state if record else None, change, DEFAULT_SCHEMA).state
+    with store.transaction():
+        store.save_local(state, change, base_revision=record.revision if record else None)

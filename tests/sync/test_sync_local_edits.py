@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from outputhub.common.clock import HLC, MAX_COUNTER, tick
+from outputhub.common.clock import HLC, MAX_COUNTER
 from outputhub.common.ids import new_id_text
 from outputhub.desktop.services.library import LibraryService
 from outputhub.sync.client import LocalEditError, SyncReport
-from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, make_create, make_edit, merge_change
+from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, make_edit
 from outputhub.sync.protocol import change_to_wire
 from tests.support.client import Org, seed_library
-from tests.sync.support import Device, server_cli
+from tests.sync.support import Device, as_an_older_replica, server_cli
 
 
 def _settle(*devices: Device) -> None:
@@ -960,29 +960,6 @@ CAFE_NFC = "Caf\u00e9"
 CAFE_NFD = "Cafe\u0301"
 
 
-def _as_an_older_replica(device: Device, entity: str, record_id: str, values: dict[str, Any]) -> None:
-    """Create (or edit) a record on ``device`` as a replica made before names were normalized did: the
-    values as typed, straight into its state and outbox (no ``LocalLibrary`` checks)."""
-    store = device.store
-    record = store.load(entity, record_id)
-    hlc = tick(store.last_hlc(), now_ms=int(time.time() * 1000), node=store.node_id)
-    store.save_hlc(hlc)
-    op_id = new_id_text()
-    if record is None:
-        change = make_create(
-            entity, record_id, values, schema=DEFAULT_SCHEMA, node=store.node_id, hlc=hlc, op_id=op_id
-        )
-    else:
-        made = make_edit(
-            record.state, values, schema=DEFAULT_SCHEMA, node=store.node_id, hlc=hlc, op_id=op_id
-        )
-        assert made is not None
-        change = made
-    state = merge_change(record.state if record else None, change, DEFAULT_SCHEMA).state
-    with store.transaction():
-        store.save_local(state, change, base_revision=record.revision if record else None)
-
-
 def test_a_replica_stores_lookup_names_in_nfc_and_refuses_one_taken_in_another_form(  # type: ignore[no-untyped-def]
     org: Org, devices: list[Device]
 ) -> None:
@@ -1007,7 +984,7 @@ def test_the_same_lookup_made_offline_in_nfc_and_nfd_is_one(  # type: ignore[no-
     laptop, desktop = devices
     theirs = desktop.library.create("tag", {"name": CAFE_NFC})
     mine = str(uuid.uuid4())
-    _as_an_older_replica(laptop, "tag", mine, {"name": CAFE_NFD, "position": 0})
+    as_an_older_replica(laptop, "tag", mine, {"name": CAFE_NFD, "position": 0})
     _settle(desktop, laptop)
     names = [t["name"] for t in org.owner.get(f"{org.base}/tags").json()["items"]]
     assert names.count(CAFE_NFC) == 1 and CAFE_NFD not in names
@@ -1024,9 +1001,9 @@ def test_a_name_an_older_replica_pushes_in_nfd_is_stored_in_nfc_everywhere(  # t
     conflict, and the name is then taken in either form."""
     laptop, desktop = devices
     made, renamed = str(uuid.uuid4()), str(uuid.uuid4())
-    _as_an_older_replica(laptop, "tag", made, {"name": f" {CAFE_NFD} ", "position": 0})
-    _as_an_older_replica(laptop, "knowledge_type", renamed, {"name": "draft", "position": 0})
-    _as_an_older_replica(laptop, "knowledge_type", renamed, {"name": "Cre\u0300me"})
+    as_an_older_replica(laptop, "tag", made, {"name": f" {CAFE_NFD} ", "position": 0})
+    as_an_older_replica(laptop, "knowledge_type", renamed, {"name": "draft", "position": 0})
+    as_an_older_replica(laptop, "knowledge_type", renamed, {"name": "Cre\u0300me"})
     report = laptop.sync()
     assert report.refused == [] and report.conflicts_opened == []
     _settle(laptop, desktop)
@@ -1115,7 +1092,7 @@ def test_a_name_whose_key_is_longer_than_the_name_syncs(org: Org, devices: list[
     laptop, desktop = devices
     sharp = laptop.library.create("tag", {"name": "\u00df" * 200})
     qa = str(uuid.uuid4())
-    _as_an_older_replica(laptop, "knowledge_type", qa, {"name": "\u0958" * 200, "position": 0})
+    as_an_older_replica(laptop, "knowledge_type", qa, {"name": "\u0958" * 200, "position": 0})
     report = laptop.sync()
     assert report.refused == [] and report.conflicts_opened == []
     _settle(laptop, desktop)
@@ -1136,7 +1113,7 @@ def test_one_name_in_two_normal_forms_is_not_a_conflict_of_its_own(org: Org, dev
     laptop, desktop = devices
     made = [str(uuid.uuid4()) for _ in range(3)]
     for record_id, name in zip(made, [CAFE_NFD, f" {CAFE_NFD.upper()}", CAFE_NFC], strict=True):
-        _as_an_older_replica(laptop, "tag", record_id, {"name": name, "position": 0})
+        as_an_older_replica(laptop, "tag", record_id, {"name": name, "position": 0})
     assert laptop.sync().refused == []
     _settle(laptop, desktop)
     live = [t for t in org.owner.get(f"{org.base}/tags").json()["items"] if t["id"] in made]
@@ -1184,10 +1161,10 @@ def test_a_name_nfc_makes_too_long_is_merged_as_it_was_given(org: Org, devices: 
     refused as past the limit (the merge wrote it in NFC, 598 characters), and its description with it."""
     laptop, desktop = devices
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    _as_an_older_replica(laptop, "tag", first, {"name": "\ufb2c" * 199 + "a", "position": 0})
+    as_an_older_replica(laptop, "tag", first, {"name": "\ufb2c" * 199 + "a", "position": 0})
     assert laptop.sync().refused == []
     values = {"name": "\ufb2c" * 199 + "A", "position": 0, "description": "d"}
-    _as_an_older_replica(desktop, "tag", second, values)
+    as_an_older_replica(desktop, "tag", second, values)
     assert desktop.sync().refused == []
     _settle(laptop, desktop)
     kept = org.owner.get(f"{org.base}/tags/{first}").json()
