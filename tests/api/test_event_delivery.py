@@ -164,7 +164,7 @@ def test_a_new_changed_or_removed_endpoint_is_seen_by_the_very_next_event(
     assert org.owner.delete(f"{org.base}/webhooks/{endpoint_id}").status_code == 204
     add_tag(org, "after removal")
     assert audit_kinds(org).count("tag.created") == 6
-    wait_for(lambda: client.app.state.services.jobs.wait_idle(timeout=10))
+    wait_for(lambda: client.app.state.services.jobs.wait_idle(timeout=10, org_ids=[uuid.UUID(org.id)]))
     assert outbox_rows(client) == 0
 
 
@@ -209,7 +209,7 @@ def test_a_handler_failing_in_the_shared_transaction_leaves_nothing_and_the_othe
     assert delivery["event_type"] == "tag.created"
     assert audit_kinds(org).count("tag.created") == 1  # redelivered, written once
     assert outbox_rows(client) == 0
-    wait_for(lambda: services.jobs.wait_idle(timeout=10))
+    wait_for(lambda: services.jobs.wait_idle(timeout=10, org_ids=[uuid.UUID(org.id)]))
 
 
 def test_a_redelivery_with_several_organizations_keeps_each_in_its_own(
@@ -239,7 +239,7 @@ def test_a_redelivery_with_several_organizations_keeps_each_in_its_own(
         assert payload["data"]["organization_id"] == o.id
         assert audit_kinds(o).count("tag.created") == 1
     assert outbox_rows(client) == 0
-    wait_for(lambda: services.jobs.wait_idle(timeout=10))
+    wait_for(lambda: services.jobs.wait_idle(timeout=10, org_ids=[uuid.UUID(o.id) for o in orgs]))
 
 
 def _delivery_payload(session: Any, org: Org, delivery_id: str) -> dict[str, Any]:

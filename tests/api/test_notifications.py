@@ -101,7 +101,7 @@ def test_accuracy_alert_when_the_share_of_low_accuracy_outputs_crosses_the_thres
     assert by_subject["custom_gpts"]["low"] == 3 and by_subject["custom_gpts"]["total"] == 4
     # once per window: another check does not repeat it
     services.jobs.enqueue(kind="notifications.accuracy_check", payload={}, org_id=uuid.UUID(org.id))
-    assert services.jobs.wait_idle(timeout=10)
+    assert services.jobs.wait_idle(timeout=10, org_ids=[uuid.UUID(org.id)])
     again = [
         n for n in org.owner.get(f"{org.base}/notifications").json()["items"] if n["kind"] == "accuracy.alert"
     ]
