@@ -63,7 +63,12 @@ case "$cmd" in
     cd "$ROOT"
     "$VENV/bin/ruff" check .
     export QT_QPA_PLATFORM=offscreen
-    exec "$VENV/bin/python" -m pytest -q "$@"
+    # One test process per core, at most four (each has its own apps, databases and servers), a file per
+    # process at a time so that a module's servers stay in one process; OUTPUTHUB_TEST_WORKERS=0 runs in
+    # this process alone.
+    local_workers="${OUTPUTHUB_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+    if [ "$local_workers" -gt 4 ]; then local_workers=4; fi
+    exec "$VENV/bin/python" -m pytest -q -n "$local_workers" --dist loadfile "$@"
     ;;
   setup)
     apt_install
