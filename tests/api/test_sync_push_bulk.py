@@ -343,6 +343,7 @@ def test_a_mixed_batch_is_answered_and_stored_the_same_in_bulk(app, client) -> N
     assert by_op["op-edit-o1"]["status"] == "applied"
     assert by_op["op-o2-again"]["status"] == "conflict"
     assert by_op["op-taken"]["error"]["code"] == "not-found"
+    assert by_op["op-taken"]["error"]["field"] == "id"  # the id is another organization's (it named none)
     assert by_op["op-long"]["error"]["code"] == "invalid"
     assert by_op["op-blank"]["error"]["code"] == "invalid"
     assert by_op["op-future"]["error"]["code"] == "clock-drift"

@@ -344,9 +344,9 @@ def apply_change(
     else:
         row = session.get(spec.table, rid)
     if row is not None and row.org_id != tenant.org_id:
-        raise OpRefusedError("not-found", f"{change.entity} {rid} not found")
+        raise OpRefusedError("not-found", f"{change.entity} {rid} not found", field="id")
     if row is None and change.kind is not ChangeKind.CREATE and not change.values:
-        raise OpRefusedError("not-found", f"{change.entity} {rid} not found")
+        raise OpRefusedError("not-found", f"{change.entity} {rid} not found", field="id")
     current = (
         load_states(session, org_id=tenant.org_id, spec=spec, rows=[row])[rid] if row is not None else None
     )
@@ -1029,7 +1029,9 @@ def _handle(
             entity=change.entity,
             id=change.record_id,
             error=OpError(
-                code="not-found", detail=f"{change.entity} {change.record_id} cannot be stored here"
+                code="not-found",
+                detail=f"{change.entity} {change.record_id} cannot be stored here",
+                field="id",  # the id is another organization's record's
             ),
         )
     nested.commit()
