@@ -123,9 +123,7 @@ def run(request: SyncRequest, events: _Events) -> dict[str, Any]:
     def progress(phase: str, done: int, total: int) -> None:
         events.emit({"event": "progress", "phase": phase, "done": done, "total": total})
 
-    replica = open_replica(
-        request.replica, passphrase=request.key.decode("utf-8"), page_size=request.page_size or None
-    )
+    replica = open_replica(request.replica, key=request.key, page_size=request.page_size or None)
     try:
         service = SyncService(replica=replica, pull_page=request.pull_page)
         if not service.configured():  # logged out: what a large pull left is indexed all the same

@@ -5,7 +5,8 @@ passphrase has been proven right and the file proven to be an Output Hub replica
 
 Cipher settings are pinned to SQLCipher 4 defaults (``PRAGMA cipher_compatibility = 4``): AES-256-CBC,
 per-page HMAC-SHA512, key derived with PBKDF2-HMAC-SHA512 at 256,000 iterations from the passphrase and a
-random 16-byte salt kept in the first 16 bytes of the file. Pinning them means a later SQLCipher release with
+random 16-byte salt kept in the first 16 bytes of the file (derived once per open, :func:`derive_key`, and
+handed to every connection as a raw key). Pinning them means a later SQLCipher release with
 other defaults still opens old replicas. Pages are :data:`PAGE_SIZE` (16 KiB) in replicas created since
 2026-11-26, 4 KiB (SQLCipher's default) before: the page size cannot be read from an encrypted file, so a
 file is opened with each size its length allows (:func:`check_file_shape`, :func:`open_keyed`), the newer
@@ -20,6 +21,8 @@ stores its pages 1.2-1.3x faster (docs/benchmarks.md).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +49,11 @@ APPLICATION_ID: Final = 0x4F484231  # "OHB1": written into the (encrypted) datab
 SQLITE_PLAIN_HEADER: Final = b"SQLite format 3\x00"
 CIPHER_COMPATIBILITY: Final = 4
 BUSY_TIMEOUT_SECONDS: Final = 5.0
+KDF_ITERATIONS: Final = 256_000
+"""SQLCipher 4's PBKDF2-HMAC-SHA512 iterations (:func:`derive_key` derives as it does)."""
+SALT_BYTES: Final = 16
+"""The random salt at the start of every encrypted file."""
+RAW_KEY_PREFIX: Final = b"x'"
 
 
 def cipher_version(conn: Connection) -> str:
@@ -60,6 +68,57 @@ def passphrase_bytes(passphrase: str) -> bytes:
     if "\x00" in passphrase:
         raise ValueError("the passphrase must not contain NUL characters")
     return unicodedata.normalize("NFC", passphrase).encode("utf-8")
+
+
+def derive_key(passphrase: bytes, salt: bytes) -> bytes:
+    """The raw key of a file whose salt is ``salt``, for ``passphrase`` (:func:`passphrase_bytes`):
+    SQLCipher 4's own derivation (PBKDF2-HMAC-SHA512, :data:`KDF_ITERATIONS`, 32 bytes), written as
+    SQLCipher takes a raw key with its salt (``x'<64 hex digits><32 hex digits>'``).
+
+    Derived once per open, so that no connection to the file derives it again: SQLCipher derives a
+    passphrase at every connection (0.1 s each), and one open can make several (each page size tried, the
+    read-only look at a file with a log and then the writing connection, the checkpoint thread), and the
+    desktop's sync process opens the replica at every sync. A file made with a raw key opens with its
+    passphrase in SQLCipher alone, and the other way round (``tests/unit/desktop_storage``)."""
+    if len(salt) != SALT_BYTES:
+        raise ValueError(f"a salt is {SALT_BYTES} bytes")
+    derived = hashlib.pbkdf2_hmac("sha512", passphrase, salt, KDF_ITERATIONS, 32)
+    return RAW_KEY_PREFIX + (derived + salt).hex().encode("ascii") + b"'"
+
+
+def new_salt() -> bytes:
+    """A random salt for a new file."""
+    return os.urandom(SALT_BYTES)
+
+
+def is_raw_key(key: bytes) -> bool:
+    """Whether ``key`` is a raw key of :func:`derive_key`'s form."""
+    digits = 2 * (32 + SALT_BYTES)
+    return (
+        len(key) == len(RAW_KEY_PREFIX) + digits + 1
+        and key.startswith(RAW_KEY_PREFIX)
+        and key.endswith(b"'")
+        and all(c in b"0123456789abcdef" for c in key[len(RAW_KEY_PREFIX) : -1])
+    )
+
+
+def key_salt(key: bytes) -> bytes:
+    """The salt a raw key of :func:`derive_key` names."""
+    if not is_raw_key(key):
+        raise ValueError("not a raw key")
+    return bytes.fromhex(key[-1 - 2 * SALT_BYTES : -1].decode("ascii"))
+
+
+def file_salt(path: Path) -> bytes:
+    """The salt at the start of an encrypted file (call :func:`check_file_shape` first)."""
+    try:
+        with path.open("rb") as handle:
+            salt = handle.read(SALT_BYTES)
+    except OSError as exc:
+        raise ReplicaStorageError(f"cannot read the replica file {path}: {exc.strerror}", path=path) from exc
+    if len(salt) != SALT_BYTES:
+        raise CorruptReplicaError(f"{path} is too short to be an Output Hub replica", path=path)
+    return salt
 
 
 def check_file_shape(path: Path) -> tuple[int, ...]:
@@ -150,7 +209,8 @@ _BIND_AS_IS: Final[Callable[[None], None]] = {}.get
 
 
 def connect(path: Path, *, key: bytes, page_size: int = PAGE_SIZE, read_only: bool = False) -> Connection:
-    """A keyed connection in autocommit mode (transactions are explicit) to a file of ``page_size`` pages
+    """A connection keyed with ``key`` (a raw key of :func:`derive_key`, or a passphrase that SQLCipher
+    derives a key from itself) in autocommit mode (transactions are explicit) to a file of ``page_size`` pages
     (a new file gets them). Reads nothing yet. ``read_only``: one that cannot write the file: closing the
     last connection to a replica folds its log into it, which a refused file must not get."""
     # The driver binds str, int, float and bytearray parameters as they are, and sends every other value,
@@ -216,13 +276,12 @@ def open_keyed(
 ) -> tuple[Connection, int, int, int]:
     """Connect to ``path`` with the first of ``page_sizes`` that ``key`` unlocks it with; return the
     connection, the application id, the user version and the page size. Raises the last size's
-    :class:`WrongPassphraseError` when none does (each try derives the key again: a wrong passphrase on a
-    file that can have either size costs two derivations). Writes nothing.
+    :class:`WrongPassphraseError` when none does (with a passphrase, each try derives the key again; with a
+    raw key of :func:`derive_key`, as the replica opens, none does). Writes nothing.
 
     A file with a log (:func:`has_log`) is unlocked, and given to ``accept(application_id, user_version)``
     (which raises to refuse it), through a connection that cannot write, and only then opened for writing:
-    closing a refused connection folded the log into the file and deleted it (QA). That costs one more key
-    derivation, only then."""
+    closing a refused connection folded the log into the file and deleted it (QA)."""
     if not page_sizes:
         raise ValueError("no page size to try")
     read_only = has_log(path)
@@ -265,7 +324,7 @@ def _refuse_if_truncated(path: Path, *, key: bytes, tried: tuple[int, ...], read
     """Raise :class:`CorruptReplicaError` when ``key`` unlocks ``path`` with a page size its length rules
     out: a replica cut short, not a wrong passphrase. (A 16 KiB replica cut at a 4 KiB block, as a partial
     copy leaves it, was only tried as a legacy 4 KiB one and reported as a wrong passphrase; found by QA.)
-    Costs one more key derivation, only when the passphrase has failed anyway."""
+    One more try, only when the passphrase has failed anyway."""
     try:
         size = path.stat().st_size
     except OSError:

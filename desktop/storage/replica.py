@@ -85,32 +85,48 @@ LOOKUP_USERS: Final[dict[LookupKind, tuple[tuple[tables.EntityTable[Any], str], 
 def open_replica(
     path: Path,
     *,
-    passphrase: str,
+    passphrase: str | None = None,
+    key: bytes | None = None,
     create: bool = False,
     migrations: Sequence[Migration] | None = None,
     page_size: int | None = None,
 ) -> Replica:
     """Open the replica at ``path``, migrating it to the current schema.
 
+    Unlocked with ``passphrase``, or with ``key``, the raw key an open replica shares
+    (:meth:`Replica.key_material`: the desktop's sync process gets it). The passphrase's key is derived once
+    (:func:`cipher.derive_key`), and every connection of this open is keyed with the result.
+
     ``create=True`` creates the replica when ``path`` does not exist (an existing file is opened, never
     replaced). ``migrations`` replaces the shipped migrations (tests). ``page_size``: the file's page size
     when the caller knows it (the app tells its sync process), tried first: an old 4 KiB replica whose length
-    16 KiB pages also fit would otherwise cost a second key derivation on every open. Raises
+    16 KiB pages also fit would otherwise cost a second try (a read of the first page) on every open. Raises
     ``ReplicaNotFoundError``, ``WrongPassphraseError``, ``CorruptReplicaError``, ``ReplicaTooNewError``,
     ``ReplicaMigrationError`` or ``ReplicaStorageError``; in the first four cases the file is left
     byte-for-byte as it was.
     """
     path = Path(path)
-    key = cipher.passphrase_bytes(passphrase)
+    if (passphrase is None) == (key is None):
+        raise ValueError("give a passphrase or a key")
+    if key is not None and not cipher.is_raw_key(key):
+        raise ValueError("the key is not a replica's key (Replica.key_material)")
+    secret = cipher.passphrase_bytes(passphrase) if passphrase is not None else b""
     known = load_migrations() if migrations is None else tuple(migrations)
     check_sequence(known)
     if not path.exists():
         if not create:
             raise ReplicaNotFoundError(f"no replica at {path}", path=path)
+        if key is None:
+            key = cipher.derive_key(secret, cipher.new_salt())
         _create_file(path, key=key, migrations=known)
     elif not path.is_file():
         raise CorruptReplicaError(f"{path} is not a file", path=path)
     sizes = cipher.check_file_shape(path)
+    if passphrase is not None:
+        salt = cipher.file_salt(path)
+        if key is None or cipher.key_salt(key) != salt:  # (one another process created meanwhile has its own)
+            key = cipher.derive_key(secret, salt)
+    assert key is not None
     if page_size in sizes:
         sizes = (page_size, *(n for n in sizes if n != page_size))
 
@@ -306,9 +322,11 @@ class Replica:
         return self._conn is None
 
     def key_material(self) -> bytes:
-        """The key this replica is unlocked with (the passphrase's NFC UTF-8 bytes; follows a passphrase
-        change), for a helper process that opens the same file: the desktop's sync worker receives it over
-        a pipe. Never log it, store it or put it on a command line or in the environment."""
+        """The raw key this replica is unlocked with (:func:`cipher.derive_key`; follows a passphrase
+        change), for a helper process that opens the same file (``open_replica(path, key=...)``) without
+        deriving it again: the desktop's sync worker receives it over a pipe. It unlocks this file only (the
+        passphrase cannot be recovered from it). Never log it, store it or put it on a command line or in
+        the environment."""
         if not self._key:
             raise ReplicaError("this replica was opened without a key to share", path=self._path)
         return self._key
@@ -467,7 +485,9 @@ class Replica:
         while another process has the file open (a page it wrote with the old key would be unreadable): the
         desktop app holds its sync worker off meanwhile (``SyncController.syncs_paused``).
         """
-        old_key, new_key = cipher.passphrase_bytes(old), cipher.passphrase_bytes(new)
+        salt = cipher.file_salt(self._path)  # kept by a rekey: the new key is derived with it too
+        old_key = cipher.derive_key(cipher.passphrase_bytes(old), salt)
+        new_key = cipher.derive_key(cipher.passphrase_bytes(new), salt)
         with self._lock:
             conn = self._require_open()
             if self._depth:

@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt
 from outputhub.desktop.jobs.sync_controller import SyncController, SyncRunningError
 from outputhub.desktop.jobs.sync_process import ProcessSync, SyncWorkerError
 from outputhub.desktop.services.sync import SyncService
+from outputhub.desktop.storage import cipher
 from outputhub.desktop.storage.sync_store import DEFER_INDEX_ROWS, ReplicaSyncStore
 from outputhub.desktop.sync_worker import EXIT_FAILED, EXIT_OK, SyncRequest
 from outputhub.desktop.sync_worker import main as worker_main
@@ -363,9 +364,13 @@ def test_the_worker_answers_in_json_lines(replica, api, live_server) -> None:
         EXIT_OK,
         [{"event": "done", "outcome": "not_configured"}],
     )
-    code, events = run_worker(SyncRequest(replica.path, b"not the passphrase"))
+    wrong = cipher.derive_key(b"not the passphrase", cipher.file_salt(replica.path))
+    code, events = run_worker(SyncRequest(replica.path, wrong))
     assert code == EXIT_FAILED and events[-1]["error"] == "WrongPassphraseError"
     assert "passphrase does not unlock" in events[-1]["message"]
+    code, events = run_worker(SyncRequest(replica.path, b"a passphrase, not the key"))  # never derived here
+    assert code == EXIT_FAILED and events[-1]["error"] == "ValueError"
+    assert "not a replica's key" in events[-1]["message"]
 
     org = new_org(api, name="Lines")  # type: ignore[arg-type]
     seed_library(org)

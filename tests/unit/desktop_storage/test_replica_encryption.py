@@ -419,18 +419,96 @@ def test_change_passphrase_keeps_data_and_retires_the_old_one(replica_path: Path
 def test_key_material_opens_the_file_in_another_connection_and_follows_a_passphrase_change(
     replica_path: Path,
 ) -> None:
-    """The desktop's sync process opens the file with the key the app hands it (``key_material``)."""
+    """The desktop's sync process opens the file with the key the app hands it (``key_material``): the raw
+    key, derived once, never the passphrase; after a passphrase change the old key opens nothing."""
     composed = unicodedata.normalize("NFD", "pässphrase with an umlaut")
     with open_replica(replica_path, passphrase=composed, create=True) as replica:
         key = replica.key_material()
-        assert key == unicodedata.normalize("NFC", composed).encode()
-        with open_replica(replica_path, passphrase=key.decode()) as other:  # a second connection, WAL
+        assert cipher.is_raw_key(key)
+        assert unicodedata.normalize("NFC", composed).encode() not in key
+        with open_replica(replica_path, key=key) as other:  # a second connection, WAL
             other.upsert_prompt(record=prompt(title="from the other connection"))
         assert [p.title for p in replica.list_prompts()] == ["from the other connection"]
         replica.change_passphrase(old=composed, new="the new passphrase")
-        assert replica.key_material() == b"the new passphrase"
+        new_key = replica.key_material()
+        assert cipher.is_raw_key(new_key) and new_key != key
+        with open_replica(replica_path, key=new_key) as other:
+            assert len(other.list_prompts()) == 1
+        with pytest.raises(WrongPassphraseError):
+            open_replica(replica_path, key=key)
     with open_replica(replica_path, passphrase="the new passphrase") as reopened:
         assert len(reopened.list_prompts()) == 1
+    with pytest.raises(WrongPassphraseError):
+        open_replica(replica_path, passphrase=composed)
+    with pytest.raises(ValueError, match="passphrase or a key"):
+        open_replica(replica_path)
+    with pytest.raises(ValueError, match="not a replica's key"):
+        open_replica(replica_path, key=b"the new passphrase")
+
+
+def _sqlcipher_alone(path: Path, passphrase: str) -> sqlcipher.Connection:
+    """A connection keyed as SQLCipher 4 keys a passphrase itself (as apps before 2026-11-29 did)."""
+    conn = sqlcipher.connect(str(path), isolation_level=None)
+    conn.execute("PRAGMA cipher_log_level = NONE")
+    conn.set_key(passphrase.encode())
+    conn.execute("PRAGMA cipher_compatibility = 4")
+    conn.execute(f"PRAGMA cipher_page_size = {PAGE_SIZE}")
+    return conn
+
+
+def test_the_key_derived_once_is_sqlciphers_own(replica_path: Path, tmp_path: Path) -> None:
+    """A replica is keyed with a raw key derived once per open (:func:`cipher.derive_key`). It must be the
+    key SQLCipher derives from the passphrase itself: a replica made now opens in SQLCipher alone (an older
+    app), one SQLCipher made from a passphrase opens here, and so does one re-keyed here."""
+    with open_replica(replica_path, passphrase=PASSPHRASE, create=True) as replica:
+        replica.upsert_prompt(record=prompt(title="made now"))
+    conn = _sqlcipher_alone(replica_path, PASSPHRASE)
+    try:
+        assert conn.execute("SELECT title FROM prompts").fetchall() == [("made now",)]
+    finally:
+        conn.close()
+
+    older = tmp_path / "older.db"
+    conn = _sqlcipher_alone(older, "an older passphrase")
+    try:
+        conn.execute(f"PRAGMA application_id = {cipher.APPLICATION_ID}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.close()
+    with open_replica(older, passphrase="an older passphrase") as replica:
+        replica.upsert_prompt(record=prompt(title="in an older file"))
+        replica.change_passphrase(old="an older passphrase", new="a newer passphrase")
+    conn = _sqlcipher_alone(older, "a newer passphrase")
+    try:
+        assert conn.execute("SELECT title FROM prompts").fetchall() == [("in an older file",)]
+    finally:
+        conn.close()
+
+
+def test_an_open_derives_the_key_once(replica_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating a replica, and opening one that another connection holds open (a log to look at first,
+    read-only, then the writing connection, as the desktop's sync process finds it), derive the key once
+    each: SQLCipher derived it at every connection (0.1 s apiece). A process given the key derives none."""
+    derived: list[bytes] = []
+    derive = cipher.derive_key
+
+    def counting(passphrase: bytes, salt: bytes) -> bytes:
+        derived.append(salt)
+        return derive(passphrase, salt)
+
+    monkeypatch.setattr(cipher, "derive_key", counting)
+    with open_replica(replica_path, passphrase=PASSPHRASE, create=True) as replica:
+        assert len(derived) == 1
+        replica.upsert_prompt(record=prompt())
+        assert cipher.has_log(replica_path)
+        with open_replica(replica_path, passphrase=PASSPHRASE) as other:
+            assert len(other.list_prompts()) == 1
+        assert len(derived) == 2
+        with open_replica(replica_path, key=replica.key_material()) as other, other.checkpoints_apart():
+            assert len(other.list_prompts()) == 1
+        assert len(derived) == 2
+    assert derived == [replica_path.read_bytes()[: cipher.SALT_BYTES]] * 2
 
 
 def test_driver_errors_do_not_leak(replica: Replica) -> None:
