@@ -5,12 +5,12 @@ passphrase has been proven right and the file proven to be an Output Hub replica
 
 Cipher settings are pinned to SQLCipher 4 defaults (``PRAGMA cipher_compatibility = 4``): AES-256-CBC,
 per-page HMAC-SHA512, key derived with PBKDF2-HMAC-SHA512 at 256,000 iterations from the passphrase and a
-random 16-byte salt kept in the first 16 bytes of the file (derived once per open, :func:`derive_key`, and
-handed to every connection as a raw key). Pinning them means a later SQLCipher release with
-other defaults still opens old replicas. Pages are :data:`PAGE_SIZE` (16 KiB) in replicas created since
-2026-11-26, 4 KiB (SQLCipher's default) before: the page size cannot be read from an encrypted file, so a
-file is opened with each size its length allows (:func:`check_file_shape`, :func:`open_keyed`), the newer
-first.
+random 16-byte salt kept in the first 16 bytes of the file (derived once, :func:`derive_key`, where an open or
+a helper process needs more than one connection, and handed to each as a raw key). Pinning them means a later
+SQLCipher release with other defaults still opens old replicas. Pages are :data:`PAGE_SIZE` (16 KiB) in
+replicas created since 2026-11-26, 4 KiB (SQLCipher's default) before: the page size cannot be read from an
+encrypted file, so a file is opened with each size its length allows (:func:`check_file_shape`,
+:func:`open_keyed`), the newer first.
 
 Why 16 KiB: a replica's rows are mostly outputs of 2-4 KB, of which a 4 KiB page holds one (a row does not
 span leaf pages unless it overflows), so half of every page was empty, and every page is encrypted and
@@ -276,12 +276,14 @@ def open_keyed(
 ) -> tuple[Connection, int, int, int]:
     """Connect to ``path`` with the first of ``page_sizes`` that ``key`` unlocks it with; return the
     connection, the application id, the user version and the page size. Raises the last size's
-    :class:`WrongPassphraseError` when none does (with a passphrase, each try derives the key again; with a
-    raw key of :func:`derive_key`, as the replica opens, none does). Writes nothing.
+    :class:`WrongPassphraseError` when none does (with a passphrase, each try derives the key again: a wrong
+    passphrase on a file that can have either size costs two derivations; with a raw key of
+    :func:`derive_key`, none does). Writes nothing.
 
     A file with a log (:func:`has_log`) is unlocked, and given to ``accept(application_id, user_version)``
     (which raises to refuse it), through a connection that cannot write, and only then opened for writing:
-    closing a refused connection folded the log into the file and deleted it (QA)."""
+    closing a refused connection folded the log into the file and deleted it (QA). With a passphrase
+    that costs one more key derivation (the replica derives a raw key first then)."""
     if not page_sizes:
         raise ValueError("no page size to try")
     read_only = has_log(path)
@@ -324,7 +326,7 @@ def _refuse_if_truncated(path: Path, *, key: bytes, tried: tuple[int, ...], read
     """Raise :class:`CorruptReplicaError` when ``key`` unlocks ``path`` with a page size its length rules
     out: a replica cut short, not a wrong passphrase. (A 16 KiB replica cut at a 4 KiB block, as a partial
     copy leaves it, was only tried as a legacy 4 KiB one and reported as a wrong passphrase; found by QA.)
-    One more try, only when the passphrase has failed anyway."""
+    One more try (a key derivation, with a passphrase), only when the passphrase has failed anyway."""
     try:
         size = path.stat().st_size
     except OSError:

@@ -94,13 +94,16 @@ def open_replica(
     """Open the replica at ``path``, migrating it to the current schema.
 
     Unlocked with ``passphrase``, or with ``key``, the raw key an open replica shares
-    (:meth:`Replica.key_material`: the desktop's sync process gets it). The passphrase's key is derived once
-    (:func:`cipher.derive_key`), and every connection of this open is keyed with the result.
+    (:meth:`Replica.key_material`: the desktop's sync process gets it, and derives nothing). Where an open
+    makes two connections (a new replica; a file with a log, looked at read-only first), the passphrase's
+    key is derived once (:func:`cipher.derive_key`) and both are keyed with it; otherwise SQLCipher derives
+    it for the one connection (faster than ``hashlib`` on OpenSSL 3.0), and :meth:`Replica.key_material`
+    derives it when first asked.
 
     ``create=True`` creates the replica when ``path`` does not exist (an existing file is opened, never
     replaced). ``migrations`` replaces the shipped migrations (tests). ``page_size``: the file's page size
     when the caller knows it (the app tells its sync process), tried first: an old 4 KiB replica whose length
-    16 KiB pages also fit would otherwise cost a second try (a read of the first page) on every open. Raises
+    16 KiB pages also fit would otherwise cost a second key derivation on every open. Raises
     ``ReplicaNotFoundError``, ``WrongPassphraseError``, ``CorruptReplicaError``, ``ReplicaTooNewError``,
     ``ReplicaMigrationError`` or ``ReplicaStorageError``; in the first four cases the file is left
     byte-for-byte as it was.
@@ -122,11 +125,11 @@ def open_replica(
     elif not path.is_file():
         raise CorruptReplicaError(f"{path} is not a file", path=path)
     sizes = cipher.check_file_shape(path)
-    if passphrase is not None:
-        salt = cipher.file_salt(path)
-        if key is None or cipher.key_salt(key) != salt:  # (one another process created meanwhile has its own)
-            key = cipher.derive_key(secret, salt)
-    assert key is not None
+    salt = cipher.file_salt(path)
+    if passphrase is not None and key is not None and cipher.key_salt(key) != salt:
+        key = None  # (a replica another process created meanwhile has a salt of its own)
+    if key is None and cipher.has_log(path):  # a read-only connection first, then the writing one
+        key = cipher.derive_key(secret, salt)
     if page_size in sizes:
         sizes = (page_size, *(n for n in sizes if n != page_size))
 
@@ -147,7 +150,7 @@ def open_replica(
             )
 
     conn, application_id, version, page_size = cipher.open_keyed(
-        path, key=key, page_sizes=sizes, accept=accept
+        path, key=key or secret, page_sizes=sizes, accept=accept
     )
     try:
         accept(application_id, version)
@@ -163,7 +166,14 @@ def open_replica(
         conn.close()
         raise
     return Replica(
-        conn=conn, path=path, schema_version=len(known), node_id=node_id, key=key, page_size=page_size
+        conn=conn,
+        path=path,
+        schema_version=len(known),
+        node_id=node_id,
+        key=key or b"",
+        passphrase=b"" if key else secret,
+        salt=salt,
+        page_size=page_size,
     )
 
 
@@ -277,6 +287,8 @@ class Replica:
         schema_version: int,
         node_id: str,
         key: bytes = b"",
+        passphrase: bytes = b"",
+        salt: bytes = b"",
         page_size: int = cipher.PAGE_SIZE,
     ) -> None:
         self._conn: Connection | None = conn
@@ -290,7 +302,9 @@ class Replica:
         # A fresh suffix per open makes every writer's stamps its own; the replica's own writes are still
         # told by the part before the dot (``sync.engine.same_replica``)
         self._node_id = f"{node_id}.{secrets.token_hex(4)}"
-        self._key = key
+        self._key = key  # the raw key (cipher.derive_key), derived when first needed where not given
+        self._passphrase = passphrase  # when the key is not derived yet: what SQLCipher derives it from
+        self._salt = salt
         self._lock = threading.RLock()
         self._depth = 0
         self._relaxed = False  # the open transaction commits without waiting for the disk
@@ -327,9 +341,18 @@ class Replica:
         deriving it again: the desktop's sync worker receives it over a pipe. It unlocks this file only (the
         passphrase cannot be recovered from it). Never log it, store it or put it on a command line or in
         the environment."""
-        if not self._key:
-            raise ReplicaError("this replica was opened without a key to share", path=self._path)
-        return self._key
+        with self._lock:
+            if not self._key:
+                if not self._passphrase or not self._salt:
+                    raise ReplicaError("this replica was opened without a key to share", path=self._path)
+                self._key = cipher.derive_key(self._passphrase, self._salt)
+                self._passphrase = b""
+            return self._key
+
+    def _connection_key(self) -> bytes:
+        """What another connection to the file is keyed with: the raw key once derived, else the
+        passphrase (SQLCipher derives it)."""
+        return self._key or self._passphrase
 
     @property
     def page_size(self) -> int:
@@ -431,7 +454,7 @@ class Replica:
         connection with, it changes nothing."""
         with self._lock:
             conn = self._require_open()
-            start = not self._checkpoints_apart and bool(self._key)
+            start = not self._checkpoints_apart and bool(self._connection_key())
             if start:
                 with driver_errors(path=self._path, action="hand checkpoints to a thread"):
                     conn.execute("PRAGMA wal_autocheckpoint = 0")
@@ -439,7 +462,7 @@ class Replica:
         if not start:
             yield
             return
-        worker = _Checkpointer(self._path, key=self._key, page_size=self._page_size)
+        worker = _Checkpointer(self._path, key=self._connection_key(), page_size=self._page_size)
         try:
             yield
         finally:
@@ -501,7 +524,7 @@ class Replica:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 conn.reset_key(new_key)
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._key = new_key
+            self._key, self._passphrase = new_key, b""
 
     def verify_integrity(self) -> list[str]:
         """Check every page's HMAC, the b-trees and the full-text indexes (reads the whole file; indexes

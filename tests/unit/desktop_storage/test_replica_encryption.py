@@ -488,8 +488,9 @@ def test_the_key_derived_once_is_sqlciphers_own(replica_path: Path, tmp_path: Pa
 
 def test_an_open_derives_the_key_once(replica_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Creating a replica, and opening one that another connection holds open (a log to look at first,
-    read-only, then the writing connection, as the desktop's sync process finds it), derive the key once
-    each: SQLCipher derived it at every connection (0.1 s apiece). A process given the key derives none."""
+    read-only, then the writing connection, as the desktop's sync process found it), derive the key once
+    each: SQLCipher derived it at every connection (0.1 s apiece). A process given the key derives none. A
+    plain open leaves the one derivation to SQLCipher, and the key is derived when first shared."""
     derived: list[bytes] = []
     derive = cipher.derive_key
 
@@ -508,7 +509,15 @@ def test_an_open_derives_the_key_once(replica_path: Path, monkeypatch: pytest.Mo
         with open_replica(replica_path, key=replica.key_material()) as other, other.checkpoints_apart():
             assert len(other.list_prompts()) == 1
         assert len(derived) == 2
-    assert derived == [replica_path.read_bytes()[: cipher.SALT_BYTES]] * 2
+    with open_replica(replica_path, passphrase=PASSPHRASE) as replica:
+        assert len(derived) == 2  # one connection: SQLCipher derives its key
+        key = replica.key_material()
+        assert replica.key_material() == key and len(derived) == 3
+        with replica.checkpoints_apart():  # a second connection, keyed with the key derived
+            replica.upsert_prompt(record=prompt())
+    assert derived == [replica_path.read_bytes()[: cipher.SALT_BYTES]] * 3
+    with open_replica(replica_path, key=key) as replica:
+        assert len(replica.list_prompts()) == 2
 
 
 def test_driver_errors_do_not_leak(replica: Replica) -> None:
