@@ -128,7 +128,9 @@ def open_replica(
     salt = cipher.file_salt(path)
     if passphrase is not None and key is not None and cipher.key_salt(key) != salt:
         key = None  # (a replica another process created meanwhile has a salt of its own)
-    if key is None and cipher.has_log(path):  # a read-only connection first, then the writing one
+    # derived here for two connections (a read-only one first, then the writing one), and for a passphrase
+    # SQLCipher would take for a raw key itself ("x'...'"), as creating the replica took it for a passphrase
+    if key is None and (cipher.has_log(path) or secret.startswith(cipher.RAW_KEY_PREFIX)):
         key = cipher.derive_key(secret, salt)
     if page_size in sizes:
         sizes = (page_size, *(n for n in sizes if n != page_size))

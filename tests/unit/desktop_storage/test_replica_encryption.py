@@ -486,6 +486,20 @@ def test_the_key_derived_once_is_sqlciphers_own(replica_path: Path, tmp_path: Pa
         conn.close()
 
 
+def test_a_passphrase_written_as_a_raw_key_is_a_passphrase(replica_path: Path) -> None:
+    """SQLCipher takes a key written as ``x'<hex>'`` for a raw key. The replica derives a key from any
+    passphrase, so one of that form opens the replica it made (it was created with the derived key and then
+    handed to SQLCipher as it was: the replica was refused as a wrong passphrase)."""
+    looks_raw = "x'" + "ab" * 32 + "'"
+    with open_replica(replica_path, passphrase=looks_raw, create=True) as replica:
+        replica.upsert_prompt(record=prompt(title="behind a raw-looking passphrase"))
+    with open_replica(replica_path, passphrase=looks_raw) as replica:
+        assert [p.title for p in replica.list_prompts()] == ["behind a raw-looking passphrase"]
+        replica.change_passphrase(old=looks_raw, new="x'" + "cd" * 48 + "'")
+    with open_replica(replica_path, passphrase="x'" + "cd" * 48 + "'") as replica:
+        assert len(replica.list_prompts()) == 1
+
+
 def test_an_open_derives_the_key_once(replica_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Creating a replica, and opening one that another connection holds open (a log to look at first,
     read-only, then the writing connection, as the desktop's sync process found it), derive the key once
