@@ -172,8 +172,9 @@ def sync_purge_tombstones(
         int, typer.Option(min=0, help="Purge records deleted longer ago than this.")
     ] = 90,
 ) -> None:
-    """Drop long-deleted records for good. Replicas that last synced before them pull everything again
-    (their local edits are kept); run it from cron or the worker host."""
+    """Drop long-deleted records for good. Every replica of an organization that had records purged pulls
+    everything again at its next sync (its local edits are kept; docs/sync-protocol.md, "Limits and
+    follow-ups"), so purge seldom; run it from cron or the worker host."""
     from datetime import UTC, datetime, timedelta
 
     from outputhub.server.api.sync.service import purge_tombstones

@@ -175,6 +175,15 @@ class ReplicaStore(Protocol):
         """A full pull begins: the cursor goes to 0 and the records it has seen are forgotten."""
         ...
 
+    def pulling_from_zero(self, *, server_url: str, org_id: str) -> bool:
+        """A pull that started at revision 0 (an initial sync, a walk) of this server and organization has
+        pages left: its cursor is a page boundary of that pull, and the next pull goes on with it."""
+        ...
+
+    def note_pull_from_zero(self, *, server_url: str, org_id: str, going_on: bool) -> None:
+        """With a page of a pull that started at 0 (in the page's transaction): whether pages are left."""
+        ...
+
     def note_walked(self, records: Sequence[tuple[str, str]]) -> None:
         """``(entity, id)`` of records a full pull brought (in the transaction of their page)."""
         ...

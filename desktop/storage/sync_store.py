@@ -91,6 +91,8 @@ REJECTED_FIELD: Final = "_rejected"
 META_ORG: Final = "org_id"
 META_HLC: Final = "hlc"
 META_FULL_WALK: Final = "full_walk"
+META_FROM_ZERO: Final = "pull_from_zero"
+"""Set while a pull that started at revision 0 (an initial sync) has pages left: ``<server> <org id>``."""
 """A full pull is under way: ``<server url> <organization id>`` (its records so far in ``walk_seen``)."""
 LOCAL_ORG: Final = "local"
 
@@ -767,6 +769,14 @@ class ReplicaSyncStore:
             for entity, record_id in conn.execute("SELECT entity, id FROM walk_seen"):
                 seen.setdefault(str(entity), set()).add(str(record_id))
         return seen
+
+    def pulling_from_zero(self, *, server_url: str, org_id: str) -> bool:
+        return self._meta(META_FROM_ZERO) == self._walk_key(server_url, org_id)
+
+    def note_pull_from_zero(self, *, server_url: str, org_id: str, going_on: bool) -> None:
+        key = self._walk_key(server_url, org_id) if going_on else None
+        if self._meta(META_FROM_ZERO) != key:
+            self._set_meta(META_FROM_ZERO, key)
 
     def end_walk(self) -> None:
         with self.replica.writing("end a full pull") as conn:

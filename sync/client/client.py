@@ -209,9 +209,14 @@ class SyncClient:
 
     def sync(self, progress: Progress | None = None) -> SyncReport:
         report = SyncReport()
-        # a full pull cut short goes on first in pull() (the push's page would skip the walk's record-keeping)
-        walking = self.store.walking(server_url=self.remote.server_url, org_id=self.remote.org_id)
-        along = self.push(report, progress, pull=not walking, checksums=not self.full_check)
+        # a full pull cut short goes on first in pull() (the push's page would skip the walk's
+        # record-keeping), and so does any pull from 0 cut short (the push's page would ask without
+        # from_zero: 410 past a purge)
+        server, org = self.remote.server_url, self.remote.org_id
+        going_on = self.store.walking(server_url=server, org_id=org) or self.store.pulling_from_zero(
+            server_url=server, org_id=org
+        )
+        along = self.push(report, progress, pull=not going_on, checksums=not self.full_check)
         if not along.caught_up:
             self.pull(report, progress)
         self.repair_out_of_step(report)
@@ -311,7 +316,9 @@ class SyncClient:
                         self.store.replace_with_remote(remote, entity=entity, record_id=record_id)
                 if page is not None:
                     assert along_with is not None
-                    report.cursor = self._apply_page(page, items, report, progress, start=along_with.since)
+                    report.cursor = self._apply_page(
+                        page, items, report, progress, start=along_with.since, from_zero=along_with.since == 0
+                    )
             caught_up = page is not None and not page.get("has_more")
             sums = answer.get("checksums") if caught_up else None
             along = PulledAlong(caught_up, sums if isinstance(sums, Mapping) else None)
@@ -391,7 +398,11 @@ class SyncClient:
         revision 0, then the records it did not bring are dropped (purged on the server). The store keeps
         which records it brought, page by page with the cursor, so a walk cut short goes on at the next
         pull from where it stopped (its pages ask with ``from_zero``: their cursors are below the purge
-        horizon); it started again from 0 at every sync, and one often interrupted never ended (QA)."""
+        horizon); it started again from 0 at every sync, and one often interrupted never ended (QA). Any
+        other pull from 0 cut short (an initial sync killed, or one whose first page came with a push) goes
+        on with ``from_zero`` too (:meth:`ReplicaStore.pulling_from_zero`): in an organization that had a
+        purge it was answered 410 and pulled everything again (QA, 2026-11-29). Records purged while such a
+        pull was cut short are found by the check after it, which then walks."""
         server, org = self.remote.server_url, self.remote.org_id
         walking = self.store.walking(server_url=server, org_id=org)
         if full:
@@ -400,6 +411,7 @@ class SyncClient:
         cursor = self.store.cursor(server_url=server, org_id=org)
         if walking:
             report.full_resync = report.full_resync or not full
+        from_zero = walking or (cursor > 0 and self.store.pulling_from_zero(server_url=server, org_id=org))
         start = cursor
         turns = threading.Lock()  # decoding a page and applying one take turns (see _fetch)
         grouped = 0  # records applied in the open transaction
@@ -411,7 +423,7 @@ class SyncClient:
             ExitStack() as group,  # the open transaction, if any: an exception leaving rolls it back
         ):
             pending: Future[tuple[Mapping[str, Any], list[RemoteItem]]] = _in_background(
-                self._fetch, since=cursor, walk=walking and cursor > 0, turns=turns
+                self._fetch, since=cursor, walk=from_zero and cursor > 0, turns=turns
             )
             while True:
                 if grouped and (
@@ -433,7 +445,7 @@ class SyncClient:
                         raise
                     report.full_resync = True
                     self.store.start_walk(server_url=server, org_id=org)
-                    cursor, start, walking = 0, 0, True
+                    cursor, start, walking, from_zero = 0, 0, True, True
                     pending = _in_background(self._fetch, since=0, turns=turns)
                     continue
                 except BaseException:
@@ -442,7 +454,7 @@ class SyncClient:
                 if page.get("has_more"):
                     # fetch the next page while this one is applied (server and replica work at once)
                     pending = _in_background(
-                        self._fetch, since=int(page["next_since"]), walk=start == 0 or walking, turns=turns
+                        self._fetch, since=int(page["next_since"]), walk=start == 0 or from_zero, turns=turns
                     )
                     if not bulking:
                         bulk.enter_context(self.store.bulk_apply())
@@ -453,7 +465,9 @@ class SyncClient:
                 # no savepoint per page: SQLite would journal every page it touches (a failure rolls the
                 # whole transaction back, and the pages in it are pulled again)
                 with turns:
-                    cursor = self._apply_page(page, items, report, progress, start=start)
+                    cursor = self._apply_page(
+                        page, items, report, progress, start=start, from_zero=start == 0 or from_zero
+                    )
                     if walking:  # with the page and its cursor, in their transaction
                         self.store.note_walked([(item.entity, item.record_id) for item in items])
                 grouped += max(len(items), 1)
@@ -473,13 +487,19 @@ class SyncClient:
         progress: Progress | None,
         *,
         start: int,
+        from_zero: bool = False,
     ) -> int:
-        """Apply one pulled page and store its cursor (in the caller's transaction); the new cursor."""
+        """Apply one pulled page and store its cursor (in the caller's transaction); the new cursor.
+        ``from_zero``: the page is one of a pull that started at 0 (noted with the cursor while pages are
+        left, so that the pull goes on with ``from_zero`` if it is cut short)."""
         result = self.store.apply_remote(items)
         for remap in page.get("remaps", []):
             self.store.remap(remap["entity"], str(remap["from_id"]), str(remap["to_id"]))
         cursor = int(page["next_since"])
         self.store.set_cursor(server_url=self.remote.server_url, org_id=self.remote.org_id, cursor=cursor)
+        if from_zero:
+            server, org = self.remote.server_url, self.remote.org_id
+            self.store.note_pull_from_zero(server_url=server, org_id=org, going_on=bool(page.get("has_more")))
         report.pulled += len(items)
         report.conflicts_opened.extend(c for c in result.opened if c not in report.conflicts_opened)
         report.conflicts_closed.extend(result.closed)

@@ -514,6 +514,36 @@ def test_a_lookup_made_offline_shows_the_position_the_server_shows(org, devices)
     assert laptop.library.get("tag", tag)["position"] == desktop.library.get("tag", tag)["position"] == 0
 
 
+class _Pages:
+    """An httpx transport to the app that notes each pull page asked for, ``(since, from_zero)``, and after
+    ``allow`` of them refuses the connection (the link lost, the app killed)."""
+
+    def __init__(self, client: Any, allow: int | None) -> None:
+        self.client, self.allow = client, allow
+        self.asked: list[tuple[int, bool]] = []
+
+    def handle_request(self, request: Any) -> Any:
+        import httpx
+
+        if request.url.path.endswith("/sync/changes"):
+            params = request.url.params
+            self.asked.append((int(params["since"]), params.get("from_zero") == "true"))
+            if self.allow is not None and len(self.asked) > self.allow:
+                raise httpx.ConnectError("injected: the link is gone")
+        return self.client._transport.handle_request(request)
+
+
+def _sync_through(pages: _Pages, device: Any, org: Any) -> Any:
+    import httpx
+
+    from outputhub.sync.client import HttpRemote, SyncClient
+
+    transport = httpx.MockTransport(pages.handle_request)
+    with httpx.Client(transport=transport, base_url="http://testserver") as http:
+        remote = HttpRemote("", token=org.owner.token, org_id=org.id, client=http)
+        return SyncClient(device.store, remote, pull_page=100).sync()
+
+
 def test_a_full_resync_cut_short_goes_on_where_it_stopped(  # type: ignore[no-untyped-def]
     app, client, org, devices, monkeypatch, tmp_path: Path
 ) -> None:
@@ -521,10 +551,6 @@ def test_a_full_resync_cut_short_goes_on_where_it_stopped(  # type: ignore[no-un
     longer has are dropped). Cut short mid-walk (the app closed, the link lost), the next sync started the
     walk from 0 again, every time: on a large library often interrupted, it never ended (QA). It goes on
     from the page where it stopped, asking with ``from_zero``, and still drops what the server purged."""
-    import httpx
-
-    from outputhub.sync.client import HttpRemote, SyncClient
-
     ids = seed_library(org)
     laptop, desktop = devices
     items = [{"prompt_id": ids["prompt"], "content": f"bulk {n}"} for n in range(450)]
@@ -539,44 +565,86 @@ def test_a_full_resync_cut_short_goes_on_where_it_stopped(  # type: ignore[no-un
     result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
     assert result.exit_code == 0, result.output
 
-    asked: list[tuple[int, bool]] = []
-
-    class CutsOff(httpx.BaseTransport):
-        """The app behind it; counts pull pages, and after ``allow`` of them the connection is refused."""
-
-        def __init__(self, allow: int | None) -> None:
-            self.allow = allow
-
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            if request.url.path.endswith("/sync/changes"):
-                params = request.url.params
-                asked.append((int(params["since"]), params.get("from_zero") == "true"))
-                if self.allow is not None and len(asked) > self.allow:
-                    raise httpx.ConnectError("injected: the link is gone")
-            return client._transport.handle_request(request)
-
-    def sync(allow: int | None) -> object:
-        with httpx.Client(transport=CutsOff(allow), base_url="http://testserver") as http:
-            remote = HttpRemote("", token=org.owner.token, org_id=org.id, client=http)
-            return SyncClient(desktop.store, remote, pull_page=100).sync()
-
+    cut = _Pages(client, allow=3)
     with pytest.raises(ServerUnreachableError):
-        sync(allow=3)  # the expired pull, two pages of the walk; the link goes while the third is asked for
-    expired, first, second, third = asked
+        _sync_through(cut, desktop, org)  # the expired pull, two pages of the walk; then the link goes
+    expired, first, second, third = cut.asked
     assert expired[0] > 0 and first == (0, False) and second[1] and third[1]
     stopped_at = desktop.store.cursor(server_url="", org_id=org.id)
     assert stopped_at == third[0] > 0, "the two pages applied, with their cursor"
     assert desktop.store.walking(server_url="", org_id=org.id)
-    asked.clear()
-    report = sync(allow=None)
-    assert asked[0] == (stopped_at, True), "went on where it stopped, past the purge horizon"
-    assert all(since > 0 for since, _ in asked), "not from 0 again"
-    assert report.full_resync and report.checksum_ok is True  # type: ignore[attr-defined]
+    rest = _Pages(client, allow=None)
+    report = _sync_through(rest, desktop, org)
+    assert rest.asked[0] == (stopped_at, True), "went on where it stopped, past the purge horizon"
+    assert all(since > 0 for since, _ in rest.asked), "not from 0 again"
+    assert report.full_resync and report.checksum_ok is True
     assert desktop.replica.get_prompt(id=doomed) is None, "what the server purged is dropped"
     assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == "Edited while away"
     laptop.sync()
     assert laptop.values() == desktop.values()
     assert not desktop.store.walking(server_url="", org_id=org.id)
+
+
+def _purged_library(app: Any, org: Any, monkeypatch: Any) -> int:
+    """450 outputs and a purged prompt in ``org``: its horizon is above 0. Returns how many records the
+    server has."""
+    ids = seed_library(org)
+    items = [{"prompt_id": ids["prompt"], "content": f"bulk {n}"} for n in range(450)]
+    assert org.owner.post(f"{org.base}/outputs/bulk", json={"items": items}).status_code == 201
+    doomed = org.owner.post(f"{org.base}/prompts", json={"title": "Doomed", "body": "x"}).json()["id"]
+    assert org.owner.delete(f"{org.base}/prompts/{doomed}").status_code == 204
+    result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
+    assert result.exit_code == 0, result.output
+    sums = org.owner.get(f"{org.base}/sync/checksums").json()["tables"]
+    return sum(int(t["count"]) for t in sums.values())
+
+
+def test_a_first_sync_cut_short_after_a_purge_goes_on_where_it_stopped(  # type: ignore[no-untyped-def]
+    app, client, org, monkeypatch, tmp_path: Path
+) -> None:
+    """A new replica's first sync, killed after a few pages in an organization that had a purge: the next
+    sync asked for the stored cursor without ``from_zero``, got 410 (below the horizon) and pulled every
+    record again as a full resync (QA, 2026-11-29). It goes on from the page where it stopped."""
+    records = _purged_library(app, org, monkeypatch)
+    new = make_device(tmp_path, "new", http=client, base_url="", token=org.owner.token, org_id=org.id)
+    try:
+        cut = _Pages(client, allow=2)
+        with pytest.raises(ServerUnreachableError):
+            _sync_through(cut, new, org)
+        assert cut.asked[:2] == [(0, False), (cut.asked[1][0], True)] and cut.asked[1][0] > 0
+        stopped_at = new.store.cursor(server_url="", org_id=org.id)
+        assert stopped_at == cut.asked[2][0] > 0
+        kept = sum(n for n, _, _ in new.store.checksums().values())
+        assert 0 < kept < records
+
+        rest = _Pages(client, allow=None)
+        report = _sync_through(rest, new, org)
+        assert rest.asked[0] == (stopped_at, True), "went on where it stopped, past the purge horizon"
+        assert all(since > 0 and walk for since, walk in rest.asked), rest.asked
+        assert not report.full_resync and report.checksum_ok is True
+        assert report.pulled == records - kept, "every record pulled once"
+        assert not new.store.pulling_from_zero(server_url="", org_id=org.id)
+    finally:
+        new.replica.close()
+
+
+def test_a_first_sync_with_an_offline_edit_after_a_purge_pulls_each_page_once(  # type: ignore[no-untyped-def]
+    app, client, org, monkeypatch, tmp_path: Path
+) -> None:
+    """A new replica with an edit made before its first sync: the push brings the first page from 0 with
+    it, and the pages after it were asked for without ``from_zero``: past a purge, 410, and every record was
+    pulled again as a full resync (QA, 2026-11-29)."""
+    records = _purged_library(app, org, monkeypatch)
+    new = make_device(tmp_path, "new", http=client, base_url="", token=org.owner.token, org_id=org.id)
+    try:
+        new.library.create("tag", {"name": "made before the first sync"})
+        pages = _Pages(client, allow=None)
+        report = _sync_through(pages, new, org)
+        assert pages.asked and all(since > 0 and walk for since, walk in pages.asked), pages.asked
+        assert not report.full_resync and report.checksum_ok is True
+        assert report.pushed == 1 and report.pulled == records + 1  # its own tag comes back with the rest
+    finally:
+        new.replica.close()
 
 
 def test_resolving_one_of_two_conflicts_on_a_field_names_the_one_it_opens(  # type: ignore[no-untyped-def]
