@@ -89,3 +89,19 @@ def mongo_client(
     with TestClient(application) as test_client:
         yield test_client
     application.state.services.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_client(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[TestClient]:
+    """The app on ``backend`` for one test module alone (its own job queue). For tests that wait for their
+    jobs: on the shared app, other files' jobs (webhook deliveries to addresses that never answer, each
+    holding a worker for its timeout, and their retries) can keep the queue busy past any wait."""
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    application = create_app(
+        make_settings(backend, tmp=tmp_path_factory.mktemp(f"data-{backend}-module"), pg_url=url)
+    )
+    with TestClient(application) as test_client:
+        yield test_client
+    application.state.services.engine.dispose()

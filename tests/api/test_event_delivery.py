@@ -30,6 +30,12 @@ from tests.support.client import Org, new_org
 
 
 @pytest.fixture(scope="module")
+def client(module_client: TestClient) -> TestClient:
+    """An app of this module's own: its tests wait for their jobs (tests/conftest.py, ``module_client``)."""
+    return module_client
+
+
+@pytest.fixture(scope="module")
 def hook_receiver() -> Iterator[Receiver]:
     with receiver() as r:
         yield r

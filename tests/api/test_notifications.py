@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from outputhub.server.events import DomainEvent
 from tests.redis.support import free_port, wait_for
@@ -32,6 +33,12 @@ def conflict_event(org: Org) -> DomainEvent:
         device="laptop-1",
         after={"entity": "prompt", "record_id": str(uuid.uuid4()), "field": "title"},
     )
+
+
+@pytest.fixture(scope="module")
+def client(module_client: TestClient) -> TestClient:
+    """An app of this module's own: its tests wait for their jobs (tests/conftest.py, ``module_client``)."""
+    return module_client
 
 
 def test_conflicts_notify_editors_and_read_marks_are_per_user(client):
