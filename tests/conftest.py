@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,13 +96,17 @@ def mongo_client(
 def module_client(
     backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[TestClient]:
-    """The app on ``backend`` for one test module alone (its own job queue). For tests that wait for their
-    jobs: on the shared app, other files' jobs (webhook deliveries to addresses that never answer, each
-    holding a worker for its timeout, and their retries) can keep the queue busy past any wait."""
-    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
-    application = create_app(
-        make_settings(backend, tmp=tmp_path_factory.mktemp(f"data-{backend}-module"), pg_url=url)
-    )
-    with TestClient(application) as test_client:
-        yield test_client
-    application.state.services.engine.dispose()
+    """The app on ``backend`` for one test module alone, with a database of its own (so a job queue of its
+    own: the queue's relay serves every job in its database). For tests that wait for their jobs: on the
+    shared app, other files' jobs (webhook deliveries to addresses that never answer, each holding a worker
+    for its timeout, and their retries) can keep the queue busy past any wait."""
+    with contextlib.ExitStack() as stack:
+        url = None
+        if backend == "postgres":
+            url = stack.enter_context(app_database(request.getfixturevalue("pg_server")))
+        application = create_app(
+            make_settings(backend, tmp=tmp_path_factory.mktemp(f"data-{backend}-module"), pg_url=url)
+        )
+        with TestClient(application) as test_client:
+            yield test_client
+        application.state.services.engine.dispose()
