@@ -78,6 +78,15 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield test_client
 
 
+@contextlib.contextmanager
+def app_client(settings: Settings) -> Iterator[TestClient]:
+    """A client of a new app with ``settings``, its database connections closed after."""
+    application = create_app(settings)
+    with TestClient(application) as test_client:
+        yield test_client
+    application.state.services.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def mongo_client(
     backend: str, mongo_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
@@ -86,10 +95,8 @@ def mongo_client(
     url = request.getfixturevalue("pg_url") if backend == "postgres" else None
     settings = make_settings(backend, tmp=tmp_path_factory.mktemp(f"data-{backend}-mongo"), pg_url=url)
     settings = settings.model_copy(update={"mongo_url": mongo_url, "mongo_database": f"api_{backend}"})
-    application = create_app(settings)
-    with TestClient(application) as test_client:
+    with app_client(settings) as test_client:
         yield test_client
-    application.state.services.engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +111,5 @@ def module_client(
         url = None
         if backend == "postgres":
             url = stack.enter_context(app_database(request.getfixturevalue("pg_server")))
-        application = create_app(
-            make_settings(backend, tmp=tmp_path_factory.mktemp(f"data-{backend}-module"), pg_url=url)
-        )
-        with TestClient(application) as test_client:
-            yield test_client
-        application.state.services.engine.dispose()
+        tmp = tmp_path_factory.mktemp(f"data-{backend}-module")
+        yield stack.enter_context(app_client(make_settings(backend, tmp=tmp, pg_url=url)))

@@ -510,9 +510,9 @@ class Replica:
         while another process has the file open (a page it wrote with the old key would be unreadable): the
         desktop app holds its sync worker off meanwhile (``SyncController.syncs_paused``).
         """
-        salt = cipher.file_salt(self._path)  # kept by a rekey: the new key is derived with it too
-        old_key = cipher.derive_key(cipher.passphrase_bytes(old), salt)
-        new_key = cipher.derive_key(cipher.passphrase_bytes(new), salt)
+        # the file's salt, which a rekey keeps: the new key is derived with it too
+        old_key = cipher.derive_key(cipher.passphrase_bytes(old), self._salt)
+        new_key = cipher.derive_key(cipher.passphrase_bytes(new), self._salt)
         with self._lock:
             conn = self._require_open()
             if self._depth:

@@ -91,9 +91,9 @@ REJECTED_FIELD: Final = "_rejected"
 META_ORG: Final = "org_id"
 META_HLC: Final = "hlc"
 META_FULL_WALK: Final = "full_walk"
-META_FROM_ZERO: Final = "pull_from_zero"
-"""Set while a pull that started at revision 0 (an initial sync) has pages left: ``<server> <org id>``."""
 """A full pull is under way: ``<server url> <organization id>`` (its records so far in ``walk_seen``)."""
+META_FROM_ZERO: Final = "pull_from_zero"
+"""A pull that started at revision 0 (an initial sync, a walk) has pages left: ``<server url> <org id>``."""
 LOCAL_ORG: Final = "local"
 
 

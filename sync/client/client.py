@@ -411,7 +411,8 @@ class SyncClient:
         cursor = self.store.cursor(server_url=server, org_id=org)
         if walking:
             report.full_resync = report.full_resync or not full
-        from_zero = walking or (cursor > 0 and self.store.pulling_from_zero(server_url=server, org_id=org))
+        # this pull's pages are one of a pull from 0 (their cursors may lie below the purge horizon)
+        from_zero = cursor == 0 or walking or self.store.pulling_from_zero(server_url=server, org_id=org)
         start = cursor
         turns = threading.Lock()  # decoding a page and applying one take turns (see _fetch)
         grouped = 0  # records applied in the open transaction
@@ -454,7 +455,7 @@ class SyncClient:
                 if page.get("has_more"):
                     # fetch the next page while this one is applied (server and replica work at once)
                     pending = _in_background(
-                        self._fetch, since=int(page["next_since"]), walk=start == 0 or from_zero, turns=turns
+                        self._fetch, since=int(page["next_since"]), walk=from_zero, turns=turns
                     )
                     if not bulking:
                         bulk.enter_context(self.store.bulk_apply())
@@ -465,9 +466,7 @@ class SyncClient:
                 # no savepoint per page: SQLite would journal every page it touches (a failure rolls the
                 # whole transaction back, and the pages in it are pulled again)
                 with turns:
-                    cursor = self._apply_page(
-                        page, items, report, progress, start=start, from_zero=start == 0 or from_zero
-                    )
+                    cursor = self._apply_page(page, items, report, progress, start=start, from_zero=from_zero)
                     if walking:  # with the page and its cursor, in their transaction
                         self.store.note_walked([(item.entity, item.record_id) for item in items])
                 grouped += max(len(items), 1)
