@@ -45,6 +45,11 @@ class PullPage(BaseModel):
     remaps: list[Remap] = Field(
         default_factory=list, description="Duplicate lookups merged since `since`: rewrite references."
     )
+    purged: list[Purged] = Field(
+        default_factory=list,
+        description="Records the tombstone purge removed for good at a revision this page covers: drop them "
+        "(unless they carry a local edit, which the server will refuse and the replica keeps).",
+    )
 
 
 class PullAlong(BaseModel):
@@ -146,6 +151,12 @@ class Remap(BaseModel):
     from_id: uuid.UUID
     to_id: uuid.UUID
     revision: int
+
+
+class Purged(BaseModel):
+    entity: str = Field(description="Table name, as a record's `entity`.")
+    id: uuid.UUID
+    revision: int = Field(description="The purge's revision (newer than every revision the record had).")
 
 
 class ConflictRead(BaseModel):

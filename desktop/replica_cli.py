@@ -552,6 +552,8 @@ def sync(
                     f"{report.reset} record(s) shown as the server has them again (edits it refused are "
                     "kept: `conflicts list`)"
                 )
+            if report.purged:
+                lines.append(f"{report.purged} long-deleted record(s) the server purged: dropped here too")
             if report.repaired:
                 lines.append(
                     f"the replica did not match the server ({', '.join(report.mismatched_tables)}); repaired"

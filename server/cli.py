@@ -172,9 +172,10 @@ def sync_purge_tombstones(
         int, typer.Option(min=0, help="Purge records deleted longer ago than this.")
     ] = 90,
 ) -> None:
-    """Drop long-deleted records for good. Every replica of an organization that had records purged pulls
-    everything again at its next sync (its local edits are kept; docs/sync-protocol.md, "Limits and
-    follow-ups"), so purge seldom; run it from cron or the worker host."""
+    """Drop long-deleted records for good; run it from cron or the worker host. Each replica drops them at
+    its next sync (the purge log names them to every pull). Log entries older than the same retention are
+    forgotten: a replica that has not synced since then pulls everything again at its next sync, its local
+    edits kept (docs/sync-protocol.md, "Purges and the purge log")."""
     from datetime import UTC, datetime, timedelta
 
     from outputhub.server.api.sync.service import purge_tombstones

@@ -206,6 +206,11 @@ class ReplicaStore(Protocol):
 
     def drop(self, entity: str, record_id: str) -> None: ...
 
+    def drop_purged(self, purged: Sequence[tuple[str, str, int]]) -> int:
+        """Drop the records the server purged (``(entity, record_id, revision of the purge)``, from a pulled
+        page) that the replica last had before that revision and that carry no local edit; how many."""
+        ...
+
 
 class Remote(Protocol):
     """The server's sync endpoints (see docs/sync-protocol.md)."""

@@ -822,6 +822,28 @@ class ReplicaSyncStore:
         with self.replica.writing("drop the record") as conn:
             tables.purge(conn, SPEC[entity], record_id)
 
+    def drop_purged(self, purged: Sequence[tuple[str, str, int]]) -> int:
+        """Drop the records a pulled page says the server purged (``(entity, record_id, revision of the
+        purge)``): those this replica last had before the purge and that carry no local edit (an edit is
+        kept: the server refuses it, and the replica keeps it as a refused edit). How many went."""
+        by_entity: dict[str, list[tuple[str, int]]] = {}
+        for entity, record_id, revision in purged:
+            if entity in SPEC:
+                by_entity.setdefault(entity, []).append((record_id, revision))
+        dropped = 0
+        with self.replica.writing("drop purged records") as conn:
+            for entity, named in by_entity.items():
+                table = SPEC[entity].table
+                dropped += conn.execute(
+                    f"DELETE FROM {table} WHERE id IN (SELECT r.id FROM json_each(?1) AS p "
+                    f"JOIN {table} AS r ON r.id = json_extract(p.value, '$[0]') "
+                    "WHERE r.revision IS NOT NULL AND r.revision < json_extract(p.value, '$[1]')) "
+                    "AND NOT EXISTS (SELECT 1 FROM outbox AS o "
+                    f"WHERE o.entity = ?2 AND o.record_id = {table}.id)",
+                    (dumps(named), entity),
+                ).rowcount
+        return dropped
+
     def snapshot_values(self, entity: str) -> dict[str, dict[str, Any]]:
         """Every record's displayed values (tests compare replicas with this)."""
         out: dict[str, dict[str, Any]] = {}

@@ -415,6 +415,22 @@ class SyncHorizon(Base):
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class SyncPurge(Base):
+    """A record the tombstone purge removed for good, at the purge's own ``revision``: pulls after a cursor
+    below it name the record (``purged`` in the page), so that a replica drops its copy instead of finding
+    the difference at its check and pulling everything again. Forgotten by a later purge once older than
+    its retention; the horizon then rises past ``revision``."""
+
+    __tablename__ = "sync_purges"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32))
+    purged_at: Mapped[datetime] = mapped_column(TS)
+
+
 REPLICATED_TABLES: tuple[str, ...] = (
     "tags",
     "knowledge_types",
@@ -455,6 +471,7 @@ SYNC_TABLES: tuple[str, ...] = (
     "sync_remaps",
     "sync_horizons",
     "sync_sums",
+    "sync_purges",
 )
 
 TENANT_TABLES: tuple[str, ...] = (

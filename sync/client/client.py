@@ -93,6 +93,8 @@ class SyncReport:
     cursor: int = 0
     reset: int = 0
     """Records shown as the server has them again after the sync that refused their edits stopped short."""
+    purged: int = 0
+    """Records the server purged (long-deleted) that this sync dropped from the replica."""
 
 
 def _item(record: dict[str, Any]) -> RemoteItem:
@@ -491,6 +493,16 @@ class SyncClient:
         """Apply one pulled page and store its cursor (in the caller's transaction); the new cursor.
         ``from_zero``: the page is one of a pull that started at 0 (noted with the cursor while pages are
         left, so that the pull goes on with ``from_zero`` if it is cut short)."""
+        gone = page.get("purged")
+        if gone:
+            # before the page's records: a purged id written again after the purge (a later revision) stays
+            report.purged += self.store.drop_purged(
+                [
+                    (TABLE_ENTITIES[p["entity"]], str(p["id"]), int(p["revision"]))
+                    for p in gone
+                    if p.get("entity") in TABLE_ENTITIES
+                ]
+            )
         result = self.store.apply_remote(items)
         for remap in page.get("remaps", []):
             self.store.remap(remap["entity"], str(remap["from_id"]), str(remap["to_id"]))

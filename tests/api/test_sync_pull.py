@@ -600,3 +600,66 @@ def paged_library(client: Any) -> tuple[Org, int, list[str]]:
         )
     records, _ = pull_all(o, org, since=start)
     return org, start, [r["id"] for r in records]
+
+
+def _purge(app, org: Org, *, days_ahead: float = 1) -> int:
+    factory = app.state.services.session_factory
+    with unit_of_work(factory) as session:
+        set_tenant(session, org_id=uuid.UUID(org.id))
+        return purge_tombstones(
+            session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(days=days_ahead)
+        )
+
+
+def _pages(actor, org: Org, *, since: int, limit: int) -> list[dict]:
+    pages = []
+    while True:
+        r = actor.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": since, "limit": limit})
+        assert r.status_code == 200, r.text
+        pages.append(r.json())
+        since = pages[-1]["next_since"]
+        if not pages[-1]["has_more"]:
+            return pages
+
+
+def test_a_purge_is_named_once_to_every_pull_that_covers_it_until_forgotten(app, client):
+    """The purge log: every pull whose pages cover the purge's revision names each purged record once (in
+    the page that covers it, never another organization's), whatever the page size; a pull from after it
+    names none. A later purge forgets entries older than its retention and raises the horizon past them:
+    cursors before a forgotten entry get 410, the others pull as before."""
+    org, other = new_org(client), new_org(client)
+    seed_library(org)
+    seed_library(other)
+    o = org.owner
+    made = [
+        o.post(f"{org.base}/prompts", json={"title": f"p{n}", "body": "b"}).json()["id"] for n in range(6)
+    ]
+    gone = made[:3]
+    for ident in gone:
+        assert o.delete(f"{org.base}/prompts/{ident}").status_code == 204
+    _, before = pull_all(o, org)
+    o.patch(f"{org.base}/prompts/{made[3]}", json={"title": "edited before the purge"})
+    assert _purge(app, org) == 3
+    o.patch(f"{org.base}/prompts/{made[4]}", json={"title": "edited after the purge"})
+    for since in (0, 1, before):
+        for limit in (1, 2, 1000):
+            pages = _pages(o, org, since=since, limit=limit)
+            named = [(p["entity"], p["id"]) for page in pages for p in page["purged"]]
+            assert sorted(named) == sorted(("prompts", i) for i in gone), (since, limit)
+            records = {r["id"] for page in pages for r in page["records"]}
+            assert not records & set(gone) and made[4] in records
+            for page, start in zip(pages, [since, *(p["next_since"] for p in pages)], strict=False):
+                assert all(start < p["revision"] <= page["next_since"] for p in page["purged"])
+    purge_revision = _pages(o, org, since=0, limit=1000)[0]["purged"][0]["revision"]
+    assert all(page["purged"] == [] for page in _pages(o, org, since=purge_revision, limit=2))
+    assert all(page["purged"] == [] for page in _pages(other.owner, other, since=0, limit=2))
+
+    assert _purge(app, org, days_ahead=-1) == 0  # a day's retention: the log is kept
+    assert _pages(o, org, since=before, limit=1000)[0]["purged"]
+    assert _purge(app, org) == 0  # past it: forgotten
+    expired = o.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": purge_revision - 1})
+    assert expired.status_code == 410 and expired.json()["type"].endswith("cursor-expired")
+    fine = _pages(o, org, since=purge_revision, limit=1000)
+    assert fine[-1]["purged"] == [] and made[4] in {r["id"] for r in fine[-1]["records"]}
+    from_zero = o.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": 0}).json()
+    assert from_zero["purged"] == [] and not {r["id"] for r in from_zero["records"]} & set(gone)

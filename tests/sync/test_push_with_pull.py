@@ -167,6 +167,9 @@ def test_a_cursor_too_old_for_the_page_resyncs_and_keeps_the_edit(  # type: igno
     with unit_of_work(app.state.services.session_factory) as session:
         set_tenant(session, org_id=uuid.UUID(org.id))
         assert purge_tombstones(session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1))
+        # a second purge, past the first one's retention, forgets what it purged: the horizon rises past it
+        forget = datetime.now(UTC) + timedelta(1)
+        assert not purge_tombstones(session, org_id=uuid.UUID(org.id), before=forget)
     laptop.library.edit("prompt", ids["prompt"], {"title": "edited behind the horizon"})
     requests.clear()
     report = laptop.sync()
@@ -177,6 +180,28 @@ def test_a_cursor_too_old_for_the_page_resyncs_and_keeps_the_edit(  # type: igno
     assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == (
         "edited behind the horizon"
     )
+
+
+def test_what_a_purge_removed_comes_with_the_page_a_push_brings(  # type: ignore[no-untyped-def]
+    app, devices, requests: list[str]
+) -> None:
+    """An up-to-date replica holding a tombstone the server then purges: the page its next push brings
+    names it, the replica drops it, and the sums that came along match. One request; before the purge log,
+    the sums disagreed and the replica pulled everything again."""
+    org, ids, laptop, _desktop = devices
+    tag = org.owner.post(f"{org.base}/tags", json={"name": f"doomed-{uuid.uuid4().hex[:6]}"}).json()["id"]
+    assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
+    laptop.sync()
+    assert laptop.store.load("tag", tag) is not None
+    with unit_of_work(app.state.services.session_factory) as session:
+        set_tenant(session, org_id=uuid.UUID(org.id))
+        assert purge_tombstones(session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1))
+    laptop.library.edit("prompt", ids["prompt"], {"title": "edited after a purge"})
+    requests.clear()
+    report = laptop.sync()
+    assert requests == ["POST /push"]
+    assert report.purged == 1 and not report.repaired and report.checksum_ok is True
+    assert laptop.store.load("tag", tag) is None
 
 
 def test_a_replica_that_lost_a_record_is_repaired_from_the_sums_a_push_brought(  # type: ignore[no-untyped-def]

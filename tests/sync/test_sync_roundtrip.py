@@ -380,6 +380,9 @@ def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore
     result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
     assert result.exit_code == 0, result.output
     assert "purged" in result.output and not result.output.startswith("purged 0 ")
+    # the purge log names what went to every later pull (test_a_purge_reaches_every_replica_as_a_page);
+    # a later purge forgets entries older than its retention, and cursors before them expire
+    _forget_purges(app, monkeypatch)
 
     gone = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 1, "since": 1})
     assert gone.status_code == 410 and gone.json()["type"].endswith("cursor-expired")
@@ -401,6 +404,64 @@ def test_expired_cursor_resyncs_from_zero_and_keeps_local_edits(  # type: ignore
     assert stale_feed_data(app.state.services.session_factory, org.id, allow_missing=True) == []
     assert org.owner.get(f"{org.base}/outputs/{ids['output']}").json()["tag_ids"] == [ids["tag"]]
     assert laptop.library.get("output", ids["output"])["tag_ids"] == [ids["tag"]]
+
+
+def test_a_purge_reaches_every_replica_as_a_page(  # type: ignore[no-untyped-def]
+    app, client, org, devices, monkeypatch
+) -> None:
+    """A purge of long-deleted records logs what it removed at a revision of its own, and the next pull names
+    them: an up-to-date replica drops the tombstones it holds, one that has been away since before the
+    deletes drops the live copies, and neither pulls everything again. Before (QA, 2026-11-29), a purge told
+    no replica anything: the up-to-date one's check did not match (it kept the purged tombstones) and it
+    pulled all 54,742 records again; the one away got 410 and pulled everything too."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    doomed = org.owner.post(f"{org.base}/prompts", json={"title": "Doomed", "body": "x"}).json()["id"]
+    edited = org.owner.post(f"{org.base}/prompts", json={"title": "Edited away", "body": "y"}).json()["id"]
+    old_tag = org.owner.post(f"{org.base}/tags", json={"name": "old"}).json()["id"]
+    laptop.sync()
+    desktop.sync()
+    for url in (f"prompts/{doomed}", f"prompts/{edited}", f"tags/{old_tag}"):
+        assert org.owner.delete(f"{org.base}/{url}").status_code == 204
+    laptop.sync()  # holds the three tombstones; the desktop is away with the live records
+    before_purge = laptop.store.cursor(server_url="", org_id=org.id)
+    desktop.library.edit("prompt", ids["prompt"], {"title": "Edited while away"})
+    desktop.library.edit("prompt", edited, {"title": "An edit of a record the server purges"})
+
+    result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
+    assert result.exit_code == 0 and result.output.startswith("purged 3 "), result.output
+    page = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": before_purge}).json()
+    assert page["records"] == [] and page["next_since"] == page["head"] > before_purge
+    assert sorted((p["entity"], p["id"]) for p in page["purged"]) == sorted(
+        [("prompts", doomed), ("prompts", edited), ("tags", old_tag)]
+    )
+    assert {p["revision"] for p in page["purged"]} == {page["head"]}, "at the purge's own revision"
+    after = org.owner.get(f"{org.base}/sync/changes", params={"protocol": 4, "since": page["head"]}).json()
+    assert after["purged"] == []
+
+    up_to_date = laptop.sync()
+    assert up_to_date.purged == 3 and up_to_date.pulled == 0
+    assert not up_to_date.repaired and not up_to_date.full_resync and up_to_date.checksum_ok is True
+    assert all(laptop.store.load(e, i) is None for e, i in (("prompt", doomed), ("tag", old_tag)))
+
+    away = desktop.sync()
+    assert not away.repaired and not away.full_resync and away.checksum_ok is True
+    assert desktop.store.load("prompt", doomed) is None and desktop.store.load("tag", old_tag) is None
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"] == "Edited while away"
+    # the edit of the purged prompt could not be applied: kept as a refused edit, not dropped silently
+    [kept] = [c for c in desktop.open_conflicts() if c.record_id == edited]
+    assert kept.field == "_rejected"
+    assert kept.mine["values"] == {"title": "An edit of a record the server purges"}
+    assert desktop.replica.get_prompt(id=edited) is None
+    laptop.sync()
+    assert laptop.values() == desktop.values()
+
+
+def _forget_purges(app: Any, monkeypatch: Any) -> None:
+    """A second purge, past the first one's log retention (0 days): the log is forgotten and the horizon
+    rises past the first purge's revision (older cursors get 410)."""
+    result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
+    assert result.exit_code == 0 and result.output.startswith("purged 0 "), result.output
 
 
 def test_closed_conflicts_are_kept_for_a_while_then_forgotten(org, devices) -> None:  # type: ignore[no-untyped-def]
@@ -564,6 +625,7 @@ def test_a_full_resync_cut_short_goes_on_where_it_stopped(  # type: ignore[no-un
     desktop.library.edit("prompt", ids["prompt"], {"title": "Edited while away"})
     result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
     assert result.exit_code == 0, result.output
+    _forget_purges(app, monkeypatch)
 
     cut = _Pages(client, allow=3)
     with pytest.raises(ServerUnreachableError):
@@ -595,6 +657,7 @@ def _purged_library(app: Any, org: Any, monkeypatch: Any) -> int:
     assert org.owner.delete(f"{org.base}/prompts/{doomed}").status_code == 204
     result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
     assert result.exit_code == 0, result.output
+    _forget_purges(app, monkeypatch)
     sums = org.owner.get(f"{org.base}/sync/checksums").json()["tables"]
     return sum(int(t["count"]) for t in sums.values())
 

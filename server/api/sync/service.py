@@ -22,6 +22,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    insert,
     select,
     text,
     update,
@@ -84,6 +85,7 @@ from outputhub.server.storage.tables import (
     ReplicatedRow,
     SyncConflict,
     SyncHorizon,
+    SyncPurge,
     SyncRecordState,
     sums_columns,
 )
@@ -92,20 +94,16 @@ from outputhub.sync.engine.schema import check_value
 from outputhub.sync.protocol import TABLE_ENTITIES, state_to_wire
 
 
-def horizon(session: Session, *, org_id: uuid.UUID) -> int:
-    value = session.execute(select(SyncHorizon.revision).where(SyncHorizon.org_id == org_id)).scalar()
-    return int(value or 0)
-
-
 @functools.cache
 def _marks_sql(dialect: str, *, remaps_since: bool = False) -> TextClause:
-    """The organization's sync horizon, its newest revision and (``remaps_since``) its lookup remaps after
+    """The organization's sync horizon, its newest revision, (``remaps_since``) its lookup remaps after
     ``:since`` (a JSON array of ``[entity, from_id, to_id, revision]``, in revision order: rare, so all of
-    them rather than a second statement once the page's end is known). On PostgreSQL it also asks for generic
-    plans for the rest of the pull's transaction (``SET LOCAL``): the page statement (one part per replicated
-    table) takes 2-5 ms to plan and under 1 ms to run; psycopg prepares it after a few pulls, and a generic
-    plan then skips the planning (its parameters never change which plan is right: each part walks the
-    (org_id, revision) index)."""
+    them rather than a second statement once the page's end is known) and its newest purge's revision (a
+    pull reads the purge log only when it is after ``since``: a purge logs thousands of records). On
+    PostgreSQL it also asks for generic plans for the rest of the pull's transaction (``SET LOCAL``): the
+    page statement (one part per replicated table) takes 2-5 ms to plan and under 1 ms to run; psycopg
+    prepares it after a few pulls, and a generic plan then skips the planning (its parameters never change
+    which plan is right: each part walks the (org_id, revision) index)."""
     if dialect == "postgresql":
         generic = ", set_config('plan_cache_mode', 'force_generic_plan', true)"
         remaps = (
@@ -120,7 +118,8 @@ def _marks_sql(dialect: str, *, remaps_since: bool = False) -> TextClause:
         )
     statement = text(
         "SELECT (SELECT revision FROM sync_horizons WHERE org_id = :org), "
-        f"(SELECT revision FROM org_revisions WHERE org_id = :org), {remaps if remaps_since else 'NULL'}"
+        f"(SELECT revision FROM org_revisions WHERE org_id = :org), {remaps if remaps_since else 'NULL'}, "
+        "(SELECT max(revision) FROM sync_purges WHERE org_id = :org)"
         f"{generic}"
     )
     if remaps_since:
@@ -234,7 +233,7 @@ def pull(
 
     Rows are read with Core queries (``feed.py``) and stored states embedded as they are stored."""
     org_id = tenant.org_id
-    purged, head, remaps_json, *_ = session.execute(
+    purged, head, remaps_json, last_purge, *_ = session.execute(
         _marks_sql(session.get_bind().dialect.name, remaps_since=True), {"org": org_id, "since": since}
     ).one()
     purged = int(purged or 0)
@@ -275,6 +274,11 @@ def pull(
         for entity, from_id, to_id, rev in orjson.loads(remaps_json or "[]")
         if rev <= next_since
     ]
+    gone = (
+        _purged_between(session, org_id=org_id, since=since, until=next_since)
+        if last_purge is not None and int(last_purge) > since
+        else []
+    )
     return orjson.dumps(
         {
             "protocol": protocol,
@@ -285,8 +289,31 @@ def pull(
             # empty page's next_since is the client's own cursor, which may be beyond the newest revision
             "head": None if head is None else max(int(head), next_since) if page else int(head),
             "remaps": remaps,
+            "purged": gone,
         }
     )
+
+
+_PURGED_BETWEEN: Final = (
+    select(SyncPurge.entity, SyncPurge.record_id, SyncPurge.revision)
+    .where(
+        SyncPurge.org_id == bindparam("org"),
+        SyncPurge.revision > bindparam("since"),
+        SyncPurge.revision <= bindparam("until"),
+    )
+    .order_by(SyncPurge.revision, SyncPurge.record_id)
+)
+
+
+def _purged_between(session: Session, *, org_id: uuid.UUID, since: int, until: int) -> list[dict[str, Any]]:
+    """The purge log's records with ``since < revision <= until``: what a page covering those revisions
+    tells the replica to drop (the records themselves are gone from the feed)."""
+    return [
+        {"entity": entity, "id": str(record_id), "revision": int(revision)}
+        for entity, record_id, revision in session.execute(
+            _PURGED_BETWEEN, {"org": org_id, "since": since, "until": until}
+        )
+    ]
 
 
 def record_state(session: Session, *, tenant: Tenant, entity: str, ident: uuid.UUID) -> PulledRecord:
@@ -416,10 +443,12 @@ def checksums_json(session: Session, *, tenant: Tenant, full: bool, cache: Cache
 
     The check runs after every sync, and most syncs of a desktop left open (one a minute) change nothing: at
     100k outputs the sums cost the server 14 ms each (SQLite), the two marks a fraction of a millisecond.
-    Every write moves the newest revision and every purge the horizon, so an answer cached under both is the
-    answer. (On PostgreSQL the sums' own snapshot may be newer than the marks read just before; the answer
-    then describes that newer state, with its newer revision inside, which a client handles as any answer
-    that is ahead of its cursor: it pulls first.) ``full`` digests are not cached."""
+    Every write moves the newest revision, and so does every purge that removes records (it draws a revision
+    of its own), so an answer cached under it is the answer (the horizon is in the key too: it rose without
+    a new revision from purges made before the purge log). (On PostgreSQL the sums' own snapshot may be newer
+    than the marks read just before; the answer then describes that newer state, with its newer revision
+    inside, which a client handles as any answer that is ahead of its cursor: it pulls first.) ``full``
+    digests are not cached."""
     if full or cache is None or ttl <= 0:
         return checksums(session, tenant=tenant, full=full).model_dump_json().encode()
     dialect = session.get_bind().dialect.name
@@ -660,15 +689,20 @@ def resolve_conflict(
 
 
 def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -> int:
-    """Hard-delete records deleted before ``before`` that nothing references any more, and raise the
-    organization's sync horizon past them: replicas with an older cursor get 410 and resynchronize.
+    """Hard-delete records deleted before ``before`` that nothing references any more; returns how many.
+
+    The purge draws a revision of its own and logs every record it removed at it (:class:`SyncPurge`): a
+    pull whose page covers that revision names them (``purged``), and each replica drops its copies, so an
+    up-to-date replica's check still matches (it used to keep the purged tombstones, find the difference at
+    its check and pull every record again; QA). Log entries made before ``before`` are forgotten, and the
+    organization's sync horizon rises past them: a replica whose cursor is older than a forgotten entry gets
+    410 and resynchronizes from 0 (its local edits kept).
 
     Takes the organization's write lock first, like every writer (:func:`lock_org_writes`): a push restoring
     one of these records (an edit made offline before the delete arrived) either commits before the purge
     reads the tombstones, or waits for the purge."""
     lock_org_writes(session, org_id=org_id)
-    purged = 0
-    top = horizon(session, org_id=org_id)
+    removed: list[tuple[str, uuid.UUID]] = []
     referencing: dict[type[ReplicatedRow], list[tuple[type[ReplicatedRow], str]]] = {}
     linking: dict[type[ReplicatedRow], list[Link]] = {}
     for spec in SPECS.values():
@@ -678,16 +712,14 @@ def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -
             elif name in spec.links:
                 linking.setdefault(target, []).append(spec.links[name])
     for table in (Output, Prompt, CustomGpt, *(k.table for k in KINDS)):
-        query = select(table.id, table.revision).where(
+        query = select(table.id).where(
             table.org_id == org_id, table.deleted.is_(True), table.updated_at < before
         )
         for other, column in referencing.get(table, []):
             query = query.where(~exists().where(getattr(other, column) == table.id))
-        rows = session.execute(query).all()
-        if not rows:
+        ids = list(session.execute(query).scalars())
+        if not ids:
             continue
-        ids = [r[0] for r in rows]
-        top = max(top, *(r[1] for r in rows))
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             if table is Prompt:
@@ -719,15 +751,37 @@ def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -
                 .execution_options(synchronize_session=False)
             )
             session.execute(delete(table).where(table.id.in_(chunk)))
-        purged += len(ids)
-    if purged:
-        item = session.get(SyncHorizon, org_id)
-        if item is None:
-            session.add(SyncHorizon(org_id=org_id, revision=top))
-        else:
-            item.revision = top
-        session.flush()
-    return purged
+        removed.extend((table.__tablename__, ident) for ident in ids)
+    _forget_old_purges(session, org_id=org_id, before=before)
+    if removed:
+        revision = allocate_revisions(session, org_id=org_id)
+        now = datetime.now(UTC)
+        for start in range(0, len(removed), 5000):
+            session.execute(
+                insert(SyncPurge),
+                [
+                    {"org_id": org_id, "revision": revision, "record_id": ident, "entity": entity}
+                    | {"purged_at": now}
+                    for entity, ident in removed[start : start + 5000]
+                ],
+            )
+    session.flush()
+    return len(removed)
+
+
+def _forget_old_purges(session: Session, *, org_id: uuid.UUID, before: datetime) -> None:
+    """Drop the purge log's entries made before ``before`` and raise the horizon past them: a cursor older
+    than a forgotten entry can no longer learn what it removed, so it is answered 410."""
+    old = SyncPurge.org_id == org_id, SyncPurge.purged_at < before
+    top = session.execute(select(func.max(SyncPurge.revision)).where(*old)).scalar()
+    if top is None:
+        return
+    session.execute(delete(SyncPurge).where(*old).execution_options(synchronize_session=False))
+    item = session.get(SyncHorizon, org_id)
+    if item is None:
+        session.add(SyncHorizon(org_id=org_id, revision=int(top)))
+    elif item.revision < int(top):
+        item.revision = int(top)
 
 
 def count_open_conflicts(session: Session, *, org_id: uuid.UUID) -> int:

@@ -323,3 +323,29 @@ def test_a_remap_rewrites_the_records_whose_state_holds_only_their_row(
     assert all(tag_survivor in replica.get_output(id=r).tag_ids for r in by_tag)  # type: ignore[union-attr]
     assert all(replica.get_output(id=r).accuracy_level_id == level_survivor for r in by_level)  # type: ignore[union-attr]
     assert replica.verify_integrity() == []
+
+
+def test_purged_records_go_unless_edited_here_or_written_after_the_purge(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    """A page's ``purged`` names records the server removed for good at the purge's revision. The replica
+    drops its copies, tombstones and live ones alike, but keeps one with a local edit (the server will
+    refuse it, and the replica keeps it as a refused edit) and one it holds at a revision at or after the
+    purge's (written again since). Ids it does not hold and entities it does not know change nothing."""
+    from outputhub.sync.client import LocalLibrary
+
+    replica, _ = replicas
+    store = ReplicaSyncStore(replica)
+    store.attach(org_id=ORG)
+    items = pulled_outputs(8)  # revisions 1-8; output 0 is a tombstone
+    with store.replayable_transaction():
+        store.apply_remote(items)
+    ids = [item.record_id for item in items]
+    LocalLibrary(store).edit("output", ids[2], {"notes": "edited here"})
+    purge = 6
+    named = [("output", i, purge) for i in ids] + [("output", str(uuid.UUID(int=1)), purge)]
+    assert store.drop_purged([*named, ("no-such-entity", ids[7], purge)]) == 4
+    kept = {i for i in ids if store.load("output", i) is not None}
+    assert kept == {ids[2], ids[5], ids[6], ids[7]}, "edited here; revisions 6, 7, 8 (at or after the purge)"
+    assert store.load("output", ids[2]).pending
+    assert replica.verify_integrity() == []
