@@ -4,9 +4,10 @@ The server is the real app (in process, over HTTP semantics via Starlette's test
 PostgreSQL; each device has a real encrypted replica. Faults: the request is lost, the response is lost after
 the server applied it, a batch is delivered twice or in another order, the client crashes in the middle of
 applying a pulled page (and reopens its replica from disk), the server restarts, device clocks are skewed by
-minutes. At quiescence (a final fault-free sync round): every replica equals a fresh replica of the server,
-every outbox is empty, and every edit any device made is known to the server's state (or kept as a refused
-edit), displayed or held by an open conflict.
+minutes; the server purges tombstones (and forgets its purge log). At quiescence (a final fault-free sync
+round): every replica equals a fresh replica of the server, every outbox is empty, and every edit any device
+made is known to the server's state (or kept as a refused edit, or of a record deleted and then purged),
+displayed or held by an open conflict.
 
 CI runs a bounded, seeded number of examples (``OUTPUTHUB_SYNC_MACHINE_EXAMPLES``, default 6 per backend);
 the long run: ``OUTPUTHUB_SYNC_MACHINE_EXAMPLES=1000 .venv/bin/python -m pytest -m slow tests/sync``.
@@ -22,6 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from sqlalchemy import select
 
 from outputhub.common.clock import HLC
 from outputhub.common.sync import PullAlong
@@ -44,10 +47,11 @@ from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.storage import open_replica
 from outputhub.desktop.storage.sync_store import ReplicaSyncStore
 from outputhub.server.api.sync.references import dangling_references
-from outputhub.server.api.sync.service import counted_sums, kept_sums
+from outputhub.server.api.sync.service import counted_sums, kept_sums, purge_tombstones
 from outputhub.server.main import create_app
 from outputhub.server.settings import Settings
 from outputhub.server.storage.database import set_tenant, unit_of_work
+from outputhub.server.storage.tables import SyncPurge
 from outputhub.sync.client import (
     HttpRemote,
     LocalEditError,
@@ -58,7 +62,7 @@ from outputhub.sync.client import (
 )
 from outputhub.sync.engine import RecordState
 from outputhub.sync.ports import ApplyResult, RemoteItem
-from outputhub.sync.protocol import ENTITY_TABLES
+from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
 from tests.conftest import make_settings
 from tests.support.client import new_org, seed_library
 from tests.support.feed import stale_feed_data
@@ -225,6 +229,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.rng = random.Random(0)
         self.devices: list[Device] = []
         self.made: list[tuple[str, str, str, str, str]] = []  # device, entity, record id, op id, hlc
+        self.purged: set[tuple[str, str]] = set()  # (entity, record id) the server purged
 
     @initialize(skews=st.lists(st.integers(-5, 5), min_size=len(DEVICES), max_size=len(DEVICES)))
     def start(self, skews: list[int]) -> None:
@@ -424,6 +429,22 @@ class SyncMachine(RuleBasedStateMachine):
         self.server.restart()
         self.org.owner.client = self.server.http
 
+    @rule(forget=st.booleans())
+    def purge_tombstones(self, forget: bool) -> None:
+        """The server purges every tombstone nothing references (a retention of 0 days). Replicas learn what
+        went from the purge log at their next pull; with ``forget``, a second purge forgets the log, and
+        replicas whose cursor is older get 410 and resynchronize from 0."""
+        factory = self.server.app.state.services.session_factory
+        org_id = uuid.UUID(self.org.id)
+        for _ in range(2 if forget else 1):
+            with unit_of_work(factory) as session:
+                set_tenant(session, org_id=org_id)
+                purge_tombstones(session, org_id=org_id, before=datetime.now(UTC) + timedelta(days=1))
+                logged = session.execute(
+                    select(SyncPurge.entity, SyncPurge.record_id).where(SyncPurge.org_id == org_id)
+                )
+                self.purged |= {(TABLE_ENTITIES[entity], str(ident)) for entity, ident in logged}
+
     @rule(record=records)
     def server_side_edit(self, record: tuple[str, str, int]) -> None:
         """Someone edits through the REST API meanwhile."""
@@ -467,7 +488,12 @@ class SyncMachine(RuleBasedStateMachine):
         observer.client.sync()
         # the data the server stored at each commit is what its rows say now (replicas would agree on a
         # stale one too, so this is checked against the rows themselves)
-        assert stale_feed_data(self.server.app.state.services.session_factory, self.org.id) == []
+        # (a purge takes link rows off records without a new revision and clears their stored data: built
+        # on the fly at their next pull)
+        stale = stale_feed_data(
+            self.server.app.state.services.session_factory, self.org.id, allow_missing=bool(self.purged)
+        )
+        assert stale == []
         # the check's figures the triggers kept through every fault are the rows counted
         with unit_of_work(self.server.app.state.services.session_factory) as session:
             set_tenant(session, org_id=uuid.UUID(self.org.id))
@@ -491,7 +517,10 @@ class SyncMachine(RuleBasedStateMachine):
         for name, entity, rid, op_id, hlc in self.made:
             local = observer.store.load(entity, rid)
             if local is None:
-                assert (entity, rid) in rejected, f"{name}'s {entity} {rid} ({op_id}) vanished"
+                # a record deleted (by whoever) and then purged; or refused (an edit of a purged one)
+                assert (entity, rid) in rejected or (entity, rid) in self.purged, (
+                    f"{name}'s {entity} {rid} ({op_id}) vanished"
+                )
                 continue
             version = HLC.decode(hlc)
             assert version in local.state.known_versions or (entity, rid) in rejected, (
