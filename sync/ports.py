@@ -206,9 +206,10 @@ class ReplicaStore(Protocol):
 
     def drop(self, entity: str, record_id: str) -> None: ...
 
-    def drop_purged(self, purged: Sequence[tuple[str, str, int]]) -> int:
+    def drop_purged(self, purged: Sequence[tuple[str, str, int]]) -> tuple[int, list[str]]:
         """Drop the records the server purged (``(entity, record_id, revision of the purge)``, from a pulled
-        page) that the replica last had before that revision and that carry no local edit; how many."""
+        page) that the replica last had before that revision and that carry no local edit, and close their
+        open conflicts; how many went, and the conflicts closed."""
         ...
 
 

@@ -819,30 +819,39 @@ class ReplicaSyncStore:
         yield from ids
 
     def drop(self, entity: str, record_id: str) -> None:
+        """Remove the record (the server no longer has it) and close its open conflicts."""
         with self.replica.writing("drop the record") as conn:
             tables.purge(conn, SPEC[entity], record_id)
+            _close_conflicts(conn, entity, [record_id])
 
-    def drop_purged(self, purged: Sequence[tuple[str, str, int]]) -> int:
+    def drop_purged(self, purged: Sequence[tuple[str, str, int]]) -> tuple[int, list[str]]:
         """Drop the records a pulled page says the server purged (``(entity, record_id, revision of the
         purge)``): those this replica last had before the purge and that carry no local edit (an edit is
-        kept: the server refuses it, and the replica keeps it as a refused edit). How many went."""
+        kept: the server refuses it, and the replica keeps it as a refused edit). Their open conflicts are
+        closed, as the purge closed them on the server. How many went, and the conflicts closed."""
         by_entity: dict[str, list[tuple[str, int]]] = {}
         for entity, record_id, revision in purged:
             if entity in SPEC:
                 by_entity.setdefault(entity, []).append((record_id, revision))
         dropped = 0
+        closed: list[str] = []
         with self.replica.writing("drop purged records") as conn:
             for entity, named in by_entity.items():
                 table = SPEC[entity].table
-                dropped += conn.execute(
-                    f"DELETE FROM {table} WHERE id IN (SELECT r.id FROM json_each(?1) AS p "
-                    f"JOIN {table} AS r ON r.id = json_extract(p.value, '$[0]') "
-                    "WHERE r.revision IS NOT NULL AND r.revision < json_extract(p.value, '$[1]')) "
-                    "AND NOT EXISTS (SELECT 1 FROM outbox AS o "
-                    f"WHERE o.entity = ?2 AND o.record_id = {table}.id)",
-                    (dumps(named), entity),
-                ).rowcount
-        return dropped
+                gone = [
+                    str(row[0])
+                    for row in conn.execute(
+                        f"DELETE FROM {table} WHERE id IN (SELECT r.id FROM json_each(?1) AS p "
+                        f"JOIN {table} AS r ON r.id = json_extract(p.value, '$[0]') "
+                        "WHERE r.revision IS NOT NULL AND r.revision < json_extract(p.value, '$[1]')) "
+                        "AND NOT EXISTS (SELECT 1 FROM outbox AS o "
+                        f"WHERE o.entity = ?2 AND o.record_id = {table}.id) RETURNING id",
+                        (dumps(named), entity),
+                    ).fetchall()
+                ]
+                dropped += len(gone)
+                closed += _close_conflicts(conn, entity, gone)
+        return dropped, closed
 
     def snapshot_values(self, entity: str) -> dict[str, dict[str, Any]]:
         """Every record's displayed values (tests compare replicas with this)."""
@@ -860,6 +869,24 @@ class ReplicaSyncStore:
                     "_deleted": state.deleted
                 }
         return out
+
+
+def _close_conflicts(conn: Any, entity: str, record_ids: Sequence[str]) -> list[str]:
+    """Close the open conflicts of records this replica no longer holds (not the refused edits: they hold
+    the user's edits the server would not take, and stay until the user deals with them); their ids."""
+    if not record_ids:
+        return []
+    closed = [
+        str(row[0])
+        for row in conn.execute(
+            "UPDATE conflicts SET resolved_at = ?1 WHERE entity = ?2 AND resolved_at IS NULL AND field <> ?3 "
+            "AND record_id IN (SELECT value FROM json_each(?4)) RETURNING id",
+            (to_timestamp(utc_now()), entity, REJECTED_FIELD, dumps(list(record_ids))),
+        ).fetchall()
+    ]
+    if closed:
+        forget_closed_conflicts(conn)
+    return closed
 
 
 def _naming_sql(owner: str, refs: Sequence[str]) -> str:

@@ -496,13 +496,15 @@ class SyncClient:
         gone = page.get("purged")
         if gone:
             # before the page's records: a purged id written again after the purge (a later revision) stays
-            report.purged += self.store.drop_purged(
+            dropped, closed = self.store.drop_purged(
                 [
                     (TABLE_ENTITIES[p["entity"]], str(p["id"]), int(p["revision"]))
                     for p in gone
                     if p.get("entity") in TABLE_ENTITIES
                 ]
             )
+            report.purged += dropped
+            report.conflicts_closed.extend(closed)
         result = self.store.apply_remote(items)
         for remap in page.get("remaps", []):
             self.store.remap(remap["entity"], str(remap["from_id"]), str(remap["to_id"]))

@@ -486,11 +486,13 @@ def test_purging_a_tombstone_closes_its_conflicts(  # type: ignore[no-untyped-de
     app, org: Org, devices: list[Device], monkeypatch
 ) -> None:
     """A record deleted while in conflict and then purged left its conflict listed open, and resolving it
-    looked the record up and failed (500)."""
+    looked the record up and failed (500). The replicas close it too when they drop the record: they kept
+    it open, for a record they no longer had."""
 
 
     laptop, desktop = devices
     tag = _tag_in_conflict(org, laptop, desktop, "doomed")
+    laptop.sync()  # both devices hold the conflict
     listed = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag]
     assert len(listed) == 1
     assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
@@ -499,6 +501,16 @@ def test_purging_a_tombstone_closes_its_conflicts(  # type: ignore[no-untyped-de
     assert [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag] == []
     answer = org.owner.post(f"{org.base}/sync/conflicts/{listed[0]['id']}/resolve", json={"keep": "loser"})
     assert answer.status_code in (404, 409), answer.text
+    # the replicas drop the purged tag (the purge log) and close its conflicts as the server did: an open
+    # conflict of a record the replica no longer has could be neither shown nor resolved
+    for device in devices:
+        assert [c for c in device.open_conflicts() if c.record_id == tag], device.name
+        report = device.sync()
+        assert report.purged == 1 and not report.repaired and report.checksum_ok is True
+        assert device.store.load("tag", tag) is None
+        assert [c for c in device.open_conflicts() if c.record_id == tag] == [], device.name
+        closed = [c for c in device.replica.list_conflicts(include_resolved=True) if c.record_id == tag]
+        assert closed and all(c.resolved_at is not None for c in closed)
 
 
 def test_a_conflict_on_a_position_is_not_resolved_with_null(org: Org, devices: list[Device]) -> None:  # type: ignore[no-untyped-def]

@@ -344,7 +344,7 @@ def test_purged_records_go_unless_edited_here_or_written_after_the_purge(
     LocalLibrary(store).edit("output", ids[2], {"notes": "edited here"})
     purge = 6
     named = [("output", i, purge) for i in ids] + [("output", str(uuid.UUID(int=1)), purge)]
-    assert store.drop_purged([*named, ("no-such-entity", ids[7], purge)]) == 4
+    assert store.drop_purged([*named, ("no-such-entity", ids[7], purge)])[0] == 4
     kept = {i for i in ids if store.load("output", i) is not None}
     assert kept == {ids[2], ids[5], ids[6], ids[7]}, "edited here; revisions 6, 7, 8 (at or after the purge)"
     assert store.load("output", ids[2]).pending
