@@ -13,13 +13,13 @@ from outputhub.server.deps import get_now
 from outputhub.sync.client import refresh_tokens
 from tests.support.client import PASSWORD, register
 
-# access tokens are checked against the real clock: moves of this clock stay in its past, inside their ttl
-START = datetime.now(UTC) - timedelta(minutes=5)
-
 
 class Clock:
     def __init__(self, client: TestClient) -> None:
-        self.now = START
+        # access tokens are checked against the real clock: moves of this clock stay in its past, inside their
+        # ttl. Taken when the test starts: taken at import, a test that ran long after its file was collected
+        # (a slow run in several processes) got tokens that had expired on the real clock
+        self.now = datetime.now(UTC) - timedelta(minutes=5)
         self._overrides = client.app.dependency_overrides  # type: ignore[attr-defined]
         self._overrides[get_now] = lambda: self.now
 
@@ -174,7 +174,7 @@ def test_noting_a_renewal_seen_in_a_reading_request_after_another_write(app, cli
         assert seen is False  # the reading transaction has begun
         with unit_of_work(factory) as writing:  # another writer commits meanwhile
             writing.execute(
-                update(AuthSession).where(AuthSession.id == session_id).values(last_used_at=START)
+                update(AuthSession).where(AuthSession.id == session_id).values(last_used_at=datetime.now(UTC))
             )
         note_rotation_seen(reading, session_id=session_id, claimed=1, stored=1, seen=False)
     with unit_of_work(factory, read_only=True) as check:

@@ -51,7 +51,7 @@ from outputhub.server.api.sync.service import counted_sums, kept_sums, purge_tom
 from outputhub.server.main import create_app
 from outputhub.server.settings import Settings
 from outputhub.server.storage.database import set_tenant, unit_of_work
-from outputhub.server.storage.tables import SyncPurge
+from outputhub.server.storage.tables import SyncPurge, SyncRemap
 from outputhub.sync.client import (
     HttpRemote,
     LocalEditError,
@@ -514,8 +514,28 @@ class SyncMachine(RuleBasedStateMachine):
             for c in device.replica.list_conflicts(include_resolved=True)
             if c.field == "_rejected"
         }
+        # a lookup created on two devices under one name is merged into the first to arrive, and the other's
+        # later edits are applied to the survivor (the merged one keeps a tombstone): follow the merges
+        with unit_of_work(self.server.app.state.services.session_factory) as session:
+            set_tenant(session, org_id=uuid.UUID(self.org.id))
+            merged_into = {
+                str(from_id): str(to_id)
+                for from_id, to_id in session.execute(
+                    select(SyncRemap.from_id, SyncRemap.to_id).where(
+                        SyncRemap.org_id == uuid.UUID(self.org.id)
+                    )
+                )
+            }
         for name, entity, rid, op_id, hlc in self.made:
             local = observer.store.load(entity, rid)
+            survivor = rid
+            while (
+                local is not None
+                and HLC.decode(hlc) not in local.state.known_versions
+                and survivor in merged_into
+            ):
+                survivor = merged_into[survivor]
+                local = observer.store.load(entity, survivor)
             if local is None:
                 # a record deleted (by whoever) and then purged; or refused (an edit of a purged one)
                 assert (entity, rid) in rejected or (entity, rid) in self.purged, (
