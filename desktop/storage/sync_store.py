@@ -513,10 +513,18 @@ class ReplicaSyncStore:
         _stage_outputs(items, org_id)
 
     def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
+        """Store a pulled page: new records as they came, the others merged with what this replica holds.
+
+        During a full walk (a resync from 0) a record that carries no local edit takes the server's state as
+        it is instead: the server's state holds everything this replica synced, so the merge gives the same,
+        except for a record the server no longer has under that id's history, one purged and then made again
+        with the same id (a re-import) after the purge log had been forgotten. Merged, the old record's
+        values and tags came back into the new one on every replica that walked (QA, 2026-11-29)."""
         result = ApplyResult()
         by_entity: dict[str, list[RemoteItem]] = {}
         for item in items:
             by_entity.setdefault(item.entity, []).append(item)
+        walking = self._meta(META_FULL_WALK) is not None
         with self.replica.writing("apply pulled records") as conn:
             org = self.org_id()
             for entity in ENTITY_ORDER:
@@ -556,18 +564,49 @@ class ReplicaSyncStore:
                     result.changed += len(fresh)
                 for item in group:
                     if item.record_id in existing:
-                        self._merge_one(conn, item, result)
+                        self._merge_one(conn, item, result, walking=walking)
         return result
 
-    def _merge_one(self, conn: Any, item: RemoteItem, result: ApplyResult) -> None:
+    def _merge_one(self, conn: Any, item: RemoteItem, result: ApplyResult, *, walking: bool = False) -> None:
         entity = item.entity
         old = tables.get(conn, SPEC[entity], item.record_id)
         assert old is not None
         wire = stored_state(entity, old)
         if wire is not None and wire == item.state:
             self._same_state(conn, item, old, wire, result)
+        elif walking and not self._has_pending(conn, entity, item.record_id):
+            self._take_remote(conn, item, old, result)
         else:
             self._merge_states(conn, item, old, result)
+
+    def _take_remote(
+        self, conn: Any, item: RemoteItem, old: ReplicatedRecord | None, result: ApplyResult | None = None
+    ) -> None:
+        """Store the pulled record as the server has it (its state as it is, no merge)."""
+        entity, record_id = item.entity, item.record_id
+        state = state_from_wire(entity, record_id, item.state)
+        if result is not None and state.known_versions:
+            top = max(state.known_versions)
+            if result.max_version is None or top > result.max_version:
+                result.max_version = top
+        record = build_record(
+            entity,
+            record_id,
+            state.values,
+            org_id=old.org_id if old else self.org_id(),
+            revision=item.revision,
+            deleted=state.deleted,
+            status=LocalStatus.SYNCED,
+            state_wire=item.state,
+            extra=item.data,
+            previous=old,
+        )
+        if record != old:
+            self._write(conn, entity, record)
+            self._version_snapshot(conn, old, record)
+            if result is not None:
+                result.changed += 1
+        self._mirror_conflicts(conn, state, result)
 
     def _same_state(
         self, conn: Any, item: RemoteItem, old: ReplicatedRecord, wire: Mapping[str, Any], result: ApplyResult
@@ -643,22 +682,7 @@ class ReplicaSyncStore:
                 )
                 forget_closed_conflicts(conn)
                 return
-            state = state_from_wire(entity, record_id, item.state)
-            record = build_record(
-                entity,
-                record_id,
-                state.values,
-                org_id=old.org_id if old else self.org_id(),
-                revision=item.revision,
-                deleted=state.deleted,
-                status=LocalStatus.SYNCED,
-                state_wire=item.state,
-                extra=item.data,
-                previous=old,
-            )
-            self._write(conn, entity, record)
-            self._version_snapshot(conn, old, record)
-            self._mirror_conflicts(conn, state)
+            self._take_remote(conn, item, old)
 
     def remap(self, entity: str, from_id: str, to_id: str) -> int:
         """A lookup was merged into another on the server: rewrite this replica's references to it, in the

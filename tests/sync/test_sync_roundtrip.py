@@ -457,6 +457,46 @@ def test_a_purge_reaches_every_replica_as_a_page(  # type: ignore[no-untyped-def
     assert laptop.values() == desktop.values()
 
 
+def test_a_record_made_again_with_a_purged_id_replaces_the_old_one_on_every_replica(  # type: ignore[no-untyped-def]
+    app, client, org, devices, monkeypatch, tmp_path: Path
+) -> None:
+    """An output purged and then made again under the same id (a re-import of an export), after the purge
+    log was forgotten: the replicas get 410 and walk. The walk merged each replica's copy of the old record
+    into the new one, and every replica showed the old tags and notes, with conflicts the server did not
+    have, while its check matched (QA, 2026-11-29). A walk now takes the server's state of every record that
+    carries no local edit."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    base = {"prompt_id": ids["prompt"], "content": "version 1", "notes": "old notes", "tag_ids": [ids["tag"]]}
+    reused = org.owner.post(f"{org.base}/outputs", json=base).json()["id"]
+    laptop.sync()
+    desktop.sync()
+    assert org.owner.delete(f"{org.base}/outputs/{reused}").status_code == 204
+    laptop.sync()  # holds the tombstone; the desktop holds the live record
+    purged = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
+    assert purged.exit_code == 0 and purged.output.startswith("purged 1 "), purged.output
+    again = {"id": reused, "prompt_id": ids["prompt"], "content": "version 2"}
+    made = org.owner.post(f"{org.base}/outputs", json=again)
+    assert made.status_code == 201, made.text
+    _forget_purges(app, monkeypatch)
+
+    server = org.owner.get(f"{org.base}/outputs/{reused}").json()
+    assert (server["content"], server["notes"], server["tag_ids"]) == ("version 2", "", [])
+    token = org.owner.token
+    newcomer = make_device(tmp_path, "newcomer", http=client, base_url="", token=token, org_id=org.id)
+    try:
+        newcomer.sync()
+        for device in (laptop, desktop):
+            report = device.sync()
+            assert report.full_resync and report.checksum_ok is True
+            shown = device.library.get("output", reused)
+            assert (shown["content"], shown["notes"], shown["tag_ids"]) == ("version 2", "", []), device.name
+            assert [c for c in device.open_conflicts() if c.record_id == reused] == [], device.name
+            assert device.values() == newcomer.values(), device.name
+    finally:
+        newcomer.replica.close()
+
+
 def _forget_purges(app: Any, monkeypatch: Any) -> None:
     """A second purge, past the first one's log retention (0 days): the log is forgotten and the horizon
     rises past the first purge's revision (older cursors get 410)."""
