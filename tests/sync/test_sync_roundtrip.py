@@ -457,6 +457,30 @@ def test_a_purge_reaches_every_replica_as_a_page(  # type: ignore[no-untyped-def
     assert laptop.values() == desktop.values()
 
 
+def test_an_offline_delete_of_a_record_deleted_and_purged_meanwhile_is_no_refusal(  # type: ignore[no-untyped-def]
+    app, org, devices, monkeypatch
+) -> None:
+    """A replica deletes a record offline; the server deletes it too and purges it before the replica
+    syncs. The delete holds already: it was refused as not found, kept as a refused edit to resolve, and the
+    CLI's sync ended with exit 5 (QA). It is answered noop, and the record goes."""
+    ids = seed_library(org)
+    laptop, desktop = devices
+    doomed = org.owner.post(f"{org.base}/outputs", json={"prompt_id": ids["prompt"], "content": "x"}).json()
+    laptop.sync()
+    desktop.sync()
+    desktop.library.delete("output", doomed["id"])
+    assert org.owner.delete(f"{org.base}/outputs/{doomed['id']}").status_code == 204
+    purged = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
+    assert purged.exit_code == 0 and purged.output.startswith("purged 1 "), purged.output
+    report = desktop.sync()
+    assert report.refused == [] and report.pushed == 1
+    assert not report.repaired and report.checksum_ok is True
+    assert desktop.store.load("output", doomed["id"]) is None
+    assert [c for c in desktop.open_conflicts() if c.record_id == doomed["id"]] == []
+    laptop.sync()
+    assert laptop.values() == desktop.values()
+
+
 def test_a_record_made_again_with_a_purged_id_replaces_the_old_one_on_every_replica(  # type: ignore[no-untyped-def]
     app, client, org, devices, monkeypatch, tmp_path: Path
 ) -> None:

@@ -99,6 +99,11 @@ class OpRefusedError(Exception):
         self.error = OpError(code=code, detail=detail, field=field)
 
 
+class AlreadyGoneError(Exception):
+    """A delete of a record this organization does not have (deleted and then purged, typically while the
+    deleting replica was offline): what it asks for holds already, so the op is answered ``noop``."""
+
+
 @dataclass(frozen=True)
 class Applied:
     """What applying one change did (for the caller's answer and events)."""
@@ -345,6 +350,10 @@ def apply_change(
         row = session.get(spec.table, rid)
     if row is not None and row.org_id != tenant.org_id:
         raise OpRefusedError("not-found", f"{change.entity} {rid} not found", field="id")
+    if row is None and change.kind is ChangeKind.DELETE:
+        # refused, it was kept as a refused edit and the sync ended in failure (exit 5 in the CLI) for a
+        # delete that two sides agreed on, one of them long ago (QA)
+        raise AlreadyGoneError
     if row is None and change.kind is not ChangeKind.CREATE and not change.values:
         raise OpRefusedError("not-found", f"{change.entity} {rid} not found", field="id")
     current = (
@@ -1021,6 +1030,9 @@ def _handle(
         return OpResult(
             op_id=op_id, status="refused", entity=change.entity, id=change.record_id, error=refused.error
         )
+    except AlreadyGoneError:
+        nested.rollback()
+        return OpResult(op_id=op_id, status=OutcomeKind.NOOP.value, entity=change.entity, id=change.record_id)
     except IntegrityError:
         nested.rollback()
         return OpResult(
