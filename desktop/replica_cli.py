@@ -554,6 +554,11 @@ def sync(
                 )
             if report.purged:
                 lines.append(f"{report.purged} long-deleted record(s) the server purged: dropped here too")
+            if report.full_resync and not report.repaired:
+                lines.append(
+                    "pulled every record again (a full resync: the server no longer keeps what changed since "
+                    "this replica's last sync); local edits were kept"
+                )
             if report.repaired:
                 lines.append(
                     f"the replica did not match the server ({', '.join(report.mismatched_tables)}); repaired"

@@ -14,6 +14,7 @@ from outputhub.desktop.replica_cli import app as replica_app
 from outputhub.server.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
 app = typer.Typer(help="Output Hub: curate LLM prompts and their outputs.", no_args_is_help=True)
@@ -169,7 +170,8 @@ def db_current() -> None:
 @sync_app.command("purge-tombstones")
 def sync_purge_tombstones(
     older_than_days: Annotated[
-        int, typer.Option(min=0, help="Purge records deleted longer ago than this.")
+        int,
+        typer.Option(min=0, max=36_500, help="Purge records deleted longer ago than this (up to 100 years)."),
     ] = 90,
 ) -> None:
     """Drop long-deleted records for good; run it from cron or the worker host. Each replica drops them at
@@ -181,11 +183,21 @@ def sync_purge_tombstones(
     from outputhub.server.api.sync.service import purge_tombstones
 
     before = datetime.now(UTC) - timedelta(days=older_than_days)
-    total = orgs = 0
+    total = forgotten = orgs = 0
     for org_id, session in _each_organization():
-        total += purge_tombstones(session, org_id=org_id, before=before)
+        done = purge_tombstones(session, org_id=org_id, before=before)
+        total += done.records
+        forgotten += done.forgotten
         orgs += 1
-    typer.echo(f"purged {total} deleted records older than {older_than_days} days in {orgs} organizations")
+    typer.echo(
+        f"purged {total} deleted record(s) older than {older_than_days} day(s) in {orgs} organization(s)"
+        + (
+            f"; forgot {forgotten} purge log entr{'y' if forgotten == 1 else 'ies'} older than that "
+            "(a replica that has not synced since they were made pulls everything again)"
+            if forgotten
+            else ""
+        )
+    )
 
 
 @sync_app.command("keep-referenced")
@@ -208,14 +220,46 @@ def sync_keep_referenced() -> None:
     typer.echo(f"restored {total} deleted records that live records name, in {orgs} organizations")
 
 
+def _existing_database() -> Engine:
+    """The configured database, if it is an Output Hub database at this version's schema; else a clear error
+    (exit 1). A mistyped OUTPUTHUB_DATA_DIR made the housekeeping commands create an empty SQLite file there
+    and fail with a long traceback (QA)."""
+    from outputhub.server.storage import migrate
+    from outputhub.server.storage.database import make_engine
+
+    settings = Settings()
+    where = storage_label(settings)
+    if not settings.database_url and not (settings.data_dir / "outputhub.sqlite3").is_file():
+        typer.echo(
+            f"no Output Hub database in {settings.data_dir} (check OUTPUTHUB_DATA_DIR or "
+            "OUTPUTHUB_DATABASE_URL; `outputhub serve` creates one)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    engine = make_engine(settings)
+    try:
+        current, newest = migrate.current_revision(engine), migrate.head_revision()
+    except Exception as exc:  # unreachable server, wrong credentials, not a database
+        typer.echo(f"cannot read the database ({where}): {exc.__class__.__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if current != newest:
+        typer.echo(
+            f"the database ({where}) is at schema {current or 'none (not an Output Hub database?)'}; this "
+            f"version needs {newest}: run `outputhub db upgrade` first",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return engine
+
+
 def _each_organization() -> Iterator[tuple[uuid.UUID, Session]]:
     """Each organization's id with a session scoped to it, one transaction per organization."""
     from sqlalchemy import select
 
-    from outputhub.server.storage.database import make_engine, make_session_factory, set_tenant, unit_of_work
+    from outputhub.server.storage.database import make_session_factory, set_tenant, unit_of_work
     from outputhub.server.storage.tables import Organization
 
-    factory = make_session_factory(make_engine(Settings()))
+    factory = make_session_factory(_existing_database())
     with unit_of_work(factory, read_only=True) as session:
         orgs = list(session.execute(select(Organization.id)).scalars())
     for org_id in orgs:

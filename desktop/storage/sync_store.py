@@ -515,11 +515,12 @@ class ReplicaSyncStore:
     def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
         """Store a pulled page: new records as they came, the others merged with what this replica holds.
 
-        During a full walk (a resync from 0) a record that carries no local edit takes the server's state as
-        it is instead: the server's state holds everything this replica synced, so the merge gives the same,
-        except for a record the server no longer has under that id's history, one purged and then made again
-        with the same id (a re-import) after the purge log had been forgotten. Merged, the old record's
-        values and tags came back into the new one on every replica that walked (QA, 2026-11-29)."""
+        During a full walk (a resync from 0) a record that carries no local edit (synced, nothing in the
+        outbox) takes the server's state as it is instead: the server's state holds everything this replica
+        synced, so the merge gives the same, except for a record the server no longer has under that id's
+        history, one purged and then made again with the same id (a re-import) after the purge log had been
+        forgotten. Merged, the old record's values and tags came back into the new one on every replica that
+        walked (QA, 2026-11-29)."""
         result = ApplyResult()
         by_entity: dict[str, list[RemoteItem]] = {}
         for item in items:
@@ -574,7 +575,11 @@ class ReplicaSyncStore:
         wire = stored_state(entity, old)
         if wire is not None and wire == item.state:
             self._same_state(conn, item, old, wire, result)
-        elif walking and not self._has_pending(conn, entity, item.record_id):
+        elif (
+            walking
+            and old.local_status == LocalStatus.SYNCED
+            and not self._has_pending(conn, entity, item.record_id)
+        ):
             self._take_remote(conn, item, old, result)
         else:
             self._merge_states(conn, item, old, result)

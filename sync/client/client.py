@@ -404,7 +404,7 @@ class SyncClient:
         other pull from 0 cut short (an initial sync killed, or one whose first page came with a push) goes
         on with ``from_zero`` too (:meth:`ReplicaStore.pulling_from_zero`): in an organization that had a
         purge it was answered 410 and pulled everything again (QA, 2026-11-29). Records purged while such a
-        pull was cut short are found by the check after it, which then walks."""
+        pull was cut short are named by the page that covers the purge (``purged``) and dropped."""
         server, org = self.remote.server_url, self.remote.org_id
         walking = self.store.walking(server_url=server, org_id=org)
         if full:

@@ -219,7 +219,7 @@ def test_a_purge_waits_for_a_push_that_restores_the_tombstone(
             set_tenant(session, org_id=uuid.UUID(org.id))
             return purge_tombstones(
                 session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(minutes=1)
-            )
+            ).records
 
     answers = race(app, backend, request, org, [pushing(org, "laptop", edit), purge])
     assert answers[0].status_code == 200, answers[0].text

@@ -303,7 +303,9 @@ def test_each_records_data_is_stored_at_commit_and_kept_current(app, client):
     with unit_of_work(factory) as session:
         set_tenant(session, org_id=uuid.UUID(org.id))
         assert (
-            purge_tombstones(session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1)) >= 1
+            purge_tombstones(
+                session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1)
+            ).records >= 1
         )
     assert stale_feed_data(factory, org.id) == []
     records, _ = pull_all(o, org)
@@ -608,7 +610,7 @@ def _purge(app, org: Org, *, days_ahead: float = 1) -> int:
         set_tenant(session, org_id=uuid.UUID(org.id))
         return purge_tombstones(
             session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(days=days_ahead)
-        )
+        ).records
 
 
 def _pages(actor, org: Org, *, since: int, limit: int) -> list[dict]:

@@ -166,10 +166,12 @@ def test_a_cursor_too_old_for_the_page_resyncs_and_keeps_the_edit(  # type: igno
     assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
     with unit_of_work(app.state.services.session_factory) as session:
         set_tenant(session, org_id=uuid.UUID(org.id))
-        assert purge_tombstones(session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1))
+        assert purge_tombstones(
+            session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1)
+        ).records
         # a second purge, past the first one's retention, forgets what it purged: the horizon rises past it
         forget = datetime.now(UTC) + timedelta(1)
-        assert not purge_tombstones(session, org_id=uuid.UUID(org.id), before=forget)
+        assert purge_tombstones(session, org_id=uuid.UUID(org.id), before=forget).forgotten == 1
     laptop.library.edit("prompt", ids["prompt"], {"title": "edited behind the horizon"})
     requests.clear()
     report = laptop.sync()
@@ -195,7 +197,9 @@ def test_what_a_purge_removed_comes_with_the_page_a_push_brings(  # type: ignore
     assert laptop.store.load("tag", tag) is not None
     with unit_of_work(app.state.services.session_factory) as session:
         set_tenant(session, org_id=uuid.UUID(org.id))
-        assert purge_tombstones(session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1))
+        assert purge_tombstones(
+            session, org_id=uuid.UUID(org.id), before=datetime.now(UTC) + timedelta(1)
+        ).records
     laptop.library.edit("prompt", ids["prompt"], {"title": "edited after a purge"})
     requests.clear()
     report = laptop.sync()

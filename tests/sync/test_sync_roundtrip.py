@@ -526,6 +526,7 @@ def _forget_purges(app: Any, monkeypatch: Any) -> None:
     rises past the first purge's revision (older cursors get 410)."""
     result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
     assert result.exit_code == 0 and result.output.startswith("purged 0 "), result.output
+    assert "forgot " in result.output, "the log entries of the first purge, forgotten: said"
 
 
 def test_closed_conflicts_are_kept_for_a_while_then_forgotten(org, devices) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -688,8 +689,16 @@ def resolve_conflict(
 # -- tombstone retention -------------------------------------------------------------------------------------
 
 
-def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -> int:
-    """Hard-delete records deleted before ``before`` that nothing references any more; returns how many.
+@dataclass(frozen=True)
+class Purged:
+    records: int
+    """Records removed for good."""
+    forgotten: int
+    """Purge log entries forgotten (made before the retention): cursors older than them now get 410."""
+
+
+def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -> Purged:
+    """Hard-delete records deleted before ``before`` that nothing references any more.
 
     The purge draws a revision of its own and logs every record it removed at it (:class:`SyncPurge`): a
     pull whose page covers that revision names them (``purged``), and each replica drops its copies, so an
@@ -752,7 +761,7 @@ def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -
             )
             session.execute(delete(table).where(table.id.in_(chunk)))
         removed.extend((table.__tablename__, ident) for ident in ids)
-    _forget_old_purges(session, org_id=org_id, before=before)
+    forgotten = _forget_old_purges(session, org_id=org_id, before=before)
     if removed:
         revision = allocate_revisions(session, org_id=org_id)
         now = datetime.now(UTC)
@@ -766,22 +775,23 @@ def purge_tombstones(session: Session, *, org_id: uuid.UUID, before: datetime) -
                 ],
             )
     session.flush()
-    return len(removed)
+    return Purged(records=len(removed), forgotten=forgotten)
 
 
-def _forget_old_purges(session: Session, *, org_id: uuid.UUID, before: datetime) -> None:
+def _forget_old_purges(session: Session, *, org_id: uuid.UUID, before: datetime) -> int:
     """Drop the purge log's entries made before ``before`` and raise the horizon past them: a cursor older
-    than a forgotten entry can no longer learn what it removed, so it is answered 410."""
+    than a forgotten entry can no longer learn what it removed, so it is answered 410. How many went."""
     old = SyncPurge.org_id == org_id, SyncPurge.purged_at < before
-    top = session.execute(select(func.max(SyncPurge.revision)).where(*old)).scalar()
+    top, count = session.execute(select(func.max(SyncPurge.revision), func.count()).where(*old)).one()
     if top is None:
-        return
+        return 0
     session.execute(delete(SyncPurge).where(*old).execution_options(synchronize_session=False))
     item = session.get(SyncHorizon, org_id)
     if item is None:
         session.add(SyncHorizon(org_id=org_id, revision=int(top)))
     elif item.revision < int(top):
         item.revision = int(top)
+    return int(count)
 
 
 def count_open_conflicts(session: Session, *, org_id: uuid.UUID) -> int:
