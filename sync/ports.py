@@ -105,6 +105,11 @@ class ApplyResult:
     closed: list[str] = field(default_factory=list)
     max_version: HLC | None = None
 
+    def saw(self, version: HLC | None) -> None:
+        """A pulled state's newest version: kept if it is the newest so far."""
+        if version is not None and (self.max_version is None or version > self.max_version):
+            self.max_version = version
+
 
 class ReplicaStore(Protocol):
     @property

@@ -585,15 +585,12 @@ class ReplicaSyncStore:
             self._merge_states(conn, item, old, result)
 
     def _take_remote(
-        self, conn: Any, item: RemoteItem, old: ReplicatedRecord | None, result: ApplyResult | None = None
+        self, conn: Any, item: RemoteItem, old: ReplicatedRecord | None, result: ApplyResult
     ) -> None:
         """Store the pulled record as the server has it (its state as it is, no merge)."""
         entity, record_id = item.entity, item.record_id
         state = state_from_wire(entity, record_id, item.state)
-        if result is not None and state.known_versions:
-            top = max(state.known_versions)
-            if result.max_version is None or top > result.max_version:
-                result.max_version = top
+        result.saw(max(state.known_versions, default=None))
         record = build_record(
             entity,
             record_id,
@@ -609,8 +606,7 @@ class ReplicaSyncStore:
         if record != old:
             self._write(conn, entity, record)
             self._version_snapshot(conn, old, record)
-            if result is not None:
-                result.changed += 1
+            result.changed += 1
         self._mirror_conflicts(conn, state, result)
 
     def _same_state(
@@ -622,10 +618,7 @@ class ReplicaSyncStore:
         would cost milliseconds per record."""
         entity = item.entity
         top, may_conflict = _scan_state(item.state)
-        if top:
-            version = HLC.decode(top)
-            if result.max_version is None or version > result.max_version:
-                result.max_version = version
+        result.saw(HLC.decode(top) if top else None)
         pending = self._has_pending(conn, entity, item.record_id)
         record = build_record(
             entity,
@@ -651,9 +644,7 @@ class ReplicaSyncStore:
         local = self._state_of(entity, old)
         remote = state_from_wire(entity, item.record_id, item.state)
         merged = merge_states(local, remote, DEFAULT_SCHEMA)
-        top = max(remote.known_versions) if remote.known_versions else None
-        if top is not None and (result.max_version is None or top > result.max_version):
-            result.max_version = top
+        result.saw(max(remote.known_versions, default=None))
         pending = self._has_pending(conn, entity, item.record_id)
         status = old.local_status if pending else LocalStatus.SYNCED
         record = build_record(
@@ -680,14 +671,9 @@ class ReplicaSyncStore:
             if item is None:
                 if old is not None:
                     tables.purge(conn, SPEC[entity], record_id)
-                conn.execute(
-                    "UPDATE conflicts SET resolved_at = ? WHERE entity = ? AND record_id = ? "
-                    "AND resolved_at IS NULL AND field <> ?",
-                    (to_timestamp(utc_now()), entity, record_id, REJECTED_FIELD),
-                )
-                forget_closed_conflicts(conn)
+                _close_conflicts(conn, entity, [record_id])
                 return
-            self._take_remote(conn, item, old)
+            self._take_remote(conn, item, old, ApplyResult())
 
     def remap(self, entity: str, from_id: str, to_id: str) -> int:
         """A lookup was merged into another on the server: rewrite this replica's references to it, in the
