@@ -41,9 +41,11 @@ from outputhub.desktop.services.sync import (
     Organization,
     OrganizationChoiceError,
     conflict_news,
+    conflicts_settled,
     find_organization,
     list_organizations,
     normalize_url,
+    progress_text,
 )
 from outputhub.desktop.services.vault import require_acceptable_passphrase
 from outputhub.desktop.storage import open_replica
@@ -513,7 +515,7 @@ def sync(
 
         def progress(phase: str, done: int, total: int | None) -> None:
             if not ctx.as_json:
-                typer.echo(f"\r{phase}: {done}{f' of {total}' if total else ''}   ", nl=False, err=True)
+                typer.echo(f"\r{progress_text(phase, done, total)}   ", nl=False, err=True)
 
         try:
             report = SyncClient(store, remote, full_check=full_check).sync(progress=progress)
@@ -535,6 +537,7 @@ def sync(
             typer.echo("", err=True)
 
         new, changed = conflict_news(replica, report.conflicts_opened, report.conflicts_closed)
+        settled = conflicts_settled(replica, report.conflicts_opened, report.conflicts_closed)
 
         def text() -> str:
             refused = f" ({len(report.refused)} refused, kept: `conflicts list`)" if report.refused else ""
@@ -546,6 +549,11 @@ def sync(
                 lines.append(
                     f"{changed} open conflict(s) changed (a side was edited again; they have new ids): "
                     "see `outputhub replica conflicts list`"
+                )
+            if settled:
+                lines.append(
+                    f"{settled} conflict(s) closed (resolved on another workstation, or their record deleted "
+                    "there)"
                 )
             if report.reset:
                 lines.append(
@@ -565,7 +573,8 @@ def sync(
                 )
             return "\n".join(lines)
 
-        emit(ctx, {**_jsonable(report), "conflicts_new": new, "conflicts_changed": changed}, text)
+        shown = {**_jsonable(report), "conflicts_new": new, "conflicts_changed": changed}
+        emit(ctx, {**shown, "conflicts_settled": settled}, text)
         if report.refused:
             # the sync went through, but edits did not land: a script must not take that for success
             denied = any(str(r["reason"]).startswith("permission-denied") for r in report.refused)
@@ -1123,7 +1132,18 @@ def conflicts_resolve(
             said, shown = _resolve(replica, library, found[0], keep=keep, value=value, cascade=cascade)
         except _CannotResolveError as exc:
             fail(5, str(exc))
-        emit(ctx, shown, f"{said}; run `outputhub replica sync` to share it")
+        # a dropped refused edit changes nothing the server has: there is nothing to share
+        share = "" if shown.get("dropped") else "; run `outputhub replica sync` to share it"
+        emit(ctx, shown, f"{said}{share}")
+
+
+def _to_share(resolved: list[dict[str, Any]]) -> str:
+    """What ``--all`` says after its count: dropped refused edits change nothing the server has."""
+    dropped = sum(1 for r in resolved if r.get("dropped"))
+    if dropped == len(resolved):
+        return " (refused edits dropped: nothing to share)" if dropped else ""
+    also = f" ({dropped} of them refused edits dropped: nothing to share)" if dropped else ""
+    return f"; run `outputhub replica sync` to share them{also}"
 
 
 def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, cascade: bool) -> None:
@@ -1161,7 +1181,7 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
         ctx,
         summary,
         lambda: "\n".join(
-            [f"resolved {len(resolved)} of {len(chosen)}; run `outputhub replica sync` to share them"]
+            [f"resolved {len(resolved)} of {len(chosen)}{_to_share(resolved)}"]
             + [f"deleted with them: {d['entity']} {d['id']}" for d in deleted_with]
             + [f"left open {i['id']}  {i['entity']} {i['record_id']}: {i['reason']}" for i in left]
         ),

@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from outputhub.common.errors import OutputHubError
 from outputhub.desktop.jobs.runner import JobRunner, ProgressCallback
-from outputhub.desktop.services.sync import INDEX_PHASE
+from outputhub.desktop.services.sync import INDEX_PHASE, progress_text
 from outputhub.desktop.sync_worker import describe_error
 
 
@@ -268,7 +268,7 @@ class SyncController(QObject):
             text = f"Indexing for search: {done:,} of {total:,}"
             self._set(SyncStatus("syncing", text, done, total))
             return
-        text = f"Syncing: {phase} {done:,} of {total:,}" if total else f"Syncing: {phase}…"
+        text = f"Syncing: {progress_text(phase, done, total)}"
         self._set(SyncStatus("syncing", text, done, total))
 
     def _finished(self, outcome: Any) -> None:

@@ -165,6 +165,26 @@ def conflict_news(replica: Replica, opened: Sequence[str], closed: Sequence[str]
     return len(unique) - changed, changed
 
 
+def progress_text(phase: str, done: int, total: int | None) -> str:
+    """A sync's progress in words: a push counts edits; a pull counts revisions (the records' newest and the
+    gaps older edits left), which are not records, so it is a share of the way."""
+    if phase == "pull":
+        return f"pull {min(100, 100 * done // total)}%" if total else "pull…"
+    return f"{phase} {done:,} of {total:,}" if total else f"{phase}…"
+
+
+def conflicts_settled(replica: Replica, opened: Sequence[str], closed: Sequence[str]) -> int:
+    """How many of the conflicts a sync closed it did not replace with a newer one on the same field of the
+    same record (:func:`conflict_news`' changed ones): resolved on another workstation, or their record
+    deleted or purged there."""
+    unique = set(closed)
+    if not unique:
+        return 0
+    where = {c.id: (c.entity, c.record_id, c.field) for c in replica.list_conflicts(include_resolved=True)}
+    still = {where[i] for i in opened if i in where}
+    return sum(1 for i in unique if where.get(i) not in still)
+
+
 class SyncService:
     def __init__(self, *, replica: Replica, http_timeout: float = 30.0, pull_page: int = PULL_PAGE) -> None:
         self._replica = replica

@@ -154,6 +154,7 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     a.run("sync")
     synced = b.json("sync")  # the counts the text gives, for scripts
     assert isinstance(synced, dict) and (synced["conflicts_new"], synced["conflicts_changed"]) == (0, 1)
+    assert synced["conflicts_settled"] == 0  # replaced by the newer one, not settled
     [changed] = b.json("conflicts", "list")  # type: ignore[misc]
     assert changed["id"] != conflict["id"]
     assert (changed["mine"], changed["theirs"]) == ("From B", "From A again")
@@ -164,7 +165,10 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
 
     b.run("conflicts", "resolve", changed["id"].upper(), "--keep", "mine")
     b.run("sync")
-    a.run("sync", "--full-check")
+    # the other workstations are told their open conflict was settled elsewhere
+    assert "1 conflict(s) closed (resolved on another workstation" in a.run("sync", "--full-check")
+    assert c.json("sync")["conflicts_settled"] == 1  # type: ignore[index]
+    assert c.json("conflicts", "list") == []
     assert a.json("show", "prompt", prompt)["title"] == "From B"  # type: ignore[index]
     assert a.json("conflicts", "list") == []
     served = httpx.get(f"{server}/api/v1/orgs/{org}/prompts/{prompt}", headers=headers).json()
@@ -330,7 +334,8 @@ def test_refused_edits_are_made_again_once_allowed_or_dropped(server: str, tmp_p
     ).raise_for_status()
     assert "created again" in v.run("conflicts", "resolve", refused[tag], "--keep", "mine")
     assert "deleted again" in v.run("conflicts", "resolve", refused[doomed["id"]], "--keep", "mine")
-    assert "dropped" in v.run("conflicts", "resolve", refused[shared["id"]], "--keep", "theirs")
+    dropped = v.run("conflicts", "resolve", refused[shared["id"]], "--keep", "theirs")
+    assert "dropped" in dropped and "sync" not in dropped  # nothing the server has changes: nothing to share
     assert v.json("conflicts", "list") == []
     v.run("sync")
     assert httpx.get(f"{base}/tags/{tag}", headers=owner_headers).json()["name"] == "from-the-viewer"
@@ -841,8 +846,12 @@ def test_conflicts_resolve_all_with_one_keep_narrowed_by_kind_and_refusal(
     [left] = said["left_open"]  # type: ignore[index]
     assert left["record_id"] == prompts[2] and left["skipped"] is True
     assert "delete conflict" in left["reason"]
-    assert "resolved 1 of 1" in a.run("conflicts", "resolve", "--all", "--keep", "theirs", "--refused")
-    assert "resolved 1 of 1" in a.run("conflicts", "resolve", "--all", "--keep", "mine")
+    said_text = a.run("conflicts", "resolve", "--all", "--keep", "theirs", "--refused")
+    assert "resolved 1 of 1 (refused edits dropped: nothing to share)" in said_text
+    assert "sync" not in said_text
+    assert "resolved 1 of 1; run `outputhub replica sync` to share them" in a.run(
+        "conflicts", "resolve", "--all", "--keep", "mine"
+    )
     assert a.json("conflicts", "list") == []
 
     a.run("sync")
@@ -966,7 +975,9 @@ def test_a_large_first_sync_is_searchable_when_the_command_ends(server: str, tmp
         )
         assert sent.status_code == 201, sent.text
     [ws] = attached(tmp_path, server, account, "backlog")
-    assert "pulled" in ws.run("sync")
+    synced = ws.run("sync")
+    # progress on stderr: the pull as a share of the way (it counts revisions, not records)
+    assert "pulled" in synced and "\rpull 100%" in synced
     status = ws.json("status")
     assert isinstance(status, dict) and status["search_backlog"] == 0
     assert "output 77 [quokka]" in ws.run("search", "quokka")
