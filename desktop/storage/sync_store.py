@@ -513,14 +513,18 @@ class ReplicaSyncStore:
         _stage_outputs(items, org_id)
 
     def apply_remote(self, items: Sequence[RemoteItem]) -> ApplyResult:
-        """Store a pulled page: new records as they came, the others merged with what this replica holds.
+        """Store a pulled page: new records as they came; a record this replica holds with a local edit
+        (not synced, or in the outbox) merged with it.
 
-        During a full walk (a resync from 0) a record that carries no local edit (synced, nothing in the
-        outbox) takes the server's state as it is instead: the server's state holds everything this replica
-        synced, so the merge gives the same, except for a record the server no longer has under that id's
-        history, one purged and then made again with the same id (a re-import) after the purge log had been
-        forgotten. Merged, the old record's values and tags came back into the new one on every replica that
-        walked (QA, 2026-11-29)."""
+        A held record with no local edit (synced, nothing in the outbox) takes the server's state as it is
+        when the pulled revision is at or after the one held: the server's state then holds every write this
+        replica has (its own edits were accepted into it, and every other write came from the server), so
+        the merge would give the same, at the cost of decoding and merging both states (``bench.pull_changed``
+        times both). An older revision arriving after a newer one (a page delivered again) is merged, so
+        nothing goes back. During a full walk (a resync from 0)
+        the state is taken whatever the revision: that is what fixes a record purged and then made again
+        with the same id (a re-import) after the purge log had been forgotten, whose old values and tags
+        the merge brought back into the new one on every replica that walked (QA, 2026-11-29)."""
         result = ApplyResult()
         by_entity: dict[str, list[RemoteItem]] = {}
         for item in items:
@@ -576,7 +580,7 @@ class ReplicaSyncStore:
         if wire is not None and wire == item.state:
             self._same_state(conn, item, old, wire, result)
         elif (
-            walking
+            (walking or item.revision >= (old.revision or 0))
             and old.local_status == LocalStatus.SYNCED
             and not self._has_pending(conn, entity, item.record_id)
         ):

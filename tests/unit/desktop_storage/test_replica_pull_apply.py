@@ -146,6 +146,8 @@ def _contents(replica: Replica) -> dict[str, list[tuple[Any, ...]]]:
         for name in names:
             columns = [r[1] for r in conn.execute(f"PRAGMA table_info({name})")]
             keep = [c for c in columns if not (name == "conflicts" and c == "created_at")]
+            if name == "conflicts":  # when it was closed is the clock's; whether it is, the replica's
+                keep = [c if c != "resolved_at" else "resolved_at IS NOT NULL" for c in keep]
             out[name] = conn.execute(f"SELECT {', '.join(keep)} FROM {name} ORDER BY 1, 2").fetchall()
     return out
 
@@ -349,3 +351,92 @@ def test_purged_records_go_unless_edited_here_or_written_after_the_purge(
     assert kept == {ids[2], ids[5], ids[6], ids[7]}, "edited here; revisions 6, 7, 8 (at or after the purge)"
     assert store.load("output", ids[2]).pending
     assert replica.verify_integrity() == []
+
+
+def _newer(items: Sequence[RemoteItem], *, step: int) -> list[RemoteItem]:
+    """The server's later state of every ``step``-th record: another node edited its content and tags or
+    deleted it, at higher revisions."""
+    from outputhub.sync.engine import make_delete, make_edit
+    from outputhub.sync.protocol import state_from_wire
+
+    newer: list[RemoteItem] = []
+    for n, item in enumerate(items[::step]):
+        state = state_from_wire("output", item.record_id, item.state)
+        hlc = HLC(1_800_000_000_000 + n, 0, "n3")
+        op = f"n3:{item.record_id}"
+        if n % 3 == 2 and not state.deleted:
+            change = make_delete(state, schema=DEFAULT_SCHEMA, node="n3", hlc=hlc, op_id=op)
+        else:
+            edit = {"content": f"rewritten {n}", "tag_ids": frozenset(TAGS[n % 3 :])}
+            change = make_edit(state, edit, schema=DEFAULT_SCHEMA, node="n3", hlc=hlc, op_id=op)
+        assert change is not None
+        after = merge_change(state, change, DEFAULT_SCHEMA).state
+        data = {**item.data, **after.values, "revision": 1_000 + n}
+        data["tag_ids"], data["knowledge_type_ids"] = list(data["tag_ids"]), list(data["knowledge_type_ids"])
+        newer.append(
+            RemoteItem("output", item.record_id, 1_000 + n, after.deleted, data, state_to_wire(after))
+        )
+    return newer
+
+
+def test_a_record_with_no_local_edit_takes_the_servers_newer_state_as_the_merge_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pulled record this replica holds with no local edit (synced, nothing in the outbox) is stored as
+    the server has it, without decoding and merging the two states: the server's state at a later revision
+    holds every write the replica has. The replica ends exactly as the merge leaves it; records with a local
+    edit are merged (the edit kept), and an older state arriving after a newer one (a page delivered again)
+    is merged too, so nothing goes back."""
+    import shutil
+
+    from outputhub.sync.client import LocalLibrary
+
+    items = pulled_outputs(60)
+    first = open_replica(tmp_path / "fast.ohr", passphrase=PASSPHRASE, create=True)
+    _apply_pages(first, [items])
+    library = LocalLibrary(ReplicaSyncStore(first), now_ms=iter(range(1_750_000_000_000, 2**62)).__next__)
+    edited = [i.record_id for i in items[::6] if not i.deleted]
+    for record_id in edited:  # local edits, not pushed: their records stay merged
+        library.edit("output", record_id, {"notes": "kept from here"})
+    first.close()
+    shutil.copy(tmp_path / "fast.ohr", tmp_path / "slow.ohr")
+
+    newer = _newer(items, step=2)
+    merged: list[str] = []
+    original = ReplicaSyncStore._merge_states
+
+    def counted(self: ReplicaSyncStore, conn: Any, item: RemoteItem, old: Any, result: Any) -> None:
+        merged.append(item.record_id)
+        original(self, conn, item, old, result)
+
+    monkeypatch.setattr(ReplicaSyncStore, "_merge_states", counted)
+    outcome: dict[str, Any] = {}
+    for name in ("fast", "slow"):
+        replica = open_replica(tmp_path / f"{name}.ohr", passphrase=PASSPHRASE)
+        store = ReplicaSyncStore(replica)
+        merged.clear()
+        with monkeypatch.context() as patch:
+            if name == "slow":  # every held record through the merge, as before
+                patch.setattr(ReplicaSyncStore, "_take_remote", counted)
+            for page in ([newer], [items], [newer]):  # the newer states, then the old page again, then again
+                with store.transaction():
+                    result = store.apply_remote(page[0])
+                if page[0] is newer and name == "fast":
+                    outcome.setdefault("first_merges", sorted(merged))
+        outcome[name] = (_contents(replica), [(c.id, c.field, c.record_id) for c in replica.list_conflicts()])
+        outcome[f"{name}_last"] = (result.changed, result.max_version, sorted(result.opened))
+        assert replica.verify_integrity() == []
+        for n, item in enumerate(newer):
+            record = replica.get_output(id=item.record_id)
+            assert record is not None and record.revision == 1_000 + n
+            assert bool(record.deleted) == item.deleted or item.record_id in edited  # an edit restores
+            if not record.deleted:
+                assert record.content == f"rewritten {n}"
+        for record_id in edited:
+            assert replica.get_output(id=record_id).notes == "kept from here"  # type: ignore[union-attr]
+        replica.close()
+
+    assert outcome["fast"] == outcome["slow"]
+    assert outcome["fast_last"] == outcome["slow_last"]
+    # the first page of newer states merged only the records edited here
+    assert outcome["first_merges"] == sorted({i.record_id for i in newer} & set(edited))
