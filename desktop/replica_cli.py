@@ -1101,6 +1101,8 @@ def conflicts_resolve(
         fail(5, "name the conflict to resolve (see `outputhub replica conflicts list`), or give --all")
     if entity is not None or refused:
         fail(5, "--entity and --refused narrow --all")
+    if value_file is not None and value is not None:  # the typed value was dropped for the file's (QA)
+        fail(5, "give --value or --value-file, not both")
     if value_file is not None:
         try:
             value = value_file.read_text(encoding="utf-8")
@@ -1128,10 +1130,27 @@ def conflicts_resolve(
                 f"no conflict {conflict_id} (closed conflicts are kept {CLOSED_CONFLICTS_KEPT.days} days): "
                 "see `outputhub replica conflicts list`",
             )
+        target = found[0]
+        before = {o.id for o in replica.list_conflicts(entity=target.entity, record_id=target.record_id)}
         try:
-            said, shown = _resolve(replica, library, found[0], keep=keep, value=value, cascade=cascade)
+            said, shown = _resolve(replica, library, target, keep=keep, value=value, cascade=cascade)
         except _CannotResolveError as exc:
             fail(5, str(exc))
+        # a field three replicas wrote holds a conflict per pair: resolving one also closes those that held
+        # either of its sides, and opens one between the resolution and the side it did not see (QA: the
+        # command said only "resolved")
+        after = replica.list_conflicts(entity=target.entity, record_id=target.record_id)
+        opened = [o for o in after if o.id not in before]
+        closed = sorted(before - {o.id for o in after} - {target.id})
+        if closed:
+            shown["closed_with_it"] = closed
+            said += f"; closed with it: {', '.join(closed)}"
+        if opened:
+            shown["opened"] = [o.id for o in opened]
+            said += (
+                f"; opened {', '.join(o.id for o in opened)} (a side it did not settle: see "
+                "`outputhub replica conflicts list`)"
+            )
         # a dropped refused edit changes nothing the server has: there is nothing to share
         share = "" if shown.get("dropped") else "; run `outputhub replica sync` to share it"
         emit(ctx, shown, f"{said}{share}")
@@ -1146,42 +1165,90 @@ def _to_share(resolved: list[dict[str, Any]]) -> str:
     return f"; run `outputhub replica sync` to share them{also}"
 
 
+RESOLVE_ALL_ROUNDS: Final = 10
+"""``conflicts resolve --all`` goes over what its own resolutions opened this many times at most."""
+
+
 def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, cascade: bool) -> None:
     """``conflicts resolve --all``: each chosen conflict on its own (one that cannot be resolved as asked
-    stays open and is listed, the rest go on); exit 5 when any is left open, so a script can tell."""
+    stays open and is listed, the rest go on); exit 5 when any is left open, so a script can tell.
+
+    One field can hold several conflicts at once (three replicas wrote it: one pair each). Resolving one
+    supersedes its two sides, which closes the others that held either side and opens one between the
+    resolution and the side it did not see. So the conflicts are read again before each: one an earlier
+    resolution closed is not resolved again (QA: the command stopped there with "not open", half done), and
+    those the run opened are resolved in a next round with the same choice. With ``--keep mine`` the
+    conflicts whose "mine" this replica wrote go first, so that its own value is the one kept."""
     if keep not in ("mine", "theirs", "merged"):
         fail(5, "--keep takes mine, theirs or merged")
     kind = entity_name(entity) if entity is not None else None
     resolved: list[dict[str, Any]] = []
     left: list[dict[str, Any]] = []
+    superseded: list[str] = []
+    attempted: set[str] = set()
     with edits(ctx) as (replica, _store, library):
-        chosen = [
-            c
-            for c in replica.list_conflicts()
-            if (kind is None or c.entity == kind) and (not refused or c.field == REJECTED_FIELD)
-        ]
-        for c in chosen:
-            try:
-                resolved.append(_resolve(replica, library, c, keep=keep, value=None, cascade=cascade)[1])
-            except _CannotResolveError as exc:
-                left.append(
-                    {
-                        "id": c.id,
-                        "entity": c.entity,
-                        "record_id": c.record_id,
-                        "reason": str(exc),
-                        "skipped": exc.skipped,
-                    }
-                )
-    summary: dict[str, Any] = {"resolved": [r["resolved"] for r in resolved], "left_open": left}
+
+        def chosen() -> list[Any]:
+            found = [
+                c
+                for c in replica.list_conflicts()
+                if (kind is None or c.entity == kind)
+                and (not refused or c.field == REJECTED_FIELD)
+                and c.id not in attempted
+            ]
+            if keep == "mine":  # its own writes first: "mine" of a conflict it wrote neither side of is
+                found.sort(key=lambda c: sides_written_here(replica, c) != "mine")  # only the value in place
+            return found
+
+        for _round in range(RESOLVE_ALL_ROUNDS):
+            batch = chosen()
+            if not batch:
+                break
+            for c in batch:
+                attempted.add(c.id)
+                if not any(
+                    o.id == c.id for o in replica.list_conflicts(entity=c.entity, record_id=c.record_id)
+                ):
+                    superseded.append(c.id)  # closed by a resolution of this run, of the same field
+                    continue
+                try:
+                    resolved.append(_resolve(replica, library, c, keep=keep, value=None, cascade=cascade)[1])
+                except _CannotResolveError as exc:
+                    left.append(
+                        {
+                            "id": c.id,
+                            "entity": c.entity,
+                            "record_id": c.record_id,
+                            "reason": str(exc),
+                            "skipped": exc.skipped,
+                        }
+                    )
+        still = [c for c in chosen()]  # opened by the last round: left for the user
+    left += [
+        {
+            "id": c.id,
+            "entity": c.entity,
+            "record_id": c.record_id,
+            "reason": "opened by these resolutions",
+            "skipped": False,
+        }
+        for c in still
+    ]
+    summary: dict[str, Any] = {
+        "resolved": [r["resolved"] for r in resolved],
+        "closed_by_another": superseded,
+        "left_open": left,
+    }
     deleted_with = [d for r in resolved for d in r.get("deleted_with_it", [])]
     if deleted_with:  # what kept deletes took along (--cascade): named, as a single resolve names them
         summary["deleted_with_it"] = deleted_with
+    counted = len(resolved) + len(left) - len(still)
+    also = f"; {len(superseded)} closed by another of them (the same field)" if superseded else ""
     emit(
         ctx,
         summary,
         lambda: "\n".join(
-            [f"resolved {len(resolved)} of {len(chosen)}{_to_share(resolved)}"]
+            [f"resolved {len(resolved)} of {counted}{also}{_to_share(resolved)}"]
             + [f"deleted with them: {d['entity']} {d['id']}" for d in deleted_with]
             + [f"left open {i['id']}  {i['entity']} {i['record_id']}: {i['reason']}" for i in left]
         ),

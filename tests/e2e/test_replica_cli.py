@@ -1307,3 +1307,47 @@ def test_ctrl_c_during_a_real_sync_says_the_next_sync_goes_on(tmp_path: Path) ->
     assert said.startswith("error: interrupted") and "next sync" in said, err
     status = subprocess.run([*base, "--json", "status"], env=env, check=True, capture_output=True, text=True)
     assert json.loads(status.stdout)["pending"] == 1
+
+
+def test_resolve_all_keep_mine_settles_a_field_three_workstations_wrote(server: str, tmp_path: Path) -> None:
+    """Three workstations set one title offline: the field holds two conflicts on the first (one pair each),
+    one of them between the other two's values. ``--all --keep mine`` resolved the first, which closed the
+    second, then stopped with "not open" half done, leaving another's value (QA). It now resolves its own
+    pair first, skips what that closed, resolves what it opened, and ends with this workstation's value."""
+    account = new_account(server, email="three-way@example.com", password=PASSWORD, org_name="Three")
+    a, b, c = attached(tmp_path, server, account, "a", "b", "c")
+    prompt = a.run("add", "prompt", "--set", "title=Three", "--set", "body=x").strip()
+    for ws in (a, b, c):
+        ws.run("sync")
+    for ws, name in ((a, "A"), (b, "B"), (c, "C")):
+        ws.run("edit", "prompt", prompt, "--set", f"title=from-{name}")
+    for ws in (a, b, c, a):
+        ws.run("sync")
+    opened = a.json("conflicts", "list")
+    assert isinstance(opened, list) and len(opened) == 2
+    # on a copy of c's file (never synced): c holds C-B and C-A; keeping its C of C-B closes C-A (its C
+    # is superseded) and opens one between the resolution and A, and the command says so
+    copy = Workstation(tmp_path, "c-copy")
+    for suffix in ("", "-wal"):
+        if Path(f"{c.replica}{suffix}").exists():
+            shutil.copyfile(f"{c.replica}{suffix}", f"{copy.replica}{suffix}")
+    held = {
+        x["theirs"]: x["id"] for x in json.loads(copy.run("conflicts", "list", "--json", passphrase=c.secret))
+    }
+    assert set(held) == {"from-A", "from-B"}
+    one = json.loads(
+        copy.run("conflicts", "resolve", held["from-B"], "--keep", "mine", "--json", passphrase=c.secret)
+    )
+    assert one["closed_with_it"] == [held["from-A"]] and len(one["opened"]) == 1
+    said_text = json.loads(copy.run("conflicts", "list", "--json", passphrase=c.secret))
+    assert [(x["id"], x["mine"], x["theirs"]) for x in said_text] == [(one["opened"][0], "from-C", "from-A")]
+
+    said = a.json("conflicts", "resolve", "--all", "--keep", "mine")
+    assert isinstance(said, dict) and said["left_open"] == [] and said["resolved"]
+    assert a.json("show", "prompt", prompt)["title"] == "from-A"  # type: ignore[index]
+    assert a.json("conflicts", "list") == []
+    for ws in (a, b, c, a):
+        ws.run("sync")
+    for ws in (a, b, c):
+        assert ws.json("show", "prompt", prompt)["title"] == "from-A"  # type: ignore[index]
+        assert ws.json("conflicts", "list") == []
