@@ -331,8 +331,7 @@ def _text(entity: str, record_id: str, name: str, state: FieldState) -> _Materia
             continue
         # Merge against a true common ancestor (never against one side's own base: that would read the
         # other side's earlier edits as reverts).
-        base = max((c for c in candidates if c[0] <= shared), key=lambda c: _base_rank(c[0]))[1]
-        assert isinstance(base, str)
+        base = _merge_base(shared, candidates, writes, anc)
         merged = merge3(base, text, head.value)
         if merged.clean:
             text, common = merged.text, shared
@@ -355,6 +354,43 @@ def _text(entity: str, record_id: str, name: str, state: FieldState) -> _Materia
         for loser, base_value in failed
     )
     return _Materialized(text, versions, conflicts)
+
+
+def _merge_base(
+    shared: frozenset[HLC],
+    candidates: list[tuple[frozenset[HLC], FieldValue]],
+    writes: Mapping[HLC, FieldWrite],
+    anc: Callable[[HLC], frozenset[HLC]],
+) -> str:
+    """The text two heads merge against, given ``shared``, the versions that are ancestors of both.
+
+    With one newest shared version (every other shared one its ancestor), the newest known state within
+    ``shared``. With several, none descending from another (a criss-cross: two replicas that each saw the
+    same concurrent writes, e.g. both resolved one conflict), no single known state is their common base: the
+    text in place when they wrote showed one side of a conflict, not a merge of both. Against it, a write
+    that kept that text read as "no change" and the other won in silence (QA: two resolutions of one text
+    conflict, one of them dropped). The base is then the merge of the newest shared versions against their
+    own common base, as a recursive three-way merge takes it; when they do not merge cleanly, their own
+    common base (so the heads conflict again, nothing dropped)."""
+    newest = [v for v in shared if not any(u != v and v in anc(u) for u in shared)]
+    if len(newest) > 1:
+        below = frozenset.intersection(*(anc(v) for v in newest)) - frozenset(newest)
+        inner = _merge_base(below, candidates, writes, anc)
+        texts = [writes[v].value for v in sorted(newest) if v in writes]
+        if len(texts) < len(newest):  # a text beyond the kept history: the older base, conservatively
+            return inner
+        text = texts[0]
+        for other in texts[1:]:
+            assert isinstance(text, str) and isinstance(other, str)
+            merged = merge3(inner, text, other)
+            if not merged.clean:
+                return inner
+            text = merged.text
+        assert isinstance(text, str)
+        return text
+    base = max((c for c in candidates if c[0] <= shared), key=lambda c: _base_rank(c[0]))[1]
+    assert isinstance(base, str)
+    return base
 
 
 def _set(state: FieldState) -> _Materialized:

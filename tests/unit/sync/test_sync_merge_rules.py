@@ -684,3 +684,48 @@ def test_make_edit_returns_none_when_nothing_changes() -> None:
     assert a.state is not None
     assert make_edit(a.state, {"title": "T", "tag_ids": ["x"]}, schema=S, node="node-a",
                      hlc=HLC(10**12, 0, "node-a"), op_id="noop") is None  # fmt: skip
+
+
+@pytest.mark.parametrize("a_keeps", [Resolution.KEEP_MINE, Resolution.KEEP_THEIRS])
+def test_two_replicas_resolving_one_text_conflict_differently_conflict_again(a_keeps: Resolution) -> None:
+    """Two replicas resolve the same text conflict before either has seen the other's resolution, and
+    choose differently: the two resolutions conflict again, as two resolutions of a scalar do. The text
+    in place when they resolved was one side of the open conflict, not a merge of both, so it is no merge
+    base: against it, the resolution that kept it read as "no change" and the other won in silence (QA)."""
+    a, b, create = two_replicas(body="base")
+    b.now_ms += 1000
+    ea, eb = a.edit(body="alpha"), b.edit(body="beta")
+    a.apply(eb)
+    b.apply(ea)
+    assert a.state == b.state and len(a.state.conflicts) == 1  # type: ignore[union-attr]
+    b_keeps = Resolution.KEEP_THEIRS if a_keeps is Resolution.KEEP_MINE else Resolution.KEEP_MINE
+    fix_a, fix_b = a.resolve(0, a_keeps), b.resolve(0, b_keeps)  # a: alpha or beta; b: the same one
+    assert fix_a.values["body"] == fix_b.values["body"]  # both chose the same text: nothing to merge
+    a2, b2 = Node("node-a2"), Node("node-b2")
+    for node in (a2, b2):
+        node.apply(create, ea, eb)
+    c1 = a2.resolve(0, Resolution.KEEP_MINE)  # the winner in place ...
+    c2 = b2.resolve(0, Resolution.KEEP_THEIRS)  # ... and the loser: different choices
+    assert {c1.values["body"], c2.values["body"]} == {"alpha", "beta"}
+    state = both_orders(create, ea, eb, c1, c2)
+    (conflict,) = state.conflicts
+    assert {conflict.winner.value, conflict.loser.value} == {"alpha", "beta"}
+    assert {conflict.winner.version, conflict.loser.version} == {c1.hlc, c2.hlc}
+    # the same choice made twice is no conflict
+    same = both_orders(create, ea, eb, fix_a, fix_b)
+    assert same.conflicts == () and same.values["body"] == fix_a.values["body"]
+
+
+def test_a_resolution_still_merges_cleanly_with_an_edit_of_another_passage() -> None:
+    """A resolution of one passage and a concurrent edit made on the conflicted text elsewhere merge
+    cleanly: the text in place is a fine base for the edit that did not resolve."""
+    a, b, create = two_replicas(body="one\ntwo\nthree\nfour\nfive")
+    b.now_ms += 1000
+    ea, eb = a.edit(body="ONE by a\ntwo\nthree\nfour\nfive"), b.edit(body="ONE by b\ntwo\nthree\nfour\nfive")
+    a.apply(eb)
+    b.apply(ea)
+    fix = a.resolve(0, Merged("ONE by a and b\ntwo\nthree\nfour\nfive"))
+    later = b.edit(body="ONE by b\ntwo\nthree\nfour\nFIVE")  # on b's text in place, the conflict still open
+    state = both_orders(create, ea, eb, fix, later)
+    assert state.values["body"] == "ONE by a and b\ntwo\nthree\nfour\nFIVE"
+    assert state.conflicts == ()
