@@ -220,7 +220,8 @@ def entity_name(raw: str) -> str:
         return name
     if name in TABLE_ENTITIES:
         return TABLE_ENTITIES[name]
-    fail(5, f"unknown kind {raw!r}; use one of {', '.join(ENTITY_TABLES)}")
+    kinds = ", ".join(e.replace("_", "-") for e in ENTITY_TABLES)  # as --help spells them (QA)
+    fail(5, f"unknown kind {raw!r}; use one of {kinds}")
     raise AssertionError
 
 
@@ -235,7 +236,7 @@ def parse_sets(entity: str, pairs: list[str]) -> dict[str, Any]:
         if kind is None:
             fail(5, f"{entity} has no field {name!r} (fields: {', '.join(fields)})")
         elif kind.value == "set":
-            values[name] = [v for v in value.split(",") if v]
+            values[name] = [v.strip() for v in value.split(",") if v.strip()]  # "a, b" reads as "a,b"
         elif name == "position":
             try:
                 values[name] = int(value)
@@ -712,7 +713,10 @@ def list_(
         summary = [
             {
                 "id": r.id,
-                "label": getattr(r, "title", None) or getattr(r, "name", None) or r.content[:60],
+                # one record a line: a label's line breaks and runs of spaces read as one space (QA)
+                "label": " ".join(
+                    str(getattr(r, "title", None) or getattr(r, "name", None) or r.content[:200]).split()
+                )[:60],
                 "status": r.local_status.value,
             }
             for r in rows
@@ -1020,7 +1024,7 @@ def _resolve(
     if value is not None:
         kind = DEFAULT_SCHEMA.kind(c.entity, c.field).value
         if kind == "set":
-            choice = Merged(frozenset(v for v in value.split(",") if v))
+            choice = Merged(frozenset(v.strip() for v in value.split(",") if v.strip()))
         elif c.field == "position" or c.field in DEFAULT_SCHEMA.entity(c.entity).references:
             # read as `edit --set` reads it: a whole number; an empty reference is none (the raw text was
             # refused as "not a whole number", and a reference could not be cleared; QA)

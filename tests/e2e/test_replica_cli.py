@@ -368,6 +368,8 @@ def test_a_sync_whose_edit_is_refused_exits_5_and_a_server_address_needs_its_sch
     report = b.json("sync", code=5)
     refused = [(r["id"], r["reason"].split(":")[0]) for r in report["refused"]]  # type: ignore[index]
     assert refused == [(alpha, "name-taken")]
+    # the name as the other tag spells it, not as the refused rename did (QA)
+    assert "already named 'beta'" in report["refused"][0]["reason"]  # type: ignore[index]
     assert "pushed 0, pulled 0" in b.run("sync")  # nothing left to push: success again
     assert b.json("show", "tag", alpha)["name"] == "alpha"  # type: ignore[index]
 
@@ -702,6 +704,14 @@ def test_odd_paths_and_values_are_clear_errors_not_tracebacks(tmp_path: Path) ->
         (["show", "prompt", "bad\udcff"], 5, "no prompt"),
         (["list", "tag", "--limit", "99999999999999999999"], 2, "limit"),
         (["attach", "--server", "http://[::1", "--api-key-file", str(nul), "--org", "x"], 5, "server"),
+        # the typed value was dropped for the file's (QA)
+        (
+            ["conflicts", "resolve", str(uuid.UUID(int=1)), "--value", "v", "--value-file", str(nul)],
+            5,
+            "not both",
+        ),
+        # the kinds as --help spells them (QA)
+        (["list", "widget"], 5, "custom-gpt, tag"),
     ]
     # no passphrase: init refuses before it makes the replica's folders
     nowhere = tmp_path / "not" / "yet" / "r.ohr"
@@ -1342,6 +1352,10 @@ def test_resolve_all_keep_mine_settles_a_field_three_workstations_wrote(server: 
     said_text = json.loads(copy.run("conflicts", "list", "--json", passphrase=c.secret))
     assert [(x["id"], x["mine"], x["theirs"]) for x in said_text] == [(one["opened"][0], "from-C", "from-A")]
 
+    # b held B-A; C's title replaces it with C-A and adds C-B: one changed, one new (QA: "2 changed")
+    news = b.json("sync")
+    assert isinstance(news, dict) and (news["conflicts_new"], news["conflicts_changed"]) == (1, 1)
+
     said = a.json("conflicts", "resolve", "--all", "--keep", "mine")
     assert isinstance(said, dict) and said["left_open"] == [] and said["resolved"]
     assert a.json("show", "prompt", prompt)["title"] == "from-A"  # type: ignore[index]
@@ -1351,3 +1365,26 @@ def test_resolve_all_keep_mine_settles_a_field_three_workstations_wrote(server: 
     for ws in (a, b, c):
         assert ws.json("show", "prompt", prompt)["title"] == "from-A"  # type: ignore[index]
         assert ws.json("conflicts", "list") == []
+
+
+def test_list_labels_stay_on_one_line_and_id_lists_take_spaces(tmp_path: Path) -> None:
+    """``list`` printed an output's line breaks in its label, so a record took several lines; ``--set
+    tag_ids=ID1, ID2`` refused " ID2" as no id (QA)."""
+    ws = Workstation(tmp_path, "labels")
+    ws.run("init")
+    tags = [ws.run("add", "tag", "--set", f"name=t{n}").strip() for n in range(2)]
+    prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
+    text = tmp_path / "answer.txt"
+    text.write_text("first line\n\n   second line\tend\n")
+    output = ws.run(
+        "add",
+        "output",
+        "--set",
+        f"prompt_id={prompt}",
+        "--set-file",
+        f"content={text}",
+        "--set",
+        f"tag_ids={tags[0]}, {tags[1]}",
+    ).strip()
+    assert ws.run("list", "output").splitlines() == [f"{output}  first line second line end  [created]"]
+    assert sorted(ws.json("show", "output", output)["tag_ids"]) == sorted(tags)  # type: ignore[index]

@@ -314,16 +314,16 @@ def _check_values(
             )
     if spec.lookup and not state.deleted:
         taken = session.execute(
-            select(spec.table.id).where(
+            select(spec.table.id, spec.table.name).where(  # type: ignore[attr-defined]
                 spec.table.org_id == tenant.org_id,
                 spec.table.deleted.is_(False),
                 spec.table.name_key == name_key(str(values["name"])),  # type: ignore[attr-defined]
                 spec.table.id != uuid.UUID(state.record_id),
             )
-        ).scalar_one_or_none()
-        if taken is not None:
+        ).first()
+        if taken is not None:  # its own spelling: the names match as keys ("Go" is taken by "go"; QA)
             raise OpRefusedError(
-                "name-taken", f"another {spec.entity} is already named {values['name']!r}", "name"
+                "name-taken", f"another {spec.entity} is already named {taken[1]!r}", "name"
             )
 
 
