@@ -1388,3 +1388,30 @@ def test_list_labels_stay_on_one_line_and_id_lists_take_spaces(tmp_path: Path) -
     ).strip()
     assert ws.run("list", "output").splitlines() == [f"{output}  first line second line end  [created]"]
     assert sorted(ws.json("show", "output", output)["tag_ids"]) == sorted(tags)  # type: ignore[index]
+
+
+def test_two_workstations_resolving_one_text_conflict_differently_are_told(
+    server: str, tmp_path: Path
+) -> None:
+    """Both workstations resolve the same text conflict before syncing, each keeping its own text: the
+    second resolution was merged away in silence, exit 0 (QA). The two resolutions now conflict again, on
+    every replica, and neither text is lost."""
+    account = new_account(server, email="two-resolutions@example.com", password=PASSWORD, org_name="Twice")
+    a, b = attached(tmp_path, server, account, "a", "b")
+    prompt = a.run("add", "prompt", "--set", "title=Res", "--set", "body=base").strip()
+    a.run("sync")
+    b.run("sync")
+    a.run("edit", "prompt", prompt, "--set", "body=alpha")
+    b.run("edit", "prompt", prompt, "--set", "body=beta")
+    for ws in (a, b, a):
+        ws.run("sync")
+    for ws in (a, b):
+        [conflict] = ws.json("conflicts", "list")  # type: ignore[misc]
+        ws.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
+    a.run("sync")
+    assert "1 new conflict" in b.run("sync")
+    a.run("sync")
+    for ws in (a, b):
+        [again] = ws.json("conflicts", "list")  # type: ignore[misc]
+        assert {again["mine"], again["theirs"]} == {"alpha", "beta"}
+    assert a.json("show", "prompt", prompt)["body"] == b.json("show", "prompt", prompt)["body"]  # type: ignore[index]
