@@ -322,9 +322,14 @@ def _check_values(
             )
         ).first()
         if taken is not None:  # its own spelling: the names match as keys ("Go" is taken by "go"; QA)
-            raise OpRefusedError(
-                "name-taken", f"another {spec.entity} is already named {taken[1]!r}", "name"
-            )
+            raise OpRefusedError("name-taken", f"another {spec.entity} is already named {taken[1]!r}", "name")
+
+
+def created_at(change: Change, now: datetime) -> datetime:
+    """When a pushed record was made: its create's clock time (a record made offline in the morning and
+    pushed at night was made in the morning; it showed the push's time, QA), never after ``now`` (a clock
+    ahead within the accepted drift)."""
+    return min(now, datetime.fromtimestamp(change.hlc.wall_ms / 1000, UTC))
 
 
 def apply_change(
@@ -377,7 +382,9 @@ def apply_change(
     )
     new = row is None
     if row is None:
-        row = spec.table(id=rid, org_id=tenant.org_id, created_at=now, created_by=tenant.actor)
+        row = spec.table(
+            id=rid, org_id=tenant.org_id, created_at=created_at(change, now), created_by=tenant.actor
+        )
         if isinstance(row, Prompt):
             row.version = 0
         session.add(row)
@@ -401,7 +408,7 @@ def apply_change(
                 version=row.version,
                 title=row.title,
                 body=row.body,
-                created_at=now,
+                created_at=row.created_at if new else now,
                 created_by=tenant.actor,
             )
         )
@@ -887,7 +894,7 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
             "org_id": tenant.org_id,
             "revision": new.revision,
             "deleted": state.deleted,
-            "created_at": now,
+            "created_at": created_at(new.change, now),
             "created_by": tenant.actor,
             "updated_at": now,
             "updated_by": tenant.actor,
@@ -903,7 +910,7 @@ def _insert_new_records(session: Session, *, tenant: Tenant, news: list[_NewReco
                     "version": 1,
                     "title": row["title"],
                     "body": row["body"],
-                    "created_at": now,
+                    "created_at": row["created_at"],
                     "created_by": tenant.actor,
                 }
             )
