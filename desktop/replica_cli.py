@@ -685,9 +685,16 @@ def restore(typer_ctx: typer.Context, kind: str, record_id: RecordId) -> None:
 def show(typer_ctx: typer.Context, kind: str, record_id: RecordId) -> None:
     """A record's values, revision and open conflicts."""
     ctx: Context = typer_ctx.obj
-    with edits(ctx) as (_r, store, library):
+    with edits(ctx) as (replica, store, library):
         entity = entity_name(kind)
         record = {**library.get(entity, record_id), **store.details(entity, record_id)}
+        # beside its merge state's conflicts, the edits of it the server refused (it said "conflicts: []"
+        # while one was open; QA)
+        record["refused_edits"] = [
+            c.id
+            for c in replica.list_conflicts(entity=entity, record_id=record_id)
+            if c.field == REJECTED_FIELD
+        ]
         emit(ctx, record, lambda: "\n".join(f"{k}: {v}" for k, v in record.items()))
 
 
@@ -890,7 +897,7 @@ def conflicts_list(typer_ctx: typer.Context) -> None:
             lambda: (
                 "\n".join(
                     f"{c.id}  {c.entity} {c.record_id} {c.field}  "
-                    + ("(refused by the server)" if c.field == REJECTED_FIELD else _sides(c, written))
+                    + (_refused_line(c) if c.field == REJECTED_FIELD else _sides(c, written))
                     for c, written in items
                 )
                 or "no open conflicts"
@@ -905,6 +912,23 @@ LIST_VALUE_CHARS = 40
 NOT_ONE_SIDE: Final = {"both": "both sides", "neither": "neither side"}
 """The words for :func:`sides_written_here` when this replica wrote not just one side: its "mine" is then
 only the value in place."""
+
+
+def _refusal(conflict: Any) -> tuple[str, str]:
+    """A refused edit in words: (what the edit was, the server's reason)."""
+    mine = conflict.mine if isinstance(conflict.mine, dict) else {}
+    theirs = conflict.theirs if isinstance(conflict.theirs, dict) else {}
+    kind = str(mine.get("kind") or "edit")
+    values = mine.get("values") or {}
+    fields = ", ".join(f"{k}={v!r}" for k, v in sorted(values.items())) if isinstance(values, dict) else ""
+    edit = f"{kind} {fields}".strip() if kind != "delete" else "delete"
+    return edit, str(theirs.get("reason") or "no reason given")
+
+
+def _refused_line(conflict: Any) -> str:
+    edit, reason = _refusal(conflict)
+    short = edit if len(edit) <= LIST_VALUE_CHARS else edit[: LIST_VALUE_CHARS - 1] + "…"
+    return f"refused by the server: {reason}  (your {short})"
 
 
 def _sides(conflict: Any, written: str | None = "mine") -> str:
@@ -941,12 +965,28 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
         kind = conflict_kind(c)
         written = sides_written_here(replica, c)
         suggestion, note = suggest(kind, c.base, c.mine, c.theirs, written=written)
-        lines = [
-            f"{c.entity} {c.record_id} field {c.field}",
-            f"base:   {c.base!r}",
-            f"mine:   {c.mine!r}",
-            f"theirs: {c.theirs!r}",
-        ]
+        if c.field == REJECTED_FIELD:  # the edit and the reason, not the stored dicts (QA)
+            edit, reason = _refusal(c)
+            lines = [
+                f"{c.entity} {c.record_id}: an edit the server refused",
+                f"your edit: {edit}",
+                f"reason:    {reason}",
+                "`--keep mine` makes it again (once allowed), `--keep theirs` drops it",
+            ]
+        elif c.field == TOMBSTONE:  # which side deleted, in words (the list says it so)
+            lines = [
+                f"{c.entity} {c.record_id}: deleted on one side, edited on the other (kept: the edit wins)",
+                f"mine:   {'deleted' if c.mine else 'edited'}",
+                f"theirs: {'deleted' if c.theirs else 'edited'}",
+                "`--keep mine` or `--keep theirs`: the record is deleted or kept as it is",
+            ]
+        else:
+            lines = [
+                f"{c.entity} {c.record_id} field {c.field}",
+                f"base:   {c.base!r}",
+                f"mine:   {c.mine!r}",
+                f"theirs: {c.theirs!r}",
+            ]
         if written in NOT_ONE_SIDE:
             lines.append(f"written here: {NOT_ONE_SIDE[written]} (mine is the value in place)")
         elif written is not None:

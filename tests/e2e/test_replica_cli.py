@@ -321,6 +321,14 @@ def test_refused_edits_are_made_again_once_allowed_or_dropped(server: str, tmp_p
     assert "pushed 3 (3 refused" in v.run("sync", code=4)  # a script sees its edits did not land
     refused = {c["record_id"]: c["id"] for c in v.json("conflicts", "list")}  # type: ignore[union-attr]
     assert set(refused) == {tag, shared["id"], doomed["id"]}
+    # in words: the edit and the server's reason, not the stored dicts (QA)
+    listed = v.run("conflicts", "list")
+    assert listed.count("refused by the server: permission-denied") == 3, listed
+    shown = v.run("conflicts", "show", refused[shared["id"]])
+    assert "your edit: update title='Viewer title'" in shown and "reason:    permission-denied" in shown
+    assert "{" not in shown
+    assert "your edit: delete" in v.run("conflicts", "show", refused[doomed["id"]])
+    assert v.json("show", "prompt", shared["id"])["refused_edits"] == [refused[shared["id"]]]  # type: ignore[index]
     assert "--keep mine" in v.run("conflicts", "resolve", refused[tag], "--keep", "banana", code=5)
     assert len(v.json("conflicts", "list")) == 3  # type: ignore[arg-type]
 
@@ -808,6 +816,9 @@ def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, t
     a.run("sync")
     [conflict] = a.json("conflicts", "list")  # type: ignore[misc]
     assert conflict["field"] == "_deleted"
+    shown = a.run("conflicts", "show", conflict["id"])  # in words, as the list says it (QA: "base: False")
+    assert "deleted on one side, edited on the other" in shown
+    assert "mine:   edited" in shown and "theirs: deleted" in shown and "False" not in shown
     for args in ((), ("--json",)):
         said = a.run("conflicts", "resolve", conflict["id"], "--value", "foo", *args, code=5)
         assert "a delete conflict is resolved with --keep mine or --keep theirs" in said
