@@ -3,7 +3,8 @@
 The passphrase comes from ``--passphrase-file`` or ``OUTPUTHUB_PASSPHRASE`` (never a command-line argument,
 which other users could read in the process list). ``--json`` (before or after the command) prints
 machine-readable results. Errors exit non-zero with one line saying what went wrong: 2 replica (wrong
-passphrase, corrupt, missing), 3 server unreachable, 4 permission or login refused, 5 a conflict or edit
+passphrase, corrupt, missing) or usage (an option missing, malformed or contradicting another), 3 server
+unreachable, 4 permission or login refused, 5 a conflict or edit
 that is not possible, 1 anything else. A ``sync`` whose edits the server refused prints its report and exits
 4 when one was refused for want of permission (a viewer's edit), else 5; the refused edits are kept
 (``conflicts list``). Ctrl+C exits 130 saying what is kept (:data:`INTERRUPTED`).
@@ -231,7 +232,7 @@ def parse_sets(entity: str, pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            fail(5, f"--set takes field=value, got {pair!r}")
+            fail(2, f"--set takes field=value, got {pair!r}")
         kind = fields.get(name)
         if kind is None:
             fail(5, f"{entity} has no field {name!r} (fields: {', '.join(fields)})")
@@ -253,7 +254,7 @@ def parse_values(entity: str, pairs: list[str], files: list[str]) -> dict[str, A
     """``--set field=value`` pairs and ``--set-file field=PATH`` pairs (the file's text, verbatim: long
     outputs, text with a literal backslash-n) as one set of values."""
     if not pairs and not files:
-        fail(5, "give at least one --set field=value or --set-file field=PATH")
+        fail(2, "give at least one --set field=value or --set-file field=PATH")
     given = [pair.partition("=")[0] for pair in (*pairs, *files)]
     twice = next((name for n, name in enumerate(given) if name in given[:n]), None)
     if twice is not None:  # the last one won without a word (QA)
@@ -362,7 +363,7 @@ def attach(
     """Tie the replica to a server and organization; credentials are kept inside the encrypted replica."""
     ctx: Context = typer_ctx.obj
     if (email is None) == (api_key_file is None):
-        fail(5, "give either --email (with --password-file) or --api-key-file")
+        fail(2, "give either --email (with --password-file) or --api-key-file")
     if api_key_file is not None and org is None:
         fail(5, "--api-key-file needs --org ORG_ID (the organization the key belongs to)")
     try:
@@ -1138,15 +1139,15 @@ def conflicts_resolve(
     ctx: Context = typer_ctx.obj
     if every:
         if conflict_id is not None or keep is None or value is not None or value_file is not None:
-            fail(5, "--all takes --keep mine|theirs|merged and no conflict id or --value")
+            fail(2, "--all takes --keep mine|theirs|merged and no conflict id or --value")
         _resolve_all(ctx, keep=str(keep), entity=entity, refused=refused, cascade=cascade)
         return
     if conflict_id is None:
-        fail(5, "name the conflict to resolve (see `outputhub replica conflicts list`), or give --all")
+        fail(2, "name the conflict to resolve (see `outputhub replica conflicts list`), or give --all")
     if entity is not None or refused:
-        fail(5, "--entity and --refused narrow --all")
+        fail(2, "--entity and --refused narrow --all")
     if value_file is not None and value is not None:  # the typed value was dropped for the file's (QA)
-        fail(5, "give --value or --value-file, not both")
+        fail(2, "give --value or --value-file, not both")
     if value_file is not None:
         try:
             value = value_file.read_text(encoding="utf-8")
@@ -1156,7 +1157,9 @@ def conflicts_resolve(
                 f"cannot read {value_file}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8 text'}",
             )
     if (keep is None) == (value is None):
-        fail(5, "give either --keep mine|theirs|merged or --value/--value-file")
+        fail(2, "give either --keep mine|theirs|merged or --value/--value-file")
+    if keep is not None and keep not in ("mine", "theirs", "merged"):
+        fail(2, "--keep takes mine, theirs or merged")
     with edits(ctx) as (replica, _store, library):
         found = [c for c in replica.list_conflicts() if c.id == conflict_id]
         if not found:
@@ -1224,7 +1227,7 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
     those the run opened are resolved in a next round with the same choice. With ``--keep mine`` the
     conflicts whose "mine" this replica wrote go first, so that its own value is the one kept."""
     if keep not in ("mine", "theirs", "merged"):
-        fail(5, "--keep takes mine, theirs or merged")
+        fail(2, "--keep takes mine, theirs or merged")
     kind = entity_name(entity) if entity is not None else None
     resolved: list[dict[str, Any]] = []
     left: list[dict[str, Any]] = []

@@ -329,7 +329,9 @@ def test_refused_edits_are_made_again_once_allowed_or_dropped(server: str, tmp_p
     assert "{" not in shown
     assert "your edit: delete" in v.run("conflicts", "show", refused[doomed["id"]])
     assert v.json("show", "prompt", shared["id"])["refused_edits"] == [refused[shared["id"]]]  # type: ignore[index]
-    assert "--keep mine" in v.run("conflicts", "resolve", refused[tag], "--keep", "banana", code=5)
+    assert "--keep takes mine, theirs or merged" in v.run(
+        "conflicts", "resolve", refused[tag], "--keep", "banana", code=2
+    )
     assert len(v.json("conflicts", "list")) == 3  # type: ignore[arg-type]
 
     user_id = next(
@@ -405,7 +407,7 @@ def test_keep_merged_takes_the_line_merge_and_keeps_a_third_workstations_line(
     shown = a.run("conflicts", "show", conflict["id"])
     assert f"merged: {expected!r}" in shown and "overlapping passage" in shown
     assert a.json("conflicts", "show", conflict["id"])["suggestion"] == expected  # type: ignore[index]
-    said = a.run("conflicts", "resolve", conflict["id"], "--keep", "x", code=5)
+    said = a.run("conflicts", "resolve", conflict["id"], "--keep", "x", code=2)
     assert "--keep takes mine, theirs or merged" in said
     a.run("conflicts", "resolve", conflict["id"], "--keep", "merged")
     for ws in (a, b, c):
@@ -559,7 +561,7 @@ def test_long_texts_come_from_files_verbatim(tmp_path: Path) -> None:
     assert "cannot read" in ws.run(
         "edit", "output", output, "--set-file", f"notes={tmp_path / 'none'}", code=5
     )
-    assert "at least one --set" in ws.run("edit", "output", output, code=5)
+    assert "at least one --set" in ws.run("edit", "output", output, code=2)
     assert "no text field" in ws.run("edit", "output", output, "--set-file", f"tag_ids={notes}", code=5)
 
 
@@ -715,7 +717,7 @@ def test_odd_paths_and_values_are_clear_errors_not_tracebacks(tmp_path: Path) ->
         # the typed value was dropped for the file's (QA)
         (
             ["conflicts", "resolve", str(uuid.UUID(int=1)), "--value", "v", "--value-file", str(nul)],
-            5,
+            2,
             "not both",
         ),
         # the kinds as --help spells them (QA)
@@ -859,9 +861,9 @@ def test_conflicts_resolve_all_with_one_keep_narrowed_by_kind_and_refusal(
         ("tag", "_rejected"),
     ]
 
-    assert "--keep mine|theirs|merged" in a.run("conflicts", "resolve", "--all", code=5)
+    assert "--keep mine|theirs|merged" in a.run("conflicts", "resolve", "--all", code=2)
     one = opened[0]["id"]  # type: ignore[index]
-    assert "no conflict id" in a.run("conflicts", "resolve", one, "--all", "--keep", "mine", code=5)
+    assert "no conflict id" in a.run("conflicts", "resolve", one, "--all", "--keep", "mine", code=2)
     said = a.json("conflicts", "resolve", "--all", "--keep", "merged", "--entity", "prompts", code=5)
     assert len(said["resolved"]) == 2  # type: ignore[index]
     [left] = said["left_open"]  # type: ignore[index]
