@@ -222,7 +222,7 @@ def entity_name(raw: str) -> str:
     if name in TABLE_ENTITIES:
         return TABLE_ENTITIES[name]
     kinds = ", ".join(e.replace("_", "-") for e in ENTITY_TABLES)  # as --help spells them (QA)
-    fail(5, f"unknown kind {raw!r}; use one of {kinds}")
+    fail(2, f"unknown kind {raw!r}; use one of {kinds}")
     raise AssertionError
 
 
@@ -265,7 +265,7 @@ def parse_values(entity: str, pairs: list[str], files: list[str]) -> dict[str, A
     for pair in files:
         name, sep, path = pair.partition("=")
         if not sep or not path:
-            fail(5, f"--set-file takes field=PATH, got {pair!r}")
+            fail(2, f"--set-file takes field=PATH, got {pair!r}")
         kind = fields.get(name)
         if kind is None or kind.value == "set":
             fail(5, f"{entity} has no text field {name!r} to read from a file")
@@ -722,14 +722,20 @@ def list_(
             {
                 "id": r.id,
                 # one record a line: a label's line breaks and runs of spaces read as one space (QA)
-                "label": " ".join(
-                    str(getattr(r, "title", None) or getattr(r, "name", None) or r.content[:200]).split()
-                )[:60],
+                "label": _one_line(
+                    str(getattr(r, "title", None) or getattr(r, "name", None) or r.content[:200])
+                ),
                 "status": r.local_status.value,
             }
             for r in rows
         ]
         emit(ctx, summary, lambda: "\n".join(f"{s['id']}  {s['label']}  [{s['status']}]" for s in summary))
+
+
+def _one_line(text: str, width: int = 60) -> str:
+    """``text`` on one line (line breaks and runs of spaces read as one space), cut to ``width`` with "…"."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _index_progress(ctx: Context) -> Callable[[int, int], None]:
@@ -1224,15 +1230,19 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
     supersedes its two sides, which closes the others that held either side and opens one between the
     resolution and the side it did not see. So the conflicts are read again before each: one an earlier
     resolution closed is not resolved again (QA: the command stopped there with "not open", half done), and
-    those the run opened are resolved in a next round with the same choice. With ``--keep mine`` the
-    conflicts whose "mine" this replica wrote go first, so that its own value is the one kept."""
+    those the run opened are resolved in a next round (with ``--keep theirs``, keeping the run's own
+    resolution: it holds the choice). The conflicts whose "mine" this replica wrote go first, so that the
+    choice is made against its own write: ``--keep mine`` ends with its value, ``--keep theirs`` with the
+    other side of its own conflict, whatever the order of the ids."""
     if keep not in ("mine", "theirs", "merged"):
         fail(2, "--keep takes mine, theirs or merged")
     kind = entity_name(entity) if entity is not None else None
     resolved: list[dict[str, Any]] = []
+    later = 0  # resolutions of conflicts the run itself opened
     left: list[dict[str, Any]] = []
     superseded: list[str] = []
     attempted: set[str] = set()
+    initial = 0
     with edits(ctx) as (replica, _store, library):
 
         def chosen() -> list[Any]:
@@ -1243,14 +1253,20 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
                 and (not refused or c.field == REJECTED_FIELD)
                 and c.id not in attempted
             ]
-            if keep == "mine":  # its own writes first: "mine" of a conflict it wrote neither side of is
-                found.sort(key=lambda c: sides_written_here(replica, c) != "mine")  # only the value in place
+            # its own conflicts first: "mine" of one it wrote neither side of is only the value in place,
+            # and its "theirs" may be a third replica's value; so the choice is made against its own write,
+            # and the outcome does not hang on the order of the ids (QA)
+            found.sort(key=lambda c: (sides_written_here(replica, c) != "mine", c.id))
             return found
 
-        for _round in range(RESOLVE_ALL_ROUNDS):
+        for round_ in range(RESOLVE_ALL_ROUNDS):
             batch = chosen()
             if not batch:
                 break
+            initial = initial or len(batch)
+            # a conflict of a later round is one this run opened: one side is its own resolution, which
+            # holds the choice already; "theirs" of it again gave back this replica's own value (QA)
+            now_keep = "mine" if round_ and keep == "theirs" else keep
             for c in batch:
                 attempted.add(c.id)
                 if not any(
@@ -1259,7 +1275,10 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
                     superseded.append(c.id)  # closed by a resolution of this run, of the same field
                     continue
                 try:
-                    resolved.append(_resolve(replica, library, c, keep=keep, value=None, cascade=cascade)[1])
+                    resolved.append(
+                        _resolve(replica, library, c, keep=now_keep, value=None, cascade=cascade)[1]
+                    )
+                    later += bool(round_)
                 except _CannotResolveError as exc:
                     left.append(
                         {
@@ -1270,7 +1289,7 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
                             "skipped": exc.skipped,
                         }
                     )
-        still = [c for c in chosen()]  # opened by the last round: left for the user
+        still = chosen()  # opened by the last round: left for the user
     left += [
         {
             "id": c.id,
@@ -1289,13 +1308,16 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
     deleted_with = [d for r in resolved for d in r.get("deleted_with_it", [])]
     if deleted_with:  # what kept deletes took along (--cascade): named, as a single resolve names them
         summary["deleted_with_it"] = deleted_with
-    counted = len(resolved) + len(left) - len(still)
-    also = f"; {len(superseded)} closed by another of them (the same field)" if superseded else ""
+    # of the conflicts open at the start, those settled (resolved, or closed by a resolution of the same
+    # field); the ones the run opened and resolved on the way are counted apart ("2 of 2; 1 closed by
+    # another" added up to 3 for 2 listed, QA)
+    settled = len(resolved) - later + len(superseded)
+    also = f" ({later} more that resolving them opened on the same field resolved too)" if later else ""
     emit(
         ctx,
         summary,
         lambda: "\n".join(
-            [f"resolved {len(resolved)} of {counted}{also}{_to_share(resolved)}"]
+            [f"resolved {settled} of {initial}{also}{_to_share(resolved)}"]
             + [f"deleted with them: {d['entity']} {d['id']}" for d in deleted_with]
             + [f"left open {i['id']}  {i['entity']} {i['record_id']}: {i['reason']}" for i in left]
         ),

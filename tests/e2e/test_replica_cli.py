@@ -721,7 +721,8 @@ def test_odd_paths_and_values_are_clear_errors_not_tracebacks(tmp_path: Path) ->
             "not both",
         ),
         # the kinds as --help spells them (QA)
-        (["list", "widget"], 5, "custom-gpt, tag"),
+        (["list", "widget"], 2, "custom-gpt, tag"),
+        (["edit", "prompt", str(uuid.UUID(int=1)), "--set-file", "body"], 2, "field=PATH"),
     ]
     # no passphrase: init refuses before it makes the replica's folders
     nowhere = tmp_path / "not" / "yet" / "r.ohr"
@@ -1368,6 +1369,19 @@ def test_resolve_all_keep_mine_settles_a_field_three_workstations_wrote(server: 
     # b held B-A; C's title replaces it with C-A and adds C-B: one changed, one new (QA: "2 changed")
     news = b.json("sync")
     assert isinstance(news, dict) and (news["conflicts_new"], news["conflicts_changed"]) == (1, 1)
+
+    # --keep theirs (on another copy): the other side of a's own conflict, never a's own value back (QA:
+    # a later round kept "theirs" of the run's own resolution, which was from-A), whatever the ids' order
+    theirs = Workstation(tmp_path, "a-theirs")
+    for suffix in ("", "-wal"):
+        if Path(f"{a.replica}{suffix}").exists():
+            shutil.copyfile(f"{a.replica}{suffix}", f"{theirs.replica}{suffix}")
+    told = theirs.run("conflicts", "resolve", "--all", "--keep", "theirs", passphrase=a.secret)
+    assert "resolved 2 of 2 (1 more that resolving them opened on the same field resolved too)" in told
+    assert (
+        json.loads(theirs.run("show", "prompt", prompt, "--json", passphrase=a.secret))["title"] == "from-C"
+    )
+    assert json.loads(theirs.run("conflicts", "list", "--json", passphrase=a.secret)) == []
 
     said = a.json("conflicts", "resolve", "--all", "--keep", "mine")
     assert isinstance(said, dict) and said["left_open"] == [] and said["resolved"]
