@@ -329,7 +329,9 @@ def created_at(change: Change, now: datetime) -> datetime:
     """When a pushed record was made: its create's clock time (a record made offline in the morning and
     pushed at night was made in the morning; it showed the push's time, QA), never after ``now`` (a clock
     ahead within the accepted drift)."""
-    return min(now, datetime.fromtimestamp(change.hlc.wall_ms / 1000, UTC))
+    if change.hlc.wall_ms >= now.timestamp() * 1000:  # (and no datetime made of a clock far ahead)
+        return now
+    return datetime.fromtimestamp(change.hlc.wall_ms / 1000, UTC)
 
 
 def apply_change(
