@@ -41,8 +41,7 @@ from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.services.sync import (
     Organization,
     OrganizationChoiceError,
-    conflict_news,
-    conflicts_settled,
+    conflict_counts,
     find_organization,
     list_organizations,
     normalize_url,
@@ -538,8 +537,7 @@ def sync(
         if not ctx.as_json:
             typer.echo("", err=True)
 
-        new, changed = conflict_news(replica, report.conflicts_opened, report.conflicts_closed)
-        settled = conflicts_settled(replica, report.conflicts_opened, report.conflicts_closed)
+        new, changed, settled = conflict_counts(replica, report.conflicts_opened, report.conflicts_closed)
 
         def text() -> str:
             refused = f" ({len(report.refused)} refused, kept: `conflicts list`)" if report.refused else ""
@@ -575,8 +573,8 @@ def sync(
                 )
             return "\n".join(lines)
 
-        shown = {**_jsonable(report), "conflicts_new": new, "conflicts_changed": changed}
-        emit(ctx, {**shown, "conflicts_settled": settled}, text)
+        counts = {"conflicts_new": new, "conflicts_changed": changed, "conflicts_settled": settled}
+        emit(ctx, {**_jsonable(report), **counts}, text)
         if report.refused:
             # the sync went through, but edits did not land: a script must not take that for success
             denied = any(str(r["reason"]).startswith("permission-denied") for r in report.refused)
@@ -732,10 +730,14 @@ def list_(
         emit(ctx, summary, lambda: "\n".join(f"{s['id']}  {s['label']}  [{s['status']}]" for s in summary))
 
 
+def _cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one "…" when it is cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _one_line(text: str, width: int = 60) -> str:
-    """``text`` on one line (line breaks and runs of spaces read as one space), cut to ``width`` with "…"."""
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    """``text`` on one line (line breaks and runs of spaces read as one space), cut to ``width``."""
+    return _cut(" ".join(text.split()), width)
 
 
 def _index_progress(ctx: Context) -> Callable[[int, int], None]:
@@ -934,8 +936,7 @@ def _refusal(conflict: Any) -> tuple[str, str]:
 
 def _refused_line(conflict: Any) -> str:
     edit, reason = _refusal(conflict)
-    short = edit if len(edit) <= LIST_VALUE_CHARS else edit[: LIST_VALUE_CHARS - 1] + "…"
-    return f"refused by the server: {reason}  (your {short})"
+    return f"refused by the server: {reason}  (your {_cut(edit, LIST_VALUE_CHARS)})"
 
 
 def _sides(conflict: Any, written: str | None = "mine") -> str:
@@ -948,12 +949,8 @@ def _sides(conflict: Any, written: str | None = "mine") -> str:
             for side, value in (("mine", conflict.mine), ("theirs", conflict.theirs))
         )
     else:
-
-        def short(value: object) -> str:
-            text = repr(value)
-            return text if len(text) <= LIST_VALUE_CHARS else text[: LIST_VALUE_CHARS - 1] + "…"
-
-        line = f"mine {short(conflict.mine)} / theirs {short(conflict.theirs)}"
+        mine, theirs = (_cut(repr(v), LIST_VALUE_CHARS) for v in (conflict.mine, conflict.theirs))
+        line = f"mine {mine} / theirs {theirs}"
     if written in NOT_ONE_SIDE:
         line += f"  ({NOT_ONE_SIDE[written]} written here: mine is the value in place)"
     return line
@@ -1218,6 +1215,11 @@ def _to_share(resolved: list[dict[str, Any]]) -> str:
     return f"; run `outputhub replica sync` to share them{also}"
 
 
+def _left_open(c: Any, reason: str, *, skipped: bool = False) -> dict[str, Any]:
+    """A conflict ``conflicts resolve --all`` leaves open, as its JSON lists it."""
+    return {"id": c.id, "entity": c.entity, "record_id": c.record_id, "reason": reason, "skipped": skipped}
+
+
 RESOLVE_ALL_ROUNDS: Final = 10
 """``conflicts resolve --all`` goes over what its own resolutions opened this many times at most."""
 
@@ -1280,26 +1282,9 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
                     )
                     later += bool(round_)
                 except _CannotResolveError as exc:
-                    left.append(
-                        {
-                            "id": c.id,
-                            "entity": c.entity,
-                            "record_id": c.record_id,
-                            "reason": str(exc),
-                            "skipped": exc.skipped,
-                        }
-                    )
-        still = chosen()  # opened by the last round: left for the user
-    left += [
-        {
-            "id": c.id,
-            "entity": c.entity,
-            "record_id": c.record_id,
-            "reason": "opened by these resolutions",
-            "skipped": False,
-        }
-        for c in still
-    ]
+                    left.append(_left_open(c, str(exc), skipped=exc.skipped))
+        # opened by the last round: left for the user
+        left += [_left_open(c, "opened by these resolutions") for c in chosen()]
     summary: dict[str, Any] = {
         "resolved": [r["resolved"] for r in resolved],
         "closed_by_another": superseded,

@@ -157,19 +157,28 @@ def conflict_news(replica: Replica, opened: Sequence[str], closed: Sequence[str]
     """Of the conflicts a sync opened, (how many are new, how many replace one it closed on the same field
     of the same record). A conflict is one pair of writes: when either side is edited again, it is closed and
     the conflict between the newer writes opens under a new id; that is a changed conflict, not a new one."""
+    new, changed, _settled = conflict_counts(replica, opened, closed)
+    return new, changed
+
+
+def conflict_counts(replica: Replica, opened: Sequence[str], closed: Sequence[str]) -> tuple[int, int, int]:
+    """:func:`conflict_news`' (new, changed), and how many of the conflicts the sync closed none replaced
+    (settled: resolved on another workstation, or their record deleted or purged there), from one read of the
+    replica's conflicts."""
+    unique_closed = list(dict.fromkeys(closed))
     if not opened:
-        return 0, 0
+        return 0, 0, len(unique_closed)
     where = {c.id: (c.entity, c.record_id, c.field) for c in replica.list_conflicts(include_resolved=True)}
     # one closed conflict is replaced by one opened on its field: a field a third replica wrote meanwhile
     # gets one more conflict, which is new (QA: "2 changed" where one was replaced and one was new)
-    replaced = Counter(where[i] for i in dict.fromkeys(closed) if i in where)
+    replaced = Counter(where[i] for i in unique_closed if i in where)
     unique = list(dict.fromkeys(opened))
     changed = 0
     for i in unique:
         if replaced[where.get(i)] > 0:
             replaced[where.get(i)] -= 1
             changed += 1
-    return len(unique) - changed, changed
+    return len(unique) - changed, changed, len(unique_closed) - changed
 
 
 def progress_text(phase: str, done: int, total: int | None) -> str:
@@ -178,18 +187,6 @@ def progress_text(phase: str, done: int, total: int | None) -> str:
     if phase == "pull":
         return f"pull {min(100, 100 * done // total)}%" if total else "pull…"
     return f"{phase} {done:,} of {total:,}" if total else f"{phase}…"
-
-
-def conflicts_settled(replica: Replica, opened: Sequence[str], closed: Sequence[str]) -> int:
-    """How many of the conflicts a sync closed it did not replace with a newer one on the same field of the
-    same record (:func:`conflict_news`' changed ones): resolved on another workstation, or their record
-    deleted or purged there."""
-    unique = set(closed)
-    if not unique:
-        return 0
-    where = {c.id: (c.entity, c.record_id, c.field) for c in replica.list_conflicts(include_resolved=True)}
-    still = {where[i] for i in opened if i in where}
-    return sum(1 for i in unique if where.get(i) not in still)
 
 
 class SyncService:

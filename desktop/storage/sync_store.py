@@ -521,10 +521,10 @@ class ReplicaSyncStore:
         replica has (its own edits were accepted into it, and every other write came from the server), so
         the merge would give the same, at the cost of decoding and merging both states (``bench.pull_changed``
         times both). An older revision arriving after a newer one (a page delivered again) is merged, so
-        nothing goes back. During a full walk (a resync from 0)
-        the state is taken whatever the revision: that is what fixes a record purged and then made again
-        with the same id (a re-import) after the purge log had been forgotten, whose old values and tags
-        the merge brought back into the new one on every replica that walked (QA, 2026-11-29)."""
+        nothing goes back. During a full walk (a resync from 0) the state is taken whatever the revision:
+        that is what fixes a record purged and then made again with the same id (a re-import) after the
+        purge log had been forgotten, whose old values and tags the merge brought back into the new one on
+        every replica that walked (QA, 2026-11-29)."""
         result = ApplyResult()
         by_entity: dict[str, list[RemoteItem]] = {}
         for item in items:
