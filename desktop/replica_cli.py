@@ -7,7 +7,8 @@ passphrase, corrupt, missing) or usage (an option missing, malformed or contradi
 unreachable, 4 permission or login refused, 5 a conflict or edit
 that is not possible, 1 anything else. A ``sync`` whose edits the server refused prints its report and exits
 4 when one was refused for want of permission (a viewer's edit), else 5; the refused edits are kept
-(``conflicts list``). Ctrl+C exits 130 saying what is kept (:data:`INTERRUPTED`).
+(``conflicts list``). Ctrl+C exits 130 saying what is kept (:data:`INTERRUPTED`); output whose reader has
+gone (``export | head``) exits 141 quietly (:data:`READER_GONE`).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def _say_usage_error(exc: Exception, *, as_json: bool) -> None:
     not click's, so a usage error is known by its shape."""
     said = getattr(exc, "format_message", None)
     if as_json and callable(said) and getattr(exc, "exit_code", None) == 2:
-        typer.echo(json.dumps({"error": said(), "exit": 2}))
+        out(json.dumps({"error": said(), "exit": 2}))
 
 
 INTERRUPTED: Final = (
@@ -185,7 +186,7 @@ def fail(code: int, message: str) -> NoReturn:
     stdout, so a script reads every outcome from stdout."""
     typer.echo(f"error: {message}", err=True)
     if _invocation is not None and _invocation.as_json:
-        typer.echo(json.dumps({"error": message, "exit": code}))
+        out(json.dumps({"error": message, "exit": code}))
     raise typer.Exit(code)
 
 
@@ -207,11 +208,32 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+READER_GONE: Final = 141
+"""The exit status when whatever reads the output closed it first (``replica list | head``): 128 + SIGPIPE,
+what a shell reports for a tool the signal stopped, and said on no stream (as ``git log | head`` says
+nothing)."""
+
+
+def out(text: str) -> None:
+    """``text`` and a newline on stdout. When the reader has gone, exit :data:`READER_GONE` quietly: every
+    step is saved in the replica by then, and the rest of the output has no one to read it. It said "error:
+    cannot use a file: Broken pipe" (QA)."""
+    try:
+        typer.echo(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        with suppress(OSError):  # the interpreter's own flush at exit must not fail on the closed pipe
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise typer.Exit(READER_GONE) from None
+
+
 def emit(ctx: Context, value: Any, text: Callable[[], str] | str) -> None:
     if ctx.as_json:
-        typer.echo(json.dumps(_jsonable(value), indent=2, sort_keys=True))
+        out(json.dumps(_jsonable(value), indent=2, sort_keys=True))
     else:
-        typer.echo(text() if callable(text) else text)
+        out(text() if callable(text) else text)
 
 
 def entity_name(raw: str) -> str:
@@ -826,7 +848,7 @@ def export(
         _write_private(output, text)
         typer.echo(f"wrote {sum(len(v) for v in data.values())} records to {output}", err=True)
     else:
-        typer.echo(text)
+        out(text)
 
 
 def _refuse_the_replica(replica: Path, output: Path) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from outputhub.server.cli import app
 from tests.support.client import PASSWORD, new_org, seed_library
+from tests.support.serve import OUTPUTHUB_EXE, clean_env
 
 
 def test_desktop_command_is_listed_with_its_replica_option() -> None:
@@ -108,3 +110,29 @@ def test_replica_export_is_readable_by_its_owner_only(tmp_path: Path) -> None:
         assert json.loads(there.read_text()) == json.loads(fresh.read_text())
     finally:
         os.umask(previous)
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path) -> None:
+    """``replica export | head`` closes the pipe before the export is written: the command exits 141 (as a
+    tool the pipe's signal stopped) and says nothing on stderr. It said "error: cannot use a file: Broken
+    pipe" with exit 2 (QA); the replica is untouched either way."""
+    replica_cli(tmp_path, "init")
+    replica_cli(tmp_path, "add", "prompt", "--set", "title=Piped", "--set", "body=text")
+    command = [
+        OUTPUTHUB_EXE,
+        "replica",
+        "--replica",
+        str(tmp_path / "cli.ohr"),
+        "--passphrase-file",
+        str(tmp_path / "passphrase"),
+    ]
+    for args in (["export"], ["--json", "list", "prompt"]):
+        run = subprocess.Popen(
+            [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env()
+        )
+        assert run.stdout is not None and run.stderr is not None
+        run.stdout.close()  # the reader is gone before the first line
+        error = run.stderr.read().decode()
+        assert run.wait(timeout=60) == 141, (args, error)
+        assert error == "", args
+    assert "Piped" in replica_cli(tmp_path, "list", "prompt")
