@@ -31,8 +31,10 @@ from typer.core import TyperGroup
 from outputhub.common.errors import InvalidInputError
 from outputhub.common.ids import canonical_id
 from outputhub.desktop.services.conflicts import (
+    KeptInUse,
     TakenAlong,
     conflict_kind,
+    kept_in_use,
     reapply_refused,
     resolve_conflict,
     sides_written_here,
@@ -921,15 +923,20 @@ def conflicts_list(typer_ctx: typer.Context) -> None:
     """Open conflicts (and edits the server refused)."""
     ctx: Context = typer_ctx.obj
     with ctx.replica() as replica:
-        items = [(c, sides_written_here(replica, c)) for c in replica.list_conflicts()]
+        items = [
+            (c, sides_written_here(replica, c), kept_in_use(replica, c)) for c in replica.list_conflicts()
+        ]
         emit(
             ctx,
-            [{**asdict(c), "written_here": written} for c, written in items],
+            [
+                {**asdict(c), "written_here": written, "kept_in_use": kept.words() if kept else None}
+                for c, written, kept in items
+            ],
             lambda: (
                 "\n".join(
                     f"{c.id}  {c.entity} {c.record_id} {c.field}  "
-                    + (_refused_line(c) if c.field == REJECTED_FIELD else _sides(c, written))
-                    for c, written in items
+                    + (_refused_line(c) if c.field == REJECTED_FIELD else _sides(c, written, kept))
+                    for c, written, kept in items
                 )
                 or "no open conflicts"
             ),
@@ -961,13 +968,15 @@ def _refused_line(conflict: Any) -> str:
     return f"refused by the server: {reason}  (your {_cut(edit, LIST_VALUE_CHARS)})"
 
 
-def _sides(conflict: Any, written: str | None = "mine") -> str:
+def _sides(conflict: Any, written: str | None = "mine", kept: KeptInUse | None = None) -> str:
     """Both sides of a conflict on one line: ``mine 'A' / theirs 'B'``; a delete against an edit says
-    which side deleted. When this replica wrote neither side (or both), it says so: "mine" is then only
-    the value in place."""
+    which side deleted, and the side the server kept because records name it says which (``kept``: it
+    said "edited", though nobody had edited the record, QA). When this replica wrote neither side (or both),
+    it says so: "mine" is then only the value in place."""
     if conflict.field == TOMBSTONE:
+        alive = "edited" if kept is None else f"in use by {_cut(kept.words(), LIST_VALUE_CHARS)}"
         line = " / ".join(
-            f"{side} {'deleted' if value else 'edited'}"
+            f"{side} {'deleted' if value else alive}"
             for side, value in (("mine", conflict.mine), ("theirs", conflict.theirs))
         )
     else:
@@ -990,6 +999,7 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
         c = found[0]
         kind = conflict_kind(c)
         written = sides_written_here(replica, c)
+        kept = kept_in_use(replica, c)
         suggestion, note = suggest(kind, c.base, c.mine, c.theirs, written=written)
         if c.field == REJECTED_FIELD:  # the edit and the reason, not the stored dicts (QA)
             edit, reason = _refusal(c)
@@ -998,6 +1008,16 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
                 f"your edit: {edit}",
                 f"reason:    {reason}",
                 "`--keep mine` makes it again (once allowed), `--keep theirs` drops it",
+            ]
+        elif c.field == TOMBSTONE and kept is not None:  # nobody edited it: records name it (QA)
+            alive = f"kept by the server: in use by {kept.words()}"
+            lines = [
+                f"{c.entity} {c.record_id}: deleted on one side while records came to name it on the other "
+                "(kept: nothing that names it is left pointing at a deleted record)",
+                f"mine:   {'deleted' if c.mine else alive}",
+                f"theirs: {'deleted' if c.theirs else alive}",
+                "`--keep mine` or `--keep theirs`: the record is deleted (and taken off what names it; a "
+                "prompt's outputs go with it) or kept as it is",
             ]
         elif c.field == TOMBSTONE:  # which side deleted, in words (the list says it so)
             lines = [
@@ -1028,6 +1048,7 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
             **asdict(c),
             "suggestion": suggestion if kind in MERGEABLE else None,
             "written_here": written,
+            "kept_in_use": kept.words() if kept else None,
         }
         emit(ctx, shown, lambda: "\n".join(lines))
 

@@ -14,7 +14,7 @@ from outputhub.desktop.storage import Replica
 from outputhub.desktop.storage.records import ConflictRecord
 from outputhub.desktop.storage.sync_store import REJECTED_FIELD, ReplicaSyncStore
 from outputhub.sync.client import LocalEditError, LocalLibrary, Merged
-from outputhub.sync.engine import ConflictKind, written_here
+from outputhub.sync.engine import Conflict, ConflictKind, is_kept, written_here
 from outputhub.sync.engine.schema import DEFAULT_SCHEMA, TOMBSTONE, FieldKind
 from outputhub.sync.engine.textmerge import merge3
 
@@ -37,6 +37,9 @@ class ConflictItem:
     """For a field naming other records (a stage, tags, a prompt): each id the sides name -> its name."""
     written_here: str | None = "mine"
     """Which sides this replica wrote (:func:`sides_written_here`): "mine", "both" or "neither"."""
+    kept_in_use: str = ""
+    """A delete conflict the server opened by keeping a record that others name: what names it, in words
+    (:meth:`KeptInUse.words`); empty for every other conflict."""
 
     @property
     def is_reference(self) -> bool:
@@ -89,13 +92,70 @@ def sides_written_here(replica: Replica, conflict: ConflictRecord) -> str | None
     record's state no longer holds it)."""
     if conflict.field == REJECTED_FIELD:
         return "mine"
+    candidate = _state_conflict(replica, conflict)
+    return None if candidate is None else written_here(candidate, replica.node_id)
+
+
+def _state_conflict(replica: Replica, conflict: ConflictRecord) -> Conflict | None:
+    """The engine's conflict of this record as its merge state holds it (None when closed)."""
     record = ReplicaSyncStore(replica).load(conflict.entity, conflict.record_id)
     if record is None:
         return None
-    for candidate in record.state.conflicts:
-        if candidate.id == conflict.id:
-            return written_here(candidate, replica.node_id)
-    return None
+    return next((c for c in record.state.conflicts if c.id == conflict.id), None)
+
+
+KEPT_NAMED_SHOWN: int = 3
+"""How many of the records that keep a deleted one in use :func:`kept_in_use` names."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeptInUse:
+    """A delete conflict the server opened by keeping the deleted record live because live records name it (a
+    tag put on a prompt offline while another workstation deleted the tag): nobody edited the record itself.
+    ``named``: (entity, id, label) of the first records here that name it; ``total``: how many do."""
+
+    named: tuple[tuple[str, str, str], ...]
+    total: int
+
+    def words(self) -> str:
+        """``prompt “Terminal”, output “Ask …” and 2 more``; says so when none names it any more."""
+        if not self.total:
+            return "no record here names it any more"
+        shown = ", ".join(f"{entity.replace('_', ' ')} “{label}”" for entity, _id, label in self.named)
+        more = self.total - len(self.named)
+        return f"{shown} and {more} more" if more > 0 else shown
+
+
+def kept_in_use(replica: Replica, conflict: ConflictRecord) -> KeptInUse | None:
+    """For a delete conflict that the server's keeping of a named record opened (its op id, :func:`is_kept`),
+    what names the record here; None for any other conflict (an edit that met a delete, a closed one)."""
+    if conflict.field != TOMBSTONE:
+        return None
+    candidate = _state_conflict(replica, conflict)
+    if candidate is None or not is_kept(candidate.winner.op_id):
+        return None
+    found, total = ReplicaSyncStore(replica).named_by(
+        conflict.entity, conflict.record_id, limit=KEPT_NAMED_SHOWN
+    )
+    return KeptInUse(tuple((e, i, label_of(replica, e, i)) for e, i in found), total)
+
+
+def label_of(replica: Replica, entity: str, record_id: str) -> str:
+    """A record as a person knows it: a prompt's title, an output's first words, a lookup's name."""
+    record: Any
+    if entity == "prompt":
+        record = replica.get_prompt(id=record_id)
+        return record.title if record else record_id
+    if entity == "output":
+        record = replica.get_output(id=record_id)
+        return (" ".join(record.content.split())[:60] + "…") if record else record_id
+    if entity == "custom_gpt":
+        record = replica.get_custom_gpt(id=record_id)
+        return record.name if record else record_id
+    if entity in LOOKUP_KINDS:
+        record = replica.get_lookup(kind=LOOKUP_KINDS[entity], id=record_id)
+        return record.name if record else record_id
+    return record_id
 
 
 def sides_heading(written: str | None, kind: str = "") -> tuple[str, str]:
@@ -223,21 +283,7 @@ class ConflictService:
         self._editor = editor
 
     def _label(self, entity: str, record_id: str) -> str:
-        r = self._replica
-        record: Any
-        if entity == "prompt":
-            record = r.get_prompt(id=record_id)
-            return record.title if record else record_id
-        if entity == "output":
-            record = r.get_output(id=record_id)
-            return (" ".join(record.content.split())[:60] + "…") if record else record_id
-        if entity == "custom_gpt":
-            record = r.get_custom_gpt(id=record_id)
-            return record.name if record else record_id
-        if entity in LOOKUP_KINDS:
-            record = r.get_lookup(kind=LOOKUP_KINDS[entity], id=record_id)
-            return record.name if record else record_id
-        return record_id
+        return label_of(self._replica, entity, record_id)
 
     def open_conflicts(self) -> list[ConflictItem]:
         items = []
@@ -257,6 +303,13 @@ class ConflictService:
                 for ident in side if isinstance(side, list | tuple | set | frozenset) else (side,):
                     if isinstance(ident, str) and ident not in labels:
                         labels[ident] = self._label(target, ident)
+            kept = kept_in_use(self._replica, c) if kind == "existence" else None
+            if kept is not None:
+                note = (
+                    f"The server kept it in use: {kept.words()} named it after it was deleted on the other "
+                    "side, so nobody's edit is lost. Keep the delete and it is taken off them (a prompt's "
+                    "outputs are deleted with it); keep it and nothing changes."
+                )
             items.append(
                 ConflictItem(
                     c.id,
@@ -273,6 +326,7 @@ class ConflictService:
                     c.created_at,
                     labels,
                     written,
+                    kept.words() if kept is not None else "",
                 )
             )
         return items

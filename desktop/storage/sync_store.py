@@ -837,6 +837,33 @@ class ReplicaSyncStore:
             ids = [r[0] for r in conn.execute(f"SELECT id FROM {SPEC[entity].table}")]
         yield from ids
 
+    def named_by(self, entity: str, record_id: str, *, limit: int) -> tuple[list[tuple[str, str]], int]:
+        """The live records of this replica that name the record through a reference field (an output's
+        prompt, a record's tags, ...): ``(entity, id)`` of the first ``limit`` in a stable order, and how many
+        there are in all."""
+        found: list[tuple[str, str]] = []
+        total = 0
+        with self.replica.reading("find the records naming one") as conn:
+            for owner in DEFAULT_SCHEMA.entities:
+                references = DEFAULT_SCHEMA.entity(owner).references
+                refs = [name for name, target in references.items() if target == entity]
+                if not refs:
+                    continue
+                spec = SPEC[owner]
+                links = {link.field: link for link in spec.links}
+                naming = " UNION ".join(
+                    f"SELECT {links[name].owner} FROM {links[name].table} WHERE {links[name].target} = ?1"
+                    if name in links
+                    else f"SELECT id FROM {spec.table} WHERE {name} = ?1"
+                    for name in refs
+                )
+                live = f"SELECT id FROM {spec.table} WHERE deleted = 0 AND id IN ({naming})"
+                total += int(conn.execute(f"SELECT count(*) FROM ({live})", (record_id,)).fetchone()[0])
+                if len(found) < limit:
+                    rows = conn.execute(f"{live} ORDER BY seq LIMIT ?2", (record_id, limit - len(found)))
+                    found.extend((owner, str(row[0])) for row in rows)
+        return found, total
+
     def drop(self, entity: str, record_id: str) -> None:
         """Remove the record (the server no longer has it) and close its open conflicts."""
         with self.replica.writing("drop the record") as conn:

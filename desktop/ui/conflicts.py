@@ -47,7 +47,7 @@ CONFLICT_COLUMNS: tuple[Column[ConflictItem], ...] = (
 def field_label(item: ConflictItem) -> str:
     """The field in words: ``development stage`` for ``development_stage_id``, ``tags`` for ``tag_ids``."""
     if item.kind == "existence":
-        return "deleted vs edited"
+        return "deleted vs in use" if item.kept_in_use else "deleted vs edited"
     if item.kind == "rejected":
         return "refused by the server"
     return _field_words(item.field)
@@ -82,7 +82,9 @@ def _named(ident: str, labels: Mapping[str, str]) -> str:
 def side_text(item: ConflictItem, value: Any) -> str:
     """A side of a conflict in words; a delete-vs-edit conflict's sides are the record's fate."""
     if item.kind == "existence":
-        return "Deleted" if value else "Kept (edited)"
+        if value:
+            return "Deleted"
+        return f"Kept: in use by {item.kept_in_use}" if item.kept_in_use else "Kept (edited)"
     if item.kind == "rejected" and isinstance(value, dict):
         if "reason" in value:  # the server's side: why it refused
             return f"Refused: {value['reason']}"
@@ -278,7 +280,13 @@ class ConflictsPage(QWidget):
             self.suggestion_note.clear()
             return
         existence = item.kind == "existence"
-        what = "deleted here and edited elsewhere, or the other way round" if existence else None
+        what = None
+        if existence:
+            what = (
+                "deleted on one computer while records came to use it on another"
+                if item.kept_in_use
+                else "deleted here and edited elsewhere, or the other way round"
+            )
         self.title.setText(
             f"<b>{item.entity.replace('_', ' ')} “{item.record_label}”</b>: "
             + (what if what else f"field <i>{field_label(item)}</i>")

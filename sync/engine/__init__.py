@@ -47,7 +47,9 @@ from outputhub.sync.engine.model import (
     TombstoneState,
     TombstoneWrite,
     conflict_id,
+    is_kept,
     is_unlink,
+    kept_op_id,
     unlink_op_id,
 )
 from outputhub.sync.engine.planner import Checkpoint, Plan, Pulled, RecordKey, plan
@@ -99,7 +101,9 @@ __all__ = [
     "dedupe_lookups",
     "default_value",
     "fold_changes",
+    "is_kept",
     "is_unlink",
+    "kept_op_id",
     "make_create",
     "make_delete",
     "make_edit",

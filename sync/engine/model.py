@@ -229,6 +229,23 @@ def is_unlink(op_id: str) -> bool:
     return op_id.startswith(UNLINK_PREFIX) or op_id.endswith(UNLINK_SUFFIX)
 
 
+KEPT_PREFIX: Final = "server:"
+KEPT_MARK: Final = ":kept:"
+
+
+def kept_op_id(record_id: str, hlc: HLC) -> str:
+    """The op id of the server's restore of a deleted record that a live record names
+    (``server:<record>:kept:<hlc>``; docs/sync-protocol.md 5.5): see :func:`is_kept`."""
+    return f"{KEPT_PREFIX}{record_id}{KEPT_MARK}{hlc.encode()}"
+
+
+def is_kept(op_id: str) -> bool:
+    """Whether a write is the server keeping a deleted record live because a live record names it (a tag
+    put on a prompt offline while another replica deleted the tag), not an edit anyone made: a replica says
+    so of the delete conflict it leaves. Told by its op id, which is part of the state."""
+    return op_id.startswith(KEPT_PREFIX) and KEPT_MARK in op_id
+
+
 def conflict_id(entity: str, record_id: str, field_name: str, winner: HLC, loser: HLC) -> str:
     """Deterministic: uuid5 of record, field and the two versions, so every replica computes the same id."""
     name = f"{entity}/{record_id}/{field_name}/{winner.encode()}/{loser.encode()}"

@@ -830,6 +830,56 @@ def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, t
     assert "resolved" in a.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
 
 
+def test_a_delete_conflict_the_server_opened_for_a_record_in_use_says_what_uses_it(
+    server: str, tmp_path: Path
+) -> None:
+    """A tag deleted on one workstation while another put it on a prompt offline: the server keeps the tag
+    (the prompt names it) and the delete becomes a conflict. Nobody edited the tag, so the conflict does not
+    say "edited" (QA): the list, ``show`` and ``--json`` name the prompt that keeps it in use, on both
+    workstations, and keeping the delete takes the tag off the prompt."""
+    account = new_account(server, email="kept-in-use@example.com", password=PASSWORD, org_name="In use")
+    a, b = attached(tmp_path, server, account, "a", "b")
+    tag = a.run("add", "tag", "--set", "name=draft").strip()
+    prompt = a.run("add", "prompt", "--set", "title=Release notes", "--set", "body=b").strip()
+    a.run("sync")
+    b.run("sync")
+    a.run("delete", "tag", tag)
+    b.run("edit", "prompt", prompt, "--set", f"tag_ids={tag}")
+    b.run("sync")
+    a.run("sync")
+    b.run("sync")
+    for ws, deleted_here in ((a, True), (b, False)):
+        [conflict] = ws.json("conflicts", "list")  # type: ignore[misc]
+        assert (conflict["record_id"], conflict["field"]) == (tag, "_deleted")
+        assert conflict["kept_in_use"] == "prompt “Release notes”", ws.replica
+        listed = ws.run("conflicts", "list")
+        assert "in use by prompt “Release notes”" in listed and "edited" not in listed, listed
+        shown = ws.run("conflicts", "show", conflict["id"])
+        assert "kept by the server: in use by prompt “Release notes”" in shown, shown
+        assert "edited" not in shown, shown
+        assert ("mine:   deleted" in shown) is deleted_here, shown
+    assert a.json("conflicts", "show", conflict["id"])["kept_in_use"] == "prompt “Release notes”"  # type: ignore[index]
+
+    # an edit against a delete still says so
+    b.run("edit", "prompt", prompt, "--set", "body=edited meanwhile")
+    a.run("delete", "prompt", prompt)
+    b.run("sync")
+    a.run("sync")
+    [edited] = [c for c in a.json("conflicts", "list") if c["record_id"] == prompt]  # type: ignore[union-attr]
+    assert edited["kept_in_use"] is None
+    assert "mine:   deleted" in a.run("conflicts", "show", edited["id"])
+    assert "theirs: edited" in a.run("conflicts", "show", edited["id"])
+
+    a.run("conflicts", "resolve", edited["id"], "--keep", "theirs")
+    a.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
+    a.run("sync")
+    b.run("sync")
+    for ws in (a, b):
+        assert ws.json("conflicts", "list") == []
+        assert ws.json("show", "tag", tag)["deleted"] is True  # type: ignore[index]
+        assert ws.json("show", "prompt", prompt)["tag_ids"] == []  # type: ignore[index]
+
+
 def test_conflicts_resolve_all_with_one_keep_narrowed_by_kind_and_refusal(
     server: str, tmp_path: Path
 ) -> None:

@@ -14,9 +14,11 @@ import httpx
 import jwt
 from PySide6.QtCore import Qt
 
+from outputhub.desktop.storage import LookupKind
 from outputhub.server.security import TokenSigner
-from tests.qt.test_deleting import activate, click_row, focus, show, wait_confirmation
+from tests.qt.test_deleting import activate, click_row, focus, row_titled, show, wait_confirmation
 from tests.qt.test_sync import log_in, wait_status
+from tests.qt.test_taxonomy_delete import open_taxonomy
 from tests.support.client import new_org, seed_library
 from tests.sync.support import make_device
 
@@ -249,3 +251,53 @@ def test_a_merge_being_typed_survives_a_sync_that_changes_its_conflict(
     qtbot.mouseClick(page.save_merged, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.model.rowCount() == 0, timeout=5000)
     assert replica.get_prompt(id=ids["prompt"]).body == "my careful hand merge"
+
+
+def test_a_tag_deleted_here_while_put_on_a_prompt_elsewhere_shows_what_keeps_it_in_use(
+    qtbot, replica, session, api, live_server, tmp_path
+) -> None:
+    """Nobody edited the tag: the laptop put it on a prompt while this computer deleted it, and the server
+    kept it because the prompt names it. The conflict says "deleted vs in use" and names the prompt (it said
+    "Kept (edited)", QA); keeping the delete takes the tag off the prompt everywhere."""
+    org = new_org(api, name="In use")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    unused = org.owner.post(f"{org.base}/tags", json={"name": "sql"}).json()["id"]
+    log_in(qtbot, session, url=live_server, email=org.owner.email)
+    wait_status(qtbot, session, "up_to_date")
+
+    with httpx.Client(base_url=live_server, timeout=30) as http:  # the laptop puts "sql" on the prompt
+        laptop = make_device(
+            tmp_path, "laptop", http=http, base_url=live_server, token=org.owner.token, org_id=org.id
+        )
+        laptop.sync()
+        laptop.library.edit("prompt", ids["prompt"], {"tag_ids": [ids["tag"], unused]})
+        laptop.sync()
+        laptop.replica.close()
+
+    page = open_taxonomy(qtbot, session, "Tags", 2)  # this computer deletes "sql", used nowhere it knows of
+    click_row(qtbot, page.list, row_titled(page.list, "sql"))
+    qtbot.waitUntil(lambda: page.name.text() == "sql", timeout=5000)
+    qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
+    qtbot.keyClick(wait_confirmation(qtbot, session), Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: replica.get_lookup(kind=LookupKind.TAGS, id=unused).deleted, timeout=5000)
+
+    assert "1 new conflict" in sync_now(qtbot, session)
+    assert not replica.get_lookup(kind=LookupKind.TAGS, id=unused).deleted, "kept: the prompt names it"
+    qtbot.waitUntil(lambda: "1 conflict" in session.window.conflict_label.text(), timeout=10_000)
+    conflicts = show(qtbot, session, "Conflicts")
+    qtbot.waitUntil(lambda: conflicts.model.rowCount() == 1, timeout=5000)
+    click_row(qtbot, conflicts.list, 0)
+    qtbot.waitUntil(lambda: conflicts.keep_mine.isEnabled(), timeout=5000)
+    assert conflicts.model.index(0, conflicts.model.column_index("field")).data() == "deleted vs in use"
+    assert "deleted on one computer while records came to use it on another" in conflicts.title.text()
+    in_use = "Kept: in use by prompt “Linux Terminal”"
+    assert (conflicts.mine.toPlainText(), conflicts.theirs.toPlainText()) == ("Deleted", in_use)
+    assert "prompt “Linux Terminal” named it" in conflicts.suggestion_note.text()
+
+    qtbot.mouseClick(conflicts.keep_mine, Qt.MouseButton.LeftButton)  # keep the delete after all
+    qtbot.waitUntil(lambda: conflicts.model.rowCount() == 0, timeout=5000)
+    assert replica.get_lookup(kind=LookupKind.TAGS, id=unused).deleted
+    assert replica.get_prompt(id=ids["prompt"]).tag_ids == (ids["tag"],)
+    sync_now(qtbot, session)
+    assert org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["tag_ids"] == [ids["tag"]]
+    assert org.owner.get(f"{org.base}/sync/conflicts").json() == []
