@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import delete, event, func, select, text
 
 from outputhub.server.api.webhooks.service import WebhookDispatcher
+from outputhub.server.api.webhooks.tables import WebhookEndpoint
 from outputhub.server.storage.database import unit_of_work
 from outputhub.server.storage.documents.outbox import JoinableHandler
 from outputhub.server.storage.documents.tables import OutboxEvent
@@ -190,6 +191,39 @@ def test_a_new_changed_or_removed_endpoint_is_seen_by_the_very_next_event(
     assert audit_kinds(org).count("tag.created") == 6
     jobs_finish(client, [org])
     assert outbox_rows(client) == 0
+
+
+def test_an_endpoint_removed_while_its_delivery_is_on_the_wire_leaves_the_job_done(
+    client: TestClient,
+) -> None:
+    """The receiver answers while the endpoint's delete is under way (its transaction holds the endpoint and
+    its deliveries, and commits a moment later): the attempt finds nothing left to record and its job is
+    done. It wrote an attempt of the delivery the delete had taken (a foreign-key violation on PostgreSQL),
+    so the job stayed queued with that error, to be retried minutes later (found by ``jobs_finish``)."""
+    services = client.app.state.services
+    org = new_org(client)
+    held: list[Any] = []
+
+    def delete_the_endpoint_meanwhile(n: int) -> tuple[int, float]:
+        conn = services.engine.connect()
+        conn.begin()
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT set_config('outputhub.org_id', :org, true)"), {"org": org.id})
+        conn.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == uuid.UUID(endpoint_id)))
+        held.append(conn)
+        threading.Timer(0.5, lambda: (conn.commit(), conn.close())).start()
+        return 200, 0.0
+
+    with receiver(delete_the_endpoint_meanwhile) as hooks:
+        created = org.owner.post(f"{org.base}/webhooks", json={"url": hooks.url, "event_types": []})
+        assert created.status_code == 201, created.text
+        endpoint_id = created.json()["id"]
+        add_tag(org, "delivered while its endpoint goes")
+        jobs_finish(client, [org])
+    assert len(held) == 1, "delivered once"
+    assert org.owner.get(f"{org.base}/webhooks/{endpoint_id}").status_code == 404
+    [job] = services.jobs.list_jobs(org_id=uuid.UUID(org.id))
+    assert (job.status, job.last_error) == ("done", None)
 
 
 def _joinable(client: TestClient, kind: type) -> Any:

@@ -379,10 +379,19 @@ class WebhookDispatcher:
         now = utcnow()
         with unit_of_work(self.session_factory) as session:
             set_tenant(session, org_id=ctx.org_id)
-            delivery = session.get(WebhookDelivery, delivery_id)
-            if delivery is None:
+            endpoint_id = session.scalar(
+                select(WebhookDelivery.endpoint_id).where(WebhookDelivery.id == delivery_id)
+            )
+            if endpoint_id is None:
                 return
-            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+            # locked in the order an endpoint's delete takes them (its row, then its deliveries by the
+            # foreign key's cascade): a delete committed while this attempt ran leaves nothing to record.
+            # Unlocked, this wrote an attempt of a delivery deleted meanwhile (a foreign-key violation on
+            # PostgreSQL), and the job was retried minutes later for a delivery that had succeeded
+            endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+            delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+            if endpoint is None or delivery is None:
+                return
             delivery.status = status
             delivery.updated_at = now
             if status == "skipped":
@@ -403,8 +412,6 @@ class WebhookDispatcher:
                     duration_ms=ms,
                 )
             )
-            if endpoint is None:
-                return
             if error is None:
                 delivery.delivered_at = now
                 endpoint.failing_since = None
