@@ -183,6 +183,12 @@ class ConflictResolve(BaseModel):
     value: Any = Field(
         default=None, description="An edited merge (instead of keep); not for delete conflicts."
     )
+    cascade: bool = Field(
+        default=False,
+        description="Keeping a prompt's delete (keep=loser) deletes its live outputs too only with this, as "
+        "`DELETE /prompts/{id}?cascade=true` does; without it such a resolution is refused (409 in-use) and "
+        "names how many outputs it would delete.",
+    )
 
 
 class TableChecksum(BaseModel):

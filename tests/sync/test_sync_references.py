@@ -199,7 +199,9 @@ def test_keeping_the_delete_through_the_api_takes_the_dependents_along(  # type:
     app, org, devices, entity: str
 ) -> None:
     """``POST .../sync/conflicts/{id}/resolve {"keep": "loser"}`` on a delete kept for a reference: the
-    prompt's outputs go with it, the tag comes off its records, as a delete through the API does."""
+    prompt's outputs go with it, the tag comes off its records, as a delete through the API does. As that
+    delete, a prompt's outputs go only with ``cascade``: without it the resolution is refused (409 naming
+    ``body.cascade`` and the count) and changes nothing; it deleted them without a word (QA)."""
     ids = seed_library(org)
     laptop, desktop = devices
     _settle(laptop, desktop)
@@ -219,8 +221,25 @@ def test_keeping_the_delete_through_the_api_takes_the_dependents_along(  # type:
     (conflict,) = _delete_conflicts(org, target)
     assert not conflict["resolved_at"]
 
-    kept = org.owner.post(f"{org.base}/sync/conflicts/{conflict['id']}/resolve", json={"keep": "loser"})
+    url = f"{org.base}/sync/conflicts/{conflict['id']}/resolve"
+    if entity == "prompt":
+        refused = org.owner.post(url, json={"keep": "loser"})
+        assert refused.status_code == 409, refused.text
+        problem = refused.json()
+        assert "1 live output(s)" in problem["detail"] and "cascade=true" in problem["detail"]
+        assert [e["field"] for e in problem["errors"]] == ["body.cascade"]
+        assert org.owner.get(f"{org.base}/outputs/{made}").status_code == 200
+        assert org.owner.get(f"{org.base}/prompts/{target}").status_code == 200
+        assert [c["id"] for c in _delete_conflicts(org, target) if not c["resolved_at"]] == [conflict["id"]]
+    kept = org.owner.post(url, json={"keep": "loser", "cascade": entity == "prompt"})
     assert kept.status_code == 200, kept.text
+    if entity == "prompt":
+        [record] = [
+            a
+            for a in org.owner.get(f"{org.base}/audit", params={"limit": 200}).json()["items"]
+            if a["kind"] == "prompt.deleted" and (a.get("details") or {}).get("conflict") == conflict["id"]
+        ]
+        assert record["details"]["outputs_deleted"] == 1
 
     path = "prompts" if entity == "prompt" else "tags"
     assert org.owner.get(f"{org.base}/{path}/{target}").status_code == 404

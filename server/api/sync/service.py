@@ -34,6 +34,8 @@ from outputhub.common.errors import (
     AlreadyResolvedError,
     CursorExpiredError,
     DuplicateError,
+    FieldError,
+    InUseError,
     InvalidInputError,
     NotFoundError,
 )
@@ -503,19 +505,35 @@ def get_conflict(session: Session, *, tenant: Tenant, ident: uuid.UUID) -> Confl
     return _conflict_read(item)
 
 
+def _live_outputs(session: Session, *, tenant: Tenant, prompt_id: uuid.UUID) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Output)
+            .where(Output.org_id == tenant.org_id, Output.prompt_id == prompt_id, Output.deleted.is_(False))
+        )
+        or 0
+    )
+
+
 def _take_along(
     session: Session, *, tenant: Tenant, spec: EntitySpec, ident: uuid.UUID, now: datetime
-) -> None:
+) -> int:
     """What deleting the record takes with it, as a delete through the API does: a prompt's live outputs,
     a lookup entry off the records that name it. (A delete kept as a conflict's resolution: without this,
-    live records would name the deleted one; a replica's ``keep mine`` does the same by edits.)"""
+    live records would name the deleted one; a replica's ``keep mine`` does the same by edits.) Returns how
+    many outputs it deleted."""
     if spec.table is Prompt:
-        revision = allocate_revisions(session, org_id=tenant.org_id)
-        delete_outputs(session, tenant=tenant, prompt_id=ident, revision=revision, now=now)
-    elif spec.lookup:
+        count = _live_outputs(session, tenant=tenant, prompt_id=ident)
+        if count:
+            revision = allocate_revisions(session, org_id=tenant.org_id)
+            delete_outputs(session, tenant=tenant, prompt_id=ident, revision=revision, now=now)
+        return count
+    if spec.lookup:
         kind = next(k for k in KINDS if k.entity == spec.entity)
         revision = allocate_revisions(session, org_id=tenant.org_id)
         take_off_records(session, kind, tenant=tenant, ident=ident, revision=revision, now=now)
+    return 0
 
 
 def _check_live_references(
@@ -629,6 +647,16 @@ def resolve_conflict(
             value=choice.value,
             field="body.value" if given else "body.keep",
         )
+    if conflict.kind.value == "delete" and body.keep == "loser" and spec.table is Prompt and not body.cascade:
+        # as DELETE /prompts/{id} without cascade: a resolution deleted the prompt's outputs without a word,
+        # outputs made or edited since the delete included (QA)
+        outputs = _live_outputs(session, tenant=tenant, prompt_id=row.id)
+        if outputs:
+            said = (
+                f"keeping the delete deletes the prompt's {outputs} live output(s) too: pass cascade=true "
+                "to delete them, or keep the winner"
+            )
+            raise InUseError(said, errors=[FieldError("body.cascade", said)])
     before = display_state(state)
     hlc = server_hlc(state, now)
     op_id = f"server:resolve:{ident}:{hlc.encode()}"
@@ -647,8 +675,9 @@ def resolve_conflict(
         if refused.error.code == "name-taken" and _is_lookup_name(spec, conflict.field):
             raise DuplicateError(field, choice.value) from None  # the side kept: its name taken since
         raise InvalidInputError(field, refused.error.detail) from None
+    outputs_deleted = 0
     if conflict.kind.value == "delete" and applied.state.deleted:
-        _take_along(session, tenant=tenant, spec=spec, ident=row.id, now=now)
+        outputs_deleted = _take_along(session, tenant=tenant, spec=spec, ident=row.id, now=now)
     if spec.lookup and (applied.state.deleted or conflict.field == "name"):  # a name it held may be free
         repair_stale_keys(session, KIND_BY_TABLE[spec.table], org_id=tenant.org_id)  # type: ignore[index]
     item.resolved_at, item.resolved_by = now, tenant.actor
@@ -671,6 +700,7 @@ def resolve_conflict(
                 "conflict": str(ident),
                 "field": conflict.field,
                 "resolution": body.keep if body.keep is not None else "value",
+                **({"outputs_deleted": outputs_deleted} if outputs_deleted else {}),
             },
         ),
     )
