@@ -360,6 +360,10 @@ def test_the_same_lookup_made_offline_in_two_spellings_keeps_both(  # type: igno
         for device in (laptop, desktop):
             [local] = [c for c in device.open_conflicts() if c.record_id == theirs]
             assert (local.field, {local.mine, local.theirs}) == ("name", {"python", "Python"})
+        # announced once: it was two conflict.created records, webhooks and notifications for one (QA)
+        audit = org.owner.get(f"{org.base}/audit", params={"limit": 200}).json()["items"]
+        created = [a for a in audit if a["kind"] == "conflict.created" and a["entity_id"] == conflict["id"]]
+        assert len(created) == 1, created
     assert laptop.values() == desktop.values()
 
 

@@ -1061,7 +1061,16 @@ def _handle(
     if remapped_to is not None:
         batch.remaps[change.record_id] = remapped_to
     if applied.outcome is not OutcomeKind.NOOP:
-        _emit(session, tenant=tenant, change=change, applied=applied, device=device, now=now)
+        announce = remapped_to is None  # a merged duplicate's conflicts came with the values it moved
+        _emit(
+            session,
+            tenant=tenant,
+            change=change,
+            applied=applied,
+            device=device,
+            now=now,
+            announce_opened=announce,
+        )
         if remapped_to is None:
             watch.saw(spec, change, applied)
             for table in sorted(watch.freed, key=lambda t: t.__tablename__):  # before the next op's check
@@ -1114,7 +1123,12 @@ def _emit(
     device: str,
     now: datetime,
     reason: str | None = None,
+    announce_opened: bool = True,
 ) -> None:
+    """The change's event, and a ``conflict.created`` for each conflict it opened (not with
+    ``announce_opened=False``: a duplicate lookup's merge announced them with the edit that moved its values
+    onto the survivor, and its own event announced them again, twice in the audit log, webhooks and
+    notifications, QA)."""
     made_at = datetime.fromtimestamp(change.hlc.wall_ms / 1000, tz=UTC)
     emit(
         session,
@@ -1136,7 +1150,7 @@ def _emit(
             | ({"reason": reason} if reason else {}),
         ),
     )
-    for conflict in applied.opened:
+    for conflict in applied.opened if announce_opened else ():
         emit(
             session,
             DomainEvent(
