@@ -181,6 +181,12 @@ MAX_LIMIT: Final = 1_000_000
 """The most records ``list`` and ``search`` take ``--limit`` for (a larger number overflowed SQLite: QA)."""
 
 EDITS_KEPT = "(local edits are kept and will be pushed next time)"
+EDITS_KEPT_AWAY: Final = (
+    "(local edits are kept in this replica: they are pushed if the account is made a member again, and "
+    "`outputhub replica export` saves them meanwhile)"
+)
+"""For an organization this account cannot reach any more: "next time" read as if it would come by itself
+(QA)."""
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -549,7 +555,7 @@ def sync(
         except (AuthenticationFailedError, SyncPermissionError) as exc:
             fail(4, str(exc))
         except NotFoundOnServerError as exc:  # the organization deleted, or this account removed from it
-            fail(4, f"{exc} {EDITS_KEPT}")
+            fail(4, f"{exc} {EDITS_KEPT_AWAY}")
         except SyncError as exc:
             fail(1, str(exc))
         except KeyboardInterrupt:  # Ctrl+C: said, not a bare exit status after a progress line (QA)

@@ -241,7 +241,7 @@ def require(action: Action) -> Callable[[Tenant], Coroutine[Any, Any, Tenant]]:
     async def check(tenant: Annotated[Tenant, Depends(get_tenant)]) -> Tenant:
         if not allows(tenant.role, action):
             raise PermissionDeniedError(
-                f"the {tenant.role.value} role may not {action.value.replace('_', ' ')}"
+                f"{tenant.acting_as} may not {action.value.replace('_', ' ')}"
             )
         return tenant
 

@@ -35,7 +35,7 @@ from outputhub.common.errors import (
     UnknownReferenceError,
 )
 from outputhub.common.ids import new_uuid
-from outputhub.common.roles import Role
+from outputhub.common.roles import SCOPE_ROLE, Role
 from outputhub.common.schemas import to_utc
 from outputhub.server.api.filters import DB_INT4_MAX, DB_INT_MAX
 from outputhub.server.events import touch_org
@@ -58,6 +58,16 @@ class Tenant:
     actor: str
     """``user:<uuid>`` or ``apikey:<uuid>``: recorded as created_by / updated_by."""
     user_id: uuid.UUID | None = None
+
+    @property
+    def acting_as(self) -> str:
+        """Who is refused, in a refusal's words: "the viewer role", or "a read-scope API key" for a key (its
+        scope gives it a role's rights: a read key was told "the viewer role may not edit records", QA)."""
+        if self.actor.startswith("apikey:"):
+            scope = next((s for s, r in SCOPE_ROLE.items() if r is self.role), None)
+            if scope is not None:
+                return f"a {scope.value}-scope API key"
+        return f"the {self.role.value} role"
 
 
 _COUNTERS = OrgRevision.__table__

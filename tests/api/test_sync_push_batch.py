@@ -462,3 +462,22 @@ def test_a_viewers_ops_are_refused_saying_what_each_tried(client) -> None:  # ty
         ("refused", "permission-denied", "the viewer role may not create records"),
         ("refused", "permission-denied", "the viewer role may not change records"),
     ]
+
+
+def test_a_read_scope_api_keys_ops_and_writes_are_refused_naming_the_key(client) -> None:  # type: ignore[no-untyped-def]
+    """A replica attached with a read-scope API key was told "the viewer role may not edit records", and a
+    REST write through it the same (QA): the refusal names the key's scope, a member's names the role."""
+    org = new_org(client, name="Keyed")
+    read = org.owner.post(f"{org.base}/api-keys", json={"name": "dashboard", "scope": "read"}).json()
+    headers = {"Authorization": f"Bearer {read['key']}"}
+    push = {"protocol": 4, "device": NODE, "changes": [_create("tag", str(uuid.uuid4()), {"name": "k"}, 0)]}
+    r = client.post(f"{org.base}/sync/push", json=push, headers=headers)
+    assert r.status_code == 200, r.text[:500]
+    [answer] = r.json()["results"]
+    assert answer["error"]["detail"] == "a read-scope API key may not create records"
+    refused = client.post(f"{org.base}/tags", json={"name": "k"}, headers=headers)
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith("a read-scope API key may not ")
+    viewer = add_member(org, "viewer")
+    as_viewer = viewer.post(f"{org.base}/tags", json={"name": "k"})
+    assert as_viewer.json()["detail"].startswith("the viewer role may not")

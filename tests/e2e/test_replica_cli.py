@@ -430,6 +430,9 @@ def test_a_sync_after_the_organization_is_gone_exits_4_and_keeps_the_edits(
     assert gone.status_code == 204, gone.text
     said = ws.run("sync", code=4)
     assert "no longer a member" in said and "local edits are kept" in said
+    # not "pushed next time", as if it would come by itself (QA): only once a member again
+    assert "next time" not in said and "if the account is made a member again" in said
+    assert "outputhub replica export" in said
     assert ws.json("status")["pending"] == 1  # type: ignore[index]
 
 

@@ -256,7 +256,7 @@ def remove_member(
     member-manager permission (and, for owners and admins, an owner). The last owner can do neither."""
     leaving = user_id == tenant.user_id
     if not leaving and not allows(tenant.role, Action.MANAGE_MEMBERS):
-        raise PermissionDeniedError(f"the {tenant.role.value} role may not manage members")
+        raise PermissionDeniedError(f"{tenant.acting_as} may not manage members")
     member = _membership(session, tenant=tenant, user_id=user_id)
     current = Role(member.role)
     if not leaving:

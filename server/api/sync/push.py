@@ -981,7 +981,7 @@ def _handle(
             id=ident,
             error=OpError(
                 code="permission-denied",
-                detail=f"the {tenant.role.value} role may not {verb} records",
+                detail=f"{tenant.acting_as} may not {verb} records",
             ),
         )
     if not isinstance(change, Change):
