@@ -1039,10 +1039,13 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
                 f"mine:   {c.mine!r}",
                 f"theirs: {c.theirs!r}",
             ]
+        in_place = _in_place(replica, c)
         if written in NOT_ONE_SIDE:
             lines.append(f"written here: {NOT_ONE_SIDE[written]} (mine is the value in place)")
         elif written is not None:
             lines.append(f"written here: {written}")
+        if in_place is not None and written not in NOT_ONE_SIDE:  # which one the record shows (QA)
+            lines.append(f"in place: {in_place} (the record holds it until the conflict is resolved)")
         if c.resolved_at is not None:  # it said nothing, and offered a resolve that then failed (QA)
             lines.append(
                 f"closed {to_timestamp(c.resolved_at)}: resolved, replaced by a newer conflict, or its "
@@ -1055,8 +1058,30 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
             "suggestion": suggestion if kind in MERGEABLE else None,
             "written_here": written,
             "kept_in_use": kept.words() if kept else None,
+            "in_place": in_place,
         }
         emit(ctx, shown, lambda: "\n".join(lines))
+
+
+def _in_place(replica: Replica, conflict: Any) -> str | None:
+    """Which side of an open value conflict its record holds now, "mine" or "theirs" (the merge suggestion
+    offers mine while the record may show theirs, which ``show`` did not say, QA); None for a delete
+    conflict, a refused edit, a closed conflict, or a value that is neither side (edited since)."""
+    if conflict.field in (TOMBSTONE, REJECTED_FIELD) or conflict.resolved_at is not None:
+        return None
+    try:
+        record = LocalLibrary(ReplicaSyncStore(replica)).get(conflict.entity, conflict.record_id)
+    except LocalEditError:  # its record dropped (purged on the server)
+        return None
+
+    def comparable(value: Any) -> Any:
+        return sorted(value) if isinstance(value, list | tuple | set | frozenset) else value
+
+    now = comparable(record.get(conflict.field))
+    for side, value in (("mine", conflict.mine), ("theirs", conflict.theirs)):
+        if now == comparable(value):
+            return side
+    return None
 
 
 MERGEABLE = ("text", "set", "scalar")

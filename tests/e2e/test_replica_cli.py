@@ -133,6 +133,10 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     assert "mine:" in shown and "theirs:" in shown
     assert b.run("conflicts", "show", conflict["id"].upper()) == shown  # as REST takes it
     assert conflict["written_here"] == "mine" and "written here: mine" in shown
+    # which side the prompt shows now (the newer write, b's own), said (QA)
+    assert b.json("show", "prompt", prompt)["title"] == "From B"  # type: ignore[index]
+    assert b.json("conflicts", "show", conflict["id"])["in_place"] == "mine"  # type: ignore[index]
+    assert "in place: mine" in shown
     # a third workstation wrote neither side: its "mine" is only the value in place, and it is told so
     c = Workstation(tmp_path, "c")
     c.run("init")
@@ -158,6 +162,8 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
     [changed] = b.json("conflicts", "list")  # type: ignore[misc]
     assert changed["id"] != conflict["id"]
     assert (changed["mine"], changed["theirs"]) == ("From B", "From A again")
+    assert b.json("show", "prompt", prompt)["title"] == "From A again"  # type: ignore[index]
+    assert "in place: theirs" in b.run("conflicts", "show", changed["id"])
     stale = b.run("conflicts", "resolve", conflict["id"], "--keep", "mine", code=5)
     assert "is closed" in stale and "replaced by a newer one" in stale and "conflicts list" in stale
     unknown = b.run("conflicts", "resolve", "00000000-0000-5000-8000-000000000000", "--keep", "mine", code=5)
