@@ -142,12 +142,15 @@ def check_file_shape(path: Path) -> tuple[int, ...]:
         raise CorruptReplicaError(
             f"{path} is an unencrypted SQLite database, not an encrypted Output Hub replica", path=path
         )
-    sizes = tuple(n for n in PAGE_SIZES if size % n == 0)
-    if not sizes:
-        # a checkpoint cut short (a full disk) leaves part of a page at the end: the file opens when its log
-        # holds every page from there to the end of the database (QA: it was refused as truncated), and not
-        # when pages are missing that the log does not hold (QA: it was then opened and filled with garbage)
-        sizes = tuple(n for n in PAGE_SIZES if _log_covers_tail(path, size=size, page_size=n))
+    # a checkpoint cut short (a full disk) leaves part of a page at the end: the file opens when its log holds
+    # every page from there to the end of the database (QA: it was refused as truncated), and not when pages
+    # are missing that the log does not hold (QA: it was then opened and filled with garbage). A filesystem
+    # stops at one of its blocks, so such a file is often a whole number of 4 KiB pages: the log is read for
+    # every page size the length does not fit, not only when it fits none (QA: a 16 KiB replica cut at a 4 KiB
+    # block was refused for good after the disk was freed)
+    sizes = tuple(
+        n for n in PAGE_SIZES if size % n == 0 or _log_covers_tail(path, size=size, page_size=n)
+    )
     if not sizes:
         raise CorruptReplicaError(
             f"{path} is {size} bytes, not a whole number of {LEGACY_PAGE_SIZE}-byte pages: the replica is "
