@@ -28,7 +28,7 @@ from outputhub.sync.client import (
     login,
     refresh_tokens,
 )
-from outputhub.sync.client.remote import check
+from outputhub.sync.client.remote import check, decoded
 
 INDEX_PHASE: Final = "index"
 """The progress phase of indexing a large pull's records for search, after the sync proper: its first report
@@ -137,7 +137,7 @@ def list_organizations(url: str, access_token: str, *, timeout: float = 30.0) ->
         )
     except httpx.TransportError as exc:
         raise ServerUnreachableError(f"cannot reach the server at {url}: {exc.__class__.__name__}") from exc
-    body = check(response).json()
+    body = decoded(check(response))
     items = body.get("items", body) if isinstance(body, dict) else body
     return [Organization(str(o["id"]), str(o["name"]), str(o.get("role", ""))) for o in items]
 

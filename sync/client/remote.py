@@ -42,14 +42,44 @@ def common_protocol(detail: str, *, ours: frozenset[int] = SUPPORTED_PROTOCOLS) 
     return max(both) if both else None
 
 
+_TITLE: Final = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG: Final = re.compile(r"<[^>]+>")
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200] or response.reason_phrase
+        return _text_of(response) or response.reason_phrase
     if isinstance(body, dict):
         return str(body.get("detail") or body.get("title") or body)
     return str(body)
+
+
+def _text_of(response: httpx.Response, limit: int = 200) -> str:
+    """An answer that is not JSON, in a line: an HTML page's title (or its text without the tags), not the
+    page's markup over many lines (QA, a proxy's error page)."""
+    text = response.text
+    if "html" in response.headers.get("content-type", "") or text.lstrip()[:1] == "<":
+        title = _TITLE.search(text)
+        text = title.group(1) if title else _TAG.sub(" ", text)
+    return " ".join(text.split())[:limit]
+
+
+def decoded(response: httpx.Response) -> Any:
+    """The JSON of a successful answer. An answer that is not JSON (another server at that address, a proxy's
+    page, an answer cut short) raises :class:`ServerUnreachableError` saying so, the local edits kept: it
+    escaped as a traceback, and with ``--json`` nothing was said on stdout (QA)."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        kind = response.headers.get("content-type") or "no content type"
+        said = _text_of(response, 100) or "an empty body"
+        asked = f"{response.request.method} {response.request.url.path}"
+        raise ServerUnreachableError(
+            f"the answer to {asked} could not be read ({response.status_code}, {kind}: {said!r}): an answer "
+            "cut short, or not an Output Hub server at that address (check --server)"
+        ) from None
 
 
 def check(response: httpx.Response) -> httpx.Response:
@@ -177,9 +207,9 @@ class HttpRemote:
             params: dict[str, Any] = {"protocol": protocol, "since": since, "limit": limit}
             if from_zero and since:
                 params["from_zero"] = "true"
-            body = self._send("GET", self._url("/changes"), params=params).content
+            answer = self._send("GET", self._url("/changes"), params=params)
             with decoding or nullcontext():
-                return orjson.loads(body)  # type: ignore[no-any-return]
+                return decoded(answer)  # type: ignore[no-any-return]
 
         return self._negotiated(request)
 
@@ -194,22 +224,22 @@ class HttpRemote:
             body: dict[str, Any] = {"protocol": protocol, "device": device, "changes": list(changes)}
             if pull is not None and protocol >= PULL_WITH_PUSH:  # an older server: pulled apart
                 body["pull"] = pull.model_dump()
-            return orjson.loads(self._send("POST", self._url("/push"), json_body=body).content)  # type: ignore[no-any-return]
+            return decoded(self._send("POST", self._url("/push"), json_body=body))  # type: ignore[no-any-return]
 
         return self._negotiated(request)
 
     def record(self, *, entity: str, record_id: str) -> Mapping[str, Any] | None:
         try:
-            return orjson.loads(self._send("GET", self._url(f"/records/{entity}/{record_id}")).content)  # type: ignore[no-any-return]
+            return decoded(self._send("GET", self._url(f"/records/{entity}/{record_id}")))  # type: ignore[no-any-return]
         except NotFoundOnServerError:
             return None
 
     def checksums(self, *, full: bool = False) -> Mapping[str, Any]:
         params = {"full": "true"} if full else None
-        return orjson.loads(self._send("GET", self._url("/checksums"), params=params).content)  # type: ignore[no-any-return]
+        return decoded(self._send("GET", self._url("/checksums"), params=params))  # type: ignore[no-any-return]
 
     def conflicts(self) -> list[dict[str, Any]]:
-        return orjson.loads(self._send("GET", self._url("/conflicts")).content)  # type: ignore[no-any-return]
+        return decoded(self._send("GET", self._url("/conflicts")))  # type: ignore[no-any-return]
 
 
 def _sent(send: Callable[[], httpx.Response], *, server: str, pauses: Sequence[float]) -> httpx.Response:
@@ -252,7 +282,7 @@ def _auth_post(
     try:
         url = f"{base_url.rstrip('/')}{API}/auth/{path}"
         response = _sent(lambda: http.post(url, **kwargs), server=base_url, pauses=retry)
-        return check(response).json()  # type: ignore[no-any-return]
+        return decoded(check(response))  # type: ignore[no-any-return]
     finally:
         if own:
             http.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import stat
 import subprocess
+import threading
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -136,3 +138,64 @@ def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path) -> None:
         assert run.wait(timeout=60) == 141, (args, error)
         assert error == "", args
     assert "Piped" in replica_cli(tmp_path, "list", "prompt")
+
+
+class _NotOutputHub(http.server.BaseHTTPRequestHandler):
+    """Another web server at the address given as the Output Hub server: a page of HTML for everything."""
+
+    def _page(self) -> None:
+        body = b"<html><head><title>Welcome to nginx!</title></head><body>\n<h1>Welcome</h1>\n</body></html>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._page()
+
+    def do_POST(self) -> None:
+        self._page()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_that_answers_with_a_web_page_is_said_in_a_line(tmp_path: Path) -> None:
+    """Attaching or syncing to an address where another web server answers 200 with HTML: a traceback
+    ending in JSONDecodeError, exit 1 and nothing on stdout with --json (QA; attach said "Expecting value"
+    with exit 5). Now exit 3, as for a server that does not answer, naming the page and --server, the local
+    edits kept; the HTML's markup is not printed."""
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotOutputHub)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{web.server_address[1]}"
+    try:
+        replica_cli(tmp_path, "init")
+        password = tmp_path / "password"
+        password.write_text("a password")
+        login = ["--email", "a@example.com", "--password-file", str(password)]
+        said = replica_cli(tmp_path, "attach", "--server", url, *login, code=3)
+        assert "could not be read (200, text/html: 'Welcome to nginx!')" in said and "check --server" in said
+        assert "<h1>" not in said and "Traceback" not in said
+        key = tmp_path / "key"
+        key.write_text("ohk_a_key")
+        org = "01a22909-0000-7000-8000-000000000000"
+        replica_cli(tmp_path, "attach", "--server", url, "--org", org, "--api-key-file", str(key))
+        replica_cli(tmp_path, "add", "tag", "--set", "name=kept")
+        command = [OUTPUTHUB_EXE, "replica", "--replica", str(tmp_path / "cli.ohr"), "--passphrase-file"]
+        run = subprocess.run(
+            [*command, str(tmp_path / "passphrase"), "--json", "sync"],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 3, run.stderr
+        answer = json.loads(run.stdout)
+        assert answer["exit"] == 3 and "could not be read" in answer["error"], answer
+        assert "local edits are kept" in answer["error"] and "Traceback" not in run.stderr
+        assert json.loads(replica_cli(tmp_path, "--json", "status"))["pending"] == 1
+    finally:
+        web.shutdown()
+        web.server_close()

@@ -229,7 +229,9 @@ def test_a_refused_replica_left_with_a_wal_is_not_written(tmp_path: Path, with_s
         assert {"in the log 0", "in the log 1", "in the log 2"} <= titles
 
 
-@pytest.mark.parametrize("cut", [5000, 4096, 12288], ids=["inside-a-block", "one-4k-block", "three-4k-blocks"])
+@pytest.mark.parametrize(
+    "cut", [5000, 4096, 12288], ids=["inside-a-block", "one-4k-block", "three-4k-blocks"]
+)
 def test_a_checkpoint_cut_short_by_a_full_disk_is_not_called_damage(tmp_path: Path, cut: int) -> None:
     """A full disk stopped the folding of the -wal file into the replica inside a page: the file was not a
     whole number of pages and every later command refused it as damaged and truncated, though all of it
