@@ -52,7 +52,7 @@ from outputhub.desktop.services.sync import (
 )
 from outputhub.desktop.services.vault import require_acceptable_passphrase
 from outputhub.desktop.storage import open_replica
-from outputhub.desktop.storage.errors import ReplicaError
+from outputhub.desktop.storage.errors import ReplicaError, WrongPassphraseError
 from outputhub.desktop.storage.records import LookupKind
 from outputhub.desktop.storage.replica import CLOSED_CONFLICTS_KEPT, Replica
 from outputhub.desktop.storage.sync_store import LOCAL_ORG, REJECTED_FIELD, ReplicaSyncStore
@@ -158,13 +158,32 @@ class Context:
                 fail(2, f"the passphrase file {self.passphrase_file} has no passphrase on its first line")
             return lines[0]  # the first line, without its line ending (\n or \r\n)
         if self.passphrase_env:
-            return self.passphrase_env
+            # as a file's first line: without a line ending (a secret from a file or a container's store
+            # often ends in one; it became part of the key, and the replica then opened through this
+            # variable only, never from a file or as typed; QA)
+            stripped = self.passphrase_env.removesuffix("\n").removesuffix("\r")
+            if stripped:
+                return stripped
         fail(2, "no passphrase: use --passphrase-file FILE or set OUTPUTHUB_PASSPHRASE")
+
+    def _as_given(self) -> str | None:
+        """The environment's passphrase with its line ending, when :meth:`passphrase` took it off: replicas
+        made before that took it as part of the key."""
+        env = self.passphrase_env
+        if self.passphrase_file is None and env and env != self.passphrase():
+            return env
+        return None
 
     @contextmanager
     def replica(self, *, create: bool = False) -> Iterator[Replica]:
         try:
-            replica = open_replica(self.path, passphrase=self.passphrase(), create=create)
+            try:
+                replica = open_replica(self.path, passphrase=self.passphrase(), create=create)
+            except WrongPassphraseError:
+                given = None if create else self._as_given()
+                if given is None:
+                    raise
+                replica = open_replica(self.path, passphrase=given)
         except ReplicaError as exc:
             fail(2, str(exc))
         except ValueError as exc:  # the passphrase: empty, or a NUL character (a binary file)

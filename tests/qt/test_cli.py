@@ -12,6 +12,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from outputhub.desktop.storage import open_replica
 from outputhub.server.cli import app
 from tests.support.client import PASSWORD, new_org, seed_library
 from tests.support.serve import OUTPUTHUB_EXE, clean_env
@@ -199,3 +200,32 @@ def test_a_server_that_answers_with_a_web_page_is_said_in_a_line(tmp_path: Path)
     finally:
         web.shutdown()
         web.server_close()
+
+
+def test_a_passphrase_from_the_environment_ends_at_its_line_ending_as_a_files_does(tmp_path: Path) -> None:
+    """``OUTPUTHUB_PASSPHRASE`` with a trailing newline (a secret read from a file or a container's store)
+    made that newline part of the key: the replica then opened through the variable only, never from a file
+    or as typed (QA, a lock-out). The variable is now read as a file's first line is; a replica made the old
+    way still opens through the variable as it was given."""
+
+    def cli(*args: str, env: dict[str, str], code: int = 0) -> str:
+        result = CliRunner().invoke(app, ["replica", "--replica", str(tmp_path / "env.ohr"), *args], env=env)
+        assert result.exit_code == code, (args, result.output)
+        return result.output
+
+    cli("init", env={"OUTPUTHUB_PASSPHRASE": "newline passphrase\r\n"})
+    cli("add", "tag", "--set", "name=made", env={"OUTPUTHUB_PASSPHRASE": "newline passphrase\n"})
+    typed = tmp_path / "typed"
+    typed.write_text("newline passphrase\n")
+    assert "made" in cli("--passphrase-file", str(typed), "list", "tag", env={})
+    assert "passphrase" in cli("status", env={"OUTPUTHUB_PASSPHRASE": "\n"}, code=2)
+
+    older = tmp_path / "older.ohr"  # made before: the newline is part of its key
+    open_replica(older, passphrase="older passphrase\n", create=True).close()
+    as_given = {"OUTPUTHUB_PASSPHRASE": "older passphrase\n"}
+    result = CliRunner().invoke(app, ["replica", "--replica", str(older), "status"], env=as_given)
+    assert result.exit_code == 0, result.output
+    wrong = CliRunner().invoke(
+        app, ["replica", "--replica", str(older), "status"], env={"OUTPUTHUB_PASSPHRASE": "not it\n"}
+    )
+    assert wrong.exit_code == 2 and "does not unlock" in wrong.output
