@@ -861,21 +861,40 @@ def export(
     ctx: Context = typer_ctx.obj
     if output is not None:
         _refuse_the_replica(ctx.path, output)
+    unreadable: list[str] = []  # what a damaged page keeps from the export: the rest is saved (QA)
     with edits(ctx) as (_r, store, library):
         data: dict[str, list[dict[str, Any]]] = {}
         for entity in ENTITY_TABLES:
-            records = (library.get(entity, rid) for rid in store.record_ids(entity))
-            data[ENTITY_TABLES[entity]] = [
-                {k: v for k, v in r.items() if k != "entity"} | store.details(entity, r["id"])
-                for r in records
-                if not r["deleted"]
-            ]
+            records: list[dict[str, Any]] = []
+            data[ENTITY_TABLES[entity]] = records
+            try:
+                ids = list(store.record_ids(entity))
+            except ReplicaError:
+                unreadable.append(f"the {ENTITY_TABLES[entity]}")
+                continue
+            for rid in ids:
+                try:
+                    r = library.get(entity, rid)
+                    if not r["deleted"]:
+                        shown = {k: v for k, v in r.items() if k != "entity"}
+                        records.append(shown | store.details(entity, rid))
+                except ReplicaError:
+                    unreadable.append(f"{entity} {rid}")
     text = json.dumps(data, indent=2, sort_keys=True)
+    written = sum(len(v) for v in data.values())
     if output is not None:
         _write_private(output, text)
-        typer.echo(f"wrote {sum(len(v) for v in data.values())} records to {output}", err=True)
+        typer.echo(f"wrote {written} records to {output}", err=True)
     else:
         out(text)
+    if unreadable:
+        more = f" and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
+        fail(
+            2,
+            f"the replica is damaged: {', '.join(unreadable[:10])}{more} could not be read and are not in "
+            f"the export; the {written} records that could be read are (keep the replica file as it is: see "
+            "`outputhub replica check`)",
+        )
 
 
 def _refuse_the_replica(replica: Path, output: Path) -> None:
