@@ -839,15 +839,19 @@ def check(typer_ctx: typer.Context) -> None:
     goes unnoticed until they are read; this finds it (exit 2 naming each problem; nothing is changed
     except that a pending search backlog is indexed first)."""
     ctx: Context = typer_ctx.obj
+    unchecked: list[str] = []  # not damage: a read-only replica was called damaged (QA)
     with ctx.replica() as replica:
-        problems = replica.verify_integrity()
+        problems = replica.verify_integrity(unchecked=unchecked)
     if problems:
         fail(
             2,
             f"the replica {ctx.path} is damaged: " + "; ".join(problems) + ". Keep a copy; `export` saves "
             "what can still be read, and a new replica synced from the server brings back what was pushed",
         )
-    emit(ctx, {"replica": str(ctx.path), "ok": True}, f"{ctx.path}: no damage found")
+    said = f"{ctx.path}: no damage found"
+    if unchecked:
+        said += " in what could be checked; " + "; ".join(unchecked)
+    emit(ctx, {"replica": str(ctx.path), "ok": True, "not_checked": unchecked}, said)
 
 
 @app.command()

@@ -278,6 +278,16 @@ def _ensure_node_id(conn: Connection, *, path: Path) -> str:
         return node_id
 
 
+
+def _read_only(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (a driver error, or this package's error raised from one) is SQLite's "attempt to write
+    a readonly database"."""
+    while exc is not None:
+        if str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_READONLY"):
+            return True
+        exc = exc.__cause__
+    return False
+
 class Replica:
     """An open replica. Use :func:`open_replica` to get one; close it (or use it as a context manager)."""
 
@@ -528,11 +538,14 @@ class Replica:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._key, self._passphrase = new_key, b""
 
-    def verify_integrity(self) -> list[str]:
+    def verify_integrity(self, *, unchecked: list[str] | None = None) -> list[str]:
         """Check every page's HMAC, the b-trees and the full-text indexes (reads the whole file; indexes
         the search backlog first, if there is one).
 
-        Returns the problems found, ``[]`` when none.
+        Returns the problems found, ``[]`` when none. A check that could not run on a sound file (the search
+        index's, which writes, on a replica that cannot be written; rows not indexed yet) is no damage: it
+        goes to ``unchecked`` when given (a read-only replica was called damaged, QA), else among the
+        problems.
         """
         checks = {
             "page authentication": "PRAGMA cipher_integrity_check",
@@ -541,10 +554,11 @@ class Replica:
             "output index": "INSERT INTO outputs_fts (outputs_fts, rank) VALUES ('integrity-check', 1)",
         }
         problems: list[str] = []
+        notes = problems if unchecked is None else unchecked
         try:  # the index check compares the index with the table: rows still in the backlog would differ
             self.catch_up_search_index()
         except ReplicaError as exc:
-            problems.append(f"search backlog: {exc}")
+            (notes if _read_only(exc) else problems).append(f"search backlog: {exc}")
         with self._reading("check the replica's integrity") as conn:
             for spec, name in ((tables.PROMPTS, "prompt index"), (tables.OUTPUTS, "output index")):
                 try:
@@ -554,7 +568,7 @@ class Replica:
                     break
                 if waiting:  # not damage: rows not indexed yet (the catch-up could not run)
                     del checks[name]
-                    problems.append(f"{name}: not checked, {waiting:,} records not indexed for search yet")
+                    notes.append(f"{name}: not checked, {waiting:,} records not indexed for search yet")
             for name, sql in checks.items():
                 if problems and name.endswith(" index") and any(
                     p.startswith(("page authentication", "b-tree structure")) for p in problems
@@ -566,7 +580,10 @@ class Replica:
                 try:
                     rows = [str(row[0]) for row in conn.execute(sql)]
                 except driver_error_types() as exc:
-                    problems.append(f"{name}: {exc}")
+                    if _read_only(exc):  # the pages are sound: the file or its folder cannot be written
+                        notes.append(f"{name}: not checked, the replica cannot be written here ({exc})")
+                    else:
+                        problems.append(f"{name}: {exc}")
                 else:
                     problems += [f"{name}: {row}" for row in rows if row != "ok"]
         return problems

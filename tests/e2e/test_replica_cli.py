@@ -1340,6 +1340,42 @@ def test_export_writes_in_place_a_writable_file_in_a_folder_it_cannot_write(tmp_
         locked.chmod(0o700)
 
 
+def test_check_of_a_replica_that_cannot_be_written_is_no_damage(tmp_path: Path) -> None:
+    """A sound replica the user may only read (0444): ``check`` said "is damaged: prompt index: attempt to
+    write a readonly database" and pointed to a new replica (QA). Its pages and b-trees are checked; the
+    search index's check, which writes, is said not to have run, and the exit is 0. Damage is still found."""
+    ws = Workstation(tmp_path, "readonly")
+    ws.run("init")
+    ws.run("add", "prompt", "--set", "title=Kept", "--set", "body=" + "text " * 400)
+    prefix = _bound_by_permissions()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [*prefix, OUTPUTHUB_EXE, "replica", "--replica", str(ws.replica), *args]
+        env = {**clean_env(), "OUTPUTHUB_PASSPHRASE": ws.secret.read_text()}
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    ws.replica.chmod(0o444)
+    try:
+        done = cli("--json", "check")
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["ok"] is True
+        assert [n.split(":")[0] for n in answer["not_checked"]] == ["prompt index", "output index"]
+        assert all("cannot be written here" in n for n in answer["not_checked"])
+        said = cli("check")
+        assert said.returncode == 0 and "no damage found in what could be checked" in said.stdout
+        assert "damaged" not in said.stdout + said.stderr
+        data = bytearray(ws.replica.read_bytes())
+        data[len(data) // 2 // 16_384 * 16_384 + 200] ^= 0xFF
+        ws.replica.chmod(0o644)
+        ws.replica.write_bytes(bytes(data))
+        ws.replica.chmod(0o444)
+        damaged = cli("check")
+        assert damaged.returncode == 2 and "is damaged" in damaged.stderr, damaged.stderr
+    finally:
+        ws.replica.chmod(0o644)
+
+
 def _interrupted(
     command: list[str], *, env: dict[str, str], ready: Callable[[], object]
 ) -> tuple[int, str, str]:
