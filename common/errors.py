@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+PROBLEM_TYPE_BASE = "https://outputhub.dev/problems/"
+"""Where the server's problem types live (RFC 9457 ``type``): an answer whose type starts so is the server's
+own error, not a missing route's or another server's."""
+
 
 @dataclass(frozen=True)
 class FieldError:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outputhub.common.errors import (
+    PROBLEM_TYPE_BASE,
     AuthenticationError,
     FieldError,
     MalformedJsonError,
@@ -23,7 +24,7 @@ from outputhub.common.errors import (
 
 log = logging.getLogger("outputhub.server")
 PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "https://outputhub.dev/problems/"
+TYPE_BASE = PROBLEM_TYPE_BASE
 
 
 def problem_response(problem: Problem, *, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -12,6 +12,7 @@ from typing import Any, Final, TypeVar
 import httpx
 import orjson
 
+from outputhub.common.errors import PROBLEM_TYPE_BASE
 from outputhub.common.sync import PROTOCOL_VERSION, PULL_WITH_PUSH, SUPPORTED_PROTOCOLS, PullAlong
 from outputhub.sync.client.errors import (
     AuthenticationFailedError,
@@ -56,6 +57,16 @@ def _detail(response: httpx.Response) -> str:
     return str(body)
 
 
+def _ours(response: httpx.Response) -> bool:
+    """Whether an error answer is an Output Hub server's own (a problem of one of its types), not a missing
+    route's or another server's."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and str(body.get("type", "")).startswith(PROBLEM_TYPE_BASE)
+
+
 def _text_of(response: httpx.Response, limit: int = 200) -> str:
     """An answer that is not JSON, in a line: an HTML page's title (or its text without the tags), not the
     page's markup over many lines (QA, a proxy's error page)."""
@@ -93,6 +104,13 @@ def check(response: httpx.Response) -> httpx.Response:
     if status == 403:
         raise SyncPermissionError(f"permission denied: {detail}")
     if status == 404:
+        if not _ours(response):  # no route there: the address is not an Output Hub server's (QA: it was
+            # blamed on the organization)
+            url = response.request.url
+            raise NotFoundOnServerError(
+                f"nothing at {url.path} on {url.host}: {detail} (is --server the Output Hub server's "
+                "address, e.g. https://hub.example.com, without a path?)"
+            )
         raise NotFoundOnServerError(
             f"not found on the server: {detail} (an organization is not found when it was deleted or this "
             "account is no longer a member of it)"

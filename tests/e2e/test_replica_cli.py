@@ -443,6 +443,25 @@ def test_a_sync_after_the_organization_is_gone_exits_4_and_keeps_the_edits(
     assert ws.json("status")["pending"] == 1  # type: ignore[index]
 
 
+def test_a_server_address_with_a_path_is_not_blamed_on_the_organization(server: str, tmp_path: Path) -> None:
+    """``--server http://host:port/wrongpath``: every request is a 404 of no route, and attach said "an
+    organization is not found when it was deleted or this account is no longer a member of it" (QA). It now
+    says nothing is there and asks whether --server is the server's address; a real missing organization
+    still says so."""
+    account = new_account(server, email="wrong-path@example.com", password=PASSWORD, org_name="Path")
+    ws = Workstation(tmp_path, "path")
+    ws.run("init")
+    password = tmp_path / "password"
+    password.write_text(PASSWORD)
+    login = ["--email", account.email, "--password-file", str(password)]
+    said = ws.run("attach", "--server", f"{server}/wrongpath", "--org", account.org_id, *login, code=5)
+    assert "nothing at /wrongpath/api/v1/auth/token" in said and "is --server the Output Hub server's" in said
+    assert "organization" not in said
+    missing = "01a22909-0000-7000-8000-000000000000"
+    said = ws.run("attach", "--server", server, "--org", missing, *login, code=5)
+    assert "is --server" not in said and missing in said
+
+
 def test_a_sync_that_outlasts_its_access_token_renews_it_and_goes_on(server: str, tmp_path: Path) -> None:
     """A first sync over a slow link outlasted the 15-minute access token and stopped (exit 4, "refresh
     it"; found by QA). The replica's remote now renews the token on a 401, saving the rotated login, and
