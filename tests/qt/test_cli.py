@@ -5,9 +5,11 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import signal
 import stat
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -229,3 +231,19 @@ def test_a_passphrase_from_the_environment_ends_at_its_line_ending_as_a_files_do
         app, ["replica", "--replica", str(older), "status"], env={"OUTPUTHUB_PASSPHRASE": "not it\n"}
     )
     assert wrong.exit_code == 2 and "does not unlock" in wrong.output
+
+
+def test_ctrl_c_while_the_command_loads_is_said_in_a_line(tmp_path: Path) -> None:
+    """Ctrl+C in the first half second, while the command's modules load, printed a traceback from the
+    middle of an import, and with --json nothing on stdout (QA). Whenever it comes, it exits 130 with one
+    line (and the JSON error object with --json)."""
+    command = [OUTPUTHUB_EXE, "replica", "--replica", str(tmp_path / "none.ohr"), "--json", "status"]
+    run = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()
+    )
+    time.sleep(0.15)  # the interpreter is up (its Ctrl+C handler too), the imports are not done
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, (stdout, stderr)
+    assert "Traceback" not in stderr and stderr.startswith("error: interrupted (Ctrl+C)"), stderr
+    assert json.loads(stdout)["exit"] == 130
