@@ -34,6 +34,7 @@ from outputhub.desktop.services.conflicts import (
     KeptInUse,
     TakenAlong,
     conflict_kind,
+    kept_by_edit,
     kept_in_use,
     reapply_refused,
     resolve_conflict,
@@ -1068,10 +1069,14 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
                 "prompt's outputs go with it) or kept as it is",
             ]
         elif c.field == TOMBSTONE:  # which side deleted, in words (the list says it so)
+            edited = kept_by_edit(replica, c)
+            alive = "edited" if not edited else f"edited ({', '.join(edited)})"
+            if edited == []:
+                alive = "restored"
             lines = [
                 f"{c.entity} {c.record_id}: deleted on one side, edited on the other (kept: the edit wins)",
-                f"mine:   {'deleted' if c.mine else 'edited'}",
-                f"theirs: {'deleted' if c.theirs else 'edited'}",
+                f"mine:   {'deleted' if c.mine else alive}",
+                f"theirs: {'deleted' if c.theirs else alive}",
                 "`--keep mine` or `--keep theirs`: the record is deleted or kept as it is",
             ]
         else:
@@ -1100,6 +1105,7 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
             "suggestion": suggestion if kind in MERGEABLE else None,
             "written_here": written,
             "kept_in_use": kept.words() if kept else None,
+            "kept_by_edit_of": kept_by_edit(replica, c),
             "in_place": in_place,
         }
         emit(ctx, shown, lambda: "\n".join(lines))

@@ -140,6 +140,26 @@ def kept_in_use(replica: Replica, conflict: ConflictRecord) -> KeptInUse | None:
     return KeptInUse(tuple((e, i, label_of(replica, e, i)) for e, i in found), total)
 
 
+def kept_by_edit(replica: Replica, conflict: ConflictRecord) -> list[str] | None:
+    """For a delete conflict an edit opened (the edit wins over the delete): the fields that edit wrote,
+    in the schema's order (``[]``: a restore, which writes none); None for any other conflict. ``show``
+    said only "edited" (QA)."""
+    if conflict.field != TOMBSTONE:
+        return None
+    record = ReplicaSyncStore(replica).load(conflict.entity, conflict.record_id)
+    candidate = None if record is None else next(
+        (c for c in record.state.conflicts if c.id == conflict.id), None
+    )
+    if record is None or candidate is None or is_kept(candidate.winner.op_id):
+        return None
+    op = candidate.winner.op_id
+    return [
+        name
+        for name, state in record.state.fields.items()
+        if any(w.op_id == op for w in (*state.heads, *state.history))
+    ]
+
+
 def label_of(replica: Replica, entity: str, record_id: str) -> str:
     """A record as a person knows it: a prompt's title, an output's first words, a lookup's name."""
     record: Any

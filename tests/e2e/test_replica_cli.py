@@ -879,7 +879,8 @@ def test_a_merged_tag_and_a_delete_conflict_from_the_command_line(server: str, t
     assert conflict["field"] == "_deleted"
     shown = a.run("conflicts", "show", conflict["id"])  # in words, as the list says it (QA: "base: False")
     assert "deleted on one side, edited on the other" in shown
-    assert "mine:   edited" in shown and "theirs: deleted" in shown and "False" not in shown
+    assert "mine:   edited (body)" in shown and "theirs: deleted" in shown and "False" not in shown
+    assert a.json("conflicts", "show", conflict["id"])["kept_by_edit_of"] == ["body"]  # type: ignore[index]
     for args in ((), ("--json",)):
         said = a.run("conflicts", "resolve", conflict["id"], "--value", "foo", *args, code=5)
         assert "a delete conflict is resolved with --keep mine or --keep theirs" in said
@@ -926,7 +927,7 @@ def test_a_delete_conflict_the_server_opened_for_a_record_in_use_says_what_uses_
     [edited] = [c for c in a.json("conflicts", "list") if c["record_id"] == prompt]  # type: ignore[union-attr]
     assert edited["kept_in_use"] is None
     assert "mine:   deleted" in a.run("conflicts", "show", edited["id"])
-    assert "theirs: edited" in a.run("conflicts", "show", edited["id"])
+    assert "theirs: edited (body)" in a.run("conflicts", "show", edited["id"])
 
     a.run("conflicts", "resolve", edited["id"], "--keep", "theirs")
     a.run("conflicts", "resolve", conflict["id"], "--keep", "mine")
