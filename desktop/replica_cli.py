@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -95,16 +97,38 @@ class ReplicaGroup(TyperGroup):
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
+        main_thread = threading.current_thread() is threading.main_thread()
+        before = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
         except OSError as exc:  # a path the command cannot use: a name too long, a directory it may not enter
             where = exc.filename if exc.filename is not None else "a file"
             fail(2, f"cannot use {where}: {exc.strerror or exc}")
-        except KeyboardInterrupt:  # Ctrl+C in any command: said, not a bare exit status 130 (QA)
-            fail(130, INTERRUPTED)
+        except KeyboardInterrupt as exc:  # Ctrl+C in any command: said, not a bare exit status 130 (QA)
+            stopped(exc)
         except Exception as exc:
             _say_usage_error(exc, as_json=bool(ctx.params.get("as_json")))
             raise
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, before)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a service manager stopping a scheduled sync), raised where Ctrl+C is, so that the
+    command stops as it does for Ctrl+C, with its one line; it ended without a word, a progress line left
+    open (QA)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def stopped(exc: KeyboardInterrupt) -> NoReturn:
+    """Exit as Ctrl+C (130) or SIGTERM (143) asks, saying what is kept."""
+    if isinstance(exc, Terminated):
+        fail(143, INTERRUPTED.replace("interrupted (Ctrl+C)", "terminated (SIGTERM)", 1))
+    fail(130, INTERRUPTED)
 
 
 def _say_usage_error(exc: Exception, *, as_json: bool) -> None:
@@ -578,8 +602,8 @@ def sync(
             fail(4, f"{exc} {EDITS_KEPT_AWAY}")
         except SyncError as exc:
             fail(1, str(exc))
-        except KeyboardInterrupt:  # Ctrl+C: said, not a bare exit status after a progress line (QA)
-            fail(130, INTERRUPTED)
+        except KeyboardInterrupt as exc:  # Ctrl+C: said, not a bare exit status after a progress line (QA)
+            stopped(exc)
         finally:
             remote.close()
         # a large pull leaves its text to index after the sync (the search backlog)

@@ -1397,14 +1397,14 @@ def test_check_of_a_replica_that_cannot_be_written_is_no_damage(tmp_path: Path) 
 
 
 def _interrupted(
-    command: list[str], *, env: dict[str, str], ready: Callable[[], object]
+    command: list[str], *, env: dict[str, str], ready: Callable[[], object], sent: int = signal.SIGINT
 ) -> tuple[int, str, str]:
     """Run ``command``, wait until ``ready()`` returns (the command is inside its work), press Ctrl+C
-    (SIGINT, as a terminal sends it) and return its exit code, stdout and stderr."""
+    (SIGINT, as a terminal sends it; or send ``sent``) and return its exit code, stdout and stderr."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         held = ready()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sent)
         out, err = process.communicate(timeout=60)
         del held
     finally:
@@ -1450,9 +1450,20 @@ def test_ctrl_c_during_a_command_says_it_was_interrupted_and_what_is_kept(tmp_pa
             assert out == ""
 
 
-def test_ctrl_c_during_a_real_sync_says_the_next_sync_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sent", "code", "words"),
+    [
+        (signal.SIGINT, 130, "error: interrupted (Ctrl+C)"),
+        (signal.SIGTERM, 143, "error: terminated (SIGTERM)"),
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_during_a_real_sync_says_the_next_sync_goes_on(
+    tmp_path: Path, sent: int, code: int, words: str
+) -> None:
     """A sync waiting for a server that does not answer, cut short by Ctrl+C: one line saying so, exit 130,
-    and the edit waiting to be pushed is still queued."""
+    and the edit waiting to be pushed is still queued. SIGTERM (a service manager stopping a scheduled sync)
+    the same, exit 143: it ended without a word (QA)."""
     replica = tmp_path / "r.ohr"
     env = {**clean_env(), "OUTPUTHUB_PASSPHRASE": "a passphrase for a sync cut short"}
     port = free_port()
@@ -1470,10 +1481,10 @@ def test_ctrl_c_during_a_real_sync_says_the_next_sync_goes_on(tmp_path: Path) ->
         silent.bind(("127.0.0.1", port))
         silent.listen()
         silent.settimeout(60)
-        code, out, err = _interrupted([*base, "sync"], env=env, ready=lambda: silent.accept()[0])
-    assert code == 130, (code, out, err)
+        got, out, err = _interrupted([*base, "sync"], env=env, ready=lambda: silent.accept()[0], sent=sent)
+    assert got == code, (got, out, err)
     said = err.splitlines()[-1].split("\r")[-1]
-    assert said.startswith("error: interrupted") and "next sync" in said, err
+    assert said.startswith(words) and "next sync" in said, err
     status = subprocess.run([*base, "--json", "status"], env=env, check=True, capture_output=True, text=True)
     assert json.loads(status.stdout)["pending"] == 1
 
