@@ -214,12 +214,18 @@ class Context:
         except ValueError as exc:  # the passphrase: empty, or a NUL character (a binary file)
             fail(2, f"cannot use the passphrase: {exc}")
         try:
+            replica.wait_for_lock(LOCK_WAIT_SECONDS)
             yield replica
         except ReplicaError as exc:  # found while reading or writing (a damaged page): nothing was changed
             fail(2, str(exc))
         finally:
             replica.close()
 
+
+LOCK_WAIT_SECONDS: Final = 120.0
+"""How long a command waits for another holding the replica (overlapping syncs, an edit during a sync): a
+sync's write of a large pushed batch took longer than the 5 s default on a loaded machine, and the other
+command failed with "the replica is locked" (QA). A script would rather wait."""
 
 MAX_LIMIT: Final = 1_000_000
 """The most records ``list`` and ``search`` take ``--limit`` for (a larger number overflowed SQLite: QA)."""

@@ -389,6 +389,12 @@ class Replica:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def wait_for_lock(self, seconds: float) -> None:
+        """How long a write waits for another connection or process holding the replica (a sync in another
+        command, the desktop's sync process) before it fails with "the replica is locked"; 5 s unless set."""
+        with self._lock:
+            self._require_open().execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
     def _require_open(self) -> Connection:
         if self._conn is None:
             raise ReplicaClosedError(f"the replica {self._path} is closed", path=self._path)

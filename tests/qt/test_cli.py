@@ -247,3 +247,38 @@ def test_ctrl_c_while_the_command_loads_is_said_in_a_line(tmp_path: Path) -> Non
     assert run.returncode == 130, (stdout, stderr)
     assert "Traceback" not in stderr and stderr.startswith("error: interrupted (Ctrl+C)"), stderr
     assert json.loads(stdout)["exit"] == 130
+
+
+def test_a_command_waits_for_another_holding_the_replica(tmp_path: Path) -> None:
+    """An edit made while a sync held the replica for longer than 5 s (a large push on a loaded machine)
+    failed with "the replica is locked" (QA): a command waits for the other to finish."""
+    replica_cli(tmp_path, "init")
+    secret = (tmp_path / "passphrase").read_text()
+    holder = open_replica(tmp_path / "cli.ohr", passphrase=secret)
+    holding, released = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with holder.writing("hold the replica as a long sync does"):
+            holding.set()
+            time.sleep(7)
+        released.set()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        command = [OUTPUTHUB_EXE, "replica", "--replica", str(tmp_path / "cli.ohr"), "--passphrase-file"]
+        run = subprocess.run(
+            [*command, str(tmp_path / "passphrase"), "add", "tag", "--set", "name=waited"],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        assert released.is_set(), "it waited for the holder"
+    finally:
+        thread.join()
+        holder.close()
+    assert "waited" in replica_cli(tmp_path, "list", "tag")
