@@ -35,6 +35,7 @@ from outputhub.sync.engine.merge import (
     state_from_change,
 )
 from outputhub.sync.engine.model import (
+    UNLINK_SUFFIX,
     Change,
     ChangeKind,
     Conflict,
@@ -69,6 +70,7 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "LOOKUP_ENTITIES",
     "TOMBSTONE",
+    "UNLINK_SUFFIX",
     "Change",
     "ChangeKind",
     "Checkpoint",

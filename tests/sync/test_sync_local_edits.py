@@ -915,6 +915,47 @@ def test_undoing_a_lookup_delete_does_not_bring_back_a_record_deleted_on_another
     assert laptop.values() == desktop.values()
 
 
+@pytest.mark.parametrize("how", ["edited", "restored", "rest-delete"])
+def test_a_tag_whose_delete_did_not_stand_is_back_on_the_records_it_was_taken_off(  # type: ignore[no-untyped-def]
+    org: Org, devices: list[Device], how: str
+) -> None:
+    """A tag deleted on the laptop (taken off its prompt with it) while the desktop edited the tag offline:
+    the edit wins, the tag comes back, and it was on none of its records (QA, a membership lost without a
+    conflict naming it). So too when the tag is restored (``replica restore``), and when the delete came
+    through REST. A record whose tags were edited since keeps what its editor gave it; a prompt deleted on
+    another replica meanwhile is not brought back by this."""
+    laptop, desktop = devices
+    tag, prompt = _tagged_prompt(org, devices)
+    edited_since = org.owner.post(f"{org.base}/prompts", json={"title": "Z", "body": "z", "tag_ids": [tag]})
+    gone = org.owner.post(f"{org.base}/prompts", json={"title": "G", "body": "g", "tag_ids": [tag]})
+    edited_since_id, gone_id = edited_since.json()["id"], gone.json()["id"]
+    _settle(*devices)
+    if how == "rest-delete":
+        assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
+    else:
+        LibraryService(replica=laptop.replica, editor=laptop.library).delete_records(entity="tag", ids=[tag])
+    if how == "restored":
+        laptop.sync()
+        laptop.library.restore("tag", tag)
+    else:
+        desktop.library.edit("tag", tag, {"description": "edited offline"})  # concurrent with the delete
+    desktop.library.delete("prompt", gone_id)  # deleted offline: stays deleted
+    laptop.sync()
+    other = org.owner.post(f"{org.base}/tags", json={"name": "other"}).json()["id"]
+    given = org.owner.patch(f"{org.base}/prompts/{edited_since_id}", json={"tag_ids": [other]})
+    assert given.status_code == 200, given.text
+    _settle(desktop, laptop)
+
+    assert org.owner.get(f"{org.base}/tags/{tag}").status_code == 200
+    assert org.owner.get(f"{org.base}/prompts/{prompt}").json()["tag_ids"] == [tag], "put back"
+    assert org.owner.get(f"{org.base}/prompts/{edited_since_id}").json()["tag_ids"] == [other]
+    assert org.owner.get(f"{org.base}/prompts/{gone_id}").status_code == 404
+    for device in devices:
+        assert device.library.get("prompt", prompt)["tag_ids"] == [tag]
+        assert device.library.get("prompt", gone_id)["deleted"] is True
+    assert laptop.values() == desktop.values()
+
+
 def test_entries_deleted_one_after_another_offline_stay_deleted(  # type: ignore[no-untyped-def]
     org: Org, devices: list[Device]
 ) -> None:

@@ -77,6 +77,7 @@ from outputhub.server.storage.tables import (
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
     TOMBSTONE,
+    UNLINK_SUFFIX,
     Change,
     ChangeKind,
     Conflict,
@@ -86,6 +87,7 @@ from outputhub.sync.engine import (
     MergeOutcome,
     OutcomeKind,
     RecordState,
+    is_unlink,
     kept_op_id,
     make_delete,
     make_edit,
@@ -760,7 +762,8 @@ def push(
     for table, ids in watch.dropped.items():
         candidates.setdefault(table, set()).update(ids)
     todo = still_named(session, org_id=tenant.org_id, ids=candidates)
-    _keep_named(session, tenant=tenant, todo=todo, now=now, device=device)
+    _keep_named(session, tenant=tenant, todo=todo, now=now, device=device, restored=watch.restored)
+    _relink(session, tenant=tenant, restored=watch.restored, now=now, device=device)
     _normalize_names(session, tenant=tenant, records=watch.unnormalized, now=now, device=device)
     if op_rows:
         session.execute(insert(SyncOp.__table__), op_rows)  # type: ignore[arg-type]
@@ -1189,6 +1192,8 @@ class _Watch:
     freed: set[type[ReplicatedRow]] = field(default_factory=set)
     """Lookup tables of which the op just applied deleted or renamed an entry: a name it held may be free for
     an entry migration 0013 left without its key (``repair_stale_keys``, before the next op)."""
+    restored: dict[type[ReplicatedRow], set[uuid.UUID]] = field(default_factory=dict)
+    """Lookup entries this push made live again (a delete that lost to an edit, a restore): ``_relink``."""
 
     def saw(self, spec: EntitySpec, change: Change, applied: Applied) -> None:
         state = applied.state
@@ -1198,6 +1203,8 @@ class _Watch:
         was_live = applied.before is not None and not applied.before.get("deleted")
         if spec.lookup and was_live and (state.deleted or (applied.before or {}).get("name") != name):
             self.freed.add(spec.table)
+        if spec.lookup and applied.before is not None and applied.before.get("deleted") and not state.deleted:
+            self.restored.setdefault(spec.table, set()).add(uuid.UUID(state.record_id))
         if state.deleted:
             if was_live:
                 self.dropped.setdefault(spec.table, set()).add(uuid.UUID(state.record_id))
@@ -1215,10 +1222,12 @@ def _keep_named(
     todo: dict[type[ReplicatedRow], set[uuid.UUID]],
     now: datetime,
     device: str,
+    restored: dict[type[ReplicatedRow], set[uuid.UUID]] | None = None,
 ) -> int:
     """Restore the deleted records ``todo`` that live records name (a delete that met a reference its author
-    did not see), and what those name in turn; each keeps its delete as a conflict. Returns how many."""
-    restored = 0
+    did not see), and what those name in turn; each keeps its delete as a conflict. Returns how many; adds
+    them to ``restored`` when given."""
+    count = 0
     done: set[tuple[type[ReplicatedRow], uuid.UUID]] = set()
     while todo:
         named: dict[type[ReplicatedRow], set[uuid.UUID]] = {}
@@ -1230,7 +1239,9 @@ def _keep_named(
                 spec = SPEC_BY_TABLE[table]
                 applied = _restore_named(session, tenant=tenant, spec=spec, rid=rid, now=now, device=device)
                 if applied is not None:
-                    restored += 1
+                    count += 1
+                    if restored is not None:
+                        restored.setdefault(table, set()).add(rid)
                     for target, ident in named_by(spec, applied.state):
                         named.setdefault(target, set()).add(ident)
         todo = {
@@ -1238,7 +1249,7 @@ def _keep_named(
             for t, ids in deleted_among(session, org_id=tenant.org_id, ids=named).items()
         }
         todo = {t: ids for t, ids in todo.items() if ids}
-    return restored
+    return count
 
 
 def keep_referenced(session: Session, *, tenant: Tenant, now: datetime) -> int:
@@ -1326,6 +1337,77 @@ def _normalize_names(
         )
 
 
+def _relink(
+    session: Session,
+    *,
+    tenant: Tenant,
+    restored: dict[type[ReplicatedRow], set[uuid.UUID]],
+    now: datetime,
+    device: str,
+) -> int:
+    """Lookup entries live again after a delete (it lost to an edit made without seeing it, or to a reference,
+    or the entry was restored): each record the delete took the entry off, and whose field nobody has written
+    since (its heads are still the delete's unlinks), names it again, by an edit of the server's. The
+    take-along was part of the delete and does not stand once the delete has lost (QA: a tag whose delete
+    lost to an edit of its description came back on none of its records). A record edited since keeps what
+    its editor gave it. Returns how many records were edited."""
+    count = 0
+    for table, ids in sorted(restored.items(), key=lambda item: item[0].__tablename__):
+        spec = SPEC_BY_TABLE[table]
+        for rid in sorted(ids):
+            entry = session.get(table, rid)
+            if entry is None or entry.deleted:  # deleted again later in the push
+                continue
+            ident = str(rid)
+            for ref in KEPT_ALIVE:
+                if ref.target is not table:
+                    continue
+                # the merge states that name it (a record it was taken off keeps it in its field's history)
+                found = session.execute(
+                    select(SyncRecordState.record_id).where(
+                        SyncRecordState.org_id == tenant.org_id,
+                        SyncRecordState.entity == ref.spec.entity,
+                        SyncRecordState.state.contains(ident),
+                    )
+                ).scalars()
+                rows = [r for r in (session.get(ref.spec.table, u) for u in sorted(found)) if r is not None]
+                rows = [r for r in rows if not r.deleted]
+                for state in load_states(session, org_id=tenant.org_id, spec=ref.spec, rows=rows).values():
+                    written = state.fields.get(ref.field)
+                    value = state.values.get(ref.field)
+                    if written is None or not written.heads:
+                        continue
+                    if not all(is_unlink(w.op_id) for w in written.heads):  # edited since: as it was left
+                        continue
+                    if _names(value, ident) or not any(
+                        _names(w.base_value, ident) and not _names(w.value, ident) for w in written.heads
+                    ):
+                        continue
+                    if isinstance(value, frozenset):
+                        back: Any = value | {ident}
+                    elif value is None:
+                        back = ident
+                    else:  # a scalar holding another entry: not the delete's doing
+                        continue
+                    _server_edit(
+                        session,
+                        tenant=tenant,
+                        state=state,
+                        values={ref.field: back},
+                        what=f"relink-{ident}",
+                        now=now,
+                        device=device,
+                        reason=f"its {spec.entity} is live again: the delete that took it off did not stand",
+                        unlink=True,  # undoes an unlink: no edit of the record, as the unlink was none
+                    )
+                    count += 1
+    return count
+
+
+def _names(value: object, ident: str) -> bool:
+    return ident in value if isinstance(value, frozenset) else value == ident
+
+
 def _server_edit(
     session: Session,
     *,
@@ -1336,9 +1418,12 @@ def _server_edit(
     now: datetime,
     device: str,
     reason: str,
+    unlink: bool = False,
 ) -> None:
     """Write ``values`` to ``state``'s record by an edit of the server's (op id ``server:<id>:<what>:<hlc>``)
-    that every replica pulls; one the merge refuses is left out (nothing of it is written)."""
+    that every replica pulls; one the merge refuses is left out (nothing of it is written). ``unlink``: a
+    consequence of a lookup's fate, not an edit anyone made (its op id ends as an unlink's,
+    ``is_unlink``): it does not bring back the record if a replica deleted it meanwhile."""
     hlc = server_hlc(state, now)
     change = make_edit(
         state,
@@ -1346,7 +1431,7 @@ def _server_edit(
         schema=DEFAULT_SCHEMA,
         node=SERVER_NODE,
         hlc=hlc,
-        op_id=f"server:{state.record_id}:{what}:{hlc.encode()}",
+        op_id=f"server:{state.record_id}:{what}:{hlc.encode()}" + (UNLINK_SUFFIX if unlink else ""),
     )
     if change is None:
         return
