@@ -578,7 +578,7 @@ def test_a_mutated_query_is_answered_without_a_500(
     valid: dict[str, dict[str, Any]] = {
         "changes": {"protocol": 4, "since": 0, "limit": 5, "from_zero": "false"},
         "checksums": {"full": "true"},
-        "conflicts": {"include_resolved": "true", "record_id": world.ids["prompt"]},
+        "conflicts": {"include_resolved": "true", "record_id": world.ids["prompt"], "limit": 5},
     }
     params = valid[endpoint]
     locations: list[str] = []

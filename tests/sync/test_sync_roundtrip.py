@@ -78,6 +78,37 @@ def test_same_field_conflict_is_kept_listed_and_resolved_everywhere(org, devices
     assert laptop.values() == desktop.values()
 
 
+def test_conflicts_are_listed_in_pages(org, devices) -> None:  # type: ignore[no-untyped-def]
+    """``GET .../sync/conflicts`` ignored ``limit`` and gave a busy organization's whole history in one answer
+    of tens of MB (QA): ``limit`` and ``after`` (the previous page's last conflict) page it, oldest first, and
+    the pages make up the whole list; an ``after`` that names no conflict is a 422 naming it."""
+    laptop, desktop = devices
+    made = [org.owner.post(f"{org.base}/tags", json={"name": f"paged {n}"}).json()["id"] for n in range(5)]
+    laptop.sync()
+    desktop.sync()
+    for n, tag in enumerate(made):
+        laptop.library.edit("tag", tag, {"description": f"laptop {n}"})
+        desktop.library.edit("tag", tag, {"description": f"desktop {n}"})
+    laptop.sync()
+    desktop.sync()
+    url = f"{org.base}/sync/conflicts"
+    whole = org.owner.get(url).json()
+    assert len(whole) == 5
+    pages: list[list[dict[str, object]]] = []
+    after: str | None = None
+    for _ in range(5):  # (bounded: a list that ignores the paging never ends)
+        params = {"limit": 2, **({"after": after} if after else {})}
+        page = org.owner.get(url, params=params).json()
+        if not page:
+            break
+        pages.append(page)
+        after = str(page[-1]["id"])
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [c["id"] for p in pages for c in p] == [c["id"] for c in whole]
+    unknown = org.owner.get(url, params={"after": "01a22909-0000-7000-8000-000000000000"})
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "query.after"
+
+
 def test_a_replica_that_wrote_neither_side_is_told_so(client, org, devices, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Its "mine" is only the value in place: the desktop's Conflicts panel heads it so instead of "Mine
     (this computer)" (a user picking "keep mine" there kept someone else's edit believing it was theirs)."""

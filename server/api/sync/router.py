@@ -169,10 +169,23 @@ def list_conflicts(
     session: SessionDep,
     include_resolved: bool = False,
     record_id: uuid.UUID | None = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=10_000, description="At most this many (all when not given), oldest first")
+    ] = None,
+    after: Annotated[
+        uuid.UUID | None, Query(description="The previous page's last conflict: the page starts after it.")
+    ] = None,
 ) -> list[ConflictRead]:
-    """Open merge conflicts (losing values kept until someone resolves them)."""
+    """Merge conflicts (losing values kept until someone resolves them), oldest first: the open ones, or every
+    one with ``include_resolved``; page with ``limit`` and ``after`` (``limit`` was ignored, and a busy
+    organization's history came as one answer of tens of MB; QA)."""
     return service.list_conflicts(
-        session, tenant=tenant, include_resolved=include_resolved, record_id=record_id
+        session,
+        tenant=tenant,
+        include_resolved=include_resolved,
+        record_id=record_id,
+        limit=limit,
+        after=after,
     )
 
 

@@ -485,17 +485,31 @@ def _conflict_read(item: SyncConflict) -> ConflictRead:
 
 
 def list_conflicts(
-    session: Session, *, tenant: Tenant, include_resolved: bool = False, record_id: uuid.UUID | None = None
+    session: Session,
+    *,
+    tenant: Tenant,
+    include_resolved: bool = False,
+    record_id: uuid.UUID | None = None,
+    limit: int | None = None,
+    after: uuid.UUID | None = None,
 ) -> list[ConflictRead]:
     query = select(SyncConflict).where(SyncConflict.org_id == tenant.org_id)
     if not include_resolved:
         query = query.where(SyncConflict.resolved_at.is_(None))
     if record_id is not None:
         query = query.where(SyncConflict.record_id == record_id)
-    return [
-        _conflict_read(c)
-        for c in session.execute(query.order_by(SyncConflict.opened_at, SyncConflict.id)).scalars()
-    ]
+    if after is not None:
+        last = session.get(SyncConflict, (tenant.org_id, after))
+        if last is None:
+            raise InvalidInputError("query.after", f"no conflict {after} in this organization")
+        query = query.where(
+            (SyncConflict.opened_at > last.opened_at)
+            | ((SyncConflict.opened_at == last.opened_at) & (SyncConflict.id > last.id))
+        )
+    query = query.order_by(SyncConflict.opened_at, SyncConflict.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_conflict_read(c) for c in session.execute(query).scalars()]
 
 
 def get_conflict(session: Session, *, tenant: Tenant, ident: uuid.UUID) -> ConflictRead:
