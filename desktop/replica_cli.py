@@ -186,9 +186,9 @@ class Context:
             # as a file's first line: without a line ending (a secret from a file or a container's store
             # often ends in one; it became part of the key, and the replica then opened through this
             # variable only, never from a file or as typed; QA)
-            stripped = self.passphrase_env.removesuffix("\n").removesuffix("\r")
-            if stripped:
-                return stripped
+            lines = self.passphrase_env.splitlines()
+            if lines and lines[0]:
+                return lines[0]  # the first line, as of a file (a newline inside also ended it there: QA)
         fail(2, "no passphrase: use --passphrase-file FILE or set OUTPUTHUB_PASSPHRASE")
 
     def _as_given(self) -> str | None:

@@ -11,6 +11,11 @@ class ServerUnreachableError(SyncError):
     pass
 
 
+class NoSuchAddressError(ServerUnreachableError):
+    """The address answers 404 with no Output Hub problem: no server route there (a --server address with a
+    path, another web server, a proxy rewriting paths). Not the organization's or the login's fault."""
+
+
 class AuthenticationFailedError(SyncError):
     pass
 

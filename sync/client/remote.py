@@ -17,6 +17,7 @@ from outputhub.common.sync import PROTOCOL_VERSION, PULL_WITH_PUSH, SUPPORTED_PR
 from outputhub.sync.client.errors import (
     AuthenticationFailedError,
     CursorExpiredError,
+    NoSuchAddressError,
     NotFoundOnServerError,
     ProtocolMismatchError,
     RequestTooLargeError,
@@ -107,7 +108,7 @@ def check(response: httpx.Response) -> httpx.Response:
         if not _ours(response):  # no route there: the address is not an Output Hub server's (QA: it was
             # blamed on the organization)
             url = response.request.url
-            raise NotFoundOnServerError(
+            raise NoSuchAddressError(
                 f"nothing at {url.path} on {url.host}: {detail} (is --server the Output Hub server's "
                 "address, e.g. https://hub.example.com, without a path?)"
             )

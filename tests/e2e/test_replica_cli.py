@@ -454,12 +454,19 @@ def test_a_server_address_with_a_path_is_not_blamed_on_the_organization(server: 
     password = tmp_path / "password"
     password.write_text(PASSWORD)
     login = ["--email", account.email, "--password-file", str(password)]
-    said = ws.run("attach", "--server", f"{server}/wrongpath", "--org", account.org_id, *login, code=5)
+    said = ws.run("attach", "--server", f"{server}/wrongpath", "--org", account.org_id, *login, code=3)
     assert "nothing at /wrongpath/api/v1/auth/token" in said and "is --server the Output Hub server's" in said
     assert "organization" not in said
     missing = "01a22909-0000-7000-8000-000000000000"
     said = ws.run("attach", "--server", server, "--org", missing, *login, code=5)
     assert "is --server" not in said and missing in said
+    # a sync through a proxy that rewrites paths: not "the saved login was revoked" (exit 4; QA)
+    ws.run("attach", "--server", server, "--org", account.org_id, *login)
+    ws.run("add", "tag", "--set", "name=kept")
+    with open_replica(ws.replica, passphrase=ws.secret.read_text()) as replica:
+        replica.set_setting(key="server_url", value=f"{server}/wrongpath")
+    said = ws.run("sync", code=3)
+    assert "nothing at /wrongpath/" in said and "revoked" not in said and "local edits are kept" in said
 
 
 def test_a_sync_that_outlasts_its_access_token_renews_it_and_goes_on(server: str, tmp_path: Path) -> None:

@@ -221,6 +221,7 @@ def test_a_passphrase_from_the_environment_ends_at_its_line_ending_as_a_files_do
     typed.write_text("newline passphrase\n")
     assert "made" in cli("--passphrase-file", str(typed), "list", "tag", env={})
     assert "passphrase" in cli("status", env={"OUTPUTHUB_PASSPHRASE": "\n"}, code=2)
+    cli("status", env={"OUTPUTHUB_PASSPHRASE": "newline passphrase\nsecond line, not part of it"})
 
     older = tmp_path / "older.ohr"  # made before: the newline is part of its key
     open_replica(older, passphrase="older passphrase\n", create=True).close()
