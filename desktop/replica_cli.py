@@ -74,7 +74,7 @@ from outputhub.sync.client import (
     login,
     refresh_tokens,
 )
-from outputhub.sync.engine import DEFAULT_SCHEMA, TOMBSTONE
+from outputhub.sync.engine import DEFAULT_SCHEMA, LOOKUP_ENTITIES, TOMBSTONE
 from outputhub.sync.protocol import ENTITY_TABLES, TABLE_ENTITIES
 
 JSON_FLAG = "--json"
@@ -745,19 +745,26 @@ def restore(typer_ctx: typer.Context, kind: str, record_id: RecordId) -> None:
     with edits(ctx) as (replica, _s, library):
         entity = entity_name(kind)
         library.restore(entity, record_id)
+        relinked = 0
+        if entity in LOOKUP_ENTITIES:  # back on the records its delete took it off (QA)
+            relinked = LibraryService(replica=replica, editor=library).relink_restored(
+                entity=entity, record_id=record_id
+            )
         still: list[str] = []
         if entity == "prompt":  # a restore of a prompt deleted --cascade said nothing of its outputs (QA)
             with replica.reading("find the prompt's deleted outputs") as conn:
                 query = "SELECT id FROM outputs WHERE prompt_id = ? AND deleted = 1 ORDER BY seq"
                 still = [str(row[0]) for row in conn.execute(query, (record_id,))]
         said = f"restored {record_id}"
+        if relinked:
+            said += f"; back on {relinked} record(s) its delete took it off"
         if still:
             more = f" and {len(still) - 10} more" if len(still) > 10 else ""
             said += (
                 f"; its {len(still)} deleted output(s) stay deleted: {', '.join(still[:10])}{more} "
                 "(`outputhub replica restore output ID` brings one back)"
             )
-        emit(ctx, {"restored": record_id, "outputs_still_deleted": still}, said)
+        emit(ctx, {"restored": record_id, "outputs_still_deleted": still, "records_relinked": relinked}, said)
 
 
 @app.command()

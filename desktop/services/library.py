@@ -27,6 +27,7 @@ from outputhub.desktop.storage import (
     PromptVersionRecord,
     Replica,
 )
+from outputhub.desktop.storage.sync_store import ReplicaSyncStore
 
 EXCERPT_CHARS: Final = 160
 
@@ -385,6 +386,16 @@ class LibraryService:
                     restored += 1
             self._relink(deletion.unlinked)
         return restored
+
+    def relink_restored(self, *, entity: str, record_id: str) -> int:
+        """After a restore of a lookup entry (``replica restore``, which has no :class:`Deletion` to undo):
+        put it back on the live records its delete took it off, where nobody has written that field since,
+        as the desktop's Undo does and the server does at the next sync (QA: the tag was restored and on
+        none of its records until then). Returns how many records it is back on."""
+        unlinked = ReplicaSyncStore(self._replica).taken_off(entity, record_id)
+        with self._replica.transaction():
+            self._relink(unlinked)
+        return len(unlinked)
 
     def overridden(self, *, deletion: Deletion) -> bool:
         """Whether a record this delete removed is live again: a sync brought an edit made elsewhere that

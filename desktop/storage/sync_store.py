@@ -42,6 +42,7 @@ from outputhub.sync.engine import (
     FieldWrite,
     RecordState,
     build_state,
+    is_unlink,
     make_create,
     merge_change,
     merge_states,
@@ -837,6 +838,43 @@ class ReplicaSyncStore:
             ids = [r[0] for r in conn.execute(f"SELECT id FROM {SPEC[entity].table}")]
         yield from ids
 
+    def taken_off(self, entity: str, record_id: str) -> list[tuple[str, str, str, str]]:
+        """Where a delete took the entry ``record_id`` off live records and nobody has written the field
+        since: ``(entity, id, field, entry)`` of each, as :class:`LibraryService`'s relink takes them (the
+        field's heads are still the delete's unlinks, and its value lacks the entry)."""
+        found: list[tuple[str, str, str, str]] = []
+        for owner in DEFAULT_SCHEMA.entities:
+            refs = [f for f, target in DEFAULT_SCHEMA.entity(owner).references.items() if target == entity]
+            if not refs:
+                continue
+            with self.replica.reading("find where an entry was taken off") as conn:
+                table = SPEC[owner].table
+                ids = [
+                    str(row[0])
+                    for row in conn.execute(
+                        f"SELECT id FROM {table} WHERE deleted = 0 AND instr(field_clocks, ?1) > 0",
+                        (record_id,),
+                    )
+                ]
+            for owner_id in ids:
+                record = self.load(owner, owner_id)
+                if record is None or record.state.deleted:
+                    continue
+                for name in refs:
+                    written = record.state.fields.get(name)
+                    value = record.state.values.get(name)
+                    if written is None or not written.heads:
+                        continue
+                    if not all(is_unlink(w.op_id) for w in written.heads):  # edited since: as it was left
+                        continue
+                    took = any(
+                        _names(w.base_value, record_id) and not _names(w.value, record_id)
+                        for w in written.heads
+                    )
+                    if took and not _names(value, record_id):
+                        found.append((owner, owner_id, name, record_id))
+        return found
+
     def named_by(self, entity: str, record_id: str, *, limit: int) -> tuple[list[tuple[str, str]], int]:
         """The live records of this replica that name the record through a reference field (an output's
         prompt, a record's tags, ...): ``(entity, id)`` of the first ``limit`` in a stable order, and how many
@@ -933,6 +971,10 @@ def _close_conflicts(conn: Any, entity: str, record_ids: Sequence[str]) -> list[
     if closed:
         forget_closed_conflicts(conn)
     return closed
+
+
+def _names(value: object, ident: str) -> bool:
+    return ident in value if isinstance(value, frozenset) else value == ident
 
 
 def _naming_sql(owner: str, refs: Sequence[str]) -> str:

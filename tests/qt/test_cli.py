@@ -283,3 +283,20 @@ def test_a_command_waits_for_another_holding_the_replica(tmp_path: Path) -> None
         thread.join()
         holder.close()
     assert "waited" in replica_cli(tmp_path, "list", "tag")
+
+
+def test_restoring_a_tag_puts_it_back_on_the_records_its_delete_took_it_off(tmp_path: Path) -> None:
+    """``replica restore tag`` brought the tag back on none of its records until the next sync (QA re-check;
+    the desktop's Undo puts them back): it now does so at once, except where the field was edited since."""
+    replica_cli(tmp_path, "init")
+    tag = replica_cli(tmp_path, "add", "tag", "--set", "name=draft").strip()
+    other = replica_cli(tmp_path, "add", "tag", "--set", "name=other").strip()
+    tagged = ["--set", "body=b", "--set", f"tag_ids={tag}"]
+    kept = replica_cli(tmp_path, "add", "prompt", "--set", "title=K", *tagged).strip()
+    edited = replica_cli(tmp_path, "add", "prompt", "--set", "title=E", *tagged).strip()
+    assert "taken off 2 record(s)" in replica_cli(tmp_path, "delete", "tag", tag)
+    replica_cli(tmp_path, "edit", "prompt", edited, "--set", f"tag_ids={other}")
+    said = json.loads(replica_cli(tmp_path, "--json", "restore", "tag", tag))
+    assert said["records_relinked"] == 1
+    assert json.loads(replica_cli(tmp_path, "--json", "show", "prompt", kept))["tag_ids"] == [tag]
+    assert json.loads(replica_cli(tmp_path, "--json", "show", "prompt", edited))["tag_ids"] == [other]
