@@ -685,7 +685,11 @@ def test_record_ids_are_taken_in_any_uuid_form(tmp_path: Path) -> None:
     assert said == {"deleted": prompt, "outputs_deleted": [output], "records_unlinked": 0}
     said = ws.run("restore", "prompt", upper).strip()
     assert said.startswith(f"restored {prompt}; its 1 deleted output(s) stay deleted: {output}"), said
-    assert ws.json("restore", "output", output) == {"restored": output, "outputs_still_deleted": []}
+    assert ws.json("restore", "output", output) == {
+        "restored": output,
+        "outputs_still_deleted": [],
+        "records_relinked": 0,
+    }
     assert ws.json("show", "prompt", prompt)["deleted"] is False  # type: ignore[index]
     # not an id at all: the same clear refusal as before
     assert "no prompt with id not-an-id" in ws.run("show", "prompt", "not-an-id", code=5)
