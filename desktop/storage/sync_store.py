@@ -42,10 +42,10 @@ from outputhub.sync.engine import (
     FieldWrite,
     RecordState,
     build_state,
-    is_unlink,
     make_create,
     merge_change,
     merge_states,
+    relinked_value,
     sides,
 )
 from outputhub.sync.ports import ApplyResult, LocalRecord, Outgoing, RemoteItem
@@ -860,19 +860,11 @@ class ReplicaSyncStore:
                 record = self.load(owner, owner_id)
                 if record is None or record.state.deleted:
                     continue
-                for name in refs:
-                    written = record.state.fields.get(name)
-                    value = record.state.values.get(name)
-                    if written is None or not written.heads:
-                        continue
-                    if not all(is_unlink(w.op_id) for w in written.heads):  # edited since: as it was left
-                        continue
-                    took = any(
-                        _names(w.base_value, record_id) and not _names(w.value, record_id)
-                        for w in written.heads
-                    )
-                    if took and not _names(value, record_id):
-                        found.append((owner, owner_id, name, record_id))
+                found += [
+                    (owner, owner_id, name, record_id)
+                    for name in refs
+                    if relinked_value(record.state, name, record_id) is not None
+                ]
         return found
 
     def named_by(self, entity: str, record_id: str, *, limit: int) -> tuple[list[tuple[str, str]], int]:
@@ -971,10 +963,6 @@ def _close_conflicts(conn: Any, entity: str, record_ids: Sequence[str]) -> list[
     if closed:
         forget_closed_conflicts(conn)
     return closed
-
-
-def _names(value: object, ident: str) -> bool:
-    return ident in value if isinstance(value, frozenset) else value == ident
 
 
 def _naming_sql(owner: str, refs: Sequence[str]) -> str:

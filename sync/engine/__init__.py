@@ -51,6 +51,7 @@ from outputhub.sync.engine.model import (
     is_kept,
     is_unlink,
     kept_op_id,
+    relinked_value,
     unlink_op_id,
 )
 from outputhub.sync.engine.planner import Checkpoint, Plan, Pulled, RecordKey, plan
@@ -115,6 +116,7 @@ __all__ = [
     "merge_states",
     "name_key",
     "plan",
+    "relinked_value",
     "remap_references",
     "remapped_values",
     "resolve",

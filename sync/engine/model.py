@@ -291,3 +291,25 @@ class RecordState:
 
     def conflict(self, conflict_id: str) -> Conflict | None:
         return next((c for c in self.conflicts if c.id == conflict_id), None)
+
+
+def relinked_value(state: RecordState, name: str, entry: str) -> FieldValue | None:
+    """``state``'s reference field ``name`` with the lookup ``entry`` put back, when a delete's unlinks took
+    it off and nobody has written the field since (every head is an unlink, one took ``entry`` off, and the
+    value lacks it); None otherwise, also for a single-valued field that names another entry now. The server
+    (after a push that makes the entry live again) and a replica's restore put it back alike."""
+    written = state.fields.get(name)
+    if written is None or not written.heads or not all(is_unlink(w.op_id) for w in written.heads):
+        return None  # never written, or edited since: as its editor left it
+    value = state.values.get(name)
+    if _names(value, entry) or not any(
+        _names(w.base_value, entry) and not _names(w.value, entry) for w in written.heads
+    ):
+        return None
+    if isinstance(value, frozenset):
+        return value | {entry}
+    return entry if value is None else None
+
+
+def _names(value: object, ident: str) -> bool:
+    return ident in value if isinstance(value, frozenset) else value == ident

@@ -87,11 +87,11 @@ from outputhub.sync.engine import (
     MergeOutcome,
     OutcomeKind,
     RecordState,
-    is_unlink,
     kept_op_id,
     make_delete,
     make_edit,
     merge_change,
+    relinked_value,
 )
 from outputhub.sync.protocol import ProtocolError, change_from_wire, encode_value
 
@@ -1373,21 +1373,8 @@ def _relink(
                 rows = [r for r in (session.get(ref.spec.table, u) for u in sorted(found)) if r is not None]
                 rows = [r for r in rows if not r.deleted]
                 for state in load_states(session, org_id=tenant.org_id, spec=ref.spec, rows=rows).values():
-                    written = state.fields.get(ref.field)
-                    value = state.values.get(ref.field)
-                    if written is None or not written.heads:
-                        continue
-                    if not all(is_unlink(w.op_id) for w in written.heads):  # edited since: as it was left
-                        continue
-                    if _names(value, ident) or not any(
-                        _names(w.base_value, ident) and not _names(w.value, ident) for w in written.heads
-                    ):
-                        continue
-                    if isinstance(value, frozenset):
-                        back: Any = value | {ident}
-                    elif value is None:
-                        back = ident
-                    else:  # a scalar holding another entry: not the delete's doing
+                    back = relinked_value(state, ref.field, ident)
+                    if back is None:
                         continue
                     _server_edit(
                         session,
@@ -1402,10 +1389,6 @@ def _relink(
                     )
                     count += 1
     return count
-
-
-def _names(value: object, ident: str) -> bool:
-    return ident in value if isinstance(value, frozenset) else value == ident
 
 
 def _server_edit(
