@@ -1086,6 +1086,7 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
         kind = conflict_kind(c)
         written = sides_written_here(replica, c)
         kept = kept_in_use(replica, c)
+        edited = kept_by_edit(replica, c)
         suggestion, note = suggest(kind, c.base, c.mine, c.theirs, written=written)
         if c.field == REJECTED_FIELD:  # the edit and the reason, not the stored dicts (QA)
             edit, reason = _refusal(c)
@@ -1106,7 +1107,6 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
                 "prompt's outputs go with it) or kept as it is",
             ]
         elif c.field == TOMBSTONE:  # which side deleted, in words (the list says it so)
-            edited = kept_by_edit(replica, c)
             alive = "edited" if not edited else f"edited ({', '.join(edited)})"
             if edited == []:
                 alive = "restored"
@@ -1142,7 +1142,7 @@ def conflicts_show(typer_ctx: typer.Context, conflict_id: RecordId) -> None:
             "suggestion": suggestion if kind in MERGEABLE else None,
             "written_here": written,
             "kept_in_use": kept.words() if kept else None,
-            "kept_by_edit_of": kept_by_edit(replica, c),
+            "kept_by_edit_of": edited,
             "in_place": in_place,
         }
         emit(ctx, shown, lambda: "\n".join(lines))

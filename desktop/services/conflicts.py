@@ -14,7 +14,7 @@ from outputhub.desktop.storage import Replica
 from outputhub.desktop.storage.records import ConflictRecord
 from outputhub.desktop.storage.sync_store import REJECTED_FIELD, ReplicaSyncStore
 from outputhub.sync.client import LocalEditError, LocalLibrary, Merged
-from outputhub.sync.engine import Conflict, ConflictKind, is_kept, written_here
+from outputhub.sync.engine import Conflict, ConflictKind, RecordState, is_kept, written_here
 from outputhub.sync.engine.schema import DEFAULT_SCHEMA, TOMBSTONE, FieldKind
 from outputhub.sync.engine.textmerge import merge3
 
@@ -92,16 +92,17 @@ def sides_written_here(replica: Replica, conflict: ConflictRecord) -> str | None
     record's state no longer holds it)."""
     if conflict.field == REJECTED_FIELD:
         return "mine"
-    candidate = _state_conflict(replica, conflict)
-    return None if candidate is None else written_here(candidate, replica.node_id)
+    held = _held(replica, conflict)
+    return None if held is None else written_here(held[1], replica.node_id)
 
 
-def _state_conflict(replica: Replica, conflict: ConflictRecord) -> Conflict | None:
-    """The engine's conflict of this record as its merge state holds it (None when closed)."""
+def _held(replica: Replica, conflict: ConflictRecord) -> tuple[RecordState, Conflict] | None:
+    """The record's merge state and the engine's conflict in it (None when closed)."""
     record = ReplicaSyncStore(replica).load(conflict.entity, conflict.record_id)
     if record is None:
         return None
-    return next((c for c in record.state.conflicts if c.id == conflict.id), None)
+    found = next((c for c in record.state.conflicts if c.id == conflict.id), None)
+    return None if found is None else (record.state, found)
 
 
 KEPT_NAMED_SHOWN: int = 3
@@ -131,8 +132,8 @@ def kept_in_use(replica: Replica, conflict: ConflictRecord) -> KeptInUse | None:
     what names the record here; None for any other conflict (an edit that met a delete, a closed one)."""
     if conflict.field != TOMBSTONE:
         return None
-    candidate = _state_conflict(replica, conflict)
-    if candidate is None or not is_kept(candidate.winner.op_id):
+    held = _held(replica, conflict)
+    if held is None or not is_kept(held[1].winner.op_id):
         return None
     found, total = ReplicaSyncStore(replica).named_by(
         conflict.entity, conflict.record_id, limit=KEPT_NAMED_SHOWN
@@ -146,17 +147,14 @@ def kept_by_edit(replica: Replica, conflict: ConflictRecord) -> list[str] | None
     said only "edited" (QA)."""
     if conflict.field != TOMBSTONE:
         return None
-    record = ReplicaSyncStore(replica).load(conflict.entity, conflict.record_id)
-    candidate = None if record is None else next(
-        (c for c in record.state.conflicts if c.id == conflict.id), None
-    )
-    if record is None or candidate is None or is_kept(candidate.winner.op_id):
+    held = _held(replica, conflict)
+    if held is None or is_kept(held[1].winner.op_id):
         return None
-    op = candidate.winner.op_id
+    state, op = held[0], held[1].winner.op_id
     return [
         name
-        for name, state in record.state.fields.items()
-        if any(w.op_id == op for w in (*state.heads, *state.history))
+        for name, written in state.fields.items()
+        if any(w.op_id == op for w in (*written.heads, *written.history))
     ]
 
 
