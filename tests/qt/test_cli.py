@@ -20,6 +20,19 @@ from tests.support.client import PASSWORD, new_org, seed_library
 from tests.support.serve import OUTPUTHUB_EXE, clean_env
 
 
+def replica_exe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``outputhub replica`` on :func:`replica_cli`'s replica as its own process (a real exit, pipe, lock)."""
+    command = [OUTPUTHUB_EXE, "replica", "--replica", str(tmp_path / "cli.ohr")]
+    return subprocess.run(
+        [*command, "--passphrase-file", str(tmp_path / "passphrase"), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
+
+
 def test_desktop_command_is_listed_with_its_replica_option() -> None:
     result = CliRunner().invoke(app, ["desktop", "--help"])
     assert result.exit_code == 0, result.output
@@ -185,15 +198,7 @@ def test_a_server_that_answers_with_a_web_page_is_said_in_a_line(tmp_path: Path)
         org = "01a22909-0000-7000-8000-000000000000"
         replica_cli(tmp_path, "attach", "--server", url, "--org", org, "--api-key-file", str(key))
         replica_cli(tmp_path, "add", "tag", "--set", "name=kept")
-        command = [OUTPUTHUB_EXE, "replica", "--replica", str(tmp_path / "cli.ohr"), "--passphrase-file"]
-        run = subprocess.run(
-            [*command, str(tmp_path / "passphrase"), "--json", "sync"],
-            capture_output=True,
-            text=True,
-            env=clean_env(),
-            timeout=120,
-            check=False,
-        )
+        run = replica_exe(tmp_path, "--json", "sync")
         assert run.returncode == 3, run.stderr
         answer = json.loads(run.stdout)
         assert answer["exit"] == 3 and "could not be read" in answer["error"], answer
@@ -268,15 +273,7 @@ def test_a_command_waits_for_another_holding_the_replica(tmp_path: Path) -> None
     thread.start()
     try:
         assert holding.wait(30)
-        command = [OUTPUTHUB_EXE, "replica", "--replica", str(tmp_path / "cli.ohr"), "--passphrase-file"]
-        run = subprocess.run(
-            [*command, str(tmp_path / "passphrase"), "add", "tag", "--set", "name=waited"],
-            capture_output=True,
-            text=True,
-            env=clean_env(),
-            timeout=120,
-            check=False,
-        )
+        run = replica_exe(tmp_path, "add", "tag", "--set", "name=waited")
         assert run.returncode == 0, run.stderr
         assert released.is_set(), "it waited for the holder"
     finally:

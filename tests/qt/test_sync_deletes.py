@@ -42,13 +42,13 @@ def delete_output_row(qtbot, session, outputs, output_id: str) -> None:
     qtbot.waitUntil(lambda: outputs.model.row_of(output_id) is None, timeout=5000)
 
 
-def open_the_conflict(qtbot, session):
+def open_the_conflict(qtbot, session, field: str = "deleted vs edited"):
     qtbot.waitUntil(lambda: "1 conflict" in session.window.conflict_label.text(), timeout=10_000)
     conflicts = show(qtbot, session, "Conflicts")
     qtbot.waitUntil(lambda: conflicts.model.rowCount() == 1, timeout=5000)
     click_row(qtbot, conflicts.list, 0)
     qtbot.waitUntil(lambda: conflicts.keep_mine.isEnabled(), timeout=5000)
-    assert conflicts.model.index(0, conflicts.model.column_index("field")).data() == "deleted vs edited"
+    assert conflicts.model.index(0, conflicts.model.column_index("field")).data() == field
     assert conflicts.base.toPlainText() == "Existed"
     assert not conflicts.save_merged.isEnabled() and conflicts.merged.isReadOnly(), "nothing to merge"
     return conflicts
@@ -283,12 +283,7 @@ def test_a_tag_deleted_here_while_put_on_a_prompt_elsewhere_shows_what_keeps_it_
 
     assert "1 new conflict" in sync_now(qtbot, session)
     assert not replica.get_lookup(kind=LookupKind.TAGS, id=unused).deleted, "kept: the prompt names it"
-    qtbot.waitUntil(lambda: "1 conflict" in session.window.conflict_label.text(), timeout=10_000)
-    conflicts = show(qtbot, session, "Conflicts")
-    qtbot.waitUntil(lambda: conflicts.model.rowCount() == 1, timeout=5000)
-    click_row(qtbot, conflicts.list, 0)
-    qtbot.waitUntil(lambda: conflicts.keep_mine.isEnabled(), timeout=5000)
-    assert conflicts.model.index(0, conflicts.model.column_index("field")).data() == "deleted vs in use"
+    conflicts = open_the_conflict(qtbot, session, field="deleted vs in use")
     assert "deleted on one computer while records came to use it on another" in conflicts.title.text()
     in_use = "Kept: in use by prompt “Linux Terminal”"
     assert (conflicts.mine.toPlainText(), conflicts.theirs.toPlainText()) == ("Deleted", in_use)
