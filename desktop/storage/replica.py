@@ -278,7 +278,6 @@ def _ensure_node_id(conn: Connection, *, path: Path) -> str:
         return node_id
 
 
-
 def _read_only(exc: BaseException | None) -> bool:
     """Whether ``exc`` (a driver error, or this package's error raised from one) is SQLite's "attempt to write
     a readonly database"."""
@@ -287,6 +286,7 @@ def _read_only(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__
     return False
+
 
 class Replica:
     """An open replica. Use :func:`open_replica` to get one; close it (or use it as a context manager)."""

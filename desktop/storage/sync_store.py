@@ -685,12 +685,7 @@ class ReplicaSyncStore:
         merge states (so the writes equal the server's, which rewrote them on arrival) and in the rows."""
         changed = 0
         with self.replica.writing("rewrite references") as conn:
-            for owner in ("prompt", "output", "custom_gpt"):
-                refs = [
-                    f for f, target in DEFAULT_SCHEMA.entity(owner).references.items() if target == entity
-                ]
-                if not refs:
-                    continue
+            for owner, refs in _references_to(entity):
                 spec = SPEC[owner]
                 rows = conn.execute(_naming_sql(owner, refs), (from_id,)).fetchall()
                 for (record_id,) in rows:
@@ -843,10 +838,7 @@ class ReplicaSyncStore:
         since: ``(entity, id, field, entry)`` of each, as :class:`LibraryService`'s relink takes them (the
         field's heads are still the delete's unlinks, and its value lacks the entry)."""
         found: list[tuple[str, str, str, str]] = []
-        for owner in DEFAULT_SCHEMA.entities:
-            refs = [f for f, target in DEFAULT_SCHEMA.entity(owner).references.items() if target == entity]
-            if not refs:
-                continue
+        for owner, refs in _references_to(entity):
             with self.replica.reading("find where an entry was taken off") as conn:
                 table = SPEC[owner].table
                 ids = [
@@ -874,20 +866,9 @@ class ReplicaSyncStore:
         found: list[tuple[str, str]] = []
         total = 0
         with self.replica.reading("find the records naming one") as conn:
-            for owner in DEFAULT_SCHEMA.entities:
-                references = DEFAULT_SCHEMA.entity(owner).references
-                refs = [name for name, target in references.items() if target == entity]
-                if not refs:
-                    continue
-                spec = SPEC[owner]
-                links = {link.field: link for link in spec.links}
-                naming = " UNION ".join(
-                    f"SELECT {links[name].owner} FROM {links[name].table} WHERE {links[name].target} = ?1"
-                    if name in links
-                    else f"SELECT id FROM {spec.table} WHERE {name} = ?1"
-                    for name in refs
-                )
-                live = f"SELECT id FROM {spec.table} WHERE deleted = 0 AND id IN ({naming})"
+            for owner, refs in _references_to(entity):
+                naming = _naming_sql(owner, refs, states=False)
+                live = f"SELECT id FROM {SPEC[owner].table} WHERE deleted = 0 AND id IN ({naming})"
                 total += int(conn.execute(f"SELECT count(*) FROM ({live})", (record_id,)).fetchone()[0])
                 if len(found) < limit:
                     rows = conn.execute(f"{live} ORDER BY seq LIMIT ?2", (record_id, limit - len(found)))
@@ -965,12 +946,23 @@ def _close_conflicts(conn: Any, entity: str, record_ids: Sequence[str]) -> list[
     return closed
 
 
-def _naming_sql(owner: str, refs: Sequence[str]) -> str:
+def _references_to(entity: str) -> list[tuple[str, list[str]]]:
+    """Each entity with reference fields that name records of ``entity``, with those fields."""
+    found = []
+    for owner in DEFAULT_SCHEMA.entities:
+        refs = [name for name, target in DEFAULT_SCHEMA.entity(owner).references.items() if target == entity]
+        if refs:
+            found.append((owner, refs))
+    return found
+
+
+def _naming_sql(owner: str, refs: Sequence[str], *, states: bool = True) -> str:
     """The ids of ``owner``'s rows whose merge state or references (``refs``: columns, link tables) name
-    the record ``?``. A state stored as its row's values (:data:`ROW_VALUES`) names it only in the row."""
+    the record ``?``. A state stored as its row's values (:data:`ROW_VALUES`) names it only in the row.
+    ``states=False``: only those whose references name it now."""
     spec = SPEC[owner]
     links = {link.field: link for link in spec.links}
-    found = [f"SELECT id FROM {spec.table} WHERE instr(field_clocks, ?1) > 0"]
+    found = [f"SELECT id FROM {spec.table} WHERE instr(field_clocks, ?1) > 0"] if states else []
     for name in refs:
         link = links.get(name)
         found.append(
