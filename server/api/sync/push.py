@@ -1362,16 +1362,21 @@ def _relink(
             for ref in KEPT_ALIVE:
                 if ref.target is not table:
                     continue
-                # the merge states that name it (a record it was taken off keeps it in its field's history)
-                found = session.execute(
-                    select(SyncRecordState.record_id).where(
-                        SyncRecordState.org_id == tenant.org_id,
-                        SyncRecordState.entity == ref.spec.entity,
-                        SyncRecordState.state.contains(ident),
-                    )
-                ).scalars()
-                rows = [r for r in (session.get(ref.spec.table, u) for u in sorted(found)) if r is not None]
-                rows = [r for r in rows if not r.deleted]
+                # the live records whose merge states name it (one it was taken off keeps it in its field's
+                # history), in one query
+                naming = select(SyncRecordState.record_id).where(
+                    SyncRecordState.org_id == tenant.org_id,
+                    SyncRecordState.entity == ref.spec.entity,
+                    SyncRecordState.state.contains(ident),
+                )
+                owner = ref.spec.table
+                rows = list(
+                    session.execute(
+                        select(owner)
+                        .where(owner.org_id == tenant.org_id, owner.deleted.is_(False), owner.id.in_(naming))
+                        .order_by(owner.id)
+                    ).scalars()
+                )
                 for state in load_states(session, org_id=tenant.org_id, spec=ref.spec, rows=rows).values():
                     back = relinked_value(state, ref.field, ident)
                     if back is None:
