@@ -19,7 +19,11 @@ same run, as baselines:
   machine, whose storing shares the same two cores (``ratio_sync_vs_pull_only``).
 Then the initial sync (pull everything, apply, verify) is timed end to end, the apply step alone
 (``apply_rows_per_s``: ``apply_remote``) and the store step (``store_rows_per_s``: the transactions the pull
-opens, commits included), in pages of 5,000 and again (``initial_sync_page1000_*``) in the desktop's pages of
+opens, commits included), the CPU time the server process and the client process used during it
+(``initial_sync_server_cpu_seconds``, ``initial_sync_client_cpu_seconds``; the client's: all its threads)
+and what they make the sync's ceiling on this machine: the records over their sum spread over every core
+(``initial_sync_cpu_ceiling_rows_per_s``; no scheduling reaches it, the storing runs on one thread), in pages
+of 5,000 and again (``initial_sync_page1000_*``) in the desktop's pages of
 1,000. Pages of 500 or more new outputs are stored without indexing their text (the search backlog,
 desktop/storage/migrations/0003): the sync then ends, and the catch-up the desktop and the CLI run next is
 timed apart (``initial_sync_index_seconds``); ``initial_sync_then_indexed_rows_per_s`` is the records over
@@ -42,6 +46,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -54,6 +59,8 @@ import orjson
 
 from bench.api import (
     DEFAULT_CSV,
+    SERVER_PIDS,
+    _cpu_seconds,
     _ok,
     analyze,
     backend_database,
@@ -196,6 +203,9 @@ def initial_sync(
     token = lib.headers["Authorization"].split(" ", 1)[1]
     remote = HttpRemote(base, token=token, org_id=lib.org, client=http)
     client = SyncClient(store, remote, pull_page=pull_page)
+    server_pid = SERVER_PIDS.get(base)
+    server_cpu = _cpu_seconds(server_pid) if server_pid is not None else None
+    client_cpu = time.process_time()
     start = time.perf_counter()
     report = SyncReport()
     client.push(report)
@@ -203,6 +213,9 @@ def initial_sync(
     pulled_at = time.perf_counter()
     client.verify(report)
     elapsed = time.perf_counter() - start
+    client_cpu = time.process_time() - client_cpu
+    server_cpu_end = _cpu_seconds(server_pid) if server_pid is not None else None
+    server_cpu = None if server_cpu is None or server_cpu_end is None else server_cpu_end - server_cpu
     total = report.pulled
     # what the desktop and the CLI do next: index the text the large pages left to the catch-up
     waiting = replica.search_backlog()
@@ -221,7 +234,14 @@ def initial_sync(
         "apply_rows_per_s": round(total / store.apply_seconds),
         "store_rows_per_s": round(total / store.store_seconds),
         "checksum_ok": report.checksum_ok,
+        "client_cpu_seconds": round(client_cpu, 2),
     }
+    if server_cpu is not None:
+        # the work of the whole sync in CPU seconds; spread perfectly over every core, the sync could not
+        # be faster than this (it is a ceiling, not a prediction: the storing runs on one thread)
+        cpu = client_cpu + server_cpu
+        figures["server_cpu_seconds"] = round(server_cpu, 2)
+        figures["cpu_ceiling_rows_per_s"] = round(total / (cpu / (os.cpu_count() or 1)))
     return figures, store, client, remote
 
 
@@ -286,6 +306,10 @@ def run(backend: str, rows: int, trips: int, workdir: Path) -> dict[str, Any]:
             results["initial_sync_apply_rows_per_s"] = figures["apply_rows_per_s"]
             results["initial_sync_store_rows_per_s"] = figures["store_rows_per_s"]
             results["initial_sync_checksum_ok"] = figures["checksum_ok"]
+            results["initial_sync_client_cpu_seconds"] = figures["client_cpu_seconds"]
+            if "server_cpu_seconds" in figures:
+                results["initial_sync_server_cpu_seconds"] = figures["server_cpu_seconds"]
+                results["initial_sync_cpu_ceiling_rows_per_s"] = figures["cpu_ceiling_rows_per_s"]
             results["initial_sync_index_backlog_rows"] = figures["index_backlog_rows"]
             results["initial_sync_index_seconds"] = figures["index_seconds"]
             results["initial_sync_then_indexed_rows_per_s"] = figures["searchable_rows_per_s"]
