@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal
 
-from outputhub.common.clock import HLC, tick
+from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC, tick
 from outputhub.common.ids import canonical_id, new_id_text
 from outputhub.common.limits import NUMBER_RANGE, limit_problem, missing_problem, type_problem
 from outputhub.common.names import normalize_name
@@ -154,11 +154,18 @@ class LocalLibrary:
 
     def _hlc(self, state: RecordState | None) -> HLC:
         prev = self.store.last_hlc()
+        now = self.now_ms()
+        if prev is not None and prev.wall_ms > now + DEFAULT_MAX_DRIFT_MS:
+            # stamped while this device's clock ran further ahead than any server accepts (each such edit
+            # was refused, clock-drift): going on from there had every later edit refused too, the clock
+            # set right or not, until real time caught up (QA). No server holds a write stamped there, and
+            # this open writes under its own node id, so the clock starts again from the physical time.
+            prev = None
         if state is not None and state.known_versions:
             top = max(state.known_versions)
             if prev is None or top > prev:
                 prev = HLC(top.wall_ms, top.counter, self.store.node_id)
-        hlc = tick(prev, now_ms=self.now_ms(), node=self.store.node_id)
+        hlc = tick(prev, now_ms=now, node=self.store.node_id)
         self.store.save_hlc(hlc)
         return hlc
 

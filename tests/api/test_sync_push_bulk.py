@@ -63,7 +63,7 @@ class Names:
         text = json.dumps(_decoded(value), default=str, sort_keys=True)
         by_id = {v.lower(): f"<{k}>" for k, v in self.ids.items()}
         text = UUID_RE.sub(lambda m: by_id.get(m.group(0).lower(), "<?>"), text)
-        text = re.sub(r"clock is \d+ s ahead", "clock is N s ahead", SERVER_HLC_RE.sub("<server-hlc>", text))
+        text = re.sub(r"stamped \d+ s ahead", "stamped N s ahead", SERVER_HLC_RE.sub("<server-hlc>", text))
         return _sorted_names(json.loads(text))
 
 

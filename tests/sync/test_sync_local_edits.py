@@ -11,18 +11,21 @@ import re
 import time
 import unicodedata
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from outputhub.common.clock import HLC, MAX_COUNTER
 from outputhub.common.ids import new_id_text
+from outputhub.desktop.services.conflicts import reapply_refused
 from outputhub.desktop.services.library import LibraryService
+from outputhub.desktop.storage.sync_store import REJECTED_FIELD
 from outputhub.sync.client import LocalEditError, SyncReport
 from outputhub.sync.engine import DEFAULT_SCHEMA, Merged, make_edit
 from outputhub.sync.protocol import change_to_wire
 from tests.support.client import Org, seed_library
-from tests.sync.support import Device, as_an_older_replica, server_cli
+from tests.sync.support import Device, as_an_older_replica, make_device, server_cli
 
 
 def _settle(*devices: Device) -> None:
@@ -1229,3 +1232,41 @@ def test_a_name_nfc_makes_too_long_is_merged_as_it_was_given(org: Org, devices: 
     [conflict] = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == first]
     assert {conflict["winner"]["value"], conflict["loser"]["value"]} == {"\ufb2c" * 199 + c for c in "aA"}
     assert laptop.values() == desktop.values()
+
+
+def test_edits_made_after_the_clock_is_set_right_are_taken(  # type: ignore[no-untyped-def]
+    client, org: Org, tmp_path: Path
+) -> None:
+    """A device whose clock ran a year ahead has its edit refused (``clock-drift``), as it must. Once the
+    clock was set right, every later edit was stamped after that year-ahead edit and refused as well, and
+    making the refused edit again was refused again, until real time caught up (QA)."""
+    skew = [365 * 24 * 3600 * 1000]
+    device = make_device(
+        tmp_path,
+        "skewed",
+        http=client,
+        base_url="",
+        token=org.owner.token,
+        org_id=org.id,
+        now_ms=lambda: int(time.time() * 1000) + skew[0],
+    )
+    try:
+        ids = seed_library(org)
+        device.sync()
+        device.library.edit("prompt", ids["prompt"], {"title": "from a year ahead"})
+        [refused] = device.sync().refused
+        assert "clock-drift" in refused["reason"] and "set it right" in refused["reason"], refused
+        skew[0] = 0
+        device.library.edit("prompt", ids["prompt"], {"description": "clock set right"})
+        made = device.library.create("prompt", {"title": "new", "body": "b"})
+        assert device.sync().refused == []
+        [kept] = [c for c in device.open_conflicts() if c.field == REJECTED_FIELD]
+        with device.replica.transaction():
+            reapply_refused(device.library, kept)
+            device.replica.resolve_conflict(id=kept.id)
+        assert device.sync().refused == []
+        served = org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()
+        assert (served["title"], served["description"]) == ("from a year ahead", "clock set right")
+        assert org.owner.get(f"{org.base}/prompts/{made}").status_code == 200
+    finally:
+        device.replica.close()

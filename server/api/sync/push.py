@@ -1004,7 +1004,11 @@ def _handle(
             id=ident,
             error=OpError(
                 code="clock-drift",
-                detail=f"the device clock is {(change.hlc.wall_ms - now_ms) // 1000} s ahead of the server",
+                detail=(
+                    f"the edit is stamped {(change.hlc.wall_ms - now_ms) // 1000} s ahead of the server's "
+                    "clock: the device's clock was wrong when it was made; set it right, then make the edit "
+                    "again"
+                ),
                 field="hlc",
             ),
         )
