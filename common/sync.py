@@ -199,6 +199,11 @@ class TableChecksum(BaseModel):
     digest: str | None = Field(
         default=None, description="SHA-256 of the sorted (id, revision) pairs; only with `full=true`."
     )
+    newest: str | None = Field(
+        default=None,
+        description="`<id>:<revision>` of the record with the highest revision (the smallest id among "
+        "records of that revision); null when there is none.",
+    )
 
 
 class Checksums(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from outputhub.common.clock import HLC
 from outputhub.common.sync import PullAlong
@@ -111,6 +111,16 @@ class ApplyResult:
             self.max_version = version
 
 
+class TableSums(NamedTuple):
+    """What the check compares per table (the server's ``TableChecksum``, from the replica's rows)."""
+
+    count: int
+    revision_sum: int
+    digest: str | None
+    newest: str | None
+    """``'<id>:<revision>'`` of the record with the highest revision (the smallest id among its records)."""
+
+
 class ReplicaStore(Protocol):
     @property
     def node_id(self) -> str: ...
@@ -205,7 +215,7 @@ class ReplicaStore(Protocol):
 
     def set_cursor(self, *, server_url: str, org_id: str, cursor: int) -> None: ...
 
-    def checksums(self, *, full: bool = False) -> dict[str, tuple[int, int, str | None]]: ...
+    def checksums(self, *, full: bool = False) -> dict[str, TableSums]: ...
 
     def record_ids(self, entity: str) -> Iterator[str]: ...
 

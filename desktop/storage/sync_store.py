@@ -48,7 +48,7 @@ from outputhub.sync.engine import (
     relinked_value,
     sides,
 )
-from outputhub.sync.ports import ApplyResult, LocalRecord, Outgoing, RemoteItem
+from outputhub.sync.ports import ApplyResult, LocalRecord, Outgoing, RemoteItem, TableSums
 from outputhub.sync.protocol import (
     CURRENT,
     ENTITY_TABLES,
@@ -807,15 +807,19 @@ class ReplicaSyncStore:
     def set_cursor(self, *, server_url: str, org_id: str, cursor: int) -> None:
         self.replica.set_sync_cursor(server_url=server_url, org_id=org_id, cursor=str(cursor))
 
-    def checksums(self, *, full: bool = False) -> dict[str, tuple[int, int, str | None]]:
-        """Per table: count and revision sum (and with ``full`` a digest of the sorted (id, revision)
-        pairs) of the rows the server knows (revision set)."""
-        out: dict[str, tuple[int, int, str | None]] = {}
+    def checksums(self, *, full: bool = False) -> dict[str, TableSums]:
+        """Per table: count and revision sum, the newest record (``'<id>:<revision>'``), and with ``full`` a
+        digest of the sorted (id, revision) pairs, of the rows the server knows (revision set)."""
+        out: dict[str, TableSums] = {}
         with self.replica.reading("compute checksums") as conn:
             for entity in ENTITY_ORDER:
                 table = SPEC[entity].table
                 count, total = conn.execute(
                     f"SELECT count(*), coalesce(sum(revision), 0) FROM {table} WHERE revision IS NOT NULL"
+                ).fetchone()
+                newest = conn.execute(
+                    f"SELECT id || ':' || revision FROM {table} WHERE revision IS NOT NULL "
+                    "ORDER BY revision DESC, id LIMIT 1"
                 ).fetchone()
                 digest: str | None = None
                 if full:
@@ -825,7 +829,7 @@ class ReplicaSyncStore:
                     ):
                         hasher.update(f"{ident}:{revision}\n".encode())
                     digest = hasher.hexdigest()
-                out[table] = (int(count), int(total), digest)
+                out[table] = TableSums(int(count), int(total), digest, newest[0] if newest else None)
         return out
 
     def record_ids(self, entity: str) -> Iterator[str]:

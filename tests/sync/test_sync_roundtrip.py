@@ -773,7 +773,7 @@ def test_a_first_sync_cut_short_after_a_purge_goes_on_where_it_stopped(  # type:
         assert cut.asked[:2] == [(0, False), (cut.asked[1][0], True)] and cut.asked[1][0] > 0
         stopped_at = new.store.cursor(server_url="", org_id=org.id)
         assert stopped_at == cut.asked[2][0] > 0
-        kept = sum(n for n, _, _ in new.store.checksums().values())
+        kept = sum(t.count for t in new.store.checksums().values())
         assert 0 < kept < records
 
         rest = _Pages(client, allow=None)

@@ -111,13 +111,7 @@ def _pull_after_commit(
                     session, tenant=tenant, since=along.since, limit=along.limit, protocol=protocol
                 )
                 if along.checksums:
-                    sums = service.checksums_json(
-                        session,
-                        tenant=tenant,
-                        full=False,
-                        cache=services.cache,
-                        ttl=services.settings.cache_ttl_seconds,
-                    )
+                    sums = service.checksums_json(session, tenant=tenant, full=False)
                     extra += b',"checksums":' + sums
                 return extra
         except CursorExpiredError:
@@ -154,12 +148,10 @@ def get_record(tenant: Reader, session: SessionDep, entity: str, record_id: uuid
 
 
 @router.get("/checksums", response_model=Checksums)
-def get_checksums(tenant: Reader, session: SessionDep, services: ServicesDep, full: bool = False) -> Response:
-    """Per table: record count and revision sum (and with `full=true` a digest of the sorted (id, revision)
-    pairs), for the client's check after every sync."""
-    body = service.checksums_json(
-        session, tenant=tenant, full=full, cache=services.cache, ttl=services.settings.cache_ttl_seconds
-    )
+def get_checksums(tenant: Reader, session: SessionDep, full: bool = False) -> Response:
+    """Per table: record count, revision sum and newest record (and with `full=true` a digest of the sorted
+    (id, revision) pairs), for the client's check after every sync."""
+    body = service.checksums_json(session, tenant=tenant, full=full)
     return Response(body, media_type="application/json")
 
 

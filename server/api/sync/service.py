@@ -62,7 +62,16 @@ from outputhub.server.api.lookups.service import (
     take_off_records,
 )
 from outputhub.server.api.prompts.service import delete_outputs
-from outputhub.server.api.sync.feed import ENTITY_ORDER, FEED_BY_NAME, FEEDS, FeedRow, first_rows, page_rows
+from outputhub.server.api.sync.feed import (
+    ENTITY_ORDER,
+    FEED_BY_NAME,
+    FEEDS,
+    Feed,
+    FeedRow,
+    first_rows,
+    page_rows,
+    sqlite_uuid_sql,
+)
 from outputhub.server.api.sync.push import (
     OpRefusedError,
     apply_change,
@@ -78,7 +87,6 @@ from outputhub.server.api.sync.records import (
     load_state_wires,
     load_states,
 )
-from outputhub.server.cache import Cache
 from outputhub.server.events import DomainEvent, emit
 from outputhub.server.storage.tables import (
     CustomGpt,
@@ -368,57 +376,91 @@ def refused_records(session: Session, *, tenant: Tenant, results: Sequence[OpRes
     return out
 
 
+def _newest_sql(feed: Feed, dialect: str) -> str:
+    """``'<id>:<revision>'`` of the organization's row of ``feed``'s table with the highest revision (the
+    smallest id among rows of that revision), NULL when it has none: a scalar subquery on the
+    ``(org_id, revision)`` index."""
+    ident = sqlite_uuid_sql("n.id") if dialect == "sqlite" else "n.id::text"
+    return (
+        f"(SELECT {ident} || ':' || n.revision FROM {feed.table.__tablename__} n WHERE n.org_id = :org "
+        "ORDER BY n.revision DESC, n.id LIMIT 1)"
+    )
+
+
 @functools.cache
-def _sums_sql() -> TextClause:
-    """(feed index, count, revision sum) of every replicated table, and (-1, 0, newest revision), in one
-    statement: one snapshot, one round trip (the check runs after every sync)."""
+def _sums_sql(dialect: str) -> TextClause:
+    """(feed index, count, revision sum, newest) of every replicated table, and (-1, 0, newest revision,
+    NULL), in one statement: one snapshot, one round trip (the check runs after every sync)."""
     parts = [
-        f"SELECT {i} AS k, count(*) AS n, coalesce(sum(revision), 0) AS total "
-        f"FROM {feed.table.__tablename__} WHERE org_id = :org"
+        f"SELECT {i} AS k, count(*) AS n, coalesce(sum(revision), 0) AS total, {_newest_sql(feed, dialect)} "
+        f"AS newest FROM {feed.table.__tablename__} WHERE org_id = :org"
         for i, feed in enumerate(FEEDS)
     ]
-    parts.append("SELECT -1, 0, coalesce((SELECT revision FROM org_revisions WHERE org_id = :org), 0)")
+    parts.append(
+        "SELECT -1, 0, coalesce((SELECT revision FROM org_revisions WHERE org_id = :org), 0), NULL"
+    )
     return text(" UNION ALL ".join(parts)).bindparams(bindparam("org", type_=Uuid))
 
 
 @functools.cache
-def _kept_sums_sql() -> TextClause:
+def _kept_sums_sql(dialect: str) -> TextClause:
     """The organization's ``sync_sums`` row (kept by triggers, migration 0011), the figures in feed order,
-    and its newest revision, in one statement."""
+    its newest revision and each table's newest row (:func:`_newest_sql`), in one statement."""
     names = [name for feed in FEEDS for name in sums_columns(feed.table.__tablename__)]
+    newest = [_newest_sql(feed, dialect) for feed in FEEDS]
     return text(
         f"SELECT {', '.join(names)}, "
-        "coalesce((SELECT revision FROM org_revisions WHERE org_id = :org), 0) "
-        "FROM sync_sums WHERE org_id = :org"
+        "coalesce((SELECT revision FROM org_revisions WHERE org_id = :org), 0), "
+        f"{', '.join(newest)} FROM sync_sums WHERE org_id = :org"
     ).bindparams(bindparam("org", type_=Uuid))
 
 
-def counted_sums(session: Session, *, org_id: uuid.UUID) -> dict[int, tuple[int, int]]:
-    """(count, revision sum) per feed index, and ``-1``: (0, newest revision), counted from the rows."""
-    return {int(k): (int(n), int(total)) for k, n, total in session.execute(_sums_sql(), {"org": org_id})}
+Sums = dict[int, tuple[int, int]]
+"""(count, revision sum) per feed index, and ``-1``: (0, newest revision)."""
+
+Newest = dict[int, str | None]
+"""``'<id>:<revision>'`` of each table's row with the highest revision, per feed index."""
 
 
-def kept_sums(session: Session, *, org_id: uuid.UUID) -> dict[int, tuple[int, int]] | None:
-    """:func:`counted_sums` as the triggers keep them (one row read); None if the organization has none."""
-    row = session.execute(_kept_sums_sql(), {"org": org_id}).first()
+def _counted(session: Session, org_id: uuid.UUID) -> tuple[Sums, Newest]:
+    dialect = session.get_bind().dialect.name
+    rows = session.execute(_sums_sql(dialect), {"org": org_id}).all()
+    sums = {int(k): (int(n), int(total)) for k, n, total, _newest in rows}
+    return sums, {int(k): newest for k, _n, _total, newest in rows if int(k) >= 0}
+
+
+def _kept(session: Session, org_id: uuid.UUID) -> tuple[Sums, Newest] | None:
+    row = session.execute(_kept_sums_sql(session.get_bind().dialect.name), {"org": org_id}).first()
     if row is None:
         return None
-    figures = [int(v) for v in row]
+    figures = [int(v) for v in row[: 2 * len(FEEDS) + 1]]
     sums = {i: (figures[2 * i], figures[2 * i + 1]) for i in range(len(FEEDS))}
     sums[-1] = (0, figures[-1])
-    return sums
+    return sums, dict(enumerate(row[2 * len(FEEDS) + 1 :]))
+
+
+def counted_sums(session: Session, *, org_id: uuid.UUID) -> Sums:
+    """(count, revision sum) per feed index, and ``-1``: (0, newest revision), counted from the rows."""
+    return _counted(session, org_id)[0]
+
+
+def kept_sums(session: Session, *, org_id: uuid.UUID) -> Sums | None:
+    """:func:`counted_sums` as the triggers keep them (one row read); None if the organization has none."""
+    kept = _kept(session, org_id)
+    return None if kept is None else kept[0]
 
 
 def checksums(session: Session, *, tenant: Tenant, full: bool = False) -> Checksums:
-    """Per table: how many records (tombstones included) and the sum of their revisions, as the database
-    keeps them (``sync_sums``); with ``full``, counted from the rows instead, with a digest of the sorted
-    (id, revision) pairs.
+    """Per table: how many records (tombstones included), the sum of their revisions, as the database
+    keeps them (``sync_sums``), and the id and revision of its newest record, read in the same statement;
+    with ``full``, counted from the rows instead, with a digest of the sorted (id, revision) pairs.
 
     A replica with nothing pending computes the same from its rows; a mismatch means it missed or mangled
-    something, and it repairs itself by pulling from zero."""
-    sums = None if full else kept_sums(session, org_id=tenant.org_id)
-    if sums is None:
-        sums = counted_sums(session, org_id=tenant.org_id)
+    something, and it repairs itself by pulling from zero. ``newest`` tells apart what counts and sums
+    cannot: a server restored from a backup that has since taken as many other records as the replica had
+    pulled after that backup, under the same revisions (QA)."""
+    figures = None if full else _kept(session, tenant.org_id)
+    sums, newest = figures if figures is not None else _counted(session, tenant.org_id)
     revision = sums[-1][1]
     tables: dict[str, TableChecksum] = {}
     for i, feed in enumerate(FEEDS):
@@ -432,36 +474,18 @@ def checksums(session: Session, *, tenant: Tenant, full: bool = False) -> Checks
             ):
                 hasher.update(f"{ident}:{rev}\n".encode())
             digest = hasher.hexdigest()
-        tables[name] = TableChecksum(count=int(count), revision_sum=int(total), digest=digest)
+        tables[name] = TableChecksum(
+            count=int(count), revision_sum=int(total), digest=digest, newest=newest[i]
+        )
     return Checksums(protocol=PROTOCOL_VERSION, revision=int(revision or 0), tables=tables)
 
 
-SUMS_CACHE_MIN_SECONDS: Final = 600
-"""How long a cached check answer is kept at least (its key names the revision it describes, so it is never
-stale; the time only bounds the cache's memory): longer than the desktop's auto-sync interval."""
-
-
-def checksums_json(session: Session, *, tenant: Tenant, full: bool, cache: Cache | None, ttl: int) -> bytes:
-    """:func:`checksums` as JSON, remembered per organization, newest revision and purge horizon.
-
-    The check runs after every sync, and most syncs of a desktop left open (one a minute) change nothing: at
-    100k outputs the sums cost the server 14 ms each (SQLite), the two marks a fraction of a millisecond.
-    Every write moves the newest revision, and so does every purge that removes records (it draws a revision
-    of its own), so an answer cached under it is the answer (the horizon is in the key too: it rose without
-    a new revision from purges made before the purge log). (On PostgreSQL the sums' own snapshot may be newer
-    than the marks read just before; the answer then describes that newer state, with its newer revision
-    inside, which a client handles as any answer that is ahead of its cursor: it pulls first.) ``full``
-    digests are not cached."""
-    if full or cache is None or ttl <= 0:
-        return checksums(session, tenant=tenant, full=full).model_dump_json().encode()
-    dialect = session.get_bind().dialect.name
-    horizon, head, *_ = session.execute(_marks_sql(dialect), {"org": tenant.org_id}).one()
-    key = f"sync-sums:{tenant.org_id}:{int(head or 0)}:{int(horizon or 0)}"
-    body = cache.get(key)
-    if body is None:
-        body = checksums(session, tenant=tenant).model_dump_json().encode()
-        cache.set(key, body, ttl_seconds=max(ttl, SUMS_CACHE_MIN_SECONDS))
-    return body
+def checksums_json(session: Session, *, tenant: Tenant, full: bool) -> bytes:
+    """:func:`checksums` as JSON. It is not cached: the database keeps the figures, and reading them costs
+    one row and an index probe per table, as much as the marks a cache key took. A cache keyed by the
+    newest revision (until 2026-11-30) was stale after a restore from a backup, whose later writes draw the
+    same revisions again: a replica that matched was repaired at every sync, one that did not passed (QA)."""
+    return checksums(session, tenant=tenant, full=full).model_dump_json().encode()
 
 
 # -- conflicts -----------------------------------------------------------------------------------------------
