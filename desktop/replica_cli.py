@@ -349,7 +349,7 @@ def parse_values(entity: str, pairs: list[str], files: list[str]) -> dict[str, A
         if kind is None or kind.value == "set":
             fail(5, f"{entity} has no text field {name!r} to read from a file")
         try:
-            values[name] = Path(path).read_text(encoding="utf-8")
+            values[name] = Path(path).read_bytes().decode("utf-8")  # verbatim: CRLF stays CRLF (QA)
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             fail(5, f"cannot read {path} for {name}: {reason}")
@@ -1312,7 +1312,7 @@ def conflicts_resolve(
         fail(2, "give --value or --value-file, not both")
     if value_file is not None:
         try:
-            value = value_file.read_text(encoding="utf-8")
+            value = value_file.read_bytes().decode("utf-8")  # verbatim, as --set-file
         except (OSError, UnicodeDecodeError) as exc:
             fail(
                 5,

@@ -608,7 +608,8 @@ def test_delete_takes_a_prompts_outputs_and_a_tags_uses_with_it(server: str, tmp
 
 def test_long_texts_come_from_files_verbatim(tmp_path: Path) -> None:
     """``--set-file field=PATH`` reads a text field from a file as it is: longer than a command line takes
-    (300 KB), with a literal backslash-n and any character; an unreadable file or no value: a clear error."""
+    (300 KB), with a literal backslash-n, any character and any line ending; an unreadable file or no value: a
+    clear error."""
     ws = Workstation(tmp_path, "f")
     ws.run("init")
     prompt = ws.run("add", "prompt", "--set", "title=P", "--set", "body=b").strip()
@@ -620,9 +621,9 @@ def test_long_texts_come_from_files_verbatim(tmp_path: Path) -> None:
     ).strip()
     assert ws.json("show", "output", output)["content"] == text  # type: ignore[index]
     notes = tmp_path / "notes.txt"
-    notes.write_text("first\nsecond\n", encoding="utf-8")
+    notes.write_bytes(b"first\r\nsecond\rthird\n")  # Windows and old Mac line endings stay as they are (QA)
     assert ws.run("edit", "output", output, "--set-file", f"notes={notes}").strip() == "changed"
-    assert ws.json("show", "output", output)["notes"] == "first\nsecond\n"  # type: ignore[index]
+    assert ws.json("show", "output", output)["notes"] == "first\r\nsecond\rthird\n"  # type: ignore[index]
     assert "cannot read" in ws.run(
         "edit", "output", output, "--set-file", f"notes={tmp_path / 'none'}", code=5
     )
