@@ -154,7 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.background = background
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, push_max_bytes=settings.max_push_bytes
+    )
     if settings.rate_limit_enabled:
         limiter = make_rate_limiter(settings, signer=services.auth.signer)
         app.add_middleware(RateLimitMiddleware, limiter=limiter)

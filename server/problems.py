@@ -155,14 +155,19 @@ class BodySizeLimit:
     bodies sent with a ``Content-Encoding`` with 415 (:class:`UnsupportedContentEncodingError`: bodies are
     read as sent; the framework would otherwise parse gzip as JSON before any route check runs)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, push_max_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.push_max_bytes = max(max_bytes, push_max_bytes)
+        """A sync push's bodies may be larger: one edit of a text at its length limit carries the text and the
+        base it was made on (up to 4 bytes a character each, more where JSON escapes them); under the
+        general limit such a text could be made but never edited from a replica (QA)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.push_max_bytes if str(scope.get("path", "")).endswith("/sync/push") else self.max_bytes
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         encoding = headers.get(b"content-encoding", b"").strip().decode("latin-1")
@@ -171,8 +176,8 @@ class BodySizeLimit:
             refused = _problem(UnsupportedContentEncodingError(encoding), instance=scope.get("path"))
             await problem_response(refused)(scope, _noop_receive, send)
             return
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, send, limit)
             return
         seen = 0
         too_big = False
@@ -183,7 +188,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     too_big = True
                     raise _BodyTooLargeError
             return message
@@ -194,7 +199,7 @@ class BodySizeLimit:
             if too_big:
                 if not replaced:
                     replaced = True
-                    await self._reject(scope, send)
+                    await self._reject(scope, send, limit)
                 return
             await send(message)
 
@@ -202,17 +207,17 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, guarded_send)
         except _BodyTooLargeError:
             if not replaced:
-                await self._reject(scope, send)
+                await self._reject(scope, send, limit)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send, limit: int) -> None:
         response = problem_response(
             Problem(
                 status=413,
                 title="Request body too large",
-                detail=f"the request body exceeds {self.max_bytes} bytes",
+                detail=f"the request body exceeds {limit} bytes",
                 type=TYPE_BASE + "too-large",
                 instance=scope.get("path"),
-                errors=[FieldError("body", f"larger than {self.max_bytes} bytes")],
+                errors=[FieldError("body", f"larger than {limit} bytes")],
             )
         )
         await response(scope, _noop_receive, send)

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     )
     invitation_days: int = 7
     max_body_bytes: int = 5 * 1024 * 1024
+    max_push_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        description=(
+            "Request bodies of a sync push may be this large (never less than max_body_bytes): one edit of "
+            "a text at its length limit (1,000,000 characters) carries the text and its base, in any "
+            "characters."
+        ),
+    )
     compress_responses: bool = Field(
         default=True,
         description=(

@@ -47,6 +47,7 @@ def make_settings(backend: str, *, tmp: Path, pg_url: str | None) -> Settings:
         database_url=pg_url if backend == "postgres" else None,
         secret_key="test-secret-key-with-enough-length-for-hs256",
         max_body_bytes=1024 * 1024,
+        max_push_bytes=1024 * 1024,  # pushes too: tests/sync/test_push_size.py
         # the shared test apps serve thousands of requests from one address; rate limits have their own tests
         rate_limit_enabled=False,
         # background analytics recomputes would keep the shared job queue busy (tests that wait for it to be

@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
+from outputhub.common.limits import LONG_TEXT_MAX
 from outputhub.desktop.storage.sync_store import REJECTED_FIELD
+from outputhub.server.settings import Settings
 from outputhub.sync.client import RequestTooLargeError
 from outputhub.sync.client.remote import HttpRemote
+from tests.conftest import app_client, make_settings
 from tests.support.client import Org, new_org, seed_library
 from tests.sync.support import Device, make_device
 
@@ -94,3 +97,35 @@ def test_one_change_too_large_for_the_server_is_kept_and_the_rest_syncs(laptop, 
     assert kept.record_id == big and kept.mine["values"]["content"] == huge
     assert all(device.store.load("output", i) is not None for i in after)
     assert 413 in pushes
+
+
+@pytest.mark.parametrize(
+    "character",
+    [
+        pytest.param("\U0001f642", id="4 bytes of UTF-8 each"),
+        pytest.param("\x01", id="6 bytes of JSON each"),
+    ],
+)
+def test_a_text_at_its_length_limit_is_edited_from_a_replica(tmp_path: Path, character: str) -> None:
+    """With the server's default limits: an output of 1,000,000 characters could be made, but its edit carries
+    the text and the base it was made on, over the 5 MiB every request may have; it was refused at every
+    sync (too-large), while a REST PATCH of the same text was taken (QA). A push may be larger."""
+    settings = make_settings("sqlite", tmp=tmp_path / "server", pg_url=None).model_copy(
+        update={"max_body_bytes": Settings().max_body_bytes, "max_push_bytes": Settings().max_push_bytes}
+    )
+    with app_client(settings) as client:
+        org = new_org(client)
+        ids = seed_library(org)
+        device = make_device(tmp_path, "d", http=client, base_url="", token=org.owner.token, org_id=org.id)
+        try:
+            device.sync()
+            text = character * (LONG_TEXT_MAX - 4) + "\nend"
+            output = device.library.create("output", {"prompt_id": ids["prompt"], "content": text})
+            assert device.sync().refused == []
+            edited = text.replace("\nend", "\nEND")
+            device.library.edit("output", output, {"content": edited})
+            report = device.sync()
+            assert report.refused == [] and report.pushed == 1
+            assert org.owner.get(f"{org.base}/outputs/{output}").json()["content"] == edited
+        finally:
+            device.replica.close()
