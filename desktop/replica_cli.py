@@ -637,8 +637,8 @@ def sync(
                 )
             if report.reset:
                 lines.append(
-                    f"{report.reset} record(s) shown as the server has them again (edits it refused are "
-                    "kept: `conflicts list`)"
+                    f"{report.reset} record(s) showed changes the server does not have: shown as the server "
+                    "has them again (an edit it refused is kept: `conflicts list`)"
                 )
             if report.purged:
                 lines.append(f"{report.purged} long-deleted record(s) the server purged: dropped here too")
