@@ -47,6 +47,7 @@ from outputhub.desktop.services.library import LibraryService
 from outputhub.desktop.services.sync import (
     Organization,
     OrganizationChoiceError,
+    adopt_older_login,
     conflict_counts,
     find_organization,
     list_organizations,
@@ -457,18 +458,24 @@ def attach(
         store = ReplicaSyncStore(replica)
         try:
             if api_key_file is not None:
-                kind, credential = "apikey", api_key_file.read_text().strip()
+                credential = api_key_file.read_text().strip()
                 assert org is not None
                 org_id, org_name = org, ""
                 if not credential:
                     fail(5, f"the API key file {api_key_file} is empty")
                 _check_api_key(server, credential, org_id)
+                login_settings = {"api_key": credential, "refresh_token": None, "access_token": None}
             else:
                 if password_file is None:
                     fail(5, "--email needs --password-file")
                 assert password_file is not None and email is not None
                 tokens = login(server, email=email, password=password_file.read_text().rstrip("\n"))
-                kind, credential = "refresh", str(tokens["refresh_token"])
+                login_settings = {
+                    "api_key": None,
+                    "refresh_token": str(tokens["refresh_token"]),
+                    "access_token": str(tokens["access_token"]),
+                    "email": email.strip(),
+                }
                 chosen = _choose_org(server, str(tokens["access_token"]), org, attached=store.org_id())
                 org_id, org_name = chosen.id, chosen.name
             store.attach(org_id=org_id)
@@ -484,9 +491,17 @@ def attach(
             fail(4, str(exc))
         except SyncError as exc:  # any other answer that is not a yes (an organization id that is not one)
             fail(5, str(exc))
-        replica.set_setting(key="server_url", value=server.rstrip("/"))
-        replica.set_setting(key="auth_kind", value=kind)
-        replica.set_setting(key="credential", value=credential)
+        with replica.transaction():  # the layout the desktop reads too (LOGIN_SETTINGS)
+            saved = {
+                "server_url": server.rstrip("/"),
+                "org_id": org_id,
+                "org_name": org_name or None,
+                "auth_kind": None,
+                "credential": None,
+                **login_settings,
+            }
+            for key, value in saved.items():
+                replica.set_setting(key=key, value=value)
         named = f"{org_name} ({org_id})" if org_name else org_id
         emit(
             ctx,
@@ -546,7 +561,7 @@ def _refreshed_access_token(store: ReplicaSyncStore, server: str) -> str:
     the server answers alike (a retry), and the new token is saved only over the one that was sent, never
     over a newer one another sync saved meanwhile. Raises ``ServerUnreachableError``, or
     ``AuthenticationFailedError`` when the login is gone."""
-    credential = store.replica.get_setting(key="credential") or ""
+    credential = store.replica.get_setting(key="refresh_token") or ""
     try:
         pair = refresh_tokens(server, refresh_token=credential)
     except ServerUnreachableError:
@@ -554,20 +569,28 @@ def _refreshed_access_token(store: ReplicaSyncStore, server: str) -> str:
     except SyncError:
         raise AuthenticationFailedError(LOGIN_GONE) from None
     with store.replica.transaction():
-        if (store.replica.get_setting(key="credential") or "") == credential:
-            store.replica.set_setting(key="credential", value=str(pair["refresh_token"]))
+        if (store.replica.get_setting(key="refresh_token") or "") == credential:
+            store.replica.set_setting(key="refresh_token", value=str(pair["refresh_token"]))
+            store.replica.set_setting(key="access_token", value=str(pair["access_token"]))
     return str(pair["access_token"])
 
 
 def _remote(store: ReplicaSyncStore) -> HttpRemote:
-    server, kind, credential = (
-        store.replica.get_setting(key=k) for k in ("server_url", "auth_kind", "credential")
+    adopt_older_login(store.replica)
+    server, api_key, refresh = (
+        store.replica.get_setting(key=k) for k in ("server_url", "api_key", "refresh_token")
     )
-    if not server or not credential:
+    if not server or not (api_key or refresh):
+        if server:  # the desktop's Log out, or a login it found expired
+            fail(
+                4,
+                f"this replica is not logged in to {server}: run `outputhub replica attach` (or log in in "
+                "the desktop's Settings)",
+            )
         fail(5, "this replica is not attached to a server yet: run `outputhub replica attach`")
-    assert server is not None and credential is not None
-    token = credential
-    if kind == "refresh":
+    assert server is not None
+    token = api_key or ""
+    if not api_key:
         try:
             token = _refreshed_access_token(store, server)
         except ServerUnreachableError as exc:

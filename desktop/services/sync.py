@@ -105,6 +105,34 @@ class OrganizationNotChosenError(InvalidInputError):
         )
 
 
+LOGIN_SETTINGS: Final = ("access_token", "refresh_token", "api_key")
+"""The saved login, one layout for the desktop and ``outputhub replica``: a refresh token (with the last
+access token it gave), or an organization API key (``replica attach --api-key-file``), beside
+``server_url``, ``org_id``, ``org_name`` and ``email``. Until 2026-11-30 each kept its own (the command line
+``auth_kind`` and ``credential``), and a replica logged in by one was "not attached" or "not logged in" to
+the other (QA)."""
+
+
+def adopt_older_login(replica: Replica) -> None:
+    """Move a login ``outputhub replica attach`` saved before 2026-11-30 (``auth_kind``, ``credential``) to
+    :data:`LOGIN_SETTINGS`, with the organization the replica is attached to; nothing when there is none."""
+    if not replica.get_setting(key="credential"):
+        return
+    with replica.transaction():
+        credential = replica.get_setting(key="credential")
+        if not credential:
+            return
+        by_key = replica.get_setting(key="auth_kind") == "apikey"
+        replica.set_setting(key="api_key", value=credential if by_key else None)
+        replica.set_setting(key="refresh_token", value=None if by_key else credential)
+        replica.set_setting(key="access_token", value=None)
+        org_id = ReplicaSyncStore(replica).org_id()
+        if org_id != LOCAL_ORG and not replica.get_setting(key="org_id"):
+            replica.set_setting(key="org_id", value=org_id)
+        for key in ("auth_kind", "credential"):
+            replica.set_setting(key=key, value=None)
+
+
 def describe_organizations(organizations: Sequence[Organization]) -> str:
     """``Acme (owner, id 1f2e...), Beta (member, id 9a8b...)``."""
     return ", ".join(f"{o.name} ({o.role + ', ' if o.role else ''}id {o.id})" for o in organizations)
@@ -201,13 +229,14 @@ class SyncService:
         return self._replica.get_setting(key=key) or ""
 
     def settings(self) -> SyncSettings:
+        adopt_older_login(self._replica)
         return SyncSettings(
             server_url=self._get("server_url"),
             email=self._get("email"),
             org_id=self._get("org_id"),
             org_name=self._get("org_name"),
             auto_sync=self._get("auto_sync") != "off",
-            logged_in=bool(self._get("refresh_token") or self._get("access_token")),
+            logged_in=any(self._get(key) for key in LOGIN_SETTINGS),
         )
 
     def configured(self) -> bool:
@@ -218,7 +247,7 @@ class SyncService:
         url = normalize_url(server_url)
         with self._replica.transaction():
             if url != self._get("server_url") or email.strip() != self._get("email"):
-                for key in ("access_token", "refresh_token", "org_id", "org_name"):
+                for key in (*LOGIN_SETTINGS, "org_id", "org_name"):
                     self._replica.set_setting(key=key, value=None)
             self._replica.set_setting(key="server_url", value=url)
             self._replica.set_setting(key="email", value=email.strip())
@@ -288,6 +317,7 @@ class SyncService:
                 ("email", account.email),
                 ("access_token", account.access_token),
                 ("refresh_token", account.refresh_token),
+                ("api_key", None),
                 ("org_id", org.id),
                 ("org_name", org.name),
                 ("auto_sync", "on" if auto_sync else "off"),
@@ -320,7 +350,7 @@ class SyncService:
 
     def logout(self) -> SyncSettings:
         with self._replica.transaction():
-            for key in ("access_token", "refresh_token"):
+            for key in LOGIN_SETTINGS:
                 self._replica.set_setting(key=key, value=None)
         return self.settings()
 
@@ -379,13 +409,15 @@ class SyncService:
         s = self.settings()
         if not (s.server_url and s.org_id):
             raise NotAttachedError("log in to a server first (Settings)")
-        # a sync that outlasts its access token (a first sync of a large library) renews it and goes on
+        # a sync that outlasts its access token (a first sync of a large library) renews it and goes on; an
+        # API key (a replica attached with one on the command line) is sent as it is
+        api_key = self._get("api_key")
         remote = HttpRemote(
             s.server_url,
-            token=self._get("access_token"),
+            token=api_key or self._get("access_token"),
             org_id=s.org_id,
             timeout=self._timeout,
-            renew=self._renewed_access_token,
+            renew=None if api_key else self._renewed_access_token,
         )
         try:
 

@@ -484,11 +484,11 @@ def test_a_sync_that_outlasts_its_access_token_renews_it_and_goes_on(server: str
     try:
         store = ReplicaSyncStore(replica)
         remote = _remote(store)
-        saved = replica.get_setting(key="credential")
+        saved = replica.get_setting(key="refresh_token")
         remote._use("an-access-token-the-server-no-longer-takes")  # as one that expired mid-sync
         report = SyncClient(store, remote).sync()
         assert report.pushed == 1 and report.checksum_ok is True
-        assert replica.get_setting(key="credential") != saved, "the rotated login is saved"
+        assert replica.get_setting(key="refresh_token") != saved, "the rotated login is saved"
         remote.close()
     finally:
         replica.close()
@@ -1029,7 +1029,7 @@ def test_a_renewal_does_not_hold_the_replica_and_keeps_a_newer_login(
         # while the renewal is on its way, another process edits the replica and another sync renews
         with open_replica(ws.replica, passphrase=ws.secret.read_text()) as other:
             LocalLibrary(ReplicaSyncStore(other)).create("tag", {"name": "made during the renewal"})
-            other.set_setting(key="credential", value="a newer login another sync saved")
+            other.set_setting(key="refresh_token", value="a newer login another sync saved")
         return real(url, refresh_token=refresh_token)
 
     monkeypatch.setattr(cli, "refresh_tokens", slow_link)
@@ -1038,7 +1038,7 @@ def test_a_renewal_does_not_hold_the_replica_and_keeps_a_newer_login(
         store = ReplicaSyncStore(replica)
         token = cli._refreshed_access_token(store, server)
         assert httpx.get(f"{server}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).is_success
-        assert replica.get_setting(key="credential") == "a newer login another sync saved"
+        assert replica.get_setting(key="refresh_token") == "a newer login another sync saved"
         names = [LocalLibrary(store).get("tag", rid)["name"] for rid in store.record_ids("tag")]
         assert names == ["made during the renewal"]
     finally:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from outputhub.desktop.storage import open_replica
+from outputhub.desktop.storage.sync_store import ReplicaSyncStore
 from outputhub.server.cli import app
+from outputhub.sync.client import LocalLibrary
 from tests.support.client import PASSWORD, new_org, seed_library
 from tests.support.serve import OUTPUTHUB_EXE, clean_env
 
@@ -297,3 +299,56 @@ def test_restoring_a_tag_puts_it_back_on_the_records_its_delete_took_it_off(tmp_
     assert said["records_relinked"] == 1
     assert json.loads(replica_cli(tmp_path, "--json", "show", "prompt", kept))["tag_ids"] == [tag]
     assert json.loads(replica_cli(tmp_path, "--json", "show", "prompt", edited))["tag_ids"] == [other]
+
+
+def test_a_login_made_in_the_desktop_or_on_the_command_line_serves_both(
+    api, live_server, tmp_path: Path
+) -> None:
+    """The desktop and ``outputhub replica`` kept their logins under keys of their own: a replica logged in
+    by one was "not attached to a server" to the other, or "Not logged in" (QA). One layout now, and a login
+    the command line saved the old way is taken over by either."""
+    from outputhub.desktop.services.sync import SyncService
+
+    org = new_org(api, name="Shared login")  # type: ignore[arg-type]
+    ids = seed_library(org)
+    password = tmp_path / "password"
+    password.write_text(PASSWORD)
+    replica_cli(tmp_path, "init")
+    login = ("attach", "--server", live_server, "--email", org.owner.email, "--password-file", str(password))
+    replica_cli(tmp_path, *login)
+    replica_cli(tmp_path, "add", "tag", "--set", "name=made on the command line")
+    secret = (tmp_path / "passphrase").read_text()
+
+    def titles() -> set[str]:
+        return {t["name"] for t in api.get(f"{org.base}/tags", headers=org.owner.headers).json()["items"]}
+
+    with open_replica(tmp_path / "cli.ohr", passphrase=secret) as replica:  # the desktop opens it
+        service = SyncService(replica=replica)
+        assert service.configured() and service.settings().org_id == org.id
+        assert service.sync().pushed == 1
+        assert "made on the command line" in titles()
+        service.logout()
+    assert "not logged in" in replica_cli(tmp_path, "sync", code=4)
+
+    with open_replica(tmp_path / "cli.ohr", passphrase=secret) as replica:  # logged in again in the desktop
+        SyncService(replica=replica).login(server_url=live_server, email=org.owner.email, password=PASSWORD)
+    replica_cli(tmp_path, "add", "tag", "--set", "name=after the desktop's login")
+    assert "pushed 1" in replica_cli(tmp_path, "sync")
+    assert "after the desktop's login" in titles()
+
+    key = api.post(f"{org.base}/api-keys", json={"name": "k", "scope": "write"}, headers=org.owner.headers)
+    assert key.status_code == 201, key.text
+    with open_replica(tmp_path / "cli.ohr", passphrase=secret) as replica:  # saved as the command line did
+        for name, value in (("api_key", None), ("refresh_token", None), ("access_token", None)):
+            replica.set_setting(key=name, value=value)
+        replica.set_setting(key="auth_kind", value="apikey")
+        replica.set_setting(key="credential", value=key.json()["key"])
+        replica.set_setting(key="org_id", value=None)
+        service = SyncService(replica=replica)
+        assert service.configured() and service.settings().org_id == org.id
+        assert replica.get_setting(key="credential") is None
+        LocalLibrary(ReplicaSyncStore(replica)).create("tag", {"name": "with the key, in the desktop"})
+        assert service.sync().pushed == 1
+    assert "with the key, in the desktop" in titles()
+    assert "pushed 0" in replica_cli(tmp_path, "sync")
+    assert ids["prompt"] in replica_cli(tmp_path, "list", "prompts")
