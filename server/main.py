@@ -109,9 +109,9 @@ def build_services_and_background(settings: Settings) -> tuple[Services, Backgro
 
 
 def prepare_database(services: Services) -> None:
-    """Migrate to the newest schema and refuse a PostgreSQL role that would bypass row-level security."""
-    if services.settings.auto_migrate:
-        migrate.upgrade(services.engine)
+    """Refuse a PostgreSQL role that would bypass row-level security, then migrate to the newest schema.
+    In that order: a refusal after the migration had left every table owned by the refused role, and the
+    right role could not start either (QA)."""
     problem = check_rls_enforced(services.engine)
     if problem:
         if not services.settings.allow_rls_bypass:
@@ -120,6 +120,8 @@ def prepare_database(services: Services) -> None:
                 "(see docs/deployment.md), or set OUTPUTHUB_ALLOW_RLS_BYPASS=true to accept the risk."
             )
         log.warning("row-level security is bypassed: %s", problem)
+    if services.settings.auto_migrate:
+        migrate.upgrade(services.engine)
     prepare_documents(services)
 
 

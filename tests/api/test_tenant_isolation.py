@@ -8,13 +8,15 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 
+from outputhub.common.errors import StorageError
 from outputhub.server.main import create_app
 from outputhub.server.storage.database import set_tenant
 from outputhub.server.storage.tables import TENANT_TABLES, Base, Output, Prompt
 from tests.conftest import make_settings
 from tests.support.client import add_member, new_org, seed_library
+from tests.support.postgres import app_database
 
 PARAM = re.compile(r"{(\w+)}")
 
@@ -198,3 +200,28 @@ def test_row_level_security_hides_rows_from_an_unfiltered_query(pg_url, tmp_path
         # no tenant set at all: nothing is visible
         assert session.execute(select(func.count()).select_from(Prompt)).scalar_one() == 0
     app.state.services.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_superuser_is_refused_before_the_schema_is_made(pg_server, tmp_path):
+    """The server refused to start as a superuser only after it had migrated as one: every table was then
+    the superuser's, and the right role could not start either ("permission denied for table
+    alembic_version"; QA). Nothing is made before the refusal now."""
+    with app_database(pg_server) as app_url:
+        as_admin = make_url(pg_server.admin_url).set(database=make_url(app_url).database)
+        url = as_admin.render_as_string(hide_password=False)
+        with pytest.raises(StorageError, match="refusing to start: the database role is a superuser"):
+            create_app(make_settings("postgres", tmp=tmp_path / "admin", pg_url=url))
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            with engine.connect() as conn:
+                made = conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"))
+                assert made.scalar_one() == 0
+        finally:
+            engine.dispose()
+        app = create_app(make_settings("postgres", tmp=tmp_path / "app", pg_url=app_url))
+        try:
+            with TestClient(app) as client:
+                assert client.get("/readyz").status_code == 200
+        finally:
+            app.state.services.engine.dispose()
