@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from outputhub.common.errors import OutputHubError
 from outputhub.desktop.jobs.runner import JobRunner, ProgressCallback
-from outputhub.desktop.services.sync import INDEX_PHASE, progress_text
+from outputhub.desktop.services.sync import INDEX_PHASE, NO_SERVER_TEXT, progress_text
 from outputhub.desktop.sync_worker import describe_error
 
 
@@ -29,6 +29,10 @@ class SyncPort(Protocol):
     """What the controller needs from ``outputhub.desktop.services.sync.SyncService``."""
 
     def configured(self) -> bool: ...
+
+    def setup_problem(self) -> str | None: ...
+
+    def last_synced(self) -> datetime | None: ...
 
     def reachable(self) -> bool: ...
 
@@ -142,7 +146,7 @@ class SyncController(QObject):
         self._generation = 0  # which sync the callbacks of a pre-check belong to
         self._gate = threading.Lock()  # ``syncs_paused`` is entered on a job-runner thread
         self._last_ok: datetime | None = None
-        self.status = SyncStatus("not_configured", "Offline: no server set up (Settings)")
+        self.status = SyncStatus("not_configured", NO_SERVER_TEXT)
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.sync_in_background)
@@ -165,13 +169,31 @@ class SyncController(QObject):
         """Re-evaluate the "not configured" state after the settings changed."""
         if self._running:
             return
-        self._runner.submit("check sync settings", self._service.configured, on_done=self._configured)
+        service = self._service
+        self._runner.submit(
+            "check sync settings",
+            lambda: (service.setup_problem(), service.last_synced()),
+            on_done=self._configured,
+        )
 
-    def _configured(self, configured: bool) -> None:
-        if not configured:
-            self._set(SyncStatus("not_configured", "Offline: no server set up (Settings)"))
+    def _configured(self, answer: tuple[str | None, datetime | None]) -> None:
+        problem, last = answer
+        if last is not None and self._last_ok is None:
+            self._last_ok = last  # kept in the library: a sync before the app was closed counts
+        if problem is not None:
+            self._set(SyncStatus("not_configured", problem))
         elif self.status.state == "not_configured":
-            self._set(SyncStatus("offline", "Not synced yet: press F5 or wait for the automatic sync"))
+            done = f"Last synced {self._when(self._last_ok)}" if self._last_ok else "Not synced yet"
+            self._set(SyncStatus("offline", f"{done}: press F5 or wait for the automatic sync"))
+
+    def _when(self, moment: datetime) -> str:
+        """``at 14:05`` (today, local time), else ``on 2026-11-28 at 14:05``."""
+        now = self._clock()
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(now.tzinfo) if now.tzinfo else moment.astimezone().replace(tzinfo=None)
+        if moment.date() == now.date():
+            return f"at {moment:%H:%M}"
+        return f"on {moment:%Y-%m-%d} at {moment:%H:%M}"
 
     def sync_now(self) -> bool:
         """Start a sync (returns False when one is already running)."""
@@ -190,11 +212,12 @@ class SyncController(QObject):
         self._set(SyncStatus("syncing", "Syncing…"))
         service = self._service
 
-        def ready() -> bool | None:
-            """None: no server set up; False: not reachable (only asked for the automatic sync)."""
+        def ready() -> bool | str:
+            """A text: what keeps it from syncing (no server set up, logged out); False: not reachable (only
+            asked for the automatic sync)."""
             if not service.configured():
                 # logged out, but a large pull is left to index: the sync process indexes it and answers so
-                return True if service.needs_indexing() else None
+                return True if service.needs_indexing() else service.setup_problem() or NO_SERVER_TEXT
             if not only_if_reachable or service.reachable():
                 return True
             # offline, but a large pull is left to index (the app was closed meanwhile): the sync process
@@ -211,7 +234,7 @@ class SyncController(QObject):
         )
         return True
 
-    def _launch(self, generation: int, ready: bool | None, *, only_if_reachable: bool) -> None:
+    def _launch(self, generation: int, ready: bool | str, *, only_if_reachable: bool) -> None:
         if generation != self._generation or not self._running:
             return  # cancelled meanwhile
         if ready is not True:
@@ -275,11 +298,11 @@ class SyncController(QObject):
         with self._gate:
             self._running = False
         now = self._clock()
-        if outcome is None:
-            self._set(SyncStatus("not_configured", "Offline: no server set up (Settings)"))
+        if outcome is None or isinstance(outcome, str):
+            self._set(SyncStatus("not_configured", outcome or NO_SERVER_TEXT))
             return
         if outcome is False:
-            since = f"; last synced at {self._last_ok:%H:%M}" if self._last_ok else ""
+            since = f"; last synced {self._when(self._last_ok)}" if self._last_ok else ""
             self._set(SyncStatus("offline", f"Offline: server not reachable{since}"))
             return
         self._last_ok = now

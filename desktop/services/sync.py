@@ -10,6 +10,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
@@ -28,7 +29,7 @@ from outputhub.sync.client import (
     login,
     refresh_tokens,
 )
-from outputhub.sync.client.remote import check, decoded
+from outputhub.sync.client.remote import check, decoded, transport_problem
 
 INDEX_PHASE: Final = "index"
 """The progress phase of indexing a large pull's records for search, after the sync proper: its first report
@@ -105,6 +106,10 @@ class OrganizationNotChosenError(InvalidInputError):
         )
 
 
+NO_SERVER_TEXT: Final = "Offline: no server set up (Settings)"
+LAST_SYNCED: Final = "last_synced_at"
+"""The setting that keeps when the library last synced (ISO-8601, UTC)."""
+
 LOGIN_SETTINGS: Final = ("access_token", "refresh_token", "api_key")
 """The saved login, one layout for the desktop and ``outputhub replica``: a refresh token (with the last
 access token it gave), or an organization API key (``replica attach --api-key-file``), beside
@@ -164,7 +169,7 @@ def list_organizations(url: str, access_token: str, *, timeout: float = 30.0) ->
             timeout=timeout,
         )
     except httpx.TransportError as exc:
-        raise ServerUnreachableError(f"cannot reach the server at {url}: {exc.__class__.__name__}") from exc
+        raise ServerUnreachableError(f"cannot reach the server at {url}: {transport_problem(exc)}") from exc
     body = decoded(check(response))
     items = body.get("items", body) if isinstance(body, dict) else body
     return [Organization(str(o["id"]), str(o["name"]), str(o.get("role", ""))) for o in items]
@@ -242,6 +247,23 @@ class SyncService:
     def configured(self) -> bool:
         s = self.settings()
         return bool(s.server_url and s.org_id and s.logged_in)
+
+    def setup_problem(self) -> str | None:
+        """What keeps this library from syncing, as the status bar says it; None when nothing does. A login
+        that expired or was logged out is not "no server set up" (the status bar said so; QA)."""
+        s = self.settings()
+        if s.server_url and s.org_id and not s.logged_in:
+            return f"Offline: not logged in to {s.server_url} any more: log in again (Settings)"
+        return None if s.server_url and s.org_id and s.logged_in else NO_SERVER_TEXT
+
+    def last_synced(self) -> datetime | None:
+        """When this library last synced (kept in it: the status bar said "Not synced yet" after every start
+        until the first sync, and "last synced at" never; QA)."""
+        text = self._get(LAST_SYNCED)
+        try:
+            return datetime.fromisoformat(text) if text else None
+        except ValueError:
+            return None
 
     def save_settings(self, *, server_url: str, email: str, auto_sync: bool) -> SyncSettings:
         url = normalize_url(server_url)
@@ -387,6 +409,9 @@ class SyncService:
         the phase :data:`INDEX_PHASE`."""
         try:
             outcome = self._sync(progress=progress, only_if_reachable=only_if_reachable)
+            if outcome is not False:
+                with contextlib.suppress(Exception):  # a read-only moment must not make a sync fail
+                    self._replica.set_setting(key=LAST_SYNCED, value=datetime.now(UTC).isoformat())
         except Exception:
             with contextlib.suppress(Exception):  # the sync's own error is the one to tell
                 self.index(progress)

@@ -153,7 +153,9 @@ class MainWindow(QMainWindow):
         if index < 0:
             return
         self.stack.setCurrentIndex(index)
-        if index in self._stale:
+        # Settings reads the login each time: a sync may have found it gone without changing any record
+        # (the page still said "Logged in as ..." after "your login has expired"; QA)
+        if index in self._stale or self._pages[index] is self.pages.settings:
             self._stale.discard(index)
             self._pages[index].reload_all()  # type: ignore[attr-defined]
 

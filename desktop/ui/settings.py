@@ -161,9 +161,15 @@ class SettingsPage(QWidget):
         self.auto_sync.blockSignals(True)
         self.auto_sync.setChecked(s.auto_sync)
         self.auto_sync.blockSignals(False)
+        org = html.escape(s.org_name or s.org_id)
         if s.logged_in and s.org_id:
+            who = f"as <b>{html.escape(s.email)}</b>" if s.email else "with an API key"
+            self.account.setText(f"Logged in {who} · organization <b>{org}</b>")
+        elif s.server_url and s.org_id:  # expired, revoked or logged out (it said "Not logged in"; QA)
             self.account.setText(
-                f"Logged in as <b>{s.email}</b> · organization <b>{s.org_name or s.org_id}</b>"
+                f"Not logged in to {html.escape(s.server_url)} any more (the login expired, was revoked or "
+                f"was logged out): log in again to sync organization <b>{org}</b>. Everything works offline "
+                "meanwhile, and your edits are kept."
             )
         else:
             self.account.setText("Not logged in: everything works offline; log in to sync with your team.")

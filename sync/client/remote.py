@@ -261,6 +261,21 @@ class HttpRemote:
         return decoded(self._send("GET", self._url("/conflicts")))  # type: ignore[no-any-return]
 
 
+def transport_problem(exc: httpx.TransportError) -> str:
+    """What went wrong on the way to the server, in words (the status bar said "ConnectError"; QA)."""
+    if isinstance(exc, httpx.ConnectError):
+        return "nothing answers at that address (is the server running, and the address right?)"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "the connection timed out (check the network)"
+    if isinstance(exc, httpx.TimeoutException):
+        return "the connection timed out"
+    if isinstance(exc, httpx.ProxyError):
+        return "the proxy refused the connection"
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+        return "the connection broke"
+    return f"the connection failed ({exc.__class__.__name__})"
+
+
 def _sent(send: Callable[[], httpx.Response], *, server: str, pauses: Sequence[float]) -> httpx.Response:
     """``send()``, again after each of ``pauses`` when the connection broke after it was made (an answer
     lost, a reset mid-way); a server that cannot be reached at all fails at once, and so does one that took
@@ -278,7 +293,7 @@ def _sent(send: Callable[[], httpx.Response], *, server: str, pauses: Sequence[f
             never_reached = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
             if pause is None or never_reached:
                 raise ServerUnreachableError(
-                    f"cannot reach the server at {server}: {exc.__class__.__name__}"
+                    f"cannot reach the server at {server}: {transport_problem(exc)}"
                 ) from exc
             time.sleep(pause)
     raise AssertionError("the last pause is None")

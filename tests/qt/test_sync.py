@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -303,6 +304,14 @@ def test_expired_login_refreshed_by_the_process_revoked_told_in_words(
     qtbot.keyClick(session.window, Qt.Key.Key_F5)
     text = wait_status(qtbot, session, "error")
     assert text.startswith("Sync failed at ") and "your login has expired: log in again in Settings" in text
+    # Settings and the status bar then say the login is gone, not that no server is set up (QA)
+    show(qtbot, session, "Prompts")
+    settings = show(qtbot, session, "Settings")
+    qtbot.waitUntil(lambda: "any more" in settings.account.text(), timeout=5000)
+    assert f"Not logged in to {live_server} any more" in settings.account.text()
+    assert "organization <b>Tokens</b>" in settings.account.text()
+    text = wait_status(qtbot, session, "not_configured")
+    assert text == f"Offline: not logged in to {live_server} any more: log in again (Settings)"
 
 
 def test_the_in_process_mode_syncs_on_a_runner_thread(qtbot, replica, session, api, live_server):
@@ -319,6 +328,25 @@ def test_the_in_process_mode_syncs_on_a_runner_thread(qtbot, replica, session, a
     assert controller.sync_in_background()
     qtbot.waitUntil(lambda: controller.status.state != "syncing", timeout=30_000)
     assert controller.status.text.startswith("Offline: server not reachable; last synced at ")
+
+
+def test_the_last_sync_is_told_after_the_app_is_opened_again(qtbot, replica, session, api, live_server):
+    """The status bar said "Not synced yet" after every start until the first sync, and an offline start
+    never said when the library last synced: the time is kept in the library (QA)."""
+    org = new_org(api, name="Last sync")  # type: ignore[arg-type]
+    session.sync.login(server_url=live_server, email=org.owner.email, password=PASSWORD, auto_sync=False)
+    assert session.sync.sync().checksum_ok
+    synced = session.sync.last_synced()
+    assert synced is not None and abs((datetime.now(UTC) - synced).total_seconds()) < 60
+    reopened = SyncController(service=session.sync, runner=session.runner, interval_ms=3_600_000)
+    reopened.refresh_configuration()
+    qtbot.waitUntil(lambda: reopened.status.state == "offline", timeout=5000)
+    shown = synced.astimezone().replace(tzinfo=None)
+    assert reopened.status.text == f"Last synced at {shown:%H:%M}: press F5 or wait for the automatic sync"
+    replica.set_setting(key="server_url", value="http://127.0.0.1:9")
+    assert reopened.sync_in_background()
+    qtbot.waitUntil(lambda: reopened.status.state != "syncing", timeout=30_000)
+    assert reopened.status.text == f"Offline: server not reachable; last synced at {shown:%H:%M}"
 
 
 def test_a_worker_that_dies_or_cannot_start_is_an_error_in_words(qtbot, replica, session):
