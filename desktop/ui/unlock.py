@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ class UnlockDialog(QDialog):
         self.meter.setValue(strength.score)
         color = STRENGTH_COLORS[strength.score]
         self.meter.setStyleSheet(f"QProgressBar::chunk {{ background: {color}; }}")
-        self.hint.setText(f"<b>{strength.label.capitalize()}</b>. {strength.hint}" if text else strength.hint)
+        self.hint.setText(strength_text(strength) if text else strength.hint)
 
     def submit(self) -> None:
         passphrase = self.passphrase.text()
@@ -140,3 +141,12 @@ class UnlockDialog(QDialog):
         self.error.setText(unlock_error_text(exc))
         self.passphrase.selectAll()
         self.passphrase.setFocus()
+
+
+def strength_text(strength: PassphraseStrength) -> str:
+    """The strength in bold, then its hint: "<b>Weak</b>: make it longer ...". A hint that starts with the
+    label says it once (it read "<b>Good</b>. Good."; QA)."""
+    label, hint = strength.label, strength.hint
+    if hint.lower().startswith(label.lower()):
+        return f"<b>{html.escape(hint[: len(label)])}</b>{html.escape(hint[len(label) :])}"
+    return f"<b>{html.escape(label.capitalize())}</b>. {html.escape(hint)}"
