@@ -121,3 +121,18 @@ def test_a_refused_edit_is_shown_in_words_and_keep_mine_makes_it_again(replica) 
     service.resolve(conflict_id="refused-1", choice="mine")
     assert replica.get_prompt(id=ids["prompt"]).title == "Viewer tried this"  # type: ignore[union-attr]
     assert service.open_conflicts() == []
+
+
+def test_the_conflicts_list_shows_several_rows_in_a_laptop_sized_window(qtbot, session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """At 1280x800 the list above the base / mine / theirs panes showed about two conflicts (QA)."""
+    window = session.window
+    window.resize(1280, 800)
+    page = window.pages.conflicts
+    window.show_page(window.NAMES.index("Conflicts"))
+    qtbot.waitUntil(lambda: page.isVisible(), timeout=5000)
+    table = page.list.table
+    rows = table.viewport().height() // table.verticalHeader().defaultSectionSize()
+    assert rows >= 6, rows
+    lines = page.mine.viewport().height() // page.mine.fontMetrics().lineSpacing()
+    assert lines >= 4, lines  # and each side still shows a few lines of text
+    window.grab().save(str(tmp_path / "conflicts.png"))
