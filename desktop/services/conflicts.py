@@ -14,6 +14,7 @@ from outputhub.desktop.storage import Replica
 from outputhub.desktop.storage.records import ConflictRecord
 from outputhub.desktop.storage.sync_store import REJECTED_FIELD, ReplicaSyncStore
 from outputhub.sync.client import LocalEditError, LocalLibrary, Merged
+from outputhub.sync.client.local import REQUIRED
 from outputhub.sync.engine import Conflict, ConflictKind, RecordState, is_kept, written_here
 from outputhub.sync.engine.schema import DEFAULT_SCHEMA, TOMBSTONE, FieldKind
 from outputhub.sync.engine.textmerge import merge3
@@ -218,13 +219,14 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
         taken = values.pop("name")
         if not values:
             raise LocalEditError(f"the name {taken!r} is taken: rename it to another name instead")
+    left_out = _without_gone_references(library, entity, values)
     try:
         current: dict[str, Any] | None = library.get(entity, record_id)
     except LocalEditError:
         current = None
     if kind == "create" and current is None:
         library.create(entity, values, id=record_id)
-        return f"{entity} {record_id} created again"
+        return f"{entity} {record_id} created again{left_out}"
     if current is None:
         raise LocalEditError(
             f"{entity} {record_id} is no longer in this replica: nothing to apply the edit to"
@@ -246,13 +248,37 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
             if not values:
                 return f"the refused resolution of {entity} {record_id} made again"
     if values and not library.edit(entity, record_id, values):
-        return f"{entity} {record_id} already holds the refused values"
+        return f"{entity} {record_id} already holds the refused values{left_out}"
     if taken is not None:
         return (
             f"the refused edit of {entity} {record_id} made again without its name {taken!r}, which is "
-            "taken: rename it to another name"
+            f"taken: rename it to another name{left_out}"
         )
-    return f"the refused {kind or 'edit'} of {entity} {record_id} made again"
+    return f"the refused {kind or 'edit'} of {entity} {record_id} made again{left_out}"
+
+
+def _without_gone_references(library: LocalLibrary, entity: str, values: dict[str, Any]) -> str:
+    """Take out of ``values`` (in place) the references to records this replica does not hold at all (the
+    server purged them, a tag deleted and purged while the edit was offline): making the edit again with
+    them was refused as it was made ("there is no tag ... in this replica"), so a prompt created offline
+    with such a tag could only be dropped (QA). Returns what was left out, in words (empty: nothing). A
+    reference the record cannot be without (an output's prompt) stays, and the edit is refused naming it."""
+    gone: list[str] = []
+    for name, target in references_of(entity).items():
+        value = values.get(name)
+        if isinstance(value, list | tuple | set | frozenset):
+            missing = sorted(str(m) for m in value if library.store.load(target, str(m)) is None)
+            if missing:
+                values[name] = [m for m in value if str(m) not in missing]
+                gone += [f"{target} {m}" for m in missing]
+        elif isinstance(value, str) and library.store.load(target, value) is None:
+            if name in REQUIRED.get(entity, ()):
+                continue
+            values[name] = None
+            gone.append(f"{target} {value}")
+    if not gone:
+        return ""
+    return f" (left out: {', '.join(gone)}, which no longer exist{'s' if len(gone) == 1 else ''})"
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from outputhub.desktop.services.conflicts import ConflictService, sides_heading
+from outputhub.desktop.services.conflicts import ConflictService, reapply_refused, sides_heading
 from outputhub.desktop.services.sync import conflict_news
+from outputhub.desktop.storage.sync_store import REJECTED_FIELD
 from outputhub.desktop.storage.tables import to_timestamp
 from outputhub.sync.client import LocalEditError, Merged, ServerUnreachableError
 from tests.support.client import add_member, seed_library
@@ -839,3 +840,32 @@ def test_resolving_one_of_two_conflicts_on_a_field_names_the_one_it_opens(  # ty
         assert {"laptop title", "desktop title", "third title"} <= kept | {title, set_aside}
     finally:
         third.replica.close()
+
+
+def test_a_record_made_offline_with_a_tag_purged_meanwhile_is_made_again_without_it(  # type: ignore[no-untyped-def]
+    app, org, devices, monkeypatch
+) -> None:
+    """A prompt made offline with a tag that was deleted and purged before the replica synced is refused
+    (the tag is gone for good). Making it again (``--keep mine``) was refused as it was made ("there is no
+    tag ... in this replica"), so the prompt could only be dropped (QA). It is made again without the tag."""
+    laptop, desktop = devices
+    tag = org.owner.post(f"{org.base}/tags", json={"name": "short-lived"}).json()["id"]
+    kept_tag = org.owner.post(f"{org.base}/tags", json={"name": "kept"}).json()["id"]
+    laptop.sync()
+    values = {"title": "Made offline", "body": "b", "tag_ids": [tag, kept_tag]}
+    prompt = laptop.library.create("prompt", values)
+    assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
+    purged = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
+    assert purged.exit_code == 0 and purged.output.startswith("purged 1 "), purged.output
+    [refused] = laptop.sync().refused
+    assert refused["id"] == prompt and refused["reason"].startswith("unknown-reference"), refused
+    [kept] = [c for c in laptop.open_conflicts() if c.field == REJECTED_FIELD]
+    with laptop.replica.transaction():
+        said = reapply_refused(laptop.library, kept)
+        laptop.replica.resolve_conflict(id=kept.id)
+    assert said == f"prompt {prompt} created again (left out: tag {tag}, which no longer exists)"
+    assert laptop.sync().refused == []
+    served = org.owner.get(f"{org.base}/prompts/{prompt}").json()
+    assert (served["title"], served["tag_ids"]) == ("Made offline", [kept_tag])
+    desktop.sync()
+    assert laptop.values() == desktop.values()
