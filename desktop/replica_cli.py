@@ -1406,6 +1406,11 @@ RESOLVE_ALL_ROUNDS: Final = 10
 """``conflicts resolve --all`` goes over what its own resolutions opened this many times at most."""
 
 
+def _made_at(c: Any) -> str:
+    """A refused edit's clock (text in clock order), else the empty text."""
+    return str(c.mine.get("hlc") or "") if c.field == REJECTED_FIELD and isinstance(c.mine, dict) else ""
+
+
 def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, cascade: bool) -> None:
     """``conflicts resolve --all``: each chosen conflict on its own (one that cannot be resolved as asked
     stays open and is listed, the rest go on); exit 5 when any is left open, so a script can tell.
@@ -1440,7 +1445,9 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
             # its own conflicts first: "mine" of one it wrote neither side of is only the value in place,
             # and its "theirs" may be a third replica's value; so the choice is made against its own write,
             # and the outcome does not hang on the order of the ids (QA)
-            found.sort(key=lambda c: (sides_written_here(replica, c) != "mine", c.id))
+            # and refused edits in the order they were made: an edit made again after the delete of its
+            # record would bring the record back (QA)
+            found.sort(key=lambda c: (sides_written_here(replica, c) != "mine", _made_at(c), c.id))
             return found
 
         for round_ in range(RESOLVE_ALL_ROUNDS):

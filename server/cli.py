@@ -173,6 +173,9 @@ def sync_purge_tombstones(
         int,
         typer.Option(min=0, max=36_500, help="Purge records deleted longer ago than this (up to 100 years)."),
     ] = 90,
+    org: Annotated[
+        str | None, typer.Option(help="Only this organization (its id); every organization without it.")
+    ] = None,
 ) -> None:
     """Drop long-deleted records for good; run it from cron or the worker host. Each replica drops them at
     its next sync (the purge log names them to every pull). Log entries older than the same retention are
@@ -184,7 +187,7 @@ def sync_purge_tombstones(
 
     before = datetime.now(UTC) - timedelta(days=older_than_days)
     total = forgotten = orgs = 0
-    for org_id, session in _each_organization():
+    for org_id, session in _each_organization(org):
         done = purge_tombstones(session, org_id=org_id, before=before)
         total += done.records
         forgotten += done.forgotten
@@ -252,16 +255,30 @@ def _existing_database() -> Engine:
     return engine
 
 
-def _each_organization() -> Iterator[tuple[uuid.UUID, Session]]:
-    """Each organization's id with a session scoped to it, one transaction per organization."""
+def _each_organization(only: str | None = None) -> Iterator[tuple[uuid.UUID, Session]]:
+    """Each organization's id (``only``: that one, by id) with a session scoped to it, one transaction per
+    organization. Exits 2 when ``only`` names no organization."""
     from sqlalchemy import select
 
     from outputhub.server.storage.database import make_session_factory, set_tenant, unit_of_work
     from outputhub.server.storage.tables import Organization
 
+    wanted: uuid.UUID | None = None
+    if only is not None:
+        try:
+            wanted = uuid.UUID(only)
+        except ValueError:
+            typer.echo(f"error: --org {only!r} is not an organization id (a UUID)", err=True)
+            raise typer.Exit(2) from None
     factory = make_session_factory(_existing_database())
     with unit_of_work(factory, read_only=True) as session:
-        orgs = list(session.execute(select(Organization.id)).scalars())
+        query = select(Organization.id)
+        if wanted is not None:
+            query = query.where(Organization.id == wanted)
+        orgs = list(session.execute(query).scalars())
+    if wanted is not None and not orgs:
+        typer.echo(f"error: there is no organization {wanted}", err=True)
+        raise typer.Exit(2)
     for org_id in orgs:
         with unit_of_work(factory) as session:
             set_tenant(session, org_id=org_id)

@@ -16,6 +16,7 @@ from outputhub.desktop.storage.sync_store import REJECTED_FIELD, ReplicaSyncStor
 from outputhub.sync.client import LocalEditError, LocalLibrary, Merged
 from outputhub.sync.client.local import REQUIRED
 from outputhub.sync.engine import Conflict, ConflictKind, RecordState, is_kept, written_here
+from outputhub.sync.engine.edits import same_replica
 from outputhub.sync.engine.schema import DEFAULT_SCHEMA, TOMBSTONE, FieldKind
 from outputhub.sync.engine.textmerge import merge3
 
@@ -231,6 +232,29 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
         raise LocalEditError(
             f"{entity} {record_id} is no longer in this replica: nothing to apply the edit to"
         )
+    base = mine.get("base")
+    if isinstance(base, dict) and kind in ("update", "delete", "restore"):
+        # on the base it was made on: a write made meanwhile on another replica stays concurrent with it
+        # (made on the record as it is now, it overwrote such writes without a trace; QA)
+        if kind == "delete" and current["deleted"]:
+            return f"{entity} {record_id} is deleted already{left_out}"
+        if kind == "restore" and not current["deleted"]:
+            return f"{entity} {record_id} is not deleted any more{left_out}"
+        if kind == "update" and current["deleted"] and _deleted_here(library, entity, record_id):
+            # this replica deleted it since (a delete made again after the edit): the edit would bring it
+            # back, as an edit another replica made concurrently would
+            return f"{entity} {record_id} is deleted here since: the refused edit is not made again"
+        if not library.remake(entity, record_id, kind, values, base):
+            return f"{entity} {record_id} already holds the refused values{left_out}"
+        if taken is not None:
+            return (
+                f"the refused edit of {entity} {record_id} made again without its name {taken!r}, which is "
+                f"taken: rename it to another name{left_out}"
+            )
+        done = {"delete": "deleted again", "restore": "restored again"}.get(kind)
+        if done:
+            return f"{entity} {record_id} {done}{left_out}"
+        return f"the refused {kind} of {entity} {record_id} made again{left_out}"
     if kind == "delete":
         if current["deleted"]:
             raise LocalEditError(f"{entity} {record_id} is deleted already")
@@ -255,6 +279,13 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
             f"taken: rename it to another name{left_out}"
         )
     return f"the refused {kind or 'edit'} of {entity} {record_id} made again{left_out}"
+
+
+def _deleted_here(library: LocalLibrary, entity: str, record_id: str) -> bool:
+    """Whether every delete that holds ``record_id`` deleted was written by this replica."""
+    record = library.store.load(entity, record_id)
+    heads = record.state.tombstone.heads if record is not None else ()
+    return bool(heads) and all(same_replica(w.version.node, library.store.node_id) for w in heads)
 
 
 def _without_gone_references(library: LocalLibrary, entity: str, values: dict[str, Any]) -> str:

@@ -756,6 +756,10 @@ class ReplicaSyncStore:
                 "kind": op.change.get("kind"),
                 "values": op.change.get("values", {}),
                 "resolving": _resolving(op.change),
+                # what it was made on: making it again supersedes only that (``LocalLibrary.remake``), and
+                # when (``conflicts resolve --all`` makes a replica's refused edits again in their order)
+                "base": op.change.get("base", {}),
+                "hlc": op.change.get("hlc"),
             },
             theirs={"reason": reason},
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Final, Literal
 
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC, tick
@@ -15,9 +16,12 @@ from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
     LOOKUP_ENTITIES,
+    TOMBSTONE,
     Change,
+    ChangeKind,
     Conflict,
     ConflictKind,
+    FieldBase,
     InvalidChangeError,
     Merged,
     RecordState,
@@ -32,7 +36,9 @@ from outputhub.sync.engine import (
     sides,
     unlink_op_id,
 )
+from outputhub.sync.engine.edits import same_replica
 from outputhub.sync.ports import ReplicaStore
+from outputhub.sync.protocol import ProtocolError, change_from_wire, encode_value
 
 ResolutionChoice = Literal["mine", "theirs"] | Merged
 
@@ -264,6 +270,60 @@ class LocalLibrary:
                     state, schema=DEFAULT_SCHEMA, node=node, hlc=hlc, op_id=op_id
                 ),
             )
+
+    def remake(
+        self, entity: str, record_id: str, kind: str, values: Mapping[str, Any], base: Mapping[str, Any]
+    ) -> bool:
+        """Make again an edit the server refused (an update, delete or restore; ``values`` and ``base`` as
+        the refused op carried them on the wire), on the base it was first made on: what it supersedes is
+        what its user had seen then, and this replica's own writes since (among them the edits made again
+        before it, in their order). A write made meanwhile on another replica stays concurrent with it: a
+        text merges, a value is a conflict, an edit beats the delete, as they would have had the server
+        taken the edit at once. Made on the record as it is now, it overwrote such writes without a trace
+        (QA). False when an update has nothing left to change."""
+        with self.store.transaction():
+            state, revision = self._load(entity, record_id)
+            coerced: dict[str, Any] = {}
+            if kind == ChangeKind.UPDATE.value:
+                self._refuse_merged(entity, record_id, state, "edited")
+                coerced = _coerce(entity, values)
+                _check_required(entity, coerced, creating=False)
+                coerced = self._live_references(entity, coerced, state.values)
+                self._refuse_taken_name(entity, record_id, coerced, state.values)
+                if not coerced:
+                    return False
+            elif kind not in (ChangeKind.DELETE.value, ChangeKind.RESTORE.value):
+                raise LocalEditError(f"a refused {kind} is not made again on its base")
+            node_id = self.store.node_id
+
+            def build(node: str, hlc: HLC, op_id: str) -> Change:
+                wire = {
+                    "op_id": op_id,
+                    "entity": entity,
+                    "id": record_id,
+                    "kind": kind,
+                    "node": node,
+                    "hlc": hlc.encode(),
+                    "values": {name: encode_value(value) for name, value in coerced.items()},
+                    "base": {
+                        name: pair
+                        for name, pair in base.items()
+                        if kind != ChangeKind.UPDATE.value or name in coerced
+                    },
+                }
+                try:
+                    change = change_from_wire(wire)
+                except ProtocolError as exc:
+                    raise InvalidChangeError(str(exc)) from None
+                bases = dict(change.base)
+                for name in bases:
+                    field_state = state.tombstone if name == TOMBSTONE else state.fields.get(name)
+                    heads = field_state.heads if field_state is not None else ()
+                    mine = frozenset(w.version for w in heads if same_replica(w.version.node, node_id))
+                    bases[name] = FieldBase(bases[name].value, bases[name].versions | mine)
+                return replace(change, base=bases)
+
+            return self._record(state, revision, build)
 
     def restore(self, entity: str, record_id: str) -> None:
         with self.store.transaction():

@@ -4,12 +4,15 @@ input with a message, never a traceback, and create nothing."""
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from outputhub.server.cli import app as cli
+from tests.support.client import new_org
+from tests.sync.support import server_cli
 
 
 @pytest.fixture
@@ -51,3 +54,23 @@ def test_a_retention_out_of_range_is_a_usage_error(
     result = runner.invoke(cli, ["sync", "purge-tombstones", "--older-than-days", days])
     assert result.exit_code == 2, result.output
     assert "--older-than-days" in result.output and "Traceback" not in result.output
+
+
+def test_org_narrows_the_purge_to_one_organization(  # type: ignore[no-untyped-def]
+    app, client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = new_org(client, name="Purged here"), new_org(client, name="Not here")
+    for org in (one, two):
+        tag = org.owner.post(f"{org.base}/tags", json={"name": "gone"}).json()["id"]
+        assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
+    purge = ("sync", "purge-tombstones", "--older-than-days", "0")
+    result = server_cli(app, monkeypatch, *purge, "--org", one.id)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("purged 1 ") and "in 1 organization" in result.output
+    counts = [o.owner.get(f"{o.base}/sync/checksums").json()["tables"]["tags"]["count"] for o in (one, two)]
+    kept = len(two.owner.get(f"{two.base}/tags").json()["items"])
+    assert counts == [counts[1] - 1, kept + 1], "the other organization keeps its tombstone"
+    wrong = (("nope", "is not an organization id"), (str(uuid.uuid4()), "there is no organization"))
+    for given, said in wrong:
+        refused = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--org", given)
+        assert refused.exit_code == 2 and said in refused.output, refused.output

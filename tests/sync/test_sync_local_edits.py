@@ -503,7 +503,8 @@ def test_purging_a_tombstone_closes_its_conflicts(  # type: ignore[no-untyped-de
     listed = [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag]
     assert len(listed) == 1
     assert org.owner.delete(f"{org.base}/tags/{tag}").status_code == 204
-    result = server_cli(app, monkeypatch, "sync", "purge-tombstones", "--older-than-days", "0")
+    purge = ("sync", "purge-tombstones", "--older-than-days", "0", "--org", org.id)
+    result = server_cli(app, monkeypatch, *purge)
     assert result.exit_code == 0, result.output
     assert [c for c in org.owner.get(f"{org.base}/sync/conflicts").json() if c["record_id"] == tag] == []
     answer = org.owner.post(f"{org.base}/sync/conflicts/{listed[0]['id']}/resolve", json={"keep": "loser"})
