@@ -444,8 +444,14 @@ def attach(
     ctx: Context = typer_ctx.obj
     if (email is None) == (api_key_file is None):
         fail(2, "give either --email (with --password-file) or --api-key-file")
+    if org is not None and not org.strip():  # "" was taken as no organization: attached to none (QA)
+        fail(5, "--org is empty: give the organization's name or id")
     if api_key_file is not None and org is None:
         fail(5, "--api-key-file needs --org ORG_ID (the organization the key belongs to)")
+    if api_key_file is not None and org is not None:
+        if canonical_id(org.strip()) is None:
+            fail(5, f"--org {org!r}: with --api-key-file, give the organization's id (a UUID)")
+        org = canonical_id(org.strip())
     try:
         server = normalize_url(server)
     except InvalidInputError as exc:

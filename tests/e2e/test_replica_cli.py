@@ -834,6 +834,10 @@ def test_attach_with_an_api_key_checks_it_where_the_server_answers(server: str, 
         assert said in out, out
         assert ws.json("status")["server"] is None  # type: ignore[index]
     key.write_text(made.json()["key"] + "\n")
+    for given, said in (("", "--org is empty"), ("Keys", "give the organization's id (a UUID)")):
+        out = ws.run("attach", "--server", server, "--org", given, "--api-key-file", str(key), code=5)
+        assert said in out, out  # "" was attached to no organization, exit 0 (QA)
+        assert ws.json("status")["server"] is None  # type: ignore[index]
     other = new_account(server, email="keys2@example.com", password=PASSWORD, org_name="Other")
     out = ws.run("attach", "--server", server, "--org", other.org_id, "--api-key-file", str(key), code=4)
     assert "not found" in out
