@@ -325,7 +325,9 @@ class WebhookDispatcher:
             set_tenant(session, org_id=ctx.org_id)
             delivery = session.get(WebhookDelivery, delivery_id)
             endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
-            if delivery is None or delivery.status != "pending":
+            # a failed one is sent again when an admin retries its job (the retried job ended "done" having
+            # sent nothing, and the delivery stayed failed; QA)
+            if delivery is None or delivery.status not in ("pending", "failed"):
                 return
             if endpoint is None or not endpoint.enabled:
                 skip = True
