@@ -154,6 +154,11 @@ def check_revision(row: ReplicatedRow, *, if_match: frozenset[int] | None) -> No
     """``If-Match`` precondition: the caller edited from one of these revisions (RFC 9110 allows a list of
     entity tags), or the record moved on (412)."""
     if if_match is not None and row.revision not in if_match:
+        if not if_match:  # only weak tags (W/"3"), which If-Match never matches (RFC 9110 compares strongly)
+            raise PreconditionFailedError(
+                f"the record is at revision {row.revision}: If-Match takes its ETag as given "
+                f'("{row.revision}"); a weak one (W/...) never matches'
+            )
         given = ", ".join(str(r) for r in sorted(if_match))
         raise PreconditionFailedError(
             f"the record is at revision {row.revision}, not {given}; reload and retry"

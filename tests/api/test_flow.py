@@ -309,5 +309,8 @@ def test_if_match_reads_entity_tags_strictly(client) -> None:  # type: ignore[no
 
     assert [patch(f) for f in ('"{r}', '{r}"', '"{r}" junk', "W/{r}")] == [422] * 4
     assert patch('W/"{r}"') == 412
+    revision = org.owner.get(path).json()["revision"]
+    weak = org.owner.patch(path, json={"description": "w"}, headers={"If-Match": f'W/"{revision}"'}).json()
+    assert weak["detail"].endswith('a weak one (W/...) never matches'), weak  # it read "not ; reload" (QA)
     assert patch('"0{r}"') == 412
     assert [patch(f) for f in ('"{r}"', "{r}", ' "{r}" ')] == [200] * 3
