@@ -213,13 +213,16 @@ class LookupCreate(Input):
     id: uuid.UUID | None = None
     name: LookupName
     description: ShortText = ""
-    position: int | None = Field(default=None, ge=0, le=POSITION_MAX, description="Order on ordered scales.")
+    # strict: true was taken as 1 (QA), where a sync push refuses a boolean
+    position: int | None = Field(
+        default=None, ge=0, le=POSITION_MAX, strict=True, description="Order on ordered scales."
+    )
 
 
 class LookupUpdate(Input):
     name: LookupName | None = None
     description: ShortText | None = None
-    position: int | None = Field(default=None, ge=0, le=POSITION_MAX)
+    position: int | None = Field(default=None, ge=0, le=POSITION_MAX, strict=True)
 
 
 class LookupRead(RowMeta):
@@ -229,11 +232,11 @@ class LookupRead(RowMeta):
 
 
 class AccuracyLevelCreate(LookupCreate):
-    score: int = Field(default=0, ge=0, le=100, description="0 = wrong .. 100 = fully accurate.")
+    score: int = Field(default=0, ge=0, le=100, strict=True, description="0 = wrong .. 100 = fully accurate.")
 
 
 class AccuracyLevelUpdate(LookupUpdate):
-    score: int | None = Field(default=None, ge=0, le=100)
+    score: int | None = Field(default=None, ge=0, le=100, strict=True)
 
 
 class AccuracyLevelRead(LookupRead):

@@ -238,6 +238,9 @@ def cases(ids):
         ("POST", "/tags", {"name": "   "}, 422, "body.name"),
         ("POST", "/accuracy-levels", {"name": "Great", "score": 101}, 422, "body.score"),
         ("POST", "/accuracy-levels", {"name": "Great", "position": -1}, 422, "body.position"),
+        ("POST", "/tags", {"name": "pp", "position": True}, 422, "body.position"),  # stored as 1 (QA)
+        ("PATCH", f"/tags/{ids['tag']}", {"position": 2.0}, 422, "body.position"),
+        ("POST", "/accuracy-levels", {"name": "Fine", "score": False}, 422, "body.score"),
         ("PATCH", f"/tags/{ids['tag']}", {"name": None}, 422, "body.name"),
         ("POST", "/api-keys", {"name": "k", "scope": "admin"}, 422, "body.scope"),
         ("POST", "/invitations", {"email": "not-an-email", "role": "viewer"}, 422, "body.email"),
