@@ -74,7 +74,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-_UNREADABLE_BODY = {UnicodeDecodeError: "not UTF-8", RecursionError: "nested too deeply"}
+_UNREADABLE_BODY: dict[type[BaseException], str] = {
+    UnicodeDecodeError: "not UTF-8",
+    RecursionError: "nested too deeply",
+    # Python reads integers of at most 4,300 digits (a longer one was an unnamed 400; QA)
+    ValueError: "holding a number of more digits than can be read (4,300 at most)",
+}
 """Why the framework could not parse a JSON body (its 400 "There was an error parsing the body" is caused by
 one of these), as the malformed-json problem says it."""
 

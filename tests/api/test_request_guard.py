@@ -174,6 +174,7 @@ def test_bodies_that_are_not_utf8_json_are_malformed_json(client, world):
         (text.encode("utf-16"), "utf-16"),
         (text.encode("utf-32-le"), "utf-32"),
         (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
+        (b'{"title": ' + b"9" * 5000 + b', "body": "b"}', "more digits"),  # an unnamed 400 (QA)
     ):
         r = client.post(f"{org.base}/prompts", content=body, headers=h)
         assert r.status_code == 400, f"{why}: {r.status_code} {r.text[:300]}"
@@ -181,6 +182,8 @@ def test_bodies_that_are_not_utf8_json_are_malformed_json(client, world):
         problem = r.json()
         assert problem["type"] == "https://outputhub.dev/problems/malformed-json", f"{why}: {problem}"
         assert [e["field"] for e in problem["errors"]] == ["body"], why
+        if why == "more digits":
+            assert why in problem["detail"], problem
     # UTF-8 is read as before
     r = client.post(f"{org.base}/prompts", content=text.encode(), headers=h)
     assert r.status_code == 201 and r.json()["title"] == "caf\u00e9", r.text
