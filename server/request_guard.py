@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.message
 import json
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -121,12 +122,30 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+def _undecodable_query(raw: bytes) -> list[tuple[Loc, str]]:
+    """The query parameters whose percent-encoded bytes are not UTF-8 (``?q=%FF%FE``, a lone surrogate
+    ``%ED%A0%80``): the framework read them with replacement characters, and a search for them answered 200
+    with nothing found (QA)."""
+    if b"%" not in raw:
+        return []
+    found: list[tuple[Loc, str]] = []
+    for part in raw.split(b"&"):
+        name, _, value = part.partition(b"=")
+        try:
+            urllib.parse.unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            label = urllib.parse.unquote_to_bytes(name).decode("utf-8", "replace")
+            found.append((("query", label), "must be UTF-8 text (its percent-encoded bytes are not UTF-8)"))
+    return found
+
+
 async def check_request(request: Request) -> None:
     """The app-wide dependency: see the module's description."""
     errors: list[tuple[Loc, str]] = []
     for name, value in request.path_params.items():
         if isinstance(value, str) and NUL in value:
             errors.append((("path", name), NUL_MESSAGE))
+    errors.extend(_undecodable_query(request.scope.get("query_string", b"")))
     for name, value in request.query_params.multi_items():
         if NUL in name:
             errors.append((("query",), f"parameter name {name!r} {NUL_MESSAGE}"))

@@ -300,3 +300,15 @@ def test_a_body_sent_with_a_content_encoding_is_a_415(client, world):
     # a request without a body is not refused for the header (a DELETE answered 415)
     gone = client.delete(f"{org.base}/tags/{r.json()['id']}", headers={**headers, "content-encoding": "gzip"})
     assert gone.status_code == 204, gone.text
+
+
+def test_a_query_parameter_that_is_not_utf8_is_a_422_naming_it(client, world):
+    """``?q=%FF%FE`` and a lone surrogate ``%ED%A0%80`` were read with replacement characters, and the search
+    answered 200 with nothing found (QA); UTF-8, percent-encoded or not, is read as before."""
+    org, _ = world
+    for raw in ("%FF%FE", "%ED%A0%80", "caf%E9"):
+        r = org.owner.get(f"{org.base}/prompts?q={raw}&limit=5")
+        assert r.status_code == 422, f"{raw}: {r.status_code} {r.text[:200]}"
+        assert [e["field"] for e in r.json()["errors"]] == ["query.q"], r.text
+    for raw in ("caf%C3%A9", "Linux+Terminal", "%F0%9F%99%82"):
+        assert org.owner.get(f"{org.base}/prompts?q={raw}").status_code == 200, raw
