@@ -8,9 +8,10 @@ summarising the figures; the page also shows the legend and the same figures as 
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from markupsafe import Markup, escape
 
@@ -59,6 +60,31 @@ def _num(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+LINE_COLUMNS: Final = 40
+"""How many narrow characters a bar's line holds at the narrowest chart (a 390 px phone, ~324 px of chart)."""
+
+
+def _columns(text: str) -> int:
+    """The width of ``text`` in narrow-character columns: a wide (East Asian) character counts two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def fit_label(label: str, room: int) -> str:
+    """``label`` cut to ``room`` columns (at least 8) with an ellipsis: a bar's label shares its line with the
+    figures, and on a phone a long tag name ran into them (it was cut at 30 characters whatever the figures
+    and however wide the characters; QA)."""
+    room = max(room, 8)
+    if _columns(label) <= room:
+        return label
+    out, used = [], 1  # the ellipsis
+    for ch in label:
+        used += _columns(ch)
+        if used > room:
+            break
+        out.append(ch)
+    return "".join(out).rstrip() + "…"
+
+
 def _frame(chart_id: str, *, title: str, desc: str, height: int, body: list[str]) -> Markup:
     return Markup(
         f'<svg class="chart" id="{escape(chart_id)}" width="100%" height="{height}" role="img" '
@@ -94,8 +120,9 @@ def stacked_bars(
         if links:
             body.append(f'<a class="row-link" href="{escape(links[i])}">')
             body.append(f'<rect class="hit" x="0" y="{y}" width="100%" height="{row}"/>')
-        shown = label if len(label) <= 30 else label[:29].rstrip() + "…"  # the note needs room on a phone
-        body.append(f'<text class="label" x="0" y="{y + 15}">{escape(shown)}</text>')
+        shown = fit_label(label, LINE_COLUMNS - _columns(note) - 2)  # the note needs room on a phone
+        full = f"<title>{escape(label)}</title>" if shown != label else ""
+        body.append(f'<text class="label" x="0" y="{y + 15}">{full}{escape(shown)}</text>')
         body.append(f'<text class="value" x="100%" y="{y + 15}" text-anchor="end">{escape(note)}</text>')
         body.append(f'<rect class="track" x="0" y="{y + 22}" width="100%" height="16" rx="3"/>')
         offset = (100 - totals[i] / top * 100) / 2 if centered else 0.0

@@ -72,6 +72,28 @@ def check_layout(page: Page) -> None:
             .filter(([, h]) => h < 44)"""
     )
     assert small == [], f"tap targets under 44px on {page.url}: {small}"
+    # links in lists of records (a prompt's latest outputs were 32 px; QA)
+    short = page.evaluate(
+        """() => [...document.querySelectorAll('main li a')]
+            .filter(e => e.offsetParent !== null && e.getBoundingClientRect().height < 44)
+            .map(e => [e.textContent.trim().slice(0, 40), e.getBoundingClientRect().height])"""
+    )
+    assert short == [], f"links under 44px on {page.url}: {short}"
+    # a chart's "CSV" on one line, and no bar label running into its figures (a 200-character tag did; QA)
+    broken = page.evaluate(
+        """() => [...document.querySelectorAll('.chart-head .btn')]
+            .filter(e => e.offsetParent !== null && e.getBoundingClientRect().height > 50)
+            .map(e => e.textContent.trim())"""
+    )
+    assert broken == [], f"chart buttons wrapped on {page.url}: {broken}"
+    overlapping = page.evaluate(
+        """() => [...document.querySelectorAll('svg text.label')]
+            .filter(t => t.nextElementSibling && t.nextElementSibling.matches('text.value'))
+            .filter(t => t.getBoundingClientRect().right
+                         > t.nextElementSibling.getBoundingClientRect().left - 4)
+            .map(t => t.textContent.slice(0, 40))"""
+    )
+    assert overlapping == [], f"bar labels run into their figures on {page.url}: {overlapping}"
     font = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
     assert font >= 16
 
@@ -255,6 +277,7 @@ def test_long_names_wrap_instead_of_scrolling_sideways(
         ("/prompts", LONG_TAG),
         (f"/outputs/{long_names.output_ids[0]}", LONG_TAG),
         ("/outputs", LONG_GPT),
+        ("/analytics", "Tag usage"),
     ):
         page.goto(org + path)
         expect(page.locator("main")).to_contain_text(shown)
