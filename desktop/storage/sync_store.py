@@ -340,7 +340,8 @@ class ReplicaSyncStore:
     def details(self, entity: str, record_id: str) -> dict[str, Any]:
         """What the replica's row holds beside the synced fields: when the record was made and last changed
         (as the server last said, or here), a prompt's version as last synced, an output's ``produced_at``
-        (ISO-8601 UTC text, or None). Empty for a record this replica does not have."""
+        (ISO-8601 UTC text, or None), an accuracy level's ``score``, a GPT model's ``provider``. Empty for a
+        record this replica does not have."""
         record = self._get(entity, record_id)
         if record is None:
             return {}
@@ -352,6 +353,12 @@ class ReplicaSyncStore:
             shown["version"] = record.version
         if isinstance(record, OutputRecord):
             shown["produced_at"] = to_timestamp(record.produced_at) if record.produced_at else None
+        # the server's fields a replica keeps but does not edit: in `show` and `export`, as REST has them (an
+        # export left them out; QA)
+        if entity == "accuracy_level":
+            shown["score"] = getattr(record, "score", None) or 0
+        if entity == "gpt_model":
+            shown["provider"] = getattr(record, "provider", None) or ""
         return shown
 
     def _get(self, entity: str, record_id: str) -> ReplicatedRecord | None:

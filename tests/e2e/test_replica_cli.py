@@ -183,6 +183,11 @@ def test_two_workstations_edit_offline_sync_and_resolve_a_conflict(server: str, 
 
     exported = json.loads(a.run("export"))
     assert [p["title"] for p in exported["prompts"]] == ["From B"]
+    # the server's fields a replica keeps but does not edit are exported as REST has them (left out; QA)
+    kept = (("accuracy-levels", "accuracy_levels", "score"), ("gpt-models", "gpt_models", "provider"))
+    for path, table, field in kept:
+        served_items = httpx.get(f"{server}/api/v1/orgs/{org}/{path}", headers=headers).json()["items"]
+        assert {i["id"]: i[field] for i in served_items} == {r["id"]: r[field] for r in exported[table]}
 
     # scripts may put --json after the command, in nested groups too; after "--" it is a search word
     listed = json.loads(a.run("list", "prompt", "--json"))
