@@ -43,8 +43,17 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 
 
 def _stored_name(value: object) -> object:
-    """A lookup name as it is stored (anything else is left for the type check to refuse)."""
-    return normalize_name(value) if isinstance(value, str) else value
+    """A lookup name as it is stored (anything else is left for the type check to refuse). One that only its
+    stored form makes too long says so: "at most 200 characters" of a name of 200 was a riddle (QA)."""
+    if not isinstance(value, str):
+        return value
+    stored = normalize_name(value)
+    if len(stored) > NAME_MAX >= len(value.strip()):
+        raise ValueError(
+            f"is {len(stored)} characters once stored in Unicode NFC (the form names are kept in), and a "
+            f"name may have {NAME_MAX}"
+        )
+    return stored
 
 
 LookupName = Annotated[Name, BeforeValidator(_stored_name)]

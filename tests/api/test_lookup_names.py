@@ -80,6 +80,7 @@ def test_a_name_nfc_makes_longer_than_the_limit_is_refused_naming_it(client: Tes
     r = org.owner.post(f"{org.base}/tags", json={"name": long_name})
     assert r.status_code == 422, r.text
     assert [e["field"] for e in r.json()["errors"]] == ["body.name"]
+    assert "is 400 characters once stored in Unicode NFC" in r.json()["errors"][0]["message"], r.text
 
 
 @pytest.mark.parametrize("name", ["\u00df" * 200, "\u0130" * 200, "\ufb03" * 200])
