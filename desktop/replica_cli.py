@@ -448,10 +448,6 @@ def attach(
         fail(5, "--org is empty: give the organization's name or id")
     if api_key_file is not None and org is None:
         fail(5, "--api-key-file needs --org ORG_ID (the organization the key belongs to)")
-    if api_key_file is not None and org is not None:
-        if canonical_id(org.strip()) is None:
-            fail(5, f"--org {org!r}: with --api-key-file, give the organization's id (a UUID)")
-        org = canonical_id(org.strip())
     try:
         server = normalize_url(server)
     except InvalidInputError as exc:
@@ -460,6 +456,10 @@ def attach(
             f"--server {server!r}: give the server's URL with http:// or https://, e.g. "
             f"https://hub.example.com ({exc.errors[0].message if exc.errors else exc})",
         )
+    if api_key_file is not None and org is not None:
+        if canonical_id(org.strip()) is None:
+            fail(5, f"--org {org!r}: with --api-key-file, give the organization's id (a UUID)")
+        org = canonical_id(org.strip())
     with ctx.replica() as replica:
         store = ReplicaSyncStore(replica)
         try:
