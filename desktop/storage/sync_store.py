@@ -828,9 +828,10 @@ class ReplicaSyncStore:
                 count, total = conn.execute(
                     f"SELECT count(*), coalesce(sum(revision), 0) FROM {table} WHERE revision IS NOT NULL"
                 ).fetchone()
-                newest = conn.execute(
-                    f"SELECT id || ':' || revision FROM {table} WHERE revision IS NOT NULL "
-                    "ORDER BY revision DESC, id LIMIT 1"
+                newest = conn.execute(  # the highest revision by its index, then its rows (ordered by both
+                    # at once, SQLite sorted the whole table: 0.8 s at 100k outputs)
+                    f"SELECT id || ':' || revision FROM {table} WHERE revision = "
+                    f"(SELECT max(revision) FROM {table}) ORDER BY id LIMIT 1"
                 ).fetchone()
                 digest: str | None = None
                 if full:

@@ -381,9 +381,12 @@ def _newest_sql(feed: Feed, dialect: str) -> str:
     smallest id among rows of that revision), NULL when it has none: a scalar subquery on the
     ``(org_id, revision)`` index."""
     ident = sqlite_uuid_sql("n.id") if dialect == "sqlite" else "n.id::text"
+    table = feed.table.__tablename__
+    # the highest revision first (an index probe), then its rows: ordered by (revision, id) at once, SQLite
+    # sorted every row of the organization (0.8 s at 100k outputs)
     return (
-        f"(SELECT {ident} || ':' || n.revision FROM {feed.table.__tablename__} n WHERE n.org_id = :org "
-        "ORDER BY n.revision DESC, n.id LIMIT 1)"
+        f"(SELECT {ident} || ':' || n.revision FROM {table} n WHERE n.org_id = :org AND n.revision = "
+        f"(SELECT max(m.revision) FROM {table} m WHERE m.org_id = :org) ORDER BY n.id LIMIT 1)"
     )
 
 
