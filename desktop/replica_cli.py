@@ -1034,12 +1034,20 @@ def _write_in_place(output: Path, target: Path, text: str, refused: OSError) -> 
 
 
 @conflicts_app.command("list")
-def conflicts_list(typer_ctx: typer.Context) -> None:
-    """Open conflicts (and edits the server refused)."""
+def conflicts_list(
+    typer_ctx: typer.Context,
+    entity: Annotated[str | None, typer.Option(help="Only this kind's (prompt, output, tag, ...).")] = None,
+    refused: Annotated[bool, typer.Option(help="Only the edits the server refused.")] = False,
+) -> None:
+    """Open conflicts (and edits the server refused); --entity and --refused narrow it as they narrow
+    ``resolve --all`` (QA: they were only there)."""
     ctx: Context = typer_ctx.obj
+    kind = entity_name(entity) if entity is not None else None
     with ctx.replica() as replica:
         items = [
-            (c, sides_written_here(replica, c), kept_in_use(replica, c)) for c in replica.list_conflicts()
+            (c, sides_written_here(replica, c), kept_in_use(replica, c))
+            for c in replica.list_conflicts()
+            if (kind is None or c.entity == kind) and (not refused or c.field == REJECTED_FIELD)
         ]
         emit(
             ctx,

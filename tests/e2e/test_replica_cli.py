@@ -336,6 +336,10 @@ def test_refused_edits_are_made_again_once_allowed_or_dropped(server: str, tmp_p
     # in words: the edit and the server's reason, not the stored dicts (QA)
     listed = v.run("conflicts", "list")
     assert listed.count("refused by the server: permission-denied") == 3, listed
+    # narrowed as resolve --all is (QA: --refused and --entity were only there)
+    assert len(v.json("conflicts", "list", "--refused")) == 3  # type: ignore[arg-type]
+    only_tags = v.json("conflicts", "list", "--refused", "--entity", "tag")
+    assert [c["record_id"] for c in only_tags] == [tag]  # type: ignore[union-attr,index]
     shown = v.run("conflicts", "show", refused[shared["id"]])
     assert "your edit: update title='Viewer title'" in shown and "reason:    permission-denied" in shown
     assert "{" not in shown
