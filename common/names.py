@@ -27,3 +27,13 @@ def name_key(name: str) -> str:
     case-folded, NFC: "  CAFÉ" and "café" typed as e + U+0301 share the key "café"; NFC again after the case
     fold, which may write a letter in another form)."""
     return unicodedata.normalize("NFC", normalize_name(name).casefold())
+
+
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def has_visible(name: str) -> bool:
+    """Whether ``name`` shows anything: a character that is neither white space nor an invisible format
+    character (U+200B ZERO WIDTH SPACE, U+2060 WORD JOINER, U+FEFF, ...). A tag named U+200B alone was taken:
+    a blank entry in every list (QA)."""
+    return any(unicodedata.category(ch) not in _INVISIBLE_CATEGORIES and not ch.isspace() for ch in name)

@@ -33,7 +33,7 @@ from outputhub.common.limits import (
     SHORT_TEXT_MAX,
     TITLE_MAX,
 )
-from outputhub.common.names import normalize_name
+from outputhub.common.names import has_visible, normalize_name
 from outputhub.common.roles import ApiKeyScope, Role
 
 T = TypeVar("T")
@@ -47,6 +47,8 @@ def _stored_name(value: object) -> object:
     stored form makes too long says so: "at most 200 characters" of a name of 200 was a riddle (QA)."""
     if not isinstance(value, str):
         return value
+    if value.strip() and not has_visible(value):
+        raise ValueError("shows nothing: it holds only spaces and invisible characters (such as U+200B)")
     stored = normalize_name(value)
     if len(stored) > NAME_MAX >= len(value.strip()):
         raise ValueError(

@@ -11,7 +11,7 @@ from typing import Any, Final, Literal
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC, tick
 from outputhub.common.ids import canonical_id, new_id_text
 from outputhub.common.limits import NUMBER_RANGE, limit_problem, missing_problem, type_problem
-from outputhub.common.names import normalize_name
+from outputhub.common.names import has_visible, normalize_name
 from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
@@ -95,6 +95,8 @@ def _check_required(entity: str, values: Mapping[str, Any], *, creating: bool) -
         value = values.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             raise LocalEditError(f"{entity}.{name} is required: give it a value")
+        if entity in LOOKUP_ENTITIES and name == "name" and isinstance(value, str) and not has_visible(value):
+            raise LocalEditError(f"{entity}.name shows nothing (only invisible characters): give it a name")
 
 
 def _canonical_id(value: Any) -> Any:

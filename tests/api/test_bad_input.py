@@ -236,6 +236,8 @@ def cases(ids):
         ),
         ("POST", "/tags", {"name": "PYTHON"}, 409, "body.name"),
         ("POST", "/tags", {"name": "   "}, 422, "body.name"),
+        ("POST", "/tags", {"name": "\u200b"}, 422, "body.name"),  # a blank entry in every list (QA)
+        ("PATCH", f"/tags/{ids['tag']}", {"name": " \u2060 "}, 422, "body.name"),
         ("POST", "/accuracy-levels", {"name": "Great", "score": 101}, 422, "body.score"),
         ("POST", "/accuracy-levels", {"name": "Great", "position": -1}, 422, "body.position"),
         ("POST", "/tags", {"name": "pp", "position": True}, 422, "body.position"),  # stored as 1 (QA)

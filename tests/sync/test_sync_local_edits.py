@@ -290,6 +290,8 @@ def test_values_past_the_limits_and_text_the_server_cannot_store_are_refused_as_
         ({"name": "n" * 201}, "tag.name is longer than 200 characters"),
         ({"name": "nul\x00"}, "NUL"),
         ({"name": "bad\udcffbyte"}, "tag.name is not UTF-8 text"),
+        ({"name": "\u200b"}, "tag.name shows nothing"),  # a blank entry in every list (QA)
+        ({"name": " \u2060\ufeff "}, "tag.name shows nothing"),
     ]
     for values, message in attempts:
         with pytest.raises(LocalEditError, match=re.escape(message)):
@@ -300,6 +302,11 @@ def test_values_past_the_limits_and_text_the_server_cannot_store_are_refused_as_
     assert laptop.store.pending_count() == pending
     assert laptop.library.edit("tag", tag, {"position": 1_000_000})
     assert laptop.sync().refused == []
+    # and the server refuses it from a replica that did not check (an older one)
+    invisible = str(uuid.uuid4())
+    as_an_older_replica(laptop, "tag", invisible, {"name": "\u200b", "position": 0})
+    [refused] = laptop.sync().refused
+    assert refused["id"] == invisible and "shows nothing" in refused["reason"], refused
 
 
 @pytest.mark.parametrize("theirs", ["", "the desktop's words"], ids=["survivor-without", "survivor-with"])

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC, after
 from outputhub.common.ids import canonical_id, new_uuid
 from outputhub.common.limits import NAME_MAX, limit_problem, missing_problem
-from outputhub.common.names import name_key, normalize_name
+from outputhub.common.names import has_visible, name_key, normalize_name
 from outputhub.common.roles import Action, allows
 from outputhub.common.sync import OpError, OpResult
 from outputhub.server.api.base import Tenant, allocate_revisions
@@ -260,6 +260,8 @@ def _field_problem(spec: EntitySpec, values: Mapping[str, FieldValue]) -> tuple[
         value = values.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             return f"{spec.entity}.{name} is required", name
+        if spec.lookup and name == "name" and isinstance(value, str) and not has_visible(value):
+            return f"{spec.entity}.name shows nothing (only invisible characters): give it a name", name
     return limit_problem(spec.entity, values)
 
 
