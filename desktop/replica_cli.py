@@ -470,7 +470,13 @@ def attach(
                 if not credential:
                     fail(5, f"the API key file {api_key_file} is empty")
                 _check_api_key(server, credential, org_id)
-                login_settings = {"api_key": credential, "refresh_token": None, "access_token": None}
+                # no email: the desktop showed the one of an earlier login (QA)
+                login_settings = {
+                    "api_key": credential,
+                    "refresh_token": None,
+                    "access_token": None,
+                    "email": None,
+                }
             else:
                 if password_file is None:
                     fail(5, "--email needs --password-file")
@@ -573,6 +579,10 @@ def _refreshed_access_token(store: ReplicaSyncStore, server: str) -> str:
     except ServerUnreachableError:
         raise
     except SyncError:
+        with store.replica.transaction():  # forgotten, as the desktop forgets it: both say "log in again"
+            if (store.replica.get_setting(key="refresh_token") or "") == credential:
+                for key in ("access_token", "refresh_token"):
+                    store.replica.set_setting(key=key, value=None)
         raise AuthenticationFailedError(LOGIN_GONE) from None
     with store.replica.transaction():
         if (store.replica.get_setting(key="refresh_token") or "") == credential:
@@ -1250,7 +1260,7 @@ def _resolve(
                 replica.resolve_conflict(id=c.id)
         except LocalEditError as exc:
             raise _CannotResolveError(f"cannot make the refused edit again: {exc}") from None
-        return done, {"resolved": c.id, "reapplied": True}
+        return done, {"resolved": c.id, "reapplied": True, "said": done}
     if keep is not None and keep not in ("mine", "theirs", "merged"):
         raise _CannotResolveError("--keep takes mine, theirs or merged")
     if (value is not None or keep == "merged") and c.field == TOMBSTONE:
@@ -1506,6 +1516,8 @@ def _resolve_all(ctx: Context, *, keep: str, entity: str | None, refused: bool, 
         summary,
         lambda: "\n".join(
             [f"resolved {settled} of {initial}{also}{_to_share(resolved)}"]
+            # what a refused edit made again left out or did not make, as a single resolve says it (QA)
+            + [r["said"] for r in resolved if any(w in r.get("said", "") for w in ("left out", "not made"))]
             + [f"deleted with them: {d['entity']} {d['id']}" for d in deleted_with]
             + [f"left open {i['id']}  {i['entity']} {i['record_id']}: {i['reason']}" for i in left]
         ),

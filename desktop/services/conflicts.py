@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from outputhub.common.clock import HLC
 from outputhub.common.errors import InvalidInputError, NotFoundError
 from outputhub.desktop.services.editing import LOOKUP_KINDS, Editor
 from outputhub.desktop.services.library import LibraryService
@@ -202,6 +204,45 @@ def conflict_kind(conflict: ConflictRecord) -> str:
 
 
 def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
+    """Make a refused edit again (:func:`_reapply`), and keep what it was made again as, for the refused
+    edits of the same record made after it (``Replica.note_remade``)."""
+    before = _newest_version(library, refused.entity, refused.record_id)
+    done = _reapply(library, refused, after=_made_again_before(library, refused))
+    after = _newest_version(library, refused.entity, refused.record_id)
+    if after is not None and after != before and same_replica(after.node, library.store.node_id):
+        replica = getattr(library.store, "replica", None)
+        if replica is not None:
+            replica.note_remade(id=refused.id, version=after.encode())
+    return done
+
+
+def _newest_version(library: LocalLibrary, entity: str, record_id: str) -> HLC | None:
+    record = library.store.load(entity, record_id)
+    versions = record.state.known_versions if record is not None else frozenset()
+    return max(versions) if versions else None
+
+
+def _made_again_before(library: LocalLibrary, refused: ConflictRecord) -> list[HLC]:
+    """The versions that this replica's refused edits of the same record, made before ``refused``, were made
+    again as (open or closed; those kept before 2026-11-30 say neither when they were made nor this)."""
+    mine = refused.mine if isinstance(refused.mine, dict) else {}
+    made = str(mine.get("hlc") or "")
+    replica = getattr(library.store, "replica", None)
+    if not made or replica is None:
+        return []
+    found: list[HLC] = []
+    same = replica.list_conflicts(entity=refused.entity, record_id=refused.record_id, include_resolved=True)
+    for c in same:
+        if c.field != REJECTED_FIELD or c.id == refused.id or not isinstance(c.mine, dict):
+            continue
+        remade = c.base.get("remade_as") if isinstance(c.base, dict) else None
+        if remade and str(c.mine.get("hlc") or "") < made:
+            with contextlib.suppress(ValueError):
+                found.append(HLC.decode(str(remade)))
+    return found
+
+
+def _reapply(library: LocalLibrary, refused: ConflictRecord, *, after: list[HLC]) -> str:
     """Make a refused edit again, as a new local edit that the next sync pushes (``outputhub replica
     conflicts resolve ID --keep mine``), after whatever made the server refuse it has changed (a viewer made
     editor, a value fixed). A refused create is created again under its id (the server never stored it and
@@ -244,7 +285,7 @@ def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
             # this replica deleted it since (a delete made again after the edit): the edit would bring it
             # back, as an edit another replica made concurrently would
             return f"{entity} {record_id} is deleted here since: the refused edit is not made again"
-        if not library.remake(entity, record_id, kind, values, base):
+        if not library.remake(entity, record_id, kind, values, base, after=after):
             return f"{entity} {record_id} already holds the refused values{left_out}"
         if taken is not None:
             return (

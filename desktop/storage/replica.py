@@ -1184,6 +1184,13 @@ class Replica:
             for r in rows
         ]
 
+    def note_remade(self, *, id: str, version: str) -> None:
+        """Keep, in a refused edit's record, the version it was made again as (its ``base`` column, unused for
+        a refused edit): a refused edit of the same record made after it counts that version among what it
+        supersedes when it is made again (``reapply_refused``)."""
+        with self._writing("note the edit made again") as conn:
+            conn.execute("UPDATE conflicts SET base = ? WHERE id = ?", (dumps({"remade_as": version}), id))
+
     def resolve_conflict(self, *, id: str, at: datetime | None = None) -> bool:
         with self._writing("resolve the conflict") as conn:
             closed = (

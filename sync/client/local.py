@@ -36,7 +36,6 @@ from outputhub.sync.engine import (
     sides,
     unlink_op_id,
 )
-from outputhub.sync.engine.edits import same_replica
 from outputhub.sync.ports import ReplicaStore
 from outputhub.sync.protocol import ProtocolError, change_from_wire, encode_value
 
@@ -274,15 +273,26 @@ class LocalLibrary:
             )
 
     def remake(
-        self, entity: str, record_id: str, kind: str, values: Mapping[str, Any], base: Mapping[str, Any]
+        self,
+        entity: str,
+        record_id: str,
+        kind: str,
+        values: Mapping[str, Any],
+        base: Mapping[str, Any],
+        *,
+        after: Iterable[HLC] = (),
     ) -> bool:
         """Make again an edit the server refused (an update, delete or restore; ``values`` and ``base`` as
         the refused op carried them on the wire), on the base it was first made on: what it supersedes is
-        what its user had seen then, and this replica's own writes since (among them the edits made again
-        before it, in their order). A write made meanwhile on another replica stays concurrent with it: a
-        text merges, a value is a conflict, an edit beats the delete, as they would have had the server
-        taken the edit at once. Made on the record as it is now, it overwrote such writes without a trace
-        (QA). False when an update has nothing left to change."""
+        what its user had seen then, and ``after``: the versions that refused edits of this replica made
+        before it were made again as (its user had seen those edits too). Every other write stays
+        concurrent with it, whoever made it: another replica's edit made meanwhile, and a refused edit made
+        after it and made again first (a text merges, a value is a conflict, an edit beats the delete), as
+        they would have had the server taken the edits at once. Made on the record as it is now, it
+        overwrote such writes without a trace (QA); superseding every head this replica wrote, the older of
+        two refused titles made again last replaced the newer (QA). False when an update has nothing left
+        to change."""
+        predecessors = frozenset(after)
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
             coerced: dict[str, Any] = {}
@@ -296,7 +306,6 @@ class LocalLibrary:
                     return False
             elif kind not in (ChangeKind.DELETE.value, ChangeKind.RESTORE.value):
                 raise LocalEditError(f"a refused {kind} is not made again on its base")
-            node_id = self.store.node_id
 
             def build(node: str, hlc: HLC, op_id: str) -> Change:
                 wire = {
@@ -317,12 +326,13 @@ class LocalLibrary:
                     change = change_from_wire(wire)
                 except ProtocolError as exc:
                     raise InvalidChangeError(str(exc)) from None
+                known = state.known_versions
                 bases = dict(change.base)
-                for name in bases:
+                for name in bases:  # the versions each field's writes hold that were made again before it
                     field_state = state.tombstone if name == TOMBSTONE else state.fields.get(name)
-                    heads = field_state.heads if field_state is not None else ()
-                    mine = frozenset(w.version for w in heads if same_replica(w.version.node, node_id))
-                    bases[name] = FieldBase(bases[name].value, bases[name].versions | mine)
+                    held = field_state.versions | field_state.superseded if field_state is not None else set()
+                    seen = frozenset(v for v in predecessors if v in held and v in known)
+                    bases[name] = FieldBase(bases[name].value, bases[name].versions | seen)
                 return replace(change, base=bases)
 
             return self._record(state, revision, build)

@@ -1623,3 +1623,46 @@ def test_two_workstations_resolving_one_text_conflict_differently_are_told(
         [again] = ws.json("conflicts", "list")  # type: ignore[misc]
         assert {again["mine"], again["theirs"]} == {"alpha", "beta"}
     assert a.json("show", "prompt", prompt)["body"] == b.json("show", "prompt", prompt)["body"]  # type: ignore[index]
+
+
+def test_resolve_all_says_what_the_refused_edits_made_again_left_out(
+    server: str, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A viewer's replica makes a prompt offline with a tag; the tag is deleted and purged on the server.
+    Made again with ``--all`` once the viewer is an editor, the prompt comes without the tag: one at a time
+    said so, ``--all`` did not (QA)."""
+    owner = new_account(server, email="owner-leftout@example.com", password=PASSWORD, org_name="Left out")
+    headers = {"Authorization": f"Bearer {owner.token}"}
+    base = f"{server}/api/v1/orgs/{owner.org_id}"
+    member = new_account(server, email="member-leftout@example.com", password=PASSWORD, org_name="Own")
+    invite = httpx.post(
+        f"{base}/invitations", json={"email": member.email, "role": "viewer"}, headers=headers
+    ).json()["token"]
+    httpx.post(
+        f"{server}/api/v1/invitations/accept",
+        json={"token": invite},
+        headers={"Authorization": f"Bearer {member.token}"},
+    ).raise_for_status()
+    tag = httpx.post(f"{base}/tags", json={"name": "short-lived"}, headers=headers).json()["id"]
+    v = Workstation(tmp_path, "v")
+    v.run("init")
+    v.attach(server, owner.org_id, member.email)
+    v.run("sync")
+    made = v.run("add", "prompt", "--set", "title=Offline", "--set", "body=b", "--set", f"tag_ids={tag}")
+    made = made.strip()
+    assert httpx.delete(f"{base}/tags/{tag}", headers=headers).status_code == 204
+    monkeypatch.setenv("OUTPUTHUB_DATABASE_URL", pg_url)
+    from outputhub.server.cli import app as server_app
+
+    purged = CliRunner().invoke(
+        server_app, ["sync", "purge-tombstones", "--older-than-days", "0", "--org", owner.org_id]
+    )
+    assert purged.exit_code == 0 and purged.output.startswith("purged 1 "), purged.output
+    assert "refused" in v.run("sync", code=4)
+    me = httpx.get(f"{server}/api/v1/auth/me", headers={"Authorization": f"Bearer {member.token}"}).json()
+    promoted = httpx.patch(f"{base}/members/{me['id']}", json={"role": "editor"}, headers=headers)
+    assert promoted.status_code == 200, promoted.text
+    said = v.run("conflicts", "resolve", "--all", "--keep", "mine", "--refused")
+    assert f"prompt {made} created again (left out: tag {tag}, which no longer exists)" in said, said
+    assert "pushed 1" in v.run("sync")
+    assert httpx.get(f"{base}/prompts/{made}", headers=headers).json()["tag_ids"] == []

@@ -352,3 +352,20 @@ def test_a_login_made_in_the_desktop_or_on_the_command_line_serves_both(
     assert "with the key, in the desktop" in titles()
     assert "pushed 0" in replica_cli(tmp_path, "sync")
     assert ids["prompt"] in replica_cli(tmp_path, "list", "prompts")
+
+    # a login the server refuses on the command line is forgotten there, as the desktop forgets it: both say
+    # "log in again" (the desktop still said it was logged in; QA)
+    with open_replica(tmp_path / "cli.ohr", passphrase=secret) as replica:
+        SyncService(replica=replica).login(server_url=live_server, email=org.owner.email, password=PASSWORD)
+        replica.set_setting(key="refresh_token", value="revoked")
+    assert "expired or was revoked" in replica_cli(tmp_path, "sync", code=4)
+    with open_replica(tmp_path / "cli.ohr", passphrase=secret) as replica:
+        problem = SyncService(replica=replica).setup_problem()
+    assert problem == f"Offline: not logged in to {live_server} any more: log in again (Settings)"
+    # an API key attached after an email login leaves no email behind (the desktop showed the old one; QA)
+    (tmp_path / "key").write_text(key.json()["key"])
+    by_key = ("attach", "--server", live_server, "--org", org.id, "--api-key-file", str(tmp_path / "key"))
+    replica_cli(tmp_path, *by_key)
+    with open_replica(tmp_path / "cli.ohr", passphrase=secret) as replica:
+        shown = SyncService(replica=replica).settings()
+    assert shown.logged_in and shown.email == ""
