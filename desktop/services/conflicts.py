@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from outputhub.common.clock import HLC
 from outputhub.common.errors import InvalidInputError, NotFoundError
@@ -203,16 +202,23 @@ def conflict_kind(conflict: ConflictRecord) -> str:
         return FieldKind.SCALAR.value
 
 
+HELD: Final = "held"
+"""Noted for a refused edit whose effect held already when it was made again (a restore of a live record, a
+delete of a deleted one): a refused edit it followed counts it as made (:func:`_covered`)."""
+
+
 def reapply_refused(library: LocalLibrary, refused: ConflictRecord) -> str:
-    """Make a refused edit again (:func:`_reapply`), and keep what it was made again as, for the refused
-    edits of the same record made after it (``Replica.note_remade``)."""
+    """Make a refused edit again (:func:`_reapply`), and note what it was made again as (its version, or
+    :data:`HELD`), for the refused edits of the same record made again after it (``Replica.note_remade``)."""
     before = _newest_version(library, refused.entity, refused.record_id)
-    done = _reapply(library, refused, after=_made_again_before(library, refused))
+    done, held = _reapply(library, refused, others=_refused_of(library, refused))
     after = _newest_version(library, refused.entity, refused.record_id)
-    if after is not None and after != before and same_replica(after.node, library.store.node_id):
-        replica = getattr(library.store, "replica", None)
-        if replica is not None:
+    replica = getattr(library.store, "replica", None)
+    if replica is not None:
+        if after is not None and after != before and same_replica(after.node, library.store.node_id):
             replica.note_remade(id=refused.id, version=after.encode())
+        elif held:
+            replica.note_remade(id=refused.id, version=HELD)
     return done
 
 
@@ -222,27 +228,84 @@ def _newest_version(library: LocalLibrary, entity: str, record_id: str) -> HLC |
     return max(versions) if versions else None
 
 
-def _made_again_before(library: LocalLibrary, refused: ConflictRecord) -> list[HLC]:
-    """The versions that this replica's refused edits of the same record, made before ``refused``, were made
-    again as (open or closed; those kept before 2026-11-30 say neither when they were made nor this)."""
-    mine = refused.mine if isinstance(refused.mine, dict) else {}
-    made = str(mine.get("hlc") or "")
+@dataclass(frozen=True)
+class _Refused:
+    """Another refused edit of the same record: its clock (its version as it was refused), its base, and what
+    it was made again as (a version, :data:`HELD`, or None: not made again, or dropped)."""
+
+    hlc: str
+    base: Mapping[str, Any]
+    remade: str | None
+
+
+def _refused_of(library: LocalLibrary, refused: ConflictRecord) -> dict[str, _Refused]:
+    """This replica's other refused edits of ``refused``'s record (open or closed) by their clock; those kept
+    before 2026-11-30 know neither their clock nor their base, and are left out."""
     replica = getattr(library.store, "replica", None)
-    if not made or replica is None:
-        return []
-    found: list[HLC] = []
+    if replica is None:
+        return {}
+    found: dict[str, _Refused] = {}
     same = replica.list_conflicts(entity=refused.entity, record_id=refused.record_id, include_resolved=True)
     for c in same:
         if c.field != REJECTED_FIELD or c.id == refused.id or not isinstance(c.mine, dict):
             continue
+        hlc, base = c.mine.get("hlc"), c.mine.get("base")
+        if not hlc or not isinstance(base, dict):
+            continue
         remade = c.base.get("remade_as") if isinstance(c.base, dict) else None
-        if remade and str(c.mine.get("hlc") or "") < made:
-            with contextlib.suppress(ValueError):
-                found.append(HLC.decode(str(remade)))
+        found[str(hlc)] = _Refused(str(hlc), base, str(remade) if remade else None)
     return found
 
 
-def _reapply(library: LocalLibrary, refused: ConflictRecord, *, after: list[HLC]) -> str:
+def _mapped_base(base: Mapping[str, Any], others: Mapping[str, _Refused]) -> dict[str, Any]:
+    """``base`` (wire form) with each version that is another refused edit (one no server ever stored)
+    replaced by what that edit was made again as, or, when it was not (not yet, dropped, or its effect
+    held), by what it was made on itself, field by field: the edit made again supersedes what its user had
+    seen, as far as it exists. Without it, an edit made again before the refused edit it was made on top of
+    had no common ancestor with the record: texts that merge were a conflict, and the value both replaced
+    came back as a side (QA)."""
+
+    def versions(name: str, given: Sequence[Any], seen: frozenset[str]) -> list[str]:
+        out: list[str] = []
+        for v in given:
+            other = others.get(str(v))
+            if other is None or str(v) in seen:
+                out.append(str(v))
+            elif other.remade and other.remade != HELD:
+                out.append(other.remade)
+            else:
+                pair = other.base.get(name)
+                if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], list):
+                    out += versions(name, pair[1], seen | {str(v)})
+        return sorted(set(out))
+
+    mapped: dict[str, Any] = {}
+    for name, pair in base.items():
+        if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], list):
+            mapped[name] = [pair[0], versions(name, pair[1], frozenset())]
+        else:
+            mapped[name] = pair
+    return mapped
+
+
+def _covered(hlc: str, others: Mapping[str, _Refused]) -> set[str]:
+    """The fields (and the tombstone) of the refused edit at ``hlc`` that a refused edit made after it, on
+    top of it, holds already: made again (or found holding) first, it decides them, as it did on this
+    replica. A delete made again after the restore that followed it deleted the record again: the restore
+    and the edits before the delete were lost (QA)."""
+    covered: set[str] = set()
+    for other in others.values():
+        if other.remade is None or other.hlc <= hlc:
+            continue
+        for name, pair in other.base.items():
+            if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], list) and hlc in pair[1]:
+                covered.add(name)
+    return covered
+
+
+def _reapply(
+    library: LocalLibrary, refused: ConflictRecord, *, others: Mapping[str, _Refused]
+) -> tuple[str, bool]:
     """Make a refused edit again, as a new local edit that the next sync pushes (``outputhub replica
     conflicts resolve ID --keep mine``), after whatever made the server refuse it has changed (a viewer made
     editor, a value fixed). A refused create is created again under its id (the server never stored it and
@@ -268,7 +331,7 @@ def _reapply(library: LocalLibrary, refused: ConflictRecord, *, after: list[HLC]
         current = None
     if kind == "create" and current is None:
         library.create(entity, values, id=record_id)
-        return f"{entity} {record_id} created again{left_out}"
+        return f"{entity} {record_id} created again{left_out}", False
     if current is None:
         raise LocalEditError(
             f"{entity} {record_id} is no longer in this replica: nothing to apply the edit to"
@@ -277,30 +340,40 @@ def _reapply(library: LocalLibrary, refused: ConflictRecord, *, after: list[HLC]
     if isinstance(base, dict) and kind in ("update", "delete", "restore"):
         # on the base it was made on: a write made meanwhile on another replica stays concurrent with it
         # (made on the record as it is now, it overwrote such writes without a trace; QA)
+        covered = _covered(str(mine.get("hlc") or ""), others)
+        if kind == "update":
+            later = sorted(name for name in values if name in covered)
+            for name in later:
+                values.pop(name)
+            if later and not values:
+                return f"{entity} {record_id}: a later refused edit made again holds its fields", False
+        elif TOMBSTONE in covered:
+            undone = "restored" if kind == "delete" else "deleted"
+            return f"{entity} {record_id} was {undone} by a later refused edit made again", False
         if kind == "delete" and current["deleted"]:
-            return f"{entity} {record_id} is deleted already{left_out}"
+            return f"{entity} {record_id} is deleted already{left_out}", True
         if kind == "restore" and not current["deleted"]:
-            return f"{entity} {record_id} is not deleted any more{left_out}"
+            return f"{entity} {record_id} is not deleted any more{left_out}", True
         if kind == "update" and current["deleted"] and _deleted_here(library, entity, record_id):
             # this replica deleted it since (a delete made again after the edit): the edit would bring it
             # back, as an edit another replica made concurrently would
-            return f"{entity} {record_id} is deleted here since: the refused edit is not made again"
-        if not library.remake(entity, record_id, kind, values, base, after=after):
-            return f"{entity} {record_id} already holds the refused values{left_out}"
+            return f"{entity} {record_id} is deleted here since: the refused edit is not made again", False
+        if not library.remake(entity, record_id, kind, values, _mapped_base(base, others)):
+            return f"{entity} {record_id} already holds the refused values{left_out}", False
         if taken is not None:
             return (
                 f"the refused edit of {entity} {record_id} made again without its name {taken!r}, which is "
                 f"taken: rename it to another name{left_out}"
-            )
+            ), False
         done = {"delete": "deleted again", "restore": "restored again"}.get(kind)
         if done:
-            return f"{entity} {record_id} {done}{left_out}"
-        return f"the refused {kind} of {entity} {record_id} made again{left_out}"
+            return f"{entity} {record_id} {done}{left_out}", False
+        return f"the refused {kind} of {entity} {record_id} made again{left_out}", False
     if kind == "delete":
         if current["deleted"]:
             raise LocalEditError(f"{entity} {record_id} is deleted already")
         library.delete(entity, record_id)
-        return f"{entity} {record_id} deleted again"
+        return f"{entity} {record_id} deleted again", False
     if kind == "restore" or (kind == "create" and current["deleted"]):
         library.restore(entity, record_id)
     # a refused resolution resolves again the conflict on its field that is open now (made as a plain edit
@@ -311,15 +384,15 @@ def _reapply(library: LocalLibrary, refused: ConflictRecord, *, after: list[HLC]
             library.resolve_conflict(entity, record_id, conflict.id, Merged(values.pop(conflict.field)))
             resolving.discard(conflict.field)
             if not values:
-                return f"the refused resolution of {entity} {record_id} made again"
+                return f"the refused resolution of {entity} {record_id} made again", False
     if values and not library.edit(entity, record_id, values):
-        return f"{entity} {record_id} already holds the refused values{left_out}"
+        return f"{entity} {record_id} already holds the refused values{left_out}", False
     if taken is not None:
         return (
             f"the refused edit of {entity} {record_id} made again without its name {taken!r}, which is "
             f"taken: rename it to another name{left_out}"
-        )
-    return f"the refused {kind or 'edit'} of {entity} {record_id} made again{left_out}"
+        ), False
+    return f"the refused {kind or 'edit'} of {entity} {record_id} made again{left_out}", False
 
 
 def _deleted_here(library: LocalLibrary, entity: str, record_id: str) -> bool:

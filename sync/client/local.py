@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any, Final, Literal
 
 from outputhub.common.clock import DEFAULT_MAX_DRIFT_MS, HLC, tick
@@ -16,12 +15,10 @@ from outputhub.sync.client.errors import LocalEditError
 from outputhub.sync.engine import (
     DEFAULT_SCHEMA,
     LOOKUP_ENTITIES,
-    TOMBSTONE,
     Change,
     ChangeKind,
     Conflict,
     ConflictKind,
-    FieldBase,
     InvalidChangeError,
     Merged,
     RecordState,
@@ -279,20 +276,15 @@ class LocalLibrary:
         kind: str,
         values: Mapping[str, Any],
         base: Mapping[str, Any],
-        *,
-        after: Iterable[HLC] = (),
     ) -> bool:
         """Make again an edit the server refused (an update, delete or restore; ``values`` and ``base`` as
-        the refused op carried them on the wire), on the base it was first made on: what it supersedes is
-        what its user had seen then, and ``after``: the versions that refused edits of this replica made
-        before it were made again as (its user had seen those edits too). Every other write stays
-        concurrent with it, whoever made it: another replica's edit made meanwhile, and a refused edit made
-        after it and made again first (a text merges, a value is a conflict, an edit beats the delete), as
-        they would have had the server taken the edits at once. Made on the record as it is now, it
-        overwrote such writes without a trace (QA); superseding every head this replica wrote, the older of
-        two refused titles made again last replaced the newer (QA). False when an update has nothing left
-        to change."""
-        predecessors = frozenset(after)
+        the refused op carried them on the wire), on the base it was first made on, as its caller maps it
+        (``reapply_refused``: a version of another refused edit becomes what that one was made again as):
+        what it supersedes is what its user had seen. Every other write stays concurrent with it: another
+        replica's edit made meanwhile, a refused edit made after it but made again first (a text merges, a
+        value is a conflict, an edit beats the delete), as they would have had the server taken the edits
+        at once. Made on the record as it is now, it overwrote such writes without a trace (QA). False when
+        an update has nothing left to change."""
         with self.store.transaction():
             state, revision = self._load(entity, record_id)
             coerced: dict[str, Any] = {}
@@ -323,17 +315,9 @@ class LocalLibrary:
                     },
                 }
                 try:
-                    change = change_from_wire(wire)
+                    return change_from_wire(wire)
                 except ProtocolError as exc:
                     raise InvalidChangeError(str(exc)) from None
-                known = state.known_versions
-                bases = dict(change.base)
-                for name in bases:  # the versions each field's writes hold that were made again before it
-                    field_state = state.tombstone if name == TOMBSTONE else state.fields.get(name)
-                    held = field_state.versions | field_state.superseded if field_state is not None else set()
-                    seen = frozenset(v for v in predecessors if v in held and v in known)
-                    bases[name] = FieldBase(bases[name].value, bases[name].versions | seen)
-                return replace(change, base=bases)
 
             return self._record(state, revision, build)
 

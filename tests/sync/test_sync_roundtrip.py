@@ -970,8 +970,8 @@ def test_refused_edits_made_again_in_their_order_leave_a_deleted_record_deleted(
         assert org.owner.patch(member, json={"role": "editor"}).status_code == 200
         said = _remade(ours, reverse=reverse)
         assert len(said) == len(refused), said
-        if reverse:
-            assert f"output {ids['output']} is deleted here since: the refused edit is not made again" in said
+        if reverse:  # the untagging, made again after the delete that followed it, is held by that delete
+            assert f"output {ids['output']}: a later refused edit made again holds its fields" in said, said
         assert ours.sync().refused == []
         gone = (f"outputs/{ids['output']}", f"prompts/{ids['prompt']}", f"knowledge-types/{ids['knowledge']}")
         for path in gone:
@@ -982,13 +982,14 @@ def test_refused_edits_made_again_in_their_order_leave_a_deleted_record_deleted(
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["in their order", "the other way round"])
-def test_two_refused_edits_of_one_field_made_again_keep_both_or_the_newer(  # type: ignore[no-untyped-def]
+def test_two_refused_edits_of_one_field_made_again_end_with_the_newer(  # type: ignore[no-untyped-def]
     client, org, tmp_path: Path, reverse: bool
 ) -> None:
     """A demoted editor offline makes a tag, edits its description, then sets a prompt's title to T1, then
-    to T2; all are refused. Made again in their order, the tag's edit follows its create and T2 follows T1,
-    with no conflict. Made again newest first, T1 superseded T2 and T2 was gone without a conflict (QA): the
-    two are now concurrent, a conflict, each side kept."""
+    to T2; all are refused. Made again in their order, the tag's edit follows its create and T2 follows T1.
+    Made again newest first, T1 superseded T2 and T2 was gone without a conflict (QA); then they were a
+    conflict, T2 made on no common ancestor with the record (QA again). T2 was made on top of T1: made again
+    first, it holds the title, and T1, made again after, is held by it. Either way: T2, no conflict."""
     ids = seed_library(org)
     editor = add_member(org, "editor")
     ours = make_device(tmp_path, "demoted", http=client, base_url="", token=editor.token, org_id=org.id)
@@ -1007,12 +1008,50 @@ def test_two_refused_edits_of_one_field_made_again_keep_both_or_the_newer(  # ty
         served = org.owner.get(f"{org.base}/tags/{tag}").json()
         conflicts = org.owner.get(f"{org.base}/sync/conflicts").json()
         title = org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()["title"]
-        if not reverse:
-            assert served["description"] == "then described" and conflicts == [] and title == "T2"
-        else:
-            [conflict] = [c for c in conflicts if c["record_id"] == ids["prompt"]]
-            assert {conflict["winner"]["value"], conflict["loser"]["value"]} == {"T1", "T2"}, conflict
-            assert title in ("T1", "T2")
-            assert served["description"] == "then described"  # the edit, made first, lost nothing
+        assert served["description"] == "then described" and conflicts == [] and title == "T2", conflicts
+    finally:
+        ours.replica.close()
+
+
+@pytest.mark.parametrize("order", ["in their order", "the other way round", "the first dropped"])
+def test_chains_of_refused_edits_made_again_end_as_their_user_left_them(  # type: ignore[no-untyped-def]
+    client, org, tmp_path: Path, order: str
+) -> None:
+    """A demoted editor offline edits a prompt's body twice (different lines), and edits, deletes and restores
+    another prompt; all are refused. Made again in any order, the record ends as the user left it: the
+    restored prompt live with its edit (made again newest first, the delete came last and deleted it: the
+    restore and the edit were lost; QA), the body with both lines, no conflict (the second edit made first
+    had no common ancestor with the record: a conflict, with the body both edits replaced as a side; QA).
+    Dropping the first edit (``--keep theirs``) leaves the second on the record, without a conflict."""
+    ids = seed_library(org)
+    editor = add_member(org, "editor")
+    other = org.owner.post(f"{org.base}/prompts", json={"title": "S", "body": "s"}).json()["id"]
+    ours = make_device(tmp_path, "demoted", http=client, base_url="", token=editor.token, org_id=org.id)
+    try:
+        ours.sync()
+        member = f"{org.base}/members/{editor.user_id}"
+        assert org.owner.patch(member, json={"role": "viewer"}).status_code == 200
+        body = "l1\nl2\nl3\nl4\nl5\n"
+        assert org.owner.patch(f"{org.base}/prompts/{ids['prompt']}", json={"body": body}).status_code == 200
+        ours.sync()
+        ours.library.edit("prompt", ids["prompt"], {"body": "x1\nl2\nl3\nl4\nl5\n"})
+        ours.library.edit("prompt", ids["prompt"], {"body": "x1\nl2\nx3\nl4\nl5\n"})
+        ours.library.edit("prompt", other, {"title": "S-edit"})
+        ours.library.delete("prompt", other)
+        ours.library.restore("prompt", other)
+        assert len(ours.sync().refused) == 5
+        assert org.owner.patch(member, json={"role": "editor"}).status_code == 200
+        if order == "the first dropped":
+            edits = [c for c in ours.open_conflicts() if c.field == REJECTED_FIELD]
+            first = min((c for c in edits if c.record_id == ids["prompt"]), key=lambda c: str(c.mine["hlc"]))
+            ours.replica.resolve_conflict(id=first.id)
+        _remade(ours, reverse=order == "the other way round")
+        assert ours.sync().refused == []
+        served = org.owner.get(f"{org.base}/prompts/{ids['prompt']}").json()
+        assert served["body"] == "x1\nl2\nx3\nl4\nl5\n"
+        restored = org.owner.get(f"{org.base}/prompts/{other}")
+        assert restored.status_code == 200 and restored.json()["title"] == "S-edit"
+        assert org.owner.get(f"{org.base}/sync/conflicts").json() == []
+        assert ours.open_conflicts() == []
     finally:
         ours.replica.close()
