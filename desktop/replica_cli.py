@@ -53,6 +53,7 @@ from outputhub.desktop.services.sync import (
     list_organizations,
     normalize_url,
     progress_text,
+    renew_saved_login,
 )
 from outputhub.desktop.services.vault import require_acceptable_passphrase
 from outputhub.desktop.storage import open_replica
@@ -567,28 +568,9 @@ LOGIN_GONE = (
 
 
 def _refreshed_access_token(store: ReplicaSyncStore, server: str) -> str:
-    """A new access token for the saved login, the rotated refresh token saved. The renewal is sent
-    without holding the replica's write lock (a slow link held it, and local edits failed with "locked",
-    for up to a minute and a half): two syncs of one replica renewing at once send the same token, which
-    the server answers alike (a retry), and the new token is saved only over the one that was sent, never
-    over a newer one another sync saved meanwhile. Raises ``ServerUnreachableError``, or
-    ``AuthenticationFailedError`` when the login is gone."""
-    credential = store.replica.get_setting(key="refresh_token") or ""
-    try:
-        pair = refresh_tokens(server, refresh_token=credential)
-    except ServerUnreachableError:
-        raise
-    except SyncError:
-        with store.replica.transaction():  # forgotten, as the desktop forgets it: both say "log in again"
-            if (store.replica.get_setting(key="refresh_token") or "") == credential:
-                for key in ("access_token", "refresh_token"):
-                    store.replica.set_setting(key=key, value=None)
-        raise AuthenticationFailedError(LOGIN_GONE) from None
-    with store.replica.transaction():
-        if (store.replica.get_setting(key="refresh_token") or "") == credential:
-            store.replica.set_setting(key="refresh_token", value=str(pair["refresh_token"]))
-            store.replica.set_setting(key="access_token", value=str(pair["access_token"]))
-    return str(pair["access_token"])
+    """A new access token for the saved login (``renew_saved_login``, as the desktop renews it). Raises
+    ``ServerUnreachableError``, or ``AuthenticationFailedError`` saying :data:`LOGIN_GONE`."""
+    return renew_saved_login(store.replica, server, gone=LOGIN_GONE, refresh=refresh_tokens)
 
 
 def _remote(store: ReplicaSyncStore) -> HttpRemote:

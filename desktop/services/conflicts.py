@@ -360,15 +360,7 @@ def _reapply(
             return f"{entity} {record_id} is deleted here since: the refused edit is not made again", False
         if not library.remake(entity, record_id, kind, values, _mapped_base(base, others)):
             return f"{entity} {record_id} already holds the refused values{left_out}", False
-        if taken is not None:
-            return (
-                f"the refused edit of {entity} {record_id} made again without its name {taken!r}, which is "
-                f"taken: rename it to another name{left_out}"
-            ), False
-        done = {"delete": "deleted again", "restore": "restored again"}.get(kind)
-        if done:
-            return f"{entity} {record_id} {done}{left_out}", False
-        return f"the refused {kind} of {entity} {record_id} made again{left_out}", False
+        return _made_again(entity, record_id, kind, taken, left_out), False
     if kind == "delete":
         if current["deleted"]:
             raise LocalEditError(f"{entity} {record_id} is deleted already")
@@ -387,12 +379,23 @@ def _reapply(
                 return f"the refused resolution of {entity} {record_id} made again", False
     if values and not library.edit(entity, record_id, values):
         return f"{entity} {record_id} already holds the refused values{left_out}", False
+    return _made_again(entity, record_id, kind or "edit", taken, left_out, said_as_done=False), False
+
+
+def _made_again(
+    entity: str, record_id: str, kind: str, taken: str | None, left_out: str, *, said_as_done: bool = True
+) -> str:
+    """What making a refused edit again did, in words (``said_as_done``: a delete or restore as "deleted
+    again" / "restored again", as a refused edit made again on its base says it)."""
     if taken is not None:
         return (
             f"the refused edit of {entity} {record_id} made again without its name {taken!r}, which is "
             f"taken: rename it to another name{left_out}"
-        ), False
-    return f"the refused {kind or 'edit'} of {entity} {record_id} made again{left_out}", False
+        )
+    done = {"delete": "deleted again", "restore": "restored again"}.get(kind) if said_as_done else None
+    if done:
+        return f"{entity} {record_id} {done}{left_out}"
+    return f"the refused {kind} of {entity} {record_id} made again{left_out}"
 
 
 def _deleted_here(library: LocalLibrary, entity: str, record_id: str) -> bool:

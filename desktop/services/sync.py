@@ -225,6 +225,7 @@ def progress_text(phase: str, done: int, total: int | None) -> str:
 class SyncService:
     def __init__(self, *, replica: Replica, http_timeout: float = 30.0, pull_page: int = PULL_PAGE) -> None:
         self._replica = replica
+        adopt_older_login(replica)  # once, when the library is opened (not at every read of the settings)
         self._timeout = http_timeout
         self._pull_page = pull_page
 
@@ -234,7 +235,6 @@ class SyncService:
         return self._replica.get_setting(key=key) or ""
 
     def settings(self) -> SyncSettings:
-        adopt_older_login(self._replica)
         return SyncSettings(
             server_url=self._get("server_url"),
             email=self._get("email"),
@@ -463,30 +463,43 @@ class SyncService:
             remote.close()
 
     def _renewed_access_token(self) -> str:
-        """Swap the refresh token for a new pair (access tokens are short-lived) and keep it. Sent without
-        holding the replica's write lock (edits in the window would wait for a slow link), the new pair
-        saved only over the token that was sent (see ``replica_cli._refreshed_access_token``). Raises
-        ``ServerUnreachableError``, or ``AuthenticationFailedError`` (the saved login forgotten) if
-        refused."""
-        refresh, url = self._get("refresh_token"), self._get("server_url")
-        try:
-            body = refresh_tokens(url, refresh_token=refresh) if refresh and url else None
-        except ServerUnreachableError:
-            raise
-        except SyncError:
-            body = None
-        with self._replica.transaction():
-            still = self._get("refresh_token") == refresh
-            if body is not None:
-                if still:
-                    self._replica.set_setting(key="access_token", value=str(body["access_token"]))
-                    self._replica.set_setting(key="refresh_token", value=str(body["refresh_token"]))
-                return str(body["access_token"])
-            if not still:  # refused, but another sync renewed it meanwhile: theirs stands
-                return self._get("access_token")
-            for key in ("access_token", "refresh_token"):  # refused: the login is gone
-                self._replica.set_setting(key=key, value=None)
-        raise AuthenticationFailedError("your login has expired: log in again in Settings")
+        return renew_saved_login(
+            self._replica, self._get("server_url"), gone="your login has expired: log in again in Settings"
+        )
+
+
+def renew_saved_login(
+    replica: Replica,
+    url: str,
+    *,
+    gone: str,
+    refresh: Callable[..., dict[str, Any]] = refresh_tokens,
+) -> str:
+    """Swap the saved refresh token (:data:`LOGIN_SETTINGS`) for a new pair (access tokens are short-lived)
+    and keep it; the desktop and ``outputhub replica`` renew alike. Sent without holding the replica's write
+    lock (edits meanwhile would wait for a slow link): two syncs renewing at once send the same token, which
+    the server answers alike (a retry), and the new pair is saved only over the token that was sent, never
+    over a newer one another sync saved meanwhile. Raises ``ServerUnreachableError``, or
+    ``AuthenticationFailedError(gone)`` with the saved login forgotten when the server refuses it."""
+    sent = replica.get_setting(key="refresh_token") or ""
+    try:
+        body = refresh(url, refresh_token=sent) if sent and url else None
+    except ServerUnreachableError:
+        raise
+    except SyncError:
+        body = None
+    with replica.transaction():
+        still = (replica.get_setting(key="refresh_token") or "") == sent
+        if body is not None:
+            if still:
+                replica.set_setting(key="access_token", value=str(body["access_token"]))
+                replica.set_setting(key="refresh_token", value=str(body["refresh_token"]))
+            return str(body["access_token"])
+        if not still:  # refused, but another sync renewed it meanwhile: theirs stands
+            return replica.get_setting(key="access_token") or ""
+        for key in ("access_token", "refresh_token"):  # refused: the login is gone
+            replica.set_setting(key=key, value=None)
+    raise AuthenticationFailedError(gone)
 
 
 def _field(value: Any, name: str) -> str:
